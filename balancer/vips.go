@@ -1,0 +1,229 @@
+package balancer
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// VIP is one configured virtual IP: an address with the prefix length it is
+// added with, and optionally the VRID the operator pinned it to.
+type VIP struct {
+	Prefix netip.Prefix
+	VRID   int // 0: allocate from vrid_base
+}
+
+// ParseVIP accepts "ADDR" (a host route: /32 or /128) or "ADDR/PREFIX".
+func ParseVIP(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not an address or ADDR/PREFIX", s)
+		}
+		if p.Addr().Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("%q: a VIP has no zone", s)
+		}
+		return p, checkVIPAddr(s, p.Addr())
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not an address or ADDR/PREFIX", s)
+	}
+	if a.Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("%q: a VIP has no zone", s)
+	}
+	return netip.PrefixFrom(a, a.BitLen()), checkVIPAddr(s, a)
+}
+
+func checkVIPAddr(s string, a netip.Addr) error {
+	if a.Is4In6() {
+		return fmt.Errorf("%q: write IPv4 VIPs as IPv4", s)
+	}
+	if !a.IsGlobalUnicast() || a.IsLinkLocalUnicast() {
+		return fmt.Errorf("%q is not a unicast address a VIP can use", s)
+	}
+	return nil
+}
+
+// UnmarshalYAML accepts "ADDR", "ADDR/PREFIX" or {address: ..., vrid: N}.
+func (v *VIP) UnmarshalYAML(n *yaml.Node) error {
+	var addr string
+	switch n.Kind {
+	case yaml.ScalarNode:
+		addr = n.Value
+	case yaml.MappingNode:
+		var m struct {
+			Address string `yaml:"address"`
+			VRID    int    `yaml:"vrid"`
+		}
+		if err := n.Decode(&m); err != nil {
+			return err
+		}
+		if m.Address == "" {
+			return fmt.Errorf("line %d: a VIP entry needs address", n.Line)
+		}
+		if m.VRID < 0 || m.VRID > 255 || (m.VRID == 0 && strings.Contains(nodeText(n), "vrid")) {
+			return fmt.Errorf("line %d: vrid %d for %s: VRIDs are 1..255", n.Line, m.VRID, m.Address)
+		}
+		addr, v.VRID = m.Address, m.VRID
+	default:
+		return fmt.Errorf("line %d: a VIP is \"ADDR\", \"ADDR/PREFIX\" or {address, vrid}", n.Line)
+	}
+	p, err := ParseVIP(addr)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	v.Prefix = p
+	return nil
+}
+
+func nodeText(n *yaml.Node) string {
+	var keys []string
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		keys = append(keys, n.Content[i].Value)
+	}
+	return strings.Join(keys, ",")
+}
+
+// MarshalYAML writes the short form when no VRID is pinned.
+func (v VIP) MarshalYAML() (any, error) {
+	if v.VRID == 0 {
+		return v.Prefix.String(), nil
+	}
+	return map[string]any{"address": v.Prefix.String(), "vrid": v.VRID}, nil
+}
+
+// Group is what one virtual router carries and what the ranking balances:
+// one VIP, or several sharing a VRID when VIPs outnumber free VRIDs or the
+// operator pinned them to one.
+type Group struct {
+	V6   bool
+	VRID int
+	VIPs []netip.Prefix
+}
+
+// Family names the group's address family.
+func (g Group) Family() string {
+	if g.V6 {
+		return "ipv6"
+	}
+	return "ipv4"
+}
+
+// Key identifies the group for ranking; it depends only on the addresses,
+// so every node computes the same key whatever order VIPs are listed in.
+func (g Group) Key() string {
+	s := make([]string, len(g.VIPs))
+	for i, p := range g.VIPs {
+		s[i] = p.Addr().String()
+	}
+	slices.Sort(s)
+	return strings.Join(s, "+")
+}
+
+// Allocation is the result of AssignVRIDs.
+type Allocation struct {
+	Groups []Group
+	// Grouped lists, per family, how many VIPs had to share VRIDs because
+	// there were more VIPs than free VRIDs; empty when every VIP has its own.
+	Grouped []string
+}
+
+// AssignVRIDs gives every VIP a VRID. VIP i (in config order) gets base+i
+// unless it names one; a VRID named by several VIPs of one family groups
+// them. When VIPs outnumber the free VRIDs from base to limit, the VIPs
+// without a pinned VRID share the free ones round-robin, and that is reported.
+func AssignVRIDs(vips []VIP, base, limit int) (Allocation, error) {
+	if base < 1 || base > 255 || limit < base || limit > 255 {
+		return Allocation{}, fmt.Errorf("VRID range %d..%d: VRIDs are 1..255", base, limit)
+	}
+	seen := map[netip.Addr]bool{}
+	type fam struct {
+		pinned map[int][]netip.Prefix
+		auto   []int // indexes into vips
+	}
+	fams := [2]fam{{pinned: map[int][]netip.Prefix{}}, {pinned: map[int][]netip.Prefix{}}}
+	for i, v := range vips {
+		a := v.Prefix.Addr()
+		if seen[a] {
+			return Allocation{}, fmt.Errorf("VIP %s is listed twice", a)
+		}
+		seen[a] = true
+		f := &fams[b2i(a.Is6())]
+		if v.VRID != 0 {
+			f.pinned[v.VRID] = append(f.pinned[v.VRID], v.Prefix)
+		} else {
+			f.auto = append(f.auto, i)
+		}
+	}
+	for vrid := range fams[0].pinned {
+		if v6, ok := fams[1].pinned[vrid]; ok {
+			return Allocation{}, fmt.Errorf("VRID %d is pinned by IPv4 VIP %s and IPv6 VIP %s: a virtual router carries one address family, give one of them another vrid",
+				vrid, fams[0].pinned[vrid][0].Addr(), v6[0].Addr())
+		}
+	}
+	var out Allocation
+	for fi := range fams {
+		f := &fams[fi]
+		byVRID := map[int][]netip.Prefix{}
+		for vrid, ps := range f.pinned {
+			byVRID[vrid] = slices.Clone(ps)
+		}
+		var free []int
+		for id := base; id <= limit; id++ {
+			if _, taken := f.pinned[id]; !taken {
+				free = append(free, id)
+			}
+		}
+		if len(f.auto) > 0 && len(free) == 0 {
+			return Allocation{}, fmt.Errorf("no free VRID in %d..%d for %d %s VIPs: lower vrid_base or pin fewer VRIDs", base, limit, len(f.auto), Group{V6: fi == 1}.Family())
+		}
+		if len(f.auto) > len(free) {
+			out.Grouped = append(out.Grouped, fmt.Sprintf("%d %s VIPs share %d free VRIDs (%d..%d): about %d VIPs per VRID move together",
+				len(f.auto), Group{V6: fi == 1}.Family(), len(free), base, limit, (len(f.auto)+len(free)-1)/len(free)))
+			for j, i := range f.auto {
+				id := free[j%len(free)]
+				byVRID[id] = append(byVRID[id], vips[i].Prefix)
+			}
+		} else {
+			used := map[int]bool{}
+			for _, i := range f.auto {
+				id := base + i
+				if _, taken := f.pinned[id]; taken || id > limit || used[id] {
+					id = firstUnused(free, used)
+				}
+				used[id] = true
+				byVRID[id] = append(byVRID[id], vips[i].Prefix)
+			}
+		}
+		ids := make([]int, 0, len(byVRID))
+		for id := range byVRID {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		for _, id := range ids {
+			out.Groups = append(out.Groups, Group{V6: fi == 1, VRID: id, VIPs: byVRID[id]})
+		}
+	}
+	return out, nil
+}
+
+func firstUnused(free []int, used map[int]bool) int {
+	for _, id := range free {
+		if !used[id] {
+			return id
+		}
+	}
+	return free[0] // unreachable: callers ensure len(auto) <= len(free)
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,277 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+
+	"github.com/garpd/garpd/vrrp"
+)
+
+func newAgentCmd() *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "agent --config FILE",
+		Short: "Run the VRRP agent: hold, fail over and announce this node's VIPs",
+		Long: `Run the garpd agent on this node.
+
+The agent runs one VRRP virtual router per VIP (or VIP group) on the
+configured interface, adds the VIPs it is master for and announces them
+with gratuitous ARP / unsolicited neighbour advertisements.
+
+Signals: SIGHUP reloads the config (an invalid one is logged and ignored);
+SIGTERM or SIGINT resigns every master with a priority-0 advert, removes
+the VIPs and exits 0.
+
+Exit codes: 0 clean stop, 1 runtime failure, 2 invalid config.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if path == "" {
+				return usageError(errors.New("--config is required, e.g. garpd agent --config /etc/garpd/garpd.yaml"))
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			return runAgent(ctx, path, hup, cmd.ErrOrStderr())
+		},
+	}
+	cmd.Flags().StringVarP(&path, "config", "c", "", "path of the YAML config file")
+	return cmd
+}
+
+func parseLevel(s string) (zerolog.Level, error) {
+	l, err := zerolog.ParseLevel(s)
+	if err != nil || s == "" {
+		return 0, fmt.Errorf("%q: use trace, debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func newLogger(c logConfig, w io.Writer) zerolog.Logger {
+	if c.Format == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000"}
+	}
+	lvl, _ := parseLevel(c.Level)
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+}
+
+// agent holds the running pieces so a reload can swap them.
+type agent struct {
+	log      zerolog.Logger
+	reg      *prometheus.Registry
+	metrics  *vrrp.Metrics
+	started  time.Time
+	mu       sync.Mutex
+	cur      *loaded
+	engine   *vrrp.Engine
+	stopEng  context.CancelFunc
+	engDone  chan error
+}
+
+func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.Writer) error {
+	l, err := loadConfig(path)
+	if err != nil {
+		return err
+	}
+	a := &agent{log: newLogger(l.cfg.Log, stderr), reg: prometheus.NewRegistry(), started: time.Now()}
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.metrics = vrrp.NewMetrics(a.reg)
+	if err := a.startEngine(l); err != nil {
+		return err
+	}
+	srv, err := a.serveHTTP(l.cfg.HTTP.Listen)
+	if err != nil {
+		a.stopEngine()
+		return err
+	}
+	a.log.Info().Str("node", l.cfg.Node).Str("interface", l.cfg.Interface).Int("routers", len(l.routers)).
+		Int("vrrp_version", l.cfg.VRRP.Version).Dur("advert_interval", l.cfg.VRRP.AdvertInterval).
+		Str("http", l.cfg.HTTP.Listen).Msg("garpd agent started")
+	for _, g := range l.alloc.Grouped {
+		a.log.Warn().Msg(g)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			a.log.Info().Msg("stopping: resigning masters and removing VIPs")
+			err := a.stopEngine()
+			shut, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			srv.Shutdown(shut)
+			cancel()
+			if err != nil {
+				return err
+			}
+			a.log.Info().Msg("garpd agent stopped")
+			return nil
+		case err := <-a.engDone:
+			srv.Close()
+			return fmt.Errorf("VRRP engine stopped: %w", err)
+		case <-hup:
+			srv = a.reload(path, srv)
+		}
+	}
+}
+
+func (a *agent) startEngine(l *loaded) error {
+	c := l.cfg
+	tr, err := vrrp.ListenTransport(vrrp.TransportConfig{
+		Interface: c.Interface, UnicastPeers: l.peers,
+		IPv4: hasFamily(l, false), IPv6: hasFamily(l, true),
+	})
+	if err != nil {
+		return err
+	}
+	addrs, err := vrrp.NewNetlinkAddresses(c.Interface)
+	if err != nil {
+		tr.Close()
+		return err
+	}
+	ann, err := vrrp.NewLinuxAnnouncer(c.Interface, vrrp.AnnounceBoth)
+	if err != nil {
+		tr.Close()
+		return err
+	}
+	eng, err := vrrp.NewEngine(c.VRRP, c.GARP, l.routers, vrrp.Deps{
+		Transport: tr, Addresses: addrs, Announcer: ann, Log: a.log, Metrics: a.metrics,
+	})
+	if err != nil {
+		tr.Close()
+		ann.Close()
+		return &configError{err}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		err := eng.Run(ctx)
+		tr.Close()
+		ann.Close()
+		done <- err
+	}()
+	a.mu.Lock()
+	a.cur, a.engine, a.stopEng, a.engDone = l, eng, cancel, done
+	a.mu.Unlock()
+	return nil
+}
+
+// stopEngine resigns and waits for the engine to release every VIP.
+func (a *agent) stopEngine() error {
+	a.mu.Lock()
+	cancel, done := a.stopEng, a.engDone
+	a.mu.Unlock()
+	cancel()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(2 * time.Second):
+		return errors.New("VRRP engine did not stop within 2s")
+	}
+}
+
+func hasFamily(l *loaded, v6 bool) bool {
+	for _, g := range l.alloc.Groups {
+		if g.V6 == v6 {
+			return true
+		}
+	}
+	return false
+}
+
+// reload applies a new config: routers change in place when the transport
+// settings are the same, otherwise the engine restarts. An invalid config
+// changes nothing.
+func (a *agent) reload(path string, srv *http.Server) *http.Server {
+	l, err := loadConfig(path)
+	if err != nil {
+		a.log.Error().Err(err).Msg("reload rejected; keeping the running config")
+		return srv
+	}
+	a.mu.Lock()
+	cur, eng := a.cur, a.engine
+	a.mu.Unlock()
+	if sameTransport(cur.cfg, l.cfg) {
+		if err := eng.Update(context.Background(), l.routers); err != nil {
+			a.log.Error().Err(err).Msg("reload rejected; keeping the running config")
+			return srv
+		}
+		a.mu.Lock()
+		a.cur = l
+		a.mu.Unlock()
+	} else {
+		a.log.Warn().Msg("reload changes interface, vrrp or garp settings: restarting the VRRP engine")
+		if err := a.stopEngine(); err != nil {
+			a.log.Error().Err(err).Msg("old engine stopped with an error")
+		}
+		if err := a.startEngine(l); err != nil {
+			a.log.Error().Err(err).Msg("new config cannot start; restarting with the previous one")
+			if err := a.startEngine(cur); err != nil {
+				a.log.Error().Err(err).Msg("previous config cannot start either")
+			}
+			return srv
+		}
+	}
+	if l.cfg.HTTP.Listen != cur.cfg.HTTP.Listen {
+		nsrv, err := a.serveHTTP(l.cfg.HTTP.Listen)
+		if err != nil {
+			a.log.Error().Err(err).Msg("new http.listen cannot be used; keeping the old listener")
+		} else {
+			srv.Close()
+			srv = nsrv
+		}
+	}
+	a.log.Info().Int("routers", len(l.routers)).Msg("config reloaded")
+	return srv
+}
+
+type statusJSON struct {
+	Node      string              `json:"node"`
+	Interface string              `json:"interface"`
+	Version   string              `json:"version"`
+	Uptime    string              `json:"uptime"`
+	Routers   []vrrp.RouterStatus `json:"routers"`
+}
+
+func (a *agent) serveHTTP(listen string) (*http.Server, error) {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, fmt.Errorf("http.listen %s: %w", listen, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
+		a.mu.Lock()
+		cur, eng := a.cur, a.engine
+		a.mu.Unlock()
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		defer cancel()
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(statusJSON{
+			Node: cur.cfg.Node, Interface: cur.cfg.Interface, Version: version,
+			Uptime: time.Since(a.started).Round(time.Second).String(), Routers: eng.Status(ctx),
+		})
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	return srv, nil
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"reflect"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/garpd/garpd/balancer"
+	"github.com/garpd/garpd/vrrp"
+)
+
+// agentConfig is the agent's YAML file: the packages' sections composed.
+type agentConfig struct {
+	Node       string          `yaml:"node"`
+	Interface  string          `yaml:"interface"`
+	VIPs       []balancer.VIP  `yaml:"vips"`
+	VRRP       vrrp.Config     `yaml:"vrrp"`
+	Priorities map[string]int  `yaml:"priorities"`
+	GARP       vrrp.GARPConfig `yaml:"garp"`
+	HTTP       httpConfig      `yaml:"http"`
+	Log        logConfig       `yaml:"log"`
+}
+
+type httpConfig struct {
+	Listen string `yaml:"listen"`
+}
+
+type logConfig struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// loaded is a validated config with what was derived from it.
+type loaded struct {
+	cfg     agentConfig
+	alloc   balancer.Allocation
+	routers []vrrp.RouterSpec
+	peers   []netip.Addr
+}
+
+// configError marks a config problem: the agent exits 2 for it.
+type configError struct{ err error }
+
+func (e *configError) Error() string { return e.err.Error() }
+func (e *configError) Unwrap() error { return e.err }
+
+// loadConfig reads, defaults and validates a config file. Every problem is
+// reported with the key it is about; nothing is used unless all is valid.
+func loadConfig(path string) (*loaded, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &configError{fmt.Errorf("read config: %w", err)}
+	}
+	l, err := parseConfig(raw)
+	if err != nil {
+		return nil, &configError{fmt.Errorf("config %s: %w", path, err)}
+	}
+	return l, nil
+}
+
+func parseConfig(raw []byte) (*loaded, error) {
+	var c agentConfig
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	if c.Node == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("node: not set and the host name is unknown: %w", err)
+		}
+		c.Node = h
+	}
+	c.VRRP = c.VRRP.WithDefaults()
+	c.GARP = c.GARP.WithDefaults()
+	if c.HTTP.Listen == "" {
+		c.HTTP.Listen = "127.0.0.1:9496"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "json"
+	}
+
+	var errs []error
+	section := func(name string, err error) {
+		if err == nil {
+			return
+		}
+		for _, line := range strings.Split(err.Error(), "\n") {
+			errs = append(errs, fmt.Errorf("%s.%s", name, line))
+		}
+	}
+	if c.Interface == "" {
+		errs = append(errs, errors.New("interface: required: the interface on the VIPs' L2 segment, e.g. interface: eth0"))
+	}
+	if len(c.VIPs) == 0 {
+		errs = append(errs, errors.New("vips: required: list at least one virtual IP"))
+	}
+	section("vrrp", c.VRRP.Validate())
+	section("garp", c.GARP.Validate())
+	if _, err := parseLevel(c.Log.Level); err != nil {
+		errs = append(errs, fmt.Errorf("log.level: %w", err))
+	}
+	if c.Log.Format != "json" && c.Log.Format != "console" {
+		errs = append(errs, fmt.Errorf("log.format: %q: use json or console", c.Log.Format))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+
+	l := &loaded{cfg: c}
+	var err error
+	if l.alloc, err = balancer.AssignVRIDs(c.VIPs, c.VRRP.VRIDBase, 255); err != nil {
+		return nil, fmt.Errorf("vips: %w", err)
+	}
+	for _, g := range l.alloc.Groups {
+		if g.V6 && c.VRRP.Version == 2 {
+			return nil, fmt.Errorf("vips: %s is IPv6, which VRRPv2 cannot carry: set vrrp.version: 3", g.VIPs[0])
+		}
+	}
+	if l.routers, err = balancer.StaticRouters(l.alloc, c.Priorities); err != nil {
+		return nil, err
+	}
+	if l.peers, err = c.VRRP.Peers(); err != nil {
+		return nil, fmt.Errorf("vrrp.%w", err)
+	}
+	return l, nil
+}
+
+// sameTransport reports whether two configs can share one running engine,
+// differing at most in their routers (VIPs and priorities).
+func sameTransport(a, b agentConfig) bool {
+	return a.Interface == b.Interface && reflect.DeepEqual(a.VRRP, b.VRRP) && a.GARP == b.GARP
+}

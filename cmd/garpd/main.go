@@ -1,0 +1,70 @@
+// Command garpd keeps a pool of virtual IPs balanced over the nodes of one L2
+// segment: VRRP decides who holds each VIP, and the holder keeps the
+// segment's ARP tables pointing at it. Subcommands compose the packages and
+// print; the logic lives in vrrp, balancer and gossip.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// exitCode maps an error to the process exit status: 2 for bad input
+// (config or flags), 1 for everything else.
+func exitCode(err error) int {
+	var ce *configError
+	var ue *usageErr
+	if errors.As(err, &ce) || errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}
+
+type usageErr struct{ err error }
+
+func (e *usageErr) Error() string { return e.err.Error() }
+func (e *usageErr) Unwrap() error { return e.err }
+
+func usageError(err error) error { return &usageErr{err} }
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "garpd",
+		Short: "Rolling-periodic GARP balancer and VIP distributor",
+		Long: `garpd spreads a pool of virtual IPs evenly over the router or ingress
+nodes of one L2 segment. VRRP (wire-compatible with keepalived) decides who
+holds each VIP; the holder announces it with gratuitous ARP / unsolicited
+neighbour advertisements so the upstream router follows.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
+	root.AddCommand(newAgentCmd(), newPlanCmd(), newVersionCmd())
+	return root
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the garpd version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintf(cmd.OutOrStdout(), "garpd %s\n", version)
+		},
+	}
+}
+
+func main() {
+	err := newRootCmd().ExecuteContext(context.Background())
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "garpd: %v\n", err)
+		os.Exit(exitCode(err))
+	}
+}

@@ -1,0 +1,147 @@
+// Package e2e runs the real garpd binary (and keepalived) in the
+// network-namespace lab and checks what an operator would check: the
+// router's neighbour table, failover times, logs and counters.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/garpd/garpd/test/lab"
+)
+
+var garpdBin string
+
+func TestMain(m *testing.M) {
+	if err := lab.Available(); err == nil {
+		dir, err := os.MkdirTemp("", "garpd-e2e-bin-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		garpdBin, err = lab.BuildGarpd(dir)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
+		code := m.Run()
+		os.RemoveAll(dir)
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
+
+// newLab creates a lab for t, or skips t with the reason it cannot run.
+func newLab(t *testing.T, nodes int) *lab.Lab {
+	t.Helper()
+	if err := lab.Available(); err != nil {
+		t.Skipf("skipping lab test: %v", err)
+	}
+	l, err := lab.New(nodes, t.TempDir())
+	if err != nil {
+		t.Fatalf("create lab: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			logs, _ := filepath.Glob(filepath.Join(l.Dir, "*.log"))
+			for _, f := range logs {
+				b, _ := os.ReadFile(f)
+				t.Logf("=== %s\n%s", filepath.Base(f), tail(string(b), 60))
+			}
+		}
+		if err := l.Close(); err != nil {
+			t.Errorf("lab cleanup: %v", err)
+		}
+	})
+	return l
+}
+
+func tail(s string, lines int) string {
+	ls := strings.Split(s, "\n")
+	if len(ls) > lines {
+		ls = ls[len(ls)-lines:]
+	}
+	return strings.Join(ls, "\n")
+}
+
+// waitFor polls cond every 20 ms until it holds or timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		last = state
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s waiting for %s; last state: %s", timeout, what, last)
+}
+
+// waitNeigh waits until the router maps every VIP to the wanted MAC.
+func waitNeigh(t *testing.T, l *lab.Lab, timeout time.Duration, want map[netip.Addr]string) {
+	t.Helper()
+	waitFor(t, timeout, "router neighbour table", func() (bool, string) {
+		got, err := l.Neighbours()
+		if err != nil {
+			return false, err.Error()
+		}
+		for a, mac := range want {
+			if got[a] != mac {
+				return false, fmt.Sprint(got)
+			}
+		}
+		return true, ""
+	})
+}
+
+// waitNeighChange returns how long after since the router's entry for vip
+// changed to mac, or fails after timeout.
+func waitNeighChange(t *testing.T, events <-chan lab.NeighEvent, vip netip.Addr, mac string, since time.Time, timeout time.Duration) time.Duration {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatalf("neighbour watch ended")
+			}
+			if ev.Addr == vip && ev.MAC == mac && ev.At.After(since) {
+				return ev.At.Sub(since)
+			}
+		case <-deadline:
+			t.Fatalf("router did not point %s at %s within %s", vip, mac, timeout)
+		}
+	}
+}
+
+func watch(t *testing.T, l *lab.Lab) <-chan lab.NeighEvent {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	ev, err := l.WatchNeighbours(ctx)
+	if err != nil {
+		t.Fatalf("watch router neighbours: %v", err)
+	}
+	return ev
+}
+
+// drain discards queued neighbour events.
+func drain(ev <-chan lab.NeighEvent) {
+	for {
+		select {
+		case <-ev:
+		default:
+			return
+		}
+	}
+}

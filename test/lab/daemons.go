@@ -1,0 +1,110 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// BuildGarpd builds the garpd binary into dir and returns its path. It is
+// the real binary the e2e tests and the demo run in the namespaces.
+func BuildGarpd(dir string) (string, error) {
+	bin := filepath.Join(dir, "garpd")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/garpd/garpd/cmd/garpd").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("build garpd: %w: %s", err, out)
+	}
+	return bin, nil
+}
+
+// StartGarpd writes config to the lab directory and runs `garpd agent` in
+// the node's namespace. Its HTTP listener is on the node's own loopback.
+func (n *Node) StartGarpd(bin, config string) (*Proc, error) {
+	path := filepath.Join(n.lab.Dir, n.Name+"-garpd.yaml")
+	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
+		return nil, err
+	}
+	return n.lab.Start(n.NS, n.Name+"-garpd", bin, "agent", "--config", path)
+}
+
+// GarpdConfigPath is where StartGarpd wrote the node's config, for reload tests.
+func (n *Node) GarpdConfigPath() string { return filepath.Join(n.lab.Dir, n.Name+"-garpd.yaml") }
+
+// KeepalivedAvailable reports why keepalived cannot run, or nil.
+func KeepalivedAvailable() error {
+	if _, err := exec.LookPath("keepalived"); err != nil {
+		return fmt.Errorf("keepalived is not installed (apt-get install keepalived)")
+	}
+	return nil
+}
+
+// StartKeepalived runs keepalived (VRRP only, in the foreground, logging to
+// the console) with conf in the node's namespace.
+func (n *Node) StartKeepalived(name, conf string) (*Proc, error) {
+	dir := filepath.Join(n.lab.Dir, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, "keepalived.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	return n.lab.Start(n.NS, name, "keepalived", "--dont-fork", "--log-console", "--log-detail",
+		"--vrrp", "--use-file", path,
+		"--pid", filepath.Join(dir, "keepalived.pid"),
+		"--vrrp_pid", filepath.Join(dir, "vrrp.pid"),
+		"--checkers_pid", filepath.Join(dir, "checkers.pid"))
+}
+
+// KeepalivedInstance describes one vrrp_instance block.
+type KeepalivedInstance struct {
+	Name      string
+	Interface string
+	VRID      int
+	Priority  int
+	Advert    string // keepalived advert_int, e.g. "0.1" or "1"
+	VIPs      []string
+	AuthPass  string       // VRRPv2 auth_type PASS
+	Unicast   []netip.Addr // peers; empty for multicast
+	UnicastSrc netip.Addr
+	NoPreempt bool
+}
+
+// KeepalivedConfig renders a keepalived.conf for VRRP version 2 or 3.
+func KeepalivedConfig(routerID string, version int, insts ...KeepalivedInstance) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "global_defs {\n  router_id %s\n  vrrp_version %d\n  vrrp_garp_master_refresh 0\n}\n", routerID, version)
+	for _, in := range insts {
+		fmt.Fprintf(&b, "vrrp_instance %s {\n  state BACKUP\n  interface %s\n  virtual_router_id %d\n  priority %d\n  advert_int %s\n",
+			in.Name, in.Interface, in.VRID, in.Priority, in.Advert)
+		if in.NoPreempt {
+			b.WriteString("  nopreempt\n")
+		}
+		if in.AuthPass != "" {
+			fmt.Fprintf(&b, "  authentication {\n    auth_type PASS\n    auth_pass %s\n  }\n", in.AuthPass)
+		}
+		if len(in.Unicast) > 0 {
+			if in.UnicastSrc.IsValid() {
+				fmt.Fprintf(&b, "  unicast_src_ip %s\n", in.UnicastSrc)
+			}
+			b.WriteString("  unicast_peer {\n")
+			for _, p := range in.Unicast {
+				fmt.Fprintf(&b, "    %s\n", p)
+			}
+			b.WriteString("  }\n")
+		}
+		b.WriteString("  virtual_ipaddress {\n")
+		for _, v := range in.VIPs {
+			fmt.Fprintf(&b, "    %s\n", v)
+		}
+		b.WriteString("  }\n}\n")
+	}
+	return b.String()
+}

@@ -1,0 +1,533 @@
+// Package lab builds garpd's network-namespace lab: a "router" namespace
+// holding a bridge with an address (arp_accept=1, accept_untracked_na=1, so
+// it learns IP→MAC from gratuitous ARP and unsolicited NA like a real
+// router), and one namespace per node plugged into that bridge, each able to
+// run the real garpd binary or keepalived.
+//
+// Every link and address lives inside namespaces the lab created; the root
+// namespace only gains the namespaces themselves. Addresses come from
+// 192.0.2.0/24 and 2001:db8::/64. Names carry the creating process's PID, so
+// parallel runs never collide and a later run can sweep labs whose creator
+// died without cleaning up.
+package lab
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// Addresses of the lab segment.
+var (
+	RouterV4 = netip.MustParseAddr("192.0.2.1")
+	RouterV6 = netip.MustParseAddr("2001:db8::1")
+)
+
+const nsPrefix = "garpdlab"
+
+// Lab is one running lab. Close removes everything it created.
+type Lab struct {
+	ID     string // unique per run, part of every namespace name
+	Router string // the router namespace
+	Dir    string // configs and logs
+	Nodes  []*Node
+
+	mu     sync.Mutex
+	procs  []*Proc
+	closed bool
+}
+
+// Node is one namespace on the lab segment.
+type Node struct {
+	Name string
+	NS   string
+	IPv4 netip.Addr
+	IPv6 netip.Addr
+	MAC  net.HardwareAddr
+	lab  *Lab
+	idx  int
+}
+
+// Available reports why the lab cannot run here, or nil.
+func Available() error {
+	if os.Geteuid() != 0 {
+		return errors.New("the namespace lab needs root (CI runs as root)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		return errors.New("the namespace lab needs iproute2's ip command (apt-get install iproute2)")
+	}
+	return nil
+}
+
+func run(args ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// New creates a lab with n nodes named n1..nN. dir holds configs and logs.
+func New(n int, dir string) (*Lab, error) {
+	if err := Available(); err != nil {
+		return nil, err
+	}
+	SweepStale()
+	rb := make([]byte, 3)
+	rand.Read(rb)
+	l := &Lab{ID: fmt.Sprintf("%d-%s", os.Getpid(), hex.EncodeToString(rb)), Dir: dir}
+	l.Router = l.nsName("r")
+	if err := l.setupRouter(); err != nil {
+		l.Close()
+		return nil, err
+	}
+	for i := 1; i <= n; i++ {
+		if _, err := l.AddNode(fmt.Sprintf("n%d", i)); err != nil {
+			l.Close()
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+func (l *Lab) nsName(suffix string) string { return nsPrefix + "-" + l.ID + "-" + suffix }
+
+func sysctls(ns string, kv ...string) error {
+	args := []string{"ip", "netns", "exec", ns, "sysctl", "-qw"}
+	return run(append(args, kv...)...)
+}
+
+func (l *Lab) setupRouter() error {
+	r := l.Router
+	steps := [][]string{
+		{"ip", "netns", "add", r},
+		{"ip", "-n", r, "link", "set", "lo", "up"},
+	}
+	for _, s := range steps {
+		if err := run(s...); err != nil {
+			return err
+		}
+	}
+	if err := sysctls(r,
+		"net.ipv4.conf.all.arp_accept=1", "net.ipv4.conf.default.arp_accept=1",
+		"net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0",
+		"net.ipv6.conf.all.accept_untracked_na=1", "net.ipv6.conf.default.accept_untracked_na=1",
+		"net.ipv6.conf.default.forwarding=0"); err != nil {
+		return err
+	}
+	steps = [][]string{
+		{"ip", "-n", r, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0", "stp_state", "0", "forward_delay", "0"},
+		{"ip", "-n", r, "link", "set", "br0", "up"},
+		{"ip", "-n", r, "addr", "add", RouterV4.String() + "/24", "dev", "br0"},
+		{"ip", "-n", r, "addr", "add", RouterV6.String() + "/64", "dev", "br0", "nodad"},
+	}
+	for _, s := range steps {
+		if err := run(s...); err != nil {
+			return err
+		}
+	}
+	return sysctls(r, "net.ipv4.conf.br0.arp_accept=1", "net.ipv6.conf.br0.accept_untracked_na=1")
+}
+
+// AddNode adds a namespace named name with eth0 on the lab bridge.
+func (l *Lab) AddNode(name string) (*Node, error) {
+	i := len(l.Nodes) + 1
+	n := &Node{
+		Name: name, NS: l.nsName(name), lab: l, idx: i,
+		IPv4: netip.AddrFrom4([4]byte{192, 0, 2, byte(10 + i)}),
+		IPv6: netip.MustParseAddr(fmt.Sprintf("2001:db8::%x", 0x10+i)),
+		MAC:  net.HardwareAddr{0x02, 0x67, 0x61, 0x72, 0x70, byte(i)},
+	}
+	port := "p" + strconv.Itoa(i)
+	steps := [][]string{
+		{"ip", "netns", "add", n.NS},
+		{"ip", "-n", n.NS, "link", "set", "lo", "up"},
+	}
+	for _, s := range steps {
+		if err := run(s...); err != nil {
+			return nil, err
+		}
+	}
+	if err := sysctls(n.NS, "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"); err != nil {
+		return nil, err
+	}
+	// Created from inside the router namespace, so no link ever exists in
+	// the root namespace.
+	steps = [][]string{
+		{"ip", "-n", l.Router, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", n.NS},
+		{"ip", "-n", l.Router, "link", "set", port, "master", "br0"},
+		{"ip", "-n", l.Router, "link", "set", port, "up"},
+		{"ip", "-n", n.NS, "link", "set", "eth0", "address", n.MAC.String()},
+		{"ip", "-n", n.NS, "addr", "add", n.IPv4.String() + "/24", "dev", "eth0"},
+		{"ip", "-n", n.NS, "addr", "add", n.IPv6.String() + "/64", "dev", "eth0", "nodad"},
+		{"ip", "-n", n.NS, "link", "set", "eth0", "up"},
+	}
+	for _, s := range steps {
+		if err := run(s...); err != nil {
+			return nil, err
+		}
+	}
+	l.Nodes = append(l.Nodes, n)
+	return n, nil
+}
+
+// Node returns the node called name, or nil.
+func (l *Lab) Node(name string) *Node {
+	for _, n := range l.Nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// NodeByMAC returns the node owning mac, or nil.
+func (l *Lab) NodeByMAC(mac string) *Node {
+	for _, n := range l.Nodes {
+		if strings.EqualFold(n.MAC.String(), mac) {
+			return n
+		}
+	}
+	return nil
+}
+
+// Exec runs a short command inside ns and returns its combined output.
+func Exec(ns string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	full := append([]string{"netns", "exec", ns}, args...)
+	out, err := exec.CommandContext(ctx, "ip", full...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("in %s: %s: %w: %s", ns, strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return string(out), nil
+}
+
+// Proc is a long-running process in a lab namespace.
+type Proc struct {
+	Name string
+	Cmd  *exec.Cmd
+	Log  string // path of the combined stdout/stderr
+	done chan struct{}
+	err  error
+}
+
+// Start runs args inside ns, logging to Dir/name.log. `ip netns exec`
+// execs in place, so the Proc's PID is the program's own.
+func (l *Lab) Start(ns, name string, args ...string) (*Proc, error) {
+	logPath := filepath.Join(l.Dir, name+".log")
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
+	cmd.Stdout, cmd.Stderr = f, f
+	// Die with the test process even if it is killed before cleanup runs.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start %s in %s: %w", name, ns, err)
+	}
+	p := &Proc{Name: name, Cmd: cmd, Log: logPath, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	l.mu.Lock()
+	l.procs = append(l.procs, p)
+	l.mu.Unlock()
+	return p, nil
+}
+
+// Signal sends sig to the process.
+func (p *Proc) Signal(sig syscall.Signal) error {
+	if p.Cmd.Process == nil {
+		return errors.New("not started")
+	}
+	return p.Cmd.Process.Signal(sig)
+}
+
+// Wait waits up to timeout for the process to exit and returns its exit code.
+func (p *Proc) Wait(timeout time.Duration) (int, error) {
+	select {
+	case <-p.done:
+		if p.Cmd.ProcessState != nil {
+			return p.Cmd.ProcessState.ExitCode(), nil
+		}
+		return -1, p.err
+	case <-time.After(timeout):
+		return -1, fmt.Errorf("%s still running after %s", p.Name, timeout)
+	}
+}
+
+// Exited reports whether the process has ended.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Output returns what the process has logged so far.
+func (p *Proc) Output() string {
+	b, _ := os.ReadFile(p.Log)
+	return string(b)
+}
+
+// Stop sends SIGTERM, then SIGKILL if the process has not ended in 3 s.
+func (p *Proc) Stop() {
+	if p.Exited() {
+		return
+	}
+	p.Signal(syscall.SIGTERM)
+	if _, err := p.Wait(3 * time.Second); err != nil {
+		p.Signal(syscall.SIGKILL)
+		p.Wait(2 * time.Second)
+	}
+}
+
+// Close stops every process and deletes every namespace of the lab.
+func (l *Lab) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	procs := l.procs
+	l.mu.Unlock()
+	for _, p := range procs {
+		p.Stop()
+	}
+	var errs []error
+	for _, n := range l.Nodes {
+		errs = append(errs, deleteNS(n.NS))
+	}
+	errs = append(errs, deleteNS(l.Router))
+	return errors.Join(errs...)
+}
+
+func deleteNS(ns string) error {
+	if _, err := os.Stat(filepath.Join("/run/netns", ns)); err != nil {
+		return nil
+	}
+	// Anything still running inside (a forked keepalived child) goes first.
+	if out, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
+		for _, f := range strings.Fields(string(out)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
+	return run("ip", "netns", "del", ns)
+}
+
+// SweepStale deletes lab namespaces whose creating process no longer runs,
+// left behind by a run that was killed before it could clean up.
+func SweepStale() {
+	entries, err := os.ReadDir("/run/netns")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, nsPrefix+"-") {
+			continue
+		}
+		rest := strings.TrimPrefix(name, nsPrefix+"-")
+		pid, err := strconv.Atoi(strings.SplitN(rest, "-", 2)[0])
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if syscall.Kill(pid, 0) == nil {
+			continue // its creator is alive
+		}
+		deleteNS(name)
+	}
+}
+
+// routerHandle opens a netlink handle inside the router namespace.
+func (l *Lab) routerHandle() (*netlink.Handle, netns.NsHandle, error) {
+	ns, err := netns.GetFromName(l.Router)
+	if err != nil {
+		return nil, 0, fmt.Errorf("open namespace %s: %w", l.Router, err)
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		ns.Close()
+		return nil, 0, fmt.Errorf("netlink in %s: %w", l.Router, err)
+	}
+	return h, ns, nil
+}
+
+// Neighbours returns the router's neighbour table on the lab bridge: VIP
+// address → MAC, only for entries that hold a MAC. This is "where does the
+// router send traffic for this address".
+func (l *Lab) Neighbours() (map[netip.Addr]string, error) {
+	h, ns, err := l.routerHandle()
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close()
+	defer h.Close()
+	br, err := h.LinkByName("br0")
+	if err != nil {
+		return nil, err
+	}
+	out := map[netip.Addr]string{}
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		neighs, err := h.NeighList(br.Attrs().Index, fam)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range neighs {
+			if len(n.HardwareAddr) == 0 || n.State&(netlink.NUD_FAILED|netlink.NUD_INCOMPLETE) != 0 {
+				continue
+			}
+			if a, ok := netip.AddrFromSlice(n.IP); ok {
+				out[a.Unmap()] = n.HardwareAddr.String()
+			}
+		}
+	}
+	return out, nil
+}
+
+// SetNeighbour overwrites the router's entry for addr, as a stale or
+// poisoned ARP cache would hold it.
+func (l *Lab) SetNeighbour(addr netip.Addr, mac string) error {
+	_, err := Exec(l.Router, "ip", "neigh", "replace", addr.String(), "lladdr", mac, "dev", "br0", "nud", "stale")
+	return err
+}
+
+// FlushNeighbours empties the router's neighbour table.
+func (l *Lab) FlushNeighbours() error {
+	_, err := Exec(l.Router, "ip", "neigh", "flush", "dev", "br0")
+	return err
+}
+
+// NeighEvent is one change of the router's neighbour table.
+type NeighEvent struct {
+	At   time.Time
+	Addr netip.Addr
+	MAC  string
+}
+
+// WatchNeighbours streams router neighbour changes until ctx ends. Times are
+// taken when netlink delivers the change, which is what failover is
+// measured against.
+func (l *Lab) WatchNeighbours(ctx context.Context) (<-chan NeighEvent, error) {
+	ns, err := netns.GetFromName(l.Router)
+	if err != nil {
+		return nil, err
+	}
+	updates := make(chan netlink.NeighUpdate, 256)
+	done := make(chan struct{})
+	err = netlink.NeighSubscribeWithOptions(updates, done, netlink.NeighSubscribeOptions{Namespace: &ns})
+	if err != nil {
+		ns.Close()
+		return nil, fmt.Errorf("watch neighbours in %s: %w", l.Router, err)
+	}
+	out := make(chan NeighEvent, 256)
+	go func() {
+		defer ns.Close()
+		defer close(out)
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case u, ok := <-updates:
+				if !ok {
+					return
+				}
+				if u.Type != syscall.RTM_NEWNEIGH || len(u.HardwareAddr) == 0 {
+					continue
+				}
+				a, ok := netip.AddrFromSlice(u.IP)
+				if !ok {
+					continue
+				}
+				select {
+				case out <- NeighEvent{At: time.Now(), Addr: a.Unmap(), MAC: u.HardwareAddr.String()}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
+}
+
+// LinkDown takes the node's eth0 down (a cut cable, from the node's side).
+func (n *Node) LinkDown() error {
+	return run("ip", "-n", n.NS, "link", "set", "eth0", "down")
+}
+
+// LinkUp brings the node's eth0 back.
+func (n *Node) LinkUp() error {
+	return run("ip", "-n", n.NS, "link", "set", "eth0", "up")
+}
+
+// Netem adds packet loss (percent) on the node's eth0; 0 removes it.
+func (n *Node) Netem(lossPercent float64) error {
+	if lossPercent <= 0 {
+		return run("ip", "netns", "exec", n.NS, "tc", "qdisc", "del", "dev", "eth0", "root")
+	}
+	return run("ip", "netns", "exec", n.NS, "tc", "qdisc", "replace", "dev", "eth0", "root", "netem",
+		"loss", strconv.FormatFloat(lossPercent, 'f', -1, 64)+"%")
+}
+
+// Addresses lists the node's addresses on eth0.
+func (n *Node) Addresses() ([]netip.Addr, error) {
+	out, err := Exec(n.NS, "ip", "-o", "addr", "show", "dev", "eth0")
+	if err != nil {
+		return nil, err
+	}
+	var addrs []netip.Addr
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		for i := 0; i+1 < len(f); i++ {
+			if f[i] == "inet" || f[i] == "inet6" {
+				if p, err := netip.ParsePrefix(f[i+1]); err == nil {
+					addrs = append(addrs, p.Addr())
+				}
+			}
+		}
+	}
+	return addrs, nil
+}
+
+// HasAddress reports whether the node has addr on eth0.
+func (n *Node) HasAddress(addr netip.Addr) bool {
+	as, err := n.Addresses()
+	if err != nil {
+		return false
+	}
+	for _, a := range as {
+		if a == addr {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,135 @@
+package vrrp
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Config is the `vrrp:` section of the agent's configuration: the settings
+// every virtual router on the interface shares, and that every node of the
+// cluster must agree on.
+type Config struct {
+	Version        int           `yaml:"version" json:"version"`
+	AdvertInterval time.Duration `yaml:"advert_interval" json:"advert_interval"`
+	VRIDBase       int           `yaml:"vrid_base" json:"vrid_base"`
+	Preempt        *bool         `yaml:"preempt" json:"preempt"`
+	PreemptDelay   time.Duration `yaml:"preempt_delay" json:"preempt_delay"`
+	AuthPass       string        `yaml:"auth_pass" json:"-"`
+	UnicastPeers   []string      `yaml:"unicast_peers" json:"unicast_peers"`
+}
+
+// Defaults for Config, chosen to interoperate with a default keepalived.
+const (
+	DefaultVersion        = 3
+	DefaultAdvertInterval = time.Second
+	DefaultVRIDBase       = 10
+)
+
+// WithDefaults returns c with unset fields filled in.
+func (c Config) WithDefaults() Config {
+	if c.Version == 0 {
+		c.Version = DefaultVersion
+	}
+	if c.AdvertInterval == 0 {
+		c.AdvertInterval = DefaultAdvertInterval
+	}
+	if c.VRIDBase == 0 {
+		c.VRIDBase = DefaultVRIDBase
+	}
+	if c.Preempt == nil {
+		t := true
+		c.Preempt = &t
+	}
+	return c
+}
+
+// Validate checks c (after WithDefaults). Each error starts with the key it
+// is about, relative to the section.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, a...)))
+	}
+	switch c.Version {
+	case 2:
+		if c.AdvertInterval%time.Second != 0 || c.AdvertInterval < time.Second || c.AdvertInterval > 255*time.Second {
+			bad("advert_interval", "%s: VRRPv2 carries whole seconds, use 1s..255s (or version: 3 for sub-second adverts)", c.AdvertInterval)
+		}
+		if len(c.AuthPass) > 8 {
+			bad("auth_pass", "%d characters: VRRPv2 simple passwords are at most 8", len(c.AuthPass))
+		}
+	case 3:
+		if c.AdvertInterval%(10*time.Millisecond) != 0 || c.AdvertInterval < 10*time.Millisecond || c.AdvertInterval > 40950*time.Millisecond {
+			bad("advert_interval", "%s: VRRPv3 takes 10ms..40.95s in steps of 10ms", c.AdvertInterval)
+		}
+		if c.AuthPass != "" {
+			bad("auth_pass", "VRRPv3 has no authentication (RFC 5798 §9); remove auth_pass or set version: 2")
+		}
+	default:
+		bad("version", "%d: use 2 or 3", c.Version)
+	}
+	if c.VRIDBase < 1 || c.VRIDBase > 255 {
+		bad("vrid_base", "%d: VRIDs are 1..255", c.VRIDBase)
+	}
+	if c.PreemptDelay < 0 || c.PreemptDelay > time.Hour {
+		bad("preempt_delay", "%s: use 0s..1h", c.PreemptDelay)
+	}
+	if _, err := c.Peers(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Peers parses UnicastPeers; an empty list means multicast.
+func (c Config) Peers() ([]netip.Addr, error) {
+	var out []netip.Addr
+	for i, s := range c.UnicastPeers {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("unicast_peers[%d]: %q is not an IP address", i, s)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// IntervalCS is the advert interval in centiseconds, as the wire carries it.
+func (c Config) IntervalCS() uint16 { return uint16(c.AdvertInterval / (10 * time.Millisecond)) }
+
+// GARPConfig is the `garp:` section: how a new master announces its VIPs.
+type GARPConfig struct {
+	Count    int           `yaml:"count" json:"count"`
+	Interval time.Duration `yaml:"interval" json:"interval"`
+}
+
+// Takeover burst defaults: three announcements spaced past the Linux 1 s ARP
+// lock time, so each one can update a neighbour entry.
+const (
+	DefaultGARPCount    = 3
+	DefaultGARPInterval = 1100 * time.Millisecond
+)
+
+// WithDefaults returns g with unset fields filled in.
+func (g GARPConfig) WithDefaults() GARPConfig {
+	if g.Count == 0 {
+		g.Count = DefaultGARPCount
+	}
+	if g.Interval == 0 {
+		g.Interval = DefaultGARPInterval
+	}
+	return g
+}
+
+// Validate checks g (after WithDefaults).
+func (g GARPConfig) Validate() error {
+	var errs []error
+	if g.Count < 1 || g.Count > 100 {
+		errs = append(errs, fmt.Errorf("count: %d: use 1..100", g.Count))
+	}
+	if g.Interval < 10*time.Millisecond || g.Interval > time.Minute {
+		errs = append(errs, fmt.Errorf("interval: %s: use 10ms..1m (more than 1s lets every announcement pass the ARP lock time)", g.Interval))
+	}
+	return errors.Join(errs...)
+}

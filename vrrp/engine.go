@@ -1,0 +1,528 @@
+package vrrp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Clock is the engine's time source, injected so tests run on fake time.
+type Clock interface {
+	Now() time.Time
+	// After returns a channel that receives once d has passed.
+	After(d time.Duration) <-chan time.Time
+}
+
+// SystemClock is the real Clock.
+type SystemClock struct{}
+
+// Now implements Clock.
+func (SystemClock) Now() time.Time { return time.Now() }
+
+// After implements Clock.
+func (SystemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// RouterSpec describes one virtual router: a VRID and the VIPs it carries
+// (one VIP, or a group when VIPs outnumber VRIDs), with this node's priority.
+type RouterSpec struct {
+	VRID     uint8
+	VIPs     []netip.Prefix // all of one family
+	Priority uint8
+}
+
+// V6 reports the router's address family.
+func (r RouterSpec) V6() bool { return len(r.VIPs) > 0 && r.VIPs[0].Addr().Is6() }
+
+func (r RouterSpec) key() routerKey { return routerKey{v6: r.V6(), vrid: r.VRID} }
+
+func (r RouterSpec) addrs() []netip.Addr {
+	out := make([]netip.Addr, len(r.VIPs))
+	for i, p := range r.VIPs {
+		out[i] = p.Addr()
+	}
+	return out
+}
+
+type routerKey struct {
+	v6   bool
+	vrid uint8
+}
+
+func (k routerKey) family() string {
+	if k.v6 {
+		return "ipv6"
+	}
+	return "ipv4"
+}
+
+func (k routerKey) String() string { return k.family() + "/" + strconv.Itoa(int(k.vrid)) }
+
+// router is the engine's per-VRID bookkeeping around a Machine.
+type router struct {
+	spec      RouterSpec
+	addrs     []netip.Addr // sorted, for comparing with received adverts
+	m         *Machine
+	burstLeft int
+	nextBurst time.Time
+	collided  map[netip.Addr]bool // sources already logged as colliding
+	since     time.Time
+}
+
+// Deps are the engine's seams to the outside world.
+type Deps struct {
+	Transport Transport
+	Addresses AddressManager
+	Announcer Announcer
+	Clock     Clock
+	Log       zerolog.Logger
+	Metrics   *Metrics
+}
+
+// Engine runs every virtual router on one interface from one goroutine:
+// packets, timers and commands are handled in turn, so machines need no locks.
+type Engine struct {
+	cfg     Config
+	garp    GARPConfig
+	deps    Deps
+	routers map[routerKey]*router
+	order   []routerKey
+	cmds    chan func()
+	done    chan struct{}
+}
+
+// NewEngine checks the specs and prepares an engine; Run starts it.
+func NewEngine(cfg Config, garp GARPConfig, specs []RouterSpec, deps Deps) (*Engine, error) {
+	if deps.Clock == nil {
+		deps.Clock = SystemClock{}
+	}
+	if deps.Metrics == nil {
+		deps.Metrics = NewMetrics(nil)
+	}
+	e := &Engine{cfg: cfg, garp: garp, deps: deps, routers: map[routerKey]*router{},
+		cmds: make(chan func()), done: make(chan struct{})}
+	for _, s := range specs {
+		if err := e.addRouter(s); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+func (e *Engine) addRouter(s RouterSpec) error {
+	if len(s.VIPs) == 0 {
+		return fmt.Errorf("VRID %d has no VIPs", s.VRID)
+	}
+	if s.VRID == 0 {
+		return fmt.Errorf("VRID 0 for %s: VRIDs are 1..255", s.VIPs[0])
+	}
+	if s.Priority == 0 {
+		return fmt.Errorf("VRID %d: priority 0 is reserved for resigning", s.VRID)
+	}
+	for _, p := range s.VIPs {
+		if p.Addr().Is6() != s.V6() {
+			return fmt.Errorf("VRID %d mixes IPv4 and IPv6 VIPs", s.VRID)
+		}
+	}
+	if s.V6() && e.cfg.Version != 3 {
+		return fmt.Errorf("VRID %d carries IPv6 VIPs, which need VRRP version 3", s.VRID)
+	}
+	k := s.key()
+	if _, dup := e.routers[k]; dup {
+		return fmt.Errorf("VRID %d is used twice for %s", s.VRID, k.family())
+	}
+	addrs := s.addrs()
+	slices.SortFunc(addrs, netip.Addr.Compare)
+	local := e.deps.Transport.Source(s.V6()).WithZone("")
+	e.routers[k] = &router{
+		spec:  s,
+		addrs: addrs,
+		m: NewMachine(MachineConfig{
+			Priority:     s.Priority,
+			Interval:     e.cfg.IntervalCS(),
+			Preempt:      e.cfg.Preempt == nil || *e.cfg.Preempt,
+			PreemptDelay: e.cfg.PreemptDelay,
+			LocalAddr:    local,
+		}),
+		collided: map[netip.Addr]bool{},
+	}
+	e.order = append(e.order, k)
+	slices.SortFunc(e.order, func(a, b routerKey) int {
+		if a.v6 != b.v6 {
+			if a.v6 {
+				return 1
+			}
+			return -1
+		}
+		return int(a.vrid) - int(b.vrid)
+	})
+	return nil
+}
+
+// Run removes VIPs a crashed earlier run left behind, starts every router
+// and serves until ctx ends; then every Master resigns with a priority-0
+// advert and VIPs are removed before Run returns.
+func (e *Engine) Run(ctx context.Context) error {
+	defer close(e.done)
+	if err := e.removeStaleVIPs(); err != nil {
+		return err
+	}
+	now := e.deps.Clock.Now()
+	for _, k := range e.order {
+		r := e.routers[k]
+		r.since = now
+		e.apply(now, k, r, r.m.Startup(now))
+		e.recordState(k, r, Initialize)
+	}
+	packets := e.deps.Transport.Packets()
+	for {
+		now := e.deps.Clock.Now()
+		var wake <-chan time.Time
+		if next := e.nextDeadline(); !next.IsZero() {
+			wake = e.deps.Clock.After(max(next.Sub(now), 0))
+		}
+		select {
+		case <-ctx.Done():
+			e.shutdownAll()
+			return nil
+		case p, ok := <-packets:
+			if !ok {
+				e.shutdownAll()
+				return errors.New("VRRP transport closed")
+			}
+			e.handlePacket(p)
+		case <-wake:
+			e.tick(e.deps.Clock.Now())
+		case f := <-e.cmds:
+			f()
+		}
+	}
+}
+
+func (e *Engine) removeStaleVIPs() error {
+	for _, k := range e.order {
+		for _, p := range e.routers[k].spec.VIPs {
+			has, err := e.deps.Addresses.HasVIP(p.Addr())
+			if err != nil {
+				return err
+			}
+			if has {
+				e.deps.Log.Warn().Str("vip", p.String()).Msg("VIP was left on the interface by an earlier run; removing it before the first advert")
+				if err := e.deps.Addresses.DelVIP(p); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (e *Engine) shutdownAll() {
+	now := e.deps.Clock.Now()
+	for _, k := range e.order {
+		r := e.routers[k]
+		prev := r.m.State()
+		e.apply(now, k, r, r.m.Shutdown(now))
+		e.recordState(k, r, prev)
+	}
+}
+
+func (e *Engine) nextDeadline() time.Time {
+	var next time.Time
+	earlier := func(t time.Time) {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	for _, r := range e.routers {
+		earlier(r.m.NextDeadline())
+		if r.burstLeft > 0 {
+			earlier(r.nextBurst)
+		}
+	}
+	return next
+}
+
+func (e *Engine) tick(now time.Time) {
+	for _, k := range e.order {
+		r := e.routers[k]
+		if d := r.m.NextDeadline(); !d.IsZero() && !now.Before(d) {
+			prev := r.m.State()
+			e.apply(now, k, r, r.m.Tick(now))
+			e.recordState(k, r, prev)
+		}
+		if r.burstLeft > 0 && !now.Before(r.nextBurst) {
+			e.announce(r)
+			r.burstLeft--
+			r.nextBurst = now.Add(e.garp.Interval)
+		}
+	}
+}
+
+// drop counts a rejected packet.
+func (e *Engine) drop(v6 bool, reason string) {
+	e.deps.Metrics.Dropped.WithLabelValues(routerKey{v6: v6}.family(), reason).Inc()
+}
+
+// handlePacket validates a received packet (RFC 5798 §7.1, RFC 3768 §7.1)
+// and hands it to its virtual router.
+func (e *Engine) handlePacket(p Packet) {
+	if p.TTL != 255 {
+		e.drop(p.V6, "bad_ttl")
+		return
+	}
+	adv, err := Decode(p.Payload, p.Src, p.Dst, p.V6)
+	if err != nil {
+		e.drop(p.V6, string(ReasonOf(err)))
+		return
+	}
+	if adv.Version != e.cfg.Version && !p.V6 {
+		e.drop(p.V6, "version_mismatch")
+		return
+	}
+	k := routerKey{v6: p.V6, vrid: adv.VRID}
+	r, ok := e.routers[k]
+	if !ok {
+		e.drop(p.V6, "unknown_vrid")
+		return
+	}
+	if adv.Version == 2 {
+		want := AuthNone
+		if e.cfg.AuthPass != "" {
+			want = AuthPassword
+		}
+		if adv.AuthType != want || (want == AuthPassword && adv.AuthData != PasswordData(e.cfg.AuthPass)) {
+			e.drop(p.V6, "auth_mismatch")
+			return
+		}
+		if adv.Interval != e.cfg.IntervalCS() {
+			e.drop(p.V6, "interval_mismatch")
+			return
+		}
+	}
+	got := slices.Clone(adv.Addresses)
+	slices.SortFunc(got, netip.Addr.Compare)
+	if !slices.Equal(got, r.addrs) {
+		e.drop(p.V6, "vip_mismatch")
+		e.deps.Metrics.Collisions.WithLabelValues(k.family(), strconv.Itoa(int(k.vrid)), p.Src.String()).Inc()
+		if !r.collided[p.Src] {
+			r.collided[p.Src] = true
+			e.deps.Log.Error().Str("vrid", k.String()).Str("source", p.Src.String()).
+				Str("their_vips", joinAddrs(got)).Str("our_vips", joinAddrs(r.addrs)).
+				Msg("VRID collision: another VRRP router uses this VRID with a different VIP list; ignoring its adverts. Another cluster on this segment probably uses the same VRID: give one side a different vrid_base (run `garpd scan` to list the VRIDs in use)")
+		}
+		return
+	}
+	e.deps.Metrics.AdvertsRecv.WithLabelValues(k.family(), strconv.Itoa(int(k.vrid))).Inc()
+	now := e.deps.Clock.Now()
+	prev := r.m.State()
+	e.apply(now, k, r, r.m.HandleAdvert(now, p.Src, adv))
+	e.recordState(k, r, prev)
+}
+
+func joinAddrs(as []netip.Addr) string {
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
+}
+
+// apply carries out a machine's actions.
+func (e *Engine) apply(now time.Time, k routerKey, r *router, acts []Action) {
+	for _, a := range acts {
+		switch a {
+		case ActSendAdvert:
+			e.sendAdvert(k, r, r.m.Priority())
+		case ActSendResign:
+			e.sendAdvert(k, r, 0)
+		case ActTakeover:
+			for _, p := range r.spec.VIPs {
+				if err := e.deps.Addresses.AddVIP(p); err != nil {
+					e.deps.Log.Error().Err(err).Str("vrid", k.String()).Msg("cannot add VIP")
+				}
+			}
+			r.burstLeft = e.garp.Count
+			r.nextBurst = now
+			e.announce(r)
+			r.burstLeft--
+			r.nextBurst = now.Add(e.garp.Interval)
+		case ActRelease:
+			r.burstLeft = 0
+			for _, p := range r.spec.VIPs {
+				if err := e.deps.Addresses.DelVIP(p); err != nil {
+					e.deps.Log.Error().Err(err).Str("vrid", k.String()).Msg("cannot remove VIP")
+				}
+			}
+		}
+	}
+}
+
+func (e *Engine) sendAdvert(k routerKey, r *router, prio uint8) {
+	adv := Advert{
+		Version:   e.cfg.Version,
+		VRID:      k.vrid,
+		Priority:  prio,
+		Interval:  e.cfg.IntervalCS(),
+		Addresses: r.spec.addrs(),
+	}
+	if k.v6 {
+		adv.Version = 3
+	}
+	if adv.Version == 2 && e.cfg.AuthPass != "" {
+		adv.AuthType = AuthPassword
+		adv.AuthData = PasswordData(e.cfg.AuthPass)
+	}
+	err := e.deps.Transport.Send(k.v6, func(src, dst netip.Addr) ([]byte, error) {
+		return Encode(adv, src, dst)
+	})
+	if err != nil {
+		e.deps.Log.Warn().Err(err).Str("vrid", k.String()).Msg("cannot send advert")
+		return
+	}
+	e.deps.Metrics.AdvertsSent.WithLabelValues(k.family(), strconv.Itoa(int(k.vrid))).Inc()
+}
+
+func (e *Engine) announce(r *router) {
+	for _, p := range r.spec.VIPs {
+		kind := "garp"
+		if p.Addr().Is6() {
+			kind = "na"
+		}
+		if err := e.deps.Announcer.Announce(p.Addr()); err != nil {
+			e.deps.Log.Warn().Err(err).Str("vip", p.Addr().String()).Msg("cannot announce VIP")
+			continue
+		}
+		e.deps.Metrics.Announcements.WithLabelValues(p.Addr().String(), kind).Inc()
+	}
+}
+
+func (e *Engine) recordState(k routerKey, r *router, prev State) {
+	st := r.m.State()
+	vrid := strconv.Itoa(int(k.vrid))
+	e.deps.Metrics.State.WithLabelValues(k.family(), vrid, joinAddrs(r.addrs)).Set(float64(st))
+	if st == prev {
+		return
+	}
+	r.since = e.deps.Clock.Now()
+	e.deps.Metrics.Transitions.WithLabelValues(k.family(), vrid, st.String()).Inc()
+	master, mprio := r.m.MasterAddr()
+	ev := e.deps.Log.Info()
+	if st == Master {
+		ev = e.deps.Log.Warn()
+	}
+	ev.Str("vrid", k.String()).Str("vips", joinAddrs(r.addrs)).Str("from", prev.String()).Str("to", st.String()).
+		Int("priority", int(r.m.Priority())).Str("master", master.String()).Int("master_priority", int(mprio)).
+		Msg("VRRP state change")
+}
+
+// do runs f on the engine goroutine; false if the engine has stopped.
+func (e *Engine) do(ctx context.Context, f func()) bool {
+	ran := make(chan struct{})
+	select {
+	case e.cmds <- func() { f(); close(ran) }:
+		<-ran
+		return true
+	case <-e.done:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// RouterStatus is one virtual router's state as /status reports it.
+type RouterStatus struct {
+	Family         string    `json:"family"`
+	VRID           int       `json:"vrid"`
+	VIPs           []string  `json:"vips"`
+	State          string    `json:"state"`
+	Priority       int       `json:"priority"`
+	Master         string    `json:"master,omitempty"`
+	MasterPriority int       `json:"master_priority"`
+	Since          time.Time `json:"since"`
+}
+
+// Status returns a snapshot of every virtual router.
+func (e *Engine) Status(ctx context.Context) []RouterStatus {
+	var out []RouterStatus
+	e.do(ctx, func() {
+		for _, k := range e.order {
+			r := e.routers[k]
+			master, mprio := r.m.MasterAddr()
+			rs := RouterStatus{Family: k.family(), VRID: int(k.vrid), State: r.m.State().String(),
+				Priority: int(r.m.Priority()), MasterPriority: int(mprio), Since: r.since}
+			if master.IsValid() {
+				rs.Master = master.String()
+			}
+			for _, p := range r.spec.VIPs {
+				rs.VIPs = append(rs.VIPs, p.String())
+			}
+			out = append(out, rs)
+		}
+	})
+	return out
+}
+
+// Update moves the engine to a new set of routers without a restart:
+// priority changes take effect at once, new routers start, removed ones
+// resign, and a router whose VIP list changed restarts alone.
+func (e *Engine) Update(ctx context.Context, specs []RouterSpec) error {
+	var err error
+	ok := e.do(ctx, func() { err = e.update(specs) })
+	if !ok {
+		return errors.New("VRRP engine is not running")
+	}
+	return err
+}
+
+func (e *Engine) update(specs []RouterSpec) error {
+	// Validate everything on a scratch engine first: nothing half-applied.
+	scratch := &Engine{cfg: e.cfg, deps: e.deps, routers: map[routerKey]*router{}}
+	for _, s := range specs {
+		if err := scratch.addRouter(s); err != nil {
+			return err
+		}
+	}
+	now := e.deps.Clock.Now()
+	for _, k := range slices.Clone(e.order) {
+		r := e.routers[k]
+		nr, keep := scratch.routers[k]
+		if keep && slices.Equal(nr.addrs, r.addrs) && slices.Equal(nr.spec.VIPs, r.spec.VIPs) {
+			if nr.spec.Priority != r.spec.Priority {
+				e.deps.Log.Info().Str("vrid", k.String()).Int("from", int(r.spec.Priority)).Int("to", int(nr.spec.Priority)).Msg("priority changed")
+				r.spec.Priority = nr.spec.Priority
+				prev := r.m.State()
+				e.apply(now, k, r, r.m.SetPriority(now, nr.spec.Priority))
+				e.recordState(k, r, prev)
+			}
+			delete(scratch.routers, k)
+			continue
+		}
+		prev := r.m.State()
+		e.apply(now, k, r, r.m.Shutdown(now))
+		e.recordState(k, r, prev)
+		e.deps.Metrics.State.DeleteLabelValues(k.family(), strconv.Itoa(int(k.vrid)), joinAddrs(r.addrs))
+		delete(e.routers, k)
+		e.order = slices.DeleteFunc(e.order, func(x routerKey) bool { return x == k })
+	}
+	for _, k := range scratch.order {
+		nr, ok := scratch.routers[k]
+		if !ok {
+			continue
+		}
+		if err := e.addRouter(nr.spec); err != nil {
+			return err
+		}
+		r := e.routers[k]
+		r.since = now
+		e.apply(now, k, r, r.m.Startup(now))
+		e.recordState(k, r, Initialize)
+	}
+	return nil
+}

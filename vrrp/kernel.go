@@ -1,0 +1,247 @@
+package vrrp
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ethernet"
+	"github.com/mdlayher/ndp"
+	"github.com/mdlayher/packet"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/net/bpf"
+	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
+)
+
+// AddressManager adds and removes VIPs on the interface. It is the kernel
+// seam for VIPs; tests use a fake that records calls.
+type AddressManager interface {
+	AddVIP(p netip.Prefix) error
+	DelVIP(p netip.Prefix) error
+	// HasVIP reports whether the address is configured on the interface.
+	HasVIP(a netip.Addr) (bool, error)
+}
+
+// Announcer makes the segment learn that a VIP now lives at this node's MAC:
+// one gratuitous ARP (request and reply) for IPv4, one unsolicited neighbour
+// advertisement with Override for IPv6. Repetition and spacing are the caller's.
+type Announcer interface {
+	Announce(a netip.Addr) error
+}
+
+// NetlinkAddresses is the AddressManager for a Linux interface.
+type NetlinkAddresses struct {
+	link netlink.Link
+}
+
+// NewNetlinkAddresses looks the interface up once; the handle is reused.
+func NewNetlinkAddresses(ifname string) (*NetlinkAddresses, error) {
+	l, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return nil, fmt.Errorf("find interface %q: %w", ifname, err)
+	}
+	return &NetlinkAddresses{link: l}, nil
+}
+
+func nlAddr(p netip.Prefix) *netlink.Addr {
+	a := &netlink.Addr{IPNet: &net.IPNet{
+		IP:   p.Addr().AsSlice(),
+		Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen()),
+	}}
+	if p.Addr().Is6() {
+		// A VIP must answer at once; DAD would hold it tentative, and would
+		// fail outright while the old master still answers.
+		a.Flags = unix.IFA_F_NODAD
+	}
+	return a
+}
+
+// AddVIP implements AddressManager; adding an address that is present is not an error.
+func (n *NetlinkAddresses) AddVIP(p netip.Prefix) error {
+	err := netlink.AddrAdd(n.link, nlAddr(p))
+	if err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("add VIP %s to %s: %w", p, n.link.Attrs().Name, err)
+	}
+	return nil
+}
+
+// DelVIP implements AddressManager; removing an absent address is not an error.
+func (n *NetlinkAddresses) DelVIP(p netip.Prefix) error {
+	err := netlink.AddrDel(n.link, nlAddr(p))
+	if err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("remove VIP %s from %s: %w", p, n.link.Attrs().Name, err)
+	}
+	return nil
+}
+
+// HasVIP implements AddressManager.
+func (n *NetlinkAddresses) HasVIP(a netip.Addr) (bool, error) {
+	family := netlink.FAMILY_V4
+	if a.Is6() {
+		family = netlink.FAMILY_V6
+	}
+	addrs, err := netlink.AddrList(n.link, family)
+	if err != nil {
+		return false, fmt.Errorf("list addresses of %s: %w", n.link.Attrs().Name, err)
+	}
+	for _, x := range addrs {
+		if y, ok := netip.AddrFromSlice(x.IP); ok && y.Unmap() == a {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// AnnounceMode says which gratuitous ARP packets go out: routers differ in
+// which they learn from, so the default is both.
+type AnnounceMode int
+
+// Announce modes.
+const (
+	AnnounceBoth AnnounceMode = iota
+	AnnounceRequest
+	AnnounceReply
+)
+
+// LinuxAnnouncer sends gratuitous ARP and unsolicited NA on one interface.
+// Sockets are opened on first use and kept: one per family, not one per packet.
+type LinuxAnnouncer struct {
+	ifi  *net.Interface
+	mode AnnounceMode
+
+	mu  sync.Mutex
+	arp *arp.Client
+	ndp *ndp.Conn
+}
+
+// NewLinuxAnnouncer prepares an announcer for ifname.
+func NewLinuxAnnouncer(ifname string, mode AnnounceMode) (*LinuxAnnouncer, error) {
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return nil, fmt.Errorf("find interface %q: %w", ifname, err)
+	}
+	return &LinuxAnnouncer{ifi: ifi, mode: mode}, nil
+}
+
+// dropAll is a socket filter that accepts no packet: the announcer only
+// sends, so the kernel need not queue every ARP frame on the segment for it.
+func dropAll() ([]bpf.RawInstruction, error) {
+	return bpf.Assemble([]bpf.Instruction{bpf.RetConstant{Val: 0}})
+}
+
+func (l *LinuxAnnouncer) arpClient() (*arp.Client, error) {
+	if l.arp != nil {
+		return l.arp, nil
+	}
+	filter, err := dropAll()
+	if err != nil {
+		return nil, err
+	}
+	pc, err := packet.Listen(l.ifi, packet.Raw, int(ethernet.EtherTypeARP), &packet.Config{Filter: filter})
+	if err != nil {
+		return nil, fmt.Errorf("open ARP socket on %s: %w", l.ifi.Name, err)
+	}
+	c, err := arp.New(l.ifi, pc)
+	if err != nil {
+		pc.Close()
+		return nil, fmt.Errorf("open ARP client on %s: %w", l.ifi.Name, err)
+	}
+	l.arp = c
+	return c, nil
+}
+
+func (l *LinuxAnnouncer) ndpConn() (*ndp.Conn, error) {
+	if l.ndp != nil {
+		return l.ndp, nil
+	}
+	c, _, err := ndp.Listen(l.ifi, ndp.LinkLocal)
+	if err != nil {
+		return nil, fmt.Errorf("open NDP socket on %s: %w", l.ifi.Name, err)
+	}
+	var f ipv6.ICMPFilter
+	f.SetAll(true) // send only
+	if err := c.SetICMPFilter(&f); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("filter NDP socket on %s: %w", l.ifi.Name, err)
+	}
+	l.ndp = c
+	return c, nil
+}
+
+// Announce implements Announcer.
+func (l *LinuxAnnouncer) Announce(a netip.Addr) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if a.Is4() {
+		return l.garp(a)
+	}
+	return l.unsolicitedNA(a)
+}
+
+func (l *LinuxAnnouncer) garp(a netip.Addr) error {
+	c, err := l.arpClient()
+	if err != nil {
+		return err
+	}
+	mac := l.ifi.HardwareAddr
+	if l.mode != AnnounceReply {
+		p, err := arp.NewPacket(arp.OperationRequest, mac, a, ethernet.Broadcast, a)
+		if err != nil {
+			return fmt.Errorf("build gratuitous ARP request for %s: %w", a, err)
+		}
+		if err := c.WriteTo(p, ethernet.Broadcast); err != nil {
+			return fmt.Errorf("send gratuitous ARP request for %s on %s: %w", a, l.ifi.Name, err)
+		}
+	}
+	if l.mode != AnnounceRequest {
+		p, err := arp.NewPacket(arp.OperationReply, mac, a, mac, a)
+		if err != nil {
+			return fmt.Errorf("build gratuitous ARP reply for %s: %w", a, err)
+		}
+		if err := c.WriteTo(p, ethernet.Broadcast); err != nil {
+			return fmt.Errorf("send gratuitous ARP reply for %s on %s: %w", a, l.ifi.Name, err)
+		}
+	}
+	return nil
+}
+
+var allNodes = netip.MustParseAddr("ff02::1")
+
+func (l *LinuxAnnouncer) unsolicitedNA(a netip.Addr) error {
+	c, err := l.ndpConn()
+	if err != nil {
+		return err
+	}
+	na := &ndp.NeighborAdvertisement{
+		Override:      true,
+		TargetAddress: a,
+		Options: []ndp.Option{&ndp.LinkLayerAddress{
+			Direction: ndp.Target,
+			Addr:      l.ifi.HardwareAddr,
+		}},
+	}
+	if err := c.WriteTo(na, nil, allNodes.WithZone(l.ifi.Name)); err != nil {
+		return fmt.Errorf("send unsolicited NA for %s on %s: %w", a, l.ifi.Name, err)
+	}
+	return nil
+}
+
+// Close releases the sockets.
+func (l *LinuxAnnouncer) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var errs []error
+	if l.arp != nil {
+		errs = append(errs, l.arp.Close())
+		l.arp = nil
+	}
+	if l.ndp != nil {
+		errs = append(errs, l.ndp.Close())
+		l.ndp = nil
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,56 @@
+package vrrp
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the engine's Prometheus collectors. They are created per
+// engine and registered on a registry the caller owns, so tests and reloads
+// never collide on a global registry.
+type Metrics struct {
+	State         *prometheus.GaugeVec
+	Transitions   *prometheus.CounterVec
+	AdvertsSent   *prometheus.CounterVec
+	AdvertsRecv   *prometheus.CounterVec
+	Dropped       *prometheus.CounterVec
+	Collisions    *prometheus.CounterVec
+	Announcements *prometheus.CounterVec
+}
+
+// NewMetrics creates the collectors and registers them on reg (if not nil).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		State: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "garpd_vrrp_state",
+			Help: "VRRP state per virtual router: 0 initialize, 1 backup, 2 master.",
+		}, []string{"family", "vrid", "vips"}),
+		Transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "garpd_vrrp_transitions_total",
+			Help: "VRRP state transitions per virtual router, by new state.",
+		}, []string{"family", "vrid", "to"}),
+		AdvertsSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "garpd_vrrp_adverts_sent_total",
+			Help: "VRRP adverts sent per virtual router.",
+		}, []string{"family", "vrid"}),
+		AdvertsRecv: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "garpd_vrrp_adverts_received_total",
+			Help: "Valid VRRP adverts received per virtual router.",
+		}, []string{"family", "vrid"}),
+		Dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "garpd_vrrp_packets_dropped_total",
+			Help: "Received VRRP packets dropped, by reason.",
+		}, []string{"family", "reason"}),
+		Collisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "garpd_vrrp_vrid_collisions_total",
+			Help: "Adverts for one of our VRIDs with a different VIP list (another cluster using the same VRID).",
+		}, []string{"family", "vrid", "source"}),
+		Announcements: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "garpd_announcements_sent_total",
+			Help: "Gratuitous ARP (kind garp) and unsolicited neighbour advertisements (kind na) sent, per VIP.",
+		}, []string{"vip", "kind"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.State, m.Transitions, m.AdvertsSent, m.AdvertsRecv, m.Dropped, m.Collisions, m.Announcements)
+	}
+	return m
+}
