@@ -74,15 +74,15 @@ func newLogger(c logConfig, w io.Writer) zerolog.Logger {
 
 // agent holds the running pieces so a reload can swap them.
 type agent struct {
-	log      zerolog.Logger
-	reg      *prometheus.Registry
-	metrics  *vrrp.Metrics
-	started  time.Time
-	mu       sync.Mutex
-	cur      *loaded
-	engine   *vrrp.Engine
-	stopEng  context.CancelFunc
-	engDone  chan error
+	log     zerolog.Logger
+	reg     *prometheus.Registry
+	metrics *vrrp.Metrics
+	started time.Time
+	mu      sync.Mutex
+	cur     *loaded
+	engine  *vrrp.Engine
+	stopEng context.CancelFunc
+	engDone chan error
 }
 
 func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.Writer) error {

@@ -65,16 +65,16 @@ func (n *Node) StartKeepalived(name, conf string) (*Proc, error) {
 
 // KeepalivedInstance describes one vrrp_instance block.
 type KeepalivedInstance struct {
-	Name      string
-	Interface string
-	VRID      int
-	Priority  int
-	Advert    string // keepalived advert_int, e.g. "0.1" or "1"
-	VIPs      []string
-	AuthPass  string       // VRRPv2 auth_type PASS
-	Unicast   []netip.Addr // peers; empty for multicast
+	Name       string
+	Interface  string
+	VRID       int
+	Priority   int
+	Advert     string // keepalived advert_int, e.g. "0.1" or "1"
+	VIPs       []string
+	AuthPass   string       // VRRPv2 auth_type PASS
+	Unicast    []netip.Addr // peers; empty for multicast
 	UnicastSrc netip.Addr
-	NoPreempt bool
+	NoPreempt  bool
 }
 
 // KeepalivedConfig renders a keepalived.conf for VRRP version 2 or 3.
