@@ -46,7 +46,7 @@ neighbour advertisements so the upstream router follows.`,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
-	root.AddCommand(newAgentCmd(), newPlanCmd(), newVersionCmd())
+	root.AddCommand(newAgentCmd(), newPlanCmd(), newStatusCmd(), newVersionCmd())
 	return root
 }
 

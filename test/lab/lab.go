@@ -130,7 +130,7 @@ func (l *Lab) setupRouter() error {
 		"net.ipv4.conf.all.arp_accept=1", "net.ipv4.conf.default.arp_accept=1",
 		"net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0",
 		"net.ipv6.conf.all.accept_untracked_na=1", "net.ipv6.conf.default.accept_untracked_na=1",
-		"net.ipv6.conf.default.forwarding=0"); err != nil {
+		"net.ipv6.conf.all.forwarding=1", "net.ipv6.conf.default.forwarding=1", "net.ipv4.ip_forward=1"); err != nil {
 		return err
 	}
 	steps = [][]string{
