@@ -413,12 +413,16 @@ func (e *Engine) recordState(k routerKey, r *router, prev State) {
 	r.since = e.deps.Clock.Now()
 	e.deps.Metrics.Transitions.WithLabelValues(k.family(), vrid, st.String()).Inc()
 	master, mprio := r.m.MasterAddr()
+	masterStr := "unknown"
+	if master.IsValid() {
+		masterStr = master.String()
+	}
 	ev := e.deps.Log.Info()
 	if st == Master {
 		ev = e.deps.Log.Warn()
 	}
 	ev.Str("vrid", k.String()).Str("vips", joinAddrs(r.addrs)).Str("from", prev.String()).Str("to", st.String()).
-		Int("priority", int(r.m.Priority())).Str("master", master.String()).Int("master_priority", int(mprio)).
+		Int("priority", int(r.m.Priority())).Str("master", masterStr).Int("master_priority", int(mprio)).
 		Msg("VRRP state change")
 }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 )
 
@@ -62,6 +63,8 @@ func newVersionCmd() *cobra.Command {
 }
 
 func main() {
+	// Failover is measured in milliseconds, so logs carry them.
+	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
 	err := newRootCmd().ExecuteContext(context.Background())
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "garpd: %v\n", err)

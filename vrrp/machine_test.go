@@ -1,0 +1,287 @@
+package vrrp
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+)
+
+var (
+	t0      = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	local   = netip.MustParseAddr("192.0.2.20")
+	lowerIP = netip.MustParseAddr("192.0.2.10")
+	upperIP = netip.MustParseAddr("192.0.2.30")
+)
+
+func newM(prio uint8, preempt bool) *Machine {
+	return NewMachine(MachineConfig{Priority: prio, Interval: 100, Preempt: preempt, LocalAddr: local})
+}
+
+func adv(prio uint8, interval uint16) Advert {
+	return Advert{Version: 3, VRID: 1, Priority: prio, Interval: interval,
+		Addresses: []netip.Addr{netip.MustParseAddr("192.0.2.101")}}
+}
+
+func at(d time.Duration) time.Time { return t0.Add(d) }
+
+func wantActs(t *testing.T, got []Action, want ...Action) {
+	t.Helper()
+	if !slices.Equal(got, want) {
+		t.Fatalf("actions %v, want %v", got, want)
+	}
+}
+
+func wantState(t *testing.T, m *Machine, s State) {
+	t.Helper()
+	if m.State() != s {
+		t.Fatalf("state %s, want %s", m.State(), s)
+	}
+}
+
+func TestTimerFormulas(t *testing.T) {
+	// keepalived's defaults: priority 100, 1 s adverts → 3.6 s master down
+	// (shared/design.md); the RFC computes in whole centiseconds.
+	cases := []struct {
+		prio     uint8
+		interval uint16
+		skew, md time.Duration
+	}{
+		{100, 100, 600 * time.Millisecond, 3600 * time.Millisecond},
+		{150, 10, 40 * time.Millisecond, 340 * time.Millisecond},
+		{254, 100, 0, 3 * time.Second},
+		{1, 100, 990 * time.Millisecond, 3990 * time.Millisecond},
+		{200, 1, 0, 30 * time.Millisecond},
+	}
+	for _, c := range cases {
+		if got := SkewTime(c.prio, c.interval); got != c.skew {
+			t.Errorf("SkewTime(%d, %d) = %s, want %s", c.prio, c.interval, got, c.skew)
+		}
+		if got := MasterDownInterval(c.prio, c.interval); got != c.md {
+			t.Errorf("MasterDownInterval(%d, %d) = %s, want %s", c.prio, c.interval, got, c.md)
+		}
+	}
+}
+
+// §6.4.1: Initialize, Startup with priority 255 (the address owner).
+func TestInitializeStartupOwner(t *testing.T) {
+	m := newM(255, true)
+	wantActs(t, m.Startup(t0), ActSendAdvert, ActTakeover)
+	wantState(t, m, Master)
+	if m.NextDeadline() != at(time.Second) {
+		t.Fatalf("adver timer %s, want +1s", m.NextDeadline().Sub(t0))
+	}
+}
+
+// §6.4.1: Initialize, Startup below 255 → Backup with Master_Down_Timer.
+func TestInitializeStartupBackup(t *testing.T) {
+	m := newM(100, true)
+	wantActs(t, m.Startup(t0))
+	wantState(t, m, Backup)
+	if m.NextDeadline() != at(3600*time.Millisecond) {
+		t.Fatalf("master down timer %s, want 3.6s", m.NextDeadline().Sub(t0))
+	}
+	if m.MasterAdverInterval() != 100 {
+		t.Fatalf("Master_Adver_Interval %d, want the configured 100", m.MasterAdverInterval())
+	}
+}
+
+// §6.4.2: Backup, Shutdown → Initialize, timers cancelled, nothing sent.
+func TestBackupShutdown(t *testing.T) {
+	m := newM(100, true)
+	m.Startup(t0)
+	wantActs(t, m.Shutdown(at(time.Second)))
+	wantState(t, m, Initialize)
+	if !m.NextDeadline().IsZero() {
+		t.Fatal("a timer still runs in Initialize")
+	}
+	wantActs(t, m.Tick(at(time.Hour)))
+}
+
+// §6.4.2: Backup, Master_Down_Timer fires → advert, GARP, Master.
+func TestBackupMasterDown(t *testing.T) {
+	m := newM(100, true)
+	m.Startup(t0)
+	wantActs(t, m.Tick(at(3599*time.Millisecond)))
+	wantState(t, m, Backup)
+	wantActs(t, m.Tick(at(3600*time.Millisecond)), ActSendAdvert, ActTakeover)
+	wantState(t, m, Master)
+	if m.NextDeadline() != at(4600*time.Millisecond) {
+		t.Fatalf("adver timer at %s, want 4.6s", m.NextDeadline().Sub(t0))
+	}
+}
+
+// §6.4.2: Backup, priority-0 advert → Master_Down_Timer = Skew_Time.
+func TestBackupPriorityZero(t *testing.T) {
+	m := newM(100, true)
+	m.Startup(t0)
+	wantActs(t, m.HandleAdvert(at(time.Second), upperIP, adv(0, 100)))
+	if want := at(time.Second + 600*time.Millisecond); m.NextDeadline() != want {
+		t.Fatalf("master down at %s, want skew 0.6s after the advert", m.NextDeadline().Sub(t0))
+	}
+	wantActs(t, m.Tick(at(1600*time.Millisecond)), ActSendAdvert, ActTakeover)
+}
+
+// §6.4.2: Backup accepts a higher (or equal) priority advert: learns the
+// master's interval and restarts Master_Down_Timer from it.
+func TestBackupAcceptsHigher(t *testing.T) {
+	for _, prio := range []uint8{100, 200} {
+		m := newM(100, true)
+		m.Startup(t0)
+		wantActs(t, m.HandleAdvert(at(time.Second), upperIP, adv(prio, 50)))
+		wantState(t, m, Backup)
+		if m.MasterAdverInterval() != 50 {
+			t.Fatalf("prio %d: learned interval %d, want 50", prio, m.MasterAdverInterval())
+		}
+		// 3×0.5 s + ((256-100)×50/256 = 30 cs)
+		if want := at(time.Second + 1800*time.Millisecond); m.NextDeadline() != want {
+			t.Fatalf("prio %d: master down at %s, want 2.8s", prio, m.NextDeadline().Sub(t0))
+		}
+		if a, p := m.MasterAddr(); a != upperIP || p != prio {
+			t.Fatalf("master %s/%d, want %s/%d", a, p, upperIP, prio)
+		}
+	}
+}
+
+// §6.4.2: with preemption, a lower-priority advert is discarded, so the
+// backup takes over when Master_Down_Timer runs out.
+func TestBackupPreemptsLower(t *testing.T) {
+	m := newM(200, true)
+	m.Startup(t0)
+	first := m.NextDeadline()
+	wantActs(t, m.HandleAdvert(at(time.Second), upperIP, adv(100, 100)))
+	if m.NextDeadline() != first {
+		t.Fatal("a lower-priority advert reset the master down timer despite preemption")
+	}
+	wantActs(t, m.Tick(first), ActSendAdvert, ActTakeover)
+	wantState(t, m, Master)
+}
+
+// §6.4.2: without preemption, a lower-priority master is accepted.
+func TestBackupNoPreemptAcceptsLower(t *testing.T) {
+	m := newM(200, false)
+	m.Startup(t0)
+	m.HandleAdvert(at(time.Second), upperIP, adv(100, 100))
+	if want := at(time.Second).Add(MasterDownInterval(200, 100)); m.NextDeadline() != want {
+		t.Fatalf("master down at %s, want %s", m.NextDeadline().Sub(t0), want.Sub(t0))
+	}
+}
+
+// preempt_delay: a lower master is accepted until the delay has passed
+// since it was first seen, then preempted.
+func TestBackupPreemptDelay(t *testing.T) {
+	m := NewMachine(MachineConfig{Priority: 200, Interval: 100, Preempt: true, PreemptDelay: 5 * time.Second, LocalAddr: local})
+	m.Startup(t0)
+	for s := 1; s <= 4; s++ {
+		m.HandleAdvert(at(time.Duration(s)*time.Second), upperIP, adv(100, 100))
+		m.Tick(at(time.Duration(s)*time.Second + 500*time.Millisecond))
+		wantState(t, m, Backup)
+	}
+	last := m.NextDeadline()
+	m.HandleAdvert(at(6*time.Second), upperIP, adv(100, 100)) // delay over: discarded
+	if m.NextDeadline() != last {
+		t.Fatal("advert accepted after preempt_delay ran out")
+	}
+	wantActs(t, m.Tick(last), ActSendAdvert, ActTakeover)
+}
+
+// §6.4.3: Master, Adver_Timer fires → advert, timer reset.
+func TestMasterAdverTimer(t *testing.T) {
+	m := newM(255, true)
+	m.Startup(t0)
+	wantActs(t, m.Tick(at(999*time.Millisecond)))
+	wantActs(t, m.Tick(at(time.Second)), ActSendAdvert)
+	if m.NextDeadline() != at(2*time.Second) {
+		t.Fatalf("adver timer at %s, want 2s", m.NextDeadline().Sub(t0))
+	}
+}
+
+// §6.4.3: Master, Shutdown → priority-0 advert, VIPs released, Initialize.
+func TestMasterShutdown(t *testing.T) {
+	m := newM(255, true)
+	m.Startup(t0)
+	wantActs(t, m.Shutdown(at(time.Second)), ActSendResign, ActRelease)
+	wantState(t, m, Initialize)
+}
+
+// §6.4.3: Master, priority-0 advert → send an advert at once.
+func TestMasterPriorityZero(t *testing.T) {
+	m := newM(255, true)
+	m.Startup(t0)
+	wantActs(t, m.HandleAdvert(at(300*time.Millisecond), upperIP, adv(0, 100)), ActSendAdvert)
+	wantState(t, m, Master)
+	if m.NextDeadline() != at(1300*time.Millisecond) {
+		t.Fatalf("adver timer at %s, want reset to 1.3s", m.NextDeadline().Sub(t0))
+	}
+}
+
+// §6.4.3: Master steps down for a higher priority, or an equal one from a
+// greater primary address; it keeps mastership otherwise.
+func TestMasterPreempted(t *testing.T) {
+	cases := []struct {
+		name     string
+		prio     uint8
+		src      netip.Addr
+		stepDown bool
+	}{
+		{"higher", 200, lowerIP, true},
+		{"equal, greater address", 150, upperIP, true},
+		{"equal, smaller address", 150, lowerIP, false},
+		{"lower", 100, upperIP, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m := newM(150, true)
+			m.Startup(t0)
+			m.Tick(m.NextDeadline()) // → Master
+			wantState(t, m, Master)
+			now := at(5 * time.Second)
+			got := m.HandleAdvert(now, c.src, adv(c.prio, 50))
+			if !c.stepDown {
+				wantActs(t, got)
+				wantState(t, m, Master)
+				return
+			}
+			wantActs(t, got, ActRelease)
+			wantState(t, m, Backup)
+			if want := now.Add(MasterDownInterval(150, 50)); m.NextDeadline() != want {
+				t.Fatalf("master down at %s, want %s (learned interval)", m.NextDeadline().Sub(t0), want.Sub(t0))
+			}
+		})
+	}
+}
+
+// Priority changes at run time: a Master advertises the new value at once;
+// a Backup computes Skew_Time from it.
+func TestSetPriority(t *testing.T) {
+	m := newM(255, true)
+	m.Startup(t0)
+	wantActs(t, m.SetPriority(at(100*time.Millisecond), 50), ActSendAdvert)
+	if m.Priority() != 50 {
+		t.Fatalf("priority %d, want 50", m.Priority())
+	}
+	if _, p := m.MasterAddr(); p != 50 {
+		t.Fatalf("master priority %d, want 50", p)
+	}
+	wantActs(t, m.SetPriority(at(200*time.Millisecond), 0)) // 0 is not a priority
+	wantActs(t, m.SetPriority(at(200*time.Millisecond), 50))
+
+	b := newM(100, true)
+	b.Startup(t0)
+	b.SetPriority(t0, 250)
+	b.HandleAdvert(at(time.Second), upperIP, adv(0, 100))
+	if want := at(time.Second).Add(SkewTime(250, 100)); b.NextDeadline() != want {
+		t.Fatalf("skew after raising priority: %s, want %s", b.NextDeadline().Sub(t0), want.Sub(t0))
+	}
+}
+
+// Events that do not apply to a state change nothing.
+func TestIgnoredEvents(t *testing.T) {
+	m := newM(100, true)
+	wantActs(t, m.HandleAdvert(t0, upperIP, adv(200, 100))) // Initialize ignores adverts
+	wantState(t, m, Initialize)
+	wantActs(t, m.Tick(at(time.Hour)))
+	m.Startup(t0)
+	wantActs(t, m.Startup(t0)) // second Startup is a no-op
+	wantState(t, m, Backup)
+}
