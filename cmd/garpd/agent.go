@@ -25,6 +25,7 @@ import (
 
 func newAgentCmd() *cobra.Command {
 	var path string
+	var check bool
 	cmd := &cobra.Command{
 		Use:   "agent --config FILE",
 		Short: "Run the VRRP agent: hold, fail over and announce this node's VIPs",
@@ -38,11 +39,17 @@ Signals: SIGHUP reloads the config (an invalid one is logged and ignored);
 SIGTERM or SIGINT resigns every master with a priority-0 advert, removes
 the VIPs and exits 0.
 
+--check validates the config, prints the virtual routers it defines and
+exits, without touching the network.
+
 Exit codes: 0 clean stop, 1 runtime failure, 2 invalid config.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if path == "" {
 				return usageError(errors.New("--config is required, e.g. garpd agent --config /etc/garpd/garpd.yaml"))
+			}
+			if check {
+				return checkConfig(cmd.OutOrStdout(), path)
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
@@ -53,6 +60,7 @@ Exit codes: 0 clean stop, 1 runtime failure, 2 invalid config.`,
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "", "path of the YAML config file")
+	cmd.Flags().BoolVar(&check, "check", false, "validate the config and print its virtual routers, then exit")
 	return cmd
 }
 
@@ -274,4 +282,25 @@ func (a *agent) serveHTTP(listen string) (*http.Server, error) {
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	return srv, nil
+}
+
+// checkConfig validates a config file and prints what it would run.
+func checkConfig(w io.Writer, path string) error {
+	l, err := loadConfig(path)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "%s: valid. node %s, interface %s, VRRPv%d every %s\n", path, l.cfg.Node, l.cfg.Interface,
+		l.cfg.VRRP.Version, l.cfg.VRRP.AdvertInterval)
+	for _, r := range l.routers {
+		fam := "ipv4"
+		if r.V6() {
+			fam = "ipv6"
+		}
+		fmt.Fprintf(w, "  %s VRID %3d  priority %3d  %v\n", fam, r.VRID, r.Priority, r.VIPs)
+	}
+	for _, g := range l.alloc.Grouped {
+		fmt.Fprintf(w, "  note: %s\n", g)
+	}
+	return nil
 }

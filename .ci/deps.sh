@@ -1,0 +1,19 @@
+#!/bin/sh
+# Install the Debian packages the lab needs, only those that are missing.
+set -eu
+need=""
+command -v ip >/dev/null 2>&1 || need="$need iproute2"
+command -v keepalived >/dev/null 2>&1 || need="$need keepalived"
+command -v arping >/dev/null 2>&1 || need="$need iputils-arping"
+command -v tcpdump >/dev/null 2>&1 || need="$need tcpdump"
+command -v nft >/dev/null 2>&1 || need="$need nftables"
+command -v tc >/dev/null 2>&1 || need="$need iproute2"
+[ -z "$need" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+  echo "missing packages:$need (install them as root: apt-get install$need)" >&2
+  exit 1
+fi
+echo "installing:$need"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends $need >/dev/null

@@ -1,0 +1,47 @@
+# garpd: see README.md. The lab targets (demo, and the e2e part of test) need root.
+GO        ?= go
+BIN       ?= bin/garpd
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+FUZZTIME  ?= 60s
+# e2e tests SIGKILL processes and time failovers: never run lab packages in parallel.
+TESTFLAGS ?= -count=1 -timeout 15m -p 1
+
+.PHONY: all build test unit e2e demo fuzz lint deps clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/garpd
+
+# Everything CI runs: lint, unit tests with the race detector, and the
+# namespace-lab e2e tests (skipped with a message when not root).
+test: deps lint
+	$(GO) test $(TESTFLAGS) -race ./vrrp/... ./balancer/... ./gossip/... ./cmd/...
+	$(GO) test $(TESTFLAGS) ./test/...
+
+unit:
+	$(GO) test -count=1 -race ./vrrp/... ./balancer/... ./gossip/... ./cmd/...
+
+e2e:
+	$(GO) test $(TESTFLAGS) -v ./test/...
+
+# The built-in lab: 3 nodes, 3 VIPs, kill an owner, show the failover.
+demo: deps
+	$(GO) run ./test/demo
+
+fuzz:
+	$(GO) test ./vrrp -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./cmd/garpd -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# What the lab and the tests need from Debian, installed only when missing.
+deps:
+	@sh .ci/deps.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const goodConfig = `
+node: n1
+interface: eth0
+vips:
+  - 192.0.2.101
+  - 192.0.2.102/24
+  - address: 2001:db8::101/64
+    vrid: 20
+vrrp:
+  version: 3
+  advert_interval: 1s
+  vrid_base: 10
+  preempt: true
+  preempt_delay: 0s
+  auth_pass: ""
+  unicast_peers: []
+priorities:
+  192.0.2.101: 200
+garp:
+  count: 3
+  interval: 1100ms
+http:
+  listen: 127.0.0.1:9496
+log:
+  level: info
+`
+
+func TestParseGoodConfig(t *testing.T) {
+	l, err := parseConfig([]byte(goodConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.routers) != 3 {
+		t.Fatalf("%d routers, want 3", len(l.routers))
+	}
+	want := map[string][2]int{"192.0.2.101/32": {10, 200}, "192.0.2.102/24": {11, 100}, "2001:db8::101/64": {20, 100}}
+	for _, r := range l.routers {
+		w, ok := want[r.VIPs[0].String()]
+		if !ok || int(r.VRID) != w[0] || int(r.Priority) != w[1] {
+			t.Errorf("router %v vrid %d prio %d, want %v", r.VIPs, r.VRID, r.Priority, w)
+		}
+	}
+	if l.cfg.GARP.Interval != 1100*time.Millisecond || !*l.cfg.VRRP.Preempt {
+		t.Errorf("defaults/values wrong: %+v", l.cfg)
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	l, err := parseConfig([]byte("interface: eth0\nvips: [192.0.2.101]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := os.Hostname()
+	c := l.cfg
+	if c.Node != h || c.VRRP.Version != 3 || c.VRRP.AdvertInterval != time.Second || c.VRRP.VRIDBase != 10 ||
+		c.GARP.Count != 3 || c.HTTP.Listen != "127.0.0.1:9496" || c.Log.Level != "info" || c.Log.Format != "json" {
+		t.Fatalf("defaults: %+v", c)
+	}
+	if l.routers[0].Priority != 100 || l.routers[0].VRID != 10 {
+		t.Fatalf("router %+v, want priority 100 VRID 10", l.routers[0])
+	}
+}
+
+// Every bad config names the key at fault.
+func TestConfigErrorsNameTheKey(t *testing.T) {
+	base := "interface: eth0\nvips: [192.0.2.101]\n"
+	cases := []struct{ yaml, key string }{
+		{"vips: [192.0.2.101]\n", "interface"},
+		{"interface: eth0\n", "vips"},
+		{"interface: eth0\nvips: [not-an-ip]\n", "not-an-ip"},
+		{"interface: eth0\nvips: [224.0.0.5]\n", "224.0.0.5"},
+		{"interface: eth0\nvips: [192.0.2.101, 192.0.2.101]\n", "listed twice"},
+		{base + "vrrp: {version: 4}\n", "vrrp.version"},
+		{base + "vrrp: {advert_interval: 15ms}\n", "vrrp.advert_interval"},
+		{base + "vrrp: {version: 2, advert_interval: 500ms}\n", "vrrp.advert_interval"},
+		{base + "vrrp: {version: 2, advert_interval: 1s, auth_pass: waytoolongpass}\n", "vrrp.auth_pass"},
+		{base + "vrrp: {auth_pass: x}\n", "vrrp.auth_pass"},
+		{base + "vrrp: {vrid_base: 300}\n", "vrrp.vrid_base"},
+		{base + "vrrp: {unicast_peers: [bogus]}\n", "unicast_peers[0]"},
+		{base + "priorities: {192.0.2.101: 255}\n", "priorities.192.0.2.101"},
+		{base + "priorities: {192.0.2.199: 10}\n", "192.0.2.199"},
+		{base + "garp: {count: 1000}\n", "garp.count"},
+		{base + "garp: {interval: 1ms}\n", "garp.interval"},
+		{base + "log: {level: loud}\n", "log.level"},
+		{base + "log: {format: xml}\n", "log.format"},
+		{base + "bogus_key: 1\n", "bogus_key"},
+		{"interface: eth0\nvips:\n  - {address: 192.0.2.101, vrid: 0}\n", "vrid"},
+		{"interface: eth0\nvips:\n  - 2001:db8::1\nvrrp: {version: 2}\n", "VRRPv2"},
+		{"interface: eth0\nvips:\n  - {address: 192.0.2.1, vrid: 5}\n  - {address: 2001:db8::1, vrid: 5}\n", "VRID 5"},
+	}
+	for _, c := range cases {
+		_, err := parseConfig([]byte(c.yaml))
+		if err == nil {
+			t.Errorf("config %q accepted", c.yaml)
+			continue
+		}
+		if !strings.Contains(err.Error(), c.key) {
+			t.Errorf("config %q: error %q does not name %q", c.yaml, err, c.key)
+		}
+	}
+}
+
+func TestLoadConfigExitCode(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(p, []byte("interface: eth0\nvips: [bogus]\n"), 0o644)
+	_, err := loadConfig(p)
+	if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), p) {
+		t.Fatalf("loadConfig: %v (exit %d), want a config error naming the file, exit 2", err, exitCode(err))
+	}
+	if _, err := loadConfig(filepath.Join(t.TempDir(), "missing.yaml")); exitCode(err) != 2 {
+		t.Fatalf("missing file: exit %d, want 2", exitCode(err))
+	}
+}
+
+// FuzzParseConfig: the loader never panics, and what it accepts is usable.
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte(goodConfig))
+	f.Add([]byte("interface: eth0\nvips: [192.0.2.101]\n"))
+	f.Add([]byte("interface: eth0\nvips:\n  - {address: 2001:db8::1/64, vrid: 7}\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		l, err := parseConfig(b)
+		if err != nil {
+			return
+		}
+		if l.cfg.Interface == "" || len(l.routers) == 0 {
+			t.Fatalf("accepted config without interface or routers: %+v", l.cfg)
+		}
+		for _, r := range l.routers {
+			if r.VRID == 0 || r.Priority == 0 || r.Priority == 255 || len(r.VIPs) == 0 {
+				t.Fatalf("accepted config yields invalid router %+v", r)
+			}
+		}
+	})
+}
+
+// The example configs shipped in deploy/ stay valid.
+func TestDeployExamplesAreValid(t *testing.T) {
+	files, _ := filepath.Glob("../../deploy/examples/*.yaml")
+	if len(files) == 0 {
+		t.Fatal("no example configs found")
+	}
+	for _, f := range files {
+		if _, err := loadConfig(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
