@@ -6,6 +6,8 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 FUZZTIME  ?= 60s
 # e2e tests SIGKILL processes and time failovers: never run lab packages in parallel.
 TESTFLAGS ?= -count=1 -timeout 15m -p 1
+# Unit-tested packages: everything but the lab.
+UNITPKGS   = $(shell $(GO) list ./... | grep -v /test/)
 
 .PHONY: all build test unit e2e demo fuzz lint deps clean
 
@@ -17,11 +19,11 @@ build:
 # Everything CI runs: lint, unit tests with the race detector, and the
 # namespace-lab e2e tests (skipped with a message when not root).
 test: deps lint
-	$(GO) test $(TESTFLAGS) -race ./vrrp/... ./balancer/... ./gossip/... ./cmd/...
+	$(GO) test $(TESTFLAGS) -race $(UNITPKGS)
 	$(GO) test $(TESTFLAGS) ./test/...
 
 unit:
-	$(GO) test -count=1 -race ./vrrp/... ./balancer/... ./gossip/... ./cmd/...
+	$(GO) test -count=1 -race $(UNITPKGS)
 
 e2e:
 	$(GO) test $(TESTFLAGS) -v ./test/...

@@ -1,0 +1,434 @@
+package balancer
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"runtime"
+	"slices"
+	"sort"
+	"sync"
+)
+
+// Node is a ranked member. Weight scales its share of owned VIPs (default 1).
+type Node struct {
+	Name   string
+	Weight int
+}
+
+// Priorities: the owner advertises OwnerPriority and every further rank one
+// less, so VRRP's backup order is the ranking. 251..254 stay free for an
+// operator's manual override; ranks past 249 share priority 1.
+const (
+	OwnerPriority = 250
+	MinPriority   = 1
+)
+
+// PriorityForRank maps a rank (0 = owner) to a VRRP priority.
+func PriorityForRank(rank int) int {
+	return max(OwnerPriority-rank, MinPriority)
+}
+
+// Ranked is one group's ranking: who owns it, who takes it over first, and
+// so on. It holds node indexes, not names, so a plan of thousands of VIPs
+// over hundreds of nodes is one small pointer-free allocation.
+type Ranked struct {
+	Group Group
+	order []uint16 // indexes into nodes, owner first
+	nodes []Node
+}
+
+// Ranking returns the node names, owner first.
+func (r Ranked) Ranking() []string {
+	out := make([]string, len(r.order))
+	for i, n := range r.order {
+		out[i] = r.nodes[n].Name
+	}
+	return out
+}
+
+// Owner is the rank-0 node.
+func (r Ranked) Owner() string { return r.At(0) }
+
+// At returns the node at rank i.
+func (r Ranked) At(i int) string { return r.nodes[r.order[i]].Name }
+
+// Len is the number of ranked nodes.
+func (r Ranked) Len() int { return len(r.order) }
+
+// RankOf returns the rank of the named node, or -1.
+func (r Ranked) RankOf(name string) int {
+	for i, n := range r.order {
+		if r.nodes[n].Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// Priorities returns each node's VRRP priority for this group.
+func (r Ranked) Priorities() map[string]int {
+	p := make(map[string]int, len(r.order))
+	for i, n := range r.order {
+		p[r.nodes[n].Name] = PriorityForRank(i)
+	}
+	return p
+}
+
+// Plan is the ranking of every group over one member set.
+type Plan struct {
+	Groups []Ranked // in the order the groups were given
+	Nodes  []Node   // sorted by name
+}
+
+// Owned counts the VIPs (not groups) each node owns.
+func (p Plan) Owned() map[string]int {
+	o := make(map[string]int, len(p.Nodes))
+	for _, n := range p.Nodes {
+		o[n.Name] = 0
+	}
+	for _, r := range p.Groups {
+		o[r.Owner()] += len(r.Group.VIPs)
+	}
+	return o
+}
+
+// CheckNodes validates a member list: names present and unique, weights positive.
+func CheckNodes(nodes []Node) error {
+	if len(nodes) == 0 {
+		return errors.New("no nodes to rank")
+	}
+	seen := map[string]bool{}
+	for _, n := range nodes {
+		if n.Name == "" {
+			return errors.New("a node has an empty name")
+		}
+		if seen[n.Name] {
+			return fmt.Errorf("node %q is listed twice", n.Name)
+		}
+		seen[n.Name] = true
+		if n.Weight <= 0 {
+			return fmt.Errorf("node %q has weight %d: weights must be positive", n.Name, n.Weight)
+		}
+	}
+	return nil
+}
+
+// hash64 is FNV-1a finished with the splitmix64 mixer, so nearby names
+// land far apart.
+func hash64(s string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	return mix64(h.Sum64())
+}
+
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+// score is the rendezvous weight of node n for group g: the higher, the
+// more the group prefers the node. It depends only on the two names.
+func score(gh, nh uint64) uint64 { return mix64(gh ^ nh*0x9e3779b97f4a7c15) }
+
+// quota is the capacity bookkeeping of one balanced assignment: every node
+// takes floor(share) items and up to `extra` nodes with a fractional share
+// take one more, so counts end proportional to weight within one.
+type quota struct {
+	floor    []int
+	eligible []bool
+	extra    int
+	used     []int
+	full     []bool // canTake is false; kept up to date by take
+}
+
+func newQuota(items int, weights []int, exclude int) *quota {
+	q := &quota{floor: make([]int, len(weights)), eligible: make([]bool, len(weights)),
+		used: make([]int, len(weights)), full: make([]bool, len(weights))}
+	total := 0
+	for i, w := range weights {
+		if i != exclude {
+			total += w
+		}
+	}
+	sum := 0
+	for i, w := range weights {
+		if i == exclude {
+			continue
+		}
+		q.floor[i] = items * w / total
+		q.eligible[i] = items*w%total != 0
+		sum += q.floor[i]
+	}
+	q.extra = items - sum
+	for i := range weights {
+		q.full[i] = i == exclude || !q.canTake(i)
+	}
+	return q
+}
+
+func (q *quota) canTake(i int) bool {
+	return q.used[i] < q.floor[i] || (q.used[i] == q.floor[i] && q.eligible[i] && q.extra > 0)
+}
+
+func (q *quota) take(i int) {
+	q.used[i]++
+	if q.used[i] > q.floor[i] {
+		q.extra--
+		if q.extra == 0 {
+			// The last extra slot is gone: nodes at their floor are full now.
+			for j := range q.full {
+				q.full[j] = q.full[j] || q.used[j] >= q.floor[j]
+			}
+		}
+	}
+	q.full[i] = q.full[i] || !q.canTake(i)
+}
+
+// Rank computes the plan: a pure function of the member set (with weights)
+// and the groups, whatever order either is given in.
+//
+//  1. Owners: groups are visited in the order of their own hash, each taking
+//     its highest-scoring node that still has room under an exact weighted
+//     quota, so every node owns its share rounded, within one.
+//  2. Rank 1 (the node VRRP fails over to): each owner's groups are spread
+//     over the other nodes the same way, so one node's death moves its VIPs
+//     to different survivors in proportion to their weight.
+//  3. The remaining ranks follow the score.
+func Rank(nodes []Node, groups []Group) (Plan, error) {
+	if err := CheckNodes(nodes); err != nil {
+		return Plan{}, err
+	}
+	if len(nodes) > 1<<16-1 {
+		return Plan{}, fmt.Errorf("%d nodes: at most 65535 can be ranked", len(nodes))
+	}
+	ns := slices.Clone(nodes)
+	sort.Slice(ns, func(i, j int) bool { return ns[i].Name < ns[j].Name })
+	N, G := len(ns), len(groups)
+	nh := make([]uint64, N)
+	weights := make([]int, N)
+	for i, n := range ns {
+		nh[i] = hash64(n.Name)
+		weights[i] = n.Weight
+	}
+	gh := make([]uint64, G)
+	order := make([]int, G)
+	for g := range groups {
+		gh[g] = hash64(groups[g].Key())
+		order[g] = g
+	}
+	sort.Slice(order, func(a, b int) bool {
+		x, y := order[a], order[b]
+		if gh[x] != gh[y] {
+			return gh[x] < gh[y]
+		}
+		return groups[x].Key() < groups[y].Key()
+	})
+
+	// Each group's nodes in descending score order: its rendezvous
+	// preference list. One pointer-free array holds every list.
+	pref := make([]uint16, G*N)
+	parallel(G, N, func(lo, hi int) {
+		keys := make([]uint64, N)
+		scratch := make([]uint64, N)
+		for g := lo; g < hi; g++ {
+			for i := range N {
+				// Score in the high bits, node index in the low 16 for a
+				// total order without ties (N ≤ 65535).
+				keys[i] = score(gh[g], nh[i])&^0xffff | uint64(i)
+			}
+			sortUniform(keys, scratch)
+			row := pref[g*N : (g+1)*N]
+			for k := range N {
+				row[k] = uint16(keys[N-1-k] & 0xffff)
+			}
+		}
+	})
+	// best is the group's most preferred node that still has room.
+	best := func(g int, q *quota) int {
+		for _, i := range pref[g*N : (g+1)*N] {
+			if !q.full[i] {
+				return int(i)
+			}
+		}
+		return -1
+	}
+
+	owner := make([]int, G)
+	q := newQuota(G, weights, -1)
+	byOwner := make([][]int, N)
+	for _, g := range order {
+		o := best(g, q)
+		q.take(o)
+		owner[g] = o
+		byOwner[o] = append(byOwner[o], g)
+	}
+	second := make([]int, G)
+	for i := range second {
+		second[i] = -1
+	}
+	if N > 1 {
+		for o, gs := range byOwner {
+			q := newQuota(len(gs), weights, o)
+			for _, g := range gs {
+				s := best(g, q)
+				q.take(s)
+				second[g] = s
+			}
+		}
+	}
+
+	// The ranking is the preference list with owner and rank 1 moved to
+	// the front, rewritten in place.
+	plan := Plan{Groups: make([]Ranked, G), Nodes: ns}
+	parallel(G, N, func(lo, hi int) {
+		for g := lo; g < hi; g++ {
+			row := pref[g*N : (g+1)*N]
+			o, s := uint16(owner[g]), second[g]
+			// Shift everything before the owner (and rank 1) right by one
+			// or two places, keeping the rest of the order.
+			w := N - 1
+			for r := N - 1; r >= 0; r-- {
+				if row[r] == o || (s >= 0 && row[r] == uint16(s)) {
+					continue
+				}
+				row[w] = row[r]
+				w--
+			}
+			if s >= 0 {
+				row[1] = uint16(s)
+			}
+			row[0] = o
+			plan.Groups[g] = Ranked{Group: groups[g], order: row, nodes: ns}
+		}
+	})
+	return plan, nil
+
+}
+
+// sortUniform sorts keys ascending. Scores are uniform over 64 bits, so
+// spreading them into 256 buckets by their top byte leaves almost every
+// bucket with one key, and the insertion sort that follows only fixes those
+// few: linear time, where a comparison sort dominated the ranking's cost.
+func sortUniform(keys, scratch []uint64) {
+	var count [257]int
+	for _, k := range keys {
+		count[k>>56+1]++
+	}
+	for i := 1; i < len(count); i++ {
+		count[i] += count[i-1]
+	}
+	out := scratch[:len(keys)]
+	for _, k := range keys {
+		b := k >> 56
+		out[count[b]] = k
+		count[b]++
+	}
+	for i := 1; i < len(out); i++ {
+		k := out[i]
+		j := i
+		for ; j > 0 && out[j-1] > k; j-- {
+			out[j] = out[j-1]
+		}
+		out[j] = k
+	}
+	copy(keys, out)
+}
+
+// parallel splits [0, n) over the CPUs when the work is worth it.
+func parallel(n, width int, f func(lo, hi int)) {
+	workers := runtime.GOMAXPROCS(0)
+	if workers < 2 || n*width < 1<<14 {
+		f(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	chunk := (n + workers - 1) / workers
+	for lo := 0; lo < n; lo += chunk {
+		hi := min(lo+chunk, n)
+		wg.Add(1)
+		go func() { defer wg.Done(); f(lo, hi) }()
+	}
+	wg.Wait()
+}
+
+// Without returns the members of p minus the named node, for re-ranking.
+func Without(nodes []Node, name string) []Node {
+	out := make([]Node, 0, len(nodes))
+	for _, n := range nodes {
+		if n.Name != name {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Move is what happens to one of a failed node's groups.
+type Move struct {
+	Group     Group
+	Immediate string // VRRP's pick: the group's rank-1 node
+	Reranked  string // the owner once the member list no longer has the node
+}
+
+// FailureReport says what a node's death does to the plan.
+type FailureReport struct {
+	Node  string
+	Moves []Move
+	// AgreeWithVRRP counts the failed node's groups whose re-ranked owner is
+	// the node VRRP already moved them to (nothing moves twice).
+	AgreeWithVRRP int
+	// OthersMoved counts groups of surviving owners that re-ranking moves.
+	OthersMoved int
+	// OwnedAfterFailover and OwnedAfterRerank count VIPs per survivor.
+	OwnedAfterFailover map[string]int
+	OwnedAfterRerank   map[string]int
+}
+
+// Fail computes what happens when node dies: VRRP's immediate failover, then
+// the re-ranked plan without it.
+func Fail(p Plan, node string) (FailureReport, Plan, error) {
+	found := false
+	for _, n := range p.Nodes {
+		found = found || n.Name == node
+	}
+	if !found {
+		return FailureReport{}, Plan{}, fmt.Errorf("node %q is not a member", node)
+	}
+	if len(p.Nodes) < 2 {
+		return FailureReport{}, Plan{}, fmt.Errorf("node %q is the only member: nothing can take over", node)
+	}
+	groups := make([]Group, len(p.Groups))
+	for i, r := range p.Groups {
+		groups[i] = r.Group
+	}
+	after, err := Rank(Without(p.Nodes, node), groups)
+	if err != nil {
+		return FailureReport{}, Plan{}, err
+	}
+	rep := FailureReport{Node: node, OwnedAfterFailover: map[string]int{}, OwnedAfterRerank: after.Owned()}
+	for _, n := range after.Nodes {
+		rep.OwnedAfterFailover[n.Name] = 0
+	}
+	for i, r := range p.Groups {
+		vips := len(r.Group.VIPs)
+		newOwner := after.Groups[i].Owner()
+		if r.Owner() == node {
+			m := Move{Group: r.Group, Immediate: r.At(1), Reranked: newOwner}
+			rep.Moves = append(rep.Moves, m)
+			rep.OwnedAfterFailover[m.Immediate] += vips
+			if m.Immediate == m.Reranked {
+				rep.AgreeWithVRRP++
+			}
+			continue
+		}
+		rep.OwnedAfterFailover[r.Owner()] += vips
+		if newOwner != r.Owner() {
+			rep.OthersMoved++
+		}
+	}
+	return rep, after, nil
+}
