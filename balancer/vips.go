@@ -227,3 +227,39 @@ func b2i(b bool) int {
 	}
 	return 0
 }
+
+// MaxRange caps a VIP range, so a typo cannot ask for millions of VIPs.
+const MaxRange = 65536
+
+// ParseRange expands "FIRST-LAST" (inclusive, one family) into host VIPs.
+func ParseRange(s string) ([]netip.Prefix, error) {
+	a, b, ok := strings.Cut(strings.TrimSpace(s), "-")
+	if !ok {
+		return nil, fmt.Errorf("range %q: want FIRST-LAST, e.g. 192.0.2.101-192.0.2.200", s)
+	}
+	first, err1 := netip.ParseAddr(strings.TrimSpace(a))
+	last, err2 := netip.ParseAddr(strings.TrimSpace(b))
+	if err1 != nil || err2 != nil {
+		return nil, fmt.Errorf("range %q: both ends must be IP addresses", s)
+	}
+	if first.Is4() != last.Is4() {
+		return nil, fmt.Errorf("range %q mixes IPv4 and IPv6", s)
+	}
+	if last.Less(first) {
+		return nil, fmt.Errorf("range %q ends before it starts", s)
+	}
+	var out []netip.Prefix
+	for a := first; ; a = a.Next() {
+		if len(out) == MaxRange {
+			return nil, fmt.Errorf("range %q has more than %d addresses", s, MaxRange)
+		}
+		p := netip.PrefixFrom(a, a.BitLen())
+		if err := checkVIPAddr(a.String(), a); err != nil {
+			return nil, fmt.Errorf("range %q: %w", s, err)
+		}
+		out = append(out, p)
+		if a == last {
+			return out, nil
+		}
+	}
+}

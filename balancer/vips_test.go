@@ -1,0 +1,127 @@
+package balancer
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func vip(s string, vrid int) VIP {
+	p, err := ParseVIP(s)
+	if err != nil {
+		panic(err)
+	}
+	return VIP{Prefix: p, VRID: vrid}
+}
+
+func TestAssignVRIDs(t *testing.T) {
+	a, err := AssignVRIDs([]VIP{vip("192.0.2.1", 0), vip("2001:db8::1", 20), vip("192.0.2.2", 0), vip("192.0.2.3", 11)}, 10, 255)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, g := range a.Groups {
+		for _, p := range g.VIPs {
+			got[p.Addr().String()] = g.VRID
+		}
+	}
+	// VIP i gets base+i; 192.0.2.2 (i=2) gets 12; 192.0.2.3 pins 11.
+	want := map[string]int{"192.0.2.1": 10, "2001:db8::1": 20, "192.0.2.2": 12, "192.0.2.3": 11}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: VRID %d, want %d", k, got[k], v)
+		}
+	}
+	if len(a.Grouped) != 0 {
+		t.Errorf("grouping reported without need: %v", a.Grouped)
+	}
+}
+
+// VIP i's base+i is taken by a pinned VRID: it gets the next free one, and
+// VRIDs stay unique per family.
+func TestAssignVRIDsAvoidsPinned(t *testing.T) {
+	a, err := AssignVRIDs([]VIP{vip("192.0.2.1", 11), vip("192.0.2.2", 0)}, 10, 255)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]bool{}
+	for _, g := range a.Groups {
+		if seen[g.VRID] || len(g.VIPs) != 1 {
+			t.Fatalf("VRID %d reused: %+v", g.VRID, a.Groups)
+		}
+		seen[g.VRID] = true
+	}
+}
+
+// More VIPs than free VRIDs: they share VRIDs round-robin as groups, every
+// VIP appears once, and the grouping is reported.
+func TestAssignVRIDsGroups(t *testing.T) {
+	var vips []VIP
+	ps, _ := ParseRange("198.51.100.1-198.51.100.250")
+	for _, p := range ps {
+		vips = append(vips, VIP{Prefix: p})
+	}
+	a, err := AssignVRIDs(vips, 200, 255)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Groups) != 56 || len(a.Grouped) != 1 || !strings.Contains(a.Grouped[0], "250 ipv4 VIPs share 56") {
+		t.Fatalf("%d groups, report %v", len(a.Groups), a.Grouped)
+	}
+	seen := map[netip.Addr]bool{}
+	for _, g := range a.Groups {
+		if len(g.VIPs) < 4 || len(g.VIPs) > 5 {
+			t.Fatalf("group of %d VIPs, want 4 or 5", len(g.VIPs))
+		}
+		for _, p := range g.VIPs {
+			if seen[p.Addr()] {
+				t.Fatalf("%s in two groups", p)
+			}
+			seen[p.Addr()] = true
+		}
+	}
+	if len(seen) != 250 {
+		t.Fatalf("%d VIPs grouped, want 250", len(seen))
+	}
+}
+
+func TestAssignVRIDsErrors(t *testing.T) {
+	cases := []struct {
+		vips []VIP
+		want string
+	}{
+		{[]VIP{vip("192.0.2.1", 0), vip("192.0.2.1", 0)}, "twice"},
+		{[]VIP{vip("192.0.2.1", 5), vip("2001:db8::1", 5)}, "VRID 5"},
+		{[]VIP{vip("192.0.2.1", 10), vip("192.0.2.2", 0)}, "no free VRID"},
+	}
+	for _, c := range cases {
+		_, err := AssignVRIDs(c.vips, 10, 10)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("AssignVRIDs(%v): %v, want %q", c.vips, err, c.want)
+		}
+	}
+	if _, err := AssignVRIDs(nil, 0, 255); err == nil {
+		t.Error("VRID base 0 accepted")
+	}
+}
+
+func TestParseVIPAndRange(t *testing.T) {
+	for in, want := range map[string]string{"192.0.2.1": "192.0.2.1/32", "192.0.2.1/24": "192.0.2.1/24", "2001:db8::1": "2001:db8::1/128"} {
+		p, err := ParseVIP(in)
+		if err != nil || p.String() != want {
+			t.Errorf("ParseVIP(%q) = %v, %v; want %s", in, p, err, want)
+		}
+	}
+	for _, bad := range []string{"", "x", "224.0.0.1", "fe80::1", "127.0.0.1", "0.0.0.0", "::ffff:192.0.2.1", "fe80::1%eth0"} {
+		if _, err := ParseVIP(bad); err == nil {
+			t.Errorf("ParseVIP(%q) accepted", bad)
+		}
+	}
+	ps, err := ParseRange("2001:db8::fe-2001:db8::101")
+	if err != nil || len(ps) != 4 {
+		t.Fatalf("IPv6 range: %v, %v", ps, err)
+	}
+	if _, err := ParseRange("10.0.0.0-10.255.255.255"); err == nil {
+		t.Error("a range of 16M addresses was accepted")
+	}
+}
