@@ -196,8 +196,10 @@ func (q *quota) take(i int) {
 //     its highest-scoring node that still has room under an exact weighted
 //     quota, so every node owns its share rounded, within one.
 //  2. Rank 1 (the node VRRP fails over to): each owner's groups are spread
-//     over the other nodes the same way, so one node's death moves its VIPs
-//     to different survivors in proportion to their weight.
+//     over the other nodes under the same kind of quota, so one node's death
+//     moves its VIPs to different survivors in proportion to their weight.
+//     Within that quota a group prefers the node that owns it in the plan
+//     without its owner, so re-ranking after a death agrees with VRRP.
 //  3. The remaining ranks follow the score.
 func Rank(nodes []Node, groups []Group) (Plan, error) {
 	if err := CheckNodes(nodes); err != nil {
@@ -248,9 +250,23 @@ func Rank(nodes []Node, groups []Group) (Plan, error) {
 			}
 		}
 	})
+	// The first few preferences of every group, packed together: nearly
+	// every pick is among them, and they stay in cache across the many
+	// greedy passes below, where the full lists would not.
+	const topK = 8
+	K := min(N, topK)
+	top := make([]uint16, G*K)
+	for g := range G {
+		copy(top[g*K:(g+1)*K], pref[g*N:g*N+K])
+	}
 	// best is the group's most preferred node that still has room.
 	best := func(g int, q *quota) int {
-		for _, i := range pref[g*N : (g+1)*N] {
+		for _, i := range top[g*K : (g+1)*K] {
+			if !q.full[i] {
+				return int(i)
+			}
+		}
+		for _, i := range pref[g*N+K : (g+1)*N] {
 			if !q.full[i] {
 				return int(i)
 			}
@@ -267,15 +283,48 @@ func Rank(nodes []Node, groups []Group) (Plan, error) {
 		owner[g] = o
 		byOwner[o] = append(byOwner[o], g)
 	}
+	// wanted[g] is g's owner in the plan without g's owner: what every node
+	// computes once gossip drops a dead owner. Making it rank 1 where the
+	// failover quota allows means VRRP's choice and the re-ranked plan agree,
+	// so the VIP moves once.
+	wanted := make([]int, G)
+	if N > 1 {
+		parallel(N, G, func(lo, hi int) {
+			for x := lo; x < hi; x++ {
+				if len(byOwner[x]) == 0 {
+					continue
+				}
+				q := newQuota(G, weights, x)
+				for _, g := range order {
+					o := best(g, q)
+					q.take(o)
+					if owner[g] == x {
+						wanted[g] = o
+					}
+				}
+			}
+		})
+	}
 	second := make([]int, G)
 	for i := range second {
 		second[i] = -1
 	}
 	if N > 1 {
+		equal := !slices.ContainsFunc(weights, func(w int) bool { return w != weights[0] })
 		for o, gs := range byOwner {
+			if len(gs) == 0 {
+				continue
+			}
+			if equal {
+				assignSecondsBand(gs, o, owner, wanted, pref, N, G, second)
+				continue
+			}
 			q := newQuota(len(gs), weights, o)
 			for _, g := range gs {
-				s := best(g, q)
+				s := wanted[g]
+				if q.full[s] {
+					s = best(g, q)
+				}
 				q.take(s)
 				second[g] = s
 			}
@@ -308,6 +357,55 @@ func Rank(nodes []Node, groups []Group) (Plan, error) {
 	})
 	return plan, nil
 
+}
+
+// assignSecondsBand picks rank 1 for the groups gs of owner x when weights
+// are equal. Right after x dies each survivor y holds p[y] = what it owns
+// plus what it takes from x; every p[y] must end in [lo, lo+2], lo =
+// ceil(V/(N-1)) - 1, so survivors differ by at most 2. A group takes its
+// wanted node (its owner in the plan without x) whenever that stays
+// feasible: below lo+2, and leaving enough groups to lift every survivor
+// still below lo up to it. Otherwise it takes its most preferred node that is.
+func assignSecondsBand(gs []int, x int, owner, wanted []int, pref []uint16, N, G int, second []int) {
+	p := make([]int, N)
+	for _, o := range owner {
+		p[o]++
+	}
+	p[x] = 0
+	lo := (G+N-2)/(N-1) - 1
+	deficit := 0
+	for y := range N {
+		if y != x {
+			deficit += max(0, lo-p[y])
+		}
+	}
+	remaining := len(gs)
+	allowed := func(y int) bool {
+		if y == x || p[y] >= lo+2 {
+			return false
+		}
+		return p[y] < lo || remaining-1 >= deficit
+	}
+	take := func(g, y int) {
+		if p[y] < lo {
+			deficit--
+		}
+		p[y]++
+		remaining--
+		second[g] = y
+	}
+	for _, g := range gs {
+		if allowed(wanted[g]) {
+			take(g, wanted[g])
+			continue
+		}
+		for _, y := range pref[g*N : (g+1)*N] {
+			if allowed(int(y)) {
+				take(g, int(y))
+				break
+			}
+		}
+	}
 }
 
 // sortUniform sorts keys ascending. Scores are uniform over 64 bits, so
