@@ -98,33 +98,37 @@ func (c Config) Peers() ([]netip.Addr, error) {
 // IntervalCS is the advert interval in centiseconds, as the wire carries it.
 func (c Config) IntervalCS() uint16 { return uint16(c.AdvertInterval / (10 * time.Millisecond)) }
 
-// GARPConfig is the `garp:` section: how a new master announces its VIPs.
+// GARPConfig is the `garp:` section: how a master announces its VIPs, on
+// takeover and then periodically.
 type GARPConfig struct {
 	Count    int           `yaml:"count" json:"count"`
 	Interval time.Duration `yaml:"interval" json:"interval"`
+	// Refresh re-announces every master VIP once per period (0: off), each
+	// at its own phase; Schedule (cron) replaces it when set.
+	Refresh  time.Duration `yaml:"refresh" json:"refresh"`
+	Schedule string        `yaml:"schedule" json:"schedule"`
+	MaxRate  int           `yaml:"max_rate" json:"max_rate"`
+	Mode     string        `yaml:"mode" json:"mode"`
 }
 
-// Takeover burst defaults: three announcements spaced past the Linux 1 s ARP
-// lock time, so each one can update a neighbour entry.
-const (
-	DefaultGARPCount    = 3
-	DefaultGARPInterval = 1100 * time.Millisecond
-)
-
-// WithDefaults returns g with unset fields filled in.
-func (g GARPConfig) WithDefaults() GARPConfig {
-	if g.Count == 0 {
-		g.Count = DefaultGARPCount
-	}
-	if g.Interval == 0 {
-		g.Interval = DefaultGARPInterval
-	}
-	return g
+// DefaultGARPConfig is the garp section when the file says nothing. The
+// takeover burst is three announcements spaced past the Linux 1 s ARP lock
+// time, so each one can update a neighbour entry; stale router entries are
+// repaired within a minute; 200 packets/s per interface at most.
+func DefaultGARPConfig() GARPConfig {
+	return GARPConfig{Count: 3, Interval: 1100 * time.Millisecond, Refresh: 60 * time.Second, MaxRate: 200, Mode: "both"}
 }
 
-// Validate checks g (after WithDefaults).
+// Validate checks g. A schedule's cron syntax is checked where schedules
+// are built (the balancer).
 func (g GARPConfig) Validate() error {
 	var errs []error
+	if g.MaxRate < 1 || g.MaxRate > 100000 {
+		errs = append(errs, fmt.Errorf("max_rate: %d: use 1..100000 packets per second", g.MaxRate))
+	}
+	if _, err := ParseAnnounceMode(g.Mode); err != nil {
+		errs = append(errs, fmt.Errorf("mode: %w", err))
+	}
 	if g.Count < 1 || g.Count > 100 {
 		errs = append(errs, fmt.Errorf("count: %d: use 1..100", g.Count))
 	}

@@ -29,6 +29,12 @@ func (SystemClock) Now() time.Time { return time.Now() }
 // After implements Clock.
 func (SystemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
+// RefreshScheduler says when a VIP this node is master for is next
+// re-announced (the balancer's rolling schedule).
+type RefreshScheduler interface {
+	Next(vip netip.Addr, after time.Time) time.Time
+}
+
 // RouterSpec describes one virtual router: a VRID and the VIPs it carries
 // (one VIP, or a group when VIPs outnumber VRIDs), with this node's priority.
 type RouterSpec struct {
@@ -71,6 +77,7 @@ type router struct {
 	m         *Machine
 	burstLeft int
 	nextBurst time.Time
+	refresh   []time.Time         // per VIP, while master; zero when refresh is off
 	collided  map[netip.Addr]bool // sources already logged as colliding
 	since     time.Time
 }
@@ -80,9 +87,11 @@ type Deps struct {
 	Transport Transport
 	Addresses AddressManager
 	Announcer Announcer
-	Clock     Clock
-	Log       zerolog.Logger
-	Metrics   *Metrics
+	// Refresh schedules periodic re-announcement; nil turns it off.
+	Refresh RefreshScheduler
+	Clock   Clock
+	Log     zerolog.Logger
+	Metrics *Metrics
 }
 
 // Engine runs every virtual router on one interface from one goroutine:
@@ -245,6 +254,9 @@ func (e *Engine) nextDeadline() time.Time {
 		if r.burstLeft > 0 {
 			earlier(r.nextBurst)
 		}
+		for _, t := range r.refresh {
+			earlier(t)
+		}
 	}
 	return next
 }
@@ -258,9 +270,16 @@ func (e *Engine) tick(now time.Time) {
 			e.recordState(k, r, prev)
 		}
 		if r.burstLeft > 0 && !now.Before(r.nextBurst) {
-			e.announce(r)
+			e.announce(r, true)
 			r.burstLeft--
 			r.nextBurst = now.Add(e.garp.Interval)
+		}
+		for i, t := range r.refresh {
+			if !t.IsZero() && !now.Before(t) {
+				a := r.spec.VIPs[i].Addr()
+				e.deps.Announcer.Announce(a, false)
+				r.refresh[i] = e.deps.Refresh.Next(a, now)
+			}
 		}
 	}
 }
@@ -349,12 +368,23 @@ func (e *Engine) apply(now time.Time, k routerKey, r *router, acts []Action) {
 				}
 			}
 			r.burstLeft = e.garp.Count
-			r.nextBurst = now
-			e.announce(r)
+			e.announce(r, true)
 			r.burstLeft--
 			r.nextBurst = now.Add(e.garp.Interval)
+			if e.deps.Refresh != nil {
+				// After the burst, the VIP keeps its own phase.
+				burstEnd := now.Add(time.Duration(e.garp.Count-1) * e.garp.Interval)
+				r.refresh = make([]time.Time, len(r.spec.VIPs))
+				for i, p := range r.spec.VIPs {
+					r.refresh[i] = e.deps.Refresh.Next(p.Addr(), burstEnd)
+				}
+			}
 		case ActRelease:
 			r.burstLeft = 0
+			r.refresh = nil
+			for _, p := range r.spec.VIPs {
+				e.deps.Announcer.Withdraw(p.Addr())
+			}
 			for _, p := range r.spec.VIPs {
 				if err := e.deps.Addresses.DelVIP(p); err != nil {
 					e.deps.Log.Error().Err(err).Str("vrid", k.String()).Msg("cannot remove VIP")
@@ -389,18 +419,44 @@ func (e *Engine) sendAdvert(k routerKey, r *router, prio uint8) {
 	e.deps.Metrics.AdvertsSent.WithLabelValues(k.family(), strconv.Itoa(int(k.vrid))).Inc()
 }
 
-func (e *Engine) announce(r *router) {
+func (e *Engine) announce(r *router, urgent bool) {
 	for _, p := range r.spec.VIPs {
-		kind := "garp"
-		if p.Addr().Is6() {
-			kind = "na"
-		}
-		if err := e.deps.Announcer.Announce(p.Addr()); err != nil {
-			e.deps.Log.Warn().Err(err).Str("vip", p.Addr().String()).Msg("cannot announce VIP")
-			continue
-		}
-		e.deps.Metrics.Announcements.WithLabelValues(p.Addr().String(), kind).Inc()
+		e.deps.Announcer.Announce(p.Addr(), urgent)
 	}
+}
+
+// Wave starts an on-demand announcement wave for the VIPs this node is
+// master for: all of them, or those in only. It returns what was queued and
+// what was asked for but is not held here.
+func (e *Engine) Wave(ctx context.Context, only []netip.Addr) (queued, notHeld []netip.Addr, err error) {
+	ok := e.do(ctx, func() {
+		held := map[netip.Addr]bool{}
+		for _, k := range e.order {
+			r := e.routers[k]
+			if r.m.State() != Master {
+				continue
+			}
+			for _, p := range r.spec.VIPs {
+				held[p.Addr()] = true
+				if len(only) == 0 {
+					queued = append(queued, p.Addr())
+				}
+			}
+		}
+		for _, a := range only {
+			if held[a] {
+				queued = append(queued, a)
+			} else {
+				notHeld = append(notHeld, a)
+			}
+		}
+		e.deps.Announcer.Wave(queued)
+	})
+	if !ok {
+		return nil, nil, errors.New("VRRP engine is not running")
+	}
+	e.deps.Log.Info().Int("vips", len(queued)).Int("not_held", len(notHeld)).Msg("announcement wave started")
+	return queued, notHeld, nil
 }
 
 func (e *Engine) recordState(k routerKey, r *router, prev State) {

@@ -110,7 +110,9 @@ func (p *fakePort) Close() error           { return nil }
 type fakeKernel struct {
 	mu        sync.Mutex
 	vips      map[netip.Addr]bool
-	announced []time.Time
+	announced []time.Time // takeover announcements
+	refreshed []time.Time // periodic ones
+	withdrawn int
 	clock     *fakeClock
 }
 
@@ -134,12 +136,23 @@ func (k *fakeKernel) HasVIP(a netip.Addr) (bool, error) {
 	return k.vips[a], nil
 }
 
-func (k *fakeKernel) Announce(netip.Addr) error {
+func (k *fakeKernel) Announce(_ netip.Addr, urgent bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.announced = append(k.announced, k.clock.Now())
-	return nil
+	if urgent {
+		k.announced = append(k.announced, k.clock.Now())
+	} else {
+		k.refreshed = append(k.refreshed, k.clock.Now())
+	}
 }
+
+func (k *fakeKernel) Withdraw(netip.Addr) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.withdrawn++
+}
+
+func (k *fakeKernel) Wave(as []netip.Addr) {}
 
 func (k *fakeKernel) holds(a netip.Addr) bool { h, _ := k.HasVIP(a); return h }
 
@@ -154,7 +167,17 @@ type testNode struct {
 
 var testVIP = netip.MustParsePrefix("192.0.2.101/32")
 
+type everySecond struct{}
+
+func (everySecond) Next(_ netip.Addr, t time.Time) time.Time {
+	return t.Truncate(time.Second).Add(time.Second)
+}
+
 func startNode(t *testing.T, clk *fakeClock, w *fakeWire, src string, prio uint8, cfg Config, stale bool) *testNode {
+	return startNodeWith(t, clk, w, src, prio, cfg, stale, nil)
+}
+
+func startNodeWith(t *testing.T, clk *fakeClock, w *fakeWire, src string, prio uint8, cfg Config, stale bool, refresh RefreshScheduler) *testNode {
 	t.Helper()
 	n := &testNode{port: w.port(src), kernel: &fakeKernel{vips: map[netip.Addr]bool{}, clock: clk},
 		metrics: NewMetrics(prometheus.NewRegistry()), done: make(chan error, 1)}
@@ -164,7 +187,7 @@ func startNode(t *testing.T, clk *fakeClock, w *fakeWire, src string, prio uint8
 	var err error
 	n.eng, err = NewEngine(cfg, GARPConfig{Count: 3, Interval: 1100 * time.Millisecond},
 		[]RouterSpec{{VRID: 10, VIPs: []netip.Prefix{testVIP}, Priority: prio}},
-		Deps{Transport: n.port, Addresses: n.kernel, Announcer: n.kernel, Clock: clk, Log: zerolog.Nop(), Metrics: n.metrics})
+		Deps{Transport: n.port, Addresses: n.kernel, Announcer: n.kernel, Refresh: refresh, Clock: clk, Log: zerolog.Nop(), Metrics: n.metrics})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,4 +357,47 @@ func TestEngineV2Auth(t *testing.T) {
 	}
 	n.cancel()
 	<-n.done
+}
+
+// A master re-announces its VIP on the refresh schedule after the takeover
+// burst; leaving master withdraws what is queued and stops the refresh.
+func TestEngineRefresh(t *testing.T) {
+	clk := &fakeClock{now: t0}
+	w := &fakeWire{}
+	a := startNodeWith(t, clk, w, "192.0.2.11", 200, v3cfg(), false, everySecond{})
+	advance(t, clk, 10*time.Second)
+	a.kernel.mu.Lock()
+	refreshed := len(a.kernel.refreshed)
+	a.kernel.mu.Unlock()
+	// Master at ~0.3 s; refresh starts after the burst (2 × 1.1 s) and then
+	// fires every second: 7 or 8 in the first 10 s.
+	if refreshed < 7 || refreshed > 8 {
+		t.Fatalf("%d refreshes in 10s of mastership with a 1s schedule, want 7-8", refreshed)
+	}
+	a.kernel.mu.Lock()
+	firstRefresh, lastBurst := a.kernel.refreshed[0], a.kernel.announced[len(a.kernel.announced)-1]
+	a.kernel.mu.Unlock()
+	if firstRefresh.Before(lastBurst) {
+		t.Fatalf("refresh at %s before the burst ended at %s", firstRefresh.Sub(t0), lastBurst.Sub(t0))
+	}
+	// A higher-priority peer appears: a steps down.
+	b := startNode(t, clk, w, "192.0.2.12", 250, v3cfg(), false)
+	advance(t, clk, time.Second)
+	if a.kernel.holds(testVIP.Addr()) {
+		t.Fatal("a still holds the VIP after a higher peer took over")
+	}
+	a.kernel.mu.Lock()
+	before, withdrawn := len(a.kernel.refreshed), a.kernel.withdrawn
+	a.kernel.mu.Unlock()
+	advance(t, clk, 5*time.Second)
+	a.kernel.mu.Lock()
+	after := len(a.kernel.refreshed)
+	a.kernel.mu.Unlock()
+	if withdrawn == 0 || after != before {
+		t.Fatalf("after stepping down: %d withdrawals, %d more refreshes; want ≥1 and 0", withdrawn, after-before)
+	}
+	a.cancel()
+	b.cancel()
+	<-a.done
+	<-b.done
 }

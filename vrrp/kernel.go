@@ -26,13 +26,6 @@ type AddressManager interface {
 	HasVIP(a netip.Addr) (bool, error)
 }
 
-// Announcer makes the segment learn that a VIP now lives at this node's MAC:
-// one gratuitous ARP (request and reply) for IPv4, one unsolicited neighbour
-// advertisement with Override for IPv6. Repetition and spacing are the caller's.
-type Announcer interface {
-	Announce(a netip.Addr) error
-}
-
 // NetlinkAddresses is the AddressManager for a Linux interface.
 type NetlinkAddresses struct {
 	link netlink.Link
@@ -107,8 +100,23 @@ const (
 	AnnounceReply
 )
 
-// LinuxAnnouncer sends gratuitous ARP and unsolicited NA on one interface.
-// Sockets are opened on first use and kept: one per family, not one per packet.
+// ParseAnnounceMode reads the garp.mode setting.
+func ParseAnnounceMode(s string) (AnnounceMode, error) {
+	switch s {
+	case "both", "":
+		return AnnounceBoth, nil
+	case "request":
+		return AnnounceRequest, nil
+	case "reply":
+		return AnnounceReply, nil
+	}
+	return 0, fmt.Errorf("%q: use request, reply or both", s)
+}
+
+// LinuxAnnouncer is the Sender for a Linux interface: gratuitous ARP and
+// unsolicited NA, making the segment learn that a VIP lives at this node's
+// MAC. Sockets are opened on first use and kept: one per family, not one
+// per packet.
 type LinuxAnnouncer struct {
 	ifi  *net.Interface
 	mode AnnounceMode
@@ -172,41 +180,47 @@ func (l *LinuxAnnouncer) ndpConn() (*ndp.Conn, error) {
 	return c, nil
 }
 
-// Announce implements Announcer.
-func (l *LinuxAnnouncer) Announce(a netip.Addr) error {
+// Send implements Sender.
+func (l *LinuxAnnouncer) Send(a netip.Addr) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if a.Is4() {
 		return l.garp(a)
 	}
-	return l.unsolicitedNA(a)
+	return 1, l.unsolicitedNA(a)
 }
 
-func (l *LinuxAnnouncer) garp(a netip.Addr) error {
+func (l *LinuxAnnouncer) garp(a netip.Addr) (int, error) {
 	c, err := l.arpClient()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	mac := l.ifi.HardwareAddr
+	sent := 0
 	if l.mode != AnnounceReply {
+		// Request: "who has VIP, tell VIP", sender and target both the VIP.
 		p, err := arp.NewPacket(arp.OperationRequest, mac, a, ethernet.Broadcast, a)
 		if err != nil {
-			return fmt.Errorf("build gratuitous ARP request for %s: %w", a, err)
+			return sent, fmt.Errorf("build gratuitous ARP request for %s: %w", a, err)
 		}
 		if err := c.WriteTo(p, ethernet.Broadcast); err != nil {
-			return fmt.Errorf("send gratuitous ARP request for %s on %s: %w", a, l.ifi.Name, err)
+			return sent, fmt.Errorf("send gratuitous ARP request for %s on %s: %w", a, l.ifi.Name, err)
 		}
+		sent++
 	}
 	if l.mode != AnnounceRequest {
+		// Reply: "VIP is at MAC", target hardware address our own, as Linux
+		// requires of a gratuitous reply.
 		p, err := arp.NewPacket(arp.OperationReply, mac, a, mac, a)
 		if err != nil {
-			return fmt.Errorf("build gratuitous ARP reply for %s: %w", a, err)
+			return sent, fmt.Errorf("build gratuitous ARP reply for %s: %w", a, err)
 		}
 		if err := c.WriteTo(p, ethernet.Broadcast); err != nil {
-			return fmt.Errorf("send gratuitous ARP reply for %s on %s: %w", a, l.ifi.Name, err)
+			return sent, fmt.Errorf("send gratuitous ARP reply for %s on %s: %w", a, l.ifi.Name, err)
 		}
+		sent++
 	}
-	return nil
+	return sent, nil
 }
 
 var allNodes = netip.MustParseAddr("ff02::1")

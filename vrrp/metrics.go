@@ -15,6 +15,9 @@ type Metrics struct {
 	Dropped       *prometheus.CounterVec
 	Collisions    *prometheus.CounterVec
 	Announcements *prometheus.CounterVec
+	AnnounceWait  prometheus.Histogram
+	AnnounceQueue prometheus.Gauge
+	WaveDuration  prometheus.Histogram
 }
 
 // NewMetrics creates the collectors and registers them on reg (if not nil).
@@ -48,9 +51,24 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "garpd_announcements_sent_total",
 			Help: "Gratuitous ARP (kind garp) and unsolicited neighbour advertisements (kind na) sent, per VIP.",
 		}, []string{"vip", "kind"}),
+		AnnounceWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "garpd_announce_queue_wait_seconds",
+			Help:    "How long announcements waited for the per-interface rate cap (the queue lag).",
+			Buckets: []float64{0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60},
+		}),
+		AnnounceQueue: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "garpd_announce_queue_length",
+			Help: "Announcements waiting for the rate cap.",
+		}),
+		WaveDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "garpd_announce_wave_duration_seconds",
+			Help:    "Time from the start of an on-demand wave to its last announcement.",
+			Buckets: []float64{0.01, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120},
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.State, m.Transitions, m.AdvertsSent, m.AdvertsRecv, m.Dropped, m.Collisions, m.Announcements)
+		reg.MustRegister(m.State, m.Transitions, m.AdvertsSent, m.AdvertsRecv, m.Dropped, m.Collisions,
+			m.Announcements, m.AnnounceWait, m.AnnounceQueue, m.WaveDuration)
 	}
 	return m
 }

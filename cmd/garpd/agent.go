@@ -8,8 +8,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -20,6 +22,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
+	"github.com/garpd/garpd/balancer"
 	"github.com/garpd/garpd/vrrp"
 )
 
@@ -151,13 +154,16 @@ func (a *agent) startEngine(l *loaded) error {
 		tr.Close()
 		return err
 	}
-	ann, err := vrrp.NewLinuxAnnouncer(c.Interface, vrrp.AnnounceBoth)
+	mode, _ := vrrp.ParseAnnounceMode(c.GARP.Mode) // validated with the config
+	ann, err := vrrp.NewLinuxAnnouncer(c.Interface, mode)
 	if err != nil {
 		tr.Close()
 		return err
 	}
+	sched, _ := balancer.NewScheduler(refreshConfig(c)) // validated with the config
+	pacer := vrrp.NewPacer(ann, c.GARP.MaxRate, nil, a.metrics, a.log)
 	eng, err := vrrp.NewEngine(c.VRRP, c.GARP, l.routers, vrrp.Deps{
-		Transport: tr, Addresses: addrs, Announcer: ann, Log: a.log, Metrics: a.metrics,
+		Transport: tr, Addresses: addrs, Announcer: pacer, Refresh: sched, Log: a.log, Metrics: a.metrics,
 	})
 	if err != nil {
 		tr.Close()
@@ -166,8 +172,13 @@ func (a *agent) startEngine(l *loaded) error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	pacerCtx, stopPacer := context.WithCancel(context.Background())
+	pacerDone := make(chan struct{})
+	go func() { pacer.Run(pacerCtx); close(pacerDone) }()
 	go func() {
 		err := eng.Run(ctx)
+		stopPacer()
+		<-pacerDone
 		tr.Close()
 		ann.Close()
 		done <- err
@@ -247,6 +258,35 @@ func (a *agent) reload(path string, srv *http.Server) *http.Server {
 	return srv
 }
 
+type announceRequest struct {
+	VIPs []string `json:"vips"`
+}
+
+type announceResponse struct {
+	Queued  []string `json:"queued"`
+	NotHeld []string `json:"not_held"`
+}
+
+func parseAddrs(ss []string) ([]netip.Addr, error) {
+	out := make([]netip.Addr, 0, len(ss))
+	for _, s := range ss {
+		a, err := netip.ParseAddr(strings.TrimSpace(s))
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an IP address", s)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+func addrStrings(as []netip.Addr) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.String()
+	}
+	return out
+}
+
 type statusJSON struct {
 	Node      string              `json:"node"`
 	Interface string              `json:"interface"`
@@ -264,6 +304,35 @@ func (a *agent) serveHTTP(listen string) (*http.Server, error) {
 	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/announce", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			http.Error(w, "POST to start an announcement wave", http.StatusMethodNotAllowed)
+			return
+		}
+		var req announceRequest
+		if r.ContentLength != 0 {
+			if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+				http.Error(w, "body: want {\"vips\": [\"ADDR\", ...]}: "+err.Error(), http.StatusBadRequest)
+				return
+			}
+		}
+		only, err := parseAddrs(req.VIPs)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		a.mu.Lock()
+		eng := a.engine
+		a.mu.Unlock()
+		queued, notHeld, err := eng.Wave(r.Context(), only)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(announceResponse{Queued: addrStrings(queued), NotHeld: addrStrings(notHeld)})
 	})
 	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
 		a.mu.Lock()

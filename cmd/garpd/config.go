@@ -65,7 +65,9 @@ func loadConfig(path string) (*loaded, error) {
 }
 
 func parseConfig(raw []byte) (*loaded, error) {
-	var c agentConfig
+	// Defaults go in first, so a key the file leaves out keeps its default
+	// while an explicit value, 0 included, is taken as written.
+	c := agentConfig{GARP: vrrp.DefaultGARPConfig()}
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
@@ -79,7 +81,6 @@ func parseConfig(raw []byte) (*loaded, error) {
 		c.Node = h
 	}
 	c.VRRP = c.VRRP.WithDefaults()
-	c.GARP = c.GARP.WithDefaults()
 	if c.HTTP.Listen == "" {
 		c.HTTP.Listen = "127.0.0.1:9496"
 	}
@@ -107,6 +108,9 @@ func parseConfig(raw []byte) (*loaded, error) {
 	}
 	section("vrrp", c.VRRP.Validate())
 	section("garp", c.GARP.Validate())
+	if _, err := balancer.NewScheduler(refreshConfig(c)); err != nil {
+		errs = append(errs, fmt.Errorf("garp.%w", err))
+	}
 	if _, err := parseLevel(c.Log.Level); err != nil {
 		errs = append(errs, fmt.Errorf("log.level: %w", err))
 	}
@@ -134,6 +138,10 @@ func parseConfig(raw []byte) (*loaded, error) {
 		return nil, fmt.Errorf("vrrp.%w", err)
 	}
 	return l, nil
+}
+
+func refreshConfig(c agentConfig) balancer.RefreshConfig {
+	return balancer.RefreshConfig{Refresh: c.GARP.Refresh, Schedule: c.GARP.Schedule}
 }
 
 // sameTransport reports whether two configs can share one running engine,

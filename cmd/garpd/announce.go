@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/garpd/garpd/vrrp"
+)
+
+func newAnnounceCmd() *cobra.Command {
+	var iface, configPath, agentURL, mode string
+	var vips []string
+	var count int
+	var interval time.Duration
+	cmd := &cobra.Command{
+		Use:   "announce (--interface IF [--vips A,B] | --agent URL [--vips A,B])",
+		Short: "Re-announce VIPs with gratuitous ARP / unsolicited NA now",
+		Long: `Make the segment's ARP and neighbour tables point at this node for its VIPs.
+
+Alone (no agent): announces the given VIPs, or every VIP of the config file
+that is currently configured on the interface, --count times --interval
+apart, then exits. It is the drop-in for an "arping -c 4 -A" cron job and
+runs from a Kubernetes CronJob on the host network. It exits 1 when a VIP
+is not on the interface (the others are still announced).
+
+With --agent: asks the running agent for an announcement wave, which obeys
+the agent's garp.max_rate.`,
+		Example: `  garpd announce --interface eth0 --vips 192.0.2.101,192.0.2.102
+  garpd announce --interface eth0 --config /etc/garpd/garpd.yaml
+  garpd announce --agent http://127.0.0.1:9496`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			addrs, err := parseAddrs(vips)
+			if err != nil {
+				return usageError(fmt.Errorf("--vips: %w", err))
+			}
+			out := cmd.OutOrStdout()
+			if agentURL != "" {
+				return askWave(cmd.Context(), out, agentURL, vips)
+			}
+			if count < 1 || count > 100 {
+				return usageError(fmt.Errorf("--count %d: use 1..100", count))
+			}
+			if interval < 10*time.Millisecond {
+				return usageError(fmt.Errorf("--interval %s: use at least 10ms (more than 1s passes the ARP lock time)", interval))
+			}
+			m, err := vrrp.ParseAnnounceMode(mode)
+			if err != nil {
+				return usageError(fmt.Errorf("--mode %w", err))
+			}
+			if len(addrs) == 0 || iface == "" {
+				l, err := loadConfig(configPath)
+				if err != nil {
+					return fmt.Errorf("no --vips/--interface given, so reading them from the config: %w", err)
+				}
+				if iface == "" {
+					iface = l.cfg.Interface
+				}
+				if len(addrs) == 0 {
+					for _, v := range l.cfg.VIPs {
+						addrs = append(addrs, v.Prefix.Addr())
+					}
+				}
+			}
+			return announceAlone(cmd.Context(), out, iface, addrs, len(vips) > 0, count, interval, m)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&iface, "interface", "i", "", "interface to announce on (default: the config's)")
+	f.StringSliceVar(&vips, "vips", nil, "VIPs to announce (default: the config's VIPs that are on the interface)")
+	f.StringVarP(&configPath, "config", "c", "/etc/garpd/garpd.yaml", "config to take the interface and VIPs from")
+	f.IntVar(&count, "count", 3, "announcements per VIP")
+	f.DurationVar(&interval, "interval", 1100*time.Millisecond, "time between announcements (past the 1s ARP lock time)")
+	f.StringVar(&mode, "mode", "both", "gratuitous ARP kind: request, reply or both")
+	f.StringVar(&agentURL, "agent", "", "ask this running agent (its http.listen URL) for a wave instead")
+	return cmd
+}
+
+// announceAlone announces the VIPs present on the interface. explicit says
+// the operator named the VIPs: then a missing one is an error; VIPs taken
+// from the config are only skipped, since a backup node holds none.
+func announceAlone(ctx context.Context, out io.Writer, iface string, vips []netip.Addr, explicit bool, count int, interval time.Duration, mode vrrp.AnnounceMode) error {
+	addrs, err := vrrp.NewNetlinkAddresses(iface)
+	if err != nil {
+		return err
+	}
+	var present, missing []netip.Addr
+	for _, v := range vips {
+		has, err := addrs.HasVIP(v)
+		if err != nil {
+			return err
+		}
+		if has {
+			present = append(present, v)
+		} else {
+			missing = append(missing, v)
+		}
+	}
+	for _, v := range missing {
+		fmt.Fprintf(out, "%s: not configured on %s, not announced\n", v, iface)
+	}
+	if len(present) > 0 {
+		sender, err := vrrp.NewLinuxAnnouncer(iface, mode)
+		if err != nil {
+			return err
+		}
+		defer sender.Close()
+		for i := range count {
+			if i > 0 {
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(interval):
+				}
+			}
+			for _, v := range present {
+				n, err := sender.Send(v)
+				if err != nil {
+					return err
+				}
+				kind := "gratuitous ARP"
+				if v.Is6() {
+					kind = "unsolicited NA"
+				}
+				fmt.Fprintf(out, "%s: %s %d/%d sent on %s (%d packets)\n", v, kind, i+1, count, iface, n)
+			}
+		}
+	}
+	if explicit && len(missing) > 0 {
+		return fmt.Errorf("%d of %d VIPs are not on %s", len(missing), len(vips), iface)
+	}
+	if len(present) == 0 {
+		fmt.Fprintf(out, "no VIP of the config is on %s: nothing to announce (this node is master for none)\n", iface)
+	}
+	return nil
+}
+
+func askWave(ctx context.Context, out io.Writer, agentURL string, vips []string) error {
+	body, _ := json.Marshal(announceRequest{VIPs: vips})
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(agentURL, "/")+"/announce", bytes.NewReader(body))
+	if err != nil {
+		return usageError(fmt.Errorf("--agent %q: %w", agentURL, err))
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("ask the agent at %s for a wave (is garpd agent running there?): %w", agentURL, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("agent at %s answered %s: %s", agentURL, resp.Status, bytes.TrimSpace(b))
+	}
+	var r announceResponse
+	if err := json.Unmarshal(b, &r); err != nil {
+		return fmt.Errorf("decode the agent's answer: %w", err)
+	}
+	fmt.Fprintf(out, "wave started: %d VIPs queued: %s\n", len(r.Queued), strings.Join(r.Queued, ", "))
+	if len(r.NotHeld) > 0 {
+		fmt.Fprintf(out, "not held by this agent, not announced: %s\n", strings.Join(r.NotHeld, ", "))
+		return errors.New("some VIPs are not held by this agent")
+	}
+	return nil
+}

@@ -1,0 +1,249 @@
+package vrrp
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Sender puts one announcement of a VIP on the wire (a gratuitous ARP
+// request and/or reply, or an unsolicited NA) and says how many packets
+// that took, so the pacer can count them against the rate cap.
+type Sender interface {
+	Send(a netip.Addr) (packets int, err error)
+}
+
+// Announcer is how the engine asks for announcements. Queuing, not
+// sending: the engine's loop never waits on the network or the rate cap.
+type Announcer interface {
+	// Announce queues one announcement; urgent ones (a takeover) go first.
+	Announce(a netip.Addr, urgent bool)
+	// Withdraw drops queued announcements of a VIP this node just released,
+	// so a backup never announces a VIP it does not hold.
+	Withdraw(a netip.Addr)
+	// Wave queues one announcement of each VIP as one on-demand wave.
+	Wave(addrs []netip.Addr)
+}
+
+type pending struct {
+	addr   netip.Addr
+	queued time.Time
+	wave   *wave
+}
+
+type wave struct {
+	start time.Time
+	left  int
+}
+
+// Pacer is the Announcer of one interface: it sends queued announcements
+// no faster than MaxRate packets per second, takeover announcements first,
+// and drops nothing: excess waits, and the wait is a metric.
+type Pacer struct {
+	sender  Sender
+	rate    int // packets per second; 0: unlimited
+	clock   Clock
+	metrics *Metrics
+	log     zerolog.Logger
+
+	mu     sync.Mutex
+	urgent []pending
+	normal []pending
+	queued map[netip.Addr]bool // in normal, to queue each VIP once
+	wake   chan struct{}
+	// recent holds the sends of the last second: the cap is "at most rate
+	// packets in any one-second window", enforced exactly.
+	recent []sentPackets
+	inWin  int
+}
+
+type sentPackets struct {
+	at time.Time
+	n  int
+}
+
+// NewPacer creates a pacer; Run sends.
+func NewPacer(sender Sender, maxRate int, clock Clock, metrics *Metrics, log zerolog.Logger) *Pacer {
+	if clock == nil {
+		clock = SystemClock{}
+	}
+	if metrics == nil {
+		metrics = NewMetrics(nil)
+	}
+	return &Pacer{sender: sender, rate: maxRate, clock: clock, metrics: metrics, log: log,
+		queued: map[netip.Addr]bool{}, wake: make(chan struct{}, 1)}
+}
+
+func (p *Pacer) poke() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (p *Pacer) queueLen() { p.metrics.AnnounceQueue.Set(float64(len(p.urgent) + len(p.normal))) }
+
+// Announce implements Announcer.
+func (p *Pacer) Announce(a netip.Addr, urgent bool) {
+	p.mu.Lock()
+	now := p.clock.Now()
+	if urgent {
+		p.urgent = append(p.urgent, pending{addr: a, queued: now})
+	} else if !p.queued[a] {
+		p.queued[a] = true
+		p.normal = append(p.normal, pending{addr: a, queued: now})
+	}
+	p.queueLen()
+	p.mu.Unlock()
+	p.poke()
+}
+
+// Withdraw implements Announcer.
+func (p *Pacer) Withdraw(a netip.Addr) {
+	p.mu.Lock()
+	drop := func(q []pending) []pending {
+		return slices.DeleteFunc(q, func(x pending) bool {
+			if x.addr != a {
+				return false
+			}
+			if x.wave != nil {
+				p.waveStep(x.wave)
+			}
+			return true
+		})
+	}
+	p.urgent = drop(p.urgent)
+	p.normal = drop(p.normal)
+	delete(p.queued, a)
+	p.queueLen()
+	p.mu.Unlock()
+	p.poke()
+}
+
+// Wave implements Announcer.
+func (p *Pacer) Wave(addrs []netip.Addr) {
+	if len(addrs) == 0 {
+		return
+	}
+	p.mu.Lock()
+	now := p.clock.Now()
+	w := &wave{start: now}
+	for _, a := range addrs {
+		if p.queued[a] {
+			continue // already due: that announcement serves the wave too
+		}
+		p.queued[a] = true
+		w.left++
+		p.normal = append(p.normal, pending{addr: a, queued: now, wave: w})
+	}
+	if w.left == 0 {
+		p.metrics.WaveDuration.Observe(0)
+	}
+	p.queueLen()
+	p.mu.Unlock()
+	p.poke()
+}
+
+// waveStep counts one announcement of a wave done; callers hold mu.
+func (p *Pacer) waveStep(w *wave) {
+	w.left--
+	if w.left == 0 {
+		p.metrics.WaveDuration.Observe(p.clock.Now().Sub(w.start).Seconds())
+	}
+}
+
+// pop takes the next announcement if the rate allows one now; otherwise it
+// says how long to wait (0: the queue is empty).
+func (p *Pacer) pop() (pending, bool, time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.urgent) == 0 && len(p.normal) == 0 {
+		return pending{}, false, 0
+	}
+	now := p.clock.Now()
+	if wait := p.windowWait(now); wait > 0 {
+		return pending{}, false, wait
+	}
+	var it pending
+	if len(p.urgent) > 0 {
+		it, p.urgent = p.urgent[0], p.urgent[1:]
+	} else {
+		it, p.normal = p.normal[0], p.normal[1:]
+		delete(p.queued, it.addr)
+	}
+	p.queueLen()
+	return it, true, 0
+}
+
+// windowWait drops sends older than a second and says how long to wait
+// until one more announcement (up to 2 packets) fits under the rate; callers
+// hold mu.
+func (p *Pacer) windowWait(now time.Time) time.Duration {
+	if p.rate <= 0 {
+		return 0
+	}
+	for len(p.recent) > 0 && !now.Before(p.recent[0].at.Add(time.Second)) {
+		p.inWin -= p.recent[0].n
+		p.recent = p.recent[1:]
+	}
+	const maxPackets = 2 // an IPv4 announcement in mode both
+	need := min(maxPackets, p.rate)
+	if p.inWin+need <= p.rate {
+		return 0
+	}
+	// Wait for enough of the oldest sends to leave the window.
+	free := p.rate - p.inWin
+	for _, s := range p.recent {
+		free += s.n
+		if free >= need {
+			return s.at.Add(time.Second).Sub(now)
+		}
+	}
+	return time.Second
+}
+
+// Run sends until ctx ends; what is still queued then is dropped, as the
+// VIPs are being released.
+func (p *Pacer) Run(ctx context.Context) {
+	for {
+		it, ok, wait := p.pop()
+		if !ok {
+			var timer <-chan time.Time
+			if wait > 0 {
+				timer = p.clock.After(wait)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-p.wake:
+			case <-timer:
+			}
+			continue
+		}
+		now := p.clock.Now()
+		n, err := p.sender.Send(it.addr)
+		kind := "garp"
+		if it.addr.Is6() {
+			kind = "na"
+		}
+		if err != nil {
+			p.log.Warn().Err(err).Str("vip", it.addr.String()).Msg("cannot announce VIP")
+		} else {
+			p.metrics.Announcements.WithLabelValues(it.addr.String(), kind).Inc()
+		}
+		p.metrics.AnnounceWait.Observe(now.Sub(it.queued).Seconds())
+		p.mu.Lock()
+		if p.rate > 0 && n > 0 {
+			p.recent = append(p.recent, sentPackets{at: now, n: n})
+			p.inWin += n
+		}
+		if it.wave != nil {
+			p.waveStep(it.wave)
+		}
+		p.mu.Unlock()
+	}
+}
