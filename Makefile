@@ -20,6 +20,7 @@ build:
 # namespace-lab e2e tests (skipped with a message when not root).
 test: deps lint
 	$(GO) test $(TESTFLAGS) -race $(UNITPKGS)
+	$(GO) test $(TESTFLAGS) -v -run 'TestClusterOf64' ./balancer/
 	$(GO) test $(TESTFLAGS) ./test/...
 
 unit:

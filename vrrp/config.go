@@ -82,13 +82,22 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Peers parses UnicastPeers; an empty list means multicast.
+// UnicastAuto reports unicast_peers: [auto]: the peers are the gossip members.
+func (c Config) UnicastAuto() bool {
+	return len(c.UnicastPeers) == 1 && c.UnicastPeers[0] == "auto"
+}
+
+// Peers parses UnicastPeers; an empty list means multicast, and "auto"
+// means peers that gossip fills in (none here).
 func (c Config) Peers() ([]netip.Addr, error) {
+	if c.UnicastAuto() {
+		return nil, nil
+	}
 	var out []netip.Addr
 	for i, s := range c.UnicastPeers {
 		a, err := netip.ParseAddr(s)
 		if err != nil {
-			return nil, fmt.Errorf("unicast_peers[%d]: %q is not an IP address", i, s)
+			return nil, fmt.Errorf("unicast_peers[%d]: %q is not an IP address (or use unicast_peers: [auto] alone, for the gossip members)", i, s)
 		}
 		out = append(out, a)
 	}

@@ -104,6 +104,8 @@ type Engine struct {
 	order   []routerKey
 	cmds    chan func()
 	done    chan struct{}
+	// resigned: routers stay in Initialize (local health failed).
+	resigned bool
 }
 
 // NewEngine checks the specs and prepares an engine; Run starts it.
@@ -529,6 +531,38 @@ func (e *Engine) Status(ctx context.Context) []RouterStatus {
 	return out
 }
 
+// Resign takes every virtual router out of VRRP (a Master sends a
+// priority-0 advert and releases its VIPs, so a backup takes over within
+// skew time) or brings them back as backups. Used when local health fails.
+func (e *Engine) Resign(ctx context.Context, resigned bool) error {
+	ok := e.do(ctx, func() {
+		now := e.deps.Clock.Now()
+		for _, k := range e.order {
+			r := e.routers[k]
+			prev := r.m.State()
+			if resigned {
+				e.apply(now, k, r, r.m.Shutdown(now))
+			} else if prev == Initialize {
+				e.apply(now, k, r, r.m.Startup(now))
+			}
+			e.recordState(k, r, prev)
+		}
+		e.resigned = resigned
+	})
+	if !ok {
+		return errors.New("VRRP engine is not running")
+	}
+	return nil
+}
+
+// SetPeers replaces the unicast peer list (unicast_peers: auto).
+func (e *Engine) SetPeers(ctx context.Context, peers []netip.Addr) error {
+	if !e.do(ctx, func() { e.deps.Transport.SetPeers(peers) }) {
+		return errors.New("VRRP engine is not running")
+	}
+	return nil
+}
+
 // Update moves the engine to a new set of routers without a restart:
 // priority changes take effect at once, new routers start, removed ones
 // resign, and a router whose VIP list changed restarts alone.
@@ -581,7 +615,9 @@ func (e *Engine) update(specs []RouterSpec) error {
 		}
 		r := e.routers[k]
 		r.since = now
-		e.apply(now, k, r, r.m.Startup(now))
+		if !e.resigned {
+			e.apply(now, k, r, r.m.Startup(now))
+		}
 		e.recordState(k, r, Initialize)
 	}
 	return nil

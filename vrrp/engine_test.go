@@ -105,6 +105,7 @@ func (p *fakePort) Send(v6 bool, build func(src, dst netip.Addr) ([]byte, error)
 func (p *fakePort) Source(bool) netip.Addr { return p.src }
 func (p *fakePort) Packets() <-chan Packet { return p.ch }
 func (p *fakePort) Close() error           { return nil }
+func (p *fakePort) SetPeers([]netip.Addr)  {}
 
 // fakeKernel records VIPs and announcements.
 type fakeKernel struct {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"syscall"
 
@@ -38,6 +39,8 @@ type Transport interface {
 	Send(v6 bool, build func(src, dst netip.Addr) ([]byte, error)) error
 	// Source is the address adverts of this family leave from.
 	Source(v6 bool) netip.Addr
+	// SetPeers replaces the unicast peers (unicast_peers: auto).
+	SetPeers(peers []netip.Addr)
 	// Packets delivers received packets until the transport is closed.
 	Packets() <-chan Packet
 	Close() error
@@ -51,6 +54,9 @@ type TransportConfig struct {
 	// UnicastPeers, when not empty, replaces multicast: adverts of each
 	// family go to the peers of that family.
 	UnicastPeers []netip.Addr
+	// Unicast sends only to the peers, even while there are none
+	// (unicast_peers: auto, before any member is known).
+	Unicast bool
 }
 
 // LinuxTransport is the raw-socket Transport: one socket per address family
@@ -64,6 +70,7 @@ type LinuxTransport struct {
 	src6    netip.Addr
 	packets chan Packet
 	done    chan struct{}
+	peersMu sync.Mutex
 	wg      sync.WaitGroup
 	close   sync.Once
 }
@@ -81,7 +88,7 @@ func ListenTransport(cfg TransportConfig) (*LinuxTransport, error) {
 		if t.src4, err = interfaceAddr(ifi, false); err != nil {
 			return nil, err
 		}
-		if t.v4, err = listenV4(ifi, len(t.peers(false)) == 0); err != nil {
+		if t.v4, err = listenV4(ifi, !cfg.Unicast && len(t.peers(false)) == 0); err != nil {
 			return nil, err
 		}
 	}
@@ -90,7 +97,7 @@ func ListenTransport(cfg TransportConfig) (*LinuxTransport, error) {
 			t.Close()
 			return nil, err
 		}
-		if t.v6, err = listenV6(ifi, len(t.peers(true)) == 0); err != nil {
+		if t.v6, err = listenV6(ifi, !cfg.Unicast && len(t.peers(true)) == 0); err != nil {
 			t.Close()
 			return nil, err
 		}
@@ -200,7 +207,16 @@ func listenV6(ifi *net.Interface, multicast bool) (*ipv6.PacketConn, error) {
 	return p, nil
 }
 
+// SetPeers implements Transport.
+func (t *LinuxTransport) SetPeers(peers []netip.Addr) {
+	t.peersMu.Lock()
+	t.cfg.UnicastPeers = slices.Clone(peers)
+	t.peersMu.Unlock()
+}
+
 func (t *LinuxTransport) peers(v6 bool) []netip.Addr {
+	t.peersMu.Lock()
+	defer t.peersMu.Unlock()
 	var out []netip.Addr
 	for _, p := range t.cfg.UnicastPeers {
 		if p.Is6() == v6 {
@@ -224,7 +240,7 @@ func (t *LinuxTransport) Packets() <-chan Packet { return t.packets }
 // Send implements Transport.
 func (t *LinuxTransport) Send(v6 bool, build func(src, dst netip.Addr) ([]byte, error)) error {
 	dsts := t.peers(v6)
-	if len(dsts) == 0 {
+	if len(dsts) == 0 && !t.cfg.Unicast {
 		dsts = []netip.Addr{GroupV4}
 		if v6 {
 			dsts = []netip.Addr{GroupV6}

@@ -88,12 +88,14 @@ type agent struct {
 	log     zerolog.Logger
 	reg     *prometheus.Registry
 	metrics *vrrp.Metrics
+	members *prometheus.GaugeVec
 	started time.Time
 	mu      sync.Mutex
 	cur     *loaded
 	engine  *vrrp.Engine
 	stopEng context.CancelFunc
 	engDone chan error
+	dyn     *dynamicMode // nil in static mode
 }
 
 func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.Writer) error {
@@ -104,6 +106,7 @@ func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.
 	a := &agent{log: newLogger(l.cfg.Log, stderr), reg: prometheus.NewRegistry(), started: time.Now()}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.metrics = vrrp.NewMetrics(a.reg)
+	a.members = balancer.NewMembersGauge(a.reg)
 	if err := a.startEngine(l); err != nil {
 		return err
 	}
@@ -143,8 +146,8 @@ func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.
 func (a *agent) startEngine(l *loaded) error {
 	c := l.cfg
 	tr, err := vrrp.ListenTransport(vrrp.TransportConfig{
-		Interface: c.Interface, UnicastPeers: l.peers,
-		IPv4: hasFamily(l, false), IPv6: hasFamily(l, true),
+		Interface: c.Interface, UnicastPeers: l.peers, Unicast: c.VRRP.UnicastAuto(),
+		IPv4: hasFamily(l, false) || l.dynamic(), IPv6: hasFamily(l, true),
 	})
 	if err != nil {
 		return err
@@ -183,8 +186,16 @@ func (a *agent) startEngine(l *loaded) error {
 		ann.Close()
 		done <- err
 	}()
+	var dyn *dynamicMode
+	if l.dynamic() {
+		if dyn, err = startDynamic(l, eng, tr, a.log, a.members); err != nil {
+			cancel()
+			<-done
+			return err
+		}
+	}
 	a.mu.Lock()
-	a.cur, a.engine, a.stopEng, a.engDone = l, eng, cancel, done
+	a.cur, a.engine, a.stopEng, a.engDone, a.dyn = l, eng, cancel, done, dyn
 	a.mu.Unlock()
 	return nil
 }
@@ -192,8 +203,11 @@ func (a *agent) startEngine(l *loaded) error {
 // stopEngine resigns and waits for the engine to release every VIP.
 func (a *agent) stopEngine() error {
 	a.mu.Lock()
-	cancel, done := a.stopEng, a.engDone
+	cancel, done, dyn := a.stopEng, a.engDone, a.dyn
 	a.mu.Unlock()
+	if dyn != nil {
+		dyn.stop()
+	}
 	cancel()
 	select {
 	case err := <-done:
@@ -224,7 +238,7 @@ func (a *agent) reload(path string, srv *http.Server) *http.Server {
 	a.mu.Lock()
 	cur, eng := a.cur, a.engine
 	a.mu.Unlock()
-	if sameTransport(cur.cfg, l.cfg) {
+	if sameTransport(cur.cfg, l.cfg) && !l.dynamic() && !cur.dynamic() {
 		if err := eng.Update(context.Background(), l.routers); err != nil {
 			a.log.Error().Err(err).Msg("reload rejected; keeping the running config")
 			return srv
@@ -233,7 +247,7 @@ func (a *agent) reload(path string, srv *http.Server) *http.Server {
 		a.cur = l
 		a.mu.Unlock()
 	} else {
-		a.log.Warn().Msg("reload changes interface, vrrp or garp settings: restarting the VRRP engine")
+		a.log.Warn().Msg("reload changes interface, vrrp or garp settings, or runs the dynamic mode: restarting the VRRP engine (and gossip)")
 		if err := a.stopEngine(); err != nil {
 			a.log.Error().Err(err).Msg("old engine stopped with an error")
 		}
@@ -292,7 +306,9 @@ type statusJSON struct {
 	Interface string              `json:"interface"`
 	Version   string              `json:"version"`
 	Uptime    string              `json:"uptime"`
+	Mode      string              `json:"mode"`
 	Routers   []vrrp.RouterStatus `json:"routers"`
+	Dynamic   *dynamicStatus      `json:"dynamic,omitempty"`
 }
 
 func (a *agent) serveHTTP(listen string) (*http.Server, error) {
@@ -336,17 +352,21 @@ func (a *agent) serveHTTP(listen string) (*http.Server, error) {
 	})
 	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
 		a.mu.Lock()
-		cur, eng := a.cur, a.engine
+		cur, eng, dyn := a.cur, a.engine, a.dyn
 		a.mu.Unlock()
 		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 		defer cancel()
+		st := statusJSON{
+			Node: cur.cfg.Node, Interface: cur.cfg.Interface, Version: version, Mode: "static",
+			Uptime: time.Since(a.started).Round(time.Second).String(), Routers: eng.Status(ctx),
+		}
+		if dyn != nil {
+			st.Mode, st.Dynamic = "dynamic", dyn.status()
+		}
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		enc.Encode(statusJSON{
-			Node: cur.cfg.Node, Interface: cur.cfg.Interface, Version: version,
-			Uptime: time.Since(a.started).Round(time.Second).String(), Routers: eng.Status(ctx),
-		})
+		enc.Encode(st)
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)

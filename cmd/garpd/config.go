@@ -7,24 +7,28 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/garpd/garpd/balancer"
+	"github.com/garpd/garpd/gossip"
 	"github.com/garpd/garpd/vrrp"
 )
 
 // agentConfig is the agent's YAML file: the packages' sections composed.
 type agentConfig struct {
-	Node       string          `yaml:"node"`
-	Interface  string          `yaml:"interface"`
-	VIPs       []balancer.VIP  `yaml:"vips"`
-	VRRP       vrrp.Config     `yaml:"vrrp"`
-	Priorities map[string]int  `yaml:"priorities"`
-	GARP       vrrp.GARPConfig `yaml:"garp"`
-	HTTP       httpConfig      `yaml:"http"`
-	Log        logConfig       `yaml:"log"`
+	Node       string              `yaml:"node"`
+	Interface  string              `yaml:"interface"`
+	VIPs       []balancer.VIP      `yaml:"vips"`
+	VRRP       vrrp.Config         `yaml:"vrrp"`
+	Priorities map[string]int      `yaml:"priorities"`
+	GARP       vrrp.GARPConfig     `yaml:"garp"`
+	Gossip     gossip.Config       `yaml:"gossip"`
+	Health     gossip.HealthConfig `yaml:"health"`
+	HTTP       httpConfig          `yaml:"http"`
+	Log        logConfig           `yaml:"log"`
 }
 
 type httpConfig struct {
@@ -43,6 +47,9 @@ type loaded struct {
 	routers []vrrp.RouterSpec
 	peers   []netip.Addr
 }
+
+// dynamic: no static priorities, so gossip and the balancer set them.
+func (l *loaded) dynamic() bool { return l.cfg.Priorities == nil }
 
 // configError marks a config problem: the agent exits 2 for it.
 type configError struct{ err error }
@@ -67,7 +74,7 @@ func loadConfig(path string) (*loaded, error) {
 func parseConfig(raw []byte) (*loaded, error) {
 	// Defaults go in first, so a key the file leaves out keeps its default
 	// while an explicit value, 0 included, is taken as written.
-	c := agentConfig{GARP: vrrp.DefaultGARPConfig()}
+	c := agentConfig{GARP: vrrp.DefaultGARPConfig(), Gossip: gossip.DefaultConfig()}
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
@@ -108,6 +115,15 @@ func parseConfig(raw []byte) (*loaded, error) {
 	}
 	section("vrrp", c.VRRP.Validate())
 	section("garp", c.GARP.Validate())
+	for i := range c.Health.Checks {
+		c.Health.Checks[i] = c.Health.Checks[i].WithDefaults()
+	}
+	if c.Priorities == nil {
+		section("gossip", c.Gossip.Validate())
+		section("health", c.Health.Validate())
+	} else if len(c.Health.Checks) > 0 || c.VRRP.UnicastAuto() {
+		errs = append(errs, errors.New("priorities: static priorities cannot follow health checks or gossip (health, unicast_peers: auto); remove priorities for the dynamic mode"))
+	}
 	if _, err := balancer.NewScheduler(refreshConfig(c)); err != nil {
 		errs = append(errs, fmt.Errorf("garp.%w", err))
 	}
@@ -131,7 +147,13 @@ func parseConfig(raw []byte) (*loaded, error) {
 			return nil, fmt.Errorf("vips: %s is IPv6, which VRRPv2 cannot carry: set vrrp.version: 3", g.VIPs[0])
 		}
 	}
-	if l.routers, err = balancer.StaticRouters(l.alloc, c.Priorities); err != nil {
+	if l.dynamic() {
+		// Everything starts as a backup of last resort; the controller
+		// raises this node's priorities once it has ranked the members.
+		for _, g := range l.alloc.Groups {
+			l.routers = append(l.routers, vrrp.RouterSpec{VRID: uint8(g.VRID), VIPs: slices.Clone(g.VIPs), Priority: balancer.UnrankedPriority})
+		}
+	} else if l.routers, err = balancer.StaticRouters(l.alloc, c.Priorities); err != nil {
 		return nil, err
 	}
 	if l.peers, err = c.VRRP.Peers(); err != nil {

@@ -66,8 +66,13 @@ func TestConfigDefaults(t *testing.T) {
 		c.GARP.Count != 3 || c.HTTP.Listen != "127.0.0.1:9496" || c.Log.Level != "info" || c.Log.Format != "json" {
 		t.Fatalf("defaults: %+v", c)
 	}
-	if l.routers[0].Priority != 100 || l.routers[0].VRID != 10 {
-		t.Fatalf("router %+v, want priority 100 VRID 10", l.routers[0])
+	// No priorities: the dynamic mode, every VIP starting as a backup of
+	// last resort until the controller has ranked the members.
+	if !l.dynamic() || l.routers[0].Priority != 1 || l.routers[0].VRID != 10 {
+		t.Fatalf("router %+v, want dynamic priority 1 VRID 10", l.routers[0])
+	}
+	if c.Gossip.Bind != "0.0.0.0:7946" || c.Gossip.Settle != 10*time.Second {
+		t.Fatalf("gossip defaults: %+v", c.Gossip)
 	}
 }
 
@@ -97,6 +102,16 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"interface: eth0\nvips:\n  - {address: 192.0.2.101, vrid: 0}\n", "vrid"},
 		{"interface: eth0\nvips:\n  - 2001:db8::1\nvrrp: {version: 2}\n", "VRRPv2"},
 		{"interface: eth0\nvips:\n  - {address: 192.0.2.1, vrid: 5}\n  - {address: 2001:db8::1, vrid: 5}\n", "VRID 5"},
+		{base + "gossip: {bind: nowhere}\n", "gossip.bind"},
+		{base + "gossip: {join: [\"dns:nope\"]}\n", "gossip.join[0]"},
+		{base + "gossip: {settle: -1s}\n", "gossip.settle"},
+		{base + "gossip: {secret_key_file: /nonexistent}\n", "gossip.secret_key_file"},
+		{base + "health: {checks: [{name: a}]}\n", "health.checks[0]"},
+		{base + "health: {checks: [{name: a, tcp: x}]}\n", "health.checks[0].tcp"},
+		{base + "health: {checks: [{name: a, http: \"ftp://x\"}]}\n", "health.checks[0].http"},
+		{base + "health: {checks: [{name: a, exec: [true], timeout: 5s, interval: 1s}]}\n", "health.checks[0].timeout"},
+		{base + "priorities: {192.0.2.101: 10}\nhealth: {checks: [{name: a, exec: [true]}]}\n", "static priorities"},
+		{base + "vrrp: {unicast_peers: [auto, 192.0.2.1]}\n", "unicast_peers[0]"},
 	}
 	for _, c := range cases {
 		_, err := parseConfig([]byte(c.yaml))

@@ -56,7 +56,19 @@ agent's Prometheus metrics instead.`,
 			if err := json.Unmarshal(body, &st); err != nil {
 				return fmt.Errorf("decode the agent's status: %w", err)
 			}
-			fmt.Fprintf(out, "node %s on %s, garpd %s, up %s\n\n", st.Node, st.Interface, st.Version, st.Uptime)
+			fmt.Fprintf(out, "node %s on %s, garpd %s, up %s, %s mode\n\n", st.Node, st.Interface, st.Version, st.Uptime, st.Mode)
+			if d := st.Dynamic; d != nil {
+				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "MEMBER\tADDRESS\tSTATE\tFAILING CHECKS\tDIGEST")
+				for _, m := range d.Members {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Name, m.Addr, m.State, strings.Join(m.Failing, ","), m.Digest)
+				}
+				tw.Flush()
+				for _, h := range d.Health {
+					fmt.Fprintf(out, "check %s: passing=%v %s\n", h.Name, h.Passing, h.LastError)
+				}
+				fmt.Fprintln(out)
+			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "FAMILY\tVRID\tVIPS\tSTATE\tPRIORITY\tMASTER\tSINCE")
 			for _, r := range st.Routers {

@@ -1,0 +1,107 @@
+// Package gossip is how garpd nodes find each other and what they tell each
+// other: membership over hashicorp/memberlist, each node's metadata (health,
+// config digest, VRRP source addresses, MAC, version), the encryption key,
+// seed discovery, and the local health checks whose result the node gossips.
+//
+// It decides nothing about VIPs: the balancer turns the member list into a
+// ranking, and VRRP arbitrates.
+package gossip
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the `gossip:` section.
+type Config struct {
+	Bind          string        `yaml:"bind" json:"bind"`
+	Advertise     string        `yaml:"advertise" json:"advertise"`
+	Join          []string      `yaml:"join" json:"join"`
+	SecretKeyFile string        `yaml:"secret_key_file" json:"secret_key_file"`
+	Settle        time.Duration `yaml:"settle" json:"settle"`
+}
+
+// DefaultConfig is the section when the file says nothing.
+func DefaultConfig() Config {
+	return Config{Bind: "0.0.0.0:7946", Settle: 10 * time.Second}
+}
+
+// Validate checks c; errors start with the key they are about.
+func (c Config) Validate() error {
+	var errs []error
+	if _, _, err := SplitHostPort(c.Bind); err != nil {
+		errs = append(errs, fmt.Errorf("bind: %w", err))
+	}
+	if c.Advertise != "" {
+		if _, err := netip.ParseAddr(c.Advertise); err != nil {
+			if _, _, err := SplitHostPort(c.Advertise); err != nil {
+				errs = append(errs, fmt.Errorf("advertise: %q: want an IP address or IP:PORT", c.Advertise))
+			}
+		}
+	}
+	for i, j := range c.Join {
+		if err := checkSeed(j); err != nil {
+			errs = append(errs, fmt.Errorf("join[%d]: %w", i, err))
+		}
+	}
+	if c.Settle < 0 || c.Settle > time.Hour {
+		errs = append(errs, fmt.Errorf("settle: %s: use 0s..1h", c.Settle))
+	}
+	if c.SecretKeyFile != "" {
+		if _, err := LoadKey(c.SecretKeyFile); err != nil {
+			errs = append(errs, fmt.Errorf("secret_key_file: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// SplitHostPort parses "HOST:PORT" with a numeric port.
+func SplitHostPort(s string) (string, int, error) {
+	h, p, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", 0, fmt.Errorf("%q: want HOST:PORT", s)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 1 || port > 65535 {
+		return "", 0, fmt.Errorf("%q: port must be 1..65535", s)
+	}
+	return h, port, nil
+}
+
+func checkSeed(s string) error {
+	if rest, ok := strings.CutPrefix(s, "dns:"); ok {
+		name, _, err := SplitHostPort(rest)
+		if err != nil || name == "" {
+			return fmt.Errorf("%q: want dns:NAME:PORT", s)
+		}
+		return nil
+	}
+	_, _, err := SplitHostPort(s)
+	return err
+}
+
+// LoadKey reads the gossip encryption key: 16, 24 or 32 bytes (AES-128,
+// -192, -256), raw or base64.
+func LoadKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read key: %w", err)
+	}
+	if ok(len(b)) {
+		return b, nil
+	}
+	trimmed := strings.TrimSpace(string(b))
+	if k, err := base64.StdEncoding.DecodeString(trimmed); err == nil && ok(len(k)) {
+		return k, nil
+	}
+	return nil, fmt.Errorf("%s holds %d bytes: the key must be 16, 24 or 32 bytes, raw or base64 (make one with: head -c 32 /dev/urandom | base64)", path, len(b))
+}
+
+func ok(n int) bool { return n == 16 || n == 24 || n == 32 }

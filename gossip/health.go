@@ -1,0 +1,295 @@
+package gossip
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// HealthConfig is the `health:` section.
+type HealthConfig struct {
+	Checks []CheckConfig `yaml:"checks" json:"checks"`
+}
+
+// CheckConfig is one local health check: exactly one of HTTP, TCP, Exec.
+type CheckConfig struct {
+	Name     string        `yaml:"name" json:"name"`
+	HTTP     string        `yaml:"http" json:"http,omitempty"`
+	TCP      string        `yaml:"tcp" json:"tcp,omitempty"`
+	Exec     []string      `yaml:"exec" json:"exec,omitempty"`
+	CAFile   string        `yaml:"ca_file" json:"ca_file,omitempty"`
+	Insecure bool          `yaml:"insecure" json:"insecure,omitempty"`
+	Interval time.Duration `yaml:"interval" json:"interval"`
+	Timeout  time.Duration `yaml:"timeout" json:"timeout"`
+	Fall     int           `yaml:"fall" json:"fall"`
+	Rise     int           `yaml:"rise" json:"rise"`
+}
+
+// WithDefaults fills unset timing fields: every 2s, 1s timeout, fall 2, rise 2.
+func (c CheckConfig) WithDefaults() CheckConfig {
+	if c.Interval == 0 {
+		c.Interval = 2 * time.Second
+	}
+	if c.Timeout == 0 {
+		c.Timeout = time.Second
+	}
+	if c.Fall == 0 {
+		c.Fall = 2
+	}
+	if c.Rise == 0 {
+		c.Rise = 2
+	}
+	return c
+}
+
+// Validate checks the section (after WithDefaults on each check).
+func (h HealthConfig) Validate() error {
+	var errs []error
+	names := map[string]bool{}
+	for i, c := range h.Checks {
+		key := fmt.Sprintf("checks[%d]", i)
+		bad := func(f string, a ...any) { errs = append(errs, fmt.Errorf("%s.%s", key, fmt.Sprintf(f, a...))) }
+		if c.Name == "" {
+			bad("name: required")
+		} else if names[c.Name] {
+			bad("name: %q is used twice", c.Name)
+		}
+		names[c.Name] = true
+		kinds := 0
+		if c.HTTP != "" {
+			kinds++
+			if u, err := url.Parse(c.HTTP); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				bad("http: %q is not an http(s) URL", c.HTTP)
+			}
+		}
+		if c.TCP != "" {
+			kinds++
+			if _, _, err := SplitHostPort(c.TCP); err != nil {
+				bad("tcp: %v", err)
+			}
+		}
+		if len(c.Exec) > 0 {
+			kinds++
+		}
+		if kinds != 1 {
+			bad("give exactly one of http, tcp or exec")
+		}
+		if c.CAFile != "" {
+			if _, err := os.ReadFile(c.CAFile); err != nil {
+				bad("ca_file: %v", err)
+			}
+		}
+		if c.Interval < 100*time.Millisecond || c.Interval > time.Hour {
+			bad("interval: %s: use 100ms..1h", c.Interval)
+		}
+		if c.Timeout <= 0 || c.Timeout > c.Interval {
+			bad("timeout: %s: use more than 0 and at most the interval (%s)", c.Timeout, c.Interval)
+		}
+		if c.Fall < 1 || c.Fall > 100 {
+			bad("fall: %d: use 1..100", c.Fall)
+		}
+		if c.Rise < 1 || c.Rise > 100 {
+			bad("rise: %d: use 1..100", c.Rise)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// probe runs one check once.
+type probe func(ctx context.Context) error
+
+func newProbe(c CheckConfig) (probe, error) {
+	switch {
+	case c.HTTP != "":
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: c.Insecure} //nolint:gosec // operator's explicit choice
+		if c.CAFile != "" {
+			pem, err := os.ReadFile(c.CAFile)
+			if err != nil {
+				return nil, err
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("%s holds no PEM certificate", c.CAFile)
+			}
+			tr.TLSClientConfig.RootCAs = pool
+		}
+		client := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		return func(ctx context.Context) error {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.HTTP, nil)
+			if err != nil {
+				return err
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode < 200 || resp.StatusCode > 399 {
+				return fmt.Errorf("status %s", resp.Status)
+			}
+			return nil
+		}, nil
+	case c.TCP != "":
+		return func(ctx context.Context) error {
+			var d net.Dialer
+			conn, err := d.DialContext(ctx, "tcp", c.TCP)
+			if err != nil {
+				return err
+			}
+			return conn.Close()
+		}, nil
+	default:
+		return func(ctx context.Context) error {
+			out, err := exec.CommandContext(ctx, c.Exec[0], c.Exec[1:]...).CombinedOutput()
+			if err != nil {
+				if len(out) > 200 {
+					out = out[:200]
+				}
+				return fmt.Errorf("%w: %s", err, out)
+			}
+			return nil
+		}, nil
+	}
+}
+
+// CheckState is one check's state for /status.
+type CheckState struct {
+	Name      string    `json:"name"`
+	Passing   bool      `json:"passing"`
+	LastError string    `json:"last_error,omitempty"`
+	Since     time.Time `json:"since"`
+	fails     int
+	passes    int
+}
+
+// Health runs the checks and reports the overall verdict on every change.
+type Health struct {
+	checks   []CheckConfig
+	probes   []probe
+	log      zerolog.Logger
+	onChange func(healthy bool, failing []string)
+
+	mu    sync.Mutex
+	state []CheckState
+}
+
+// NewHealth prepares the checks; onChange is called (from check goroutines,
+// serialised) whenever the set of failing checks changes.
+func NewHealth(cfg HealthConfig, log zerolog.Logger, onChange func(healthy bool, failing []string)) (*Health, error) {
+	h := &Health{log: log, onChange: onChange}
+	for _, c := range cfg.Checks {
+		c = c.WithDefaults()
+		p, err := newProbe(c)
+		if err != nil {
+			return nil, fmt.Errorf("health check %s: %w", c.Name, err)
+		}
+		h.checks = append(h.checks, c)
+		h.probes = append(h.probes, p)
+		// A check starts passing: a node is not held out of the cluster
+		// before its first probe; fall failures take it out.
+		h.state = append(h.state, CheckState{Name: c.Name, Passing: true, Since: time.Now()})
+	}
+	return h, nil
+}
+
+// Healthy reports whether every check passes, and which fail.
+func (h *Health) Healthy() (bool, []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.verdict()
+}
+
+func (h *Health) verdict() (bool, []string) {
+	var failing []string
+	for _, s := range h.state {
+		if !s.Passing {
+			failing = append(failing, s.Name)
+		}
+	}
+	return len(failing) == 0, failing
+}
+
+// States returns every check's state.
+func (h *Health) States() []CheckState {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.state)
+}
+
+// Run probes every check on its interval until ctx ends.
+func (h *Health) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for i := range h.checks {
+		wg.Add(1)
+		go func() { defer wg.Done(); h.loop(ctx, i) }()
+	}
+	wg.Wait()
+}
+
+func (h *Health) loop(ctx context.Context, i int) {
+	c := h.checks[i]
+	t := time.NewTicker(c.Interval)
+	defer t.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, c.Timeout)
+		err := h.probes[i](pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		h.record(i, err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// record applies fall/rise and reports a change of verdict.
+func (h *Health) record(i int, err error) {
+	c := h.checks[i]
+	h.mu.Lock()
+	s := &h.state[i]
+	changed := false
+	if err != nil {
+		s.LastError = err.Error()
+		s.fails++
+		s.passes = 0
+		if s.Passing && s.fails >= c.Fall {
+			s.Passing, s.Since, changed = false, time.Now(), true
+			h.log.Warn().Str("check", c.Name).Err(err).Int("fall", c.Fall).Msg("health check failing: resigning")
+		}
+	} else {
+		s.LastError = ""
+		s.passes++
+		s.fails = 0
+		if !s.Passing && s.passes >= c.Rise {
+			s.Passing, s.Since, changed = true, time.Now(), true
+			h.log.Info().Str("check", c.Name).Int("rise", c.Rise).Msg("health check passing again")
+		}
+	}
+	var healthy bool
+	var failing []string
+	if changed {
+		healthy, failing = h.verdict()
+	}
+	// The callback runs under mu so verdicts arrive in order.
+	if changed && h.onChange != nil {
+		h.onChange(healthy, failing)
+	}
+	h.mu.Unlock()
+}

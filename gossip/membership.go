@@ -1,0 +1,304 @@
+package gossip
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/rs/zerolog"
+)
+
+// Meta is what every node gossips about itself. It is kept small (memberlist
+// allows 512 bytes) with short JSON keys.
+type Meta struct {
+	Healthy bool     `json:"h"`
+	Failing []string `json:"f,omitempty"` // names of failing checks
+	// Settled: healthy and a member for the settle time. Only settled
+	// members are ranked (unless none is), so a node that joins or recovers
+	// takes its share back once, on every node at the same moment.
+	Settled bool   `json:"s"`
+	Digest  string `json:"d"` // of the cluster-wide config: members must agree
+	VRRP4   string `json:"a4,omitempty"`
+	VRRP6   string `json:"a6,omitempty"`
+	MAC     string `json:"m,omitempty"`
+	Version string `json:"v,omitempty"`
+}
+
+// Member is one live member as this node sees it.
+type Member struct {
+	Name string     `json:"name"`
+	Addr netip.Addr `json:"addr"`
+	Meta Meta       `json:"meta"`
+	Self bool       `json:"self,omitempty"`
+}
+
+// Membership is this node's view of the cluster.
+type Membership struct {
+	ml      *memberlist.Memberlist
+	cfg     Config
+	log     zerolog.Logger
+	changes chan struct{}
+
+	mu    sync.Mutex
+	meta  Meta
+	bad   map[string]bool // members whose meta did not decode, logged once
+	nodes map[string]Member
+	local string
+}
+
+// delegate hands memberlist our metadata and tells us about changes.
+type delegate struct{ m *Membership }
+
+func (d delegate) NodeMeta(limit int) []byte {
+	d.m.mu.Lock()
+	b, _ := json.Marshal(d.m.meta)
+	d.m.mu.Unlock()
+	if len(b) > limit {
+		// Drop the failing-check names first; the rest always fits.
+		d.m.mu.Lock()
+		m := d.m.meta
+		d.m.mu.Unlock()
+		m.Failing = nil
+		b, _ = json.Marshal(m)
+	}
+	return b
+}
+func (d delegate) NotifyMsg([]byte)                           {}
+func (d delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d delegate) LocalState(join bool) []byte                { return nil }
+func (d delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// memberlist calls the event hooks with pointers into its own state while
+// holding its lock: each hook copies what it needs there, and Members
+// reads only the copies.
+func (d delegate) NotifyJoin(n *memberlist.Node) {
+	d.m.log.Info().Str("member", n.Name).Str("addr", n.Address()).Msg("member joined")
+	d.m.store(n)
+}
+func (d delegate) NotifyLeave(n *memberlist.Node) {
+	d.m.log.Warn().Str("member", n.Name).Str("addr", n.Address()).Msg("member left or failed")
+	d.m.mu.Lock()
+	delete(d.m.nodes, n.Name)
+	d.m.mu.Unlock()
+	d.m.notify()
+}
+func (d delegate) NotifyUpdate(n *memberlist.Node) { d.m.store(n) }
+
+func (m *Membership) store(n *memberlist.Node) {
+	var meta Meta
+	err := json.Unmarshal(n.Meta, &meta)
+	a, _ := netip.AddrFromSlice(n.Addr)
+	m.mu.Lock()
+	if err != nil {
+		delete(m.nodes, n.Name)
+		if !m.bad[n.Name] {
+			m.bad[n.Name] = true
+			m.log.Warn().Str("member", n.Name).Msg("member's metadata is not garpd's; ignoring it (another gossip cluster on this port?)")
+		}
+	} else {
+		m.nodes[n.Name] = Member{Name: n.Name, Addr: a.Unmap(), Meta: meta, Self: n.Name == m.local}
+	}
+	m.mu.Unlock()
+	m.notify()
+}
+
+func (m *Membership) notify() {
+	select {
+	case m.changes <- struct{}{}:
+	default:
+	}
+}
+
+// Options tune memberlist's timers; zero values keep the LAN defaults.
+type Options struct {
+	ProbeInterval  time.Duration
+	ProbeTimeout   time.Duration
+	GossipInterval time.Duration
+	SuspicionMult  int
+}
+
+// Start creates the member list and starts joining the seeds in the
+// background: a node that cannot join works alone and keeps trying.
+func Start(ctx context.Context, cfg Config, name string, meta Meta, opts Options, logger zerolog.Logger) (*Membership, error) {
+	m := &Membership{cfg: cfg, log: logger, changes: make(chan struct{}, 1), meta: meta, bad: map[string]bool{},
+		nodes: map[string]Member{}, local: name}
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = name
+	host, port, err := SplitHostPort(cfg.Bind)
+	if err != nil {
+		return nil, fmt.Errorf("gossip.bind: %w", err)
+	}
+	mc.BindAddr, mc.BindPort = host, port
+	if cfg.Advertise != "" {
+		if a, err := netip.ParseAddr(cfg.Advertise); err == nil {
+			mc.AdvertiseAddr, mc.AdvertisePort = a.String(), port
+		} else if h, p, err := SplitHostPort(cfg.Advertise); err == nil {
+			mc.AdvertiseAddr, mc.AdvertisePort = h, p
+		}
+	}
+	if opts.ProbeInterval > 0 {
+		mc.ProbeInterval = opts.ProbeInterval
+	}
+	if opts.ProbeTimeout > 0 {
+		mc.ProbeTimeout = opts.ProbeTimeout
+	}
+	if opts.GossipInterval > 0 {
+		mc.GossipInterval = opts.GossipInterval
+	}
+	if opts.SuspicionMult > 0 {
+		mc.SuspicionMult = opts.SuspicionMult
+	}
+	if cfg.SecretKeyFile != "" {
+		key, err := LoadKey(cfg.SecretKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("gossip.secret_key_file: %w", err)
+		}
+		mc.SecretKey = key
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	} else {
+		logger.Warn().Msg("gossip is not encrypted: set gossip.secret_key_file (16, 24 or 32 bytes) so only your nodes can join and steer VIPs")
+	}
+	d := delegate{m: m}
+	mc.Delegate, mc.Events = d, d
+	mc.Logger = log.New(&memberlistLog{log: logger}, "", 0)
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("start gossip on %s: %w", cfg.Bind, err)
+	}
+	m.ml = ml
+	go m.joinLoop(ctx)
+	return m, nil
+}
+
+// memberlistLog forwards memberlist's log lines to zerolog, keeping its
+// level words.
+type memberlistLog struct{ log zerolog.Logger }
+
+func (w *memberlistLog) Write(p []byte) (int, error) {
+	s := strings.TrimSpace(string(p))
+	ev := w.log.Debug()
+	switch {
+	case strings.Contains(s, "[ERR]"):
+		ev = w.log.Warn()
+		if strings.Contains(s, "decrypt") || strings.Contains(s, "No installed keys") || strings.Contains(s, "Encryption is configured") {
+			s += " (do all nodes use the same gossip.secret_key_file?)"
+		}
+	case strings.Contains(s, "[WARN]"):
+		ev = w.log.Info()
+	}
+	ev.Str("component", "memberlist").Msg(s)
+	return len(p), nil
+}
+
+var _ io.Writer = (*memberlistLog)(nil)
+
+// seeds resolves the join list: HOST:PORT as is, dns:NAME:PORT to every
+// address NAME has now.
+func (m *Membership) seeds(ctx context.Context) []string {
+	var out []string
+	for _, s := range m.cfg.Join {
+		rest, isDNS := strings.CutPrefix(s, "dns:")
+		if !isDNS {
+			out = append(out, s)
+			continue
+		}
+		host, port, _ := SplitHostPort(rest)
+		addrs, err := net.DefaultResolver.LookupHost(ctx, host)
+		if err != nil {
+			m.log.Warn().Err(err).Str("seed", s).Msg("cannot resolve gossip seed")
+			continue
+		}
+		for _, a := range addrs {
+			out = append(out, net.JoinHostPort(a, fmt.Sprint(port)))
+		}
+	}
+	return out
+}
+
+// joinLoop joins the seeds, with backoff, whenever this node is alone.
+func (m *Membership) joinLoop(ctx context.Context) {
+	backoff := 500 * time.Millisecond
+	for {
+		m.mu.Lock()
+		alone := len(m.nodes) <= 1
+		m.mu.Unlock()
+		if len(m.cfg.Join) > 0 && alone {
+			seeds := m.seeds(ctx)
+			n, err := m.ml.Join(seeds)
+			if err != nil || n == 0 {
+				m.log.Warn().Err(err).Strs("seeds", seeds).Dur("retry_in", backoff).
+					Msg("cannot join the cluster yet; working alone meanwhile")
+				backoff = min(backoff*2, 30*time.Second)
+			} else {
+				m.log.Info().Int("contacted", n).Msg("joined the cluster")
+				backoff = 500 * time.Millisecond
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+	}
+}
+
+// Changes signals (coalesced) that the member list or someone's metadata changed.
+func (m *Membership) Changes() <-chan struct{} { return m.changes }
+
+// SetMeta publishes new metadata for this node.
+func (m *Membership) SetMeta(meta Meta) {
+	m.mu.Lock()
+	same := slices.Equal(m.meta.Failing, meta.Failing) && m.meta.Healthy == meta.Healthy &&
+		m.meta.Settled == meta.Settled && m.meta.Digest == meta.Digest && m.meta.VRRP4 == meta.VRRP4 &&
+		m.meta.VRRP6 == meta.VRRP6 && m.meta.MAC == meta.MAC && m.meta.Version == meta.Version
+	m.meta = meta
+	m.mu.Unlock()
+	if same {
+		return
+	}
+	if err := m.ml.UpdateNode(time.Second); err != nil {
+		m.log.Warn().Err(err).Msg("cannot gossip new metadata")
+	}
+	m.notify()
+}
+
+// Meta returns this node's current metadata.
+func (m *Membership) Meta() Meta {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.meta
+}
+
+// Members returns the live members, this node included, sorted by name.
+func (m *Membership) Members() []Member {
+	m.mu.Lock()
+	out := make([]Member, 0, len(m.nodes))
+	for _, n := range m.nodes {
+		out = append(out, n)
+	}
+	m.mu.Unlock()
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Close leaves the cluster politely (so others re-rank at once rather than
+// after failure detection) and stops gossiping.
+func (m *Membership) Close() error {
+	if err := m.ml.Leave(500 * time.Millisecond); err != nil {
+		m.log.Debug().Err(err).Msg("leave")
+	}
+	return m.ml.Shutdown()
+}
+
+// Crash stops gossiping without leaving, as a crashed node would: the
+// others must detect the failure. For tests and fault drills.
+func (m *Membership) Crash() error { return m.ml.Shutdown() }
