@@ -25,7 +25,7 @@ func freePort(t *testing.T) int {
 
 // ownersOf is the ranking a member computes from its own member list.
 func ownersOf(t *testing.T, m *gossip.Membership, groups []Group, digest string) []string {
-	ranked, _ := Eligible(m.Members(), digest)
+	ranked, _, _ := Eligible(m.Members(), digest, time.Now(), time.Second)
 	var nodes []Node
 	for _, n := range ranked {
 		nodes = append(nodes, Node{Name: n, Weight: 1})
@@ -65,7 +65,7 @@ func TestClusterOf64AgreesAfterKill(t *testing.T) {
 		} else {
 			seed = cfg.Bind
 		}
-		m, err := gossip.Start(ctx, cfg, fmt.Sprintf("m%02d", i), gossip.Meta{Healthy: true, Settled: true, Digest: digest}, opts, zerolog.Nop())
+		m, err := gossip.Start(ctx, cfg, fmt.Sprintf("m%02d", i), gossip.Meta{Healthy: true, ReadySince: time.Now().Add(-time.Hour).UnixMilli(), Digest: digest}, opts, zerolog.Nop())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -91,7 +91,7 @@ func TestClusterOf64AgreesAfterKill(t *testing.T) {
 		}
 		return true
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for !agree(members, n) {
 		if time.Now().After(deadline) {
 			t.Fatal("64 members did not converge")

@@ -53,31 +53,62 @@ const (
 )
 
 // Eligible decides who is ranked: healthy members with our config digest
-// that have settled; when none has (a cold start), every healthy member
-// with our digest, so a fresh cluster balances at once.
-func Eligible(members []gossip.Member, digest string) (ranked []string, states map[string]MemberState) {
+// that became ready at or before the cutoff max(now - settle, earliest +
+// settle), where earliest is the first ready time among them. Nodes that
+// start together (within settle of the first) are ranked at once and stay
+// ranked, since the cutoff only grows; a node that joins or recovers later
+// is ranked settle after it became ready. next is when the next waiting
+// member will qualify (zero if none waits).
+func Eligible(members []gossip.Member, digest string, now time.Time, settle time.Duration) (ranked []string, states map[string]MemberState, next time.Time) {
 	states = map[string]MemberState{}
-	var healthy []string
-	anySettled := false
+	var earliest int64
 	for _, m := range members {
 		switch {
 		case m.Meta.Digest != digest:
 			states[m.Name] = StateMismatch
 		case !m.Meta.Healthy:
 			states[m.Name] = StateUnhealthy
+		case m.Meta.ReadySince <= 0:
+			states[m.Name] = StateSettling // not told yet since when
 		default:
-			healthy = append(healthy, m.Name)
-			anySettled = anySettled || m.Meta.Settled
 			states[m.Name] = StateSettling
+			if earliest == 0 || m.Meta.ReadySince < earliest {
+				earliest = m.Meta.ReadySince
+			}
 		}
 	}
+	cutoff := max(now.Add(-settle).UnixMilli(), earliest+settle.Milliseconds())
 	for _, m := range members {
-		if states[m.Name] == StateSettling && (m.Meta.Settled || !anySettled) {
+		if states[m.Name] != StateSettling || m.Meta.ReadySince <= 0 {
+			continue
+		}
+		if m.Meta.ReadySince <= cutoff {
 			states[m.Name] = StateRanked
 			ranked = append(ranked, m.Name)
+			continue
+		}
+		at := time.UnixMilli(m.Meta.ReadySince).Add(settle)
+		if next.IsZero() || at.Before(next) {
+			next = at
 		}
 	}
-	return ranked, states
+	return ranked, states, next
+}
+
+// ConfigMinority reports whether the members sharing digest are outnumbered
+// by the members of another digest (a tie goes to the smaller digest), so
+// that during a config change exactly one side keeps the VIPs.
+func ConfigMinority(members []gossip.Member, digest string) bool {
+	count := map[string]int{}
+	for _, m := range members {
+		count[m.Meta.Digest]++
+	}
+	for d, n := range count {
+		if d != digest && (n > count[digest] || (n == count[digest] && d < digest)) {
+			return true
+		}
+	}
+	return false
 }
 
 // UnrankedPriority is this node's priority for every VIP while it is not
@@ -91,7 +122,7 @@ func LocalRouters(p Plan, local string) []vrrp.RouterSpec {
 	for i, r := range p.Groups {
 		prio := UnrankedPriority
 		if rank := r.RankOf(local); rank >= 0 {
-			prio = PriorityForRank(rank)
+			prio = PriorityForRank(rank, r.Len())
 		}
 		out[i] = vrrp.RouterSpec{VRID: uint8(r.Group.VRID), VIPs: slices.Clone(r.Group.VIPs), Priority: uint8(prio)}
 	}
@@ -121,6 +152,9 @@ type ControllerConfig struct {
 	Settle      time.Duration
 	Debounce    time.Duration // coalesce bursts of membership events; default 100ms
 	UnicastAuto bool          // VRRP peers are the members
+	// HasSeeds: join seeds are configured, so being alone means being cut
+	// off (wrong key, blocked port), not a one-node cluster.
+	HasSeeds bool
 }
 
 // Controller turns membership and local health into VRRP priorities.
@@ -140,6 +174,10 @@ type Controller struct {
 	resigned  bool
 	peers     []netip.Addr
 	mismatch  map[string]string // member → digest already logged
+	minority  bool
+	alone     bool
+	ranked    bool
+	nextRank  time.Time // when a waiting member qualifies
 	healthy   bool
 	readyFrom time.Time // healthy and a member since
 }
@@ -214,7 +252,7 @@ func (c *Controller) Status() ControllerStatus {
 
 // Run drives priorities until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
-	var debounce, settle <-chan time.Time
+	var debounce <-chan time.Time
 	schedule := func() {
 		if debounce == nil {
 			debounce = time.After(c.cfg.Debounce)
@@ -223,8 +261,9 @@ func (c *Controller) Run(ctx context.Context) {
 	c.publish()
 	c.recompute(ctx)
 	for {
-		if settle == nil && c.healthy && !c.members.Meta().Settled {
-			settle = time.After(max(time.Until(c.readyFrom.Add(c.cfg.Settle)), 0))
+		var settle <-chan time.Time
+		if !c.nextRank.IsZero() {
+			settle = time.After(max(time.Until(c.nextRank), 0))
 		}
 		select {
 		case <-ctx.Done():
@@ -235,17 +274,12 @@ func (c *Controller) Run(ctx context.Context) {
 			if h := c.latestHealthy.Load(); h != c.healthy {
 				c.healthy = h
 				c.readyFrom = time.Now()
-				settle = nil
 				c.publish()
 				// Resigning is local and at once; re-ranking follows gossip.
 				c.recompute(ctx)
 			}
 		case <-settle:
-			settle = nil
-			if c.healthy {
-				c.log.Info().Dur("settle", c.cfg.Settle).Msg("settled: this node is now ranked for its share of VIPs")
-				c.publish()
-			}
+			c.recompute(ctx)
 		case <-debounce:
 			debounce = nil
 			c.recompute(ctx)
@@ -253,17 +287,29 @@ func (c *Controller) Run(ctx context.Context) {
 	}
 }
 
-// publish gossips this node's health and settledness.
+// publish gossips this node's health and since when it is ready.
 func (c *Controller) publish() {
 	m := c.members.Meta()
 	m.Healthy = c.healthy
-	m.Settled = c.healthy && !time.Now().Before(c.readyFrom.Add(c.cfg.Settle))
+	m.ReadySince = 0
+	if c.healthy {
+		m.ReadySince = c.readyFrom.UnixMilli()
+	}
 	c.members.SetMeta(m)
 }
 
 func (c *Controller) recompute(ctx context.Context) {
 	members := c.members.Members()
-	ranked, states := Eligible(members, c.cfg.Digest)
+	ranked, states, next := Eligible(members, c.cfg.Digest, time.Now(), c.cfg.Settle)
+	c.nextRank = next
+	if r := slices.Contains(ranked, c.cfg.Local); r != c.ranked {
+		c.ranked = r
+		if r {
+			c.log.Info().Msg("this node is ranked: it owns its share of VIPs")
+		} else if c.healthy {
+			c.log.Info().Dur("settle", c.cfg.Settle).Msg("this node is not ranked yet: settling before it takes a share")
+		}
+	}
 	counts := map[MemberState]int{}
 	st := ControllerStatus{Ranked: ranked}
 	var peers []netip.Addr
@@ -297,11 +343,20 @@ func (c *Controller) recompute(ctx context.Context) {
 		}
 	}
 
-	if !c.healthy {
+	minority := ConfigMinority(members, c.cfg.Digest)
+	if minority != c.minority {
+		c.minority = minority
+		if minority {
+			c.log.Error().Str("our_digest", c.cfg.Digest).Msg("most members run another config (VIPs, VRIDs or VRRP settings): resigning every VIP so the two configs never hold VIPs at once")
+		} else {
+			c.log.Info().Msg("our config is the majority's again")
+		}
+	}
+	if !c.healthy || minority {
 		if !c.resigned {
 			if err := c.engine.Resign(ctx, true); err == nil {
 				c.resigned = true
-				c.log.Warn().Msg("unhealthy: resigned every VIP (priority-0 adverts)")
+				c.log.Warn().Bool("healthy", c.healthy).Bool("config_minority", minority).Msg("resigned every VIP (priority-0 adverts)")
 			}
 		}
 		c.setStatus(st)
@@ -317,10 +372,17 @@ func (c *Controller) recompute(ctx context.Context) {
 	for _, n := range ranked {
 		nodes = append(nodes, Node{Name: n, Weight: 1})
 	}
+	alone := c.cfg.HasSeeds && len(members) <= 1
+	if alone != c.alone {
+		c.alone = alone
+		if alone {
+			c.log.Warn().Msg("alone although join seeds are configured (wrong key? gossip port blocked?): backup of last resort for every VIP until the cluster is reachable")
+		}
+	}
 	var specs []vrrp.RouterSpec
-	if len(nodes) == 0 {
-		// Not even ourselves (our own meta has not reached the list yet):
-		// stay a backup of last resort for everything.
+	if len(nodes) == 0 || alone {
+		// Cut off from the cluster, or not even ourselves listed yet: never
+		// claim ownership; take a VIP only if nobody else advertises it.
 		for _, g := range c.cfg.Groups {
 			specs = append(specs, vrrp.RouterSpec{VRID: uint8(g.VRID), VIPs: slices.Clone(g.VIPs), Priority: UnrankedPriority})
 		}
@@ -337,7 +399,7 @@ func (c *Controller) recompute(ctx context.Context) {
 				vs.VIPs = append(vs.VIPs, p.Addr().String())
 			}
 			if rank := r.RankOf(c.cfg.Local); rank >= 0 {
-				vs.Priority = PriorityForRank(rank)
+				vs.Priority = PriorityForRank(rank, r.Len())
 			} else {
 				vs.Priority = UnrankedPriority
 			}

@@ -14,30 +14,53 @@ import (
 	"github.com/garpd/garpd/vrrp"
 )
 
-func member(name string, healthy, settled bool, digest string) gossip.Member {
-	return gossip.Member{Name: name, Meta: gossip.Meta{Healthy: healthy, Settled: settled, Digest: digest}}
+var now0 = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+
+// member is ready since ago before now0 (ready < 0: unhealthy).
+func member(name string, healthy bool, ago time.Duration, digest string) gossip.Member {
+	return gossip.Member{Name: name, Meta: gossip.Meta{Healthy: healthy, ReadySince: now0.Add(-ago).UnixMilli(), Digest: digest}}
 }
 
 func TestEligible(t *testing.T) {
+	const settle = 10 * time.Second
 	cases := []struct {
 		name    string
 		members []gossip.Member
 		want    []string
+		next    time.Duration // after now0; 0: none waits
 	}{
-		{"cold start: nobody settled, all healthy ranked",
-			[]gossip.Member{member("a", true, false, "d"), member("b", true, false, "d")}, []string{"a", "b"}},
-		{"a returning node waits for settle",
-			[]gossip.Member{member("a", true, true, "d"), member("b", true, true, "d"), member("c", true, false, "d")}, []string{"a", "b"}},
+		{"cold start: a cohort within settle of the first is ranked at once",
+			[]gossip.Member{member("a", true, 2*time.Second, "d"), member("b", true, time.Second, "d")}, []string{"a", "b"}, 0},
+		{"and stays ranked when the first passes settle",
+			[]gossip.Member{member("a", true, 10500*time.Millisecond, "d"), member("b", true, 10*time.Second, "d")}, []string{"a", "b"}, 0},
+		{"a late joiner waits settle",
+			[]gossip.Member{member("a", true, time.Hour, "d"), member("b", true, time.Hour, "d"), member("c", true, 4*time.Second, "d")},
+			[]string{"a", "b"}, 6 * time.Second},
 		{"unhealthy and mismatched are never ranked",
-			[]gossip.Member{member("a", true, true, "d"), member("b", false, true, "d"), member("c", true, true, "other")}, []string{"a"}},
-		{"cold start ignores mismatched settled members",
-			[]gossip.Member{member("a", true, false, "d"), member("x", true, true, "other")}, []string{"a"}},
+			[]gossip.Member{member("a", true, time.Hour, "d"), member("b", false, time.Hour, "d"), member("c", true, time.Hour, "other")}, []string{"a"}, 0},
 	}
 	for _, c := range cases {
-		got, states := Eligible(c.members, "d")
+		got, states, next := Eligible(c.members, "d", now0, settle)
 		if !slices.Equal(got, c.want) {
 			t.Errorf("%s: ranked %v, want %v (states %v)", c.name, got, c.want, states)
 		}
+		if (c.next == 0) != next.IsZero() || (c.next != 0 && next.Sub(now0) != c.next) {
+			t.Errorf("%s: next %v, want %s after now", c.name, next, c.next)
+		}
+	}
+}
+
+func TestConfigMinority(t *testing.T) {
+	three := []gossip.Member{member("a", true, 0, "new"), member("b", true, 0, "old"), member("c", true, 0, "old")}
+	if !ConfigMinority(three, "new") || ConfigMinority(three, "old") {
+		t.Fatal("1 vs 2: the single node must be the minority, the pair not")
+	}
+	two := []gossip.Member{member("a", true, 0, "aaa"), member("b", true, 0, "bbb")}
+	if ConfigMinority(two, "aaa") || !ConfigMinority(two, "bbb") {
+		t.Fatal("1 vs 1: exactly one side (the larger digest) must yield")
+	}
+	if ConfigMinority(two[:1], "aaa") {
+		t.Fatal("alone is not a minority")
 	}
 }
 
@@ -176,18 +199,22 @@ func TestControllerFollowsMembersAndHealth(t *testing.T) {
 	defer cancel()
 	go c.Run(ctx)
 	eventually(t, "a alone to own all 6", func() bool { n, _ := fe.owned(); return n == 6 })
-	eventually(t, "a to publish settled", func() bool { return fm.Meta().Settled })
 
-	// b joins, settled already: 3/3.
-	fm.set([]gossip.Member{{Name: "a", Self: true}, member("b", true, true, digest)})
+	// b, ready long ago, joins: 3/3.
+	b := gossip.Member{Name: "b", Meta: gossip.Meta{Healthy: true, ReadySince: time.Now().Add(-time.Hour).UnixMilli(), Digest: digest}}
+	fm.set([]gossip.Member{{Name: "a", Self: true}, b})
 	eventually(t, "a to own 3 with b ranked", func() bool { n, _ := fe.owned(); return n == 3 })
 
 	c.SetHealthy(false)
 	eventually(t, "resign on failing health", func() bool { _, r := fe.owned(); return r })
-	if m := fm.Meta(); m.Healthy || m.Settled {
+	if m := fm.Meta(); m.Healthy || m.ReadySince != 0 {
 		t.Fatalf("unhealthy node gossips %+v", m)
 	}
 	c.SetHealthy(true)
 	eventually(t, "back after health returns", func() bool { _, r := fe.owned(); return !r })
-	eventually(t, "settled again after settle", func() bool { return fm.Meta().Settled })
+	// Ready again just now: not an owner until settle (200ms) has passed.
+	if n, _ := fe.owned(); n != 0 {
+		t.Fatalf("a owns %d VIPs right after recovering, before settle", n)
+	}
+	eventually(t, "a to own its share after settle", func() bool { n, _ := fe.owned(); return n == 3 })
 }

@@ -16,17 +16,31 @@ type Node struct {
 	Weight int
 }
 
-// Priorities: the owner advertises OwnerPriority and every further rank one
-// less, so VRRP's backup order is the ranking. 251..254 stay free for an
-// operator's manual override; ranks past 249 share priority 1.
+// Priorities express the ranking to VRRP. They are spaced, not consecutive:
+// VRRP breaks the race between backups by Skew_Time, (256-priority) x
+// interval / 256 in whole centiseconds, which is the same for 249 and 248
+// at 100 ms adverts, so the first and second backup would take over in the
+// same instant. Owner 250, rank 1 200 and rank 2 150 are 2 cs apart there.
+// 251..254 stay free for an operator's manual override.
 const (
-	OwnerPriority = 250
-	MinPriority   = 1
+	OwnerPriority  = 250
+	BackupPriority = 200 // rank 1: VRRP's pick when the owner dies
+	TailPriority   = 150 // rank 2; further ranks step down from here
+	MinPriority    = 1
 )
 
-// PriorityForRank maps a rank (0 = owner) to a VRRP priority.
-func PriorityForRank(rank int) int {
-	return max(OwnerPriority-rank, MinPriority)
+// PriorityForRank maps a rank (0 = owner) among n ranked nodes to a VRRP
+// priority: distinct and decreasing for up to about 150 nodes; beyond that
+// the last ranks share priority 1 (VRRP then breaks ties by address).
+func PriorityForRank(rank, n int) int {
+	switch rank {
+	case 0:
+		return OwnerPriority
+	case 1:
+		return BackupPriority
+	}
+	step := min(10, max(1, (TailPriority-MinPriority)/max(n-2, 1)))
+	return max(TailPriority-(rank-2)*step, MinPriority)
 }
 
 // Ranked is one group's ranking: who owns it, who takes it over first, and
@@ -70,7 +84,7 @@ func (r Ranked) RankOf(name string) int {
 func (r Ranked) Priorities() map[string]int {
 	p := make(map[string]int, len(r.order))
 	for i, n := range r.order {
-		p[r.nodes[n].Name] = PriorityForRank(i)
+		p[r.nodes[n].Name] = PriorityForRank(i, len(r.order))
 	}
 	return p
 }

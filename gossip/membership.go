@@ -22,15 +22,15 @@ import (
 type Meta struct {
 	Healthy bool     `json:"h"`
 	Failing []string `json:"f,omitempty"` // names of failing checks
-	// Settled: healthy and a member for the settle time. Only settled
-	// members are ranked (unless none is), so a node that joins or recovers
-	// takes its share back once, on every node at the same moment.
-	Settled bool   `json:"s"`
-	Digest  string `json:"d"` // of the cluster-wide config: members must agree
-	VRRP4   string `json:"a4,omitempty"`
-	VRRP6   string `json:"a6,omitempty"`
-	MAC     string `json:"m,omitempty"`
-	Version string `json:"v,omitempty"`
+	// ReadySince is when this node became a healthy member (Unix ms, its
+	// own clock). The balancer ranks a node that joins or recovers only
+	// settle after it, while a cohort that starts together ranks at once.
+	ReadySince int64  `json:"r"`
+	Digest     string `json:"d"` // of the cluster-wide config: members must agree
+	VRRP4      string `json:"a4,omitempty"`
+	VRRP6      string `json:"a6,omitempty"`
+	MAC        string `json:"m,omitempty"`
+	Version    string `json:"v,omitempty"`
 }
 
 // Member is one live member as this node sees it.
@@ -258,7 +258,7 @@ func (m *Membership) Changes() <-chan struct{} { return m.changes }
 func (m *Membership) SetMeta(meta Meta) {
 	m.mu.Lock()
 	same := slices.Equal(m.meta.Failing, meta.Failing) && m.meta.Healthy == meta.Healthy &&
-		m.meta.Settled == meta.Settled && m.meta.Digest == meta.Digest && m.meta.VRRP4 == meta.VRRP4 &&
+		m.meta.ReadySince == meta.ReadySince && m.meta.Digest == meta.Digest && m.meta.VRRP4 == meta.VRRP4 &&
 		m.meta.VRRP6 == meta.VRRP6 && m.meta.MAC == meta.MAC && m.meta.Version == meta.Version
 	m.meta = meta
 	m.mu.Unlock()

@@ -64,6 +64,7 @@ type Machine struct {
 	masterAdverInterval uint16 // centiseconds, learned from the master in Backup
 	adverTimer          time.Time
 	masterDownTimer     time.Time
+	downFrom            time.Time // when masterDownTimer was last (re)started
 	// preemptAfter is when, in Backup, a lower-priority master may be
 	// preempted; zero when no lower master has been seen.
 	preemptAfter time.Time
@@ -162,17 +163,27 @@ func (m *Machine) Tick(now time.Time) []Action {
 
 // SetPriority changes the priority at run time. A Master advertises the new
 // value at once, so a higher backup with preemption can take over without
-// waiting for the next interval; a Backup's Skew_Time follows the new value
-// from the next advert it accepts.
+// waiting for the next interval. A Backup's running Master_Down_Timer is
+// recomputed with the new Skew_Time from when it was last started: backups
+// that all started at one priority and were then ranked apart must not
+// keep expiring in the same instant.
 func (m *Machine) SetPriority(now time.Time, p uint8) []Action {
 	if p == 0 || p == m.cfg.Priority {
 		return nil
 	}
 	m.cfg.Priority = p
-	if m.state == Master {
+	switch m.state {
+	case Master:
 		m.masterPriority = p
 		m.adverTimer = now.Add(cs(int(m.cfg.Interval)))
 		return []Action{ActSendAdvert}
+	case Backup:
+		if !m.masterDownTimer.IsZero() {
+			m.masterDownTimer = m.downFrom.Add(m.masterDown())
+			if m.masterDownTimer.Before(now) {
+				m.masterDownTimer = now
+			}
+		}
 	}
 	return nil
 }
@@ -183,12 +194,13 @@ func (m *Machine) HandleAdvert(now time.Time, src netip.Addr, adv Advert) []Acti
 	case Backup:
 		if adv.Priority == 0 {
 			m.masterDownTimer = now.Add(m.skew())
+			m.downFrom = now.Add(m.skew() - m.masterDown())
 			return nil
 		}
 		if !m.cfg.Preempt || adv.Priority >= m.cfg.Priority || m.preemptHeldOff(now) {
 			m.masterAddr, m.masterPriority = src, adv.Priority
 			m.masterAdverInterval = adv.Interval
-			m.masterDownTimer = now.Add(m.masterDown())
+			m.masterDownTimer, m.downFrom = now.Add(m.masterDown()), now
 			if adv.Priority >= m.cfg.Priority {
 				m.preemptAfter = time.Time{}
 			}
@@ -227,7 +239,7 @@ func (m *Machine) preemptHeldOff(now time.Time) bool {
 func (m *Machine) becomeBackup(now time.Time) {
 	m.state = Backup
 	m.adverTimer = time.Time{}
-	m.masterDownTimer = now.Add(m.masterDown())
+	m.masterDownTimer, m.downFrom = now.Add(m.masterDown()), now
 }
 
 func (m *Machine) becomeMaster(now time.Time) []Action {

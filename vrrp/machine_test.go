@@ -266,6 +266,14 @@ func TestSetPriority(t *testing.T) {
 	wantActs(t, m.SetPriority(at(200*time.Millisecond), 0)) // 0 is not a priority
 	wantActs(t, m.SetPriority(at(200*time.Millisecond), 50))
 
+	// A Backup's running master-down timer follows its new priority.
+	r := newM(1, true)
+	r.Startup(t0) // master down at 3×1 s + 99 cs
+	r.SetPriority(at(500*time.Millisecond), 250)
+	if want := t0.Add(MasterDownInterval(250, 100)); r.NextDeadline() != want {
+		t.Fatalf("master down after raising priority: %s, want %s", r.NextDeadline().Sub(t0), want.Sub(t0))
+	}
+
 	b := newM(100, true)
 	b.Startup(t0)
 	b.SetPriority(t0, 250)

@@ -31,10 +31,11 @@ func startDynamic(l *loaded, eng *vrrp.Engine, tr vrrp.Transport, log zerolog.Lo
 		return nil, fmt.Errorf("find interface %q: %w", c.Interface, err)
 	}
 	meta := gossip.Meta{
-		Healthy: true,
-		Digest:  balancer.Digest(l.alloc.Groups, c.VRRP.Version, c.VRRP.AdvertInterval),
-		MAC:     ifi.HardwareAddr.String(),
-		Version: version,
+		Healthy:    true,
+		ReadySince: time.Now().UnixMilli(),
+		Digest:     balancer.Digest(l.alloc.Groups, c.VRRP.Version, c.VRRP.AdvertInterval),
+		MAC:        ifi.HardwareAddr.String(),
+		Version:    version,
 	}
 	if a := tr.Source(false); a.IsValid() {
 		meta.VRRP4 = a.String()
@@ -60,7 +61,7 @@ func startDynamic(l *loaded, eng *vrrp.Engine, tr vrrp.Transport, log zerolog.Lo
 	}
 	ctrl := balancer.NewController(balancer.ControllerConfig{
 		Local: c.Node, Groups: l.alloc.Groups, Digest: meta.Digest, Settle: c.Gossip.Settle,
-		UnicastAuto: c.VRRP.UnicastAuto(),
+		UnicastAuto: c.VRRP.UnicastAuto(), HasSeeds: len(c.Gossip.Join) > 0,
 	}, members, eng, log, gauge)
 	health, err := gossip.NewHealth(c.Health, log, func(healthy bool, failing []string) {
 		m := members.Meta()

@@ -37,7 +37,7 @@ func TestPlanJSONShape(t *testing.T) {
 		t.Fatalf("unexpected plan: %s", out)
 	}
 	for _, v := range got.VIPs {
-		if len(v.Ranking) != 3 || v.Priorities[v.Ranking[0]] != 250 || v.Priorities[v.Ranking[1]] != 249 || v.Priorities[v.Ranking[2]] != 248 {
+		if len(v.Ranking) != 3 || v.Priorities[v.Ranking[0]] != 250 || v.Priorities[v.Ranking[1]] != 200 || v.Priorities[v.Ranking[2]] != 150 {
 			t.Fatalf("ranking/priorities wrong: %+v", v)
 		}
 	}

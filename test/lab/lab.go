@@ -531,3 +531,15 @@ func (n *Node) HasAddress(addr netip.Addr) bool {
 	}
 	return false
 }
+
+// Firewall loads an nftables ruleset (nft -f syntax) into the node's
+// namespace, e.g. to block gossip or drop multicast; it is gone with the
+// namespace.
+func (n *Node) Firewall(ruleset string) error {
+	path := filepath.Join(n.lab.Dir, n.Name+"-nft.conf")
+	if err := os.WriteFile(path, []byte(ruleset), 0o644); err != nil {
+		return err
+	}
+	_, err := Exec(n.NS, "nft", "-f", path)
+	return err
+}
