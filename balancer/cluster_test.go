@@ -3,7 +3,6 @@ package balancer
 import (
 	"context"
 	"fmt"
-	"net"
 	"slices"
 	"testing"
 	"time"
@@ -12,16 +11,6 @@ import (
 
 	"github.com/garpd/garpd/gossip"
 )
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.LocalAddr().(*net.UDPAddr).Port
-}
 
 // ownersOf is the ranking a member computes from its own member list.
 func ownersOf(t *testing.T, m *gossip.Membership, groups []Group, digest string) []string {
@@ -54,22 +43,22 @@ func TestClusterOf64AgreesAfterKill(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	opts := gossip.Options{ProbeInterval: 200 * time.Millisecond, ProbeTimeout: 100 * time.Millisecond,
-		GossipInterval: 50 * time.Millisecond, SuspicionMult: 2}
+		GossipInterval: 50 * time.Millisecond, SuspicionMult: 2, PushPullInterval: 2 * time.Second}
 	var members []*gossip.Membership
 	var seed string
 	for i := range n {
-		port := freePort(t)
-		cfg := gossip.Config{Bind: fmt.Sprintf("127.0.0.1:%d", port), Advertise: fmt.Sprintf("127.0.0.1:%d", port)}
+		cfg := gossip.Config{Bind: "127.0.0.1:0", Advertise: "127.0.0.1"}
 		if seed != "" {
 			cfg.Join = []string{seed}
-		} else {
-			seed = cfg.Bind
 		}
 		m, err := gossip.Start(ctx, cfg, fmt.Sprintf("m%02d", i), gossip.Meta{Healthy: true, ReadySince: time.Now().Add(-time.Hour).UnixMilli(), Digest: digest}, opts, zerolog.Nop())
 		if err != nil {
 			t.Fatal(err)
 		}
 		members = append(members, m)
+		if seed == "" {
+			seed = m.LocalAddr()
+		}
 	}
 	defer func() {
 		for _, m := range members[1:] {
@@ -94,7 +83,11 @@ func TestClusterOf64AgreesAfterKill(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	for !agree(members, n) {
 		if time.Now().After(deadline) {
-			t.Fatal("64 members did not converge")
+			var sizes []int
+			for _, m := range members {
+				sizes = append(sizes, len(m.Members()))
+			}
+			t.Fatalf("64 members did not converge: member counts %v", sizes)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -124,6 +125,9 @@ type Options struct {
 	ProbeTimeout   time.Duration
 	GossipInterval time.Duration
 	SuspicionMult  int
+	// PushPullInterval is the full state sync that heals any missed
+	// update (LAN default 30s).
+	PushPullInterval time.Duration
 }
 
 // Start creates the member list and starts joining the seeds in the
@@ -133,10 +137,14 @@ func Start(ctx context.Context, cfg Config, name string, meta Meta, opts Options
 		nodes: map[string]Member{}, local: name}
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = name
-	host, port, err := SplitHostPort(cfg.Bind)
-	if err != nil {
-		return nil, fmt.Errorf("gossip.bind: %w", err)
+	// Port 0 lets memberlist pick a port free for both UDP and TCP (tests);
+	// the config's validation asks operators for a real one.
+	h, p, err := net.SplitHostPort(cfg.Bind)
+	port, perr := strconv.Atoi(p)
+	if err != nil || perr != nil || port < 0 || port > 65535 {
+		return nil, fmt.Errorf("gossip.bind: %q: want HOST:PORT", cfg.Bind)
 	}
+	host := h
 	mc.BindAddr, mc.BindPort = host, port
 	if cfg.Advertise != "" {
 		if a, err := netip.ParseAddr(cfg.Advertise); err == nil {
@@ -156,6 +164,9 @@ func Start(ctx context.Context, cfg Config, name string, meta Meta, opts Options
 	}
 	if opts.SuspicionMult > 0 {
 		mc.SuspicionMult = opts.SuspicionMult
+	}
+	if opts.PushPullInterval > 0 {
+		mc.PushPullInterval = opts.PushPullInterval
 	}
 	if cfg.SecretKeyFile != "" {
 		key, err := LoadKey(cfg.SecretKeyFile)
@@ -250,6 +261,9 @@ func (m *Membership) joinLoop(ctx context.Context) {
 		}
 	}
 }
+
+// LocalAddr is the address other members reach this node at, HOST:PORT.
+func (m *Membership) LocalAddr() string { return m.ml.LocalNode().Address() }
 
 // Changes signals (coalesced) that the member list or someone's metadata changed.
 func (m *Membership) Changes() <-chan struct{} { return m.changes }

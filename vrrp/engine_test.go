@@ -286,33 +286,42 @@ func TestEngineElectsAndFailsOver(t *testing.T) {
 	<-b.done
 }
 
+// peerSrc is the source of adverts the tests inject, as from another router.
+var peerSrc = netip.MustParseAddr("192.0.2.50")
+
+// injectPacket hands p to the node as if received, and waits until the
+// engine has handled it.
+func injectPacket(t *testing.T, clk *fakeClock, n *testNode, p Packet) {
+	t.Helper()
+	gen := clk.generation()
+	n.port.ch <- p
+	waitGen(t, clk, gen)
+}
+
+// injectAdvert encodes a from peerSrc to the VRRP group and injects it.
+func injectAdvert(t *testing.T, clk *fakeClock, n *testNode, a Advert, ttl int) {
+	t.Helper()
+	b, err := Encode(a, peerSrc, GroupV4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	injectPacket(t, clk, n, Packet{Payload: b, Src: peerSrc, Dst: GroupV4, TTL: ttl})
+}
+
 func TestEngineDropsInvalid(t *testing.T) {
 	clk := &fakeClock{now: t0}
 	w := &fakeWire{}
 	n := startNode(t, clk, w, "192.0.2.11", 100, v3cfg(), false)
-	inject := func(p Packet) {
-		gen := clk.generation()
-		n.port.ch <- p
-		waitGen(t, clk, gen)
-	}
-	good := func(a Advert) []byte {
-		b, err := Encode(a, netip.MustParseAddr("192.0.2.50"), GroupV4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	src := netip.MustParseAddr("192.0.2.50")
 	high := Advert{Version: 3, VRID: 10, Priority: 250, Interval: 10, Addresses: []netip.Addr{testVIP.Addr()}}
 	foreign := high
 	foreign.Addresses = []netip.Addr{netip.MustParseAddr("192.0.2.201")}
 	other := high
 	other.VRID = 99
-	inject(Packet{Payload: good(high), Src: src, Dst: GroupV4, TTL: 64})
-	inject(Packet{Payload: good(foreign), Src: src, Dst: GroupV4, TTL: 255})
-	inject(Packet{Payload: good(foreign), Src: src, Dst: GroupV4, TTL: 255})
-	inject(Packet{Payload: good(other), Src: src, Dst: GroupV4, TTL: 255})
-	inject(Packet{Payload: []byte{0x31}, Src: src, Dst: GroupV4, TTL: 255})
+	injectAdvert(t, clk, n, high, 64)
+	injectAdvert(t, clk, n, foreign, 255)
+	injectAdvert(t, clk, n, foreign, 255)
+	injectAdvert(t, clk, n, other, 255)
+	injectPacket(t, clk, n, Packet{Payload: []byte{0x31}, Src: peerSrc, Dst: GroupV4, TTL: 255})
 	for reason, want := range map[string]float64{"bad_ttl": 1, "vip_mismatch": 2, "unknown_vrid": 1, "too_short": 1} {
 		if got := testutil.ToFloat64(n.metrics.Dropped.WithLabelValues("ipv4", reason)); got != want {
 			t.Errorf("dropped %s: %v, want %v", reason, got, want)
@@ -331,13 +340,7 @@ func TestEngineV2Auth(t *testing.T) {
 	clk := &fakeClock{now: t0}
 	cfg := Config{Version: 2, AdvertInterval: time.Second, AuthPass: "s3cret"}.WithDefaults()
 	n := startNode(t, clk, &fakeWire{}, "192.0.2.11", 100, cfg, false)
-	src := netip.MustParseAddr("192.0.2.50")
-	send := func(a Advert) {
-		b, _ := Encode(a, src, GroupV4)
-		gen := clk.generation()
-		n.port.ch <- Packet{Payload: b, Src: src, Dst: GroupV4, TTL: 255}
-		waitGen(t, clk, gen)
-	}
+	send := func(a Advert) { injectAdvert(t, clk, n, a, 255) }
 	base := Advert{Version: 2, VRID: 10, Priority: 200, Interval: 100, AuthType: AuthPassword,
 		AuthData: PasswordData("s3cret"), Addresses: []netip.Addr{testVIP.Addr()}}
 	wrong := base
