@@ -303,16 +303,33 @@ func Rank(nodes []Node, groups []Group) (Plan, error) {
 	// so the VIP moves once.
 	wanted := make([]int, G)
 	if N > 1 {
+		// These N passes dominate the cost: lay out what they read in visit
+		// order, so each pass streams through memory.
+		seqTop := make([]uint16, G*K)
+		seqOwner := make([]int32, G)
+		for i, g := range order {
+			copy(seqTop[i*K:(i+1)*K], top[g*K:(g+1)*K])
+			seqOwner[i] = int32(owner[g])
+		}
 		parallel(N, G, func(lo, hi int) {
 			for x := lo; x < hi; x++ {
 				if len(byOwner[x]) == 0 {
 					continue
 				}
 				q := newQuota(G, weights, x)
-				for _, g := range order {
-					o := best(g, q)
+				for i, g := range order {
+					o := -1
+					for _, y := range seqTop[i*K : (i+1)*K] {
+						if !q.full[y] {
+							o = int(y)
+							break
+						}
+					}
+					if o < 0 {
+						o = best(g, q)
+					}
 					q.take(o)
-					if owner[g] == x {
+					if seqOwner[i] == int32(x) {
 						wanted[g] = o
 					}
 				}
