@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -44,47 +45,106 @@ func PriorityForRank(rank, n int) int {
 }
 
 // Ranked is one group's ranking: who owns it, who takes it over first, and
-// so on. It holds node indexes, not names, so a plan of thousands of VIPs
-// over hundreds of nodes is one small pointer-free allocation.
+// then everyone else in the order of their scores for the group. The plan
+// decides owner and first backup; the rest of the order is a pure function
+// of the scores, computed when asked (RankOf, all a node needs for its own
+// priority, counts in O(N) without sorting).
 type Ranked struct {
-	Group Group
-	order []uint16 // indexes into nodes, owner first
-	nodes []Node
+	Group  Group
+	owner  int
+	second int // -1 with a single node
+	gh     uint64
+	ctx    *rankContext
+}
+
+// rankContext is what every Ranked of one plan shares.
+type rankContext struct {
+	nodes []Node // sorted by name
+	nh    []uint64
+}
+
+// key orders nodes by score for a group: score in the high bits, node
+// index in the low 16 for a total order without ties (N ≤ 65535).
+func (c *rankContext) key(gh uint64, i int) uint64 { return score(gh, c.nh[i])&^0xffff | uint64(i) }
+
+// order returns the whole ranking as node indexes.
+func (r Ranked) order() []int {
+	n := len(r.ctx.nodes)
+	keys := make([]uint64, 0, n)
+	for i := range n {
+		if i != r.owner && i != r.second {
+			keys = append(keys, r.ctx.key(r.gh, i))
+		}
+	}
+	sortUniform(keys, make([]uint64, len(keys)))
+	out := make([]int, 0, n)
+	out = append(out, r.owner)
+	if r.second >= 0 {
+		out = append(out, r.second)
+	}
+	for k := len(keys) - 1; k >= 0; k-- {
+		out = append(out, int(keys[k]&0xffff))
+	}
+	return out
 }
 
 // Ranking returns the node names, owner first.
 func (r Ranked) Ranking() []string {
-	out := make([]string, len(r.order))
-	for i, n := range r.order {
-		out[i] = r.nodes[n].Name
+	idx := r.order()
+	out := make([]string, len(idx))
+	for i, n := range idx {
+		out[i] = r.ctx.nodes[n].Name
 	}
 	return out
 }
 
 // Owner is the rank-0 node.
-func (r Ranked) Owner() string { return r.At(0) }
+func (r Ranked) Owner() string { return r.ctx.nodes[r.owner].Name }
 
 // At returns the node at rank i.
-func (r Ranked) At(i int) string { return r.nodes[r.order[i]].Name }
+func (r Ranked) At(i int) string {
+	switch {
+	case i == 0:
+		return r.Owner()
+	case i == 1 && r.second >= 0:
+		return r.ctx.nodes[r.second].Name
+	}
+	return r.ctx.nodes[r.order()[i]].Name
+}
 
 // Len is the number of ranked nodes.
-func (r Ranked) Len() int { return len(r.order) }
+func (r Ranked) Len() int { return len(r.ctx.nodes) }
 
 // RankOf returns the rank of the named node, or -1.
 func (r Ranked) RankOf(name string) int {
-	for i, n := range r.order {
-		if r.nodes[n].Name == name {
-			return i
+	nodes := r.ctx.nodes
+	i, ok := slices.BinarySearchFunc(nodes, name, func(n Node, s string) int { return cmp.Compare(n.Name, s) })
+	switch {
+	case !ok:
+		return -1
+	case i == r.owner:
+		return 0
+	case i == r.second:
+		return 1
+	}
+	mine, above := r.ctx.key(r.gh, i), 0
+	for j := range nodes {
+		if j != r.owner && j != r.second && r.ctx.key(r.gh, j) > mine {
+			above++
 		}
 	}
-	return -1
+	if r.second < 0 {
+		return 1 + above
+	}
+	return 2 + above
 }
 
 // Priorities returns each node's VRRP priority for this group.
 func (r Ranked) Priorities() map[string]int {
-	p := make(map[string]int, len(r.order))
-	for i, n := range r.order {
-		p[r.nodes[n].Name] = PriorityForRank(i, len(r.order))
+	idx := r.order()
+	p := make(map[string]int, len(idx))
+	for i, n := range idx {
+		p[r.ctx.nodes[n].Name] = PriorityForRank(i, len(idx))
 	}
 	return p
 }
@@ -245,33 +305,57 @@ func Rank(nodes []Node, groups []Group) (Plan, error) {
 		return groups[x].Key() < groups[y].Key()
 	})
 
-	// Each group's nodes in descending score order: its rendezvous
-	// preference list. One pointer-free array holds every list.
-	pref := make([]uint16, G*N)
+	ctx := &rankContext{nodes: ns, nh: nh}
+	// The head of every group's rendezvous preference list (its K best
+	// nodes by score), packed together: nearly every pick is among them,
+	// and they stay in cache across the greedy passes below.
+	const topK = 16
+	K := min(N, topK)
+	top := make([]uint16, G*K)
 	parallel(G, N, func(lo, hi int) {
-		keys := make([]uint64, N)
-		scratch := make([]uint64, N)
+		head := make([]uint64, 0, K)
 		for g := lo; g < hi; g++ {
+			head = head[:0]
 			for i := range N {
-				// Score in the high bits, node index in the low 16 for a
-				// total order without ties (N ≤ 65535).
-				keys[i] = score(gh[g], nh[i])&^0xffff | uint64(i)
+				k := ctx.key(gh[g], i)
+				if len(head) == K && k <= head[K-1] {
+					continue
+				}
+				// Insert, keeping head sorted descending.
+				j := len(head)
+				if j < K {
+					head = append(head, 0)
+				} else {
+					j = K - 1
+				}
+				for ; j > 0 && head[j-1] < k; j-- {
+					head[j] = head[j-1]
+				}
+				head[j] = k
 			}
-			sortUniform(keys, scratch)
-			row := pref[g*N : (g+1)*N]
-			for k := range N {
-				row[k] = uint16(keys[N-1-k] & 0xffff)
+			for j, k := range head {
+				top[g*K+j] = uint16(k & 0xffff)
 			}
 		}
 	})
-	// The first few preferences of every group, packed together: nearly
-	// every pick is among them, and they stay in cache across the many
-	// greedy passes below, where the full lists would not.
-	const topK = 8
-	K := min(N, topK)
-	top := make([]uint16, G*K)
-	for g := range G {
-		copy(top[g*K:(g+1)*K], pref[g*N:g*N+K])
+	// A group's full list is sorted only if a pick ever gets past its head
+	// (all K full), and then once: the passes below run in parallel.
+	fullPref := make([][]uint16, G)
+	fullOnce := make([]sync.Once, G)
+	prefOf := func(g int) []uint16 {
+		fullOnce[g].Do(func() {
+			keys := make([]uint64, N)
+			for i := range N {
+				keys[i] = ctx.key(gh[g], i)
+			}
+			sortUniform(keys, make([]uint64, N))
+			row := make([]uint16, N)
+			for k := range N {
+				row[k] = uint16(keys[N-1-k] & 0xffff)
+			}
+			fullPref[g] = row
+		})
+		return fullPref[g]
 	}
 	// best is the group's most preferred node that still has room.
 	best := func(g int, q *quota) int {
@@ -280,7 +364,7 @@ func Rank(nodes []Node, groups []Group) (Plan, error) {
 				return int(i)
 			}
 		}
-		for _, i := range pref[g*N+K : (g+1)*N] {
+		for _, i := range prefOf(g)[K:] {
 			if !q.full[i] {
 				return int(i)
 			}
@@ -347,7 +431,7 @@ func Rank(nodes []Node, groups []Group) (Plan, error) {
 				continue
 			}
 			if equal {
-				assignSecondsBand(gs, o, owner, wanted, pref, N, G, second)
+				assignSecondsBand(gs, o, owner, wanted, prefOf, N, G, second)
 				continue
 			}
 			q := newQuota(len(gs), weights, o)
@@ -362,30 +446,10 @@ func Rank(nodes []Node, groups []Group) (Plan, error) {
 		}
 	}
 
-	// The ranking is the preference list with owner and rank 1 moved to
-	// the front, rewritten in place.
 	plan := Plan{Groups: make([]Ranked, G), Nodes: ns}
-	parallel(G, N, func(lo, hi int) {
-		for g := lo; g < hi; g++ {
-			row := pref[g*N : (g+1)*N]
-			o, s := uint16(owner[g]), second[g]
-			// Shift everything before the owner (and rank 1) right by one
-			// or two places, keeping the rest of the order.
-			w := N - 1
-			for r := N - 1; r >= 0; r-- {
-				if row[r] == o || (s >= 0 && row[r] == uint16(s)) {
-					continue
-				}
-				row[w] = row[r]
-				w--
-			}
-			if s >= 0 {
-				row[1] = uint16(s)
-			}
-			row[0] = o
-			plan.Groups[g] = Ranked{Group: groups[g], order: row, nodes: ns}
-		}
-	})
+	for g := range G {
+		plan.Groups[g] = Ranked{Group: groups[g], owner: owner[g], second: second[g], gh: gh[g], ctx: ctx}
+	}
 	return plan, nil
 
 }
@@ -397,7 +461,7 @@ func Rank(nodes []Node, groups []Group) (Plan, error) {
 // wanted node (its owner in the plan without x) whenever that stays
 // feasible: below lo+2, and leaving enough groups to lift every survivor
 // still below lo up to it. Otherwise it takes its most preferred node that is.
-func assignSecondsBand(gs []int, x int, owner, wanted []int, pref []uint16, N, G int, second []int) {
+func assignSecondsBand(gs []int, x int, owner, wanted []int, prefOf func(int) []uint16, N, G int, second []int) {
 	p := make([]int, N)
 	for _, o := range owner {
 		p[o]++
@@ -430,7 +494,7 @@ func assignSecondsBand(gs []int, x int, owner, wanted []int, pref []uint16, N, G
 			take(g, wanted[g])
 			continue
 		}
-		for _, y := range pref[g*N : (g+1)*N] {
+		for _, y := range prefOf(g) {
 			if allowed(int(y)) {
 				take(g, int(y))
 				break

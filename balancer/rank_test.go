@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"cmp"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -189,26 +190,27 @@ func BenchmarkRank4096x256(b *testing.B) {
 }
 
 // rendezvous is plain rendezvous hashing (MetalLB-style): every group ranks
-// nodes by score alone.
+// nodes by score alone, so owner and first backup are its two best.
 func rendezvous(nodes []Node, groups []Group) Plan {
-	p := Plan{Nodes: nodes, Groups: make([]Ranked, len(groups))}
+	ns := slices.Clone(nodes)
+	slices.SortFunc(ns, func(a, b Node) int { return cmp.Compare(a.Name, b.Name) })
+	ctx := &rankContext{nodes: ns, nh: make([]uint64, len(ns))}
+	for i, n := range ns {
+		ctx.nh[i] = hash64(n.Name)
+	}
+	p := Plan{Nodes: ns, Groups: make([]Ranked, len(groups))}
 	for gi, g := range groups {
 		gh := hash64(g.Key())
-		r := make([]uint16, len(nodes))
-		for i := range nodes {
-			r[i] = uint16(i)
-		}
-		slices.SortFunc(r, func(a, b uint16) int {
-			sa, sb := score(gh, hash64(nodes[a].Name)), score(gh, hash64(nodes[b].Name))
+		best, second := -1, -1
+		for i := range ns {
 			switch {
-			case sa > sb:
-				return -1
-			case sa < sb:
-				return 1
+			case best < 0 || ctx.key(gh, i) > ctx.key(gh, best):
+				best, second = i, best
+			case second < 0 || ctx.key(gh, i) > ctx.key(gh, second):
+				second = i
 			}
-			return 0
-		})
-		p.Groups[gi] = Ranked{Group: g, order: r, nodes: nodes}
+		}
+		p.Groups[gi] = Ranked{Group: g, owner: best, second: second, gh: gh, ctx: ctx}
 	}
 	return p
 }
