@@ -43,7 +43,7 @@ func TestHealthFallRise(t *testing.T) {
 	var mu sync.Mutex
 	var verdicts []bool
 	h, err := NewHealth(HealthConfig{Checks: []CheckConfig{{Name: "flag", Exec: []string{"test", "-f", flag},
-		Interval: 100 * time.Millisecond, Timeout: 100 * time.Millisecond, Fall: 2, Rise: 3}}}, zerolog.Nop(),
+		Interval: 100 * time.Millisecond, Timeout: 100 * time.Millisecond, Fall: 2, Rise: 3}}}, zerolog.Nop(), nil,
 		func(healthy bool, failing []string) {
 			mu.Lock()
 			verdicts = append(verdicts, healthy)
@@ -110,5 +110,15 @@ func TestHealthCheckKinds(t *testing.T) {
 	closed, _ := newProbe(CheckConfig{TCP: "127.0.0.1:1"})
 	if err := closed(ctx); err == nil {
 		t.Fatal("tcp check against a closed port passed")
+	}
+}
+
+func TestSeedListResolves(t *testing.T) {
+	seeds, err := SeedList{Join: []string{"192.0.2.1:7946", "dns:localhost:7946"}}.Seeds(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seeds) < 2 || seeds[0] != "192.0.2.1:7946" || !strings.HasSuffix(seeds[1], ":7946") {
+		t.Fatalf("seeds %v: want the static one and localhost's addresses", seeds)
 	}
 }

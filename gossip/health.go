@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
 
@@ -181,15 +182,28 @@ type Health struct {
 	probes   []probe
 	log      zerolog.Logger
 	onChange func(healthy bool, failing []string)
+	gauge    *prometheus.GaugeVec // may be nil
 
 	mu    sync.Mutex
 	state []CheckState
 }
 
+// NewHealthGauge creates the per-check metric, once per process; reg may be nil.
+func NewHealthGauge(reg prometheus.Registerer) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "garpd_health_check_passing",
+		Help: "1 while a local health check passes (after rise), 0 while it fails (after fall).",
+	}, []string{"check"})
+	if reg != nil {
+		reg.MustRegister(g)
+	}
+	return g
+}
+
 // NewHealth prepares the checks; onChange is called (from check goroutines,
-// serialised) whenever the set of failing checks changes.
-func NewHealth(cfg HealthConfig, log zerolog.Logger, onChange func(healthy bool, failing []string)) (*Health, error) {
-	h := &Health{log: log, onChange: onChange}
+// serialised) whenever the set of failing checks changes. gauge may be nil.
+func NewHealth(cfg HealthConfig, log zerolog.Logger, gauge *prometheus.GaugeVec, onChange func(healthy bool, failing []string)) (*Health, error) {
+	h := &Health{log: log, onChange: onChange, gauge: gauge}
 	for _, c := range cfg.Checks {
 		c = c.WithDefaults()
 		p, err := newProbe(c)
@@ -201,8 +215,20 @@ func NewHealth(cfg HealthConfig, log zerolog.Logger, onChange func(healthy bool,
 		// A check starts passing: a node is not held out of the cluster
 		// before its first probe; fall failures take it out.
 		h.state = append(h.state, CheckState{Name: c.Name, Passing: true, Since: time.Now()})
+		h.setGauge(c.Name, true)
 	}
 	return h, nil
+}
+
+func (h *Health) setGauge(name string, passing bool) {
+	if h.gauge == nil {
+		return
+	}
+	v := 0.0
+	if passing {
+		v = 1
+	}
+	h.gauge.WithLabelValues(name).Set(v)
 }
 
 // Healthy reports whether every check passes, and which fail.
@@ -286,6 +312,7 @@ func (h *Health) record(i int, err error) {
 	var failing []string
 	if changed {
 		healthy, failing = h.verdict()
+		h.setGauge(c.Name, s.Passing)
 	}
 	// The callback runs under mu so verdicts arrive in order.
 	if changed && h.onChange != nil {

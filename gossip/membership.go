@@ -49,11 +49,12 @@ type Membership struct {
 	log     zerolog.Logger
 	changes chan struct{}
 
-	mu    sync.Mutex
-	meta  Meta
-	bad   map[string]bool // members whose meta did not decode, logged once
-	nodes map[string]Member
-	local string
+	mu       sync.Mutex
+	meta     Meta
+	bad      map[string]bool // members whose meta did not decode, logged once
+	nodes    map[string]Member
+	local    string
+	discover Discoverer // nil: nobody to join
 }
 
 // delegate hands memberlist our metadata and tells us about changes.
@@ -128,6 +129,8 @@ type Options struct {
 	// PushPullInterval is the full state sync that heals any missed
 	// update (LAN default 30s).
 	PushPullInterval time.Duration
+	// Discoverer replaces the config's join list as the source of seeds.
+	Discoverer Discoverer
 }
 
 // Start creates the member list and starts joining the seeds in the
@@ -186,6 +189,11 @@ func Start(ctx context.Context, cfg Config, name string, meta Meta, opts Options
 		return nil, fmt.Errorf("start gossip on %s: %w", cfg.Bind, err)
 	}
 	m.ml = ml
+	if opts.Discoverer != nil {
+		m.discover = opts.Discoverer
+	} else if len(cfg.Join) > 0 {
+		m.discover = SeedList{Join: cfg.Join, Log: logger}
+	}
 	go m.joinLoop(ctx)
 	return m, nil
 }
@@ -212,29 +220,6 @@ func (w *memberlistLog) Write(p []byte) (int, error) {
 
 var _ io.Writer = (*memberlistLog)(nil)
 
-// seeds resolves the join list: HOST:PORT as is, dns:NAME:PORT to every
-// address NAME has now.
-func (m *Membership) seeds(ctx context.Context) []string {
-	var out []string
-	for _, s := range m.cfg.Join {
-		rest, isDNS := strings.CutPrefix(s, "dns:")
-		if !isDNS {
-			out = append(out, s)
-			continue
-		}
-		host, port, _ := SplitHostPort(rest)
-		addrs, err := net.DefaultResolver.LookupHost(ctx, host)
-		if err != nil {
-			m.log.Warn().Err(err).Str("seed", s).Msg("cannot resolve gossip seed")
-			continue
-		}
-		for _, a := range addrs {
-			out = append(out, net.JoinHostPort(a, fmt.Sprint(port)))
-		}
-	}
-	return out
-}
-
 // joinLoop joins the seeds, with backoff, whenever this node is alone.
 func (m *Membership) joinLoop(ctx context.Context) {
 	backoff := 500 * time.Millisecond
@@ -242,9 +227,12 @@ func (m *Membership) joinLoop(ctx context.Context) {
 		m.mu.Lock()
 		alone := len(m.nodes) <= 1
 		m.mu.Unlock()
-		if len(m.cfg.Join) > 0 && alone {
-			seeds := m.seeds(ctx)
-			n, err := m.ml.Join(seeds)
+		if m.discover != nil && alone {
+			seeds, err := m.discover.Seeds(ctx)
+			n := 0
+			if err == nil && len(seeds) > 0 {
+				n, err = m.ml.Join(seeds)
+			}
 			if err != nil || n == 0 {
 				m.log.Warn().Err(err).Strs("seeds", seeds).Dur("retry_in", backoff).
 					Msg("cannot join the cluster yet; working alone meanwhile")

@@ -23,6 +23,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/garpd/garpd/balancer"
+	"github.com/garpd/garpd/gossip"
 	"github.com/garpd/garpd/vrrp"
 )
 
@@ -89,6 +90,7 @@ type agent struct {
 	reg     *prometheus.Registry
 	metrics *vrrp.Metrics
 	members *prometheus.GaugeVec
+	checks  *prometheus.GaugeVec
 	started time.Time
 	mu      sync.Mutex
 	cur     *loaded
@@ -107,6 +109,7 @@ func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.metrics = vrrp.NewMetrics(a.reg)
 	a.members = balancer.NewMembersGauge(a.reg)
+	a.checks = gossip.NewHealthGauge(a.reg)
 	if err := a.startEngine(l); err != nil {
 		return err
 	}
@@ -188,7 +191,7 @@ func (a *agent) startEngine(l *loaded) error {
 	}()
 	var dyn *dynamicMode
 	if l.dynamic() {
-		if dyn, err = startDynamic(l, eng, tr, a.log, a.members); err != nil {
+		if dyn, err = startDynamic(l, eng, tr, a.log, a.members, a.checks); err != nil {
 			cancel()
 			<-done
 			return err

@@ -24,7 +24,7 @@ type dynamicMode struct {
 	done    chan struct{}
 }
 
-func startDynamic(l *loaded, eng *vrrp.Engine, tr vrrp.Transport, log zerolog.Logger, gauge *prometheus.GaugeVec) (*dynamicMode, error) {
+func startDynamic(l *loaded, eng *vrrp.Engine, tr vrrp.Transport, log zerolog.Logger, gauge, checks *prometheus.GaugeVec) (*dynamicMode, error) {
 	c := l.cfg
 	ifi, err := net.InterfaceByName(c.Interface)
 	if err != nil {
@@ -63,7 +63,7 @@ func startDynamic(l *loaded, eng *vrrp.Engine, tr vrrp.Transport, log zerolog.Lo
 		Local: c.Node, Groups: l.alloc.Groups, Digest: meta.Digest, Settle: c.Gossip.Settle,
 		UnicastAuto: c.VRRP.UnicastAuto(), HasSeeds: len(c.Gossip.Join) > 0,
 	}, members, eng, log, gauge)
-	health, err := gossip.NewHealth(c.Health, log, func(healthy bool, failing []string) {
+	health, err := gossip.NewHealth(c.Health, log, checks, func(healthy bool, failing []string) {
 		m := members.Meta()
 		m.Failing = failing
 		members.SetMeta(m)

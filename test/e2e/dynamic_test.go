@@ -259,6 +259,9 @@ func TestDynamicHealthCheck(t *testing.T) {
 	waitSpread(t, l, vips6, 5*time.Second, map[string]int{"n1": 3, "n2": 3, "n3": 0})
 	d := time.Since(start)
 	t.Logf("failing check: n3 held no VIP %s after its check started failing (interval×fall = 1s + failover)", d.Round(10*time.Millisecond))
+	if got := metricSum(t, l.Node("n3"), "garpd_health_check_passing", `check="ingress"`); got != 0 {
+		t.Errorf("n3's garpd_health_check_passing{check=\"ingress\"} is %v while failing, want 0", got)
+	}
 	waitFor(t, 3*time.Second, "n1's status to show n3 unhealthy", func() (bool, string) {
 		st := statusOf(t, l.Node("n1"))
 		return strings.Contains(st, "unhealthy") && strings.Contains(st, "ingress"), st
