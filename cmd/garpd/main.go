@@ -47,7 +47,7 @@ neighbour advertisements so the upstream router follows.`,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
-	root.AddCommand(newAgentCmd(), newPlanCmd(), newAnnounceCmd(), newAuditCmd(), newStatusCmd(), newVersionCmd())
+	root.AddCommand(newAgentCmd(), newPlanCmd(), newAnnounceCmd(), newAuditCmd(), newScanCmd(), newStatusCmd(), newVersionCmd())
 	return root
 }
 
