@@ -367,9 +367,7 @@ func (a *agent) serveHTTP(listen string) (*http.Server, error) {
 			st.Mode, st.Dynamic = "dynamic", dyn.status()
 		}
 		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		enc.Encode(st)
+		printJSON(w, st)
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -60,9 +59,7 @@ Exit code 0 only when every VIP is ok; 1 otherwise; 2 on bad input.`,
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(map[string]any{"results": res}); err != nil {
+				if err := printJSON(out, map[string]any{"results": res}); err != nil {
 					return err
 				}
 			} else {

@@ -6,8 +6,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/rs/zerolog"
@@ -49,6 +51,13 @@ neighbour advertisements so the upstream router follows.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	root.AddCommand(newAgentCmd(), newPlanCmd(), newAnnounceCmd(), newAuditCmd(), newScanCmd(), newStatusCmd(), newVersionCmd())
 	return root
+}
+
+// printJSON writes v as indented JSON, the --json output of every command.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 func newVersionCmd() *cobra.Command {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -62,9 +61,7 @@ A VIP may pin its VRID as ADDR@VRID. Exit code 2 on bad input.`,
 			}
 			out := planOutput(plan, alloc, rep)
 			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(out)
+				return printJSON(cmd.OutOrStdout(), out)
 			}
 			return printPlan(cmd.OutOrStdout(), out)
 		},

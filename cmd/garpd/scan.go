@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -39,9 +38,7 @@ not visible from here.`,
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(map[string]any{"routers": heard})
+				return printJSON(out, map[string]any{"routers": heard})
 			}
 			if len(heard) == 0 {
 				fmt.Fprintln(out, "no VRRP adverts heard")
