@@ -94,14 +94,15 @@ func LoadKey(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read key: %w", err)
 	}
-	if ok(len(b)) {
+	if validKeyLen(len(b)) {
 		return b, nil
 	}
 	trimmed := strings.TrimSpace(string(b))
-	if k, err := base64.StdEncoding.DecodeString(trimmed); err == nil && ok(len(k)) {
+	if k, err := base64.StdEncoding.DecodeString(trimmed); err == nil && validKeyLen(len(k)) {
 		return k, nil
 	}
 	return nil, fmt.Errorf("%s holds %d bytes: the key must be 16, 24 or 32 bytes, raw or base64 (make one with: head -c 32 /dev/urandom | base64)", path, len(b))
 }
 
-func ok(n int) bool { return n == 16 || n == 24 || n == 32 }
+// validKeyLen: AES-128, -192 or -256.
+func validKeyLen(n int) bool { return n == 16 || n == 24 || n == 32 }

@@ -188,8 +188,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	for _, k := range e.order {
 		r := e.routers[k]
 		r.since = now
-		e.apply(now, k, r, r.m.Startup(now))
-		e.recordState(k, r, Initialize)
+		e.transition(now, k, r, func(m *Machine) []Action { return m.Startup(now) })
 	}
 	packets := e.deps.Transport.Packets()
 	for {
@@ -237,10 +236,7 @@ func (e *Engine) removeStaleVIPs() error {
 func (e *Engine) shutdownAll() {
 	now := e.deps.Clock.Now()
 	for _, k := range e.order {
-		r := e.routers[k]
-		prev := r.m.State()
-		e.apply(now, k, r, r.m.Shutdown(now))
-		e.recordState(k, r, prev)
+		e.transition(now, k, e.routers[k], func(m *Machine) []Action { return m.Shutdown(now) })
 	}
 }
 
@@ -267,9 +263,7 @@ func (e *Engine) tick(now time.Time) {
 	for _, k := range e.order {
 		r := e.routers[k]
 		if d := r.m.NextDeadline(); !d.IsZero() && !now.Before(d) {
-			prev := r.m.State()
-			e.apply(now, k, r, r.m.Tick(now))
-			e.recordState(k, r, prev)
+			e.transition(now, k, r, func(m *Machine) []Action { return m.Tick(now) })
 		}
 		if r.burstLeft > 0 && !now.Before(r.nextBurst) {
 			e.announce(r, true)
@@ -342,9 +336,7 @@ func (e *Engine) handlePacket(p Packet) {
 	}
 	e.deps.Metrics.AdvertsRecv.WithLabelValues(k.family(), strconv.Itoa(int(k.vrid))).Inc()
 	now := e.deps.Clock.Now()
-	prev := r.m.State()
-	e.apply(now, k, r, r.m.HandleAdvert(now, p.Src, adv))
-	e.recordState(k, r, prev)
+	e.transition(now, k, r, func(m *Machine) []Action { return m.HandleAdvert(now, p.Src, adv) })
 }
 
 func joinAddrs(as []netip.Addr) string {
@@ -353,6 +345,14 @@ func joinAddrs(as []netip.Addr) string {
 		s[i] = a.String()
 	}
 	return strings.Join(s, ",")
+}
+
+// transition runs one machine event, carries out the actions it returns,
+// and records (logs, counts) a change of state.
+func (e *Engine) transition(now time.Time, k routerKey, r *router, event func(*Machine) []Action) {
+	prev := r.m.State()
+	e.apply(now, k, r, event(r.m))
+	e.recordState(k, r, prev)
 }
 
 // apply carries out a machine's actions.
@@ -538,14 +538,12 @@ func (e *Engine) Resign(ctx context.Context, resigned bool) error {
 	ok := e.do(ctx, func() {
 		now := e.deps.Clock.Now()
 		for _, k := range e.order {
-			r := e.routers[k]
-			prev := r.m.State()
-			if resigned {
-				e.apply(now, k, r, r.m.Shutdown(now))
-			} else if prev == Initialize {
-				e.apply(now, k, r, r.m.Startup(now))
-			}
-			e.recordState(k, r, prev)
+			e.transition(now, k, e.routers[k], func(m *Machine) []Action {
+				if resigned {
+					return m.Shutdown(now)
+				}
+				return m.Startup(now) // a no-op unless in Initialize
+			})
 		}
 		e.resigned = resigned
 	})
@@ -591,16 +589,12 @@ func (e *Engine) update(specs []RouterSpec) error {
 			if nr.spec.Priority != r.spec.Priority {
 				e.deps.Log.Info().Str("vrid", k.String()).Int("from", int(r.spec.Priority)).Int("to", int(nr.spec.Priority)).Msg("priority changed")
 				r.spec.Priority = nr.spec.Priority
-				prev := r.m.State()
-				e.apply(now, k, r, r.m.SetPriority(now, nr.spec.Priority))
-				e.recordState(k, r, prev)
+				e.transition(now, k, r, func(m *Machine) []Action { return m.SetPriority(now, nr.spec.Priority) })
 			}
 			delete(scratch.routers, k)
 			continue
 		}
-		prev := r.m.State()
-		e.apply(now, k, r, r.m.Shutdown(now))
-		e.recordState(k, r, prev)
+		e.transition(now, k, r, func(m *Machine) []Action { return m.Shutdown(now) })
 		e.deps.Metrics.State.DeleteLabelValues(k.family(), strconv.Itoa(int(k.vrid)), joinAddrs(r.addrs))
 		delete(e.routers, k)
 		e.order = slices.DeleteFunc(e.order, func(x routerKey) bool { return x == k })
@@ -616,9 +610,8 @@ func (e *Engine) update(specs []RouterSpec) error {
 		r := e.routers[k]
 		r.since = now
 		if !e.resigned {
-			e.apply(now, k, r, r.m.Startup(now))
+			e.transition(now, k, r, func(m *Machine) []Action { return m.Startup(now) })
 		}
-		e.recordState(k, r, Initialize)
 	}
 	return nil
 }

@@ -194,6 +194,8 @@ func (m *Machine) HandleAdvert(now time.Time, src netip.Addr, adv Advert) []Acti
 	case Backup:
 		if adv.Priority == 0 {
 			m.masterDownTimer = now.Add(m.skew())
+			// As if started Master_Down_Interval before it expires, so a
+			// priority change recomputes it consistently.
 			m.downFrom = now.Add(m.skew() - m.masterDown())
 			return nil
 		}

@@ -273,62 +273,63 @@ func (t *LinuxTransport) Send(v6 bool, build func(src, dst netip.Addr) ([]byte, 
 	return errors.Join(errs...)
 }
 
+// received is what a family's socket reports of one packet.
+type received struct {
+	n        int
+	src, dst netip.Addr
+	ttl      int // -1: not reported
+	ifindex  int // 0: not reported
+}
+
 func (t *LinuxTransport) readV4() {
-	defer t.wg.Done()
-	buf := make([]byte, 1500)
-	for {
+	t.readLoop(false, func(buf []byte) (received, error) {
 		n, cm, src, err := t.v4.ReadFrom(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue
-		}
-		p := Packet{Payload: append([]byte(nil), buf[:n]...), TTL: -1}
+		r := received{n: n, ttl: -1}
 		if a, ok := src.(*net.IPAddr); ok {
-			p.Src, _ = netip.AddrFromSlice(a.IP.To4())
+			r.src, _ = netip.AddrFromSlice(a.IP.To4())
 		}
 		if cm != nil {
-			if cm.IfIndex != 0 && cm.IfIndex != t.ifi.Index {
-				continue
-			}
-			p.TTL = cm.TTL
-			p.Dst, _ = netip.AddrFromSlice(cm.Dst.To4())
+			r.ttl, r.ifindex = cm.TTL, cm.IfIndex
+			r.dst, _ = netip.AddrFromSlice(cm.Dst.To4())
 		}
-		if p.Src == t.src4 {
-			continue // our own advert, looped back by a unicast peer list naming us
-		}
-		if !t.deliver(p) {
-			return
-		}
-	}
+		return r, err
+	})
 }
 
 func (t *LinuxTransport) readV6() {
+	t.readLoop(true, func(buf []byte) (received, error) {
+		n, cm, src, err := t.v6.ReadFrom(buf)
+		r := received{n: n, ttl: -1}
+		if a, ok := src.(*net.IPAddr); ok {
+			r.src, _ = netip.AddrFromSlice(a.IP.To16())
+		}
+		if cm != nil {
+			r.ttl, r.ifindex = cm.HopLimit, cm.IfIndex
+			r.dst, _ = netip.AddrFromSlice(cm.Dst.To16())
+		}
+		return r, err
+	})
+}
+
+// readLoop delivers one family's packets until its socket is closed,
+// skipping packets of other interfaces and our own (a unicast peer list
+// that names this node loops them back).
+func (t *LinuxTransport) readLoop(v6 bool, read func([]byte) (received, error)) {
 	defer t.wg.Done()
+	own := t.Source(v6).WithZone("")
 	buf := make([]byte, 1500)
 	for {
-		n, cm, src, err := t.v6.ReadFrom(buf)
+		r, err := read(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			continue
 		}
-		p := Packet{Payload: append([]byte(nil), buf[:n]...), TTL: -1, V6: true}
-		if a, ok := src.(*net.IPAddr); ok {
-			p.Src, _ = netip.AddrFromSlice(a.IP.To16())
-		}
-		if cm != nil {
-			if cm.IfIndex != 0 && cm.IfIndex != t.ifi.Index {
-				continue
-			}
-			p.TTL = cm.HopLimit
-			p.Dst, _ = netip.AddrFromSlice(cm.Dst.To16())
-		}
-		if p.Src == t.src6.WithZone("") {
+		if (r.ifindex != 0 && r.ifindex != t.ifi.Index) || r.src == own {
 			continue
 		}
+		p := Packet{Payload: append([]byte(nil), buf[:r.n]...), Src: r.src, Dst: r.dst, TTL: r.ttl, V6: v6}
 		if !t.deliver(p) {
 			return
 		}

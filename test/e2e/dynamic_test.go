@@ -164,9 +164,8 @@ func balanceFailoverReturn(t *testing.T, vrrpExtra string) {
 			}
 		}
 	}
-	withVRRP := func(node string) string { return "" }
 	cfg := func(node string) string {
-		return insertAfter(dynConfig(l, node, vips6, withVRRP(node)), "  advert_interval: 100ms\n", vrrpExtra)
+		return insertAfter(dynConfig(l, node, vips6, ""), "  advert_interval: 100ms\n", vrrpExtra)
 	}
 	procs := map[string]*lab.Proc{}
 	for _, n := range l.Nodes {

@@ -420,12 +420,6 @@ func (l *Lab) SetNeighbour(addr netip.Addr, mac string) error {
 	return err
 }
 
-// FlushNeighbours empties the router's neighbour table.
-func (l *Lab) FlushNeighbours() error {
-	_, err := Exec(l.Router, "ip", "neigh", "flush", "dev", "br0")
-	return err
-}
-
 // NeighEvent is one change of the router's neighbour table.
 type NeighEvent struct {
 	At   time.Time
