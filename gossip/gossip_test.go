@@ -3,12 +3,13 @@ package gossip
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -36,61 +37,76 @@ func TestLoadKey(t *testing.T) {
 }
 
 // fall failures take a check out, rise passes bring it back; the verdict
-// callback fires once per change.
+// callback fires once per change. The probes' results are fed in directly,
+// so the counts do not depend on how fast the machine runs a probe.
 func TestHealthFallRise(t *testing.T) {
-	flag := filepath.Join(t.TempDir(), "healthy")
-	os.WriteFile(flag, nil, 0o644)
-	var mu sync.Mutex
 	var verdicts []bool
+	h, err := NewHealth(HealthConfig{Checks: []CheckConfig{{Name: "flag", Exec: []string{"true"}, Fall: 2, Rise: 3}}},
+		zerolog.Nop(), nil, func(healthy bool, failing []string) { verdicts = append(verdicts, healthy) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	fail := errors.New("probe failed")
+	steps := []struct {
+		err     error
+		healthy bool
+	}{
+		{nil, true}, {fail, true}, {nil, true}, // one failure, then a pass: fall needs 2 in a row
+		{fail, true}, {fail, false}, // two in a row: out
+		{fail, false}, {nil, false}, {nil, false}, {fail, false}, // rise needs 3 in a row
+		{nil, false}, {nil, false}, {nil, true},
+	}
+	for i, s := range steps {
+		h.record(0, s.err)
+		ok, failing := h.Healthy()
+		if ok != s.healthy {
+			t.Fatalf("step %d (err %v): healthy %v, want %v", i, s.err, ok, s.healthy)
+		}
+		if !ok && (len(failing) != 1 || failing[0] != "flag") {
+			t.Fatalf("step %d: failing %v, want [flag]", i, failing)
+		}
+	}
+	if !slices.Equal(verdicts, []bool{false, true}) {
+		t.Fatalf("verdicts %v, want [false true]: one callback per change", verdicts)
+	}
+}
+
+// Run probes on the interval: a real exec check follows the file it tests.
+func TestHealthRun(t *testing.T) {
+	flag := filepath.Join(t.TempDir(), "healthy")
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	h, err := NewHealth(HealthConfig{Checks: []CheckConfig{{Name: "flag", Exec: []string{"test", "-f", flag},
-		Interval: 100 * time.Millisecond, Timeout: 100 * time.Millisecond, Fall: 2, Rise: 3}}}, zerolog.Nop(), nil,
-		func(healthy bool, failing []string) {
-			mu.Lock()
-			verdicts = append(verdicts, healthy)
-			mu.Unlock()
-		})
+		Interval: 100 * time.Millisecond, Timeout: 100 * time.Millisecond, Fall: 1, Rise: 1}}}, zerolog.Nop(), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go h.Run(ctx)
-	wait := func(n int) {
+	done := make(chan struct{})
+	go func() { h.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	wait := func(want bool) {
 		t.Helper()
-		deadline := time.Now().Add(3 * time.Second)
+		deadline := time.Now().Add(20 * time.Second)
 		for {
-			mu.Lock()
-			got := len(verdicts)
-			mu.Unlock()
-			if got >= n {
+			if ok, _ := h.Healthy(); ok == want {
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%d verdicts, want %d", got, n)
+				t.Fatalf("healthy never became %v in 20s", want)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	time.Sleep(250 * time.Millisecond)
-	if ok, _ := h.Healthy(); !ok {
-		t.Fatal("passing check reported unhealthy")
+	if err := os.Remove(flag); err != nil {
+		t.Fatal(err)
 	}
-	os.Remove(flag)
-	start := time.Now()
-	wait(1)
-	if d := time.Since(start); d < 100*time.Millisecond {
-		t.Fatalf("went unhealthy after %s: fall 2 at 100ms needs two failures", d)
+	wait(false)
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
 	}
-	if ok, failing := h.Healthy(); ok || len(failing) != 1 || failing[0] != "flag" {
-		t.Fatalf("after failures: %v %v", ok, failing)
-	}
-	os.WriteFile(flag, nil, 0o644)
-	wait(2)
-	mu.Lock()
-	defer mu.Unlock()
-	if len(verdicts) != 2 || verdicts[0] || !verdicts[1] {
-		t.Fatalf("verdicts %v, want [false true]", verdicts)
-	}
+	wait(true)
 }
 
 func TestHealthCheckKinds(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
 
@@ -80,6 +81,12 @@ type router struct {
 	refresh   []time.Time         // per VIP, while master; zero when refresh is off
 	collided  map[netip.Addr]bool // sources already logged as colliding
 	since     time.Time
+	// The router's metric children, looked up once: per advert the engine
+	// only increments them.
+	vipLabel string
+	recv     prometheus.Counter
+	sent     prometheus.Counter
+	state    prometheus.Gauge
 }
 
 // Deps are the engine's seams to the outside world.
@@ -106,6 +113,18 @@ type Engine struct {
 	done    chan struct{}
 	// resigned: routers stay in Initialize (local health failed).
 	resigned bool
+	// next is a lower bound of every router's next deadline (zero: none).
+	// Events only ever pull it earlier; tick, which runs when it passes,
+	// recomputes it exactly. So a packet costs no scan of all routers.
+	next time.Time
+	// rx is the advert every received packet is decoded into.
+	rx    Advert
+	drops map[dropKey]prometheus.Counter
+}
+
+type dropKey struct {
+	v6     bool
+	reason string
 }
 
 // NewEngine checks the specs and prepares an engine; Run starts it.
@@ -117,7 +136,7 @@ func NewEngine(cfg Config, garp GARPConfig, specs []RouterSpec, deps Deps) (*Eng
 		deps.Metrics = NewMetrics(nil)
 	}
 	e := &Engine{cfg: cfg, garp: garp, deps: deps, routers: map[routerKey]*router{},
-		cmds: make(chan func()), done: make(chan struct{})}
+		cmds: make(chan func()), done: make(chan struct{}), drops: map[dropKey]prometheus.Counter{}}
 	for _, s := range specs {
 		if err := e.addRouter(s); err != nil {
 			return nil, err
@@ -151,6 +170,8 @@ func (e *Engine) addRouter(s RouterSpec) error {
 	addrs := s.addrs()
 	slices.SortFunc(addrs, netip.Addr.Compare)
 	local := e.deps.Transport.Source(s.V6()).WithZone("")
+	vrid := strconv.Itoa(int(k.vrid))
+	vipLabel := joinAddrs(addrs)
 	e.routers[k] = &router{
 		spec:  s,
 		addrs: addrs,
@@ -162,6 +183,10 @@ func (e *Engine) addRouter(s RouterSpec) error {
 			LocalAddr:    local,
 		}),
 		collided: map[netip.Addr]bool{},
+		vipLabel: vipLabel,
+		recv:     e.deps.Metrics.AdvertsRecv.WithLabelValues(k.family(), vrid),
+		sent:     e.deps.Metrics.AdvertsSent.WithLabelValues(k.family(), vrid),
+		state:    e.deps.Metrics.State.WithLabelValues(k.family(), vrid, vipLabel),
 	}
 	e.order = append(e.order, k)
 	slices.SortFunc(e.order, func(a, b routerKey) int {
@@ -181,21 +206,18 @@ func (e *Engine) addRouter(s RouterSpec) error {
 // advert and VIPs are removed before Run returns.
 func (e *Engine) Run(ctx context.Context) error {
 	defer close(e.done)
-	if err := e.removeStaleVIPs(); err != nil {
+	if err := e.start(); err != nil {
 		return err
 	}
-	now := e.deps.Clock.Now()
-	for _, k := range e.order {
-		r := e.routers[k]
-		r.since = now
-		e.transition(now, k, r, func(m *Machine) []Action { return m.Startup(now) })
-	}
 	packets := e.deps.Transport.Packets()
+	var wake <-chan time.Time
+	var armed time.Time // the deadline wake was set for
 	for {
-		now := e.deps.Clock.Now()
-		var wake <-chan time.Time
-		if next := e.nextDeadline(); !next.IsZero() {
-			wake = e.deps.Clock.After(max(next.Sub(now), 0))
+		if !e.next.Equal(armed) {
+			armed, wake = e.next, nil
+			if !armed.IsZero() {
+				wake = e.deps.Clock.After(max(armed.Sub(e.deps.Clock.Now()), 0))
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -208,11 +230,27 @@ func (e *Engine) Run(ctx context.Context) error {
 			}
 			e.handlePacket(p)
 		case <-wake:
+			armed, wake = time.Time{}, nil
 			e.tick(e.deps.Clock.Now())
 		case f := <-e.cmds:
 			f()
 		}
 	}
+}
+
+// start removes VIPs a crashed earlier run left behind and starts every
+// router (RFC 5798 Startup event).
+func (e *Engine) start() error {
+	if err := e.removeStaleVIPs(); err != nil {
+		return err
+	}
+	now := e.deps.Clock.Now()
+	for _, k := range e.order {
+		r := e.routers[k]
+		r.since = now
+		e.transition(now, k, r, func(m *Machine) []Action { return m.Startup(now) })
+	}
+	return nil
 }
 
 func (e *Engine) removeStaleVIPs() error {
@@ -240,26 +278,35 @@ func (e *Engine) shutdownAll() {
 	}
 }
 
-func (e *Engine) nextDeadline() time.Time {
-	var next time.Time
-	earlier := func(t time.Time) {
-		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
-			next = t
-		}
+// earliest returns the earlier of two deadlines, zero meaning none.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
 	}
-	for _, r := range e.routers {
-		earlier(r.m.NextDeadline())
-		if r.burstLeft > 0 {
-			earlier(r.nextBurst)
-		}
-		for _, t := range r.refresh {
-			earlier(t)
-		}
+	return a
+}
+
+// deadline is the router's next deadline: its machine's timer, the next
+// burst announcement or a VIP's refresh.
+func (r *router) deadline() time.Time {
+	next := r.m.NextDeadline()
+	if r.burstLeft > 0 {
+		next = earliest(next, r.nextBurst)
+	}
+	for _, t := range r.refresh {
+		next = earliest(next, t)
 	}
 	return next
 }
 
+// tick runs everything due at now and recomputes the next deadline.
 func (e *Engine) tick(now time.Time) {
+	e.next = time.Time{}
+	defer func() {
+		for _, r := range e.routers {
+			e.next = earliest(e.next, r.deadline())
+		}
+	}()
 	for _, k := range e.order {
 		r := e.routers[k]
 		if d := r.m.NextDeadline(); !d.IsZero() && !now.Before(d) {
@@ -282,7 +329,13 @@ func (e *Engine) tick(now time.Time) {
 
 // drop counts a rejected packet.
 func (e *Engine) drop(v6 bool, reason string) {
-	e.deps.Metrics.Dropped.WithLabelValues(routerKey{v6: v6}.family(), reason).Inc()
+	k := dropKey{v6: v6, reason: reason}
+	c, ok := e.drops[k]
+	if !ok {
+		c = e.deps.Metrics.Dropped.WithLabelValues(routerKey{v6: v6}.family(), reason)
+		e.drops[k] = c
+	}
+	c.Inc()
 }
 
 // handlePacket validates a received packet (RFC 5798 §7.1, RFC 3768 §7.1)
@@ -292,8 +345,8 @@ func (e *Engine) handlePacket(p Packet) {
 		e.drop(p.V6, "bad_ttl")
 		return
 	}
-	adv, err := Decode(p.Payload, p.Src, p.Dst, p.V6)
-	if err != nil {
+	adv := &e.rx
+	if err := DecodeInto(adv, p.Payload, p.Src, p.Dst, p.V6); err != nil {
 		e.drop(p.V6, string(ReasonOf(err)))
 		return
 	}
@@ -321,7 +374,7 @@ func (e *Engine) handlePacket(p Packet) {
 			return
 		}
 	}
-	got := slices.Clone(adv.Addresses)
+	got := adv.Addresses // e.rx's own storage: sorting it in place is free
 	slices.SortFunc(got, netip.Addr.Compare)
 	if !slices.Equal(got, r.addrs) {
 		e.drop(p.V6, "vip_mismatch")
@@ -334,9 +387,9 @@ func (e *Engine) handlePacket(p Packet) {
 		}
 		return
 	}
-	e.deps.Metrics.AdvertsRecv.WithLabelValues(k.family(), strconv.Itoa(int(k.vrid))).Inc()
+	r.recv.Inc()
 	now := e.deps.Clock.Now()
-	e.transition(now, k, r, func(m *Machine) []Action { return m.HandleAdvert(now, p.Src, adv) })
+	e.transition(now, k, r, func(m *Machine) []Action { return m.HandleAdvert(now, p.Src, *adv) })
 }
 
 func joinAddrs(as []netip.Addr) string {
@@ -353,6 +406,7 @@ func (e *Engine) transition(now time.Time, k routerKey, r *router, event func(*M
 	prev := r.m.State()
 	e.apply(now, k, r, event(r.m))
 	e.recordState(k, r, prev)
+	e.next = earliest(e.next, r.deadline())
 }
 
 // apply carries out a machine's actions.
@@ -418,7 +472,7 @@ func (e *Engine) sendAdvert(k routerKey, r *router, prio uint8) {
 		e.deps.Log.Warn().Err(err).Str("vrid", k.String()).Msg("cannot send advert")
 		return
 	}
-	e.deps.Metrics.AdvertsSent.WithLabelValues(k.family(), strconv.Itoa(int(k.vrid))).Inc()
+	r.sent.Inc()
 }
 
 func (e *Engine) announce(r *router, urgent bool) {
@@ -463,13 +517,12 @@ func (e *Engine) Wave(ctx context.Context, only []netip.Addr) (queued, notHeld [
 
 func (e *Engine) recordState(k routerKey, r *router, prev State) {
 	st := r.m.State()
-	vrid := strconv.Itoa(int(k.vrid))
-	e.deps.Metrics.State.WithLabelValues(k.family(), vrid, joinAddrs(r.addrs)).Set(float64(st))
+	r.state.Set(float64(st))
 	if st == prev {
 		return
 	}
 	r.since = e.deps.Clock.Now()
-	e.deps.Metrics.Transitions.WithLabelValues(k.family(), vrid, st.String()).Inc()
+	e.deps.Metrics.Transitions.WithLabelValues(k.family(), strconv.Itoa(int(k.vrid)), st.String()).Inc()
 	master, mprio := r.m.MasterAddr()
 	masterStr := "unknown"
 	if master.IsValid() {
@@ -575,7 +628,9 @@ func (e *Engine) Update(ctx context.Context, specs []RouterSpec) error {
 
 func (e *Engine) update(specs []RouterSpec) error {
 	// Validate everything on a scratch engine first: nothing half-applied.
-	scratch := &Engine{cfg: e.cfg, deps: e.deps, routers: map[routerKey]*router{}}
+	scratchDeps := e.deps
+	scratchDeps.Metrics = NewMetrics(nil) // unregistered: nothing to clean up
+	scratch := &Engine{cfg: e.cfg, deps: scratchDeps, routers: map[routerKey]*router{}}
 	for _, s := range specs {
 		if err := scratch.addRouter(s); err != nil {
 			return err
@@ -595,7 +650,7 @@ func (e *Engine) update(specs []RouterSpec) error {
 			continue
 		}
 		e.transition(now, k, r, func(m *Machine) []Action { return m.Shutdown(now) })
-		e.deps.Metrics.State.DeleteLabelValues(k.family(), strconv.Itoa(int(k.vrid)), joinAddrs(r.addrs))
+		e.deps.Metrics.State.DeleteLabelValues(k.family(), strconv.Itoa(int(k.vrid)), r.vipLabel)
 		delete(e.routers, k)
 		e.order = slices.DeleteFunc(e.order, func(x routerKey) bool { return x == k })
 	}

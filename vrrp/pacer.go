@@ -210,40 +210,54 @@ func (p *Pacer) windowWait(now time.Time) time.Duration {
 // VIPs are being released.
 func (p *Pacer) Run(ctx context.Context) {
 	for {
+		var timer <-chan time.Time
+		if wait := p.sendDue(); wait > 0 {
+			timer = p.clock.After(wait)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.wake:
+		case <-timer:
+		}
+	}
+}
+
+// sendDue sends every queued announcement the rate cap allows now and says
+// how long until the next one may go (0: the queue is empty). Tests call it
+// directly on a fake clock, so what goes when is decided by time alone.
+func (p *Pacer) sendDue() time.Duration {
+	for {
 		it, ok, wait := p.pop()
 		if !ok {
-			var timer <-chan time.Time
-			if wait > 0 {
-				timer = p.clock.After(wait)
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-p.wake:
-			case <-timer:
-			}
-			continue
+			return wait
 		}
-		now := p.clock.Now()
-		n, err := p.sender.Send(it.addr)
-		kind := "garp"
-		if it.addr.Is6() {
-			kind = "na"
-		}
-		if err != nil {
-			p.log.Warn().Err(err).Str("vip", it.addr.String()).Msg("cannot announce VIP")
-		} else {
-			p.metrics.Announcements.WithLabelValues(it.addr.String(), kind).Inc()
-		}
-		p.metrics.AnnounceWait.Observe(now.Sub(it.queued).Seconds())
-		p.mu.Lock()
-		if p.rate > 0 && n > 0 {
-			p.recent = append(p.recent, sentPackets{at: now, n: n})
-			p.inWin += n
-		}
-		if it.wave != nil {
-			p.waveStep(it.wave)
-		}
-		p.mu.Unlock()
+		p.send(it)
+	}
+}
+
+// send puts one announcement on the wire and books its packets against
+// the rate cap.
+func (p *Pacer) send(it pending) {
+	now := p.clock.Now()
+	n, err := p.sender.Send(it.addr)
+	kind := "garp"
+	if it.addr.Is6() {
+		kind = "na"
+	}
+	if err != nil {
+		p.log.Warn().Err(err).Str("vip", it.addr.String()).Msg("cannot announce VIP")
+	} else {
+		p.metrics.Announcements.WithLabelValues(it.addr.String(), kind).Inc()
+	}
+	p.metrics.AnnounceWait.Observe(now.Sub(it.queued).Seconds())
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.rate > 0 && n > 0 {
+		p.recent = append(p.recent, sentPackets{at: now, n: n})
+		p.inWin += n
+	}
+	if it.wave != nil {
+		p.waveStep(it.wave)
 	}
 }

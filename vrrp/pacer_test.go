@@ -3,6 +3,7 @@ package vrrp
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -13,7 +14,9 @@ import (
 	"github.com/rs/zerolog"
 )
 
+// recordingSender records each announcement at the pacer's (fake) time.
 type recordingSender struct {
+	clock Clock
 	mu    sync.Mutex
 	sends []sent
 }
@@ -26,52 +29,63 @@ type sent struct {
 func (s *recordingSender) Send(a netip.Addr) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.sends = append(s.sends, sent{time.Now(), a})
+	s.sends = append(s.sends, sent{s.clock.Now(), a})
 	return 2, nil // request and reply
 }
 
 func (s *recordingSender) snapshot() []sent {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]sent(nil), s.sends...)
+	return slices.Clone(s.sends)
+}
+
+func (s *recordingSender) order() []netip.Addr {
+	var out []netip.Addr
+	for _, x := range s.snapshot() {
+		out = append(out, x.addr)
+	}
+	return out
 }
 
 func addrN(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}) }
 
-func runPacer(t *testing.T, rate int) (*Pacer, *recordingSender, *Metrics) {
-	t.Helper()
-	s := &recordingSender{}
+// newFakePacer returns a pacer on fake time that the test drives with
+// drainPacer; nothing runs in the background.
+func newFakePacer(rate int) (*Pacer, *recordingSender, *fakeClock, *Metrics) {
+	clk := &fakeClock{now: t0}
+	s := &recordingSender{clock: clk}
 	m := NewMetrics(prometheus.NewRegistry())
-	p := NewPacer(s, rate, nil, m, zerolog.Nop())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { p.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return p, s, m
+	return NewPacer(s, rate, clk, m, zerolog.Nop()), s, clk, m
 }
 
-func waitSends(t *testing.T, s *recordingSender, n int, timeout time.Duration) []sent {
+// drainPacer sends what is due, moving fake time on by each wait the pacer
+// asks for, until the queue is empty.
+func drainPacer(t *testing.T, p *Pacer, clk *fakeClock) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if got := s.snapshot(); len(got) >= n {
-			return got
+	for range 10000 {
+		wait := p.sendDue()
+		if wait == 0 {
+			return
 		}
-		time.Sleep(5 * time.Millisecond)
+		clk.advance(wait)
 	}
-	t.Fatalf("%d sends after %s, want %d", len(s.snapshot()), timeout, n)
-	return nil
+	t.Fatal("pacer queue never drained")
 }
 
-// No sliding one-second window carries more than max_rate packets, and
-// nothing is dropped.
+// No sliding one-second window carries more than max_rate packets, nothing
+// is dropped, and the cap is used in full: 240 packets at 100/s leave in
+// three bursts exactly one second apart.
 func TestPacerCapsRate(t *testing.T) {
 	const rate = 100 // packets/s; each announcement is 2 packets
-	p, s, m := runPacer(t, rate)
+	p, s, clk, m := newFakePacer(rate)
 	for i := 1; i <= 120; i++ {
 		p.Announce(addrN(i), false)
 	}
-	got := waitSends(t, s, 120, 5*time.Second)
+	drainPacer(t, p, clk)
+	got := s.snapshot()
+	if len(got) != 120 {
+		t.Fatalf("sent %d announcements, want all 120", len(got))
+	}
 	for i := range got {
 		packets := 0
 		for j := i; j < len(got) && got[j].at.Sub(got[i].at) < time.Second; j++ {
@@ -81,59 +95,90 @@ func TestPacerCapsRate(t *testing.T) {
 			t.Fatalf("%d packets within one second from send %d, cap %d", packets, i, rate)
 		}
 	}
-	// 100 packets may go at once, then 100 a second later, then 40.
-	if d := got[len(got)-1].at.Sub(got[0].at); d < 1900*time.Millisecond {
-		t.Fatalf("240 packets at 100/s left in %s, want about 2s", d)
+	if d := got[len(got)-1].at.Sub(got[0].at); d != 2*time.Second {
+		t.Fatalf("240 packets at 100/s took %s, want exactly 2s (100, 100 and 40 packets)", d)
 	}
-	if c := testutil.CollectAndCount(m.AnnounceWait); c != 1 {
-		t.Fatalf("queue wait histogram not collected")
+	if c := histCount(t, m.AnnounceWait); c != 120 {
+		t.Fatalf("queue wait observed %d times, want once per announcement", c)
 	}
 }
 
 // Takeover announcements overtake queued refreshes; a withdrawn VIP is not
 // announced; a VIP queued twice for refresh goes once.
 func TestPacerOrderAndWithdraw(t *testing.T) {
-	p, s, _ := runPacer(t, 20) // 100 ms per announcement
+	p, s, clk, _ := newFakePacer(4) // 2 announcements a second
 	for i := 1; i <= 5; i++ {
 		p.Announce(addrN(i), false)
 	}
 	p.Announce(addrN(3), false) // duplicate refresh
 	p.Announce(addrN(99), true)
 	p.Withdraw(addrN(4))
-	got := waitSends(t, s, 5, 3*time.Second)
-	time.Sleep(300 * time.Millisecond)
-	got = s.snapshot()
-	var order []netip.Addr
-	for _, x := range got {
-		order = append(order, x.addr)
+	drainPacer(t, p, clk)
+	want := []netip.Addr{addrN(99), addrN(1), addrN(2), addrN(3), addrN(5)}
+	if got := s.order(); !slices.Equal(got, want) {
+		t.Fatalf("sent %v, want %v (takeover first, .3 once, withdrawn .4 never)", got, want)
 	}
-	if len(order) != 5 {
-		t.Fatalf("sent %v, want 5 announcements (4 refreshes, 1 takeover)", order)
+
+	// Once the cap holds the queue back, a takeover queued later still goes
+	// before the refreshes that were waiting.
+	p2, s2, clk2, _ := newFakePacer(2) // 1 announcement a second
+	for i := 1; i <= 3; i++ {
+		p2.Announce(addrN(i), false)
 	}
-	if order[1] != addrN(99) && order[0] != addrN(99) {
-		t.Fatalf("takeover announcement sent at position >1: %v", order)
+	if wait := p2.sendDue(); wait != time.Second {
+		t.Fatalf("after one announcement the pacer waits %s, want 1s", wait)
 	}
-	for _, a := range order {
-		if a == addrN(4) {
-			t.Fatalf("withdrawn VIP announced: %v", order)
-		}
+	p2.Announce(addrN(99), true)
+	p2.Withdraw(addrN(3))
+	drainPacer(t, p2, clk2)
+	want = []netip.Addr{addrN(1), addrN(99), addrN(2)}
+	if got := s2.order(); !slices.Equal(got, want) {
+		t.Fatalf("sent %v, want %v", got, want)
 	}
 }
 
+// A wave is timed from its start to its last announcement, also when
+// part of it is withdrawn.
 func TestPacerWave(t *testing.T) {
-	p, s, m := runPacer(t, 0) // unlimited
+	p, _, clk, m := newFakePacer(2) // 1 announcement a second
+	p.Wave([]netip.Addr{addrN(1), addrN(2), addrN(3), addrN(4)})
+	p.Withdraw(addrN(4))
+	drainPacer(t, p, clk)
+	if c := histCount(t, m.WaveDuration); c != 1 {
+		t.Fatalf("wave duration observed %d times, want 1", c)
+	}
+	if sum := histSum(t, m.WaveDuration); sum != 2 {
+		t.Fatalf("wave of 3 at 1/s took %vs, want 2", sum)
+	}
+}
+
+// Run, the real loop, sends what is queued and ends with its context.
+func TestPacerRun(t *testing.T) {
+	s := &recordingSender{clock: SystemClock{}}
+	p := NewPacer(s, 0, nil, NewMetrics(prometheus.NewRegistry()), zerolog.Nop())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
 	p.Wave([]netip.Addr{addrN(1), addrN(2), addrN(3)})
-	waitSends(t, s, 3, time.Second)
-	deadline := time.Now().Add(time.Second)
-	for testutil.CollectAndCount(m.WaveDuration) == 0 || histCount(t, m.WaveDuration) < 1 {
+	deadline := time.Now().Add(10 * time.Second)
+	for len(s.snapshot()) < 3 {
 		if time.Now().After(deadline) {
-			t.Fatal("wave duration not observed")
+			t.Fatalf("Run sent %d of 3 announcements in 10s", len(s.snapshot()))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not end with its context")
+	}
+	if c := testutil.CollectAndCount(p.metrics.Announcements); c != 3 {
+		t.Fatalf("announcements counted for %d VIPs, want 3", c)
+	}
 }
 
-func histCount(t *testing.T, h prometheus.Histogram) uint64 {
+func histMetric(t *testing.T, h prometheus.Histogram) *dto.Histogram {
 	t.Helper()
 	ch := make(chan prometheus.Metric, 1)
 	h.Collect(ch)
@@ -141,5 +186,15 @@ func histCount(t *testing.T, h prometheus.Histogram) uint64 {
 	if err := (<-ch).Write(pb); err != nil {
 		t.Fatal(err)
 	}
-	return pb.GetHistogram().GetSampleCount()
+	return pb.GetHistogram()
+}
+
+func histCount(t *testing.T, h prometheus.Histogram) uint64 {
+	t.Helper()
+	return histMetric(t, h).GetSampleCount()
+}
+
+func histSum(t *testing.T, h prometheus.Histogram) float64 {
+	t.Helper()
+	return histMetric(t, h).GetSampleSum()
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 )
 
 // IPProtocol is the IP protocol number VRRP adverts travel in.
@@ -147,24 +148,33 @@ func Encode(adv Advert, src, dst netip.Addr) ([]byte, error) {
 // 3768 §7.1). v6 says which address family the packet arrived on.
 func Decode(b []byte, src, dst netip.Addr, v6 bool) (Advert, error) {
 	var adv Advert
+	err := DecodeInto(&adv, b, src, dst, v6)
+	return adv, err
+}
+
+// DecodeInto is Decode into adv, reusing the storage of adv.Addresses: the
+// engine decodes every advert into one Advert, so the receive path of a
+// backup that hears hundreds of adverts a second allocates nothing.
+func DecodeInto(adv *Advert, b []byte, src, dst netip.Addr, v6 bool) error {
+	*adv = Advert{Addresses: adv.Addresses[:0]}
 	if len(b) < headerLen {
-		return adv, decodeErr(ReasonTooShort, "%d bytes", len(b))
+		return decodeErr(ReasonTooShort, "%d bytes", len(b))
 	}
 	adv.Version = int(b[0] >> 4)
 	if adv.Version != 2 && adv.Version != 3 {
-		return adv, decodeErr(ReasonVersion, "version %d", adv.Version)
+		return decodeErr(ReasonVersion, "version %d", adv.Version)
 	}
 	if v6 && adv.Version != 3 {
-		return adv, decodeErr(ReasonVersion, "version %d over IPv6", adv.Version)
+		return decodeErr(ReasonVersion, "version %d over IPv6", adv.Version)
 	}
 	if t := b[0] & 0x0f; t != typeAdvertisement {
-		return adv, decodeErr(ReasonType, "type %d", t)
+		return decodeErr(ReasonType, "type %d", t)
 	}
 	adv.VRID = b[1]
 	adv.Priority = b[2]
 	count := int(b[3])
 	if count == 0 {
-		return adv, decodeErr(ReasonAddressCount, "no addresses")
+		return decodeErr(ReasonAddressCount, "no addresses")
 	}
 	alen := 4
 	if v6 {
@@ -176,7 +186,7 @@ func Decode(b []byte, src, dst netip.Addr, v6 bool) (Advert, error) {
 	}
 	// Trailing bytes are tolerated (some stacks pad), missing ones are not.
 	if len(b) < want {
-		return adv, decodeErr(ReasonLength, "%d bytes, %d addresses need %d", len(b), count, want)
+		return decodeErr(ReasonLength, "%d bytes, %d addresses need %d", len(b), count, want)
 	}
 	b = b[:want]
 	var sum uint16
@@ -186,26 +196,26 @@ func Decode(b []byte, src, dst netip.Addr, v6 bool) (Advert, error) {
 		sum = checksum(b, netip.Addr{}, netip.Addr{})
 	}
 	if sum != 0 {
-		return adv, decodeErr(ReasonChecksum, "checksum mismatch (0x%04x)", binary.BigEndian.Uint16(b[6:8]))
+		return decodeErr(ReasonChecksum, "checksum mismatch (0x%04x)", binary.BigEndian.Uint16(b[6:8]))
 	}
 	if adv.Version == 2 {
 		adv.AuthType = AuthType(b[4])
 		if b[5] == 0 {
-			return adv, decodeErr(ReasonInterval, "zero advert interval")
+			return decodeErr(ReasonInterval, "zero advert interval")
 		}
 		adv.Interval = uint16(b[5]) * 100
 	} else {
 		adv.Interval = binary.BigEndian.Uint16(b[4:6]) & 0x0fff
 		if adv.Interval == 0 {
-			return adv, decodeErr(ReasonInterval, "zero advert interval")
+			return decodeErr(ReasonInterval, "zero advert interval")
 		}
 	}
-	adv.Addresses = make([]netip.Addr, count)
+	adv.Addresses = slices.Grow(adv.Addresses, count)[:count]
 	off := headerLen
 	for i := range count {
 		a, _ := netip.AddrFromSlice(b[off : off+alen])
 		if !a.IsGlobalUnicast() && !a.IsPrivate() && !a.IsLinkLocalUnicast() {
-			return adv, decodeErr(ReasonAddressType, "address %s is not unicast", a)
+			return decodeErr(ReasonAddressType, "address %s is not unicast", a)
 		}
 		adv.Addresses[i] = a
 		off += alen
@@ -213,7 +223,7 @@ func Decode(b []byte, src, dst netip.Addr, v6 bool) (Advert, error) {
 	if adv.Version == 2 {
 		copy(adv.AuthData[:], b[off:off+authDataLen])
 	}
-	return adv, nil
+	return nil
 }
 
 // checksum returns the Internet checksum of b, preceded by the IP

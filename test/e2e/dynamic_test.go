@@ -175,7 +175,7 @@ func balanceFailoverReturn(t *testing.T, vrrpExtra string) {
 		}
 		procs[n.Name] = p
 	}
-	d := waitSpread(t, l, vips6, 5*time.Second, even)
+	d := waitSpread(t, l, vips6, 20*time.Second, even)
 	t.Logf("2/2/2 on the router %s after start", d.Round(10*time.Millisecond))
 
 	before, _ := l.Neighbours()
@@ -189,7 +189,7 @@ func balanceFailoverReturn(t *testing.T, vrrpExtra string) {
 	moves := recordMoves(t, l)
 	start := time.Now()
 	procs["n2"].Signal(syscall.SIGKILL)
-	waitFor(t, 3*time.Second, "n2's VIPs to move", func() (bool, string) {
+	waitFor(t, 10*time.Second, "n2's VIPs to move", func() (bool, string) {
 		got, _ := l.Neighbours()
 		for _, v := range victimVIPs {
 			if got[v] == victim.MAC.String() {
@@ -255,13 +255,13 @@ func TestDynamicHealthCheck(t *testing.T) {
 
 	os.Remove(filepath.Join(dirs["n3"], "healthz"))
 	start := time.Now()
-	waitSpread(t, l, vips6, 5*time.Second, map[string]int{"n1": 3, "n2": 3, "n3": 0})
+	waitSpread(t, l, vips6, 15*time.Second, map[string]int{"n1": 3, "n2": 3, "n3": 0})
 	d := time.Since(start)
 	t.Logf("failing check: n3 held no VIP %s after its check started failing (interval×fall = 1s + failover)", d.Round(10*time.Millisecond))
 	if got := metricSum(t, l.Node("n3"), "garpd_health_check_passing", `check="ingress"`); got != 0 {
 		t.Errorf("n3's garpd_health_check_passing{check=\"ingress\"} is %v while failing, want 0", got)
 	}
-	waitFor(t, 3*time.Second, "n1's status to show n3 unhealthy", func() (bool, string) {
+	waitFor(t, 10*time.Second, "n1's status to show n3 unhealthy", func() (bool, string) {
 		st := statusOf(t, l.Node("n1"))
 		return strings.Contains(st, "unhealthy") && strings.Contains(st, "ingress"), st
 	})

@@ -17,12 +17,21 @@ import (
 // how long the router took to point it back at want (or fails after limit).
 func waitRepaired(t *testing.T, l *lab.Lab, vip netip.Addr, wrong, want string, limit time.Duration) time.Duration {
 	t.Helper()
-	if err := l.SetNeighbour(vip, wrong); err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	if got, _ := l.Neighbours(); got[vip] != wrong {
-		t.Fatalf("poisoning did not take: router maps %s to %s", vip, got[vip])
+	// A refresh may land between setting the entry and reading it back:
+	// poison again then, a few times at most.
+	var start time.Time
+	for try := 1; ; try++ {
+		if err := l.SetNeighbour(vip, wrong); err != nil {
+			t.Fatal(err)
+		}
+		start = time.Now()
+		got, _ := l.Neighbours()
+		if got[vip] == wrong {
+			break
+		}
+		if try == 3 {
+			t.Fatalf("poisoning did not take in 3 tries: router maps %s to %s", vip, got[vip])
+		}
 	}
 	for time.Since(start) < limit {
 		if got, _ := l.Neighbours(); got[vip] == want {
@@ -140,7 +149,7 @@ func TestRefreshRateCap200VIPs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "tcpdump to listen", func() (bool, string) {
+	waitFor(t, 15*time.Second, "tcpdump to listen", func() (bool, string) {
 		return strings.Contains(capture.Output(), "listening on"), ""
 	})
 	start := time.Now()
@@ -208,8 +217,10 @@ func TestRefreshRateCap200VIPs(t *testing.T) {
 		}
 	}
 	t.Logf("longest time any VIP went unannounced: %.2fs", worstGap)
-	if worstGap > 10.5 {
-		t.Errorf("a VIP went %.2fs without an announcement, want at most the 10s refresh", worstGap)
+	// A missed refresh round would leave a gap of 20 s; the slack above the
+	// 10 s period is for a loaded machine.
+	if worstGap > 12 {
+		t.Errorf("a VIP went %.2fs without an announcement, want at most the 10s refresh (+2s slack)", worstGap)
 	}
 }
 
@@ -260,7 +271,7 @@ func TestAnnounceAlone(t *testing.T) {
 	if err != nil {
 		t.Fatalf("announce: %v\n%s", err, out)
 	}
-	waitNeigh(t, l, 2*time.Second, map[netip.Addr]string{vip: n1.MAC.String()})
+	waitNeigh(t, l, 10*time.Second, map[netip.Addr]string{vip: n1.MAC.String()})
 	out, err = lab.Exec(n1.NS, garpdBin, "announce", "--interface", "eth0", "--vips", vip.String()+","+vips3[1].String(), "--count", "1")
 	if err == nil || !strings.Contains(out, vips3[1].String()+": not configured") {
 		t.Fatalf("announce of a VIP not on the interface: %v\n%s", err, out)

@@ -93,7 +93,7 @@ func TestKeepalivedInterop(t *testing.T) {
 				t.Fatal(err)
 			}
 			step("garpd back at 200: preempts keepalived", g.MAC.String())
-			waitFor(t, 5*time.Second, "keepalived to release the VIP", func() (bool, string) {
+			waitFor(t, 15*time.Second, "keepalived to release the VIP", func() (bool, string) {
 				return !k.HasAddress(vip), "keepalived still holds it"
 			})
 
@@ -103,7 +103,7 @@ func TestKeepalivedInterop(t *testing.T) {
 			start = time.Now()
 			gp.Signal(syscall.SIGHUP)
 			step("garpd reloaded at 100: keepalived (150) preempts", k.MAC.String())
-			waitFor(t, 5*time.Second, "garpd to release the VIP", func() (bool, string) {
+			waitFor(t, 15*time.Second, "garpd to release the VIP", func() (bool, string) {
 				return !g.HasAddress(vip), "garpd still holds it"
 			})
 

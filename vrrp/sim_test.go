@@ -1,0 +1,230 @@
+package vrrp
+
+import (
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+)
+
+// The engine tests run engines as a discrete-event simulation: one test
+// goroutine delivers packets and fires deadlines in time order on a fake
+// clock, calling the same handlers Run calls. Nothing depends on how the
+// machine schedules goroutines, so counts and orders are exact.
+
+// simWire joins simulated engines like a shared L2 segment.
+type simWire struct {
+	clock Clock
+	ports []*simPort
+}
+
+// simPort is an engine's Transport on a simWire. Sent packets wait in the
+// other ports' inboxes until the simulation delivers them.
+type simPort struct {
+	wire  *simWire
+	src   netip.Addr
+	up    bool
+	inbox []Packet
+	sent  []Advert // every advert this port sent, decoded
+	last  time.Time // when it sent the last one
+}
+
+func (w *simWire) port(src string) *simPort {
+	p := &simPort{wire: w, src: netip.MustParseAddr(src), up: true}
+	w.ports = append(w.ports, p)
+	return p
+}
+
+func (p *simPort) Send(v6 bool, build func(src, dst netip.Addr) ([]byte, error)) error {
+	b, err := build(p.src, GroupV4)
+	if err != nil {
+		return err
+	}
+	adv, err := Decode(b, p.src, GroupV4, false)
+	if err != nil {
+		return err
+	}
+	p.sent = append(p.sent, adv)
+	p.last = p.wire.clock.Now()
+	for _, o := range p.wire.ports {
+		if o != p && o.up {
+			o.inbox = append(o.inbox, Packet{Payload: b, Src: p.src, Dst: GroupV4, TTL: 255})
+		}
+	}
+	return nil
+}
+
+func (p *simPort) Source(bool) netip.Addr { return p.src }
+func (p *simPort) Packets() <-chan Packet { return nil }
+func (p *simPort) Close() error           { return nil }
+func (p *simPort) SetPeers([]netip.Addr)  {}
+
+// fakeKernel records VIPs and announcements.
+type fakeKernel struct {
+	mu        sync.Mutex
+	vips      map[netip.Addr]bool
+	announced []time.Time // takeover announcements
+	refreshed []time.Time // periodic ones
+	withdrawn int
+	clock     Clock
+}
+
+func (k *fakeKernel) AddVIP(p netip.Prefix) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.vips[p.Addr()] = true
+	return nil
+}
+
+func (k *fakeKernel) DelVIP(p netip.Prefix) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.vips, p.Addr())
+	return nil
+}
+
+func (k *fakeKernel) HasVIP(a netip.Addr) (bool, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.vips[a], nil
+}
+
+func (k *fakeKernel) Announce(_ netip.Addr, urgent bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if urgent {
+		k.announced = append(k.announced, k.clock.Now())
+	} else {
+		k.refreshed = append(k.refreshed, k.clock.Now())
+	}
+}
+
+func (k *fakeKernel) Withdraw(netip.Addr) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.withdrawn++
+}
+
+func (k *fakeKernel) Wave([]netip.Addr) {}
+
+func (k *fakeKernel) holds(a netip.Addr) bool { h, _ := k.HasVIP(a); return h }
+
+// sim is the simulation: a fake clock, a wire and the engines on it.
+type sim struct {
+	t     *testing.T
+	clk   *fakeClock
+	wire  *simWire
+	nodes []*simNode
+}
+
+type simNode struct {
+	eng     *Engine
+	port    *simPort
+	kernel  *fakeKernel
+	metrics *Metrics
+	running bool
+}
+
+func newSim(t *testing.T) *sim {
+	clk := &fakeClock{now: t0}
+	return &sim{t: t, clk: clk, wire: &simWire{clock: clk}}
+}
+
+var testVIP = netip.MustParsePrefix("192.0.2.101/32")
+
+// nodeOpts are what the tests vary between simulated nodes.
+type nodeOpts struct {
+	prio    uint8
+	cfg     Config
+	stale   bool // testVIP was left on the interface by an earlier run
+	refresh RefreshScheduler
+}
+
+// start creates an engine with one virtual router (VRID 10, testVIP) and
+// starts it, as Run does before its loop.
+func (s *sim) start(src string, o nodeOpts) *simNode {
+	s.t.Helper()
+	n := &simNode{port: s.wire.port(src), kernel: &fakeKernel{vips: map[netip.Addr]bool{}, clock: s.clk},
+		metrics: NewMetrics(prometheus.NewRegistry())}
+	if o.stale {
+		n.kernel.vips[testVIP.Addr()] = true
+	}
+	var err error
+	n.eng, err = NewEngine(o.cfg, GARPConfig{Count: 3, Interval: 1100 * time.Millisecond},
+		[]RouterSpec{{VRID: 10, VIPs: []netip.Prefix{testVIP}, Priority: o.prio}},
+		Deps{Transport: n.port, Addresses: n.kernel, Announcer: n.kernel, Refresh: o.refresh, Clock: s.clk, Log: zerolog.Nop(), Metrics: n.metrics})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if err := n.eng.start(); err != nil {
+		s.t.Fatal(err)
+	}
+	n.running = true
+	s.nodes = append(s.nodes, n)
+	return n
+}
+
+// stop shuts n down as a cancelled Run does: masters resign.
+func (s *sim) stop(n *simNode) {
+	n.eng.shutdownAll()
+	n.running, n.port.up = false, false
+	n.port.inbox = nil
+}
+
+// deliver hands every packet on the wire to its engine, until none is left.
+func (s *sim) deliver() {
+	s.t.Helper()
+	for range 100000 {
+		idle := true
+		for _, n := range s.nodes {
+			if !n.running || len(n.port.inbox) == 0 {
+				continue
+			}
+			p := n.port.inbox[0]
+			n.port.inbox = n.port.inbox[1:]
+			n.eng.handlePacket(p)
+			idle = false
+		}
+		if idle {
+			return
+		}
+	}
+	s.t.Fatal("packets never stopped flowing")
+}
+
+// inject hands p to n as if received.
+func (s *sim) inject(n *simNode, p Packet) { n.eng.handlePacket(p) }
+
+// run moves fake time forward by d: packets are delivered at once, and
+// each engine's tick runs at the deadline Run would have woken it for.
+func (s *sim) run(d time.Duration) {
+	s.t.Helper()
+	end := s.clk.Now().Add(d)
+	for range 1000000 {
+		s.deliver()
+		var next time.Time
+		for _, n := range s.nodes {
+			if n.running {
+				next = earliest(next, n.eng.next)
+			}
+		}
+		if next.IsZero() || next.After(end) {
+			s.clk.set(end)
+			return
+		}
+		now := s.clk.Now()
+		if next.After(now) {
+			s.clk.set(next)
+			now = next
+		}
+		for _, n := range s.nodes {
+			if n.running && !n.eng.next.IsZero() && !n.eng.next.After(now) {
+				n.eng.tick(now)
+			}
+		}
+	}
+	s.t.Fatal("simulation never reached its end time")
+}
