@@ -223,12 +223,14 @@ func (e *Engine) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			e.shutdownAll()
 			return nil
-		case p, ok := <-packets:
+		case batch, ok := <-packets:
 			if !ok {
 				e.shutdownAll()
 				return errors.New("VRRP transport closed")
 			}
-			e.handlePacket(p)
+			for _, p := range batch {
+				e.handlePacket(p)
+			}
 		case <-wake:
 			armed, wake = time.Time{}, nil
 			e.tick(e.deps.Clock.Now())
@@ -517,10 +519,10 @@ func (e *Engine) Wave(ctx context.Context, only []netip.Addr) (queued, notHeld [
 
 func (e *Engine) recordState(k routerKey, r *router, prev State) {
 	st := r.m.State()
-	r.state.Set(float64(st))
 	if st == prev {
 		return
 	}
+	r.state.Set(float64(st))
 	r.since = e.deps.Clock.Now()
 	e.deps.Metrics.Transitions.WithLabelValues(k.family(), strconv.Itoa(int(k.vrid)), st.String()).Inc()
 	master, mprio := r.m.MasterAddr()

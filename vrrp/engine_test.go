@@ -195,7 +195,7 @@ func TestEngineRefresh(t *testing.T) {
 // channel, sent adverts are recorded.
 type chanPort struct {
 	src  netip.Addr
-	ch   chan Packet
+	ch   chan []Packet
 	sent chan Advert
 }
 
@@ -214,16 +214,16 @@ func (p *chanPort) Send(v6 bool, build func(src, dst netip.Addr) ([]byte, error)
 	}
 	return nil
 }
-func (p *chanPort) Source(bool) netip.Addr { return p.src }
-func (p *chanPort) Packets() <-chan Packet { return p.ch }
-func (p *chanPort) Close() error           { return nil }
-func (p *chanPort) SetPeers([]netip.Addr)  {}
+func (p *chanPort) Source(bool) netip.Addr   { return p.src }
+func (p *chanPort) Packets() <-chan []Packet { return p.ch }
+func (p *chanPort) Close() error             { return nil }
+func (p *chanPort) SetPeers([]netip.Addr)    {}
 
 // Run, the real loop on the real clock: an address owner (priority 255)
 // is master at once, answers Status, and on cancel resigns with a
 // priority-0 advert and removes its VIP before Run returns.
 func TestEngineRun(t *testing.T) {
-	port := &chanPort{src: netip.MustParseAddr("192.0.2.11"), ch: make(chan Packet), sent: make(chan Advert, 1000)}
+	port := &chanPort{src: netip.MustParseAddr("192.0.2.11"), ch: make(chan []Packet), sent: make(chan Advert, 1000)}
 	k := &fakeKernel{vips: map[netip.Addr]bool{}, clock: SystemClock{}}
 	e, err := NewEngine(v3cfg(), GARPConfig{Count: 1, Interval: time.Second},
 		[]RouterSpec{{VRID: 10, VIPs: []netip.Prefix{testVIP}, Priority: 255}},

@@ -17,6 +17,9 @@ const (
 	headerLen         = 8
 	authDataLen       = 8 // VRRPv2 trailer, present whatever the auth type
 	maxAddrs          = 255
+	// maxPacket is the largest VRRP payload: 255 IPv6 addresses (or a
+	// VRRPv2 trailer). Receive buffers hold that much.
+	maxPacket = headerLen + maxAddrs*16 + authDataLen
 )
 
 // AuthType is the VRRPv2 authentication type. VRRPv3 has none.

@@ -43,11 +43,13 @@ func Scan(ctx context.Context, ifname string, d time.Duration) ([]HeardRouter, e
 			return collect(heard), ctx.Err()
 		case <-timeout:
 			return collect(heard), nil
-		case p, ok := <-tr.Packets():
+		case batch, ok := <-tr.Packets():
 			if !ok {
 				return collect(heard), nil
 			}
-			Heard(heard, p, time.Now())
+			for _, p := range batch {
+				Heard(heard, p, time.Now())
+			}
 		}
 	}
 }

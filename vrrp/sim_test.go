@@ -28,7 +28,7 @@ type simPort struct {
 	src   netip.Addr
 	up    bool
 	inbox []Packet
-	sent  []Advert // every advert this port sent, decoded
+	sent  []Advert  // every advert this port sent, decoded
 	last  time.Time // when it sent the last one
 }
 
@@ -57,10 +57,10 @@ func (p *simPort) Send(v6 bool, build func(src, dst netip.Addr) ([]byte, error))
 	return nil
 }
 
-func (p *simPort) Source(bool) netip.Addr { return p.src }
-func (p *simPort) Packets() <-chan Packet { return nil }
-func (p *simPort) Close() error           { return nil }
-func (p *simPort) SetPeers([]netip.Addr)  {}
+func (p *simPort) Source(bool) netip.Addr   { return p.src }
+func (p *simPort) Packets() <-chan []Packet { return nil }
+func (p *simPort) Close() error             { return nil }
+func (p *simPort) SetPeers([]netip.Addr)    {}
 
 // fakeKernel records VIPs and announcements.
 type fakeKernel struct {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
@@ -41,8 +42,11 @@ type Transport interface {
 	Source(v6 bool) netip.Addr
 	// SetPeers replaces the unicast peers (unicast_peers: auto).
 	SetPeers(peers []netip.Addr)
-	// Packets delivers received packets until the transport is closed.
-	Packets() <-chan Packet
+	// Packets delivers received packets, in batches of those that arrived
+	// together, until the transport is closed. A batch and its payloads are
+	// valid until the receiver takes the next one: the transport reuses
+	// their memory, so a receiver must copy what it keeps.
+	Packets() <-chan []Packet
 	Close() error
 }
 
@@ -68,7 +72,7 @@ type LinuxTransport struct {
 	v6      *ipv6.PacketConn
 	src4    netip.Addr
 	src6    netip.Addr
-	packets chan Packet
+	packets chan []Packet
 	done    chan struct{}
 	peersMu sync.Mutex
 	wg      sync.WaitGroup
@@ -83,7 +87,7 @@ func ListenTransport(cfg TransportConfig) (*LinuxTransport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("find interface %q: %w", cfg.Interface, err)
 	}
-	t := &LinuxTransport{cfg: cfg, ifi: ifi, packets: make(chan Packet, 256), done: make(chan struct{})}
+	t := &LinuxTransport{cfg: cfg, ifi: ifi, packets: make(chan []Packet, batchQueue), done: make(chan struct{})}
 	if cfg.IPv4 {
 		if t.src4, err = interfaceAddr(ifi, false); err != nil {
 			return nil, err
@@ -235,7 +239,7 @@ func (t *LinuxTransport) Source(v6 bool) netip.Addr {
 }
 
 // Packets implements Transport.
-func (t *LinuxTransport) Packets() <-chan Packet { return t.packets }
+func (t *LinuxTransport) Packets() <-chan []Packet { return t.packets }
 
 // Send implements Transport.
 func (t *LinuxTransport) Send(v6 bool, build func(src, dst netip.Addr) ([]byte, error)) error {
@@ -273,73 +277,132 @@ func (t *LinuxTransport) Send(v6 bool, build func(src, dst netip.Addr) ([]byte, 
 	return errors.Join(errs...)
 }
 
-// received is what a family's socket reports of one packet.
-type received struct {
-	n        int
-	src, dst netip.Addr
-	ttl      int // -1: not reported
-	ifindex  int // 0: not reported
-}
+// readBatch is how many packets one read takes at most. A master sends the
+// adverts of all its virtual routers together, so a backup's packets come in
+// bursts: one recvmmsg call and one hand-over to the engine serve a burst,
+// where a read per packet would cost a system call and a goroutine wake-up
+// for each of hundreds of adverts a second.
+const readBatch = 64
+
+// batchQueue is how many batches wait for the engine at most. Each reader
+// cycles through batchQueue+2 batch buffers: when it fills one again, the
+// engine has taken a later batch, so it is done with that one.
+const batchQueue = 8
+
+// maxIPv4Header is the longest IPv4 header, options included.
+const maxIPv4Header = 60
 
 func (t *LinuxTransport) readV4() {
-	t.readLoop(false, func(buf []byte) (received, error) {
-		n, cm, src, err := t.v4.ReadFrom(buf)
-		r := received{n: n, ttl: -1}
-		if a, ok := src.(*net.IPAddr); ok {
-			r.src, _ = netip.AddrFromSlice(a.IP.To4())
-		}
-		if cm != nil {
-			r.ttl, r.ifindex = cm.TTL, cm.IfIndex
-			r.dst, _ = netip.AddrFromSlice(cm.Dst.To4())
-		}
-		return r, err
-	})
+	var cm ipv4.ControlMessage // reused: Parse keeps its Dst storage
+	oob := ipv4.NewControlMessage(ipv4.FlagTTL | ipv4.FlagDst | ipv4.FlagInterface)
+	t.readLoop(false, len(oob), func(ms []ipv4.Message) (int, error) { return t.v4.ReadBatch(ms, 0) },
+		func(m *ipv4.Message) (payload []byte, src, dst netip.Addr, ttl, ifindex int) {
+			// Read in a batch, a raw IPv4 socket's packets keep their IP
+			// header (ReadFrom strips it); IPv6 ones never carry it.
+			b := m.Buffers[0][:m.N]
+			if len(b) < ipv4.HeaderLen || b[0]>>4 != 4 || len(b) < int(b[0]&0x0f)*4 {
+				return nil, src, dst, ttl, ifindex
+			}
+			payload, ttl = b[int(b[0]&0x0f)*4:], int(b[8])
+			if a, ok := m.Addr.(*net.IPAddr); ok {
+				src, _ = netip.AddrFromSlice(a.IP.To4())
+			}
+			if cm.Parse(m.OOB[:m.NN]) == nil {
+				ifindex = cm.IfIndex
+				dst, _ = netip.AddrFromSlice(cm.Dst.To4())
+			}
+			return payload, src, dst, ttl, ifindex
+		})
 }
 
 func (t *LinuxTransport) readV6() {
-	t.readLoop(true, func(buf []byte) (received, error) {
-		n, cm, src, err := t.v6.ReadFrom(buf)
-		r := received{n: n, ttl: -1}
-		if a, ok := src.(*net.IPAddr); ok {
-			r.src, _ = netip.AddrFromSlice(a.IP.To16())
-		}
-		if cm != nil {
-			r.ttl, r.ifindex = cm.HopLimit, cm.IfIndex
-			r.dst, _ = netip.AddrFromSlice(cm.Dst.To16())
-		}
-		return r, err
-	})
+	var cm ipv6.ControlMessage
+	oob := ipv6.NewControlMessage(ipv6.FlagHopLimit | ipv6.FlagDst | ipv6.FlagInterface)
+	t.readLoop(true, len(oob), func(ms []ipv6.Message) (int, error) { return t.v6.ReadBatch(ms, 0) },
+		func(m *ipv6.Message) (payload []byte, src, dst netip.Addr, ttl, ifindex int) {
+			payload, ttl = m.Buffers[0][:m.N], -1
+			if a, ok := m.Addr.(*net.IPAddr); ok {
+				src, _ = netip.AddrFromSlice(a.IP.To16())
+			}
+			if cm.Parse(m.OOB[:m.NN]) == nil {
+				ttl, ifindex = cm.HopLimit, cm.IfIndex
+				dst, _ = netip.AddrFromSlice(cm.Dst.To16())
+			}
+			return payload, src, dst, ttl, ifindex
+		})
 }
 
-// readLoop delivers one family's packets until its socket is closed,
-// skipping packets of other interfaces and our own (a unicast peer list
-// that names this node loops them back).
-func (t *LinuxTransport) readLoop(v6 bool, read func([]byte) (received, error)) {
+// readLoop delivers one family's packets, a batch per read, until its
+// socket is closed, skipping packets of other interfaces and our own (a
+// unicast peer list that names this node loops them back). ipv4.Message and
+// ipv6.Message are one type, so one loop serves both families.
+func (t *LinuxTransport) readLoop(v6 bool, oobLen int, read func([]ipv4.Message) (int, error),
+	meta func(*ipv4.Message) (payload []byte, src, dst netip.Addr, ttl, ifindex int)) {
 	defer t.wg.Done()
 	own := t.Source(v6).WithZone("")
-	buf := make([]byte, 1500)
+	ms := make([]ipv4.Message, readBatch)
+	for i := range ms {
+		ms[i].Buffers = [][]byte{make([]byte, maxIPv4Header+maxPacket)}
+		ms[i].OOB = make([]byte, oobLen)
+	}
+	type batchBuf struct {
+		packets []Packet
+		arena   []byte
+	}
+	ring := make([]batchBuf, batchQueue+2)
+	next := 0
+	backoff := time.Duration(0)
 	for {
-		r, err := read(buf)
+		n, err := read(ms)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
+			// A persistent error must not spin: back off, up to a second.
+			backoff = min(max(2*backoff, 10*time.Millisecond), time.Second)
+			select {
+			case <-t.done:
+				return
+			case <-time.After(backoff):
+			}
 			continue
 		}
-		if (r.ifindex != 0 && r.ifindex != t.ifi.Index) || r.src == own {
+		backoff = 0
+		// ring[next] is free: next advances only when a batch is delivered.
+		buf := &ring[next]
+		size := 0
+		for i := range n {
+			size += ms[i].N
+		}
+		if cap(buf.arena) < size {
+			buf.arena = make([]byte, 0, max(size, 4096))
+		}
+		// Payloads are slices of arena: it must not move while filled.
+		arena, batch := buf.arena[:0], buf.packets[:0]
+		for i := range n {
+			payload, src, dst, ttl, ifindex := meta(&ms[i])
+			if payload == nil || (ifindex != 0 && ifindex != t.ifi.Index) || src == own {
+				continue
+			}
+			off := len(arena)
+			arena = append(arena, payload...)
+			batch = append(batch, Packet{Payload: arena[off:len(arena):len(arena)], Src: src, Dst: dst, TTL: ttl, V6: v6})
+		}
+		buf.arena, buf.packets = arena, batch
+		if len(batch) == 0 {
 			continue
 		}
-		p := Packet{Payload: append([]byte(nil), buf[:r.n]...), Src: r.src, Dst: r.dst, TTL: r.ttl, V6: v6}
-		if !t.deliver(p) {
+		if !t.deliver(batch) {
 			return
 		}
+		next = (next + 1) % len(ring)
 	}
 }
 
-// deliver hands p to the engine; false once the transport is closed.
-func (t *LinuxTransport) deliver(p Packet) bool {
+// deliver hands a batch to the engine; false once the transport is closed.
+func (t *LinuxTransport) deliver(batch []Packet) bool {
 	select {
-	case t.packets <- p:
+	case t.packets <- batch:
 		return true
 	case <-t.done:
 		return false

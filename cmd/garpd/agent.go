@@ -8,11 +8,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -98,6 +100,9 @@ type agent struct {
 	stopEng context.CancelFunc
 	engDone chan error
 	dyn     *dynamicMode // nil in static mode
+	// pprof follows http.pprof; read per request, so a reload turns the
+	// profiler on or off without a new listener.
+	pprof atomic.Bool
 }
 
 func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.Writer) error {
@@ -113,6 +118,7 @@ func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.
 	if err := a.startEngine(l); err != nil {
 		return err
 	}
+	a.pprof.Store(l.cfg.HTTP.PProf)
 	srv, err := a.serveHTTP(l.cfg.HTTP.Listen)
 	if err != nil {
 		a.stopEngine()
@@ -262,6 +268,9 @@ func (a *agent) reload(path string, srv *http.Server) *http.Server {
 			return srv
 		}
 	}
+	if l.cfg.HTTP.PProf != a.pprof.Swap(l.cfg.HTTP.PProf) {
+		a.log.Info().Bool("pprof", l.cfg.HTTP.PProf).Msg("profiler at /debug/pprof/ switched")
+	}
 	if l.cfg.HTTP.Listen != cur.cfg.HTTP.Listen {
 		nsrv, err := a.serveHTTP(l.cfg.HTTP.Listen)
 		if err != nil {
@@ -319,6 +328,13 @@ func (a *agent) serveHTTP(listen string) (*http.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("http.listen %s: %w", listen, err)
 	}
+	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	return srv, nil
+}
+
+// handler serves the agent's HTTP API.
+func (a *agent) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -369,9 +385,20 @@ func (a *agent) serveHTTP(listen string) (*http.Server, error) {
 		w.Header().Set("Content-Type", "application/json")
 		printJSON(w, st)
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-	return srv, nil
+	profiler := http.NewServeMux()
+	profiler.HandleFunc("/debug/pprof/", pprof.Index)
+	profiler.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	profiler.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	profiler.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	profiler.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/debug/pprof/", func(w http.ResponseWriter, r *http.Request) {
+		if !a.pprof.Load() {
+			http.Error(w, "profiling is off: set http.pprof: true in the config and reload (SIGHUP)", http.StatusNotFound)
+			return
+		}
+		profiler.ServeHTTP(w, r)
+	})
+	return mux
 }
 
 // checkConfig validates a config file and prints what it would run.

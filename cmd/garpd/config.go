@@ -33,6 +33,10 @@ type agentConfig struct {
 
 type httpConfig struct {
 	Listen string `yaml:"listen"`
+	// PProf serves Go's profiler at /debug/pprof/ on the same listener, so
+	// an operator can profile a running agent. Off by default: profiles
+	// show internals and cost CPU while they run.
+	PProf bool `yaml:"pprof"`
 }
 
 type logConfig struct {

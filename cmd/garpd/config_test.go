@@ -1,11 +1,15 @@
 package main
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 const goodConfig = `
@@ -168,5 +172,30 @@ func TestDeployExamplesAreValid(t *testing.T) {
 		if _, err := loadConfig(f); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
+	}
+}
+
+// The profiler is off unless http.pprof says so, and a reload can switch it.
+func TestPProfSwitch(t *testing.T) {
+	l, err := parseConfig([]byte("interface: eth0\nvips: [192.0.2.101]\npriorities: {192.0.2.101: 100}\nhttp:\n  pprof: true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l.cfg.HTTP.PProf {
+		t.Fatal("http.pprof: true not parsed")
+	}
+	a := &agent{reg: prometheus.NewRegistry()}
+	h := a.handler()
+	get := func() int {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/pprof/", nil))
+		return rec.Code
+	}
+	if code := get(); code != http.StatusNotFound {
+		t.Fatalf("profiler off: /debug/pprof/ answered %d, want 404", code)
+	}
+	a.pprof.Store(l.cfg.HTTP.PProf)
+	if code := get(); code != http.StatusOK {
+		t.Fatalf("profiler on: /debug/pprof/ answered %d, want 200", code)
 	}
 }

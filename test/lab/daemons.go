@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -107,4 +108,57 @@ func KeepalivedConfig(routerID string, version int, insts ...KeepalivedInstance)
 		b.WriteString("  }\n}\n")
 	}
 	return b.String()
+}
+
+// CPUTime returns the CPU time (user + system) used so far by the process
+// pid and every process descended from it, read from /proc. keepalived
+// runs VRRP in a child process, so its parent's figure alone would miss it.
+func CPUTime(pid int) (time.Duration, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	type proc struct {
+		ppid  int
+		ticks int64
+	}
+	procs := map[int]proc{}
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue // ended meanwhile
+		}
+		// Fields after the command name, which may hold spaces: state ppid
+		// ... utime (14th field of the line) stime (15th).
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		if len(f) < 13 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		procs[p] = proc{ppid: ppid, ticks: ut + st}
+	}
+	if _, ok := procs[pid]; !ok {
+		return 0, fmt.Errorf("process %d is not running", pid)
+	}
+	var ticks int64
+	for p, pr := range procs {
+		for q := p; q > 1; q = procs[q].ppid {
+			if q == pid {
+				ticks += pr.ticks
+				break
+			}
+			if _, ok := procs[q]; !ok {
+				break
+			}
+		}
+	}
+	const clockTicks = 100 // USER_HZ on Linux
+	return time.Duration(ticks) * time.Second / clockTicks, nil
 }

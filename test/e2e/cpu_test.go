@@ -1,0 +1,173 @@
+package e2e
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/garpd/garpd/test/lab"
+)
+
+// vips255 are 255 IPv4 VIPs: the most virtual routers one family can have.
+var vips255 = func() []netip.Addr {
+	var out []netip.Addr
+	for i := 1; i <= 200; i++ {
+		out = append(out, netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}))
+	}
+	for i := 200; i < 255; i++ {
+		out = append(out, netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}))
+	}
+	return out
+}()
+
+// cpuShares measures the CPU share (% of one core) each process used over
+// the same window.
+func cpuShares(t *testing.T, window time.Duration, procs ...*lab.Proc) []float64 {
+	t.Helper()
+	read := func() []time.Duration {
+		var out []time.Duration
+		for _, p := range procs {
+			c, err := lab.CPUTime(p.Cmd.Process.Pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, c)
+		}
+		return out
+	}
+	c0, start := read(), time.Now()
+	time.Sleep(window)
+	c1, took := read(), time.Since(start)
+	out := make([]float64, len(procs))
+	for i := range procs {
+		out[i] = 100 * float64(c1[i]-c0[i]) / float64(took)
+	}
+	return out
+}
+
+type shares []float64
+
+func (s shares) String() string {
+	c := slices.Clone(s)
+	slices.Sort(c)
+	return fmt.Sprintf("min %.1f %% / median %.1f %% / max %.1f %% over %d runs", c[0], c[len(c)/2], c[len(c)-1], len(c))
+}
+
+// TestReceiveCPU is a measurement, not a check: 2 nodes, 255 virtual
+// routers at 100 ms adverts, one node master of all; the CPU each process
+// uses over 15 s, first for garpd, then for keepalived 2.2.7 on the same
+// lab. GARPD_CPU_RUNS=3 runs it.
+func TestReceiveCPU(t *testing.T) {
+	runs, _ := strconv.Atoi(os.Getenv("GARPD_CPU_RUNS"))
+	if runs <= 0 {
+		t.Skip("a measurement: GARPD_CPU_RUNS=3 go test ./test/e2e -run TestReceiveCPU -v")
+	}
+	needKeepalived(t)
+	const window = 15 * time.Second
+	var gMaster, gBackup, kMaster, kBackup shares
+	for range runs {
+		l := newLab(t, 2)
+		n1, n2 := l.Node("n1"), l.Node("n2")
+		garpdCfg := func(node string, prio int) string {
+			var b strings.Builder
+			fmt.Fprintf(&b, "node: %s\ninterface: eth0\nvips:\n", node)
+			for _, v := range vips255 {
+				fmt.Fprintf(&b, "  - %s\n", v)
+			}
+			b.WriteString("vrrp:\n  advert_interval: 100ms\n  vrid_base: 1\ngarp:\n  count: 1\npriorities:\n")
+			for _, v := range vips255 {
+				fmt.Fprintf(&b, "  %s: %d\n", v, prio)
+			}
+			b.WriteString("log:\n  level: warn\n")
+			if os.Getenv("GARPD_CPU_PROFILE") != "" {
+				b.WriteString("http:\n  pprof: true\n")
+			}
+			return b.String()
+		}
+		m, err := n1.StartGarpd(garpdBin, garpdCfg("n1", 200))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := n2.StartGarpd(garpdBin, garpdCfg("n2", 100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 60*time.Second, "n1 master of all 255", func() (bool, string) {
+			out, err := lab.Exec(n1.NS, garpdBin, "status")
+			if err != nil {
+				return false, err.Error()
+			}
+			c := strings.Count(out, " master ")
+			return c == 255, fmt.Sprintf("%d masters", c)
+		})
+		time.Sleep(5 * time.Second) // past the takeover announcements
+		if dir := os.Getenv("GARPD_CPU_PROFILE"); dir != "" {
+			// A CPU profile of each node over the window, for go tool pprof.
+			for _, n := range []*lab.Node{n1, n2} {
+				out := filepath.Join(dir, n.Name+".pprof")
+				go lab.Exec(n.NS, "curl", "-s", "-o", out, "http://127.0.0.1:9496/debug/pprof/profile?seconds=9")
+			}
+		}
+		g := cpuShares(t, window, m, b)
+		if out, err := lab.Exec(n2.NS, garpdBin, "status"); err == nil {
+			if c := strings.Count(out, " master "); c != 0 {
+				m := scrape(t, n2)
+				t.Errorf("the backup is master of %d virtual routers: it does not hear the master (received %v adverts, dropped %v)",
+					c, m.sum("garpd_vrrp_adverts_received_total"), m.sum("garpd_vrrp_packets_dropped_total"))
+				for _, line := range strings.Split(string(m), "\n") {
+					if strings.HasPrefix(line, "garpd_vrrp_packets_dropped_total") {
+						t.Log(line)
+					}
+				}
+			}
+		}
+		gMaster, gBackup = append(gMaster, g[0]), append(gBackup, g[1])
+		t.Logf("garpd: master %.1f %%, backup %.1f %%", g[0], g[1])
+		m.Stop()
+		b.Stop()
+
+		kaCfg := func(name string, prio int) string {
+			var insts []lab.KeepalivedInstance
+			for i, v := range vips255 {
+				insts = append(insts, lab.KeepalivedInstance{Name: fmt.Sprintf("VI_%d", i+1), Interface: "eth0",
+					VRID: i + 1, Priority: prio, Advert: "0.1", VIPs: []string{v.String() + "/32"}})
+			}
+			return lab.KeepalivedConfig(name, 3, insts...)
+		}
+		// The master first, so the backup starts as a backup: two keepalived
+		// that start together fight an election storm over 255 VRIDs.
+		km, err := n1.StartKeepalived("n1-keepalived", kaCfg("n1", 200))
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 120*time.Second, "keepalived on n1 to hold all 255", func() (bool, string) {
+			addrs, err := n1.Addresses()
+			if err != nil {
+				return false, err.Error()
+			}
+			return len(addrs) >= 255, fmt.Sprintf("%d addresses", len(addrs))
+		})
+		kb, err := n2.StartKeepalived("n2-keepalived", kaCfg("n2", 100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(12 * time.Second) // past the master's two GARP rounds
+		k := cpuShares(t, window, km, kb)
+		kMaster, kBackup = append(kMaster, k[0]), append(kBackup, k[1])
+		t.Logf("keepalived: master %.1f %%, backup %.1f %%", k[0], k[1])
+		km.Stop()
+		kb.Stop()
+		l.Close()
+	}
+	t.Logf("255 virtual routers at 100 ms, CPU %% of one core over %s:", window)
+	t.Logf("  garpd      master %s", gMaster)
+	t.Logf("  garpd      backup %s", gBackup)
+	t.Logf("  keepalived master %s", kMaster)
+	t.Logf("  keepalived backup %s", kBackup)
+}
