@@ -9,7 +9,7 @@ TESTFLAGS ?= -count=1 -timeout 15m -p 1
 # Unit-tested packages: everything but the lab.
 UNITPKGS   = $(shell $(GO) list ./... | grep -v /test/)
 
-.PHONY: all build test unit e2e demo fuzz lint deps clean
+.PHONY: all build test unit e2e demo demo-static fuzz lint deps clean
 
 all: build
 
@@ -29,9 +29,14 @@ unit:
 e2e:
 	$(GO) test $(TESTFLAGS) -v ./test/...
 
-# The built-in lab: 3 nodes, 3 VIPs, kill an owner, show the failover.
+# The built-in lab, dynamic mode: 3 nodes share 6 VIPs 2/2/2; kill one,
+# restart it, poison a router entry; about 30 s, then everything is removed.
 demo: deps
 	$(GO) run ./test/demo
+
+# The static mode (hand-set priorities): 3 nodes, 3 VIPs, kill an owner.
+demo-static: deps
+	$(GO) run ./test/demo -static
 
 fuzz:
 	$(GO) test ./vrrp -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)

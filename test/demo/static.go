@@ -105,4 +105,3 @@ func staticConfig(node string) string {
 	}
 	return b.String()
 }
-
