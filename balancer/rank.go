@@ -5,13 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"runtime"
 	"slices"
-	"sort"
-	"sync"
 )
 
-// Node is a ranked member. Weight scales its share of owned VIPs (default 1).
+// Node is a known member. Weight scales its share of owned groups (default 1).
 type Node struct {
 	Name   string
 	Weight int
@@ -25,7 +22,7 @@ type Node struct {
 // 251..254 stay free for an operator's manual override.
 const (
 	OwnerPriority  = 250
-	BackupPriority = 200 // rank 1: VRRP's pick when the owner dies
+	BackupPriority = 200 // rank 1: VRRP's pick when the owner is down
 	TailPriority   = 150 // rank 2; further ranks step down from here
 	MinPriority    = 1
 )
@@ -44,17 +41,14 @@ func PriorityForRank(rank, n int) int {
 	return max(TailPriority-(rank-2)*step, MinPriority)
 }
 
-// Ranked is one group's ranking: who owns it, who takes it over first, and
-// then everyone else in the order of their scores for the group. The plan
-// decides owner and first backup; the rest of the order is a pure function
-// of the scores, computed when asked (RankOf, all a node needs for its own
-// priority, counts in O(N) without sorting).
+// Ranked is one group's ranking over the known members: owner first, then
+// the node VRRP hands the group to when the owner is down, and so on. The
+// plan places ranks 0 to 2; the rest follow the score, counted when asked.
 type Ranked struct {
-	Group  Group
-	owner  int
-	second int // -1 with a single node
-	gh     uint64
-	ctx    *rankContext
+	Group Group
+	head  []int // owner, rank 1, rank 2 (as many as there are nodes)
+	gh    uint64
+	ctx   *rankContext
 }
 
 // rankContext is what every Ranked of one plan shares.
@@ -63,27 +57,22 @@ type rankContext struct {
 	nh    []uint64
 }
 
-// key orders nodes by score for a group: score in the high bits, node
-// index in the low 16 for a total order without ties (N ≤ 65535).
+// key orders the nodes for a group: the score in the high bits, the node in
+// the low 16, so no two nodes tie.
 func (c *rankContext) key(gh uint64, i int) uint64 { return score(gh, c.nh[i])&^0xffff | uint64(i) }
 
-// order returns the whole ranking as node indexes.
+// order is the whole ranking, as node indexes.
 func (r Ranked) order() []int {
-	n := len(r.ctx.nodes)
-	keys := make([]uint64, 0, n)
-	for i := range n {
-		if i != r.owner && i != r.second {
-			keys = append(keys, r.ctx.key(r.gh, i))
+	rest := make([]uint64, 0, len(r.ctx.nodes))
+	for i := range r.ctx.nodes {
+		if !slices.Contains(r.head, i) {
+			rest = append(rest, r.ctx.key(r.gh, i))
 		}
 	}
-	sortUniform(keys, make([]uint64, len(keys)))
-	out := make([]int, 0, n)
-	out = append(out, r.owner)
-	if r.second >= 0 {
-		out = append(out, r.second)
-	}
-	for k := len(keys) - 1; k >= 0; k-- {
-		out = append(out, int(keys[k]&0xffff))
+	slices.Sort(rest)
+	out := slices.Clone(r.head)
+	for k := len(rest) - 1; k >= 0; k-- {
+		out = append(out, int(rest[k]&0xffff))
 	}
 	return out
 }
@@ -99,15 +88,12 @@ func (r Ranked) Ranking() []string {
 }
 
 // Owner is the rank-0 node.
-func (r Ranked) Owner() string { return r.ctx.nodes[r.owner].Name }
+func (r Ranked) Owner() string { return r.At(0) }
 
 // At returns the node at rank i.
 func (r Ranked) At(i int) string {
-	switch {
-	case i == 0:
-		return r.Owner()
-	case i == 1 && r.second >= 0:
-		return r.ctx.nodes[r.second].Name
+	if i < len(r.head) {
+		return r.ctx.nodes[r.head[i]].Name
 	}
 	return r.ctx.nodes[r.order()[i]].Name
 }
@@ -115,28 +101,39 @@ func (r Ranked) At(i int) string {
 // Len is the number of ranked nodes.
 func (r Ranked) Len() int { return len(r.ctx.nodes) }
 
-// RankOf returns the rank of the named node, or -1.
+// RankOf returns the rank of the named node, or -1: all a node needs for
+// its own priority, counted without sorting.
 func (r Ranked) RankOf(name string) int {
-	nodes := r.ctx.nodes
-	i, ok := slices.BinarySearchFunc(nodes, name, func(n Node, s string) int { return cmp.Compare(n.Name, s) })
-	switch {
-	case !ok:
+	i, ok := slices.BinarySearchFunc(r.ctx.nodes, name, func(n Node, s string) int { return cmp.Compare(n.Name, s) })
+	if !ok {
 		return -1
-	case i == r.owner:
-		return 0
-	case i == r.second:
-		return 1
+	}
+	if at := slices.Index(r.head, i); at >= 0 {
+		return at
 	}
 	mine, above := r.ctx.key(r.gh, i), 0
-	for j := range nodes {
-		if j != r.owner && j != r.second && r.ctx.key(r.gh, j) > mine {
+	for j := range r.ctx.nodes {
+		if !slices.Contains(r.head, j) && r.ctx.key(r.gh, j) > mine {
 			above++
 		}
 	}
-	if r.second < 0 {
-		return 1 + above
+	return len(r.head) + above
+}
+
+// Holder is the node VRRP elects when the nodes in down do not take part:
+// the first of the ranking that is up ("" when all are down).
+func (r Ranked) Holder(down map[string]bool) string {
+	for _, n := range r.head {
+		if !down[r.ctx.nodes[n].Name] {
+			return r.ctx.nodes[n].Name
+		}
 	}
-	return 2 + above
+	for _, n := range r.order()[len(r.head):] {
+		if !down[r.ctx.nodes[n].Name] {
+			return r.ctx.nodes[n].Name
+		}
+	}
+	return ""
 }
 
 // Priorities returns each node's VRRP priority for this group.
@@ -149,20 +146,26 @@ func (r Ranked) Priorities() map[string]int {
 	return p
 }
 
-// Plan is the ranking of every group over one member set.
+// Plan is the ranking of every group over one known member set.
 type Plan struct {
 	Groups []Ranked // in the order the groups were given
 	Nodes  []Node   // sorted by name
 }
 
 // Owned counts the VIPs (not groups) each node owns.
-func (p Plan) Owned() map[string]int {
+func (p Plan) Owned() map[string]int { return p.Held(nil) }
+
+// Held counts the VIPs each node holds while the nodes in down are down;
+// down nodes hold none.
+func (p Plan) Held(down map[string]bool) map[string]int {
 	o := make(map[string]int, len(p.Nodes))
 	for _, n := range p.Nodes {
 		o[n.Name] = 0
 	}
 	for _, r := range p.Groups {
-		o[r.Owner()] += len(r.Group.VIPs)
+		if h := r.Holder(down); h != "" {
+			o[h] += len(r.Group.VIPs)
+		}
 	}
 	return o
 }
@@ -209,419 +212,384 @@ func mix64(x uint64) uint64 {
 // more the group prefers the node. It depends only on the two names.
 func score(gh, nh uint64) uint64 { return mix64(gh ^ nh*0x9e3779b97f4a7c15) }
 
-// quota is the capacity bookkeeping of one balanced assignment: every node
-// takes floor(share) items and up to `extra` nodes with a fractional share
-// take one more, so counts end proportional to weight within one.
-type quota struct {
-	floor    []int
-	eligible []bool
-	extra    int
-	used     []int
-	full     []bool // canTake is false; kept up to date by take
+// families are the two address families a plan balances separately.
+const families = 2
+
+func familyOf(g Group) int {
+	if g.V6 {
+		return 1
+	}
+	return 0
 }
 
-func newQuota(items int, weights []int, exclude int) *quota {
-	q := &quota{floor: make([]int, len(weights)), eligible: make([]bool, len(weights)),
-		used: make([]int, len(weights)), full: make([]bool, len(weights))}
-	total := 0
-	for i, w := range weights {
-		if i != exclude {
-			total += w
-		}
-	}
-	sum := 0
-	for i, w := range weights {
-		if i == exclude {
-			continue
-		}
-		q.floor[i] = items * w / total
-		q.eligible[i] = items*w%total != 0
-		sum += q.floor[i]
-	}
-	q.extra = items - sum
-	for i := range weights {
-		q.full[i] = i == exclude || !q.canTake(i)
-	}
-	return q
-}
-
-func (q *quota) canTake(i int) bool {
-	return q.used[i] < q.floor[i] || (q.used[i] == q.floor[i] && q.eligible[i] && q.extra > 0)
-}
-
-func (q *quota) take(i int) {
-	q.used[i]++
-	if q.used[i] > q.floor[i] {
-		q.extra--
-		if q.extra == 0 {
-			// The last extra slot is gone: nodes at their floor are full now.
-			for j := range q.full {
-				q.full[j] = q.full[j] || q.used[j] >= q.floor[j]
-			}
-		}
-	}
-	q.full[i] = q.full[i] || !q.canTake(i)
-}
-
-// Rank computes the plan: a pure function of the member set (with weights)
-// and the groups, whatever order either is given in.
+// Rank computes the plan over the known members: a pure function of the
+// member set (names and weights) and the groups, whatever order either is
+// given in. Members that are down stay in it; VRRP skips them.
 //
-//  1. Owners: groups are visited in the order of their own hash, each taking
-//     its highest-scoring node that still has room under an exact weighted
-//     quota, so every node owns its share rounded, within one.
-//  2. Rank 1 (the node VRRP fails over to): each owner's groups are spread
-//     over the other nodes under the same kind of quota, so one node's death
-//     moves its VIPs to different survivors in proportion to their weight.
-//     Within that quota a group prefers the node that owns it in the plan
-//     without its owner, so re-ranking after a death agrees with VRRP.
-//  3. The remaining ranks follow the score.
+//  1. Owners. Each node owns its weighted share of the groups of each
+//     family, rounded down or up, and of all groups together, rounded down
+//     or up (ownerTargets). Groups, in the order of their hash, take their
+//     most preferred node (highest score) that is still below its target.
+//  2. Rank 1, what VRRP hands a group to when its owner is down. For each
+//     owner x and family, x's groups are water-filled over the other nodes,
+//     counting what each already owns: one at a time to the node that is
+//     then least loaded for its weight. So with any one node down, the
+//     holders are as even as the groups allow, and nothing else moves.
+//  3. Rank 2, the same for each pair of nodes x, y: the groups one of them
+//     owns with the other at rank 1 are water-filled over the rest,
+//     counting what each holds once both are down.
+//  4. The remaining ranks follow the score.
+//
+// Within one water-filling, which group goes to which node is again each
+// group's preference, in hash order.
 func Rank(nodes []Node, groups []Group) (Plan, error) {
 	if err := CheckNodes(nodes); err != nil {
 		return Plan{}, err
 	}
-	if len(nodes) > 1<<16-1 {
-		return Plan{}, fmt.Errorf("%d nodes: at most 65535 can be ranked", len(nodes))
-	}
 	ns := slices.Clone(nodes)
-	sort.Slice(ns, func(i, j int) bool { return ns[i].Name < ns[j].Name })
+	slices.SortFunc(ns, func(a, b Node) int { return cmp.Compare(a.Name, b.Name) })
 	N, G := len(ns), len(groups)
-	nh := make([]uint64, N)
 	weights := make([]int, N)
+	nh := make([]uint64, N)
 	for i, n := range ns {
-		nh[i] = hash64(n.Name)
-		weights[i] = n.Weight
+		weights[i], nh[i] = n.Weight, hash64(n.Name)
 	}
-	gh := make([]uint64, G)
-	order := make([]int, G)
-	for g := range groups {
-		gh[g] = hash64(groups[g].Key())
-		order[g] = g
+	// pref[g]: every node, most preferred first.
+	if N > 1<<16 {
+		return Plan{}, fmt.Errorf("%d nodes: at most 65536 can be ranked", N)
 	}
-	sort.Slice(order, func(a, b int) bool {
-		x, y := order[a], order[b]
-		if gh[x] != gh[y] {
-			return gh[x] < gh[y]
-		}
-		return groups[x].Key() < groups[y].Key()
-	})
-
 	ctx := &rankContext{nodes: ns, nh: nh}
-	// The head of every group's rendezvous preference list (its K best
-	// nodes by score), packed together: nearly every pick is among them,
-	// and they stay in cache across the greedy passes below.
-	const topK = 16
-	K := min(N, topK)
-	top := make([]uint16, G*K)
-	parallel(G, N, func(lo, hi int) {
-		head := make([]uint64, 0, K)
-		for g := lo; g < hi; g++ {
-			head = head[:0]
+	gh := make([]uint64, G)
+	gkey := make([]string, G)
+	for g := range groups {
+		gkey[g] = groups[g].Key()
+		gh[g] = hash64(gkey[g])
+	}
+	// assign gives each group of gs, in order, its most preferred node
+	// (highest key) that is still below its quota, recording it in to;
+	// count is what each node has taken (nil: start from nothing).
+	scratch := make([]int, N)
+	assign := func(gs []int, quota, count, to []int) {
+		if count == nil {
+			count = scratch
+			clear(count)
+		}
+		for _, g := range gs {
+			best, bestKey := -1, uint64(0)
 			for i := range N {
-				k := ctx.key(gh[g], i)
-				if len(head) == K && k <= head[K-1] {
+				if count[i] >= quota[i] {
 					continue
 				}
-				// Insert, keeping head sorted descending.
-				j := len(head)
-				if j < K {
-					head = append(head, 0)
-				} else {
-					j = K - 1
+				if k := ctx.key(gh[g], i); best < 0 || k > bestKey {
+					best, bestKey = i, k
 				}
-				for ; j > 0 && head[j-1] < k; j-- {
-					head[j] = head[j-1]
-				}
-				head[j] = k
 			}
-			for j, k := range head {
-				top[g*K+j] = uint16(k & 0xffff)
+			if best >= 0 {
+				count[best]++
+				to[g] = best
 			}
 		}
-	})
-	// A group's full list is sorted only if a pick ever gets past its head
-	// (all K full), and then once: the passes below run in parallel.
-	fullPref := make([][]uint16, G)
-	fullOnce := make([]sync.Once, G)
-	prefOf := func(g int) []uint16 {
-		fullOnce[g].Do(func() {
-			keys := make([]uint64, N)
-			for i := range N {
-				keys[i] = ctx.key(gh[g], i)
-			}
-			sortUniform(keys, make([]uint64, N))
-			row := make([]uint16, N)
-			for k := range N {
-				row[k] = uint16(keys[N-1-k] & 0xffff)
-			}
-			fullPref[g] = row
+	}
+	// byHash: the groups of each family, in the order of their hash.
+	var byHash [families][]int
+	for g := range groups {
+		f := familyOf(groups[g])
+		byHash[f] = append(byHash[f], g)
+	}
+	for f := range byHash {
+		slices.SortFunc(byHash[f], func(a, b int) int {
+			return cmp.Or(cmp.Compare(gh[a], gh[b]), cmp.Compare(gkey[a], gkey[b]))
 		})
-		return fullPref[g]
 	}
-	// best is the group's most preferred node that still has room.
-	best := func(g int, q *quota) int {
-		for _, i := range top[g*K : (g+1)*K] {
-			if !q.full[i] {
-				return int(i)
-			}
-		}
-		for _, i := range prefOf(g)[K:] {
-			if !q.full[i] {
-				return int(i)
-			}
-		}
-		return -1
+	// Ties between nodes go by node hash, so no name is favoured.
+	tie := make([]int, N)
+	for i := range N {
+		tie[i] = i
 	}
+	slices.SortFunc(tie, func(a, b int) int { return cmp.Compare(nh[a], nh[b]) })
 
+	// 1. Owners.
+	var famCount [families]int
+	for f := range byHash {
+		famCount[f] = len(byHash[f])
+	}
+	targets, _ := ownerTargets(famCount, weights, tie, nil, true)
 	owner := make([]int, G)
-	q := newQuota(G, weights, -1)
-	byOwner := make([][]int, N)
-	for _, g := range order {
-		o := best(g, q)
-		q.take(o)
-		owner[g] = o
-		byOwner[o] = append(byOwner[o], g)
-	}
-	// wanted[g] is g's owner in the plan without g's owner: what every node
-	// computes once gossip drops a dead owner. Making it rank 1 where the
-	// failover quota allows means VRRP's choice and the re-ranked plan agree,
-	// so the VIP moves once.
-	wanted := make([]int, G)
-	if N > 1 {
-		// These N passes dominate the cost: lay out what they read in visit
-		// order, so each pass streams through memory.
-		seqTop := make([]uint16, G*K)
-		seqOwner := make([]int32, G)
-		for i, g := range order {
-			copy(seqTop[i*K:(i+1)*K], top[g*K:(g+1)*K])
-			seqOwner[i] = int32(owner[g])
+	var owned [families][]int // per family and node
+	byOwner := make([][families][]int, N)
+	for f := range byHash {
+		owned[f] = make([]int, N)
+		assign(byHash[f], targets[f], owned[f], owner)
+		for _, g := range byHash[f] {
+			byOwner[owner[g]][f] = append(byOwner[owner[g]][f], g)
 		}
-		parallel(N, G, func(lo, hi int) {
-			for x := lo; x < hi; x++ {
-				if len(byOwner[x]) == 0 {
-					continue
-				}
-				q := newQuota(G, weights, x)
-				for i, g := range order {
-					o := -1
-					for _, y := range seqTop[i*K : (i+1)*K] {
-						if !q.full[y] {
-							o = int(y)
-							break
-						}
-					}
-					if o < 0 {
-						o = best(g, q)
-					}
-					q.take(o)
-					if seqOwner[i] == int32(x) {
-						wanted[g] = o
-					}
-				}
-			}
-		})
 	}
-	second := make([]int, G)
-	for i := range second {
-		second[i] = -1
-	}
+
+	// 2. Rank 1, per owner and family.
+	second := filled(G)
+	rank1 := make([][families][]int, N) // rank1[x][f][y]: x's groups with y at rank 1
 	if N > 1 {
-		equal := !slices.ContainsFunc(weights, func(w int) bool { return w != weights[0] })
-		for o, gs := range byOwner {
-			if len(gs) == 0 {
-				continue
+		for x := range N {
+			// The survivors' shares of all groups, none below what each
+			// owns: what each adds is what it takes over from x.
+			without := slices.Clone(weights)
+			without[x] = 0
+			var lower [families][]int
+			for f := range byHash {
+				lower[f] = slices.Clone(owned[f])
+				lower[f][x] = 0
 			}
-			if equal {
-				assignSecondsBand(gs, o, owner, wanted, prefOf, N, G, second)
-				continue
+			after, exact := ownerTargets(famCount, without, tie, &lower, true)
+			if !exact { // some weighted cases: each family exact, totals within one
+				after, exact = ownerTargets(famCount, without, tie, &lower, false)
 			}
-			q := newQuota(len(gs), weights, o)
-			for _, g := range gs {
-				s := wanted[g]
-				if q.full[s] {
-					s = best(g, q)
+			held := total(owned) // for water-filling, where no exact split exists
+			for f := range byHash {
+				mine := byOwner[x][f]
+				add := make([]int, N)
+				if exact {
+					for y := range N {
+						add[y] = after[f][y] - lower[f][y]
+					}
+				} else {
+					add = waterFill(len(mine), owned[f], held, weights, tie, []int{x})
 				}
-				q.take(s)
-				second[g] = s
+				rank1[x][f] = add
+				assign(mine, add, nil, second)
+				for y, a := range add {
+					held[y] += a
+				}
 			}
 		}
 	}
 
+	// 3. Rank 2, per pair of nodes and family: only pairs that share a
+	// group, at most one per group.
+	third := filled(G)
+	type nodePair struct{ x, y int }
+	var pairs []nodePair
+	pairGroups := map[nodePair][families][]int{}
+	for f := range byHash {
+		for _, g := range byHash[f] {
+			if second[g] < 0 || N < 3 {
+				continue
+			}
+			p := nodePair{min(owner[g], second[g]), max(owner[g], second[g])}
+			pg, seen := pairGroups[p]
+			if !seen {
+				pairs = append(pairs, p)
+			}
+			pg[f] = append(pg[f], g)
+			pairGroups[p] = pg
+		}
+	}
+	for _, p := range pairs {
+		// What every node holds once x and y are down, but for the groups
+		// one of them owns with the other at rank 1.
+		var load [families][]int
+		for f := range byHash {
+			load[f] = make([]int, N)
+			for z := range N {
+				load[f][z] = owned[f][z] + rank1[p.x][f][z] + rank1[p.y][f][z]
+			}
+		}
+		held := total(load)
+		for f, gs := range pairGroups[p] {
+			add := waterFill(len(gs), load[f], held, weights, tie, []int{p.x, p.y})
+			assign(gs, add, nil, third)
+			for z, a := range add {
+				held[z] += a
+			}
+		}
+	}
+
+	// 4. The rest follow the score: Ranked counts them when asked.
 	plan := Plan{Groups: make([]Ranked, G), Nodes: ns}
-	for g := range G {
-		plan.Groups[g] = Ranked{Group: groups[g], owner: owner[g], second: second[g], gh: gh[g], ctx: ctx}
+	for g := range groups {
+		var head []int
+		for _, n := range []int{owner[g], second[g], third[g]} {
+			if n >= 0 {
+				head = append(head, n)
+			}
+		}
+		plan.Groups[g] = Ranked{Group: groups[g], head: head, gh: gh[g], ctx: ctx}
 	}
 	return plan, nil
-
 }
 
-// assignSecondsBand picks rank 1 for the groups gs of owner x when weights
-// are equal. Right after x dies each survivor y holds p[y] = what it owns
-// plus what it takes from x; every p[y] must end in [lo, lo+2], lo =
-// ceil(V/(N-1)) - 1, so survivors differ by at most 2. A group takes its
-// wanted node (its owner in the plan without x) whenever that stays
-// feasible: below lo+2, and leaving enough groups to lift every survivor
-// still below lo up to it. Otherwise it takes its most preferred node that is.
-func assignSecondsBand(gs []int, x int, owner, wanted []int, prefOf func(int) []uint16, N, G int, second []int) {
-	p := make([]int, N)
-	for _, o := range owner {
-		p[o]++
+func filled(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = -1
 	}
-	p[x] = 0
-	lo := (G+N-2)/(N-1) - 1
-	deficit := 0
-	for y := range N {
-		if y != x {
-			deficit += max(0, lo-p[y])
-		}
-	}
-	remaining := len(gs)
-	allowed := func(y int) bool {
-		if y == x || p[y] >= lo+2 {
-			return false
-		}
-		return p[y] < lo || remaining-1 >= deficit
-	}
-	take := func(g, y int) {
-		if p[y] < lo {
-			deficit--
-		}
-		p[y]++
-		remaining--
-		second[g] = y
-	}
-	for _, g := range gs {
-		if allowed(wanted[g]) {
-			take(g, wanted[g])
-			continue
-		}
-		for _, y := range prefOf(g) {
-			if allowed(int(y)) {
-				take(g, int(y))
-				break
-			}
-		}
-	}
+	return out
 }
 
-// sortUniform sorts keys ascending. Scores are uniform over 64 bits, so
-// spreading them into 256 buckets by their top byte leaves almost every
-// bucket with one key, and the insertion sort that follows only fixes those
-// few: linear time, where a comparison sort dominated the ranking's cost.
-func sortUniform(keys, scratch []uint64) {
-	var count [257]int
-	for _, k := range keys {
-		count[k>>56+1]++
-	}
-	for i := 1; i < len(count); i++ {
-		count[i] += count[i-1]
-	}
-	out := scratch[:len(keys)]
-	for _, k := range keys {
-		b := k >> 56
-		out[count[b]] = k
-		count[b]++
-	}
-	for i := 1; i < len(out); i++ {
-		k := out[i]
-		j := i
-		for ; j > 0 && out[j-1] > k; j-- {
-			out[j] = out[j-1]
-		}
-		out[j] = k
-	}
-	copy(keys, out)
-}
-
-// parallel splits [0, n) over the CPUs when the work is worth it.
-func parallel(n, width int, f func(lo, hi int)) {
-	workers := runtime.GOMAXPROCS(0)
-	if workers < 2 || n*width < 1<<14 {
-		f(0, n)
-		return
-	}
-	var wg sync.WaitGroup
-	chunk := (n + workers - 1) / workers
-	for lo := 0; lo < n; lo += chunk {
-		hi := min(lo+chunk, n)
-		wg.Add(1)
-		go func() { defer wg.Done(); f(lo, hi) }()
-	}
-	wg.Wait()
-}
-
-// Without returns the members of p minus the named node, for re-ranking.
-func Without(nodes []Node, name string) []Node {
-	out := make([]Node, 0, len(nodes))
-	for _, n := range nodes {
-		if n.Name != name {
-			out = append(out, n)
+func total(perFamily [families][]int) []int {
+	out := make([]int, len(perFamily[0]))
+	for _, c := range perFamily {
+		for i, v := range c {
+			out[i] += v
 		}
 	}
 	return out
 }
 
-// Move is what happens to one of a failed node's groups.
-type Move struct {
-	Group     Group
-	Immediate string // VRRP's pick: the group's rank-1 node
-	Reranked  string // the owner once the member list no longer has the node
-}
-
-// FailureReport says what a node's death does to the plan.
-type FailureReport struct {
-	Node  string
-	Moves []Move
-	// AgreeWithVRRP counts the failed node's groups whose re-ranked owner is
-	// the node VRRP already moved them to (nothing moves twice).
-	AgreeWithVRRP int
-	// OthersMoved counts groups of surviving owners that re-ranking moves.
-	OthersMoved int
-	// OwnedAfterFailover and OwnedAfterRerank count VIPs per survivor.
-	OwnedAfterFailover map[string]int
-	OwnedAfterRerank   map[string]int
-}
-
-// Fail computes what happens when node dies: VRRP's immediate failover, then
-// the re-ranked plan without it.
-func Fail(p Plan, node string) (FailureReport, Plan, error) {
-	found := false
-	for _, n := range p.Nodes {
-		found = found || n.Name == node
-	}
-	if !found {
-		return FailureReport{}, Plan{}, fmt.Errorf("node %q is not a member", node)
-	}
-	if len(p.Nodes) < 2 {
-		return FailureReport{}, Plan{}, fmt.Errorf("node %q is the only member: nothing can take over", node)
-	}
-	groups := make([]Group, len(p.Groups))
-	for i, r := range p.Groups {
-		groups[i] = r.Group
-	}
-	after, err := Rank(Without(p.Nodes, node), groups)
-	if err != nil {
-		return FailureReport{}, Plan{}, err
-	}
-	rep := FailureReport{Node: node, OwnedAfterFailover: map[string]int{}, OwnedAfterRerank: after.Owned()}
-	for _, n := range after.Nodes {
-		rep.OwnedAfterFailover[n.Name] = 0
-	}
-	for i, r := range p.Groups {
-		vips := len(r.Group.VIPs)
-		newOwner := after.Groups[i].Owner()
-		if r.Owner() == node {
-			m := Move{Group: r.Group, Immediate: r.At(1), Reranked: newOwner}
-			rep.Moves = append(rep.Moves, m)
-			rep.OwnedAfterFailover[m.Immediate] += vips
-			if m.Immediate == m.Reranked {
-				rep.AgreeWithVRRP++
+// waterFill hands out items one at a time, each to the node (not in
+// excluded) whose load, with that item, is the smallest for its weight;
+// ties go to the smaller total for its weight, then by tie order. It
+// returns how many each node got.
+func waterFill(items int, load, totalLoad, weights, tie, excluded []int) []int {
+	add := make([]int, len(load))
+	for range items {
+		best := -1
+		for _, n := range tie {
+			if slices.Contains(excluded, n) {
+				continue
 			}
+			if best < 0 || lighter(load[n]+add[n], totalLoad[n]+add[n], weights[n], load[best]+add[best], totalLoad[best]+add[best], weights[best]) {
+				best = n
+			}
+		}
+		if best < 0 {
+			break
+		}
+		add[best]++
+	}
+	return add
+}
+
+// lighter reports whether a node with load a (total ta, weight wa) takes
+// the next item before one with load b (total tb, weight wb): the smaller
+// (load+1)/weight first, then the smaller (total+1)/weight.
+func lighter(a, ta, wa, b, tb, wb int) bool {
+	if x, y := (a+1)*wb, (b+1)*wa; x != y {
+		return x < y
+	}
+	return (ta+1)*wb < (tb+1)*wa
+}
+
+// ownerTargets says how many groups of each family each node owns: its
+// weighted share of that family rounded down or up, such that its total is
+// its weighted share of all groups rounded down or up too, and never less
+// than lower (what a node holds already; nil: nothing). A node of weight 0
+// gets nothing. Families are rounded one after the other: a family's
+// extra groups go first to nodes that must have one to reach lower, then to
+// nodes still short of their rounded-down total, then by tie order. It
+// reports false when lower cannot be met that way. Not coupled, each family
+// is rounded on its own and the totals are left to follow.
+func ownerTargets(counts [families]int, weights, tie []int, lower *[families][]int, coupled bool) ([families][]int, bool) {
+	N := len(weights)
+	W := 0
+	for _, w := range weights {
+		W += w
+	}
+	all := 0
+	for _, c := range counts {
+		all += c
+	}
+	var floor [families][]int
+	var frac [families][]bool
+	base := make([]int, N) // sum of the family floors
+	for f, c := range counts {
+		floor[f], frac[f] = make([]int, N), make([]bool, N)
+		for i, w := range weights {
+			if W > 0 {
+				floor[f][i], frac[f][i] = c*w/W, c*w%W != 0
+			}
+			base[i] += floor[f][i]
+		}
+	}
+	// A node's total must end in [need, most] extras above base.
+	need, most := make([]int, N), make([]int, N)
+	for i, w := range weights {
+		if W == 0 {
 			continue
 		}
-		rep.OwnedAfterFailover[r.Owner()] += vips
-		if newOwner != r.Owner() {
-			rep.OthersMoved++
+		if !coupled {
+			most[i] = families // each family rounded on its own
+			continue
+		}
+		need[i] = all*w/W - base[i]
+		most[i] = need[i]
+		if all*w%W != 0 {
+			most[i]++
 		}
 	}
-	return rep, after, nil
+	var out [families][]int
+	var extra [families]int
+	for f, c := range counts {
+		out[f] = slices.Clone(floor[f])
+		extra[f] = c
+		for _, v := range floor[f] {
+			extra[f] -= v
+		}
+	}
+	got := make([]int, N)
+	// Pass 0: extras a node must have to keep what it holds; pass 1: to
+	// nodes short of their rounded-down total; pass 2: to anyone with room.
+	for pass := range 3 {
+		for f := range counts {
+			for _, i := range tie {
+				if extra[f] == 0 {
+					break
+				}
+				forced := lower != nil && lower[f][i] > floor[f][i]
+				if !frac[f][i] || out[f][i] > floor[f][i] || got[i] >= most[i] ||
+					(pass == 0 && !forced) || (pass == 1 && got[i] >= need[i]) {
+					continue
+				}
+				out[f][i]++
+				got[i]++
+				extra[f]--
+			}
+		}
+	}
+	ok := true
+	for f := range counts {
+		ok = ok && extra[f] == 0
+		for i := range N {
+			ok = ok && (lower == nil || out[f][i] >= lower[f][i])
+		}
+	}
+	for i := range N {
+		ok = ok && got[i] >= need[i]
+	}
+	return out, ok
+}
+
+// Without returns nodes minus the named node.
+func Without(nodes []Node, name string) []Node {
+	return slices.DeleteFunc(slices.Clone(nodes), func(n Node) bool { return n.Name == name })
+}
+
+// Move is one group whose holder changes.
+type Move struct {
+	Group    Group
+	From, To string
+}
+
+// Moves lists the groups whose holder differs between two plans of the same
+// groups (down nodes hold nothing): what a join or a forget re-plans.
+func Moves(before, after Plan, down map[string]bool) []Move {
+	var out []Move
+	for i, r := range before.Groups {
+		from, to := r.Holder(down), after.Groups[i].Holder(down)
+		if from != to {
+			out = append(out, Move{Group: r.Group, From: from, To: to})
+		}
+	}
+	return out
+}
+
+// Down checks a set of down nodes against a plan: each must be a member.
+func (p Plan) Down(names []string) (map[string]bool, error) {
+	down := map[string]bool{}
+	for _, n := range names {
+		if !slices.ContainsFunc(p.Nodes, func(m Node) bool { return m.Name == n }) {
+			return nil, fmt.Errorf("%q is not a member", n)
+		}
+		down[n] = true
+	}
+	return down, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,21 +18,26 @@ func newPlanCmd() *cobra.Command {
 	var nodesFlag, weightsFlag, vipsFlag, rangesFlag []string
 	var vridBase, vridMax int
 	var fail string
+	var downFlag []string
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "plan --nodes N1,N2,... --vips A,B,... [--vip-range FIRST-LAST] [--fail NODE] [--json]",
-		Short: "Show the balanced ranking of nodes for every VIP, and what a failure does",
+		Use:   "plan --nodes N1,N2,... --vips A,B,... [--vip-range FIRST-LAST] [--down X,Y] [--fail NODE] [--json]",
+		Short: "Show the balanced ranking of nodes for every VIP, and who holds it while members are down",
 		Long: `Compute, without any network, the ranking every garpd node derives from
-the same member list: for each VIP its VRID, owner, backup order and the
-VRRP priority of every node, and how many VIPs each node owns.
+the same known member set: for each VIP its VRID, owner, backup order and
+the VRRP priority of every node, and how many VIPs each node owns.
 
---fail NODE shows what happens when NODE dies: which node VRRP hands each
-of its VIPs to at once (rank 1), which node owns it after the survivors
-re-rank, and how many VIPs move.
+Members that are down stay in the ranking; VRRP skips them. --down X,Y
+marks known members as down: the ranking does not change, and each VIP's
+holder is the first node of its ranking that is up (what VRRP elects).
+
+--fail NODE is the readable what-if: which node VRRP hands each of NODE's
+VIPs to, and what every node holds then. Nothing else moves.
 
 A VIP may pin its VRID as ADDR@VRID. Exit code 2 on bad input.`,
 		Example: `  garpd plan --nodes n1,n2,n3 --vips 192.0.2.101,192.0.2.102,192.0.2.103
   garpd plan --nodes n1,n2,n3 --weights n1=2 --vip-range 192.0.2.101-192.0.2.200 --fail n2
+  garpd plan --nodes n1,n2,n3,n4 --vip-range 192.0.2.101-192.0.2.112 --down n2,n4 --json
   garpd plan --nodes n1,n2 --vips 192.0.2.101@51 --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -51,15 +57,19 @@ A VIP may pin its VRID as ADDR@VRID. Exit code 2 on bad input.`,
 			if err != nil {
 				return usageError(err)
 			}
-			var rep *balancer.FailureReport
+			down, err := plan.Down(downFlag)
+			if err != nil {
+				return usageError(fmt.Errorf("--down: %w", err))
+			}
 			if fail != "" {
-				r, _, err := balancer.Fail(plan, fail)
-				if err != nil {
+				if _, err := plan.Down([]string{fail}); err != nil {
 					return usageError(fmt.Errorf("--fail: %w", err))
 				}
-				rep = &r
+				if down[fail] {
+					return usageError(fmt.Errorf("--fail %q: it is already --down", fail))
+				}
 			}
-			out := planOutput(plan, alloc, rep)
+			out := planOutput(plan, alloc, down, fail)
 			if asJSON {
 				return printJSON(cmd.OutOrStdout(), out)
 			}
@@ -73,7 +83,8 @@ A VIP may pin its VRID as ADDR@VRID. Exit code 2 on bad input.`,
 	f.StringSliceVar(&rangesFlag, "vip-range", nil, "an inclusive range of VIPs, FIRST-LAST (repeatable)")
 	f.IntVar(&vridBase, "vrid-base", 10, "first VRID to allocate; VIP i gets vrid-base+i")
 	f.IntVar(&vridMax, "vrid-max", 255, "last VRID to allocate; more VIPs than free VRIDs share them as groups")
-	f.StringVar(&fail, "fail", "", "show what happens when this node dies")
+	f.StringVar(&fail, "fail", "", "show what happens when this node goes down as well")
+	f.StringSliceVar(&downFlag, "down", nil, "known members that are down: the ranking stays, holders skip them")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
@@ -150,57 +161,58 @@ type planVIP struct {
 	VRID       int            `json:"vrid"`
 	Ranking    []string       `json:"ranking"`
 	Priorities map[string]int `json:"priorities"`
+	Holder     string         `json:"holder"` // first of the ranking not down: what VRRP elects
 }
 
 type planMove struct {
-	Address  string `json:"address"`
-	VRID     int    `json:"vrid"`
-	VRRP     string `json:"vrrp"`     // who VRRP hands it to at once (rank 1)
-	Reranked string `json:"reranked"` // who owns it after re-ranking
+	Address string `json:"address"`
+	VRID    int    `json:"vrid"`
+	VRRP    string `json:"vrrp"` // who VRRP hands it to: the next of its ranking that is up
 }
 
 type planFail struct {
-	Node               string         `json:"node"`
-	Moves              []planMove     `json:"moves"`
-	VIPsMoved          int            `json:"vips_moved"`
-	MovedTwice         int            `json:"moved_twice"`
-	OthersMoved        int            `json:"others_moved"`
-	OwnedAfterFailover map[string]int `json:"owned_after_failover"`
-	OwnedAfterRerank   map[string]int `json:"owned_after_rerank"`
+	Node      string         `json:"node"`
+	Moves     []planMove     `json:"moves"`
+	HeldAfter map[string]int `json:"held_after"`
 }
 
 type planJSON struct {
 	VIPs    []planVIP      `json:"vips"`
 	Owned   map[string]int `json:"owned"`
+	Held    map[string]int `json:"held"` // VIPs held per node with --down
+	Down    []string       `json:"down,omitempty"`
 	Nodes   []string       `json:"nodes"`
 	Grouped []string       `json:"grouped,omitempty"`
 	Fail    *planFail      `json:"fail,omitempty"`
 }
 
-func planOutput(p balancer.Plan, alloc balancer.Allocation, rep *balancer.FailureReport) planJSON {
-	out := planJSON{Owned: p.Owned(), Grouped: alloc.Grouped}
+func planOutput(p balancer.Plan, alloc balancer.Allocation, down map[string]bool, fail string) planJSON {
+	out := planJSON{Owned: p.Owned(), Held: p.Held(down), Grouped: alloc.Grouped}
 	for _, n := range p.Nodes {
 		out.Nodes = append(out.Nodes, n.Name)
+		if down[n.Name] {
+			out.Down = append(out.Down, n.Name)
+		}
 	}
 	for _, r := range p.Groups {
-		ranking, prios := r.Ranking(), r.Priorities()
+		ranking, prios, holder := r.Ranking(), r.Priorities(), r.Holder(down)
 		for _, v := range r.Group.VIPs {
-			out.VIPs = append(out.VIPs, planVIP{Address: v.Addr().String(), VRID: r.Group.VRID, Ranking: ranking, Priorities: prios})
+			out.VIPs = append(out.VIPs, planVIP{Address: v.Addr().String(), VRID: r.Group.VRID, Ranking: ranking, Priorities: prios, Holder: holder})
 		}
 	}
-	if rep != nil {
-		f := &planFail{Node: rep.Node, OwnedAfterFailover: rep.OwnedAfterFailover, OwnedAfterRerank: rep.OwnedAfterRerank}
-		for _, m := range rep.Moves {
-			for _, v := range m.Group.VIPs {
-				f.Moves = append(f.Moves, planMove{Address: v.Addr().String(), VRID: m.Group.VRID, VRRP: m.Immediate, Reranked: m.Reranked})
-				f.VIPsMoved++
-				if m.Immediate != m.Reranked {
-					f.MovedTwice++
-				}
+	if fail != "" {
+		after := maps.Clone(down)
+		after[fail] = true
+		f := &planFail{Node: fail, HeldAfter: p.Held(after)}
+		delete(f.HeldAfter, fail)
+		for _, r := range p.Groups {
+			if r.Holder(down) != fail {
+				continue
+			}
+			for _, v := range r.Group.VIPs {
+				f.Moves = append(f.Moves, planMove{Address: v.Addr().String(), VRID: r.Group.VRID, VRRP: r.Holder(after)})
 			}
 		}
-		f.OthersMoved = rep.OthersMoved
-		f.VIPsMoved += rep.OthersMoved
 		out.Fail = f
 	}
 	return out
@@ -208,42 +220,43 @@ func planOutput(p balancer.Plan, alloc balancer.Allocation, rep *balancer.Failur
 
 func printPlan(w io.Writer, out planJSON) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VIP\tVRID\tOWNER\tRANKING\tPRIORITIES")
+	fmt.Fprintln(tw, "VIP\tVRID\tHOLDER\tRANKING\tPRIORITIES")
 	for _, v := range out.VIPs {
 		pr := make([]string, len(v.Ranking))
 		for i, n := range v.Ranking {
 			pr[i] = fmt.Sprintf("%s=%d", n, v.Priorities[n])
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", v.Address, v.VRID, v.Ranking[0], strings.Join(v.Ranking, " > "), strings.Join(pr, " "))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", v.Address, v.VRID, v.Holder, strings.Join(v.Ranking, " > "), strings.Join(pr, " "))
 	}
 	tw.Flush()
-	fmt.Fprintln(w, "\nVIPs owned per node:")
-	for _, n := range out.Nodes {
-		fmt.Fprintf(w, "  %-12s %d\n", n, out.Owned[n])
+	if len(out.Down) > 0 {
+		fmt.Fprintf(w, "\nDown: %s. VIPs held per node (owned when all are up):\n", strings.Join(out.Down, ", "))
+		for _, n := range out.Nodes {
+			fmt.Fprintf(w, "  %-12s %d (%d)\n", n, out.Held[n], out.Owned[n])
+		}
+	} else {
+		fmt.Fprintln(w, "\nVIPs owned per node:")
+		for _, n := range out.Nodes {
+			fmt.Fprintf(w, "  %-12s %d\n", n, out.Owned[n])
+		}
 	}
 	for _, g := range out.Grouped {
 		fmt.Fprintf(w, "note: %s\n", g)
 	}
 	if f := out.Fail; f != nil {
-		fmt.Fprintf(w, "\nIf %s dies:\n", f.Node)
+		fmt.Fprintf(w, "\nIf %s goes down:\n", f.Node)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  VIP\tVRID\tVRRP MOVES IT TO\tOWNER AFTER RE-RANKING")
+		fmt.Fprintln(tw, "  VIP\tVRID\tVRRP MOVES IT TO")
 		for _, m := range f.Moves {
-			again := ""
-			if m.VRRP != m.Reranked {
-				again = "  (moves again)"
-			}
-			fmt.Fprintf(tw, "  %s\t%d\t%s\t%s%s\n", m.Address, m.VRID, m.VRRP, m.Reranked, again)
+			fmt.Fprintf(tw, "  %s\t%d\t%s\n", m.Address, m.VRID, m.VRRP)
 		}
 		tw.Flush()
-		fmt.Fprintf(w, "  %d VIPs move in all: %d of %s's by VRRP (%d of them once more after re-ranking), %d of other nodes' after re-ranking.\n",
-			f.VIPsMoved, len(f.Moves), f.Node, f.MovedTwice, f.OthersMoved)
-		fmt.Fprintln(w, "  Owned right after failover / after re-ranking:")
+		fmt.Fprintf(w, "  %d VIPs move, all of them %s's; nothing is re-ranked, so no other VIP moves.\n", len(f.Moves), f.Node)
+		fmt.Fprintln(w, "  VIPs held per node then:")
 		for _, n := range out.Nodes {
-			if n == f.Node {
-				continue
+			if h, ok := f.HeldAfter[n]; ok && !slices.Contains(out.Down, n) {
+				fmt.Fprintf(w, "    %-12s %d\n", n, h)
 			}
-			fmt.Fprintf(w, "    %-12s %d / %d\n", n, f.OwnedAfterFailover[n], f.OwnedAfterRerank[n])
 		}
 	}
 	return nil

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -46,8 +47,19 @@ func TestPlanJSONShape(t *testing.T) {
 	}
 }
 
-func TestPlanFail(t *testing.T) {
-	out, err := runCLI("plan", "--nodes", "a,b,c,d", "--vip-range", "198.51.100.1-198.51.100.40", "--fail", "b", "--json")
+// --down keeps the ranking and moves holders to the next node that is up;
+// --fail shows the same as a what-if.
+func TestPlanDownAndFail(t *testing.T) {
+	args := []string{"plan", "--nodes", "a,b,c,d", "--vip-range", "198.51.100.1-198.51.100.40", "--json"}
+	out, err := runCLI(args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all planJSON
+	if err := json.Unmarshal([]byte(out), &all); err != nil {
+		t.Fatal(err)
+	}
+	out, err = runCLI(append(args, "--down", "b", "--fail", "c")...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,18 +67,50 @@ func TestPlanFail(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatal(err)
 	}
-	if got.Owned["b"] != 10 || got.Fail == nil || len(got.Fail.Moves) != 10 {
-		t.Fatalf("want b owning 10 VIPs, all moved on failure: %s", out)
+	if got.Owned["b"] != 10 || got.Held["b"] != 0 || !slices.Equal(got.Down, []string{"b"}) {
+		t.Fatalf("want b owning 10 VIPs and holding none while down: %s", out)
+	}
+	for i, v := range got.VIPs {
+		if !slices.Equal(v.Ranking, all.VIPs[i].Ranking) {
+			t.Fatalf("%s: ranking %v changed with --down (was %v)", v.Address, v.Ranking, all.VIPs[i].Ranking)
+		}
+		want := v.Ranking[0]
+		if want == "b" {
+			want = v.Ranking[1]
+		}
+		if v.Holder != want {
+			t.Fatalf("%s: holder %s, want %s (first of %v that is up)", v.Address, v.Holder, want, v.Ranking)
+		}
+	}
+	if spread := maxMin(got.Held, "b"); spread > 1 {
+		t.Fatalf("with b down the others hold %v: spread %d", got.Held, spread)
+	}
+	if got.Fail == nil || len(got.Fail.Moves) != got.Held["c"] {
+		t.Fatalf("--fail c: want each of the %d VIPs c holds moved: %s", got.Held["c"], out)
 	}
 	for _, m := range got.Fail.Moves {
-		if m.VRRP == "b" || m.Reranked == "b" {
-			t.Fatalf("a VIP moved to the dead node: %+v", m)
+		if m.VRRP == "b" || m.VRRP == "c" {
+			t.Fatalf("a VIP moved to a down node: %+v", m)
 		}
 	}
 	text, err := runCLI("plan", "--nodes", "a,b,c,d", "--vip-range", "198.51.100.1-198.51.100.40", "--fail", "b")
-	if err != nil || !strings.Contains(text, "If b dies") || !strings.Contains(text, "VIPs move in all") {
+	if err != nil || !strings.Contains(text, "If b goes down") || !strings.Contains(text, "no other VIP moves") {
 		t.Fatalf("text --fail output: %v\n%s", err, text)
 	}
+}
+
+func maxMin(m map[string]int, except string) int {
+	lo, hi := -1, 0
+	for k, v := range m {
+		if k == except {
+			continue
+		}
+		if lo < 0 || v < lo {
+			lo = v
+		}
+		hi = max(hi, v)
+	}
+	return hi - lo
 }
 
 // Bad input exits 2 with a message naming the offending value.
@@ -86,6 +130,7 @@ func TestPlanBadInput(t *testing.T) {
 		{[]string{"--nodes", "a,b", "--weights", "a=-2", "--vips", "192.0.2.1"}, "a=-2"},
 		{[]string{"--nodes", "a,b", "--weights", "c=2", "--vips", "192.0.2.1"}, `"c"`},
 		{[]string{"--nodes", "a,b", "--vips", "192.0.2.1", "--fail", "z"}, `"z"`},
+		{[]string{"--nodes", "a,b", "--vips", "192.0.2.1", "--down", "y"}, `"y"`},
 		{[]string{"--nodes", "a"}, "no VIPs"},
 		{[]string{"--nodes", "a", "--vips", "192.0.2.1", "--vrid-base", "0"}, "0"},
 	}
