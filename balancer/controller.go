@@ -41,59 +41,21 @@ func Digest(groups []Group, version int, interval time.Duration) string {
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
-// MemberState says why a member is or is not ranked.
+// MemberState is what a known member is doing, as this node sees it.
 type MemberState string
 
-// Member states, as /status and the members metric show them.
+// Member states, as /status and the members metric show them. Every known
+// member is in the ranking whatever its state; the state says whether it
+// takes part in VRRP now.
 const (
-	StateRanked    MemberState = "ranked"
-	StateSettling  MemberState = "settling"
+	StateRanked    MemberState = "ranked"   // up, healthy, settled: holds its share
+	StateSettling  MemberState = "settling" // up and healthy, not settled yet
+	StateDown      MemberState = "down"     // known, not alive
 	StateUnhealthy MemberState = "unhealthy"
 	StateMismatch  MemberState = "config_mismatch"
 )
 
-// Eligible decides who is ranked: healthy members with our config digest
-// that became ready at or before the cutoff max(now - settle, earliest +
-// settle), where earliest is the first ready time among them. Nodes that
-// start together (within settle of the first) are ranked at once and stay
-// ranked, since the cutoff only grows; a node that joins or recovers later
-// is ranked settle after it became ready. next is when the next waiting
-// member will qualify (zero if none waits).
-func Eligible(members []gossip.Member, digest string, now time.Time, settle time.Duration) (ranked []string, states map[string]MemberState, next time.Time) {
-	states = map[string]MemberState{}
-	var earliest int64
-	for _, m := range members {
-		switch {
-		case m.Meta.Digest != digest:
-			states[m.Name] = StateMismatch
-		case !m.Meta.Healthy:
-			states[m.Name] = StateUnhealthy
-		case m.Meta.ReadySince <= 0:
-			states[m.Name] = StateSettling // not told yet since when
-		default:
-			states[m.Name] = StateSettling
-			if earliest == 0 || m.Meta.ReadySince < earliest {
-				earliest = m.Meta.ReadySince
-			}
-		}
-	}
-	cutoff := max(now.Add(-settle).UnixMilli(), earliest+settle.Milliseconds())
-	for _, m := range members {
-		if states[m.Name] != StateSettling || m.Meta.ReadySince <= 0 {
-			continue
-		}
-		if m.Meta.ReadySince <= cutoff {
-			states[m.Name] = StateRanked
-			ranked = append(ranked, m.Name)
-			continue
-		}
-		at := time.UnixMilli(m.Meta.ReadySince).Add(settle)
-		if next.IsZero() || at.Before(next) {
-			next = at
-		}
-	}
-	return ranked, states, next
-}
+var memberStates = []MemberState{StateRanked, StateSettling, StateDown, StateUnhealthy, StateMismatch}
 
 // ConfigMinority reports whether the members sharing digest are outnumbered
 // by the members of another digest (a tie goes to the smaller digest), so
@@ -111,23 +73,9 @@ func ConfigMinority(members []gossip.Member, digest string) bool {
 	return false
 }
 
-// UnrankedPriority is this node's priority for every VIP while it is not
-// ranked (settling): a backup of last resort, never an owner.
+// UnrankedPriority is this node's priority for every VIP while it has not
+// settled (or is cut off): a backup of last resort, never an owner.
 const UnrankedPriority = 1
-
-// LocalRouters turns a plan into this node's virtual routers: its priority
-// for each group follows its rank.
-func LocalRouters(p Plan, local string) []vrrp.RouterSpec {
-	out := make([]vrrp.RouterSpec, len(p.Groups))
-	for i, r := range p.Groups {
-		prio := UnrankedPriority
-		if rank := r.RankOf(local); rank >= 0 {
-			prio = PriorityForRank(rank, r.Len())
-		}
-		out[i] = vrrp.RouterSpec{VRID: uint8(r.Group.VRID), VIPs: slices.Clone(r.Group.VIPs), Priority: uint8(prio)}
-	}
-	return out
-}
 
 // Engine is the part of the VRRP engine the controller drives.
 type Engine interface {
@@ -139,6 +87,7 @@ type Engine interface {
 // Members is the part of the membership the controller reads and writes.
 type Members interface {
 	Members() []gossip.Member
+	Known() []gossip.KnownMember
 	Changes() <-chan struct{}
 	Meta() gossip.Meta
 	SetMeta(gossip.Meta)
@@ -157,7 +106,112 @@ type ControllerConfig struct {
 	HasSeeds bool
 }
 
-// Controller turns membership and local health into VRRP priorities.
+// Inputs are everything a decision depends on.
+type Inputs struct {
+	Known   []gossip.KnownMember
+	Live    []gossip.Member
+	Healthy bool // this node's checks pass
+	Settled bool // and have for settle
+}
+
+// Decision is what this node does, and what it shows, for one set of
+// inputs.
+type Decision struct {
+	Specs    []vrrp.RouterSpec // this node's virtual routers
+	Resign   bool              // out of VRRP: unhealthy, or the config minority
+	Minority bool
+	Alone    bool // cut off from the cluster although it has seeds
+	Peers    []netip.Addr
+	Counts   map[MemberState]int
+	Status   ControllerStatus
+}
+
+// Decide is the controller's logic as a pure function: the plan over the
+// known members, this node's priorities from it, and each member's state.
+// A node that is not settled (or is cut off) is a backup of last resort
+// for every group; members' states never change the plan, only who VRRP
+// elects.
+func Decide(cfg ControllerConfig, plan Plan, in Inputs) Decision {
+	d := Decision{Counts: map[MemberState]int{}}
+	live := map[string]gossip.Member{}
+	for _, m := range in.Live {
+		live[m.Name] = m
+	}
+	states := map[string]MemberState{}
+	for _, k := range in.Known {
+		m, alive := live[k.Name]
+		st := StateDown
+		switch {
+		case m.Self:
+			st = localState(in)
+		case !alive:
+		case m.Meta.Digest != cfg.Digest:
+			st = StateMismatch
+		case !m.Meta.Healthy:
+			st = StateUnhealthy
+		case !m.Meta.Settled:
+			st = StateSettling
+		default:
+			st = StateRanked
+		}
+		if k.Name == cfg.Local {
+			st = localState(in)
+		}
+		states[k.Name] = st
+		d.Counts[st]++
+		ms := MemberStatus{Name: k.Name, State: st}
+		if alive {
+			ms.Addr, ms.Failing, ms.Digest, ms.Version = m.Addr.String(), m.Meta.Failing, m.Meta.Digest, m.Meta.Version
+		}
+		if !k.DownSince.IsZero() && st == StateDown {
+			ms.DownSince = k.DownSince.UTC().Format(time.RFC3339)
+		}
+		d.Status.Members = append(d.Status.Members, ms)
+		d.Status.Known = append(d.Status.Known, k.Name)
+		if !m.Self && alive && m.Meta.Digest == cfg.Digest {
+			for _, a := range []string{m.Meta.VRRP4, m.Meta.VRRP6} {
+				if p, err := netip.ParseAddr(a); err == nil {
+					d.Peers = append(d.Peers, p)
+				}
+			}
+		}
+	}
+	d.Minority = ConfigMinority(in.Live, cfg.Digest)
+	d.Resign = !in.Healthy || d.Minority
+	d.Alone = cfg.HasSeeds && len(in.Live) <= 1
+	// Not electable for VRRP: anyone whose state is not ranked.
+	down := map[string]bool{}
+	for name, st := range states {
+		down[name] = st != StateRanked
+	}
+	lastResort := !in.Settled || d.Alone
+	for _, r := range plan.Groups {
+		prio := UnrankedPriority
+		if rank := r.RankOf(cfg.Local); rank >= 0 && !lastResort {
+			prio = PriorityForRank(rank, r.Len())
+		}
+		d.Specs = append(d.Specs, vrrp.RouterSpec{VRID: uint8(r.Group.VRID), VIPs: slices.Clone(r.Group.VIPs), Priority: uint8(prio)})
+		vs := VIPStatus{VRID: r.Group.VRID, Ranking: r.Ranking(), Holder: r.Holder(down), Priority: prio}
+		for _, p := range r.Group.VIPs {
+			vs.VIPs = append(vs.VIPs, p.Addr().String())
+		}
+		d.Status.VIPs = append(d.Status.VIPs, vs)
+	}
+	return d
+}
+
+func localState(in Inputs) MemberState {
+	switch {
+	case !in.Healthy:
+		return StateUnhealthy
+	case !in.Settled:
+		return StateSettling
+	}
+	return StateRanked
+}
+
+// Controller turns the known members, membership and local health into
+// VRRP priorities.
 type Controller struct {
 	cfg     ControllerConfig
 	members Members
@@ -168,42 +222,48 @@ type Controller struct {
 	latestHealthy atomic.Bool
 	healthSignal  chan struct{}
 
-	mu        sync.Mutex
-	status    ControllerStatus
+	mu     sync.Mutex
+	status ControllerStatus
+
+	// Owned by Run's goroutine.
 	applied   []vrrp.RouterSpec
 	resigned  bool
 	peers     []netip.Addr
 	mismatch  map[string]string // member → digest already logged
 	minority  bool
 	alone     bool
-	ranked    bool
-	nextRank  time.Time // when a waiting member qualifies
+	settled   bool
 	healthy   bool
-	readyFrom time.Time // healthy and a member since
+	readyFrom time.Time // healthy since
+	known     []string  // the plan's members
+	plan      Plan
 }
 
 // ControllerStatus is the dynamic mode's view for /status.
 type ControllerStatus struct {
 	Members []MemberStatus `json:"members"`
 	VIPs    []VIPStatus    `json:"vips"`
-	Ranked  []string       `json:"ranked"`
+	Known   []string       `json:"known"`
 }
 
-// MemberStatus is one member as this node ranks it.
+// MemberStatus is one known member as this node sees it.
 type MemberStatus struct {
-	Name    string      `json:"name"`
-	Addr    string      `json:"addr"`
-	State   MemberState `json:"state"`
-	Failing []string    `json:"failing_checks,omitempty"`
-	Digest  string      `json:"digest"`
-	Version string      `json:"version,omitempty"`
+	Name      string      `json:"name"`
+	Addr      string      `json:"addr,omitempty"`
+	State     MemberState `json:"state"`
+	DownSince string      `json:"down_since,omitempty"`
+	Failing   []string    `json:"failing_checks,omitempty"`
+	Digest    string      `json:"digest,omitempty"`
+	Version   string      `json:"version,omitempty"`
 }
 
-// VIPStatus is one group's ranking and this node's priority for it.
+// VIPStatus is one group's ranking, who VRRP elects from it now, and this
+// node's priority for it.
 type VIPStatus struct {
 	VIPs     []string `json:"vips"`
 	VRID     int      `json:"vrid"`
 	Ranking  []string `json:"ranking"`
+	Holder   string   `json:"holder"`
 	Priority int      `json:"priority"`
 }
 
@@ -212,7 +272,7 @@ type VIPStatus struct {
 func NewMembersGauge(reg prometheus.Registerer) *prometheus.GaugeVec {
 	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "garpd_members",
-		Help: "Gossip members by ranking state: ranked, settling, unhealthy, config_mismatch.",
+		Help: "Known members by state: ranked, settling, down, unhealthy, config_mismatch.",
 	}, []string{"state"})
 	if reg != nil {
 		reg.MustRegister(g)
@@ -253,33 +313,32 @@ func (c *Controller) Status() ControllerStatus {
 // Run drives priorities until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
 	var debounce <-chan time.Time
-	schedule := func() {
-		if debounce == nil {
-			debounce = time.After(c.cfg.Debounce)
-		}
-	}
 	c.publish()
 	c.recompute(ctx)
 	for {
 		var settle <-chan time.Time
-		if !c.nextRank.IsZero() {
-			settle = time.After(max(time.Until(c.nextRank), 0))
+		if c.healthy && !c.settled {
+			settle = time.After(max(time.Until(c.readyFrom.Add(c.cfg.Settle)), 0))
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-c.members.Changes():
-			schedule()
+			if debounce == nil {
+				debounce = time.After(c.cfg.Debounce)
+			}
 		case <-c.healthSignal:
 			if h := c.latestHealthy.Load(); h != c.healthy {
-				c.healthy = h
-				c.readyFrom = time.Now()
-				c.publish()
-				// Resigning is local and at once; re-ranking follows gossip.
+				c.healthy, c.settled, c.readyFrom = h, false, time.Now()
+				// Resigning is local and at once.
 				c.recompute(ctx)
+				c.publish()
 			}
 		case <-settle:
+			c.settled = true
+			c.log.Info().Dur("settle", c.cfg.Settle).Msg("settled: raising this node's priorities to its ranks")
 			c.recompute(ctx)
+			c.publish()
 		case <-debounce:
 			debounce = nil
 			c.recompute(ctx)
@@ -287,143 +346,100 @@ func (c *Controller) Run(ctx context.Context) {
 	}
 }
 
-// publish gossips this node's health and since when it is ready.
+// publish gossips this node's health and whether it has settled.
 func (c *Controller) publish() {
 	m := c.members.Meta()
-	m.Healthy = c.healthy
-	m.ReadySince = 0
-	if c.healthy {
-		m.ReadySince = c.readyFrom.UnixMilli()
-	}
+	m.Healthy, m.Settled = c.healthy, c.healthy && c.settled
 	c.members.SetMeta(m)
 }
 
+// recompute decides and carries the decision out.
 func (c *Controller) recompute(ctx context.Context) {
-	members := c.members.Members()
-	ranked, states, next := Eligible(members, c.cfg.Digest, time.Now(), c.cfg.Settle)
-	c.nextRank = next
-	if r := slices.Contains(ranked, c.cfg.Local); r != c.ranked {
-		c.ranked = r
-		if r {
-			c.log.Info().Msg("this node is ranked: it owns its share of VIPs")
-		} else if c.healthy {
-			c.log.Info().Dur("settle", c.cfg.Settle).Msg("this node is not ranked yet: settling before it takes a share")
-		}
+	known := c.members.Known()
+	names := make([]string, len(known))
+	nodes := make([]Node, len(known))
+	for i, k := range known {
+		names[i], nodes[i] = k.Name, Node{Name: k.Name, Weight: 1}
 	}
-	counts := map[MemberState]int{}
-	st := ControllerStatus{Ranked: ranked}
-	var peers []netip.Addr
-	for _, m := range members {
-		s := states[m.Name]
-		counts[s]++
-		st.Members = append(st.Members, MemberStatus{Name: m.Name, Addr: m.Addr.String(), State: s,
-			Failing: m.Meta.Failing, Digest: m.Meta.Digest, Version: m.Meta.Version})
-		if s == StateMismatch && c.mismatch[m.Name] != m.Meta.Digest {
-			c.mismatch[m.Name] = m.Meta.Digest
-			c.log.Error().Str("member", m.Name).Str("their_digest", m.Meta.Digest).Str("our_digest", c.cfg.Digest).
-				Msg("member's config differs from ours (VIPs, VRIDs, VRRP version or interval): not ranking it. Give every node the same vips and vrrp settings")
-		}
-		if !m.Self && s != StateMismatch {
-			for _, a := range []string{m.Meta.VRRP4, m.Meta.VRRP6} {
-				if p, err := netip.ParseAddr(a); err == nil {
-					peers = append(peers, p)
-				}
-			}
-		}
-	}
-	for _, s := range []MemberState{StateRanked, StateSettling, StateUnhealthy, StateMismatch} {
-		c.gauge.WithLabelValues(string(s)).Set(float64(counts[s]))
-	}
-	if c.cfg.UnicastAuto && !slices.Equal(peers, c.peers) {
-		if err := c.engine.SetPeers(ctx, peers); err != nil {
-			c.log.Error().Err(err).Msg("cannot set VRRP unicast peers")
-		} else {
-			c.peers = peers
-			c.log.Info().Int("peers", len(peers)).Msg("VRRP unicast peers follow the member list")
-		}
-	}
-
-	minority := ConfigMinority(members, c.cfg.Digest)
-	if minority != c.minority {
-		c.minority = minority
-		if minority {
-			c.log.Error().Str("our_digest", c.cfg.Digest).Msg("most members run another config (VIPs, VRIDs or VRRP settings): resigning every VIP so the two configs never hold VIPs at once")
-		} else {
-			c.log.Info().Msg("our config is the majority's again")
-		}
-	}
-	if !c.healthy || minority {
-		if !c.resigned {
-			if err := c.engine.Resign(ctx, true); err == nil {
-				c.resigned = true
-				c.log.Warn().Bool("healthy", c.healthy).Bool("config_minority", minority).Msg("resigned every VIP (priority-0 adverts)")
-			}
-		}
-		c.setStatus(st)
-		return
-	}
-	if c.resigned {
-		if err := c.engine.Resign(ctx, false); err == nil {
-			c.resigned = false
-			c.log.Info().Msg("healthy again: back in VRRP as a backup; owner of a share after settle")
-		}
-	}
-	var nodes []Node
-	for _, n := range ranked {
-		nodes = append(nodes, Node{Name: n, Weight: 1})
-	}
-	alone := c.cfg.HasSeeds && len(members) <= 1
-	if alone != c.alone {
-		c.alone = alone
-		if alone {
-			c.log.Warn().Msg("alone although join seeds are configured (wrong key? gossip port blocked?): backup of last resort for every VIP until the cluster is reachable")
-		}
-	}
-	var specs []vrrp.RouterSpec
-	if len(nodes) == 0 || alone {
-		// Cut off from the cluster, or not even ourselves listed yet: never
-		// claim ownership; take a VIP only if nobody else advertises it.
-		for _, g := range c.cfg.Groups {
-			specs = append(specs, vrrp.RouterSpec{VRID: uint8(g.VRID), VIPs: slices.Clone(g.VIPs), Priority: UnrankedPriority})
-		}
-	} else {
+	if !slices.Equal(names, c.known) || c.plan.Groups == nil {
 		plan, err := Rank(nodes, c.cfg.Groups)
 		if err != nil {
 			c.log.Error().Err(err).Msg("cannot rank")
 			return
 		}
-		specs = LocalRouters(plan, c.cfg.Local)
-		for _, r := range plan.Groups {
-			vs := VIPStatus{VRID: r.Group.VRID, Ranking: r.Ranking()}
-			for _, p := range r.Group.VIPs {
-				vs.VIPs = append(vs.VIPs, p.Addr().String())
-			}
-			if rank := r.RankOf(c.cfg.Local); rank >= 0 {
-				vs.Priority = PriorityForRank(rank, r.Len())
-			} else {
-				vs.Priority = UnrankedPriority
-			}
-			st.VIPs = append(st.VIPs, vs)
+		if c.known != nil {
+			c.log.Info().Strs("known", names).Strs("before", c.known).Int("vips_changing_owner", len(Moves(c.plan, plan, nil))).
+				Msg("known members changed: re-planned")
+		}
+		c.plan, c.known = plan, names
+	}
+	live := c.members.Members()
+	d := Decide(c.cfg, c.plan, Inputs{Known: known, Live: live, Healthy: c.healthy, Settled: c.healthy && c.settled})
+	for _, s := range memberStates {
+		c.gauge.WithLabelValues(string(s)).Set(float64(d.Counts[s]))
+	}
+	for _, m := range live {
+		if m.Meta.Digest != c.cfg.Digest && c.mismatch[m.Name] != m.Meta.Digest {
+			c.mismatch[m.Name] = m.Meta.Digest
+			c.log.Error().Str("member", m.Name).Str("their_digest", m.Meta.Digest).Str("our_digest", c.cfg.Digest).
+				Msg("member's config differs from ours (VIPs, VRIDs, VRRP version or interval). Give every node the same vips and vrrp settings")
 		}
 	}
-	c.setStatus(st)
-	if slices.EqualFunc(specs, c.applied, func(a, b vrrp.RouterSpec) bool {
+	if d.Minority != c.minority {
+		c.minority = d.Minority
+		if d.Minority {
+			c.log.Error().Str("our_digest", c.cfg.Digest).Msg("most members run another config (VIPs, VRIDs or VRRP settings): resigning every VIP so the two configs never hold VIPs at once")
+		} else {
+			c.log.Info().Msg("our config is the majority's again")
+		}
+	}
+	if d.Alone != c.alone {
+		c.alone = d.Alone
+		if d.Alone {
+			c.log.Warn().Msg("alone although join seeds are configured (wrong key? gossip port blocked?): backup of last resort for every VIP until the cluster is reachable")
+		}
+	}
+	if c.cfg.UnicastAuto && !slices.Equal(d.Peers, c.peers) {
+		if err := c.engine.SetPeers(ctx, d.Peers); err != nil {
+			c.log.Error().Err(err).Msg("cannot set VRRP unicast peers")
+		} else {
+			c.peers = d.Peers
+			c.log.Info().Int("peers", len(d.Peers)).Msg("VRRP unicast peers follow the member list")
+		}
+	}
+	c.setStatus(d.Status)
+	if d.Resign {
+		if !c.resigned {
+			if err := c.engine.Resign(ctx, true); err == nil {
+				c.resigned = true
+				c.log.Warn().Bool("healthy", c.healthy).Bool("config_minority", d.Minority).Msg("resigned every VIP (priority-0 adverts)")
+			}
+		}
+		return
+	}
+	if c.resigned {
+		if err := c.engine.Resign(ctx, false); err == nil {
+			c.resigned = false
+			c.log.Info().Dur("settle", c.cfg.Settle).Msg("healthy again: back in VRRP as a backup; its own VIPs come back after settle")
+		}
+	}
+	if slices.EqualFunc(d.Specs, c.applied, func(a, b vrrp.RouterSpec) bool {
 		return a.VRID == b.VRID && a.Priority == b.Priority && slices.Equal(a.VIPs, b.VIPs)
 	}) {
 		return
 	}
-	if err := c.engine.Update(ctx, specs); err != nil {
+	if err := c.engine.Update(ctx, d.Specs); err != nil {
 		c.log.Error().Err(err).Msg("cannot apply priorities")
 		return
 	}
-	c.applied = specs
+	c.applied = d.Specs
 	owned := 0
-	for _, s := range specs {
+	for _, s := range d.Specs {
 		if int(s.Priority) == OwnerPriority {
 			owned += len(s.VIPs)
 		}
 	}
-	c.log.Info().Strs("ranked", ranked).Int("owner_of", owned).Int("vips", countVIPs(specs)).Msg("ranking changed: priorities updated")
+	c.log.Info().Strs("known", names).Int("owner_of", owned).Int("vips", countVIPs(d.Specs)).Msg("priorities updated")
 }
 
 func countVIPs(specs []vrrp.RouterSpec) int {

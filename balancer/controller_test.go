@@ -14,48 +14,82 @@ import (
 	"github.com/garpd/garpd/vrrp"
 )
 
-var now0 = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
-
-// member is ready since ago before now0 (ready < 0: unhealthy).
-func member(name string, healthy bool, ago time.Duration, digest string) gossip.Member {
-	return gossip.Member{Name: name, Meta: gossip.Meta{Healthy: healthy, ReadySince: now0.Add(-ago).UnixMilli(), Digest: digest}}
+// member is a live member that is healthy and settled unless said.
+func member(name string, healthy bool, settled bool, digest string) gossip.Member {
+	return gossip.Member{Name: name, Meta: gossip.Meta{Healthy: healthy, Settled: settled, Digest: digest}}
 }
 
-func TestEligible(t *testing.T) {
-	const settle = 10 * time.Second
-	cases := []struct {
-		name    string
-		members []gossip.Member
-		want    []string
-		next    time.Duration // after now0; 0: none waits
-	}{
-		{"cold start: a cohort within settle of the first is ranked at once",
-			[]gossip.Member{member("a", true, 2*time.Second, "d"), member("b", true, time.Second, "d")}, []string{"a", "b"}, 0},
-		{"and stays ranked when the first passes settle",
-			[]gossip.Member{member("a", true, 10500*time.Millisecond, "d"), member("b", true, 10*time.Second, "d")}, []string{"a", "b"}, 0},
-		{"a late joiner waits settle",
-			[]gossip.Member{member("a", true, time.Hour, "d"), member("b", true, time.Hour, "d"), member("c", true, 4*time.Second, "d")},
-			[]string{"a", "b"}, 6 * time.Second},
-		{"unhealthy and mismatched are never ranked",
-			[]gossip.Member{member("a", true, time.Hour, "d"), member("b", false, time.Hour, "d"), member("c", true, time.Hour, "other")}, []string{"a"}, 0},
+func known(names ...string) []gossip.KnownMember {
+	var out []gossip.KnownMember
+	for _, n := range names {
+		out = append(out, gossip.KnownMember{Name: n})
 	}
-	for _, c := range cases {
-		got, states, next := Eligible(c.members, "d", now0, settle)
-		if !slices.Equal(got, c.want) {
-			t.Errorf("%s: ranked %v, want %v (states %v)", c.name, got, c.want, states)
+	return out
+}
+
+// Decide: the plan is over the known members whatever their state; the
+// state only decides who VRRP elects, and the local node is a backup of
+// last resort until it has settled.
+func TestDecide(t *testing.T) {
+	groups := mkGroups(6)
+	cfg := ControllerConfig{Local: "a", Groups: groups, Digest: "d"}
+	plan := mustRank(t, []Node{{"a", 1}, {"b", 1}, {"c", 1}}, groups)
+	self := gossip.Member{Name: "a", Self: true, Meta: gossip.Meta{Healthy: true, Settled: true, Digest: "d"}}
+	all := []gossip.Member{self, member("b", true, true, "d"), member("c", true, true, "d")}
+
+	d := Decide(cfg, plan, Inputs{Known: known("a", "b", "c"), Live: all, Healthy: true, Settled: true})
+	for i, r := range plan.Groups {
+		if want := PriorityForRank(r.RankOf("a"), 3); int(d.Specs[i].Priority) != want {
+			t.Fatalf("group %d: priority %d, want %d from rank %d", i, d.Specs[i].Priority, want, r.RankOf("a"))
 		}
-		if (c.next == 0) != next.IsZero() || (c.next != 0 && next.Sub(now0) != c.next) {
-			t.Errorf("%s: next %v, want %s after now", c.name, next, c.next)
+		if d.Status.VIPs[i].Holder != r.Owner() {
+			t.Fatalf("group %d: holder %s with all up, want the owner %s", i, d.Status.VIPs[i].Holder, r.Owner())
 		}
+	}
+	if d.Resign || d.Counts[StateRanked] != 3 {
+		t.Fatalf("all up: resign %v, counts %v", d.Resign, d.Counts)
+	}
+
+	// b is down (still known): same priorities for a, b's groups held by
+	// their rank-1 nodes, b shown down.
+	d2 := Decide(cfg, plan, Inputs{Known: known("a", "b", "c"), Live: []gossip.Member{self, all[2]}, Healthy: true, Settled: true})
+	if !slices.EqualFunc(d.Specs, d2.Specs, func(x, y vrrp.RouterSpec) bool { return x.Priority == y.Priority }) {
+		t.Fatal("a member going down changed this node's priorities: nothing may be re-ranked")
+	}
+	for i, r := range plan.Groups {
+		want := r.Owner()
+		if want == "b" {
+			want = r.At(1)
+		}
+		if h := d2.Status.VIPs[i].Holder; h != want {
+			t.Fatalf("b down, group %d (%v): holder %s, want %s", i, r.Ranking(), h, want)
+		}
+	}
+	if d2.Counts[StateDown] != 1 {
+		t.Fatalf("b down: counts %v", d2.Counts)
+	}
+
+	// Not settled: every priority is the last-resort one.
+	d3 := Decide(cfg, plan, Inputs{Known: known("a", "b", "c"), Live: all, Healthy: true, Settled: false})
+	for _, s := range d3.Specs {
+		if s.Priority != UnrankedPriority {
+			t.Fatalf("settling node has priority %d for VRID %d, want %d", s.Priority, s.VRID, UnrankedPriority)
+		}
+	}
+	// Unhealthy: resign; a config-mismatched member is shown as such.
+	other := []gossip.Member{self, member("b", true, true, "d"), member("c", true, true, "other")}
+	d4 := Decide(cfg, plan, Inputs{Known: known("a", "b", "c"), Live: other, Healthy: false})
+	if !d4.Resign || d4.Counts[StateMismatch] != 1 || d4.Counts[StateUnhealthy] != 1 {
+		t.Fatalf("unhealthy with a mismatched member: resign %v counts %v", d4.Resign, d4.Counts)
 	}
 }
 
 func TestConfigMinority(t *testing.T) {
-	three := []gossip.Member{member("a", true, 0, "new"), member("b", true, 0, "old"), member("c", true, 0, "old")}
+	three := []gossip.Member{member("a", true, true, "new"), member("b", true, true, "old"), member("c", true, true, "old")}
 	if !ConfigMinority(three, "new") || ConfigMinority(three, "old") {
 		t.Fatal("1 vs 2: the single node must be the minority, the pair not")
 	}
-	two := []gossip.Member{member("a", true, 0, "aaa"), member("b", true, 0, "bbb")}
+	two := []gossip.Member{member("a", true, true, "aaa"), member("b", true, true, "bbb")}
 	if ConfigMinority(two, "aaa") || !ConfigMinority(two, "bbb") {
 		t.Fatal("1 vs 1: exactly one side (the larger digest) must yield")
 	}
@@ -73,29 +107,6 @@ func TestDigest(t *testing.T) {
 	}
 	if Digest(mkGroups(3), 2, time.Second) == a || Digest(mkGroups(3), 3, 100*time.Millisecond) == a || Digest(mkGroups(4), 3, time.Second) == a {
 		t.Fatal("digest ignores version, interval or VIPs")
-	}
-}
-
-func TestLocalRouters(t *testing.T) {
-	p := mustRank(t, mkNodes(3), mkGroups(6))
-	for _, n := range p.Nodes {
-		owned := 0
-		for i, s := range LocalRouters(p, n.Name) {
-			if want := p.Groups[i].Priorities()[n.Name]; int(s.Priority) != want {
-				t.Fatalf("%s group %d: priority %d, want %d", n.Name, i, s.Priority, want)
-			}
-			if s.Priority == OwnerPriority {
-				owned++
-			}
-		}
-		if owned != 2 {
-			t.Fatalf("%s owns %d of 6 VIPs over 3 nodes", n.Name, owned)
-		}
-	}
-	for _, s := range LocalRouters(p, "stranger") {
-		if s.Priority != UnrankedPriority {
-			t.Fatalf("an unranked node gets priority %d", s.Priority)
-		}
 	}
 }
 
@@ -118,6 +129,15 @@ func (f *fakeMembers) Members() []gossip.Member {
 	return out
 }
 func (f *fakeMembers) Changes() <-chan struct{} { return f.changes }
+func (f *fakeMembers) Known() []gossip.KnownMember {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []gossip.KnownMember
+	for _, m := range f.list {
+		out = append(out, gossip.KnownMember{Name: m.Name})
+	}
+	return out
+}
 func (f *fakeMembers) Meta() gossip.Meta {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -185,8 +205,9 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// The controller follows membership (a peer joins: share halves), settles,
-// and resigns at once when unhealthy.
+// The controller follows the known members (a peer joins: the plan halves
+// this node's share), settles before it owns anything, and resigns at once
+// when unhealthy.
 func TestControllerFollowsMembersAndHealth(t *testing.T) {
 	groups := mkGroups(6)
 	digest := Digest(groups, 3, time.Second)
@@ -198,25 +219,23 @@ func TestControllerFollowsMembersAndHealth(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go c.Run(ctx)
-	eventually(t, "a alone to own all 6", func() bool { n, _ := fe.owned(); return n == 6 })
+	eventually(t, "a alone to own all 6 once settled", func() bool { n, _ := fe.owned(); return n == 6 })
+	if m := fm.Meta(); !m.Settled {
+		t.Fatalf("settled node gossips %+v", m)
+	}
 
-	// b, ready long ago, joins: 3/3.
-	b := gossip.Member{Name: "b", Meta: gossip.Meta{Healthy: true, ReadySince: time.Now().Add(-time.Hour).UnixMilli(), Digest: digest}}
-	fm.set([]gossip.Member{{Name: "a", Self: true}, b})
-	eventually(t, "a to own 3 with b ranked", func() bool { n, _ := fe.owned(); return n == 3 })
+	// b joins: the plan is over a and b, 3/3.
+	fm.set([]gossip.Member{{Name: "a", Self: true}, member("b", true, true, digest)})
+	eventually(t, "a to own 3 with b known", func() bool { n, _ := fe.owned(); return n == 3 })
 
 	c.SetHealthy(false)
 	eventually(t, "resign on failing health", func() bool { _, r := fe.owned(); return r })
-	if m := fm.Meta(); m.Healthy || m.ReadySince != 0 {
+	if m := fm.Meta(); m.Healthy || m.Settled {
 		t.Fatalf("unhealthy node gossips %+v", m)
 	}
-	recovered := time.Now()
 	c.SetHealthy(true)
 	eventually(t, "back after health returns", func() bool { _, r := fe.owned(); return !r })
-	// Ready again from now on: it gossips so, and Eligible (tested above)
-	// holds it back until settle has passed since then.
-	if m := fm.Meta(); !m.Healthy || m.ReadySince < recovered.UnixMilli() {
-		t.Fatalf("recovered node gossips %+v, want healthy and ready since %d or later", m, recovered.UnixMilli())
-	}
+	// Back in VRRP, but settling: Decide (tested above) gives it the
+	// last-resort priority until settle has passed on its own clock.
 	eventually(t, "a to own its share after settle", func() bool { n, _ := fe.owned(); return n == 3 })
 }

@@ -26,11 +26,22 @@ type Config struct {
 	Join          []string      `yaml:"join" json:"join"`
 	SecretKeyFile string        `yaml:"secret_key_file" json:"secret_key_file"`
 	Settle        time.Duration `yaml:"settle" json:"settle"`
+	// ForgetAfter is how long a known member may be down before the
+	// cluster forgets it and re-plans. While it is down its VIPs sit on
+	// their rank-1 backups, which keeps the survivors within one VIP of
+	// each other, so there is no hurry; forgetting moves VIPs of live
+	// nodes. The default, 24h, rides out reboots, maintenance and a
+	// node drained over a working day, and still clears out a node that
+	// was removed for good.
+	ForgetAfter time.Duration `yaml:"forget_after" json:"forget_after"`
+	// StateDir, if set, keeps the known members on disk, so a cluster
+	// whose nodes all restart at once comes back to the same layout.
+	StateDir string `yaml:"state_dir" json:"state_dir,omitempty"`
 }
 
 // DefaultConfig is the section when the file says nothing.
 func DefaultConfig() Config {
-	return Config{Bind: "0.0.0.0:7946", Settle: 10 * time.Second}
+	return Config{Bind: "0.0.0.0:7946", Settle: 10 * time.Second, ForgetAfter: 24 * time.Hour}
 }
 
 // Validate checks c; errors start with the key they are about.
@@ -53,6 +64,14 @@ func (c Config) Validate() error {
 	}
 	if c.Settle < 0 || c.Settle > time.Hour {
 		errs = append(errs, fmt.Errorf("settle: %s: use 0s..1h", c.Settle))
+	}
+	if c.ForgetAfter < time.Second || c.ForgetAfter > 365*24*time.Hour {
+		errs = append(errs, fmt.Errorf("forget_after: %s: use 1s..8760h (a member down that long is forgotten and the VIPs re-planned)", c.ForgetAfter))
+	}
+	if c.StateDir != "" {
+		if st, err := os.Stat(c.StateDir); err != nil || !st.IsDir() {
+			errs = append(errs, fmt.Errorf("state_dir: %q is not a directory (create it, or leave state_dir out)", c.StateDir))
+		}
 	}
 	if c.SecretKeyFile != "" {
 		if _, err := LoadKey(c.SecretKeyFile); err != nil {

@@ -23,15 +23,14 @@ import (
 type Meta struct {
 	Healthy bool     `json:"h"`
 	Failing []string `json:"f,omitempty"` // names of failing checks
-	// ReadySince is when this node became a healthy member (Unix ms, its
-	// own clock). The balancer ranks a node that joins or recovers only
-	// settle after it, while a cohort that starts together ranks at once.
-	ReadySince int64  `json:"r"`
-	Digest     string `json:"d"` // of the cluster-wide config: members must agree
-	VRRP4      string `json:"a4,omitempty"`
-	VRRP6      string `json:"a6,omitempty"`
-	MAC        string `json:"m,omitempty"`
-	Version    string `json:"v,omitempty"`
+	// Settled: healthy for settle, so this node holds its share. Each node
+	// decides that on its own clock; others only show it.
+	Settled bool   `json:"s,omitempty"`
+	Digest  string `json:"d"` // of the cluster-wide config: members must agree
+	VRRP4   string `json:"a4,omitempty"`
+	VRRP6   string `json:"a6,omitempty"`
+	MAC     string `json:"m,omitempty"`
+	Version string `json:"v,omitempty"`
 }
 
 // Member is one live member as this node sees it.
@@ -55,6 +54,18 @@ type Membership struct {
 	nodes    map[string]Member
 	local    string
 	discover Discoverer // nil: nobody to join
+	// known is the cluster's known member set (see Known); downSince is
+	// when this node last saw each known member that is not alive leave
+	// (or when it started, for those it never saw).
+	known     KnownSet
+	downSince map[string]time.Time
+}
+
+// KnownMember is one known member as this node sees it.
+type KnownMember struct {
+	Name string
+	// DownSince is zero while the member is alive.
+	DownSince time.Time
 }
 
 // delegate hands memberlist our metadata and tells us about changes.
@@ -76,8 +87,43 @@ func (d delegate) NodeMeta(limit int) []byte {
 }
 func (d delegate) NotifyMsg([]byte)                           {}
 func (d delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (d delegate) LocalState(join bool) []byte                { return nil }
-func (d delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// LocalState and MergeRemoteState carry the known set in memberlist's
+// push-pull: on every join and every PushPullInterval, each pair of nodes
+// that syncs ends with the merge of both sets.
+func (d delegate) LocalState(bool) []byte {
+	d.m.mu.Lock()
+	defer d.m.mu.Unlock()
+	b, _ := json.Marshal(d.m.known)
+	return b
+}
+
+func (d delegate) MergeRemoteState(buf []byte, _ bool) {
+	var other KnownSet
+	if err := json.Unmarshal(buf, &other); err != nil {
+		d.m.log.Warn().Err(err).Msg("a member sent a known-member set that is not garpd's; ignoring it")
+		return
+	}
+	d.m.mu.Lock()
+	changed := d.m.known.Merge(other)
+	// Forgotten while alive (an operator's mistake, or a race with a
+	// restart): say so again with a newer generation.
+	if d.m.known.Join(d.m.local, d.m.meta.Digest) {
+		d.m.log.Warn().Msg("the cluster had forgotten this node; rejoining")
+		changed = true
+	}
+	for _, name := range d.m.known.Names(d.m.meta.Digest) {
+		if _, alive := d.m.nodes[name]; !alive && name != d.m.local {
+			if _, ok := d.m.downSince[name]; !ok {
+				d.m.downSince[name] = time.Now()
+			}
+		}
+	}
+	d.m.mu.Unlock()
+	if changed {
+		d.m.knownChanged()
+	}
+}
 
 // memberlist calls the event hooks with pointers into its own state while
 // holding its lock: each hook copies what it needs there, and Members
@@ -87,9 +133,10 @@ func (d delegate) NotifyJoin(n *memberlist.Node) {
 	d.m.store(n)
 }
 func (d delegate) NotifyLeave(n *memberlist.Node) {
-	d.m.log.Warn().Str("member", n.Name).Str("addr", n.Address()).Msg("member left or failed")
+	d.m.log.Warn().Str("member", n.Name).Str("addr", n.Address()).Msg("member left or failed: it stays known, as down; its VIPs wait on their backups")
 	d.m.mu.Lock()
 	delete(d.m.nodes, n.Name)
+	d.m.downSince[n.Name] = time.Now()
 	d.m.mu.Unlock()
 	d.m.notify()
 }
@@ -108,9 +155,91 @@ func (m *Membership) store(n *memberlist.Node) {
 		}
 	} else {
 		m.nodes[n.Name] = Member{Name: n.Name, Addr: a.Unmap(), Meta: meta, Self: n.Name == m.local}
+		delete(m.downSince, n.Name)
+		if m.known.Join(n.Name, meta.Digest) {
+			m.mu.Unlock()
+			m.log.Info().Str("member", n.Name).Msg("new known member: re-planning with it")
+			m.knownChanged()
+			return
+		}
 	}
 	m.mu.Unlock()
 	m.notify()
+}
+
+// knownChanged saves the known set (with a state_dir) and tells the
+// controller.
+func (m *Membership) knownChanged() {
+	if m.cfg.StateDir != "" {
+		m.mu.Lock()
+		k := m.known.Clone()
+		m.mu.Unlock()
+		if err := SaveKnown(m.cfg.StateDir, k); err != nil {
+			m.log.Error().Err(err).Msg("cannot save the known members in gossip.state_dir")
+		}
+	}
+	m.notify()
+}
+
+// Known returns the known members of this node's config (not forgotten),
+// sorted by name, with since when each is down.
+func (m *Membership) Known() []KnownMember {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []KnownMember
+	for _, name := range m.known.Names(m.meta.Digest) {
+		out = append(out, KnownMember{Name: name, DownSince: m.downSince[name]})
+	}
+	return out
+}
+
+// Forget drops a known member that is down from the ranking, on every node
+// (the forget is gossiped). A live member cannot be forgotten.
+func (m *Membership) Forget(name string) error {
+	m.mu.Lock()
+	if _, alive := m.nodes[name]; alive || name == m.local {
+		m.mu.Unlock()
+		return fmt.Errorf("%q is alive: stop it first, then forget it", name)
+	}
+	if !m.known.Forget(name) {
+		m.mu.Unlock()
+		return fmt.Errorf("%q is not a known member", name)
+	}
+	delete(m.downSince, name)
+	m.mu.Unlock()
+	m.log.Warn().Str("member", name).Msg("member forgotten: re-planning without it")
+	m.knownChanged()
+	return nil
+}
+
+// forgetLoop forgets members that have been down for forget_after. Every
+// node decides on its own clock; the forget is the same on every node, so
+// merging converges even if they decide seconds apart.
+func (m *Membership) forgetLoop(ctx context.Context) {
+	t := time.NewTicker(min(time.Second, max(m.cfg.ForgetAfter/10, 100*time.Millisecond)))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var gone []string
+		m.mu.Lock()
+		for name, since := range m.downSince {
+			if _, alive := m.nodes[name]; !alive && time.Since(since) >= m.cfg.ForgetAfter && m.known.Forget(name) {
+				delete(m.downSince, name)
+				gone = append(gone, name)
+			}
+		}
+		m.mu.Unlock()
+		for _, name := range gone {
+			m.log.Warn().Str("member", name).Dur("forget_after", m.cfg.ForgetAfter).Msg("member down longer than forget_after: forgotten, re-planning without it")
+		}
+		if len(gone) > 0 {
+			m.knownChanged()
+		}
+	}
 }
 
 func (m *Membership) notify() {
@@ -137,7 +266,26 @@ type Options struct {
 // background: a node that cannot join works alone and keeps trying.
 func Start(ctx context.Context, cfg Config, name string, meta Meta, opts Options, logger zerolog.Logger) (*Membership, error) {
 	m := &Membership{cfg: cfg, log: logger, changes: make(chan struct{}, 1), meta: meta, bad: map[string]bool{},
-		nodes: map[string]Member{}, local: name}
+		nodes: map[string]Member{}, local: name, known: KnownSet{}, downSince: map[string]time.Time{}}
+	if cfg.ForgetAfter <= 0 {
+		m.cfg.ForgetAfter = DefaultConfig().ForgetAfter
+	}
+	if cfg.StateDir != "" {
+		k, err := LoadKnown(cfg.StateDir)
+		if err != nil {
+			return nil, fmt.Errorf("gossip.state_dir: %w", err)
+		}
+		m.known = k
+		if names := k.Names(meta.Digest); len(names) > 0 {
+			logger.Info().Strs("known", names).Msg("known members from gossip.state_dir")
+		}
+	}
+	m.known.Join(name, meta.Digest)
+	for _, n := range m.known.Names(meta.Digest) {
+		if n != name {
+			m.downSince[n] = time.Now() // until seen alive
+		}
+	}
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = name
 	// Port 0 lets memberlist pick a port free for both UDP and TCP (tests);
@@ -168,6 +316,9 @@ func Start(ctx context.Context, cfg Config, name string, meta Meta, opts Options
 	if opts.SuspicionMult > 0 {
 		mc.SuspicionMult = opts.SuspicionMult
 	}
+	// The known set travels in push-pull: sync more often than the LAN
+	// default (30 s), so an operator's forget reaches every node soon.
+	mc.PushPullInterval = 10 * time.Second
 	if opts.PushPullInterval > 0 {
 		mc.PushPullInterval = opts.PushPullInterval
 	}
@@ -194,7 +345,11 @@ func Start(ctx context.Context, cfg Config, name string, meta Meta, opts Options
 	} else if len(cfg.Join) > 0 {
 		m.discover = SeedList{Join: cfg.Join, Log: logger}
 	}
+	if cfg.StateDir != "" {
+		m.knownChanged()
+	}
 	go m.joinLoop(ctx)
+	go m.forgetLoop(ctx)
 	return m, nil
 }
 
@@ -260,7 +415,7 @@ func (m *Membership) Changes() <-chan struct{} { return m.changes }
 func (m *Membership) SetMeta(meta Meta) {
 	m.mu.Lock()
 	same := slices.Equal(m.meta.Failing, meta.Failing) && m.meta.Healthy == meta.Healthy &&
-		m.meta.ReadySince == meta.ReadySince && m.meta.Digest == meta.Digest && m.meta.VRRP4 == meta.VRRP4 &&
+		m.meta.Settled == meta.Settled && m.meta.Digest == meta.Digest && m.meta.VRRP4 == meta.VRRP4 &&
 		m.meta.VRRP6 == meta.VRRP6 && m.meta.MAC == meta.MAC && m.meta.Version == meta.Version
 	m.meta = meta
 	m.mu.Unlock()

@@ -284,6 +284,10 @@ func (a *agent) reload(path string, srv *http.Server) *http.Server {
 	return srv
 }
 
+type forgetRequest struct {
+	Node string `json:"node"`
+}
+
 type announceRequest struct {
 	VIPs []string `json:"vips"`
 }
@@ -368,6 +372,30 @@ func (a *agent) handler() http.Handler {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(announceResponse{Queued: addrStrings(queued), NotHeld: addrStrings(notHeld)})
+	})
+	mux.HandleFunc("/forget", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			http.Error(w, "POST {\"node\": NAME} to forget a known member that is down", http.StatusMethodNotAllowed)
+			return
+		}
+		var req forgetRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil || req.Node == "" {
+			http.Error(w, "body: want {\"node\": NAME}", http.StatusBadRequest)
+			return
+		}
+		a.mu.Lock()
+		dyn := a.dyn
+		a.mu.Unlock()
+		if dyn == nil {
+			http.Error(w, "this agent runs the static mode: there are no known members to forget", http.StatusConflict)
+			return
+		}
+		if err := dyn.members.Forget(req.Node); err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
+		fmt.Fprintf(w, "forgot %s: every node re-plans without it\n", req.Node)
 	})
 	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
 		a.mu.Lock()

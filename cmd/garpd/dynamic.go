@@ -31,11 +31,10 @@ func startDynamic(l *loaded, eng *vrrp.Engine, tr vrrp.Transport, log zerolog.Lo
 		return nil, fmt.Errorf("find interface %q: %w", c.Interface, err)
 	}
 	meta := gossip.Meta{
-		Healthy:    true,
-		ReadySince: time.Now().UnixMilli(),
-		Digest:     balancer.Digest(l.alloc.Groups, c.VRRP.Version, c.VRRP.AdvertInterval),
-		MAC:        ifi.HardwareAddr.String(),
-		Version:    version,
+		Healthy: true,
+		Digest:  balancer.Digest(l.alloc.Groups, c.VRRP.Version, c.VRRP.AdvertInterval),
+		MAC:     ifi.HardwareAddr.String(),
+		Version: version,
 	}
 	if a := tr.Source(false); a.IsValid() {
 		meta.VRRP4 = a.String()
@@ -83,12 +82,13 @@ func startDynamic(l *loaded, eng *vrrp.Engine, tr vrrp.Transport, log zerolog.Lo
 		close(d.done)
 	}()
 	log.Info().Str("gossip", gcfg.Bind).Str("advertise", gcfg.Advertise).Strs("join", gcfg.Join).
-		Dur("settle", c.Gossip.Settle).Int("health_checks", len(c.Health.Checks)).Str("digest", meta.Digest).
-		Msg("dynamic mode: priorities follow gossip membership and health")
+		Dur("settle", c.Gossip.Settle).Dur("forget_after", c.Gossip.ForgetAfter).Int("health_checks", len(c.Health.Checks)).Str("digest", meta.Digest).
+		Msg("dynamic mode: priorities follow the plan over the known members, membership and health")
 	return d, nil
 }
 
-// stop leaves the cluster (others re-rank at once) and stops the checks.
+// stop leaves the cluster (others mark this node down at once) and stops
+// the checks.
 func (d *dynamicMode) stop() {
 	d.cancel()
 	select {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -18,10 +19,12 @@ func newStatusCmd() *cobra.Command {
 	var asJSON, metrics bool
 	cmd := &cobra.Command{
 		Use:   "status [--agent URL] [--json] [--metrics]",
-		Short: "Show a running agent's virtual routers (or its metrics)",
-		Long: `Ask a running garpd agent for its state: every virtual router with its
-VIPs, VRRP state, priority and the master it follows. --metrics prints the
-agent's Prometheus metrics instead.`,
+		Short: "Show a running agent's known members, VIP rankings and virtual routers (or its metrics)",
+		Long: `Ask a running garpd agent for its state. In the dynamic mode: every
+known member with its state (ranked, settling, down since, unhealthy,
+config_mismatch), and per VIP its ranking and the holder VRRP elects from
+it. Then every virtual router with its VIPs, VRRP state, priority and the
+master it follows. --metrics prints the agent's Prometheus metrics instead.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			base := strings.TrimRight(agentURL, "/")
@@ -59,9 +62,16 @@ agent's Prometheus metrics instead.`,
 			fmt.Fprintf(out, "node %s on %s, garpd %s, up %s, %s mode\n\n", st.Node, st.Interface, st.Version, st.Uptime, st.Mode)
 			if d := st.Dynamic; d != nil {
 				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "MEMBER\tADDRESS\tSTATE\tFAILING CHECKS\tDIGEST")
+				fmt.Fprintln(tw, "KNOWN MEMBER\tADDRESS\tSTATE\tDOWN SINCE\tFAILING CHECKS\tDIGEST")
 				for _, m := range d.Members {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Name, m.Addr, m.State, strings.Join(m.Failing, ","), m.Digest)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Addr, m.State, m.DownSince, strings.Join(m.Failing, ","), m.Digest)
+				}
+				tw.Flush()
+				fmt.Fprintln(out)
+				tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "VIPS\tVRID\tHOLDER\tRANKING\tOUR PRIORITY")
+				for _, v := range d.VIPs {
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\n", strings.Join(v.VIPs, ","), v.VRID, v.Holder, strings.Join(v.Ranking, " > "), v.Priority)
 				}
 				tw.Flush()
 				for _, h := range d.Health {
@@ -81,5 +91,49 @@ agent's Prometheus metrics instead.`,
 	cmd.Flags().StringVar(&agentURL, "agent", "http://127.0.0.1:9496", "the agent's HTTP address (its http.listen)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the agent's JSON status as is")
 	cmd.Flags().BoolVar(&metrics, "metrics", false, "print the agent's Prometheus metrics")
+	return cmd
+}
+
+func newForgetCmd() *cobra.Command {
+	var agentURL string
+	cmd := &cobra.Command{
+		Use:   "forget NODE [--agent URL]",
+		Short: "Forget a known member that is down: every node re-plans without it",
+		Long: `A member that crashes, fails its checks or leaves stays known, as down:
+its VIPs wait on their rank-1 backups and nothing else moves. Once it is gone
+for good (decommissioned, renamed), forget it: the cluster re-plans over the
+remaining members, which moves some VIPs of live nodes so that all are even
+again. The cluster does this by itself after gossip.forget_after.
+
+The agent refuses to forget a member that is alive.`,
+		Example: "  garpd forget n4\n  garpd forget n4 --agent http://10.0.0.5:9496",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			base := strings.TrimRight(agentURL, "/")
+			body, err := json.Marshal(forgetRequest{Node: args[0]})
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/forget", bytes.NewReader(body))
+			if err != nil {
+				return usageError(fmt.Errorf("--agent %q: %w", agentURL, err))
+			}
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return fmt.Errorf("ask the agent at %s (is garpd agent running, and is http.listen this address?): %w", base, err)
+			}
+			defer resp.Body.Close()
+			answer, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("agent at %s refused to forget %s: %s", base, args[0], strings.TrimSpace(string(answer)))
+			}
+			_, err = cmd.OutOrStdout().Write(answer)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&agentURL, "agent", "http://127.0.0.1:9496", "the agent's HTTP address (its http.listen)")
 	return cmd
 }

@@ -1,0 +1,136 @@
+package gossip
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+// Nodes that each saw some joins and forgets, and then merge their sets
+// in any order, all end with the same set: the merge converges.
+func TestKnownSetMergeConverges(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 9))
+	for range 200 {
+		// One history of joins and forgets; each node saw a random part.
+		nodes := make([]KnownSet, 2+r.IntN(6))
+		for i := range nodes {
+			nodes[i] = KnownSet{}
+		}
+		truth := KnownSet{}
+		for range 30 {
+			name := fmt.Sprintf("n%d", r.IntN(8))
+			digest := []string{"d1", "d2"}[r.IntN(2)]
+			if r.IntN(3) == 0 {
+				truth.Forget(name)
+			} else {
+				truth.Join(name, digest)
+			}
+			for _, n := range nodes {
+				if r.IntN(2) == 0 {
+					n.Merge(truth)
+				}
+			}
+		}
+		// Gossip: random pairs merge both ways until everyone has merged
+		// with everyone, in a random order.
+		pairs := [][2]int{}
+		for i := range nodes {
+			for j := range nodes {
+				if i != j {
+					pairs = append(pairs, [2]int{i, j})
+				}
+			}
+		}
+		r.Shuffle(len(pairs), func(i, j int) { pairs[i], pairs[j] = pairs[j], pairs[i] })
+		for round := 0; round < 2; round++ {
+			for _, p := range pairs {
+				nodes[p[0]].Merge(nodes[p[1]])
+			}
+		}
+		for i, n := range nodes[1:] {
+			if !maps.Equal(n, nodes[0]) {
+				t.Fatalf("node %d ended with %v, node 0 with %v", i+1, n, nodes[0])
+			}
+		}
+		// Merging is idempotent and a merged set changes no more.
+		if nodes[0].Merge(nodes[1]) {
+			t.Fatal("merging an equal set reported a change")
+		}
+	}
+}
+
+func TestKnownSetJoinForget(t *testing.T) {
+	k := KnownSet{}
+	if !k.Join("a", "d") || k.Join("a", "d") {
+		t.Fatal("join: want a change the first time only")
+	}
+	if !k.Forget("a") || k.Forget("a") || k.Forget("nobody") {
+		t.Fatal("forget: want a change the first time only, none for strangers")
+	}
+	if names := k.Names("d"); len(names) != 0 {
+		t.Fatalf("forgotten member still listed: %v", names)
+	}
+	// Back after a forget: a newer generation wins over the forget
+	// wherever they meet.
+	old := k.Clone()
+	k.Join("a", "d")
+	old.Merge(k)
+	if !slices.Equal(old.Names("d"), []string{"a"}) {
+		t.Fatalf("a rejoin lost to the older forget: %v", old)
+	}
+	// Another config: listed under its own digest only.
+	k.Join("b", "other")
+	if !slices.Equal(k.Names("d"), []string{"a"}) || !slices.Equal(k.Names("other"), []string{"b"}) {
+		t.Fatalf("names by digest: %v / %v", k.Names("d"), k.Names("other"))
+	}
+}
+
+func TestKnownSetSaveLoad(t *testing.T) {
+	dir := t.TempDir()
+	if k, err := LoadKnown(dir); err != nil || len(k) != 0 {
+		t.Fatalf("no file: %v %v, want an empty set", k, err)
+	}
+	k := KnownSet{}
+	k.Join("a", "d")
+	k.Join("b", "d")
+	k.Forget("b")
+	if err := SaveKnown(dir, k); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadKnown(dir)
+	if err != nil || !maps.Equal(got, k) {
+		t.Fatalf("loaded %v (%v), saved %v", got, err, k)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, knownFile+".*")); len(left) != 0 {
+		t.Fatalf("temporary files left behind: %v", left)
+	}
+	os.WriteFile(filepath.Join(dir, knownFile), []byte("{not json"), 0o600)
+	if _, err := LoadKnown(dir); err == nil {
+		t.Fatal("a broken file loaded")
+	}
+}
+
+// FuzzKnownSet: whatever a peer sends, decoding and merging it neither
+// panics nor breaks the merge's rules.
+func FuzzKnownSet(f *testing.F) {
+	f.Add([]byte(`{"a":{"g":1,"d":"x"},"b":{"g":2,"f":true}}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var other KnownSet
+		if json.Unmarshal(b, &other) != nil {
+			return
+		}
+		k := KnownSet{}
+		k.Join("a", "x")
+		k.Merge(other)
+		if k.Merge(other) {
+			t.Fatal("merging the same set twice changed it twice")
+		}
+		_ = k.Names("x")
+	})
+}
