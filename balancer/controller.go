@@ -176,6 +176,15 @@ func Decide(cfg ControllerConfig, plan Plan, in Inputs) Decision {
 			}
 		}
 	}
+	// Live members of another config are not in our plan; show them.
+	for _, m := range in.Live {
+		if _, ok := states[m.Name]; ok || m.Meta.Digest == cfg.Digest {
+			continue
+		}
+		d.Counts[StateMismatch]++
+		d.Status.Members = append(d.Status.Members, MemberStatus{Name: m.Name, Addr: m.Addr.String(), State: StateMismatch,
+			Failing: m.Meta.Failing, Digest: m.Meta.Digest, Version: m.Meta.Version})
+	}
 	d.Minority = ConfigMinority(in.Live, cfg.Digest)
 	d.Resign = !in.Healthy || d.Minority
 	d.Alone = cfg.HasSeeds && len(in.Live) <= 1
