@@ -200,11 +200,7 @@ type chanPort struct {
 }
 
 func (p *chanPort) Send(v6 bool, build func(src, dst netip.Addr) ([]byte, error)) error {
-	b, err := build(p.src, GroupV4)
-	if err != nil {
-		return err
-	}
-	adv, err := Decode(b, p.src, GroupV4, false)
+	_, adv, err := buildAdvert(p.src, build)
 	if err != nil {
 		return err
 	}

@@ -38,12 +38,19 @@ func (w *simWire) port(src string) *simPort {
 	return p
 }
 
-func (p *simPort) Send(v6 bool, build func(src, dst netip.Addr) ([]byte, error)) error {
-	b, err := build(p.src, GroupV4)
+// buildAdvert builds an advert from src to the IPv4 group, as a transport
+// would, and decodes it back for the test to inspect.
+func buildAdvert(src netip.Addr, build func(src, dst netip.Addr) ([]byte, error)) ([]byte, Advert, error) {
+	b, err := build(src, GroupV4)
 	if err != nil {
-		return err
+		return nil, Advert{}, err
 	}
-	adv, err := Decode(b, p.src, GroupV4, false)
+	adv, err := Decode(b, src, GroupV4, false)
+	return b, adv, err
+}
+
+func (p *simPort) Send(v6 bool, build func(src, dst netip.Addr) ([]byte, error)) error {
+	b, adv, err := buildAdvert(p.src, build)
 	if err != nil {
 		return err
 	}

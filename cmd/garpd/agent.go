@@ -337,6 +337,16 @@ func (a *agent) serveHTTP(listen string) (*http.Server, error) {
 	return srv, nil
 }
 
+// postOnly answers 405 with hint to anything but a POST.
+func postOnly(w http.ResponseWriter, r *http.Request, hint string) bool {
+	if r.Method == http.MethodPost {
+		return true
+	}
+	w.Header().Set("Allow", http.MethodPost)
+	http.Error(w, hint, http.StatusMethodNotAllowed)
+	return false
+}
+
 // handler serves the agent's HTTP API.
 func (a *agent) handler() http.Handler {
 	mux := http.NewServeMux()
@@ -345,9 +355,7 @@ func (a *agent) handler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/announce", func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost {
-			w.Header().Set("Allow", http.MethodPost)
-			http.Error(w, "POST to start an announcement wave", http.StatusMethodNotAllowed)
+		if !postOnly(w, r, "POST to start an announcement wave") {
 			return
 		}
 		var req announceRequest
@@ -374,9 +382,7 @@ func (a *agent) handler() http.Handler {
 		json.NewEncoder(w).Encode(announceResponse{Queued: addrStrings(queued), NotHeld: addrStrings(notHeld)})
 	})
 	mux.HandleFunc("/forget", func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost {
-			w.Header().Set("Allow", http.MethodPost)
-			http.Error(w, "POST {\"node\": NAME} to forget a known member that is down", http.StatusMethodNotAllowed)
+		if !postOnly(w, r, "POST {\"node\": NAME} to forget a known member that is down") {
 			return
 		}
 		var req forgetRequest

@@ -181,7 +181,7 @@ func runDynamic(ctx context.Context, s *session, victimName string) error {
 	}
 	say("VRRP moved %s's VIPs in %s (master-down interval at 100 ms adverts: about 0.35 s):", victim.Name, since(start))
 	printTable(l, vips6, table)
-	say("watching 5 s more while gossip notices the death...")
+	say("watching 5 s more: gossip notices the death, and nothing is re-ranked...")
 	if err := sleep(ctx, 5*time.Second); err != nil {
 		return err
 	}

@@ -98,14 +98,7 @@ func TestReceiveCPU(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 60*time.Second, "n1 master of all 255", func() (bool, string) {
-			out, err := lab.Exec(n1.NS, garpdBin, "status")
-			if err != nil {
-				return false, err.Error()
-			}
-			c := strings.Count(out, " master ")
-			return c == 255, fmt.Sprintf("%d masters", c)
-		})
+		waitMasters(t, n1, 255, 60*time.Second)
 		time.Sleep(5 * time.Second) // past the takeover announcements
 		if dir := os.Getenv("GARPD_CPU_PROFILE"); dir != "" {
 			// A CPU profile of each node over the window, for go tool pprof.

@@ -134,14 +134,7 @@ func TestRefreshRateCap200VIPs(t *testing.T) {
 	if _, err := n1.StartGarpd(garpdBin, b.String()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "200 masters", func() (bool, string) {
-		out, err := lab.Exec(n1.NS, garpdBin, "status")
-		if err != nil {
-			return false, err.Error()
-		}
-		masters := strings.Count(out, " master ")
-		return masters == 200, fmt.Sprintf("%d masters", masters)
-	})
+	waitMasters(t, n1, 200, 30*time.Second)
 	// The takeover burst (200 × 2 packets at 50/s) takes 8 s; the refresh
 	// queued behind it drains at the 10/s the cap leaves spare.
 	time.Sleep(10 * time.Second)

@@ -145,3 +145,16 @@ func drain(ev <-chan lab.NeighEvent) {
 		}
 	}
 }
+
+// waitMasters waits until n's agent is master of want virtual routers.
+func waitMasters(t *testing.T, n *lab.Node, want int, timeout time.Duration) {
+	t.Helper()
+	waitFor(t, timeout, fmt.Sprintf("%s master of %d", n.Name, want), func() (bool, string) {
+		out, err := lab.Exec(n.NS, garpdBin, "status")
+		if err != nil {
+			return false, err.Error()
+		}
+		c := strings.Count(out, " master ")
+		return c == want, fmt.Sprintf("%d masters", c)
+	})
+}
