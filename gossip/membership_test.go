@@ -1,0 +1,55 @@
+package gossip
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// A node that starts with a state_dir from an earlier run knows the members
+// saved there, as down until it sees them: a cluster whose nodes all
+// restarted at once comes back to the same plan. What it learns is saved.
+func TestMembershipStateDir(t *testing.T) {
+	dir := t.TempDir()
+	saved := KnownSet{}
+	saved.Join("a", "d")
+	saved.Join("b", "d")
+	saved.Join("x", "other") // another config: not in this node's plan
+	if err := SaveKnown(dir, saved); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m, err := Start(ctx, Config{Bind: "127.0.0.1:0", Advertise: "127.0.0.1", StateDir: dir, ForgetAfter: time.Hour},
+		"c", Meta{Healthy: true, Digest: "d"}, Options{}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var names []string
+	for _, k := range m.Known() {
+		names = append(names, k.Name)
+		if k.Name != "c" && k.DownSince.IsZero() {
+			t.Errorf("%s is listed as up before it was seen", k.Name)
+		}
+	}
+	if !slices.Equal(names, []string{"a", "b", "c"}) {
+		t.Fatalf("known %v, want a, b and this node c", names)
+	}
+	if err := m.Forget("c"); err == nil {
+		t.Fatal("a node forgot itself")
+	}
+	if err := m.Forget("a"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadKnown(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got.Names("d"), []string{"b", "c"}) {
+		t.Fatalf("saved %v after forgetting a, want b and c", got.Names("d"))
+	}
+}
