@@ -447,8 +447,9 @@ func (m *Membership) Members() []Member {
 	return out
 }
 
-// Close leaves the cluster politely (so others re-rank at once rather than
-// after failure detection) and stops gossiping.
+// Close leaves the cluster politely (so the others mark this node down at
+// once rather than after failure detection; it stays known) and stops
+// gossiping.
 func (m *Membership) Close() error {
 	if err := m.ml.Leave(500 * time.Millisecond); err != nil {
 		m.log.Debug().Err(err).Msg("leave")

@@ -203,14 +203,14 @@ func balanceFailoverReturn(t *testing.T, vrrpExtra string) {
 	if got[victimVIPs[0]] == got[victimVIPs[1]] {
 		t.Errorf("both of n2's VIPs went to the same survivor %s", got[victimVIPs[0]])
 	}
-	time.Sleep(10 * time.Second) // gossip notices the death and re-ranks
+	time.Sleep(10 * time.Second) // gossip notices the death; nothing is re-ranked
 	for v, n := range moves.snapshot() {
 		if n > 1 {
 			t.Errorf("%s moved %d times after the kill, want at most once", v, n)
 		}
 	}
 	if c, _ := spread(t, l, vips6); c["n1"] != 3 || c["n3"] != 3 {
-		t.Errorf("after the kill and re-ranking: %v, want 3/3", c)
+		t.Errorf("10 s after the kill: %v, want 3/3", c)
 	}
 
 	moves = recordMoves(t, l)
