@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -62,6 +63,38 @@ func spread(t *testing.T, l *lab.Lab, vips []netip.Addr) (map[string]int, bool) 
 		counts[n.Name]++
 	}
 	return counts, all
+}
+
+// waitSettled waits until each named node's agent lists every known
+// member as ranked: all have settled, so the layout is the plan's and no
+// longer the priority-1 tie-break of nodes still settling.
+func waitSettled(t *testing.T, l *lab.Lab, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		waitFor(t, 30*time.Second, name+" to see every known member settled", func() (bool, string) {
+			out, err := lab.Exec(l.Node(name).NS, garpdBin, "status", "--json")
+			if err != nil {
+				return false, err.Error()
+			}
+			var st struct {
+				Dynamic struct {
+					Members []struct {
+						Name  string `json:"name"`
+						State string `json:"state"`
+					} `json:"members"`
+				} `json:"dynamic"`
+			}
+			if err := json.Unmarshal([]byte(out), &st); err != nil {
+				return false, err.Error()
+			}
+			for _, m := range st.Dynamic.Members {
+				if m.State != "ranked" {
+					return false, fmt.Sprintf("%s is %s", m.Name, m.State)
+				}
+			}
+			return len(st.Dynamic.Members) == len(names), fmt.Sprintf("%d members", len(st.Dynamic.Members))
+		})
+	}
 }
 
 func waitSpread(t *testing.T, l *lab.Lab, vips []netip.Addr, timeout time.Duration, want map[string]int) time.Duration {
@@ -177,6 +210,7 @@ func balanceFailoverReturn(t *testing.T, vrrpExtra string) {
 	}
 	d := waitSpread(t, l, vips6, 20*time.Second, even)
 	t.Logf("2/2/2 on the router %s after start", d.Round(10*time.Millisecond))
+	waitSettled(t, l, "n1", "n2", "n3")
 
 	before, _ := l.Neighbours()
 	victim := l.Node("n2")
@@ -250,8 +284,8 @@ func TestDynamicHealthCheck(t *testing.T) {
 	}
 	check := "health:\n  checks:\n    - name: ingress\n      http: http://127.0.0.1:18080/healthz\n      interval: 500ms\n      timeout: 400ms\n      fall: 2\n      rise: 2\n"
 	startDynamic(t, l, vips6, func(string) string { return check })
-	waitSpread(t, l, vips6, 10*time.Second, even)
-	time.Sleep(3500 * time.Millisecond) // every node settled: no cold start any more
+	waitSpread(t, l, vips6, 30*time.Second, even)
+	waitSettled(t, l, "n1", "n2", "n3")
 
 	os.Remove(filepath.Join(dirs["n3"], "healthz"))
 	start := time.Now()
@@ -337,6 +371,7 @@ func TestDynamicRefusesWrongKeyAndOtherConfig(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	waitSettled(t, l, "n1", "n2")
 	waitSpread(t, l, vips6, 10*time.Second, map[string]int{"n1": 3, "n2": 3})
 	moves := recordMoves(t, l)
 

@@ -45,6 +45,7 @@ func TestKnownMembersEachNodeInTurn(t *testing.T) {
 		procs[n.Name] = p
 	}
 	waitSpread(t, l, vips6, 30*time.Second, even)
+	waitSettled(t, l, "n1", "n2", "n3")
 	figures := failoverStats{}
 	for _, mode := range []string{"SIGKILL", "SIGTERM", "health"} {
 		for _, victim := range l.Nodes {
@@ -178,6 +179,7 @@ func TestKnownMembersJoinWhileDownAndForget(t *testing.T) {
 		start(name)
 	}
 	waitSpread(t, l, vips12, 30*time.Second, map[string]int{"n1": 3, "n2": 3, "n3": 3, "n4": 3})
+	waitSettled(t, l, "n1", "n2", "n3", "n4")
 
 	procs["n4"].Signal(syscall.SIGKILL)
 	procs["n4"].Wait(5 * time.Second)

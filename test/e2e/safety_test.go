@@ -130,8 +130,14 @@ func TestVRIDCollision(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 10 of keepalived's adverts per second for 5 s.
-	time.Sleep(5 * time.Second)
+	// keepalived starts as a backup and takes VRID 10 (for its own VIP)
+	// after its master-down interval: wait until garpd hears it, then let
+	// 10 of its adverts a second arrive for 3 s.
+	waitFor(t, 30*time.Second, "keepalived's adverts to reach garpd", func() (bool, string) {
+		c := metricSum(t, g, "garpd_vrrp_vrid_collisions_total", `vrid="10"`)
+		return c >= 3, fmt.Sprintf("%v collisions", c)
+	})
+	time.Sleep(3 * time.Second)
 	if !g.HasAddress(vip) {
 		t.Fatalf("garpd lost %s to a foreign VRRP router with another VIP list", vip)
 	}
@@ -139,7 +145,13 @@ func TestVRIDCollision(t *testing.T) {
 		t.Fatalf("router maps %s to %s, want garpd's %s", vip, got[vip], g.MAC)
 	}
 	// garpd scan, run from the router, shows both users of VRID 10.
-	scan, err := lab.Exec(l.Router, garpdBin, "scan", "-i", "br0", "--duration", "1s")
+	var scan string
+	for try := 0; try < 3; try++ { // a loaded machine may start listening late
+		scan, err = lab.Exec(l.Router, garpdBin, "scan", "-i", "br0", "--duration", "2s")
+		if err == nil && strings.Contains(scan, "192.0.2.201") && strings.Contains(scan, g.IPv4.String()) {
+			break
+		}
+	}
 	if err != nil || !strings.Contains(scan, "192.0.2.201") || !strings.Contains(scan, g.IPv4.String()) {
 		t.Errorf("garpd scan does not list both routers on VRID 10: %v\n%s", err, scan)
 	}
