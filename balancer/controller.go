@@ -142,7 +142,7 @@ func Decide(cfg ControllerConfig, plan Plan, in Inputs) Decision {
 		m, alive := live[k.Name]
 		st := StateDown
 		switch {
-		case m.Self:
+		case k.Name == cfg.Local:
 			st = localState(in)
 		case !alive:
 		case m.Meta.Digest != cfg.Digest:
@@ -153,9 +153,6 @@ func Decide(cfg ControllerConfig, plan Plan, in Inputs) Decision {
 			st = StateSettling
 		default:
 			st = StateRanked
-		}
-		if k.Name == cfg.Local {
-			st = localState(in)
 		}
 		states[k.Name] = st
 		d.Counts[st]++

@@ -231,10 +231,13 @@ func familyOf(g Group) int {
 //     or up (ownerTargets). Groups, in the order of their hash, take their
 //     most preferred node (highest score) that is still below its target.
 //  2. Rank 1, what VRRP hands a group to when its owner is down. For each
-//     owner x and family, x's groups are water-filled over the other nodes,
-//     counting what each already owns: one at a time to the node that is
-//     then least loaded for its weight. So with any one node down, the
-//     holders are as even as the groups allow, and nothing else moves.
+//     owner x, the survivors' shares of all groups are rounded as in 1,
+//     none below what each already owns (ownerTargets with lower bounds):
+//     what each gains is what it takes from x. So with any one node down
+//     the holders are as even as the groups allow, and nothing else moves.
+//     Where weights make that split impossible, x's groups are
+//     water-filled instead: one at a time to the survivor then least
+//     loaded for its weight.
 //  3. Rank 2, the same for each pair of nodes x, y: the groups one of them
 //     owns with the other at rank 1 are water-filled over the rest,
 //     counting what each holds once both are down.
@@ -254,7 +257,6 @@ func Rank(nodes []Node, groups []Group) (Plan, error) {
 	for i, n := range ns {
 		weights[i], nh[i] = n.Weight, hash64(n.Name)
 	}
-	// pref[g]: every node, most preferred first.
 	if N > 1<<16 {
 		return Plan{}, fmt.Errorf("%d nodes: at most 65536 can be ranked", N)
 	}
@@ -313,7 +315,10 @@ func Rank(nodes []Node, groups []Group) (Plan, error) {
 	for f := range byHash {
 		famCount[f] = len(byHash[f])
 	}
-	targets, _ := ownerTargets(famCount, weights, tie, nil, true)
+	targets, ok := ownerTargets(famCount, weights, tie, nil, true)
+	if !ok { // each family rounded on its own always places every group
+		targets, _ = ownerTargets(famCount, weights, tie, nil, false)
+	}
 	owner := make([]int, G)
 	var owned [families][]int // per family and node
 	byOwner := make([][families][]int, N)

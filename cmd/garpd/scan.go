@@ -1,8 +1,13 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -31,9 +36,12 @@ not visible from here.`,
 			if duration <= 0 || duration > 10*time.Minute {
 				return usageError(fmt.Errorf("--duration %s: use more than 0 and at most 10m", duration))
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "listening on %s for %s...\n", iface, duration)
-			heard, err := vrrp.Scan(cmd.Context(), iface, duration)
-			if err != nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), "listening on %s for %s (Ctrl-C ends it early)...\n", iface, duration)
+			// Ctrl-C or SIGTERM ends the scan early; what was heard is listed.
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			heard, err := vrrp.Scan(ctx, iface, duration)
+			if err != nil && !errors.Is(err, context.Canceled) {
 				return err
 			}
 			out := cmd.OutOrStdout()

@@ -22,7 +22,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -135,7 +134,7 @@ func runDynamic(ctx context.Context, s *session, victimName string) error {
 	if err := os.WriteFile(keyFile, key, 0o600); err != nil {
 		return err
 	}
-	watch, err := newMoveWatch(ctx, l)
+	watch, err := l.CountMoves(ctx)
 	if err != nil {
 		return err
 	}
@@ -168,7 +167,7 @@ func runDynamic(ctx context.Context, s *session, victimName string) error {
 		}
 	}
 	step("2. killing %s (SIGKILL), the owner of %s", victim.Name, joinAddrs(victimVIPs))
-	watch.reset()
+	watch.Reset()
 	start = time.Now()
 	if err := procs[victim.Name].Signal(syscall.SIGKILL); err != nil {
 		return err
@@ -185,10 +184,10 @@ func runDynamic(ctx context.Context, s *session, victimName string) error {
 	if err := sleep(ctx, 5*time.Second); err != nil {
 		return err
 	}
-	say("VIPs that moved since the kill: %s", watch.summary())
+	say("VIPs that moved since the kill: %s", summary(watch))
 
 	step("3. restarting %s: it settles for %s, then takes back its own VIPs", victim.Name, settle)
-	watch.reset()
+	watch.Reset()
 	start = time.Now()
 	p, err := victim.StartGarpd(s.bin, dynamicConfig(l, victim.Name, keyFile))
 	if err != nil {
@@ -206,7 +205,7 @@ func runDynamic(ctx context.Context, s *session, victimName string) error {
 	if err := sleep(ctx, 2*time.Second); err != nil {
 		return err
 	}
-	say("VIPs that moved since the restart: %s", watch.summary())
+	say("VIPs that moved since the restart: %s", summary(watch))
 
 	poisoned := vips6[0]
 	owner := l.NodeByMAC(table[poisoned])
@@ -282,46 +281,12 @@ func printTable(l *lab.Lab, vips []netip.Addr, table map[netip.Addr]string) {
 	}
 }
 
-// moveWatch counts, per VIP, how often the router's entry changed MAC.
-type moveWatch struct {
-	mu    sync.Mutex
-	last  map[netip.Addr]string
-	moves map[netip.Addr]int
-}
-
-func newMoveWatch(ctx context.Context, l *lab.Lab) (*moveWatch, error) {
-	ev, err := l.WatchNeighbours(ctx)
-	if err != nil {
-		return nil, err
-	}
-	w := &moveWatch{last: map[netip.Addr]string{}, moves: map[netip.Addr]int{}}
-	go func() {
-		for e := range ev {
-			w.mu.Lock()
-			if prev := w.last[e.Addr]; prev != e.MAC {
-				if prev != "" {
-					w.moves[e.Addr]++
-				}
-				w.last[e.Addr] = e.MAC
-			}
-			w.mu.Unlock()
-		}
-	}()
-	return w, nil
-}
-
-func (w *moveWatch) reset() {
-	w.mu.Lock()
-	w.moves = map[netip.Addr]int{}
-	w.mu.Unlock()
-}
-
-func (w *moveWatch) summary() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+// summary says which VIPs moved, and how often.
+func summary(c *lab.MoveCounter) string {
+	moves := c.Snapshot()
 	var parts []string
 	for _, v := range vips6 {
-		if n := w.moves[v]; n > 0 {
+		if n := moves[v]; n > 0 {
 			parts = append(parts, fmt.Sprintf("%s (%d×)", v, n))
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -116,46 +115,20 @@ func waitSpread(t *testing.T, l *lab.Lab, vips []netip.Addr, timeout time.Durati
 }
 
 // moveRecorder counts, per VIP, how often the router's MAC for it changed.
-type moveRecorder struct {
-	mu    sync.Mutex
-	last  map[netip.Addr]string
-	moves map[netip.Addr]int
-}
+type moveRecorder struct{ *lab.MoveCounter }
 
-func recordMoves(t *testing.T, l *lab.Lab) *moveRecorder {
+func recordMoves(t *testing.T, l *lab.Lab) moveRecorder {
 	t.Helper()
-	cur, _ := l.Neighbours()
-	r := &moveRecorder{last: cur, moves: map[netip.Addr]int{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	ev, err := l.WatchNeighbours(ctx)
+	c, err := l.CountMoves(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		for e := range ev {
-			r.mu.Lock()
-			if r.last[e.Addr] != e.MAC {
-				if r.last[e.Addr] != "" {
-					r.moves[e.Addr]++
-				}
-				r.last[e.Addr] = e.MAC
-			}
-			r.mu.Unlock()
-		}
-	}()
-	return r
+	return moveRecorder{c}
 }
 
-func (r *moveRecorder) snapshot() map[netip.Addr]int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := map[netip.Addr]int{}
-	for k, v := range r.moves {
-		out[k] = v
-	}
-	return out
-}
+func (r moveRecorder) snapshot() map[netip.Addr]int { return r.Snapshot() }
 
 func startDynamic(t *testing.T, l *lab.Lab, vips []netip.Addr, extra func(node string) string) map[string]*lab.Proc {
 	t.Helper()

@@ -124,6 +124,15 @@ func TestVRIDCollision(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitNeigh(t, l, 10*time.Second, map[netip.Addr]string{vip: g.MAC.String()})
+	// garpd scan, run from the router over the whole time the foreign
+	// router speaks, must list both users of VRID 10.
+	scan, err := l.Start(l.Router, "scan", garpdBin, "scan", "-i", "br0", "--duration", "40s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "garpd scan to listen", func() (bool, string) {
+		return strings.Contains(scan.Output(), "listening on"), scan.Output()
+	})
 	ka, err := foreign.StartKeepalived("n2-foreign-keepalived", lab.KeepalivedConfig("other-cluster", 3,
 		lab.KeepalivedInstance{Name: "OTHER", Interface: "eth0", VRID: 10, Priority: 250, Advert: "0.1",
 			VIPs: []string{"192.0.2.201"}}))
@@ -144,18 +153,15 @@ func TestVRIDCollision(t *testing.T) {
 	if got, _ := l.Neighbours(); got[vip] != g.MAC.String() {
 		t.Fatalf("router maps %s to %s, want garpd's %s", vip, got[vip], g.MAC)
 	}
-	// garpd scan, run from the router, shows both users of VRID 10.
-	var scan string
-	for try := 0; try < 3; try++ { // a loaded machine may start listening late
-		scan, err = lab.Exec(l.Router, garpdBin, "scan", "-i", "br0", "--duration", "2s")
-		if err == nil && strings.Contains(scan, "192.0.2.201") && strings.Contains(scan, g.IPv4.String()) {
-			break
-		}
+	// Ending it early prints what it heard so far.
+	scan.Signal(syscall.SIGINT)
+	if _, err := scan.Wait(10 * time.Second); err != nil {
+		t.Fatal(err)
 	}
-	if err != nil || !strings.Contains(scan, "192.0.2.201") || !strings.Contains(scan, g.IPv4.String()) {
-		t.Errorf("garpd scan does not list both routers on VRID 10: %v\n%s", err, scan)
+	if out := scan.Output(); !strings.Contains(out, "192.0.2.201") || !strings.Contains(out, g.IPv4.String()) {
+		t.Errorf("garpd scan does not list both routers on VRID 10:\n%s", out)
 	}
-	t.Logf("garpd scan:\n%s", scan)
+	t.Logf("garpd scan:\n%s", scan.Output())
 	// Every foreign advert is counted as a collision and dropped; how many
 	// arrive depends on when keepalived became master. Stop the source
 	// first and read both counters from one scrape.

@@ -18,6 +18,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -437,7 +438,10 @@ func (l *Lab) WatchNeighbours(ctx context.Context) (<-chan NeighEvent, error) {
 	}
 	updates := make(chan netlink.NeighUpdate, 256)
 	done := make(chan struct{})
-	err = netlink.NeighSubscribeWithOptions(updates, done, netlink.NeighSubscribeOptions{Namespace: &ns})
+	// A large buffer: on a busy machine the reader may lag, and an
+	// overrun socket ends the subscription.
+	err = netlink.NeighSubscribeWithOptions(updates, done, netlink.NeighSubscribeOptions{Namespace: &ns,
+		ReceiveBufferSize: 4 << 20, ReceiveBufferForceSize: true, ErrorCallback: func(error) {}})
 	if err != nil {
 		ns.Close()
 		return nil, fmt.Errorf("watch neighbours in %s: %w", l.Router, err)
@@ -536,4 +540,79 @@ func (n *Node) Firewall(ruleset string) error {
 	}
 	_, err := Exec(n.NS, "nft", "-f", path)
 	return err
+}
+
+// MoveCounter counts, per address, how often the router's neighbour entry
+// changed MAC: the moves a failover, a return or a re-plan caused.
+type MoveCounter struct {
+	mu    sync.Mutex
+	last  map[netip.Addr]string
+	moves map[netip.Addr]int
+}
+
+// CountMoves counts moves from now until ctx ends. A watch that ends (an
+// overrun netlink socket on a busy machine) is resubscribed, and a fresh
+// dump is compared with what was last seen, so no move goes uncounted.
+func (l *Lab) CountMoves(ctx context.Context) (*MoveCounter, error) {
+	first, err := l.Neighbours()
+	if err != nil {
+		return nil, err
+	}
+	c := &MoveCounter{last: first, moves: map[netip.Addr]int{}}
+	ev, err := l.WatchNeighbours(ctx)
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		for {
+			// Subscribed first, then the dump: nothing falls in between.
+			if now, err := l.Neighbours(); err == nil {
+				for a, mac := range now {
+					c.see(a, mac)
+				}
+			}
+			for e := range ev {
+				c.see(e.Addr, e.MAC)
+			}
+			for {
+				if ctx.Err() != nil {
+					return
+				}
+				if ev, err = l.WatchNeighbours(ctx); err == nil {
+					break
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+		}
+	}()
+	return c, nil
+}
+
+func (c *MoveCounter) see(a netip.Addr, mac string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if prev := c.last[a]; prev != mac {
+		if prev != "" {
+			c.moves[a]++
+		}
+		c.last[a] = mac
+	}
+}
+
+// Snapshot returns the moves counted so far.
+func (c *MoveCounter) Snapshot() map[netip.Addr]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.moves)
+}
+
+// Reset starts counting from zero.
+func (c *MoveCounter) Reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.moves = map[netip.Addr]int{}
 }
