@@ -145,23 +145,37 @@ func announceAlone(ctx context.Context, out io.Writer, iface string, vips []neti
 	return nil
 }
 
-func askWave(ctx context.Context, out io.Writer, agentURL string, vips []string) error {
-	body, _ := json.Marshal(announceRequest{VIPs: vips})
+// postAgent POSTs v as JSON to path on the agent and returns its answer;
+// what is wrong says what the caller was asking for.
+func postAgent(ctx context.Context, agentURL, path, what string, v any) ([]byte, error) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(agentURL, "/")+"/announce", bytes.NewReader(body))
+	base := strings.TrimRight(agentURL, "/")
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(body))
 	if err != nil {
-		return usageError(fmt.Errorf("--agent %q: %w", agentURL, err))
+		return nil, usageError(fmt.Errorf("--agent %q: %w", agentURL, err))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("ask the agent at %s for a wave (is garpd agent running there?): %w", agentURL, err)
+		return nil, fmt.Errorf("ask the agent at %s %s (is garpd agent running, and is http.listen this address?): %w", base, what, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("agent at %s answered %s: %s", agentURL, resp.Status, bytes.TrimSpace(b))
+		return nil, fmt.Errorf("agent at %s answered %s: %s", base, resp.Status, bytes.TrimSpace(b))
+	}
+	return b, nil
+}
+
+func askWave(ctx context.Context, out io.Writer, agentURL string, vips []string) error {
+	b, err := postAgent(ctx, agentURL, "/announce", "for a wave", announceRequest{VIPs: vips})
+	if err != nil {
+		return err
 	}
 	var r announceResponse
 	if err := json.Unmarshal(b, &r); err != nil {

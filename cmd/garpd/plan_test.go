@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -143,5 +146,30 @@ func TestPlanBadInput(t *testing.T) {
 		if exitCode(err) != 2 || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("plan %v: %v (exit %d), want exit 2 naming %s", c.args, err, exitCode(err), c.want)
 		}
+	}
+}
+
+// garpd forget posts the node to the agent and reports its refusal.
+func TestForgetCmd(t *testing.T) {
+	var got forgetRequest
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/forget" || r.Method != http.MethodPost {
+			http.NotFound(w, r)
+			return
+		}
+		json.NewDecoder(r.Body).Decode(&got)
+		if got.Node == "n1" {
+			http.Error(w, `"n1" is alive: stop it first, then forget it`, http.StatusConflict)
+			return
+		}
+		fmt.Fprintf(w, "forgot %s\n", got.Node)
+	}))
+	defer srv.Close()
+	out, err := runCLI("forget", "n4", "--agent", srv.URL)
+	if err != nil || got.Node != "n4" || !strings.Contains(out, "forgot n4") {
+		t.Fatalf("forget n4: %v, agent got %+v, printed %q", err, got, out)
+	}
+	if _, err := runCLI("forget", "n1", "--agent", srv.URL); err == nil || !strings.Contains(err.Error(), "is alive") {
+		t.Fatalf("forget of a live node: %v, want the agent's refusal", err)
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -109,26 +108,9 @@ The agent refuses to forget a member that is alive.`,
 		Example: "  garpd forget n4\n  garpd forget n4 --agent http://10.0.0.5:9496",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			base := strings.TrimRight(agentURL, "/")
-			body, err := json.Marshal(forgetRequest{Node: args[0]})
+			answer, err := postAgent(cmd.Context(), agentURL, "/forget", "to forget "+args[0], forgetRequest{Node: args[0]})
 			if err != nil {
 				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
-			defer cancel()
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/forget", bytes.NewReader(body))
-			if err != nil {
-				return usageError(fmt.Errorf("--agent %q: %w", agentURL, err))
-			}
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				return fmt.Errorf("ask the agent at %s (is garpd agent running, and is http.listen this address?): %w", base, err)
-			}
-			defer resp.Body.Close()
-			answer, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("agent at %s refused to forget %s: %s", base, args[0], strings.TrimSpace(string(answer)))
 			}
 			_, err = cmd.OutOrStdout().Write(answer)
 			return err
