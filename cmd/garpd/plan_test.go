@@ -173,3 +173,26 @@ func TestForgetCmd(t *testing.T) {
 		t.Fatalf("forget of a live node: %v, want the agent's refusal", err)
 	}
 }
+
+// garpd announce --agent asks the agent for a wave and reports VIPs the
+// agent does not hold as an error.
+func TestAnnounceAgent(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req announceRequest
+		json.NewDecoder(r.Body).Decode(&req)
+		resp := announceResponse{Queued: []string{"192.0.2.101"}}
+		if len(req.VIPs) > 1 {
+			resp.NotHeld = req.VIPs[1:]
+		}
+		json.NewEncoder(w).Encode(resp)
+	}))
+	defer srv.Close()
+	out, err := runCLI("announce", "--agent", srv.URL)
+	if err != nil || !strings.Contains(out, "1 VIPs queued: 192.0.2.101") {
+		t.Fatalf("wave: %v\n%s", err, out)
+	}
+	out, err = runCLI("announce", "--agent", srv.URL, "--vips", "192.0.2.101,192.0.2.102")
+	if err == nil || !strings.Contains(out, "not held by this agent, not announced: 192.0.2.102") {
+		t.Fatalf("wave with a VIP not held: %v\n%s", err, out)
+	}
+}
