@@ -563,11 +563,6 @@ func ownerTargets(counts [families]int, weights, tie []int, lower *[families][]i
 	return out, ok
 }
 
-// Without returns nodes minus the named node.
-func Without(nodes []Node, name string) []Node {
-	return slices.DeleteFunc(slices.Clone(nodes), func(n Node) bool { return n.Name == name })
-}
-
 // Move is one group whose holder changes.
 type Move struct {
 	Group    Group

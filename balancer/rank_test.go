@@ -351,7 +351,7 @@ func TestJoinForgetReport(t *testing.T) {
 		// Forget: the node has been down for forget_after, so its groups
 		// sit on their rank-1 nodes; what moves is everything else.
 		gone := c.nodes[0].Name
-		forgotten := mustRank(t, Without(c.nodes, gone), c.groups)
+		forgotten := mustRank(t, without(c.nodes, gone), c.groups)
 		forgetMoved += len(Moves(p, forgotten, map[string]bool{gone: true}))
 	}
 	t.Logf("%d equal-weight cases, %d groups in all (%s):", cases, groups, time.Since(start).Round(time.Millisecond))
@@ -359,4 +359,9 @@ func TestJoinForgetReport(t *testing.T) {
 		joinMoved, 100*float64(joinMoved)/float64(groups), joinMin, 100*float64(joinMin)/float64(groups))
 	t.Logf("  forget: %d groups of live nodes changed holder (%.1f%% of all groups); the minimum is 0",
 		forgetMoved, 100*float64(forgetMoved)/float64(groups))
+}
+
+// without returns nodes minus the named node.
+func without(nodes []Node, name string) []Node {
+	return slices.DeleteFunc(slices.Clone(nodes), func(n Node) bool { return n.Name == name })
 }

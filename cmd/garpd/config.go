@@ -153,7 +153,7 @@ func parseConfig(raw []byte) (*loaded, error) {
 	}
 	if l.dynamic() {
 		// Everything starts as a backup of last resort; the controller
-		// raises this node's priorities once it has ranked the members.
+		// raises this node's priorities to its ranks once it has settled.
 		for _, g := range l.alloc.Groups {
 			l.routers = append(l.routers, vrrp.RouterSpec{VRID: uint8(g.VRID), VIPs: slices.Clone(g.VIPs), Priority: balancer.UnrankedPriority})
 		}
