@@ -62,24 +62,37 @@ func NewCronWaves(spec string) (*CronWaves, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%q is not a cron schedule (e.g. \"*/5 * * * *\" or \"@every 30s\"): %w", spec, err)
 	}
+	// robfig/cron gives up after five years and returns the zero time: a
+	// schedule such as "0 0 30 2 *" (30 February) would never refresh.
+	if now := time.Now(); s.Next(now).IsZero() {
+		return nil, fmt.Errorf("%q never fires (is the date impossible, such as 30 February?): use a schedule that fires, e.g. \"@every 60s\"", spec)
+	}
 	return &CronWaves{sched: s}, nil
 }
 
 // Next returns the VIP's first announcement time strictly after t. The
 // current wave only moves on when time passes its end, so a query for one
 // VIP never skips another VIP's slot in the wave.
+// The zero time means the schedule fires no more.
 func (c *CronWaves) Next(vip netip.Addr, t time.Time) time.Time {
 	if c.start.IsZero() || t.Before(c.start) {
 		// The first wave starts when the schedule is first used.
 		c.start, c.end = t, c.sched.Next(t)
 	}
-	for !t.Before(c.end) {
+	for !c.end.IsZero() && !t.Before(c.end) {
 		c.start, c.end = c.end, c.sched.Next(c.end)
+	}
+	if c.end.IsZero() {
+		return time.Time{}
 	}
 	if s := slotIn(c.start, c.end, vip); s.After(t) {
 		return s
 	}
-	return slotIn(c.end, c.sched.Next(c.end), vip)
+	after := c.sched.Next(c.end)
+	if after.IsZero() {
+		return time.Time{}
+	}
+	return slotIn(c.end, after, vip)
 }
 
 func slotIn(start, end time.Time, vip netip.Addr) time.Time {

@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
@@ -83,5 +84,48 @@ func TestNewScheduler(t *testing.T) {
 		t.Fatal(err)
 	} else if _, ok := s.(*CronWaves); !ok {
 		t.Fatalf("schedule did not take precedence over refresh: %T", s)
+	}
+}
+
+// A schedule that never fires is refused up front: before, the first
+// takeover looped forever looking for its next wave.
+func TestScheduleThatNeverFires(t *testing.T) {
+	for _, spec := range []string{"0 0 30 2 *", "0 0 31 4 *"} {
+		_, err := NewScheduler(RefreshConfig{Schedule: spec})
+		if err == nil || !strings.Contains(err.Error(), "never fires") || !strings.Contains(err.Error(), "schedule") {
+			t.Errorf("%q: %v; want an error naming the schedule that never fires", spec, err)
+		}
+	}
+}
+
+// stopsAt is a cron schedule that fires every second until last, then never.
+type stopsAt struct{ last time.Time }
+
+func (s stopsAt) Next(t time.Time) time.Time {
+	n := t.Truncate(time.Second).Add(time.Second)
+	if n.After(s.last) {
+		return time.Time{}
+	}
+	return n
+}
+
+// A schedule that runs out (cron gives up after five years) makes Next
+// return the zero time, "no refresh", instead of looping.
+func TestCronWavesRunOut(t *testing.T) {
+	c := &CronWaves{sched: stopsAt{last: tBase.Add(3 * time.Second)}}
+	v := vipN(1)
+	at, n := tBase, 0
+	for ; n < 10; n++ {
+		next := c.Next(v, at)
+		if next.IsZero() {
+			break
+		}
+		if !next.After(at) {
+			t.Fatalf("Next(%v) = %v, not after", at, next)
+		}
+		at = next
+	}
+	if n == 0 || n >= 10 {
+		t.Fatalf("%d announcements before the schedule ran out; want a few, then none", n)
 	}
 }

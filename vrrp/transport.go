@@ -144,11 +144,27 @@ func interfaceAddr(ifi *net.Interface, v6 bool) (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("interface %s has no IPv4 address: VRRP over IPv4 needs one as the advert source", ifi.Name)
 }
 
-func bindToDevice(name string) func(network, address string, c syscall.RawConn) error {
+// receiveBuffer is the socket receive buffer each VRRP socket asks for. A
+// reader that waits for a burst to finish (readCoalesce) must find all of
+// it queued: 510 virtual routers' adverts, at a few kilobytes of kernel
+// overhead each, fit with room to spare.
+const receiveBuffer = 4 << 20
+
+// socketSetup binds the socket to the interface and raises its receive
+// buffer: SO_RCVBUFFORCE where the agent may (CAP_NET_ADMIN), else
+// SO_RCVBUF, which the kernel caps at net.core.rmem_max.
+func socketSetup(name string) func(network, address string, c syscall.RawConn) error {
 	return func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
-			serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, name)
+			if serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, name); serr != nil {
+				serr = fmt.Errorf("bind to %s: %w", name, serr)
+				return
+			}
+			if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, receiveBuffer) != nil {
+				// Best effort: the default buffer works, only a burst may drop.
+				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, receiveBuffer)
+			}
 		})
 		if err != nil {
 			return err
@@ -158,7 +174,7 @@ func bindToDevice(name string) func(network, address string, c syscall.RawConn) 
 }
 
 func listenV4(ifi *net.Interface, multicast bool) (*ipv4.PacketConn, error) {
-	lc := net.ListenConfig{Control: bindToDevice(ifi.Name)}
+	lc := net.ListenConfig{Control: socketSetup(ifi.Name)}
 	c, err := lc.ListenPacket(context.Background(), "ip4:112", "0.0.0.0")
 	if err != nil {
 		return nil, fmt.Errorf("open IPv4 VRRP socket on %s: %w", ifi.Name, err)
@@ -184,7 +200,7 @@ func listenV4(ifi *net.Interface, multicast bool) (*ipv4.PacketConn, error) {
 }
 
 func listenV6(ifi *net.Interface, multicast bool) (*ipv6.PacketConn, error) {
-	lc := net.ListenConfig{Control: bindToDevice(ifi.Name)}
+	lc := net.ListenConfig{Control: socketSetup(ifi.Name)}
 	c, err := lc.ListenPacket(context.Background(), "ip6:112", "::")
 	if err != nil {
 		return nil, fmt.Errorf("open IPv6 VRRP socket on %s: %w", ifi.Name, err)
@@ -277,12 +293,21 @@ func (t *LinuxTransport) Send(v6 bool, build func(src, dst netip.Addr) ([]byte, 
 	return errors.Join(errs...)
 }
 
-// readBatch is how many packets one read takes at most. A master sends the
-// adverts of all its virtual routers together, so a backup's packets come in
-// bursts: one recvmmsg call and one hand-over to the engine serve a burst,
-// where a read per packet would cost a system call and a goroutine wake-up
-// for each of hundreds of adverts a second.
+// readBatch is how many packets one read takes at most.
 const readBatch = 64
+
+// burstPackets caps one hand-over to the engine: the adverts of every
+// virtual router a node can have (255 per family), with room for a peer.
+const burstPackets = 512
+
+// readCoalesce is how long a reader waits after the first packet of a
+// burst before it takes the rest. A master sends the adverts of all its
+// virtual routers together but one packet at a time, so a backup that
+// woke for each would pay a system call and an engine wake-up per advert,
+// thousands a second; waiting gathers a burst into one hand-over. It
+// delays an advert by at most this much, well inside the skew time that
+// separates two priorities.
+const readCoalesce = 2 * time.Millisecond
 
 // batchQueue is how many batches wait for the engine at most. Each reader
 // cycles through batchQueue+2 batch buffers: when it fills one again, the
@@ -295,7 +320,7 @@ const maxIPv4Header = 60
 func (t *LinuxTransport) readV4() {
 	var cm ipv4.ControlMessage // reused: Parse keeps its Dst storage
 	oob := ipv4.NewControlMessage(ipv4.FlagTTL | ipv4.FlagDst | ipv4.FlagInterface)
-	t.readLoop(false, len(oob), func(ms []ipv4.Message) (int, error) { return t.v4.ReadBatch(ms, 0) },
+	t.readLoop(false, len(oob), func(ms []ipv4.Message, flags int) (int, error) { return t.v4.ReadBatch(ms, flags) },
 		func(m *ipv4.Message) (payload []byte, src, dst netip.Addr, ttl, ifindex int) {
 			// Read in a batch, a raw IPv4 socket's packets keep their IP
 			// header (ReadFrom strips it); IPv6 ones never carry it.
@@ -318,7 +343,7 @@ func (t *LinuxTransport) readV4() {
 func (t *LinuxTransport) readV6() {
 	var cm ipv6.ControlMessage
 	oob := ipv6.NewControlMessage(ipv6.FlagHopLimit | ipv6.FlagDst | ipv6.FlagInterface)
-	t.readLoop(true, len(oob), func(ms []ipv6.Message) (int, error) { return t.v6.ReadBatch(ms, 0) },
+	t.readLoop(true, len(oob), func(ms []ipv6.Message, flags int) (int, error) { return t.v6.ReadBatch(ms, flags) },
 		func(m *ipv6.Message) (payload []byte, src, dst netip.Addr, ttl, ifindex int) {
 			payload, ttl = m.Buffers[0][:m.N], -1
 			if a, ok := m.Addr.(*net.IPAddr); ok {
@@ -332,11 +357,13 @@ func (t *LinuxTransport) readV6() {
 		})
 }
 
-// readLoop delivers one family's packets, a batch per read, until its
-// socket is closed, skipping packets of other interfaces and our own (a
-// unicast peer list that names this node loops them back). ipv4.Message and
+// readLoop delivers one family's packets until its socket is closed: it
+// waits for a packet, lets the rest of the burst arrive (readCoalesce),
+// drains the socket without blocking and hands the engine everything as one
+// batch. Packets of other interfaces and our own (a unicast peer list that
+// names this node loops them back) are skipped. ipv4.Message and
 // ipv6.Message are one type, so one loop serves both families.
-func (t *LinuxTransport) readLoop(v6 bool, oobLen int, read func([]ipv4.Message) (int, error),
+func (t *LinuxTransport) readLoop(v6 bool, oobLen int, read func(ms []ipv4.Message, flags int) (int, error),
 	meta func(*ipv4.Message) (payload []byte, src, dst netip.Addr, ttl, ifindex int)) {
 	defer t.wg.Done()
 	own := t.Source(v6).WithZone("")
@@ -347,52 +374,72 @@ func (t *LinuxTransport) readLoop(v6 bool, oobLen int, read func([]ipv4.Message)
 	}
 	type batchBuf struct {
 		packets []Packet
+		ends    []int // where each packet's payload ends in arena
 		arena   []byte
 	}
 	ring := make([]batchBuf, batchQueue+2)
 	next := 0
 	backoff := time.Duration(0)
+	pause := time.NewTimer(0)
+	defer pause.Stop()
+	wait := func(d time.Duration) bool {
+		pause.Reset(d)
+		select {
+		case <-t.done:
+			return false
+		case <-pause.C:
+			return true
+		}
+	}
 	for {
-		n, err := read(ms)
+		// ring[next] is free: next advances only when a batch is delivered.
+		buf := &ring[next]
+		buf.packets, buf.ends, buf.arena = buf.packets[:0], buf.ends[:0], buf.arena[:0]
+		add := func(n int) {
+			for i := range n {
+				payload, src, dst, ttl, ifindex := meta(&ms[i])
+				if payload == nil || (ifindex != 0 && ifindex != t.ifi.Index) || src == own {
+					continue
+				}
+				buf.arena = append(buf.arena, payload...)
+				buf.ends = append(buf.ends, len(buf.arena))
+				buf.packets = append(buf.packets, Packet{Src: src, Dst: dst, TTL: ttl, V6: v6})
+			}
+		}
+		n, err := read(ms, 0)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			// A persistent error must not spin: back off, up to a second.
 			backoff = min(max(2*backoff, 10*time.Millisecond), time.Second)
-			select {
-			case <-t.done:
+			if !wait(backoff) {
 				return
-			case <-time.After(backoff):
 			}
 			continue
 		}
 		backoff = 0
-		// ring[next] is free: next advances only when a batch is delivered.
-		buf := &ring[next]
-		size := 0
-		for i := range n {
-			size += ms[i].N
+		add(n)
+		if !wait(readCoalesce) {
+			return
 		}
-		if cap(buf.arena) < size {
-			buf.arena = make([]byte, 0, max(size, 4096))
-		}
-		// Payloads are slices of arena: it must not move while filled.
-		arena, batch := buf.arena[:0], buf.packets[:0]
-		for i := range n {
-			payload, src, dst, ttl, ifindex := meta(&ms[i])
-			if payload == nil || (ifindex != 0 && ifindex != t.ifi.Index) || src == own {
-				continue
+		for len(buf.packets) < burstPackets {
+			n, err := read(ms, unix.MSG_DONTWAIT)
+			if err != nil || n == 0 {
+				break // EAGAIN: the burst is all read; other errors show on the next blocking read
 			}
-			off := len(arena)
-			arena = append(arena, payload...)
-			batch = append(batch, Packet{Payload: arena[off:len(arena):len(arena)], Src: src, Dst: dst, TTL: ttl, V6: v6})
+			add(n)
 		}
-		buf.arena, buf.packets = arena, batch
-		if len(batch) == 0 {
+		if len(buf.packets) == 0 {
 			continue
 		}
-		if !t.deliver(batch) {
+		// The arena is filled: payloads may point into it now.
+		start := 0
+		for i, end := range buf.ends {
+			buf.packets[i].Payload = buf.arena[start:end:end]
+			start = end
+		}
+		if !t.deliver(buf.packets) {
 			return
 		}
 		next = (next + 1) % len(ring)

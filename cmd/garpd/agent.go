@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,6 +46,13 @@ Signals: SIGHUP reloads the config (an invalid one is logged and ignored);
 SIGTERM or SIGINT resigns every master with a priority-0 advert, removes
 the VIPs and exits 0.
 
+Environment: GOMAXPROCS, when unset, is 1. The agent's work is one VRRP
+loop, a reader per address family, the announcer, gossip and HTTP; none
+gains from parallel threads, and each idle extra thread is woken on every
+advert burst (255 routers at 100 ms: a backup measured 1.3 % of a core
+with one thread, 1.5 % with two).
+Set GOMAXPROCS to use more.
+
 --check validates the config, prints the virtual routers it defines and
 exits, without touching the network.
 
@@ -56,6 +64,9 @@ Exit codes: 0 clean stop, 1 runtime failure, 2 invalid config.`,
 			}
 			if check {
 				return checkConfig(cmd.OutOrStdout(), path)
+			}
+			if os.Getenv("GOMAXPROCS") == "" {
+				runtime.GOMAXPROCS(1)
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
@@ -126,7 +137,7 @@ func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.
 	}
 	a.log.Info().Str("node", l.cfg.Node).Str("interface", l.cfg.Interface).Int("routers", len(l.routers)).
 		Int("vrrp_version", l.cfg.VRRP.Version).Dur("advert_interval", l.cfg.VRRP.AdvertInterval).
-		Str("http", l.cfg.HTTP.Listen).Msg("garpd agent started")
+		Str("http", l.cfg.HTTP.Listen).Int("gomaxprocs", runtime.GOMAXPROCS(0)).Msg("garpd agent started")
 	for _, g := range l.alloc.Grouped {
 		a.log.Warn().Msg(g)
 	}
@@ -154,6 +165,9 @@ func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.
 
 func (a *agent) startEngine(l *loaded) error {
 	c := l.cfg
+	if err := vrrp.CheckInterface(c.Interface, l.routers); err != nil {
+		return &configError{err}
+	}
 	tr, err := vrrp.ListenTransport(vrrp.TransportConfig{
 		Interface: c.Interface, UnicastPeers: l.peers, Unicast: c.VRRP.UnicastAuto(),
 		IPv4: hasFamily(l, false) || l.dynamic(), IPv6: hasFamily(l, true),

@@ -82,7 +82,7 @@ func parseConfig(raw []byte) (*loaded, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil, explainYAML(err)
 	}
 	if c.Node == "" {
 		h, err := os.Hostname()
@@ -174,4 +174,95 @@ func refreshConfig(c agentConfig) balancer.RefreshConfig {
 // differing at most in their routers (VIPs and priorities).
 func sameTransport(a, b agentConfig) bool {
 	return a.Interface == b.Interface && reflect.DeepEqual(a.VRRP, b.VRRP) && a.GARP == b.GARP
+}
+
+// explainYAML rewrites the YAML decoder's errors for an operator: "field
+// interfac not found in type main.agentConfig" becomes "line 2: interfac:
+// unknown key; did you mean interface?".
+func explainYAML(err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	keys := knownKeys(reflect.TypeFor[agentConfig]())
+	msgs := make([]string, len(te.Errors))
+	for i, m := range te.Errors {
+		msgs[i] = m
+		var line int
+		var field, typ string
+		if n, _ := fmt.Sscanf(m, "line %d: field %s not found in type %s", &line, &field, &typ); n < 3 {
+			continue
+		}
+		msgs[i] = fmt.Sprintf("line %d: %s: unknown key", line, field)
+		if near := nearest(field, keys[typ]); near != "" {
+			msgs[i] += "; did you mean " + near + "?"
+		} else if len(keys[typ]) > 0 {
+			msgs[i] += " (known here: " + strings.Join(keys[typ], ", ") + ")"
+		}
+	}
+	return errors.New(strings.Join(msgs, "\n"))
+}
+
+// knownKeys maps each struct type reachable from t, by the name the YAML
+// decoder prints (main.agentConfig, vrrp.Config), to its keys.
+func knownKeys(t reflect.Type) map[string][]string {
+	out := map[string][]string{}
+	var walk func(reflect.Type)
+	walk = func(t reflect.Type) {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct || out[t.String()] != nil {
+			return
+		}
+		var keys []string
+		out[t.String()] = keys
+		for f := range t.Fields() {
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if name == "-" || !f.IsExported() {
+				continue
+			}
+			if name == "" {
+				name = strings.ToLower(f.Name)
+			}
+			keys = append(keys, name)
+			walk(f.Type)
+		}
+		out[t.String()] = keys
+	}
+	walk(t)
+	return out
+}
+
+// nearest is the known key closest to a misspelt one, if any is close:
+// at most a third of its letters wrong.
+func nearest(key string, known []string) string {
+	best, bestD := "", len(key)/3+1
+	for _, k := range known {
+		if d := editDistance(key, k); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

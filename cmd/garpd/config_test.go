@@ -199,3 +199,19 @@ func TestPProfSwitch(t *testing.T) {
 		t.Fatalf("profiler on: /debug/pprof/ answered %d, want 200", code)
 	}
 }
+
+// A misspelt key names itself, its line and the key it probably meant.
+func TestMisspeltKeyHint(t *testing.T) {
+	cases := []struct{ yaml, want string }{
+		{"interfac: eth0\nvips: [192.0.2.101]\n", "line 1: interfac: unknown key; did you mean interface?"},
+		{"interface: eth0\nvips: [192.0.2.101]\nvrrp: {advert_intervall: 1s}\n", "advert_intervall: unknown key; did you mean advert_interval?"},
+		{"interface: eth0\nvips: [192.0.2.101]\ngossip: {secret_keyfile: /x}\n", "did you mean secret_key_file?"},
+		{"interface: eth0\nvips: [192.0.2.101]\nzzz: 1\n", "zzz: unknown key (known here: node, interface,"},
+	}
+	for _, c := range cases {
+		_, err := parseConfig([]byte(c.yaml))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("config %q: %v; want %q", c.yaml, err, c.want)
+		}
+	}
+}

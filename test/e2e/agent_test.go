@@ -33,6 +33,24 @@ func TestAgentLifecycle(t *testing.T) {
 		}
 	})
 
+	t.Run("a VIP that is the node's own address exits 2", func(t *testing.T) {
+		own := n1.IPv4
+		p, err := n1.StartGarpd(garpdBin, "interface: eth0\nvips: ["+own.String()+"]\npriorities: {"+own.String()+": 100}\n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, err := p.Wait(5 * time.Second)
+		if err != nil || code != 2 {
+			t.Fatalf("exit %d (%v), want 2", code, err)
+		}
+		if want := own.String() + " is an address of eth0"; !strings.Contains(p.Output(), want) {
+			t.Fatalf("error does not say %q: %s", want, p.Output())
+		}
+		if !n1.HasAddress(own) {
+			t.Fatal("the node's own address was removed")
+		}
+	})
+
 	// n2 is master; n1 starts as backup with the VIP left on its interface
 	// by a crashed run, and must drop it before it says anything.
 	p2, err := n2.StartGarpd(garpdBin, staticConfig("n2", vips3[:1], []int{200}, cfgOpts{}))

@@ -56,7 +56,7 @@ type shares []float64
 func (s shares) String() string {
 	c := slices.Clone(s)
 	slices.Sort(c)
-	return fmt.Sprintf("min %.1f %% / median %.1f %% / max %.1f %% over %d runs", c[0], c[len(c)/2], c[len(c)-1], len(c))
+	return fmt.Sprintf("min %.2f %% / median %.2f %% / max %.2f %% over %d runs", c[0], c[len(c)/2], c[len(c)-1], len(c))
 }
 
 // TestReceiveCPU is a measurement, not a check: 2 nodes, 255 virtual
@@ -121,7 +121,7 @@ func TestReceiveCPU(t *testing.T) {
 			}
 		}
 		gMaster, gBackup = append(gMaster, g[0]), append(gBackup, g[1])
-		t.Logf("garpd: master %.1f %%, backup %.1f %%", g[0], g[1])
+		t.Logf("garpd: master %.2f %%, backup %.2f %%", g[0], g[1])
 		m.Stop()
 		b.Stop()
 
@@ -153,7 +153,7 @@ func TestReceiveCPU(t *testing.T) {
 		time.Sleep(12 * time.Second) // past the master's two GARP rounds
 		k := cpuShares(t, window, km, kb)
 		kMaster, kBackup = append(kMaster, k[0]), append(kBackup, k[1])
-		t.Logf("keepalived: master %.1f %%, backup %.1f %%", k[0], k[1])
+		t.Logf("keepalived: master %.2f %%, backup %.2f %%", k[0], k[1])
 		km.Stop()
 		kb.Stop()
 		l.Close()

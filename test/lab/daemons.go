@@ -110,19 +110,18 @@ func KeepalivedConfig(routerID string, version int, insts ...KeepalivedInstance)
 	return b.String()
 }
 
-// CPUTime returns the CPU time (user + system) used so far by the process
-// pid and every process descended from it, read from /proc. keepalived
-// runs VRRP in a child process, so its parent's figure alone would miss it.
+// CPUTime returns the CPU time used so far by the process pid and every
+// process descended from it (keepalived runs VRRP in a child process, so
+// its parent's figure alone would miss it). It sums the scheduler's
+// nanosecond run time of every thread (/proc/PID/task/TID/schedstat):
+// utime and stime count 10 ms ticks, too coarse for a daemon that uses a
+// few milliseconds a second.
 func CPUTime(pid int) (time.Duration, error) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return 0, err
 	}
-	type proc struct {
-		ppid  int
-		ticks int64
-	}
-	procs := map[int]proc{}
+	parent := map[int]int{}
 	for _, e := range entries {
 		p, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -132,33 +131,44 @@ func CPUTime(pid int) (time.Duration, error) {
 		if err != nil {
 			continue // ended meanwhile
 		}
-		// Fields after the command name, which may hold spaces: state ppid
-		// ... utime (14th field of the line) stime (15th).
+		// The fields after the command name, which may hold spaces, start
+		// with state and ppid.
 		s := string(b)
 		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-		if len(f) < 13 {
+		if len(f) < 2 {
 			continue
 		}
-		ppid, _ := strconv.Atoi(f[1])
-		ut, _ := strconv.ParseInt(f[11], 10, 64)
-		st, _ := strconv.ParseInt(f[12], 10, 64)
-		procs[p] = proc{ppid: ppid, ticks: ut + st}
+		parent[p], _ = strconv.Atoi(f[1])
 	}
-	if _, ok := procs[pid]; !ok {
+	if _, ok := parent[pid]; !ok {
 		return 0, fmt.Errorf("process %d is not running", pid)
 	}
-	var ticks int64
-	for p, pr := range procs {
-		for q := p; q > 1; q = procs[q].ppid {
-			if q == pid {
-				ticks += pr.ticks
+	var total time.Duration
+	for p := range parent {
+		q := p
+		for q > 1 && q != pid {
+			next, ok := parent[q]
+			if !ok {
 				break
 			}
-			if _, ok := procs[q]; !ok {
-				break
+			q = next
+		}
+		if q != pid {
+			continue
+		}
+		tasks, _ := filepath.Glob(filepath.Join("/proc", strconv.Itoa(p), "task", "*", "schedstat"))
+		for _, t := range tasks {
+			b, err := os.ReadFile(t)
+			if err != nil {
+				continue
 			}
+			f := strings.Fields(string(b))
+			if len(f) == 0 {
+				continue
+			}
+			ns, _ := strconv.ParseInt(f[0], 10, 64)
+			total += time.Duration(ns)
 		}
 	}
-	const clockTicks = 100 // USER_HZ on Linux
-	return time.Duration(ticks) * time.Second / clockTicks, nil
+	return total, nil
 }
