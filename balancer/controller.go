@@ -90,7 +90,7 @@ type Members interface {
 	Known() []gossip.KnownMember
 	Changes() <-chan struct{}
 	Meta() gossip.Meta
-	SetMeta(gossip.Meta)
+	UpdateMeta(func(*gossip.Meta))
 }
 
 // ControllerConfig configures the dynamic mode.
@@ -354,9 +354,8 @@ func (c *Controller) Run(ctx context.Context) {
 
 // publish gossips this node's health and whether it has settled.
 func (c *Controller) publish() {
-	m := c.members.Meta()
-	m.Healthy, m.Settled = c.healthy, c.healthy && c.settled
-	c.members.SetMeta(m)
+	healthy, settled := c.healthy, c.healthy && c.settled
+	c.members.UpdateMeta(func(m *gossip.Meta) { m.Healthy, m.Settled = healthy, settled })
 }
 
 // recompute decides and carries the decision out.

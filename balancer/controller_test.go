@@ -143,9 +143,9 @@ func (f *fakeMembers) Meta() gossip.Meta {
 	defer f.mu.Unlock()
 	return f.self
 }
-func (f *fakeMembers) SetMeta(m gossip.Meta) {
+func (f *fakeMembers) UpdateMeta(change func(*gossip.Meta)) {
 	f.mu.Lock()
-	f.self = m
+	change(&f.self)
 	f.mu.Unlock()
 	f.poke()
 }

@@ -47,6 +47,9 @@ type Membership struct {
 	cfg     Config
 	log     zerolog.Logger
 	changes chan struct{}
+	// updateMu serialises memberlist's UpdateNode, which is not safe to
+	// call concurrently.
+	updateMu sync.Mutex
 
 	mu       sync.Mutex
 	meta     Meta
@@ -411,9 +414,14 @@ func (m *Membership) LocalAddr() string { return m.ml.LocalNode().Address() }
 // Changes signals (coalesced) that the member list or someone's metadata changed.
 func (m *Membership) Changes() <-chan struct{} { return m.changes }
 
-// SetMeta publishes new metadata for this node.
-func (m *Membership) SetMeta(meta Meta) {
+// UpdateMeta changes this node's metadata under the lock, so the health
+// checks and the controller, which write different fields, never undo each
+// other's change; a change is gossiped at once.
+func (m *Membership) UpdateMeta(change func(*Meta)) {
 	m.mu.Lock()
+	meta := m.meta
+	meta.Failing = slices.Clone(meta.Failing)
+	change(&meta)
 	same := slices.Equal(m.meta.Failing, meta.Failing) && m.meta.Healthy == meta.Healthy &&
 		m.meta.Settled == meta.Settled && m.meta.Digest == meta.Digest && m.meta.VRRP4 == meta.VRRP4 &&
 		m.meta.VRRP6 == meta.VRRP6 && m.meta.MAC == meta.MAC && m.meta.Version == meta.Version
@@ -422,7 +430,11 @@ func (m *Membership) SetMeta(meta Meta) {
 	if same {
 		return
 	}
-	if err := m.ml.UpdateNode(time.Second); err != nil {
+	// memberlist's UpdateNode must not run twice at once.
+	m.updateMu.Lock()
+	err := m.ml.UpdateNode(time.Second)
+	m.updateMu.Unlock()
+	if err != nil {
 		m.log.Warn().Err(err).Msg("cannot gossip new metadata")
 	}
 	m.notify()

@@ -53,3 +53,32 @@ func TestMembershipStateDir(t *testing.T) {
 		t.Fatalf("saved %v after forgetting a, want b and c", got.Names("d"))
 	}
 }
+
+// The health checks and the controller update different metadata fields at
+// the same time; neither may undo the other's change.
+func TestUpdateMetaKeepsConcurrentChanges(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m, err := Start(ctx, Config{Bind: "127.0.0.1:0", Advertise: "127.0.0.1"}, "a", Meta{Healthy: true, Digest: "d"}, Options{}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	const rounds = 200
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range rounds {
+			m.UpdateMeta(func(meta *Meta) { meta.Failing = []string{string(rune('a' + i%26))} })
+		}
+		m.UpdateMeta(func(meta *Meta) { meta.Failing = []string{"last"} })
+	}()
+	for i := range rounds {
+		m.UpdateMeta(func(meta *Meta) { meta.Settled = i%2 == 0 })
+	}
+	m.UpdateMeta(func(meta *Meta) { meta.Settled = true })
+	<-done
+	if got := m.Meta(); !got.Settled || !slices.Equal(got.Failing, []string{"last"}) || !got.Healthy {
+		t.Fatalf("meta %+v: a concurrent change was lost", got)
+	}
+}

@@ -553,6 +553,11 @@ func (e *Engine) do(ctx context.Context, f func()) bool {
 	}
 }
 
+// Responsive reports whether the engine's loop runs and answers within
+// ctx: what a liveness probe should see, rather than the HTTP server's own
+// health.
+func (e *Engine) Responsive(ctx context.Context) bool { return e.do(ctx, func() {}) }
+
 // RouterStatus is one virtual router's state as /status reports it.
 type RouterStatus struct {
 	Family         string    `json:"family"`

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -89,17 +90,55 @@ func parseLevel(s string) (zerolog.Level, error) {
 	return l, nil
 }
 
-func newLogger(c logConfig, w io.Writer) zerolog.Logger {
-	if c.Format == "console" {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000"}
-	}
+// logOutput is the agent's log writer. The logger passes every event
+// through it, and it applies the level and format the config sets now, so
+// a reload changes both in place, in every component that holds the logger.
+type logOutput struct {
+	out   io.Writer
+	level atomic.Int32
+	w     atomic.Pointer[io.Writer]
+}
+
+func newLogOutput(c logConfig, out io.Writer) *logOutput {
+	o := &logOutput{out: out}
+	o.set(c)
+	return o
+}
+
+// set applies a validated log config.
+func (o *logOutput) set(c logConfig) {
 	lvl, _ := parseLevel(c.Level)
-	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+	w := o.out
+	if c.Format == "console" {
+		w = zerolog.ConsoleWriter{Out: o.out, TimeFormat: "15:04:05.000"}
+	}
+	o.w.Store(&w)
+	o.level.Store(int32(lvl))
+}
+
+// enabled tells a logger's hook whether an event is kept: disabled events
+// are not even formatted.
+func (o *logOutput) enabled(l zerolog.Level) bool { return l >= zerolog.Level(o.level.Load()) }
+
+func (o *logOutput) Write(p []byte) (int, error) { return (*o.w.Load()).Write(p) }
+
+func (o *logOutput) logger() zerolog.Logger {
+	return zerolog.New(o).Hook(levelHook{o}).With().Timestamp().Logger()
+}
+
+// levelHook discards events below the current level before they are written.
+type levelHook struct{ o *logOutput }
+
+func (h levelHook) Run(e *zerolog.Event, l zerolog.Level, _ string) {
+	if l != zerolog.NoLevel && !h.o.enabled(l) {
+		e.Discard()
+	}
 }
 
 // agent holds the running pieces so a reload can swap them.
 type agent struct {
 	log     zerolog.Logger
+	logOut  *logOutput
 	reg     *prometheus.Registry
 	metrics *vrrp.Metrics
 	members *prometheus.GaugeVec
@@ -121,7 +160,8 @@ func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.
 	if err != nil {
 		return err
 	}
-	a := &agent{log: newLogger(l.cfg.Log, stderr), reg: prometheus.NewRegistry(), started: time.Now()}
+	logOut := newLogOutput(l.cfg.Log, stderr)
+	a := &agent{log: logOut.logger(), logOut: logOut, reg: prometheus.NewRegistry(), started: time.Now()}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.metrics = vrrp.NewMetrics(a.reg)
 	a.members = balancer.NewMembersGauge(a.reg)
@@ -158,7 +198,10 @@ func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.
 			srv.Close()
 			return fmt.Errorf("VRRP engine stopped: %w", err)
 		case <-hup:
-			srv = a.reload(path, srv)
+			if srv, err = a.reload(path, srv); err != nil {
+				srv.Close()
+				return err
+			}
 		}
 	}
 }
@@ -228,16 +271,24 @@ func (a *agent) stopEngine() error {
 	a.mu.Lock()
 	cancel, done, dyn := a.stopEng, a.engDone, a.dyn
 	a.mu.Unlock()
+	// Hand over first: the engine's priority-0 adverts let the next node
+	// take the VIPs within a skew time. Leaving gossip and waiting for health
+	// checks can block, so they come after; the controller only stops
+	// changing priorities before.
+	if dyn != nil {
+		dyn.cancel()
+	}
+	cancel()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(2 * time.Second):
+		err = errors.New("VRRP engine did not stop within 2s")
+	}
 	if dyn != nil {
 		dyn.stop()
 	}
-	cancel()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(2 * time.Second):
-		return errors.New("VRRP engine did not stop within 2s")
-	}
+	return err
 }
 
 func hasFamily(l *loaded, v6 bool) bool {
@@ -249,38 +300,52 @@ func hasFamily(l *loaded, v6 bool) bool {
 	return false
 }
 
-// reload applies a new config: routers change in place when the transport
-// settings are the same, otherwise the engine restarts. An invalid config
-// changes nothing.
-func (a *agent) reload(path string, srv *http.Server) *http.Server {
+// reload applies a new config. An unchanged file changes nothing; log and
+// http settings apply in place; routers change in place when the transport
+// settings are the same in static mode; anything else restarts the engine
+// (and gossip). An invalid config changes nothing. The error is for the one
+// case the agent cannot go on: neither the new config nor the running one
+// would start again, and an agent with no engine must not look healthy.
+func (a *agent) reload(path string, srv *http.Server) (*http.Server, error) {
 	l, err := loadConfig(path)
 	if err != nil {
 		a.log.Error().Err(err).Msg("reload rejected; keeping the running config")
-		return srv
+		return srv, nil
 	}
 	a.mu.Lock()
 	cur, eng := a.cur, a.engine
 	a.mu.Unlock()
-	if sameTransport(cur.cfg, l.cfg) && !l.dynamic() && !cur.dynamic() {
+	switch {
+	case reflect.DeepEqual(cur.cfg, l.cfg):
+		a.log.Info().Msg("reload: the config is unchanged; nothing to do")
+		return srv, nil
+	case sameEngine(cur.cfg, l.cfg):
+		// Only the agent's own settings changed: the VRRP routers and gossip
+		// keep running untouched.
+	case sameTransport(cur.cfg, l.cfg) && !l.dynamic() && !cur.dynamic():
 		if err := eng.Update(context.Background(), l.routers); err != nil {
 			a.log.Error().Err(err).Msg("reload rejected; keeping the running config")
-			return srv
+			return srv, nil
 		}
-		a.mu.Lock()
-		a.cur = l
-		a.mu.Unlock()
-	} else {
+	default:
 		a.log.Warn().Msg("reload changes interface, vrrp or garp settings, or runs the dynamic mode: restarting the VRRP engine (and gossip)")
 		if err := a.stopEngine(); err != nil {
 			a.log.Error().Err(err).Msg("old engine stopped with an error")
 		}
 		if err := a.startEngine(l); err != nil {
 			a.log.Error().Err(err).Msg("new config cannot start; restarting with the previous one")
-			if err := a.startEngine(cur); err != nil {
-				a.log.Error().Err(err).Msg("previous config cannot start either")
+			if err2 := a.startEngine(cur); err2 != nil {
+				return srv, fmt.Errorf("reload: the new config cannot start (%w) and the previous one cannot start again (%w): stopping so the supervisor restarts garpd", err, err2)
 			}
-			return srv
+			return srv, nil
 		}
+	}
+	a.mu.Lock()
+	a.cur = l
+	a.mu.Unlock()
+	if l.cfg.Log != cur.cfg.Log {
+		a.logOut.set(l.cfg.Log)
+		a.log.Info().Str("level", l.cfg.Log.Level).Str("format", l.cfg.Log.Format).Msg("log settings changed")
 	}
 	if l.cfg.HTTP.PProf != a.pprof.Swap(l.cfg.HTTP.PProf) {
 		a.log.Info().Bool("pprof", l.cfg.HTTP.PProf).Msg("profiler at /debug/pprof/ switched")
@@ -295,7 +360,7 @@ func (a *agent) reload(path string, srv *http.Server) *http.Server {
 		}
 	}
 	a.log.Info().Int("routers", len(l.routers)).Msg("config reloaded")
-	return srv
+	return srv, nil
 }
 
 type forgetRequest struct {
@@ -365,7 +430,16 @@ func postOnly(w http.ResponseWriter, r *http.Request, hint string) bool {
 func (a *agent) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		a.mu.Lock()
+		eng := a.engine
+		a.mu.Unlock()
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		defer cancel()
+		if eng == nil || !eng.Responsive(ctx) {
+			http.Error(w, "VRRP engine is not running or does not answer within 1s", http.StatusServiceUnavailable)
+			return
+		}
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/announce", func(w http.ResponseWriter, r *http.Request) {

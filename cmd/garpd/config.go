@@ -172,6 +172,13 @@ func refreshConfig(c agentConfig) balancer.RefreshConfig {
 
 // sameTransport reports whether two configs can share one running engine,
 // differing at most in their routers (VIPs and priorities).
+// sameEngine: a and b differ at most in the agent's own settings (log,
+// http), which a reload applies without touching VRRP or gossip.
+func sameEngine(a, b agentConfig) bool {
+	b.Log, b.HTTP = a.Log, a.HTTP
+	return reflect.DeepEqual(a, b)
+}
+
 func sameTransport(a, b agentConfig) bool {
 	return a.Interface == b.Interface && reflect.DeepEqual(a.VRRP, b.VRRP) && a.GARP == b.GARP
 }

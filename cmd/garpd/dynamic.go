@@ -63,10 +63,10 @@ func startDynamic(l *loaded, eng *vrrp.Engine, tr vrrp.Transport, log zerolog.Lo
 		UnicastAuto: c.VRRP.UnicastAuto(), HasSeeds: len(c.Gossip.Join) > 0,
 	}, members, eng, log, gauge)
 	health, err := gossip.NewHealth(c.Health, log, checks, func(healthy bool, failing []string) {
-		m := members.Meta()
-		m.Failing = failing
-		members.SetMeta(m)
+		// The controller first: it resigns at once, while gossiping the new
+		// metadata may wait on the network.
 		ctrl.SetHealthy(healthy)
+		members.UpdateMeta(func(m *gossip.Meta) { m.Failing = failing })
 	})
 	if err != nil {
 		cancel()
