@@ -71,6 +71,10 @@ func (k routerKey) family() string {
 
 func (k routerKey) String() string { return k.family() + "/" + strconv.Itoa(int(k.vrid)) }
 
+// reassertEvery is how often at most a master re-announces its VIPs to
+// win back the router from another master it heard.
+const reassertEvery = time.Second
+
 // router is the engine's per-VRID bookkeeping around a Machine.
 type router struct {
 	spec      RouterSpec
@@ -78,9 +82,11 @@ type router struct {
 	m         *Machine
 	burstLeft int
 	nextBurst time.Time
-	refresh   []time.Time         // per VIP, while master; zero when refresh is off
-	collided  map[netip.Addr]bool // sources already logged as colliding
-	since     time.Time
+	// lastReassert rate-limits split-brain re-announcements.
+	lastReassert time.Time
+	refresh      []time.Time         // per VIP, while master; zero when refresh is off
+	collided     map[netip.Addr]bool // sources already logged as colliding
+	since        time.Time
 	// The router's metric children, looked up once: per advert the engine
 	// only increments them.
 	vipLabel string
@@ -426,6 +432,7 @@ func (e *Engine) apply(now time.Time, k routerKey, r *router, acts []Action) {
 				}
 			}
 			r.burstLeft = e.garp.Count
+			r.lastReassert = now // the burst does what a re-announcement would
 			e.announce(r, true)
 			r.burstLeft--
 			r.nextBurst = now.Add(e.garp.Interval)
@@ -437,6 +444,15 @@ func (e *Engine) apply(now time.Time, k routerKey, r *router, acts []Action) {
 					r.refresh[i] = e.deps.Refresh.Next(p.Addr(), burstEnd)
 				}
 			}
+		case ActReassert:
+			// Once per second at most, however many adverts the other
+			// master (or a spoofer) sends.
+			if now.Sub(r.lastReassert) < reassertEvery {
+				continue
+			}
+			r.lastReassert = now
+			e.deps.Log.Info().Str("vrid", k.String()).Msg("another master that loses to this node was heard (split brain healing): answered and re-announcing the VIPs")
+			e.announce(r, true)
 		case ActRelease:
 			r.burstLeft = 0
 			r.refresh = nil

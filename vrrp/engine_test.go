@@ -265,3 +265,59 @@ func TestEngineRun(t *testing.T) {
 		t.Fatal("Wave on a stopped engine did not fail")
 	}
 }
+
+// A split brain heals on the router too: after a partition both nodes are
+// master; when they hear each other again the lower one steps down and the
+// higher one re-announces the VIP at once (the router may hold the lower
+// one's MAC), whichever advert crosses the healed link first. Healing at
+// every 10 ms of the advert interval covers both orders.
+func TestEngineSplitBrainHeals(t *testing.T) {
+	for off := time.Duration(0); off < 100*time.Millisecond; off += 10 * time.Millisecond {
+		s := newSim(t)
+		a := s.start("192.0.2.11", nodeOpts{prio: 200, cfg: v3cfg()})
+		b := s.start("192.0.2.12", nodeOpts{prio: 100, cfg: v3cfg()})
+		a.port.up, b.port.up = false, false // the partition
+		s.run(4*time.Second + off) // past the takeover bursts
+		if !a.kernel.holds(testVIP.Addr()) || !b.kernel.holds(testVIP.Addr()) {
+			t.Fatalf("partitioned: a holds %v, b holds %v; want both", a.kernel.holds(testVIP.Addr()), b.kernel.holds(testVIP.Addr()))
+		}
+		before := len(a.kernel.announced)
+		a.port.up, b.port.up = true, true
+		s.run(150 * time.Millisecond)
+		if b.kernel.holds(testVIP.Addr()) {
+			t.Fatalf("heal at +%s: b still holds the VIP 150 ms after the partition ended", off)
+		}
+		if n := len(a.kernel.announced) - before; n != 1 {
+			t.Fatalf("heal at +%s: a re-announced %d times within 150 ms, want once", off, n)
+		}
+		s.run(3 * time.Second)
+		if n := len(a.kernel.announced) - before; n != 1 || !a.kernel.holds(testVIP.Addr()) {
+			t.Fatalf("heal at +%s: %d re-announcements in 3 s (a holds: %v), want 1", off, n, a.kernel.holds(testVIP.Addr()))
+		}
+	}
+}
+
+// However many losing adverts arrive (another master, or a spoofer), the
+// master answers each but re-announces at most once a second.
+func TestEngineReassertRateLimit(t *testing.T) {
+	s := newSim(t)
+	a := s.start("192.0.2.11", nodeOpts{prio: 200, cfg: v3cfg()})
+	s.run(5 * time.Second) // master, past its takeover burst
+	b, err := Encode(Advert{Version: 3, VRID: 10, Priority: 100, Interval: 10, Addresses: []netip.Addr{testVIP.Addr()}},
+		netip.MustParseAddr("192.0.2.66"), GroupV4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, sentBefore := len(a.kernel.announced), len(a.port.sent)
+	for range 20 {
+		s.inject(a, Packet{Payload: b, Src: netip.MustParseAddr("192.0.2.66"), Dst: GroupV4, TTL: 255})
+		s.run(50 * time.Millisecond)
+	}
+	// 20 adverts over 1 s: one re-announcement at the first, one a second later.
+	if n := len(a.kernel.announced) - before; n != 1 && n != 2 {
+		t.Fatalf("%d re-announcements for 20 losing adverts in 1 s, want at most 2", n)
+	}
+	if n := len(a.port.sent) - sentBefore; n < 20 {
+		t.Fatalf("%d adverts sent for 20 losing adverts, want each answered", n)
+	}
+}

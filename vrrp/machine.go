@@ -41,6 +41,10 @@ const (
 	ActTakeover
 	// ActRelease stops announcing and removes the VIPs.
 	ActRelease
+	// ActReassert re-announces the VIPs at once: another master, which
+	// loses to this one, was heard (a split brain healing), and the router
+	// may have learnt its MAC. The driver rate-limits it.
+	ActReassert
 )
 
 // MachineConfig is the per-virtual-router configuration the machine needs.
@@ -220,8 +224,17 @@ func (m *Machine) HandleAdvert(now time.Time, src netip.Addr, adv Advert) []Acti
 			m.masterAdverInterval = adv.Interval
 			m.becomeBackup(now)
 			m.preemptAfter = time.Time{}
-			return []Action{ActRelease}
+			// One last advert at our priority tells the winner that there
+			// were two masters, so it re-announces (ActReassert): the
+			// router may hold this node's MAC. Backups treat it like any
+			// advert, and the winner's answer follows at once.
+			return []Action{ActRelease, ActSendAdvert}
 		}
+		// Another master that loses to this one: answer at once, so it
+		// steps down now rather than at our next advert, and re-announce,
+		// as keepalived does by default.
+		m.adverTimer = now.Add(cs(int(m.cfg.Interval)))
+		return []Action{ActSendAdvert, ActReassert}
 	}
 	return nil
 }

@@ -216,7 +216,8 @@ func TestMasterPriorityZero(t *testing.T) {
 }
 
 // §6.4.3: Master steps down for a higher priority, or an equal one from a
-// greater primary address; it keeps mastership otherwise.
+// greater primary address; otherwise it keeps mastership and answers the
+// losing master at once (a split brain healing).
 func TestMasterPreempted(t *testing.T) {
 	cases := []struct {
 		name     string
@@ -238,11 +239,12 @@ func TestMasterPreempted(t *testing.T) {
 			now := at(5 * time.Second)
 			got := m.HandleAdvert(now, c.src, adv(c.prio, 50))
 			if !c.stepDown {
-				wantActs(t, got)
+				// The other master loses: answered at once, VIPs re-announced.
+				wantActs(t, got, ActSendAdvert, ActReassert)
 				wantState(t, m, Master)
 				return
 			}
-			wantActs(t, got, ActRelease)
+			wantActs(t, got, ActRelease, ActSendAdvert)
 			wantState(t, m, Backup)
 			if want := now.Add(MasterDownInterval(150, 50)); m.NextDeadline() != want {
 				t.Fatalf("master down at %s, want %s (learned interval)", m.NextDeadline().Sub(t0), want.Sub(t0))

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/garpd/garpd/test/lab"
 )
 
 // Issue 10, lab: 3 nodes, 6 VIPs, dynamic mode, 100 ms adverts.
@@ -93,4 +95,53 @@ func TestDynamicReloadAndSIGTERMHandover(t *testing.T) {
 	if median > 250*time.Millisecond {
 		t.Errorf("SIGTERM: the router followed after a median %s, as slow as a crash: the node did not hand over before leaving", median)
 	}
+}
+
+// dropVRRP drops VRRP both ways: a partition of the VRRP speakers that
+// leaves the router reachable.
+const dropVRRP = `table inet garpdlab {
+  chain in { type filter hook input priority 0; ip protocol vrrp drop; }
+  chain out { type filter hook output priority 0; ip protocol vrrp drop; }
+}
+`
+
+// Issue 10: a split brain heals on the router too. n1 (priority 200) is
+// master; VRRP between the nodes is cut, so n2 (100) becomes master as well
+// and its takeover announcement points the router at it. When VRRP flows
+// again n2 steps down, and n1 re-announces at once: the router must not
+// keep n2's MAC until the next refresh.
+func TestSplitBrainHealsOnRouter(t *testing.T) {
+	l := newLab(t, 2)
+	n1, n2 := l.Node("n1"), l.Node("n2")
+	vip := vips3[0]
+	// One announcement per takeover, so only the heal can move the entry.
+	opts := cfgOpts{extra: "garp:\n  count: 1\n"}
+	if _, err := n1.StartGarpd(garpdBin, staticConfig("n1", vips3[:1], []int{200}, opts)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n2.StartGarpd(garpdBin, staticConfig("n2", vips3[:1], []int{100}, opts)); err != nil {
+		t.Fatal(err)
+	}
+	waitNeigh(t, l, 10*time.Second, map[netip.Addr]string{vip: n1.MAC.String()})
+	if err := n2.Firewall(dropVRRP); err != nil {
+		t.Fatal(err)
+	}
+	waitNeigh(t, l, 10*time.Second, map[netip.Addr]string{vip: n2.MAC.String()})
+	if !n1.HasAddress(vip) {
+		t.Fatal("n1 gave the VIP up during the partition: no split brain to heal")
+	}
+	// Past the kernel's neighbour locktime (1 s), in which it would ignore
+	// any other announcement.
+	time.Sleep(1500 * time.Millisecond)
+	if got, _ := l.Neighbours(); got[vip] != n2.MAC.String() {
+		t.Fatalf("the router moved to %s during the partition; want n2's MAC", got[vip])
+	}
+	start := time.Now()
+	if _, err := lab.Exec(n2.NS, "nft", "delete", "table", "inet", "garpdlab"); err != nil {
+		t.Fatal(err)
+	}
+	// The refresh is 60 s away; the heal must not wait for it.
+	waitNeigh(t, l, 5*time.Second, map[netip.Addr]string{vip: n1.MAC.String()})
+	t.Logf("split brain healed: the router points at n1 again %s after VRRP flowed", time.Since(start).Round(time.Millisecond))
+	waitFor(t, 5*time.Second, "n2 to release the VIP", func() (bool, string) { return !n2.HasAddress(vip), "n2 still holds it" })
 }
