@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -82,6 +83,7 @@ type Engine interface {
 	Update(ctx context.Context, specs []vrrp.RouterSpec) error
 	Resign(ctx context.Context, resigned bool) error
 	SetPeers(ctx context.Context, peers []netip.Addr) error
+	SetAdmission(ctx context.Context, a *vrrp.Admission) error
 }
 
 // Members is the part of the membership the controller reads and writes.
@@ -122,8 +124,12 @@ type Decision struct {
 	Minority bool
 	Alone    bool // cut off from the cluster although it has seeds
 	Peers    []netip.Addr
-	Counts   map[MemberState]int
-	Status   ControllerStatus
+	// Admit limits the adverts this node accepts to the members, each at
+	// most at its planned priority; nil (accept all) until this node has
+	// settled, when gossip has had time to show every member.
+	Admit  *vrrp.Admission
+	Counts map[MemberState]int
+	Status ControllerStatus
 }
 
 // Decide is the controller's logic as a pure function: the plan over the
@@ -191,6 +197,9 @@ func Decide(cfg ControllerConfig, plan Plan, in Inputs) Decision {
 		down[name] = st != StateRanked
 	}
 	lastResort := !in.Settled || d.Alone
+	if !lastResort {
+		d.Admit = admission(cfg, plan, in.Live)
+	}
 	for _, r := range plan.Groups {
 		prio := UnrankedPriority
 		if rank := r.RankOf(cfg.Local); rank >= 0 && !lastResort {
@@ -204,6 +213,34 @@ func Decide(cfg ControllerConfig, plan Plan, in Inputs) Decision {
 		d.Status.VIPs = append(d.Status.VIPs, vs)
 	}
 	return d
+}
+
+// admission lets each live member of this config speak VRRP from its
+// advertised sources, for each group up to the priority its rank gives it
+// (a member ranked nowhere: UnrankedPriority). States are ignored: a member
+// settling or resigned sends lower priorities than these, never higher.
+func admission(cfg ControllerConfig, plan Plan, live []gossip.Member) *vrrp.Admission {
+	a := vrrp.NewAdmission()
+	for _, m := range live {
+		if m.Self || m.Meta.Digest != cfg.Digest {
+			continue
+		}
+		for _, r := range plan.Groups {
+			src, err := netip.ParseAddr(m.Meta.VRRP4)
+			if r.Group.V6 {
+				src, err = netip.ParseAddr(m.Meta.VRRP6)
+			}
+			if err != nil {
+				continue
+			}
+			prio := UnrankedPriority
+			if rank := r.RankOf(m.Name); rank >= 0 {
+				prio = PriorityForRank(rank, r.Len())
+			}
+			a.Allow(src, r.Group.V6, uint8(r.Group.VRID), uint8(prio))
+		}
+	}
+	return a
 }
 
 func localState(in Inputs) MemberState {
@@ -233,6 +270,7 @@ type Controller struct {
 
 	// Owned by Run's goroutine.
 	applied   []vrrp.RouterSpec
+	admit     *vrrp.Admission
 	resigned  bool
 	peers     []netip.Addr
 	mismatch  map[string]string // member → digest already logged
@@ -413,6 +451,18 @@ func (c *Controller) recompute(ctx context.Context) {
 		}
 	}
 	c.setStatus(d.Status)
+	if !reflect.DeepEqual(d.Admit, c.admit) {
+		if err := c.engine.SetAdmission(ctx, d.Admit); err != nil {
+			c.log.Error().Err(err).Msg("cannot set which VRRP speakers are members")
+		} else {
+			c.admit = d.Admit
+			if d.Admit != nil {
+				c.log.Info().Msg("VRRP adverts now count only from members, each up to its planned priority")
+			} else {
+				c.log.Info().Msg("VRRP adverts count from any speaker until this node has settled")
+			}
+		}
+	}
 	if d.Resign {
 		if !c.resigned {
 			if err := c.engine.Resign(ctx, true); err == nil {

@@ -84,6 +84,44 @@ func TestDecide(t *testing.T) {
 	}
 }
 
+// Once settled, only members of this config count as VRRP speakers, each up
+// to the priority its rank gives it; before, anyone does.
+func TestDecideAdmission(t *testing.T) {
+	groups := mkGroups(6)
+	cfg := ControllerConfig{Local: "a", Groups: groups, Digest: "d"}
+	plan := mustRank(t, []Node{{"a", 1}, {"b", 1}, {"c", 1}}, groups)
+	src := map[string]netip.Addr{"b": netip.MustParseAddr("192.0.2.12"), "c": netip.MustParseAddr("192.0.2.13")}
+	live := []gossip.Member{{Name: "a", Self: true, Meta: gossip.Meta{Healthy: true, Settled: true, Digest: "d"}}}
+	for _, n := range []string{"b", "c"} {
+		m := member(n, true, false, "d")
+		m.Meta.VRRP4 = src[n].String()
+		live = append(live, m)
+	}
+	live[2].Meta.Digest = "other" // c runs another config
+	in := Inputs{Known: known("a", "b", "c"), Live: live, Healthy: true}
+	if d := Decide(cfg, plan, in); d.Admit != nil {
+		t.Fatal("a node that has not settled restricts VRRP speakers: gossip may not show every member yet")
+	}
+	in.Settled = true
+	d := Decide(cfg, plan, in)
+	if d.Admit == nil {
+		t.Fatal("settled: no admission")
+	}
+	for _, r := range plan.Groups {
+		vrid := uint8(r.Group.VRID)
+		want := uint8(PriorityForRank(r.RankOf("b"), r.Len()))
+		if !d.Admit.Admits(src["b"], false, vrid, want) || d.Admit.Admits(src["b"], false, vrid, want+1) {
+			t.Fatalf("VRID %d: b (rank %d) admitted wrongly around its planned priority %d", vrid, r.RankOf("b"), want)
+		}
+		if d.Admit.Admits(src["c"], false, vrid, 1) {
+			t.Fatalf("VRID %d: c, of another config, admitted", vrid)
+		}
+		if d.Admit.Admits(netip.MustParseAddr("192.0.2.66"), false, vrid, 1) {
+			t.Fatalf("VRID %d: a non-member admitted", vrid)
+		}
+	}
+}
+
 func TestConfigMinority(t *testing.T) {
 	three := []gossip.Member{member("a", true, true, "new"), member("b", true, true, "old"), member("c", true, true, "old")}
 	if !ConfigMinority(three, "new") || ConfigMinority(three, "old") {
@@ -180,7 +218,8 @@ func (e *fakeEngine) Resign(_ context.Context, r bool) error {
 	e.resigned = r
 	return nil
 }
-func (e *fakeEngine) SetPeers(context.Context, []netip.Addr) error { return nil }
+func (e *fakeEngine) SetPeers(context.Context, []netip.Addr) error        { return nil }
+func (e *fakeEngine) SetAdmission(context.Context, *vrrp.Admission) error { return nil }
 
 func (e *fakeEngine) owned() (int, bool) {
 	e.mu.Lock()

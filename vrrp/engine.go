@@ -84,15 +84,15 @@ type router struct {
 	nextBurst time.Time
 	// lastReassert rate-limits split-brain re-announcements.
 	lastReassert time.Time
-	refresh      []time.Time         // per VIP, while master; zero when refresh is off
-	collided     map[netip.Addr]bool // sources already logged as colliding
+	refresh      []time.Time // per VIP, while master; zero when refresh is off
 	since        time.Time
 	// The router's metric children, looked up once: per advert the engine
 	// only increments them.
-	vipLabel string
-	recv     prometheus.Counter
-	sent     prometheus.Counter
-	state    prometheus.Gauge
+	vipLabel   string
+	recv       prometheus.Counter
+	sent       prometheus.Counter
+	collisions prometheus.Counter
+	state      prometheus.Gauge
 }
 
 // Deps are the engine's seams to the outside world.
@@ -119,6 +119,12 @@ type Engine struct {
 	done    chan struct{}
 	// resigned: routers stay in Initialize (local health failed).
 	resigned bool
+	// admit, when set, limits adverts to members at their planned
+	// priorities; prevAdmit still counts until prevUntil.
+	admit, prevAdmit *Admission
+	prevUntil        time.Time
+	// rejected holds the sources already logged for a rejected advert.
+	rejected map[netip.Addr]bool
 	// next is a lower bound of every router's next deadline (zero: none).
 	// Events only ever pull it earlier; tick, which runs when it passes,
 	// recomputes it exactly. So a packet costs no scan of all routers.
@@ -141,7 +147,7 @@ func NewEngine(cfg Config, garp GARPConfig, specs []RouterSpec, deps Deps) (*Eng
 	if deps.Metrics == nil {
 		deps.Metrics = NewMetrics(nil)
 	}
-	e := &Engine{cfg: cfg, garp: garp, deps: deps, routers: map[routerKey]*router{},
+	e := &Engine{cfg: cfg, garp: garp, deps: deps, routers: map[routerKey]*router{}, rejected: map[netip.Addr]bool{},
 		cmds: make(chan func()), done: make(chan struct{}), drops: map[dropKey]prometheus.Counter{}}
 	for _, s := range specs {
 		if err := e.addRouter(s); err != nil {
@@ -188,11 +194,11 @@ func (e *Engine) addRouter(s RouterSpec) error {
 			PreemptDelay: e.cfg.PreemptDelay,
 			LocalAddr:    local,
 		}),
-		collided: map[netip.Addr]bool{},
-		vipLabel: vipLabel,
-		recv:     e.deps.Metrics.AdvertsRecv.WithLabelValues(k.family(), vrid),
-		sent:     e.deps.Metrics.AdvertsSent.WithLabelValues(k.family(), vrid),
-		state:    e.deps.Metrics.State.WithLabelValues(k.family(), vrid, vipLabel),
+		vipLabel:   vipLabel,
+		recv:       e.deps.Metrics.AdvertsRecv.WithLabelValues(k.family(), vrid),
+		sent:       e.deps.Metrics.AdvertsSent.WithLabelValues(k.family(), vrid),
+		collisions: e.deps.Metrics.Collisions.WithLabelValues(k.family(), vrid),
+		state:      e.deps.Metrics.State.WithLabelValues(k.family(), vrid, vipLabel),
 	}
 	e.order = append(e.order, k)
 	slices.SortFunc(e.order, func(a, b routerKey) int {
@@ -386,17 +392,33 @@ func (e *Engine) handlePacket(p Packet) {
 	slices.SortFunc(got, netip.Addr.Compare)
 	if !slices.Equal(got, r.addrs) {
 		e.drop(p.V6, "vip_mismatch")
-		e.deps.Metrics.Collisions.WithLabelValues(k.family(), strconv.Itoa(int(k.vrid)), p.Src.String()).Inc()
-		if !r.collided[p.Src] {
-			r.collided[p.Src] = true
+		r.collisions.Inc()
+		if e.firstRejection(p.Src) {
 			e.deps.Log.Error().Str("vrid", k.String()).Str("source", p.Src.String()).
 				Str("their_vips", joinAddrs(got)).Str("our_vips", joinAddrs(r.addrs)).
 				Msg("VRID collision: another VRRP router uses this VRID with a different VIP list; ignoring its adverts. Another cluster on this segment probably uses the same VRID: give one side a different vrid_base (run `garpd scan` to list the VRIDs in use)")
 		}
 		return
 	}
-	r.recv.Inc()
 	now := e.deps.Clock.Now()
+	if reason := e.admission(now, p.Src, k, adv.Priority); reason != "" {
+		e.drop(p.V6, reason)
+		if e.firstRejection(p.Src) {
+			hint := "a VRRP speaker that is not a member of this garpd cluster uses our VRIDs and VIPs; ignoring it. Find it by its source address (a keepalived with the same VRIDs?) and stop it, or make it a member"
+			if reason == "priority_above_plan" {
+				hint = "a member sends adverts above the priority the plan gives it (another config or version?); ignoring them. Compare garpd status on both nodes"
+			}
+			e.deps.Log.Error().Str("vrid", k.String()).Str("source", p.Src.String()).Int("priority", int(adv.Priority)).
+				Str("reason", reason).Msg(hint)
+		}
+		if r.m.State() == Master {
+			// The speaker may be announcing our VIPs: win the router back
+			// (rate-limited like any re-announcement).
+			e.apply(now, k, r, []Action{ActReassert})
+		}
+		return
+	}
+	r.recv.Inc()
 	e.transition(now, k, r, func(m *Machine) []Action { return m.HandleAdvert(now, p.Src, *adv) })
 }
 
@@ -451,7 +473,7 @@ func (e *Engine) apply(now time.Time, k routerKey, r *router, acts []Action) {
 				continue
 			}
 			r.lastReassert = now
-			e.deps.Log.Info().Str("vrid", k.String()).Msg("another master that loses to this node was heard (split brain healing): answered and re-announcing the VIPs")
+			e.deps.Log.Info().Str("vrid", k.String()).Msg("another speaker claims this VRID (a split brain healing, or a speaker outside the cluster): re-announcing the VIPs, the router may have learnt its MAC")
 			e.announce(r, true)
 		case ActRelease:
 			r.burstLeft = 0
@@ -567,6 +589,50 @@ func (e *Engine) do(ctx context.Context, f func()) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// SetAdmission limits the adverts the engine accepts to a's (nil accepts
+// all). The previous admission still counts for admissionGrace, while the
+// members apply the same plan change.
+func (e *Engine) SetAdmission(ctx context.Context, a *Admission) error {
+	if !e.do(ctx, func() { e.setAdmission(a) }) {
+		return errors.New("VRRP engine is not running")
+	}
+	return nil
+}
+
+func (e *Engine) setAdmission(a *Admission) {
+	e.prevAdmit, e.prevUntil = e.admit, e.deps.Clock.Now().Add(admissionGrace)
+	e.admit = a
+}
+
+// admission is "" when the advert may be processed, else the drop reason.
+func (e *Engine) admission(now time.Time, src netip.Addr, k routerKey, prio uint8) string {
+	if e.admit == nil {
+		return ""
+	}
+	reason := e.admit.verdict(src, k, prio)
+	if reason != "" && e.prevAdmit != nil && now.Before(e.prevUntil) && e.prevAdmit.verdict(src, k, prio) == "" {
+		return ""
+	}
+	return reason
+}
+
+// firstRejection reports whether src is rejected for the first time, so
+// it is logged once; it remembers maxLoggedSources sources at most.
+func (e *Engine) firstRejection(src netip.Addr) bool {
+	if e.rejected[src] {
+		return false
+	}
+	if len(e.rejected) >= maxLoggedSources {
+		if !e.rejected[netip.Addr{}] {
+			e.rejected[netip.Addr{}] = true
+			e.deps.Log.Error().Int("sources", maxLoggedSources).Msg("adverts rejected from many sources: not logging further ones (see garpd_vrrp_packets_dropped_total)")
+		}
+		return false
+	}
+	e.rejected[src] = true
+	return true
 }
 
 // Responsive reports whether the engine's loop runs and answers within

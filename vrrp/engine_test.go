@@ -127,7 +127,7 @@ func TestEngineDropsInvalid(t *testing.T) {
 			t.Errorf("dropped %s: %v, want %v", reason, got, want)
 		}
 	}
-	if got := testutil.ToFloat64(n.metrics.Collisions.WithLabelValues("ipv4", "10", peerSrc.String())); got != 2 {
+	if got := testutil.ToFloat64(n.metrics.Collisions.WithLabelValues("ipv4", "10")); got != 2 {
 		t.Errorf("collisions %v, want 2 (one per foreign advert)", got)
 	}
 	// None of them counted as a master: the node still takes over.
@@ -277,7 +277,7 @@ func TestEngineSplitBrainHeals(t *testing.T) {
 		a := s.start("192.0.2.11", nodeOpts{prio: 200, cfg: v3cfg()})
 		b := s.start("192.0.2.12", nodeOpts{prio: 100, cfg: v3cfg()})
 		a.port.up, b.port.up = false, false // the partition
-		s.run(4*time.Second + off) // past the takeover bursts
+		s.run(4*time.Second + off)          // past the takeover bursts
 		if !a.kernel.holds(testVIP.Addr()) || !b.kernel.holds(testVIP.Addr()) {
 			t.Fatalf("partitioned: a holds %v, b holds %v; want both", a.kernel.holds(testVIP.Addr()), b.kernel.holds(testVIP.Addr()))
 		}
@@ -319,5 +319,70 @@ func TestEngineReassertRateLimit(t *testing.T) {
 	}
 	if n := len(a.port.sent) - sentBefore; n < 20 {
 		t.Fatalf("%d adverts sent for 20 losing adverts, want each answered", n)
+	}
+}
+
+// In dynamic mode only members count, at most at their planned priority: a
+// speaker outside the cluster at priority 254 takes nothing, a member above
+// its plan is ignored, and a plan change in flight is tolerated for
+// admissionGrace. Rejections are counted by reason, and logged once per
+// source however many sources there are.
+func TestEngineAdmission(t *testing.T) {
+	s := newSim(t)
+	a := s.start("192.0.2.11", nodeOpts{prio: 200, cfg: v3cfg()})
+	member, rogue := netip.MustParseAddr("192.0.2.12"), netip.MustParseAddr("192.0.2.66")
+	adm := NewAdmission()
+	adm.Allow(member, false, 10, 150)
+	a.eng.setAdmission(adm)
+	s.run(time.Second) // a is master
+	advert := func(src netip.Addr, prio uint8) Packet {
+		b, err := Encode(Advert{Version: 3, VRID: 10, Priority: prio, Interval: 10, Addresses: []netip.Addr{testVIP.Addr()}}, src, GroupV4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Packet{Payload: b, Src: src, Dst: GroupV4, TTL: 255}
+	}
+	dropped := func(reason string) float64 {
+		return testutil.ToFloat64(a.metrics.Dropped.WithLabelValues("ipv4", reason))
+	}
+	for range 5 {
+		s.inject(a, advert(rogue, 254))
+		s.inject(a, advert(member, 250))
+		s.run(100 * time.Millisecond)
+	}
+	if !a.kernel.holds(testVIP.Addr()) {
+		t.Fatal("a non-member at 254 or a member above its plan took the VIP")
+	}
+	if dropped("not_member") != 5 || dropped("priority_above_plan") != 5 {
+		t.Fatalf("dropped not_member %v, priority_above_plan %v; want 5 each", dropped("not_member"), dropped("priority_above_plan"))
+	}
+	// The plan changes: the member may now use 250. Until the grace ends
+	// the old admission counts too; the new one alone admits it after.
+	next := NewAdmission()
+	next.Allow(member, false, 10, 250)
+	a.eng.setAdmission(next)
+	s.inject(a, advert(member, 250))
+	s.deliver()
+	if a.kernel.holds(testVIP.Addr()) {
+		t.Fatal("the member at its new planned priority 250 did not take over")
+	}
+	// The member leaves the plan: its adverts count for the grace, then not.
+	a.eng.setAdmission(NewAdmission())
+	for range 120 { // adverts every 100 ms for 12 s
+		s.inject(a, advert(member, 250))
+		s.run(100 * time.Millisecond)
+		if at := s.clk.Now(); a.kernel.holds(testVIP.Addr()) && at.Before(a.eng.prevUntil) {
+			t.Fatalf("a took over %s into the grace: the previous admission did not count", admissionGrace-a.eng.prevUntil.Sub(at))
+		}
+	}
+	if !a.kernel.holds(testVIP.Addr()) {
+		t.Fatal("a did not take over once the grace ended and the member's adverts no longer counted")
+	}
+	// A spoofer with many sources: memory for logging stays bounded.
+	for i := range 3 * maxLoggedSources {
+		s.inject(a, advert(netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), 254))
+	}
+	if len(a.eng.rejected) > maxLoggedSources+1 {
+		t.Fatalf("%d sources remembered, want at most %d", len(a.eng.rejected), maxLoggedSources+1)
 	}
 }

@@ -45,8 +45,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"family", "reason"}),
 		Collisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "garpd_vrrp_vrid_collisions_total",
-			Help: "Adverts for one of our VRIDs with a different VIP list (another cluster using the same VRID).",
-		}, []string{"family", "vrid", "source"}),
+			Help: "Adverts for one of our VRIDs with a different VIP list (another cluster using the same VRID); the sources are logged, once each.",
+		}, []string{"family", "vrid"}),
 		Announcements: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "garpd_announcements_sent_total",
 			Help: "Gratuitous ARP (kind garp) and unsolicited neighbour advertisements (kind na) sent, per VIP.",

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -144,4 +145,74 @@ func TestSplitBrainHealsOnRouter(t *testing.T) {
 	waitNeigh(t, l, 5*time.Second, map[netip.Addr]string{vip: n1.MAC.String()})
 	t.Logf("split brain healed: the router points at n1 again %s after VRRP flowed", time.Since(start).Round(time.Millisecond))
 	waitFor(t, 5*time.Second, "n2 to release the VIP", func() (bool, string) { return !n2.HasAddress(vip), "n2 still holds it" })
+}
+
+// Issue 10: a host on the segment that is not a member runs a VRRP speaker
+// at priority 254 with the cluster's VIPs and VRIDs. Once settled, members
+// ignore it (it used to take 6 of 6 VIPs): every VIP stays with the node
+// the plan gives it, and the router points back at that node whenever the
+// speaker's announcements moved it.
+func TestNonMemberTakesNothing(t *testing.T) {
+	l := newLab(t, 4)
+	procs := map[string]*lab.Proc{}
+	for _, n := range l.Nodes[:3] {
+		p, err := n.StartGarpd(garpdBin, dynConfig(l, n.Name, vips6, ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		procs[n.Name] = p
+	}
+	waitSpread(t, l, vips6, 30*time.Second, even)
+	waitSettled(t, l, "n1", "n2", "n3")
+	before, err := l.Neighbours()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same VIPs, hence the same VRIDs, at 254 on n4: a static-mode
+	// garpd, wire-compatible with keepalived.
+	var b strings.Builder
+	b.WriteString("node: rogue\ninterface: eth0\nvips:\n")
+	for _, v := range vips6 {
+		b.WriteString("  - " + v.String() + "\n")
+	}
+	b.WriteString("vrrp:\n  advert_interval: 100ms\npriorities:\n")
+	for _, v := range vips6 {
+		b.WriteString("  " + v.String() + ": 254\n")
+	}
+	rogue, err := l.Nodes[3].StartGarpd(garpdBin, b.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the rogue to claim the VIPs", func() (bool, string) {
+		return strings.Count(rogue.Output(), `"to":"master"`) == len(vips6), "not master of all yet"
+	})
+	// Past the rogue's takeover announcements (3 × 1.1 s). Each of its
+	// announcements (its refresh too) can move a router entry, for up to
+	// the second a member takes to re-announce; then the entry is back.
+	time.Sleep(4 * time.Second)
+	waitFor(t, 5*time.Second, "the router to point every VIP at its member holder", func() (bool, string) {
+		after, err := l.Neighbours()
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, v := range vips6 {
+			if after[v] != before[v] {
+				return false, fmt.Sprintf("%s at %s, want %s", v, after[v], before[v])
+			}
+		}
+		return true, ""
+	})
+	for v, hs := range holders(t, l, vips6) {
+		members := slices.DeleteFunc(slices.Clone(hs), func(h string) bool { return h == "n4" })
+		if len(members) != 1 {
+			t.Errorf("%s: held by members %v, want exactly one", v, members)
+		}
+	}
+	dropped := 0.0
+	for _, n := range l.Nodes[:3] {
+		dropped += scrape(t, n).sum("garpd_vrrp_packets_dropped_total", `reason="not_member"`)
+	}
+	if dropped == 0 {
+		t.Error("no advert dropped as not_member: the rogue was not seen")
+	}
 }

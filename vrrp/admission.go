@@ -1,0 +1,70 @@
+package vrrp
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Admission says whose adverts the engine accepts. In dynamic mode every
+// node knows the members' VRRP source addresses and the priority the plan
+// gives each of them for each virtual router, so an advert from anyone
+// else, or above that priority, is a speaker outside the cluster (a
+// misconfigured keepalived, or an attacker) and must not take a VIP.
+// Static mode has none: every advert with the right VIP list counts.
+type Admission struct {
+	max map[admitKey]uint8
+	src map[netip.Addr]bool
+}
+
+type admitKey struct {
+	src netip.Addr
+	key routerKey
+}
+
+// NewAdmission returns an admission that accepts nobody until Allow.
+func NewAdmission() *Admission {
+	return &Admission{max: map[admitKey]uint8{}, src: map[netip.Addr]bool{}}
+}
+
+// Allow accepts src's adverts for the virtual router (v6, vrid) up to
+// priority max. Priority 0 (a member resigning) is always accepted.
+func (a *Admission) Allow(src netip.Addr, v6 bool, vrid uint8, max uint8) {
+	src = src.WithZone("")
+	a.src[src] = true
+	k := admitKey{src, routerKey{v6: v6, vrid: vrid}}
+	a.max[k] = maxUint8(a.max[k], max)
+}
+
+func maxUint8(a, b uint8) uint8 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// Admits reports whether an advert from src for the virtual router (v6,
+// vrid) at priority prio is accepted.
+func (a *Admission) Admits(src netip.Addr, v6 bool, vrid, prio uint8) bool {
+	return a.verdict(src, routerKey{v6: v6, vrid: vrid}, prio) == ""
+}
+
+// verdict is "" when the advert is accepted, else the drop reason.
+func (a *Admission) verdict(src netip.Addr, k routerKey, prio uint8) string {
+	src = src.WithZone("")
+	if !a.src[src] {
+		return "not_member"
+	}
+	if prio != 0 && prio > a.max[admitKey{src, k}] {
+		return "priority_above_plan"
+	}
+	return ""
+}
+
+// admissionGrace is how long the previous admission still counts after a
+// new one: members apply a new plan at slightly different times, and an
+// advert from one that has not yet must not be dropped as a rogue.
+const admissionGrace = 10 * time.Second
+
+// maxLoggedSources bounds the memory spent on "logged once" per rejected
+// source, however many sources are spoofed.
+const maxLoggedSources = 64
