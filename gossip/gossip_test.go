@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -136,5 +138,43 @@ func TestSeedListResolves(t *testing.T) {
 	}
 	if len(seeds) < 2 || seeds[0] != "192.0.2.1:7946" || !strings.HasSuffix(seeds[1], ":7946") {
 		t.Fatalf("seeds %v: want the static one and localhost's addresses", seeds)
+	}
+}
+
+// An exec check whose pipeline hangs fails at its timeout, and nothing it
+// started is left running; its output is capped.
+func TestExecCheckHungPipeline(t *testing.T) {
+	marker := fmt.Sprintf("%d.%d", os.Getpid(), time.Now().UnixNano()%1000)
+	p, err := newProbe(CheckConfig{Exec: []string{"sh", "-c", "sleep 3" + marker + " | cat"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = p(ctx)
+	if err == nil || !strings.Contains(err.Error(), "did not finish in time") {
+		t.Fatalf("hung check: %v, want a timeout failure", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("the check returned after %s: its children kept it waiting", took)
+	}
+	// The sleep was in the check's process group: it is gone.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out, _ := exec.Command("pgrep", "-f", "sleep 3"+marker).Output()
+		if len(strings.TrimSpace(string(out))) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the hung check's sleep still runs: pids %s", out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	chatty, _ := newProbe(CheckConfig{Exec: []string{"sh", "-c", "yes | head -c 100000; exit 1"}})
+	err = chatty(context.Background())
+	if err == nil || len(err.Error()) > execOutputLimit+100 {
+		t.Fatalf("chatty failing check: %d bytes of error, want it capped", len(err.Error()))
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -153,17 +154,50 @@ func newProbe(c CheckConfig) (probe, error) {
 			return conn.Close()
 		}, nil
 	default:
-		return func(ctx context.Context) error {
-			out, err := exec.CommandContext(ctx, c.Exec[0], c.Exec[1:]...).CombinedOutput()
-			if err != nil {
-				if len(out) > 200 {
-					out = out[:200]
-				}
-				return fmt.Errorf("%w: %s", err, out)
-			}
-			return nil
-		}, nil
+		argv := slices.Clone(c.Exec)
+		return func(ctx context.Context) error { return runExec(ctx, argv) }, nil
 	}
+}
+
+// execOutputLimit is how much of an exec check's output is kept for the
+// error; the rest is read and dropped, so a chatty check cannot grow memory.
+const execOutputLimit = 200
+
+// runExec runs an exec check in its own process group. At the timeout the
+// whole group is killed, so `sh -c "curl ... | grep ok"` whose curl hangs
+// fails the check instead of keeping it running and passing; WaitDelay
+// bounds the wait for output pipes a child that left the group still holds.
+func runExec(ctx context.Context, argv []string) error {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = time.Second
+	out := &cappedBuffer{limit: execOutputLimit}
+	cmd.Stdout, cmd.Stderr = out, out
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		return fmt.Errorf("did not finish in time (killed with its children): %s", out.b)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, out.b)
+	}
+	return nil
+}
+
+// cappedBuffer keeps the first limit bytes written to it.
+type cappedBuffer struct {
+	mu    sync.Mutex
+	b     []byte
+	limit int
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if room := c.limit - len(c.b); room > 0 {
+		c.b = append(c.b, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
 }
 
 // CheckState is one check's state for /status.

@@ -193,6 +193,7 @@ func (e *Engine) addRouter(s RouterSpec) error {
 			Preempt:      e.cfg.Preempt == nil || *e.cfg.Preempt,
 			PreemptDelay: e.cfg.PreemptDelay,
 			LocalAddr:    local,
+			Version:      e.cfg.Version,
 		}),
 		vipLabel:   vipLabel,
 		recv:       e.deps.Metrics.AdvertsRecv.WithLabelValues(k.family(), vrid),

@@ -56,6 +56,9 @@ type MachineConfig struct {
 	// LocalAddr is this router's primary address, used for the tie break
 	// between equal priorities (RFC 5798 §6.4.3).
 	LocalAddr netip.Addr
+	// Version 2 computes Skew_Time as RFC 3768 does, independent of the
+	// interval; 3 (or 0) as RFC 5798 does.
+	Version int
 }
 
 // Machine is one virtual router's state machine (RFC 5798 §6.4). It holds
@@ -108,9 +111,21 @@ func MasterDownInterval(priority uint8, masterAdverInterval uint16) time.Duratio
 	return cs(3*int(masterAdverInterval)) + SkewTime(priority, masterAdverInterval)
 }
 
-func (m *Machine) skew() time.Duration { return SkewTime(m.cfg.Priority, m.masterAdverInterval) }
+// SkewTimeV2 is (256-Priority)/256 seconds, as RFC 3768 §6.1 defines it
+// for VRRPv2, whatever the advert interval.
+func SkewTimeV2(priority uint8) time.Duration {
+	return time.Duration(256-int(priority)) * time.Second / 256
+}
+
+func (m *Machine) skew() time.Duration {
+	if m.cfg.Version == 2 {
+		return SkewTimeV2(m.cfg.Priority)
+	}
+	return SkewTime(m.cfg.Priority, m.masterAdverInterval)
+}
+
 func (m *Machine) masterDown() time.Duration {
-	return MasterDownInterval(m.cfg.Priority, m.masterAdverInterval)
+	return cs(3*int(m.masterAdverInterval)) + m.skew()
 }
 
 // NextDeadline is when Tick must next be called; zero when no timer runs.

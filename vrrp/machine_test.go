@@ -63,6 +63,30 @@ func TestTimerFormulas(t *testing.T) {
 	}
 }
 
+// RFC 3768 §6.1: VRRPv2's Skew_Time is (256-Priority)/256 s whatever the
+// interval, so a 2 s interval does not double it as RFC 5798's would.
+func TestSkewTimeV2(t *testing.T) {
+	for _, c := range []struct {
+		prio     uint8
+		interval uint16
+		skew, md time.Duration
+	}{
+		{100, 100, 609375 * time.Microsecond, 3609375 * time.Microsecond},
+		{100, 200, 609375 * time.Microsecond, 6609375 * time.Microsecond},
+		{254, 100, 7812500 * time.Nanosecond, 3007812500 * time.Nanosecond},
+	} {
+		m := NewMachine(MachineConfig{Priority: c.prio, Interval: c.interval, Preempt: true, LocalAddr: lowerIP, Version: 2})
+		m.Startup(t0)
+		if got := m.NextDeadline().Sub(t0); got != c.md {
+			t.Errorf("v2 priority %d, interval %d cs: master down %s, want %s", c.prio, c.interval, got, c.md)
+		}
+		m.HandleAdvert(at(time.Second), upperIP, adv(0, c.interval))
+		if got := m.NextDeadline().Sub(at(time.Second)); got != c.skew {
+			t.Errorf("v2 priority %d: skew after a priority-0 advert %s, want %s", c.prio, got, c.skew)
+		}
+	}
+}
+
 // §6.4.1: Initialize, Startup with priority 255 (the address owner).
 func TestInitializeStartupOwner(t *testing.T) {
 	m := newM(255, true)
