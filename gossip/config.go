@@ -21,11 +21,15 @@ import (
 
 // Config is the `gossip:` section.
 type Config struct {
-	Bind          string        `yaml:"bind" json:"bind"`
-	Advertise     string        `yaml:"advertise" json:"advertise"`
-	Join          []string      `yaml:"join" json:"join"`
-	SecretKeyFile string        `yaml:"secret_key_file" json:"secret_key_file"`
-	Settle        time.Duration `yaml:"settle" json:"settle"`
+	Bind          string   `yaml:"bind" json:"bind"`
+	Advertise     string   `yaml:"advertise" json:"advertise"`
+	Join          []string `yaml:"join" json:"join"`
+	SecretKeyFile string   `yaml:"secret_key_file" json:"secret_key_file"`
+	// Insecure allows gossip without a key. Without one, anyone who reaches
+	// the gossip port can join fake members and steer every VIP, so it
+	// must be asked for.
+	Insecure bool          `yaml:"insecure" json:"insecure,omitempty"`
+	Settle   time.Duration `yaml:"settle" json:"settle"`
 	// ForgetAfter is how long a known member may be down before the
 	// cluster forgets it and re-plans. While it is down its VIPs sit on
 	// their rank-1 backups, which keeps the survivors within one VIP of
@@ -77,6 +81,8 @@ func (c Config) Validate() error {
 		if _, err := LoadKey(c.SecretKeyFile); err != nil {
 			errs = append(errs, fmt.Errorf("secret_key_file: %w", err))
 		}
+	} else if !c.Insecure {
+		errs = append(errs, errors.New("secret_key_file: required: gossip is encrypted, so only your nodes can join and steer VIPs. Make a key with `head -c 32 /dev/urandom | base64 > /etc/garpd/gossip.key; chmod 600 /etc/garpd/gossip.key`, give every node the same one, and set gossip.secret_key_file; or set gossip.insecure: true on a network you trust"))
 	}
 	return errors.Join(errs...)
 }

@@ -8,6 +8,7 @@ import (
 	"log"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -332,8 +333,12 @@ func Start(ctx context.Context, cfg Config, name string, meta Meta, opts Options
 		}
 		mc.SecretKey = key
 		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+		if st, err := os.Stat(cfg.SecretKeyFile); err == nil && st.Mode().Perm()&0o004 != 0 {
+			logger.Warn().Str("file", cfg.SecretKeyFile).Str("mode", st.Mode().Perm().String()).
+				Msg("the gossip key is readable by every user of this host: chmod 600 it (in Kubernetes, defaultMode: 0400 on the secret volume)")
+		}
 	} else {
-		logger.Warn().Msg("gossip is not encrypted: set gossip.secret_key_file (16, 24 or 32 bytes) so only your nodes can join and steer VIPs")
+		logger.Warn().Msg("gossip is not encrypted (gossip.insecure: true): anyone who reaches the gossip port can join and steer VIPs; set gossip.secret_key_file")
 	}
 	d := delegate{m: m}
 	mc.Delegate, mc.Events = d, d

@@ -33,7 +33,7 @@ func TestLogOutputReload(t *testing.T) {
 
 // What a reload may apply without touching VRRP or gossip.
 func TestSameEngine(t *testing.T) {
-	base, err := parseConfig([]byte("interface: eth0\nvips: [192.0.2.101]\n"))
+	base, err := parseConfig([]byte("interface: eth0\nvips: [192.0.2.101]\ngossip: {insecure: true}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,9 +41,9 @@ func TestSameEngine(t *testing.T) {
 		yaml string
 		same bool
 	}{
-		{"interface: eth0\nvips: [192.0.2.101]\nlog: {level: debug, format: console}\nhttp: {listen: 127.0.0.1:9999, pprof: true}\n", true},
-		{"interface: eth0\nvips: [192.0.2.101]\ngossip: {settle: 9s}\n", false},
-		{"interface: eth0\nvips: [192.0.2.101, 192.0.2.102]\n", false},
+		{"interface: eth0\nvips: [192.0.2.101]\ngossip: {insecure: true}\nlog: {level: debug, format: console}\nhttp: {listen: 127.0.0.1:9999, pprof: true}\n", true},
+		{"interface: eth0\nvips: [192.0.2.101]\ngossip: {insecure: true, settle: 9s}\n", false},
+		{"interface: eth0\nvips: [192.0.2.101, 192.0.2.102]\ngossip: {insecure: true}\n", false},
 	} {
 		l, err := parseConfig([]byte(c.yaml))
 		if err != nil {

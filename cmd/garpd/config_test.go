@@ -60,7 +60,7 @@ func TestParseGoodConfig(t *testing.T) {
 }
 
 func TestConfigDefaults(t *testing.T) {
-	l, err := parseConfig([]byte("interface: eth0\nvips: [192.0.2.101]\n"))
+	l, err := parseConfig([]byte("interface: eth0\nvips: [192.0.2.101]\ngossip: {insecure: true}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,6 +110,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{base + "gossip: {join: [\"dns:nope\"]}\n", "gossip.join[0]"},
 		{base + "gossip: {settle: -1s}\n", "gossip.settle"},
 		{base + "gossip: {secret_key_file: /nonexistent}\n", "gossip.secret_key_file"},
+		{base + "gossip: {settle: 5s}\n", "gossip.secret_key_file: required"},
 		{base + "health: {checks: [{name: a}]}\n", "health.checks[0]"},
 		{base + "health: {checks: [{name: a, tcp: x}]}\n", "health.checks[0].tcp"},
 		{base + "health: {checks: [{name: a, http: \"ftp://x\"}]}\n", "health.checks[0].http"},
@@ -118,7 +119,11 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{base + "vrrp: {unicast_peers: [auto, 192.0.2.1]}\n", "unicast_peers[0]"},
 	}
 	for _, c := range cases {
-		_, err := parseConfig([]byte(c.yaml))
+		y := c.yaml
+		if !strings.Contains(y, "gossip:") && !strings.Contains(y, "priorities:") {
+			y += "gossip: {insecure: true}\n" // not the error under test
+		}
+		_, err := parseConfig([]byte(y))
 		if err == nil {
 			t.Errorf("config %q accepted", c.yaml)
 			continue
@@ -168,8 +173,20 @@ func TestDeployExamplesAreValid(t *testing.T) {
 	if len(files) == 0 {
 		t.Fatal("no example configs found")
 	}
+	// The examples name the key where an operator would put it; here a
+	// test key stands in.
+	key := filepath.Join(t.TempDir(), "gossip.key")
+	if err := os.WriteFile(key, []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, f := range files {
-		if _, err := loadConfig(f); err != nil {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		local := filepath.Join(t.TempDir(), filepath.Base(f))
+		os.WriteFile(local, []byte(strings.ReplaceAll(string(raw), "/etc/garpd/gossip.key", key)), 0o644)
+		if _, err := loadConfig(local); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
 	}

@@ -31,7 +31,7 @@ func dynConfig(l *lab.Lab, node string, vips []netip.Addr, extra string) string 
 	for _, v := range vips {
 		fmt.Fprintf(&b, "  - %s\n", v)
 	}
-	b.WriteString("vrrp:\n  advert_interval: 100ms\ngossip:\n  settle: 3s\n  join: [")
+	fmt.Fprintf(&b, "vrrp:\n  advert_interval: 100ms\ngossip:\n  secret_key_file: %s\n  settle: 3s\n  join: [", labKey(l))
 	var seeds []string
 	for _, n := range l.Nodes {
 		if n.Name != node {
@@ -41,6 +41,16 @@ func dynConfig(l *lab.Lab, node string, vips []netip.Addr, extra string) string 
 	b.WriteString(strings.Join(seeds, ", ") + "]\nlog:\n  level: debug\n")
 	b.WriteString(extra)
 	return b.String()
+}
+
+// labKey is the gossip key every dynamic-mode node of the lab shares,
+// written into the lab's directory with the mode an operator should use.
+func labKey(l *lab.Lab) string {
+	path := filepath.Join(l.Dir, "gossip.key")
+	if _, err := os.Stat(path); err != nil {
+		os.WriteFile(path, []byte("bGFiLWtleS1sYWIta2V5LWxhYi1rZXktbGFiLWtleSE=\n"), 0o600)
+	}
+	return path
 }
 
 // spread returns how many of vips the router maps to each node, and
@@ -337,7 +347,7 @@ func TestDynamicRefusesWrongKeyAndOtherConfig(t *testing.T) {
 	os.WriteFile(keyB, []byte("fedcba9876543210fedcba9876543210"), 0o600)
 	key := func(path string) string { return "  secret_key_file: " + path + "\n" }
 	withKey := func(node, path string, vips []netip.Addr) string {
-		return insertAfter(dynConfig(l, node, vips, ""), "  settle: 3s\n", key(path))
+		return strings.Replace(dynConfig(l, node, vips, ""), key(labKey(l)), key(path), 1)
 	}
 	for _, name := range []string{"n1", "n2"} {
 		if _, err := l.Node(name).StartGarpd(garpdBin, withKey(name, keyA, vips6)); err != nil {
