@@ -106,6 +106,10 @@ type ControllerConfig struct {
 	// HasSeeds: join seeds are configured, so being alone means being cut
 	// off (wrong key, blocked port), not a one-node cluster.
 	HasSeeds bool
+	// JoinGrace is how long a starting node with seeds that sees no member
+	// stays out of VRRP: it must not take VIPs from a running cluster only
+	// because it has not heard it yet. Default: settle, at least 5 s.
+	JoinGrace time.Duration
 }
 
 // Inputs are everything a decision depends on.
@@ -114,6 +118,8 @@ type Inputs struct {
 	Live    []gossip.Member
 	Healthy bool // this node's checks pass
 	Settled bool // and have for settle
+	// Starting: within JoinGrace of the start.
+	Starting bool
 }
 
 // Decision is what this node does, and what it shows, for one set of
@@ -123,7 +129,10 @@ type Decision struct {
 	Resign   bool              // out of VRRP: unhealthy, or the config minority
 	Minority bool
 	Alone    bool // cut off from the cluster although it has seeds
-	Peers    []netip.Addr
+	// Joining: starting and alone, so out of VRRP until it sees the
+	// cluster or JoinGrace ends.
+	Joining bool
+	Peers   []netip.Addr
 	// Admit limits the adverts this node accepts to the members, each at
 	// most at its planned priority; nil (accept all) until this node has
 	// settled, when gossip has had time to show every member.
@@ -189,8 +198,9 @@ func Decide(cfg ControllerConfig, plan Plan, in Inputs) Decision {
 			Failing: m.Meta.Failing, Digest: m.Meta.Digest, Version: m.Meta.Version})
 	}
 	d.Minority = ConfigMinority(in.Live, cfg.Digest)
-	d.Resign = !in.Healthy || d.Minority
 	d.Alone = cfg.HasSeeds && len(in.Live) <= 1
+	d.Joining = d.Alone && in.Starting
+	d.Resign = !in.Healthy || d.Minority || d.Joining
 	// Not electable for VRRP: anyone whose state is not ranked.
 	down := map[string]bool{}
 	for name, st := range states {
@@ -279,7 +289,8 @@ type Controller struct {
 	settled   bool
 	healthy   bool
 	readyFrom time.Time // healthy since
-	known     []string  // the plan's members
+	started   time.Time
+	known     []string // the plan's members
 	plan      Plan
 }
 
@@ -329,11 +340,14 @@ func NewController(cfg ControllerConfig, members Members, engine Engine, log zer
 	if cfg.Debounce == 0 {
 		cfg.Debounce = 100 * time.Millisecond
 	}
+	if cfg.JoinGrace == 0 {
+		cfg.JoinGrace = max(cfg.Settle, 5*time.Second)
+	}
 	if gauge == nil {
 		gauge = NewMembersGauge(nil)
 	}
 	c := &Controller{cfg: cfg, members: members, engine: engine, log: log, healthSignal: make(chan struct{}, 1),
-		mismatch: map[string]string{}, healthy: true, readyFrom: time.Now(), gauge: gauge}
+		mismatch: map[string]string{}, healthy: true, readyFrom: time.Now(), started: time.Now(), gauge: gauge}
 	c.latestHealthy.Store(true)
 	return c
 }
@@ -357,6 +371,8 @@ func (c *Controller) Status() ControllerStatus {
 // Run drives priorities until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
 	var debounce <-chan time.Time
+	// The end of the join grace needs a recompute even if nothing changes.
+	joinGraceEnd := time.After(time.Until(c.started.Add(c.cfg.JoinGrace)))
 	c.publish()
 	c.recompute(ctx)
 	for {
@@ -385,6 +401,9 @@ func (c *Controller) Run(ctx context.Context) {
 			c.publish()
 		case <-debounce:
 			debounce = nil
+			c.recompute(ctx)
+		case <-joinGraceEnd:
+			joinGraceEnd = nil
 			c.recompute(ctx)
 		}
 	}
@@ -417,7 +436,8 @@ func (c *Controller) recompute(ctx context.Context) {
 		c.plan, c.known = plan, names
 	}
 	live := c.members.Members()
-	d := Decide(c.cfg, c.plan, Inputs{Known: known, Live: live, Healthy: c.healthy, Settled: c.healthy && c.settled})
+	d := Decide(c.cfg, c.plan, Inputs{Known: known, Live: live, Healthy: c.healthy, Settled: c.healthy && c.settled,
+		Starting: time.Since(c.started) < c.cfg.JoinGrace})
 	for _, s := range memberStates {
 		c.gauge.WithLabelValues(string(s)).Set(float64(d.Counts[s]))
 	}
@@ -467,7 +487,11 @@ func (c *Controller) recompute(ctx context.Context) {
 		if !c.resigned {
 			if err := c.engine.Resign(ctx, true); err == nil {
 				c.resigned = true
-				c.log.Warn().Bool("healthy", c.healthy).Bool("config_minority", d.Minority).Msg("resigned every VIP (priority-0 adverts)")
+				if d.Joining {
+					c.log.Warn().Dur("join_grace", c.cfg.JoinGrace).Msg("starting and no member seen yet: taking no VIP until the cluster is seen or the join grace ends")
+				} else {
+					c.log.Warn().Bool("healthy", c.healthy).Bool("config_minority", d.Minority).Msg("resigned every VIP (priority-0 adverts)")
+				}
 			}
 		}
 		return
@@ -475,7 +499,7 @@ func (c *Controller) recompute(ctx context.Context) {
 	if c.resigned {
 		if err := c.engine.Resign(ctx, false); err == nil {
 			c.resigned = false
-			c.log.Info().Dur("settle", c.cfg.Settle).Msg("healthy again: back in VRRP as a backup; its own VIPs come back after settle")
+			c.log.Info().Dur("settle", c.cfg.Settle).Msg("back in VRRP as a backup; this node's own VIPs come back after settle")
 		}
 	}
 	if slices.EqualFunc(d.Specs, c.applied, func(a, b vrrp.RouterSpec) bool {

@@ -122,6 +122,34 @@ func TestDecideAdmission(t *testing.T) {
 	}
 }
 
+// A starting node with seeds that sees nobody stays out of VRRP for the
+// join grace: it must not take VIPs from a cluster it has not heard yet.
+// After the grace, alone, it is a backup of last resort.
+func TestDecideJoining(t *testing.T) {
+	groups := mkGroups(6)
+	cfg := ControllerConfig{Local: "a", Groups: groups, Digest: "d", HasSeeds: true}
+	plan := mustRank(t, []Node{{"a", 1}, {"b", 1}}, groups)
+	self := gossip.Member{Name: "a", Self: true, Meta: gossip.Meta{Healthy: true, Digest: "d"}}
+	in := Inputs{Known: known("a", "b"), Live: []gossip.Member{self}, Healthy: true, Starting: true}
+	if d := Decide(cfg, plan, in); !d.Joining || !d.Resign {
+		t.Fatalf("starting alone: joining %v resign %v, want both", d.Joining, d.Resign)
+	}
+	in.Live = append(in.Live, member("b", true, true, "d"))
+	if d := Decide(cfg, plan, in); d.Joining || d.Resign {
+		t.Fatalf("starting, b seen: joining %v resign %v, want neither", d.Joining, d.Resign)
+	}
+	in.Live, in.Starting = in.Live[:1], false
+	d := Decide(cfg, plan, in)
+	if d.Joining || d.Resign || d.Specs[0].Priority != UnrankedPriority {
+		t.Fatalf("alone after the grace: joining %v resign %v priority %d, want a backup of last resort", d.Joining, d.Resign, d.Specs[0].Priority)
+	}
+	cfg.HasSeeds = false
+	in.Starting = true
+	if d := Decide(cfg, plan, in); d.Resign {
+		t.Fatal("a node without seeds (a one-node cluster) resigned while starting")
+	}
+}
+
 func TestConfigMinority(t *testing.T) {
 	three := []gossip.Member{member("a", true, true, "new"), member("b", true, true, "old"), member("c", true, true, "old")}
 	if !ConfigMinority(three, "new") || ConfigMinority(three, "old") {

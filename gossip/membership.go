@@ -3,6 +3,7 @@ package gossip
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -394,7 +395,7 @@ func (m *Membership) joinLoop(ctx context.Context) {
 			seeds, err := m.discover.Seeds(ctx)
 			n := 0
 			if err == nil && len(seeds) > 0 {
-				n, err = m.ml.Join(seeds)
+				n, err = m.joinAll(seeds)
 			}
 			if err != nil || n == 0 {
 				m.log.Warn().Err(err).Strs("seeds", seeds).Dur("retry_in", backoff).
@@ -411,6 +412,36 @@ func (m *Membership) joinLoop(ctx context.Context) {
 		case <-time.After(backoff):
 		}
 	}
+}
+
+// joinAll contacts every seed at once: memberlist's Join tries them one
+// after another, so a dead first seed would hold the join up for its TCP
+// timeout while this node, alone, might take VIPs from a running cluster.
+func (m *Membership) joinAll(seeds []string) (int, error) {
+	type result struct {
+		n   int
+		err error
+	}
+	results := make(chan result, len(seeds))
+	for _, s := range seeds {
+		go func() {
+			n, err := m.ml.Join([]string{s})
+			results <- result{n, err}
+		}()
+	}
+	n := 0
+	var errs []error
+	for range seeds {
+		r := <-results
+		n += r.n
+		if r.err != nil {
+			errs = append(errs, r.err)
+		}
+	}
+	if n > 0 {
+		return n, nil
+	}
+	return 0, errors.Join(errs...)
 }
 
 // LocalAddr is the address other members reach this node at, HOST:PORT.

@@ -216,3 +216,49 @@ func TestNonMemberTakesNothing(t *testing.T) {
 		t.Error("no advert dropped as not_member: the rogue was not seen")
 	}
 }
+
+// Issue 10: a node that starts with unicast_peers: auto while its first
+// seed is dead used to hear nobody (the members did not know it yet), and
+// at priority 1 took every VIP after ~0.4 s. Now it joins through any live
+// seed at once and takes no VIP while it has seen no member: nothing moves
+// before it settles.
+func TestStartingNodeTakesNothing(t *testing.T) {
+	l := newLab(t, 3)
+	for _, n := range l.Nodes {
+		if err := n.Firewall(dropMulticast); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := func(node string) string {
+		return insertAfter(dynConfig(l, node, vips6, ""), "  advert_interval: 100ms\n", "  unicast_peers: [auto]\n")
+	}
+	for _, name := range []string{"n1", "n2"} {
+		if _, err := l.Node(name).StartGarpd(garpdBin, cfg(name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitSpread(t, l, vips6, 20*time.Second, map[string]int{"n1": 3, "n2": 3})
+	waitSettled(t, l, "n1", "n2")
+	moves := recordMoves(t, l)
+	n3 := l.Node("n3")
+	// A seed on the segment that nobody answers, first in the list.
+	p3, err := n3.StartGarpd(garpdBin, strings.Replace(cfg("n3"), "join: [", "join: [192.0.2.99:7946, ", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Until n3 settles (3 s) it must hold nothing and move nothing.
+	for end := time.Now().Add(2500 * time.Millisecond); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		for _, v := range vips6 {
+			if n3.HasAddress(v) {
+				t.Fatalf("n3 took %s while starting:\n%s", v, tail(p3.Output(), 15))
+			}
+		}
+	}
+	for v, n := range moves.snapshot() {
+		if n != 0 {
+			t.Errorf("%s moved %d times while n3 was starting", v, n)
+		}
+	}
+	waitSettled(t, l, "n1", "n2", "n3")
+	waitSpread(t, l, vips6, 20*time.Second, even)
+}
