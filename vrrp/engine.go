@@ -119,6 +119,8 @@ type Engine struct {
 	done    chan struct{}
 	// resigned: routers stay in Initialize (local health failed).
 	resigned bool
+	// linkDown: the interface is down; routers stay in Initialize.
+	linkDown bool
 	// admit, when set, limits adverts to members at their planned
 	// priorities; prevAdmit still counts until prevUntil.
 	admit, prevAdmit *Admission
@@ -678,22 +680,81 @@ func (e *Engine) Status(ctx context.Context) []RouterStatus {
 // priority-0 advert and releases its VIPs, so a backup takes over within
 // skew time) or brings them back as backups. Used when local health fails.
 func (e *Engine) Resign(ctx context.Context, resigned bool) error {
-	ok := e.do(ctx, func() {
-		now := e.deps.Clock.Now()
-		for _, k := range e.order {
-			e.transition(now, k, e.routers[k], func(m *Machine) []Action {
-				if resigned {
-					return m.Shutdown(now)
-				}
-				return m.Startup(now) // a no-op unless in Initialize
-			})
-		}
-		e.resigned = resigned
-	})
-	if !ok {
+	if !e.do(ctx, func() { e.resigned = resigned; e.participate() }) {
 		return errors.New("VRRP engine is not running")
 	}
 	return nil
+}
+
+// SetLink tells the engine its interface went down or came back. Down,
+// nothing can be sent or heard: every router goes to Initialize and
+// releases its VIPs (the kernel flushes IPv6 ones anyway), so a peer takes
+// over cleanly. Up, they start again as backups and win back what the plan
+// gives them, re-adding the VIPs.
+func (e *Engine) SetLink(ctx context.Context, up bool) error {
+	if !e.do(ctx, func() { e.setLink(up) }) {
+		return errors.New("VRRP engine is not running")
+	}
+	return nil
+}
+
+func (e *Engine) setLink(up bool) {
+	if e.linkDown == !up {
+		return
+	}
+	e.linkDown = !up
+	if up {
+		e.deps.Log.Warn().Msg("interface is up again: virtual routers start as backups")
+	} else {
+		e.deps.Log.Warn().Msg("interface is down: every virtual router goes to Initialize and releases its VIPs")
+	}
+	e.participate()
+}
+
+// participate puts every router in Initialize while the node is out of
+// VRRP (resigned, or its link down) and starts it otherwise.
+func (e *Engine) participate() {
+	now := e.deps.Clock.Now()
+	out := e.resigned || e.linkDown
+	for _, k := range e.order {
+		e.transition(now, k, e.routers[k], func(m *Machine) []Action {
+			if out {
+				return m.Shutdown(now)
+			}
+			return m.Startup(now) // a no-op unless in Initialize
+		})
+	}
+}
+
+// AddressRemoved tells the engine an address left its interface. A VIP of
+// a router that is master was removed by someone else (an operator, a
+// network manager): it is added back and announced.
+func (e *Engine) AddressRemoved(ctx context.Context, a netip.Addr) error {
+	if !e.do(ctx, func() { e.addressRemoved(a) }) {
+		return errors.New("VRRP engine is not running")
+	}
+	return nil
+}
+
+func (e *Engine) addressRemoved(a netip.Addr) {
+	for _, k := range e.order {
+		r := e.routers[k]
+		if r.m.State() != Master {
+			continue
+		}
+		for _, p := range r.spec.VIPs {
+			if p.Addr() != a {
+				continue
+			}
+			if err := e.deps.Addresses.AddVIP(p); err != nil {
+				e.deps.Log.Error().Err(err).Str("vrid", k.String()).Str("vip", a.String()).Msg("a VIP this node is master for was removed, and cannot be added back")
+				return
+			}
+			e.deps.Log.Warn().Str("vrid", k.String()).Str("vip", a.String()).Msg("a VIP this node is master for was removed from the interface by someone else: added back and announced")
+			e.deps.Announcer.Announce(a, true)
+			return
+		}
+	}
 }
 
 // SetPeers replaces the unicast peer list (unicast_peers: auto).
@@ -754,7 +815,7 @@ func (e *Engine) update(specs []RouterSpec) error {
 		}
 		r := e.routers[k]
 		r.since = now
-		if !e.resigned {
+		if !e.resigned && !e.linkDown {
 			e.transition(now, k, r, func(m *Machine) []Action { return m.Startup(now) })
 		}
 	}

@@ -386,3 +386,47 @@ func TestEngineAdmission(t *testing.T) {
 		t.Fatalf("%d sources remembered, want at most %d", len(a.eng.rejected), maxLoggedSources+1)
 	}
 }
+
+// Link down: the master releases its VIP and the backup takes over; link
+// up: it starts as a backup and, with the higher priority, wins the VIP
+// back (re-adding it: the kernel flushes IPv6 VIPs on link down). A VIP
+// someone removes from a master is added back and announced.
+func TestEngineLinkAndAddressEvents(t *testing.T) {
+	s := newSim(t)
+	a := s.start("192.0.2.11", nodeOpts{prio: 200, cfg: v3cfg()})
+	b := s.start("192.0.2.12", nodeOpts{prio: 100, cfg: v3cfg()})
+	s.run(time.Second)
+	if !a.kernel.holds(testVIP.Addr()) {
+		t.Fatal("a is not master")
+	}
+	a.eng.setLink(false)
+	a.port.up = false // down: it hears nothing
+	if a.kernel.holds(testVIP.Addr()) || a.eng.routers[routerKey{vrid: 10}].m.State() != Initialize {
+		t.Fatal("link down: a kept its VIP or left Initialize")
+	}
+	s.run(time.Second)
+	if !b.kernel.holds(testVIP.Addr()) {
+		t.Fatal("b did not take over while a's link was down")
+	}
+	a.port.up = true
+	a.eng.setLink(true)
+	if st := a.eng.routers[routerKey{vrid: 10}].m.State(); st != Backup {
+		t.Fatalf("link up: a is %s, want backup", st)
+	}
+	s.run(time.Second)
+	if !a.kernel.holds(testVIP.Addr()) || b.kernel.holds(testVIP.Addr()) {
+		t.Fatal("after link up a did not win its VIP back")
+	}
+
+	a.kernel.DelVIP(testVIP) // an operator's ip addr del
+	before := len(a.kernel.announced)
+	a.eng.addressRemoved(testVIP.Addr())
+	if !a.kernel.holds(testVIP.Addr()) || len(a.kernel.announced) != before+1 {
+		t.Fatal("a VIP removed from the master was not added back and announced")
+	}
+	b.kernel.DelVIP(testVIP)
+	b.eng.addressRemoved(testVIP.Addr())
+	if b.kernel.holds(testVIP.Addr()) {
+		t.Fatal("a backup added a VIP back")
+	}
+}

@@ -14,6 +14,7 @@ type Metrics struct {
 	AdvertsRecv   *prometheus.CounterVec
 	Dropped       *prometheus.CounterVec
 	Collisions    *prometheus.CounterVec
+	ReadErrors    *prometheus.CounterVec
 	Announcements *prometheus.CounterVec
 	AnnounceWait  prometheus.Histogram
 	AnnounceQueue prometheus.Gauge
@@ -47,6 +48,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "garpd_vrrp_vrid_collisions_total",
 			Help: "Adverts for one of our VRIDs with a different VIP list (another cluster using the same VRID); the sources are logged, once each.",
 		}, []string{"family", "vrid"}),
+		ReadErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "garpd_vrrp_read_errors_total",
+			Help: "Failed reads of a VRRP socket; the reader backs off, up to a second, while they last.",
+		}, []string{"family"}),
 		Announcements: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "garpd_announcements_sent_total",
 			Help: "Gratuitous ARP (kind garp) and unsolicited neighbour advertisements (kind na) sent, per VIP.",
@@ -67,7 +72,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.State, m.Transitions, m.AdvertsSent, m.AdvertsRecv, m.Dropped, m.Collisions,
+		reg.MustRegister(m.State, m.Transitions, m.AdvertsSent, m.AdvertsRecv, m.Dropped, m.Collisions, m.ReadErrors,
 			m.Announcements, m.AnnounceWait, m.AnnounceQueue, m.WaveDuration)
 	}
 	return m

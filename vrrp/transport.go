@@ -61,6 +61,8 @@ type TransportConfig struct {
 	// Unicast sends only to the peers, even while there are none
 	// (unicast_peers: auto, before any member is known).
 	Unicast bool
+	// Metrics counts read errors; nil: not counted.
+	Metrics *Metrics
 }
 
 // LinuxTransport is the raw-socket Transport: one socket per address family
@@ -410,6 +412,9 @@ func (t *LinuxTransport) readLoop(v6 bool, oobLen int, read func(ms []ipv4.Messa
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
+			}
+			if t.cfg.Metrics != nil {
+				t.cfg.Metrics.ReadErrors.WithLabelValues(routerKey{v6: v6}.family()).Inc()
 			}
 			// A persistent error must not spin: back off, up to a second.
 			backoff = min(max(2*backoff, 10*time.Millisecond), time.Second)

@@ -150,6 +150,9 @@ type agent struct {
 	stopEng context.CancelFunc
 	engDone chan error
 	dyn     *dynamicMode // nil in static mode
+	// relink asks the main loop to restart the engine: the interface was
+	// recreated.
+	relink chan struct{}
 	// pprof follows http.pprof; read per request, so a reload turns the
 	// profiler on or off without a new listener.
 	pprof atomic.Bool
@@ -161,7 +164,8 @@ func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.
 		return err
 	}
 	logOut := newLogOutput(l.cfg.Log, stderr)
-	a := &agent{log: logOut.logger(), logOut: logOut, reg: prometheus.NewRegistry(), started: time.Now()}
+	a := &agent{log: logOut.logger(), logOut: logOut, reg: prometheus.NewRegistry(), started: time.Now(),
+		relink: make(chan struct{}, 1)}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.metrics = vrrp.NewMetrics(a.reg)
 	a.members = balancer.NewMembersGauge(a.reg)
@@ -197,6 +201,17 @@ func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.
 		case err := <-a.engDone:
 			srv.Close()
 			return fmt.Errorf("VRRP engine stopped: %w", err)
+		case <-a.relink:
+			a.mu.Lock()
+			cur := a.cur
+			a.mu.Unlock()
+			if err := a.stopEngine(); err != nil {
+				a.log.Error().Err(err).Msg("old engine stopped with an error")
+			}
+			if err := a.startEngine(cur); err != nil {
+				srv.Close()
+				return fmt.Errorf("restart on the recreated interface: %w", err)
+			}
 		case <-hup:
 			if srv, err = a.reload(path, srv); err != nil {
 				srv.Close()
@@ -212,7 +227,7 @@ func (a *agent) startEngine(l *loaded) error {
 		return &configError{err}
 	}
 	tr, err := vrrp.ListenTransport(vrrp.TransportConfig{
-		Interface: c.Interface, UnicastPeers: l.peers, Unicast: c.VRRP.UnicastAuto(),
+		Interface: c.Interface, UnicastPeers: l.peers, Unicast: c.VRRP.UnicastAuto(), Metrics: a.metrics,
 		IPv4: hasFamily(l, false) || l.dynamic(), IPv6: hasFamily(l, true),
 	})
 	if err != nil {
@@ -240,6 +255,11 @@ func (a *agent) startEngine(l *loaded) error {
 		return &configError{err}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	if events, err := vrrp.WatchLink(ctx, c.Interface); err != nil {
+		a.log.Warn().Err(err).Msg("interface changes are not watched: a link flap or a recreated interface needs a restart")
+	} else {
+		go a.followLink(ctx, events, eng)
+	}
 	done := make(chan error, 1)
 	pacerCtx, stopPacer := context.WithCancel(context.Background())
 	pacerDone := make(chan struct{})
@@ -264,6 +284,29 @@ func (a *agent) startEngine(l *loaded) error {
 	a.cur, a.engine, a.stopEng, a.engDone, a.dyn = l, eng, cancel, done, dyn
 	a.mu.Unlock()
 	return nil
+}
+
+// followLink hands the interface's changes to the engine until the engine
+// stops; a recreated interface restarts the engine on new sockets.
+func (a *agent) followLink(ctx context.Context, events <-chan vrrp.LinkEvent, eng *vrrp.Engine) {
+	for ev := range events {
+		var err error
+		switch ev.Kind {
+		case vrrp.LinkUp, vrrp.LinkDown:
+			err = eng.SetLink(ctx, ev.Kind == vrrp.LinkUp)
+		case vrrp.AddressRemoved:
+			err = eng.AddressRemoved(ctx, ev.Addr)
+		case vrrp.LinkReplaced:
+			a.log.Warn().Msg("the interface was recreated: reopening the VRRP sockets")
+			select {
+			case a.relink <- struct{}{}:
+			default:
+			}
+		}
+		if err != nil && ctx.Err() == nil {
+			a.log.Error().Err(err).Str("event", ev.Kind.String()).Msg("cannot follow an interface change")
+		}
+	}
 }
 
 // stopEngine resigns and waits for the engine to release every VIP.

@@ -262,3 +262,53 @@ func TestStartingNodeTakesNothing(t *testing.T) {
 	waitSettled(t, l, "n1", "n2", "n3")
 	waitSpread(t, l, vips6, 20*time.Second, even)
 }
+
+// Issue 10: links and addresses are watched. The master's link goes down
+// for 2 s: it releases its VIPs (the kernel flushes the IPv6 one) and n2
+// takes over; back up, n1 starts as a backup, wins its VIPs back and holds
+// both again; before, it stayed master through the flap without its IPv6
+// VIP. Then an operator removes the IPv4 VIP from the master: it is back
+// at once.
+func TestLinkFlapAndRemovedVIP(t *testing.T) {
+	l := newLab(t, 2)
+	n1, n2 := l.Node("n1"), l.Node("n2")
+	v4, v6 := netip.MustParseAddr("192.0.2.101"), netip.MustParseAddr("2001:db8::101")
+	cfg := func(node string, prio int) string {
+		return fmt.Sprintf("node: %s\ninterface: eth0\nvips:\n  - %s\n  - %s/64\nvrrp:\n  advert_interval: 100ms\npriorities:\n  %s: %d\n  %s: %d\nlog:\n  level: debug\n",
+			node, v4, v6, v4, prio, v6, prio)
+	}
+	p1, err := n1.StartGarpd(garpdBin, cfg("n1", 200))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n2.StartGarpd(garpdBin, cfg("n2", 100)); err != nil {
+		t.Fatal(err)
+	}
+	both := func(n *lab.Node) map[netip.Addr]string { return map[netip.Addr]string{v4: n.MAC.String(), v6: n.MAC.String()} }
+	waitNeigh(t, l, 10*time.Second, both(n1))
+
+	if err := n1.LinkDown(); err != nil {
+		t.Fatal(err)
+	}
+	waitNeigh(t, l, 5*time.Second, both(n2))
+	waitFor(t, 5*time.Second, "n1 to release its VIPs while its link is down", func() (bool, string) {
+		return !n1.HasAddress(v4) && !n1.HasAddress(v6), "n1 still holds a VIP"
+	})
+	time.Sleep(time.Second)
+	if err := n1.LinkUp(); err != nil {
+		t.Fatal(err)
+	}
+	waitNeigh(t, l, 10*time.Second, both(n1))
+	waitFor(t, 5*time.Second, "n1 to hold both VIPs again, n2 none", func() (bool, string) {
+		return n1.HasAddress(v4) && n1.HasAddress(v6) && !n2.HasAddress(v4) && !n2.HasAddress(v6),
+			fmt.Sprintf("n1 %v/%v n2 %v/%v", n1.HasAddress(v4), n1.HasAddress(v6), n2.HasAddress(v4), n2.HasAddress(v6))
+	})
+
+	if _, err := lab.Exec(n1.NS, "ip", "addr", "del", v4.String()+"/32", "dev", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 3*time.Second, "n1 to add the removed VIP back", func() (bool, string) { return n1.HasAddress(v4), "not back" })
+	if !strings.Contains(p1.Output(), "removed from the interface by someone else") {
+		t.Error("n1 did not log that it added a removed VIP back")
+	}
+}
