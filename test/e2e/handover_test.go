@@ -284,7 +284,9 @@ func TestLinkFlapAndRemovedVIP(t *testing.T) {
 	if _, err := n2.StartGarpd(garpdBin, cfg("n2", 100)); err != nil {
 		t.Fatal(err)
 	}
-	both := func(n *lab.Node) map[netip.Addr]string { return map[netip.Addr]string{v4: n.MAC.String(), v6: n.MAC.String()} }
+	both := func(n *lab.Node) map[netip.Addr]string {
+		return map[netip.Addr]string{v4: n.MAC.String(), v6: n.MAC.String()}
+	}
 	waitNeigh(t, l, 10*time.Second, both(n1))
 
 	if err := n1.LinkDown(); err != nil {
