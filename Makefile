@@ -5,11 +5,11 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 FUZZTIME  ?= 60s
 # e2e tests SIGKILL processes and time failovers: never run lab packages in parallel.
-TESTFLAGS ?= -count=1 -timeout 15m -p 1
+TESTFLAGS ?= -count=1 -timeout 30m -p 1
 # Unit-tested packages: everything but the lab.
 UNITPKGS   = $(shell $(GO) list ./... | grep -v /test/)
 
-.PHONY: all build test unit e2e demo demo-static fuzz lint deps clean
+.PHONY: all build test unit e2e faults demo demo-static fuzz lint deps clean
 
 all: build
 
@@ -28,6 +28,12 @@ unit:
 
 e2e:
 	$(GO) test $(TESTFLAGS) -v ./test/...
+
+# The fault matrix alone (it also runs in test): garpd and keepalived
+# through kills, stops, link flaps, loss, blocked gossip, rogue speakers and
+# a rolling restart; prints the table the README shows.
+faults: deps
+	$(GO) test -count=1 -timeout 30m -v -run 'TestFaultMatrix' ./test/e2e/
 
 # The built-in lab, dynamic mode: 3 nodes share 6 VIPs 2/2/2; kill one,
 # restart it, poison a router entry; about 30 s, then everything is removed.

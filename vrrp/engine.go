@@ -686,6 +686,35 @@ func (e *Engine) Resign(ctx context.Context, resigned bool) error {
 	return nil
 }
 
+// SetGARP changes the announcement settings in place (a reload): the
+// takeover burst, and the refresh schedule (nil: off), which masters follow
+// from now on.
+func (e *Engine) SetGARP(ctx context.Context, garp GARPConfig, refresh RefreshScheduler) error {
+	if !e.do(ctx, func() { e.setGARP(garp, refresh) }) {
+		return errors.New("VRRP engine is not running")
+	}
+	return nil
+}
+
+func (e *Engine) setGARP(garp GARPConfig, refresh RefreshScheduler) {
+	e.garp, e.deps.Refresh = garp, refresh
+	now := e.deps.Clock.Now()
+	for _, k := range e.order {
+		r := e.routers[k]
+		if r.m.State() != Master {
+			continue
+		}
+		r.refresh = nil
+		if refresh != nil {
+			r.refresh = make([]time.Time, len(r.spec.VIPs))
+			for i, p := range r.spec.VIPs {
+				r.refresh[i] = refresh.Next(p.Addr(), now)
+			}
+		}
+	}
+	e.next = now // recompute the deadline at the next loop
+}
+
 // SetLink tells the engine its interface went down or came back. Down,
 // nothing can be sent or heard: every router goes to Initialize and
 // releases its VIPs (the kernel flushes IPv6 ones anyway), so a peer takes

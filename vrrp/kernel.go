@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
@@ -119,7 +120,7 @@ func ParseAnnounceMode(s string) (AnnounceMode, error) {
 // per packet.
 type LinuxAnnouncer struct {
 	ifi  *net.Interface
-	mode AnnounceMode
+	mode atomic.Int32 // AnnounceMode; a reload may change it
 
 	mu  sync.Mutex
 	arp *arp.Client
@@ -132,8 +133,13 @@ func NewLinuxAnnouncer(ifname string, mode AnnounceMode) (*LinuxAnnouncer, error
 	if err != nil {
 		return nil, fmt.Errorf("find interface %q: %w", ifname, err)
 	}
-	return &LinuxAnnouncer{ifi: ifi, mode: mode}, nil
+	l := &LinuxAnnouncer{ifi: ifi}
+	l.mode.Store(int32(mode))
+	return l, nil
 }
+
+// SetMode changes which gratuitous ARP packets go out from now on.
+func (l *LinuxAnnouncer) SetMode(mode AnnounceMode) { l.mode.Store(int32(mode)) }
 
 // dropAll is a socket filter that accepts no packet: the announcer only
 // sends, so the kernel need not queue every ARP frame on the segment for it.
@@ -196,8 +202,9 @@ func (l *LinuxAnnouncer) garp(a netip.Addr) (int, error) {
 		return 0, err
 	}
 	mac := l.ifi.HardwareAddr
+	mode := AnnounceMode(l.mode.Load())
 	sent := 0
-	if l.mode != AnnounceReply {
+	if mode != AnnounceReply {
 		// Request: "who has VIP, tell VIP", sender and target both the VIP.
 		p, err := arp.NewPacket(arp.OperationRequest, mac, a, ethernet.Broadcast, a)
 		if err != nil {
@@ -208,7 +215,7 @@ func (l *LinuxAnnouncer) garp(a netip.Addr) (int, error) {
 		}
 		sent++
 	}
-	if l.mode != AnnounceRequest {
+	if mode != AnnounceRequest {
 		// Reply: "VIP is at MAC", target hardware address our own, as Linux
 		// requires of a gratuitous reply.
 		p, err := arp.NewPacket(arp.OperationReply, mac, a, mac, a)

@@ -179,6 +179,17 @@ func (p *Pacer) pop() (pending, bool, time.Duration) {
 	return it, true, 0
 }
 
+// SetRate changes the cap (packets per second; 0: unlimited) from now on.
+func (p *Pacer) SetRate(rate int) {
+	p.mu.Lock()
+	p.rate = rate
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
 // windowWait drops sends older than a second and says how long to wait
 // until one more announcement (up to 2 packets) fits under the rate; callers
 // hold mu.

@@ -150,6 +150,8 @@ type agent struct {
 	stopEng context.CancelFunc
 	engDone chan error
 	dyn     *dynamicMode // nil in static mode
+	pacer   *vrrp.Pacer
+	ann     *vrrp.LinuxAnnouncer
 	// relink asks the main loop to restart the engine: the interface was
 	// recreated.
 	relink chan struct{}
@@ -281,8 +283,40 @@ func (a *agent) startEngine(l *loaded) error {
 		}
 	}
 	a.mu.Lock()
-	a.cur, a.engine, a.stopEng, a.engDone, a.dyn = l, eng, cancel, done, dyn
+	a.cur, a.engine, a.stopEng, a.engDone, a.dyn, a.pacer, a.ann = l, eng, cancel, done, dyn, pacer, ann
 	a.mu.Unlock()
+	return nil
+}
+
+// applyInPlace applies changed garp settings and health checks to the
+// running engine and checks; sameEngine says nothing else changed.
+func (a *agent) applyInPlace(cur, l *loaded) error {
+	a.mu.Lock()
+	eng, dyn, pacer, ann := a.engine, a.dyn, a.pacer, a.ann
+	a.mu.Unlock()
+	if !reflect.DeepEqual(cur.cfg.Health, l.cfg.Health) && dyn != nil {
+		if err := dyn.setHealth(l.cfg.Health); err != nil {
+			return err
+		}
+		a.log.Info().Int("checks", len(l.cfg.Health.Checks)).Msg("health checks replaced")
+	}
+	if cur.cfg.GARP != l.cfg.GARP {
+		sched, err := balancer.NewScheduler(refreshConfig(l.cfg))
+		if err != nil {
+			return err
+		}
+		var refresh vrrp.RefreshScheduler
+		if sched != nil {
+			refresh = sched
+		}
+		if err := eng.SetGARP(context.Background(), l.cfg.GARP, refresh); err != nil {
+			return err
+		}
+		mode, _ := vrrp.ParseAnnounceMode(l.cfg.GARP.Mode)
+		ann.SetMode(mode)
+		pacer.SetRate(l.cfg.GARP.MaxRate)
+		a.log.Info().Msg("garp settings applied")
+	}
 	return nil
 }
 
@@ -363,8 +397,12 @@ func (a *agent) reload(path string, srv *http.Server) (*http.Server, error) {
 		a.log.Info().Msg("reload: the config is unchanged; nothing to do")
 		return srv, nil
 	case sameEngine(cur.cfg, l.cfg):
-		// Only the agent's own settings changed: the VRRP routers and gossip
-		// keep running untouched.
+		// Only settings that apply in place changed: the VRRP routers and
+		// gossip keep running untouched.
+		if err := a.applyInPlace(cur, l); err != nil {
+			a.log.Error().Err(err).Msg("reload rejected; keeping the running config")
+			return srv, nil
+		}
 	case sameTransport(cur.cfg, l.cfg) && !l.dynamic() && !cur.dynamic():
 		if err := eng.Update(context.Background(), l.routers); err != nil {
 			a.log.Error().Err(err).Msg("reload rejected; keeping the running config")

@@ -31,7 +31,7 @@ func TestLogOutputReload(t *testing.T) {
 	}
 }
 
-// What a reload may apply without touching VRRP or gossip.
+// What a reload may apply without restarting VRRP or gossip.
 func TestSameEngine(t *testing.T) {
 	base, err := parseConfig([]byte("interface: eth0\nvips: [192.0.2.101]\ngossip: {insecure: true}\n"))
 	if err != nil {
@@ -42,7 +42,10 @@ func TestSameEngine(t *testing.T) {
 		same bool
 	}{
 		{"interface: eth0\nvips: [192.0.2.101]\ngossip: {insecure: true}\nlog: {level: debug, format: console}\nhttp: {listen: 127.0.0.1:9999, pprof: true}\n", true},
+		{"interface: eth0\nvips: [192.0.2.101]\ngossip: {insecure: true}\ngarp: {refresh: 30s, count: 1, mode: reply}\n", true},
+		{"interface: eth0\nvips: [192.0.2.101]\ngossip: {insecure: true}\nhealth: {checks: [{name: a, exec: [\"true\"]}]}\n", true},
 		{"interface: eth0\nvips: [192.0.2.101]\ngossip: {insecure: true, settle: 9s}\n", false},
+		{"interface: eth0\nvips: [192.0.2.101]\ngossip: {insecure: true}\nvrrp: {advert_interval: 2s}\n", false},
 		{"interface: eth0\nvips: [192.0.2.101, 192.0.2.102]\ngossip: {insecure: true}\n", false},
 	} {
 		l, err := parseConfig([]byte(c.yaml))

@@ -172,10 +172,14 @@ func refreshConfig(c agentConfig) balancer.RefreshConfig {
 
 // sameTransport reports whether two configs can share one running engine,
 // differing at most in their routers (VIPs and priorities).
-// sameEngine: a and b differ at most in the agent's own settings (log,
-// http), which a reload applies without touching VRRP or gossip.
+// sameEngine: a and b differ at most in settings a reload applies without
+// restarting VRRP or gossip: log, http, garp and, in dynamic mode, the
+// health checks.
 func sameEngine(a, b agentConfig) bool {
-	b.Log, b.HTTP = a.Log, a.HTTP
+	b.Log, b.HTTP, b.GARP = a.Log, a.HTTP, a.GARP
+	if a.Priorities == nil {
+		b.Health = a.Health
+	}
 	return reflect.DeepEqual(a, b)
 }
 

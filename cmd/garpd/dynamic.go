@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,10 +19,18 @@ import (
 // node's priorities when the config has no static ones.
 type dynamicMode struct {
 	members *gossip.Membership
-	health  *gossip.Health
 	ctrl    *balancer.Controller
+	ctx     context.Context
 	cancel  context.CancelFunc
-	done    chan struct{}
+	done    chan struct{} // closed when the controller has stopped
+	// The health checks, which a reload may replace in place.
+	log      zerolog.Logger
+	checks   *prometheus.GaugeVec
+	onHealth func(healthy bool, failing []string)
+	mu       sync.Mutex
+	health   *gossip.Health
+	stopHC   context.CancelFunc
+	hcDone   chan struct{}
 }
 
 func startDynamic(l *loaded, eng *vrrp.Engine, tr vrrp.Transport, log zerolog.Logger, gauge, checks *prometheus.GaugeVec) (*dynamicMode, error) {
@@ -62,23 +71,20 @@ func startDynamic(l *loaded, eng *vrrp.Engine, tr vrrp.Transport, log zerolog.Lo
 		Local: c.Node, Groups: l.alloc.Groups, Digest: meta.Digest, Settle: c.Gossip.Settle,
 		UnicastAuto: c.VRRP.UnicastAuto(), HasSeeds: len(c.Gossip.Join) > 0,
 	}, members, eng, log, gauge)
-	health, err := gossip.NewHealth(c.Health, log, checks, func(healthy bool, failing []string) {
-		// The controller first: it resigns at once, while gossiping the new
-		// metadata may wait on the network.
-		ctrl.SetHealthy(healthy)
-		members.UpdateMeta(func(m *gossip.Meta) { m.Failing = failing })
-	})
-	if err != nil {
+	d := &dynamicMode{members: members, ctrl: ctrl, ctx: ctx, cancel: cancel, done: make(chan struct{}), log: log, checks: checks,
+		onHealth: func(healthy bool, failing []string) {
+			// The controller first: it resigns at once, while gossiping the
+			// new metadata may wait on the network.
+			ctrl.SetHealthy(healthy)
+			members.UpdateMeta(func(m *gossip.Meta) { m.Failing = failing })
+		}}
+	if err := d.setHealth(c.Health); err != nil {
 		cancel()
 		members.Close()
 		return nil, &configError{err}
 	}
-	d := &dynamicMode{members: members, health: health, ctrl: ctrl, cancel: cancel, done: make(chan struct{})}
 	go func() {
-		hdone := make(chan struct{})
-		go func() { health.Run(ctx); close(hdone) }()
 		ctrl.Run(ctx)
-		<-hdone
 		close(d.done)
 	}()
 	log.Info().Str("gossip", gcfg.Bind).Str("advertise", gcfg.Advertise).Strs("join", gcfg.Join).
@@ -87,13 +93,49 @@ func startDynamic(l *loaded, eng *vrrp.Engine, tr vrrp.Transport, log zerolog.Lo
 	return d, nil
 }
 
+// setHealth starts the checks of cfg in place of the running ones (at
+// start, and on a reload that changes only them).
+func (d *dynamicMode) setHealth(cfg gossip.HealthConfig) error {
+	h, err := gossip.NewHealth(cfg, d.log, d.checks, d.onHealth)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopHC != nil {
+		d.stopHC()
+		<-d.hcDone
+		kept := map[string]bool{}
+		for _, st := range h.States() {
+			kept[st.Name] = true
+		}
+		for _, st := range d.health.States() {
+			if !kept[st.Name] {
+				d.checks.DeleteLabelValues(st.Name)
+			}
+		}
+		// New checks start passing, as at start: the verdict follows them.
+		d.onHealth(true, nil)
+	}
+	ctx, stop := context.WithCancel(d.ctx)
+	done := make(chan struct{})
+	go func() { h.Run(ctx); close(done) }()
+	d.health, d.stopHC, d.hcDone = h, stop, done
+	return nil
+}
+
 // stop leaves the cluster (others mark this node down at once) and stops
 // the checks.
 func (d *dynamicMode) stop() {
 	d.cancel()
-	select {
-	case <-d.done:
-	case <-time.After(2 * time.Second):
+	d.mu.Lock()
+	hcDone := d.hcDone
+	d.mu.Unlock()
+	for _, done := range []chan struct{}{d.done, hcDone} {
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+		}
 	}
 	d.members.Close()
 }
@@ -104,5 +146,8 @@ type dynamicStatus struct {
 }
 
 func (d *dynamicMode) status() *dynamicStatus {
-	return &dynamicStatus{ControllerStatus: d.ctrl.Status(), Health: d.health.States()}
+	d.mu.Lock()
+	h := d.health
+	d.mu.Unlock()
+	return &dynamicStatus{ControllerStatus: d.ctrl.Status(), Health: h.States()}
 }

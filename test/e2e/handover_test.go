@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"syscall"
@@ -39,6 +40,32 @@ func TestDynamicReloadAndSIGTERMHandover(t *testing.T) {
 		for v, c := range moves.snapshot() {
 			if c != 0 {
 				t.Errorf("%s moved %d times after SIGHUP with an unchanged file", v, c)
+			}
+		}
+	})
+
+	t.Run("SIGHUP changing garp and health checks moves nothing", func(t *testing.T) {
+		moves := recordMoves(t, l)
+		extra := "garp:\n  refresh: 30s\n  max_rate: 100\nhealth:\n  checks:\n    - name: ok\n      exec: [\"true\"]\n"
+		for _, n := range l.Nodes {
+			if err := os.WriteFile(n.GarpdConfigPath(), []byte(dynConfig(l, n.Name, vips6, extra)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			procs[n.Name].Signal(syscall.SIGHUP)
+		}
+		for _, n := range l.Nodes {
+			waitFor(t, 10*time.Second, n.Name+" to apply the reload in place", func() (bool, string) {
+				out := procs[n.Name].Output()
+				if strings.Contains(out, "restarting the VRRP engine") {
+					t.Fatalf("%s restarted its engine for a garp and health change", n.Name)
+				}
+				return strings.Contains(out, "garp settings applied") && strings.Contains(out, "health checks replaced"), "not applied yet"
+			})
+		}
+		time.Sleep(5 * time.Second)
+		for v, c := range moves.snapshot() {
+			if c != 0 {
+				t.Errorf("%s moved %d times after an in-place reload", v, c)
 			}
 		}
 	})

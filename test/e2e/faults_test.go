@@ -1,0 +1,332 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/garpd/garpd/test/lab"
+)
+
+// The fault matrix (issue 10; `make faults`): 3 nodes, 6 VIPs, 100 ms
+// adverts, garpd in dynamic mode and, where the fault applies to it,
+// keepalived 2.2.7 with static priorities (each node owns 2 VIPs) through
+// the same fault. Per row: VIP-seconds with no holder, the longest such
+// gap, VIP-seconds with two or more holders after the fault ended, router
+// owner changes, VIPs that moved more often than the fault required, and
+// VIPs the router does not map to their planned node at the end.
+
+// cluster is one implementation under test on a lab.
+type cluster struct {
+	kind  string // "garpd" or "keepalived"
+	l     *lab.Lab
+	procs map[string]*lab.Proc
+	start func(node string) *lab.Proc
+}
+
+// faultScenario is one row.
+type faultScenario struct {
+	name       string
+	keepalived bool // the fault applies to keepalived too
+	extraNodes int  // lab nodes beyond the cluster's three
+	// victim is the node the fault hits; its VIPs may move away and back
+	// (twice), every other VIP not at all. "*" : every node in turn.
+	victim string
+	// run injects the fault and returns when it ended.
+	run func(t *testing.T, c *cluster) time.Time
+}
+
+type faultResult struct {
+	noHolder, maxGap, multiAfter time.Duration
+	ownerChanges, unneeded, away int
+}
+
+func (r *faultResult) String() string {
+	if r == nil {
+		return "| – | – | – | – | – | – |"
+	}
+	return fmt.Sprintf("| %.2f | %.2f | %.2f | %d | %d | %d |", r.noHolder.Seconds(), r.maxGap.Seconds(), r.multiAfter.Seconds(),
+		r.ownerChanges, r.unneeded, r.away)
+}
+
+// keepalivedPriority is node's static priority for vips6[vip] in the
+// keepalived cluster: VIP i belongs to node i mod 3, its backups follow in
+// order.
+func keepalivedPriority(node string, vip int) int {
+	owner := vip % 3
+	me := int(node[1]-'1') % 3
+	return []int{250, 200, 150}[(me-owner+3)%3]
+}
+
+func startKeepalivedNode(t *testing.T, l *lab.Lab, name string) *lab.Proc {
+	t.Helper()
+	var insts []lab.KeepalivedInstance
+	for i, v := range vips6 {
+		insts = append(insts, lab.KeepalivedInstance{Name: fmt.Sprintf("VI_%d", i), Interface: "eth0", VRID: 10 + i,
+			Priority: keepalivedPriority(name, i), Advert: "0.1", VIPs: []string{v.String() + "/32"}})
+	}
+	p, err := l.Node(name).StartKeepalived(name+"-keepalived", lab.KeepalivedConfig(name, 3, insts...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func newCluster(t *testing.T, kind string, extra int) *cluster {
+	t.Helper()
+	l := newLab(t, 3+extra)
+	c := &cluster{kind: kind, l: l, procs: map[string]*lab.Proc{}}
+	c.start = func(node string) *lab.Proc {
+		var p *lab.Proc
+		if kind == "keepalived" {
+			p = startKeepalivedNode(t, l, node)
+		} else {
+			var err error
+			if p, err = l.Node(node).StartGarpd(garpdBin, dynConfig(l, node, vips6, "")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.procs[node] = p
+		return p
+	}
+	for _, n := range []string{"n1", "n2", "n3"} {
+		c.start(n)
+	}
+	c.waitEven(t, 30*time.Second)
+	return c
+}
+
+// waitEven waits until the router maps 2 VIPs to each node and, for garpd,
+// every node has settled.
+func (c *cluster) waitEven(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	waitSpread(t, c.l, vips6, timeout, even)
+	if c.kind == "garpd" {
+		waitSettled(t, c.l, "n1", "n2", "n3")
+	}
+}
+
+// restart stops node (SIGTERM) and starts it again.
+func (c *cluster) restart(t *testing.T, node string, sig syscall.Signal) {
+	t.Helper()
+	c.procs[node].Signal(sig)
+	if _, err := c.procs[node].Wait(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.start(node)
+}
+
+// dropVRRP25 drops a quarter of the VRRP packets a node receives.
+const dropVRRP25 = `table inet garpdlab {
+  chain in { type filter hook input priority 0; ip protocol vrrp numgen random mod 4 == 0 drop; }
+}
+`
+
+func faultScenarios() []faultScenario {
+	return []faultScenario{
+		{name: "SIGKILL of a node", keepalived: true, victim: "n1", run: func(t *testing.T, c *cluster) time.Time {
+			c.procs["n1"].Signal(syscall.SIGKILL)
+			c.procs["n1"].Wait(5 * time.Second)
+			time.Sleep(3 * time.Second)
+			c.start("n1")
+			return time.Now()
+		}},
+		{name: "SIGTERM of a node", keepalived: true, victim: "n1", run: func(t *testing.T, c *cluster) time.Time {
+			c.restart(t, "n1", syscall.SIGTERM)
+			return time.Now()
+		}},
+		{name: "SIGSTOP 3 s, then SIGCONT", keepalived: true, victim: "n1", run: func(t *testing.T, c *cluster) time.Time {
+			c.procs["n1"].Signal(syscall.SIGSTOP)
+			time.Sleep(3 * time.Second)
+			c.procs["n1"].Signal(syscall.SIGCONT)
+			return time.Now()
+		}},
+		{name: "link down 5 s, then up", keepalived: true, victim: "n1", run: func(t *testing.T, c *cluster) time.Time {
+			if err := c.l.Node("n1").LinkDown(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(5 * time.Second)
+			if err := c.l.Node("n1").LinkUp(); err != nil {
+				t.Fatal(err)
+			}
+			return time.Now()
+		}},
+		{name: "25 % of VRRP packets dropped for 40 s", keepalived: true, run: func(t *testing.T, c *cluster) time.Time {
+			for _, n := range c.l.Nodes[:3] {
+				if err := n.Firewall(dropVRRP25); err != nil {
+					t.Fatal(err)
+				}
+			}
+			time.Sleep(40 * time.Second)
+			for _, n := range c.l.Nodes[:3] {
+				lab.Exec(n.NS, "nft", "delete", "table", "inet", "garpdlab")
+			}
+			return time.Now()
+		}},
+		{name: "gossip port blocked 15 s", run: func(t *testing.T, c *cluster) time.Time {
+			for _, n := range c.l.Nodes[:3] {
+				if err := n.Firewall(blockGossip); err != nil {
+					t.Fatal(err)
+				}
+			}
+			time.Sleep(15 * time.Second)
+			for _, n := range c.l.Nodes[:3] {
+				lab.Exec(n.NS, "nft", "delete", "table", "inet", "garpdlab")
+			}
+			return time.Now()
+		}},
+		{name: "a non-member at priority 254", keepalived: true, extraNodes: 1, run: func(t *testing.T, c *cluster) time.Time {
+			var insts []lab.KeepalivedInstance
+			for i, v := range vips6 {
+				insts = append(insts, lab.KeepalivedInstance{Name: fmt.Sprintf("VI_%d", i), Interface: "eth0", VRID: 10 + i,
+					Priority: 254, Advert: "0.1", VIPs: []string{v.String() + "/32"}})
+			}
+			// It keeps running through the measurement: at the end the
+			// router must still map every VIP to its member.
+			if _, err := c.l.Nodes[3].StartKeepalived("rogue-keepalived", lab.KeepalivedConfig("rogue", 3, insts...)); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(10 * time.Second)
+			return time.Now()
+		}},
+		{name: "another cluster on the same VRIDs", keepalived: true, extraNodes: 1, run: func(t *testing.T, c *cluster) time.Time {
+			var insts []lab.KeepalivedInstance
+			for i := range vips6 {
+				insts = append(insts, lab.KeepalivedInstance{Name: fmt.Sprintf("VI_%d", i), Interface: "eth0", VRID: 10 + i,
+					Priority: 254, Advert: "0.1", VIPs: []string{fmt.Sprintf("198.51.100.%d/32", 201+i)}})
+			}
+			if _, err := c.l.Nodes[3].StartKeepalived("other-keepalived", lab.KeepalivedConfig("other", 3, insts...)); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(10 * time.Second)
+			return time.Now()
+		}},
+		{name: "rolling restart of every node", keepalived: true, victim: "*", run: func(t *testing.T, c *cluster) time.Time {
+			for _, n := range []string{"n1", "n2", "n3"} {
+				c.restart(t, n, syscall.SIGTERM)
+				c.waitEven(t, 60*time.Second) // as a DaemonSet waits for readiness
+			}
+			return time.Now()
+		}},
+	}
+}
+
+// runFault runs one scenario on a fresh lab and measures it.
+func runFault(t *testing.T, kind string, s faultScenario) *faultResult {
+	t.Helper()
+	c := newCluster(t, kind, s.extraNodes)
+	before, err := c.l.Neighbours()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	timeline, err := c.l.WatchHolders(ctx, c.l.Nodes[:3], vips6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moves, err := c.l.CountMoves(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	faultEnd := s.run(t, c)
+	// Back to 2/2/2, if it gets there: a row may show that it does not.
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if cnt, all := spread(t, c.l, vips6); all && cnt["n1"] == 2 && cnt["n2"] == 2 && cnt["n3"] == 2 {
+			break
+		}
+	}
+	if c.kind == "garpd" {
+		waitSettled(t, c.l, "n1", "n2", "n3")
+	}
+	time.Sleep(2 * time.Second) // anything still to move moves now
+	end := time.Now()
+
+	r := &faultResult{}
+	for _, st := range timeline.Stats(start, end) {
+		r.noHolder += st.NoHolder
+		r.maxGap = max(r.maxGap, st.MaxNoHolder)
+	}
+	for _, st := range timeline.Stats(faultEnd, end) {
+		r.multiAfter += st.Multi
+	}
+	after, _ := c.l.Neighbours()
+	for _, v := range vips6 {
+		n := moves.Snapshot()[v]
+		r.ownerChanges += n
+		needed := 0
+		if victim := c.l.Node(s.victim); s.victim == "*" || (victim != nil && before[v] == victim.MAC.String()) {
+			needed = 2
+		}
+		if n > needed {
+			r.unneeded++
+		}
+		if after[v] != before[v] {
+			r.away++
+		}
+	}
+	return r
+}
+
+// TestFaultMatrix runs every fault against garpd and, where it applies,
+// keepalived, prints the table (GARPD_FAULTS_OUT also writes it to a
+// file) and checks garpd's promises.
+func TestFaultMatrix(t *testing.T) {
+	if os.Getenv("GARPD_SKIP_FAULTS") != "" {
+		t.Skip("GARPD_SKIP_FAULTS is set")
+	}
+	type row struct {
+		s          faultScenario
+		g, k       *faultResult
+		keepalived bool
+	}
+	var rows []row
+	haveKeepalived := lab.KeepalivedAvailable() == nil
+	for _, s := range faultScenarios() {
+		r := row{s: s}
+		t.Run(s.name, func(t *testing.T) {
+			r.g = runFault(t, "garpd", s)
+			oneFailover := 500 * time.Millisecond
+			switch s.name {
+			case "SIGKILL of a node", "SIGSTOP 3 s, then SIGCONT", "link down 5 s, then up":
+			default:
+				if r.g.maxGap > oneFailover {
+					t.Errorf("a VIP had no holder for %s, longer than one failover (%s)", r.g.maxGap, oneFailover)
+				}
+			}
+			if r.g.multiAfter > 100*time.Millisecond {
+				t.Errorf("VIPs had two holders for %s after the fault ended, more than one advert interval", r.g.multiAfter)
+			}
+			if r.g.away != 0 {
+				t.Errorf("%d VIPs are not on their planned node at the end", r.g.away)
+			}
+			if s.victim == "*" && r.g.unneeded != 0 {
+				t.Errorf("the rolling restart moved %d VIPs more than twice", r.g.unneeded)
+			}
+			if s.keepalived && haveKeepalived {
+				r.k = runFault(t, "keepalived", s)
+			}
+		})
+		rows = append(rows, r)
+	}
+	var b strings.Builder
+	b.WriteString("| fault | | no holder (VIP·s) | longest gap (s) | two holders after (VIP·s) | router owner changes | VIPs moved needlessly | VIPs off plan at the end |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| %s | garpd %s\n", r.s.name, r.g)
+		if r.s.keepalived {
+			fmt.Fprintf(&b, "| | keepalived %s\n", r.k)
+		}
+	}
+	t.Logf("fault matrix: 3 nodes, 6 VIPs, 100 ms adverts\n%s", b.String())
+	if out := os.Getenv("GARPD_FAULTS_OUT"); out != "" {
+		if err := os.WriteFile(out, []byte(b.String()), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+}
