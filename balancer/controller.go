@@ -120,6 +120,9 @@ type Inputs struct {
 	Settled bool // and have for settle
 	// Starting: within JoinGrace of the start.
 	Starting bool
+	// LastMeta is the last metadata seen from each known member, live or
+	// not: a member that gossip lost may still speak VRRP.
+	LastMeta map[string]gossip.Meta
 }
 
 // Decision is what this node does, and what it shows, for one set of
@@ -206,9 +209,13 @@ func Decide(cfg ControllerConfig, plan Plan, in Inputs) Decision {
 	for name, st := range states {
 		down[name] = st != StateRanked
 	}
-	lastResort := !in.Settled || d.Alone
+	// Alone, a node that never knew another member (a wrong key) must not
+	// claim ownership. One that did keeps its ranks: the plan over the
+	// known members is the one every node holds, and VRRP keeps
+	// arbitrating while gossip is cut, so nothing needs to move.
+	lastResort := !in.Settled || (d.Alone && len(in.Known) <= 1)
 	if !lastResort {
-		d.Admit = admission(cfg, plan, in.Live)
+		d.Admit = admission(cfg, plan, in)
 	}
 	for _, r := range plan.Groups {
 		prio := UnrankedPriority
@@ -225,26 +232,30 @@ func Decide(cfg ControllerConfig, plan Plan, in Inputs) Decision {
 	return d
 }
 
-// admission lets each live member of this config speak VRRP from its
-// advertised sources, for each group up to the priority its rank gives it
-// (a member ranked nowhere: UnrankedPriority). States are ignored: a member
-// settling or resigned sends lower priorities than these, never higher.
-func admission(cfg ControllerConfig, plan Plan, live []gossip.Member) *vrrp.Admission {
+// admission lets each known member of this config speak VRRP from the
+// addresses it last gossiped, for each group up to the priority its rank
+// gives it (a member ranked nowhere: UnrankedPriority). Known, not live: a
+// member that gossip lost (a blocked port, a paused process) but that VRRP
+// still hears keeps arbitrating, as without admission. States are
+// ignored: a member settling or resigned sends lower priorities, never
+// higher.
+func admission(cfg ControllerConfig, plan Plan, in Inputs) *vrrp.Admission {
 	a := vrrp.NewAdmission()
-	for _, m := range live {
-		if m.Self || m.Meta.Digest != cfg.Digest {
+	for _, k := range in.Known {
+		m, ok := in.LastMeta[k.Name]
+		if !ok || k.Name == cfg.Local || m.Digest != cfg.Digest {
 			continue
 		}
 		for _, r := range plan.Groups {
-			src, err := netip.ParseAddr(m.Meta.VRRP4)
+			src, err := netip.ParseAddr(m.VRRP4)
 			if r.Group.V6 {
-				src, err = netip.ParseAddr(m.Meta.VRRP6)
+				src, err = netip.ParseAddr(m.VRRP6)
 			}
 			if err != nil {
 				continue
 			}
 			prio := UnrankedPriority
-			if rank := r.RankOf(m.Name); rank >= 0 {
+			if rank := r.RankOf(k.Name); rank >= 0 {
 				prio = PriorityForRank(rank, r.Len())
 			}
 			a.Allow(src, r.Group.V6, uint8(r.Group.VRID), uint8(prio))
@@ -281,6 +292,7 @@ type Controller struct {
 	// Owned by Run's goroutine.
 	applied   []vrrp.RouterSpec
 	admit     *vrrp.Admission
+	lastMeta  map[string]gossip.Meta // per known member, from when it was last live
 	resigned  bool
 	peers     []netip.Addr
 	mismatch  map[string]string // member → digest already logged
@@ -347,7 +359,8 @@ func NewController(cfg ControllerConfig, members Members, engine Engine, log zer
 		gauge = NewMembersGauge(nil)
 	}
 	c := &Controller{cfg: cfg, members: members, engine: engine, log: log, healthSignal: make(chan struct{}, 1),
-		mismatch: map[string]string{}, healthy: true, readyFrom: time.Now(), started: time.Now(), gauge: gauge}
+		mismatch: map[string]string{}, healthy: true, readyFrom: time.Now(), started: time.Now(), gauge: gauge,
+		lastMeta: map[string]gossip.Meta{}}
 	c.latestHealthy.Store(true)
 	return c
 }
@@ -436,8 +449,16 @@ func (c *Controller) recompute(ctx context.Context) {
 		c.plan, c.known = plan, names
 	}
 	live := c.members.Members()
+	for _, m := range live {
+		c.lastMeta[m.Name] = m.Meta
+	}
+	for name := range c.lastMeta {
+		if !slices.ContainsFunc(known, func(k gossip.KnownMember) bool { return k.Name == name }) {
+			delete(c.lastMeta, name) // forgotten
+		}
+	}
 	d := Decide(c.cfg, c.plan, Inputs{Known: known, Live: live, Healthy: c.healthy, Settled: c.healthy && c.settled,
-		Starting: time.Since(c.started) < c.cfg.JoinGrace})
+		Starting: time.Since(c.started) < c.cfg.JoinGrace, LastMeta: c.lastMeta})
 	for _, s := range memberStates {
 		c.gauge.WithLabelValues(string(s)).Set(float64(d.Counts[s]))
 	}
@@ -459,7 +480,7 @@ func (c *Controller) recompute(ctx context.Context) {
 	if d.Alone != c.alone {
 		c.alone = d.Alone
 		if d.Alone {
-			c.log.Warn().Msg("alone although join seeds are configured (wrong key? gossip port blocked?): backup of last resort for every VIP until the cluster is reachable")
+			c.log.Warn().Int("known", len(known)).Msg("alone although join seeds are configured (wrong key? gossip port blocked?): keeping the ranks of the known members' plan while VRRP arbitrates; a node that never knew another member is a backup of last resort")
 		}
 	}
 	if c.cfg.UnicastAuto && !slices.Equal(d.Peers, c.peers) {

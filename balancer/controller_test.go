@@ -84,8 +84,9 @@ func TestDecide(t *testing.T) {
 	}
 }
 
-// Once settled, only members of this config count as VRRP speakers, each up
-// to the priority its rank gives it; before, anyone does.
+// Once settled, only known members of this config count as VRRP speakers,
+// at the addresses they last gossiped, each up to the priority its rank
+// gives it; before, anyone does.
 func TestDecideAdmission(t *testing.T) {
 	groups := mkGroups(6)
 	cfg := ControllerConfig{Local: "a", Groups: groups, Digest: "d"}
@@ -98,7 +99,12 @@ func TestDecideAdmission(t *testing.T) {
 		live = append(live, m)
 	}
 	live[2].Meta.Digest = "other" // c runs another config
-	in := Inputs{Known: known("a", "b", "c"), Live: live, Healthy: true}
+	last := map[string]gossip.Meta{}
+	for _, m := range live {
+		last[m.Name] = m.Meta
+	}
+	// b is down in gossip (a blocked port): still known, still admitted.
+	in := Inputs{Known: known("a", "b", "c"), Live: live[:1], Healthy: true, LastMeta: last}
 	if d := Decide(cfg, plan, in); d.Admit != nil {
 		t.Fatal("a node that has not settled restricts VRRP speakers: gossip may not show every member yet")
 	}
@@ -143,6 +149,19 @@ func TestDecideJoining(t *testing.T) {
 	if d.Joining || d.Resign || d.Specs[0].Priority != UnrankedPriority {
 		t.Fatalf("alone after the grace: joining %v resign %v priority %d, want a backup of last resort", d.Joining, d.Resign, d.Specs[0].Priority)
 	}
+	// Settled and then cut off from gossip: the known members' plan still
+	// holds, so the ranks stay; a node that never knew anyone else is a
+	// backup of last resort.
+	in.Settled = true
+	d = Decide(cfg, plan, in)
+	if want := PriorityForRank(plan.Groups[0].RankOf("a"), 2); !d.Alone || int(d.Specs[0].Priority) != want {
+		t.Fatalf("settled, cut off: alone %v priority %d, want its rank's %d", d.Alone, d.Specs[0].Priority, want)
+	}
+	in.Known = known("a")
+	if d := Decide(cfg, plan, in); d.Specs[0].Priority != UnrankedPriority {
+		t.Fatalf("alone, never knew another member: priority %d, want %d", d.Specs[0].Priority, UnrankedPriority)
+	}
+	in.Known, in.Settled = known("a", "b"), false
 	cfg.HasSeeds = false
 	in.Starting = true
 	if d := Decide(cfg, plan, in); d.Resign {

@@ -71,6 +71,14 @@ func (k routerKey) family() string {
 
 func (k routerKey) String() string { return k.family() + "/" + strconv.Itoa(int(k.vrid)) }
 
+// lateTick is how late a timer may fire before the engine suspects it was
+// paused; readerCatchUp is how long it then gives the socket reader to
+// deliver what arrived meanwhile (more than readCoalesce).
+const (
+	lateTick      = 50 * time.Millisecond
+	readerCatchUp = 20 * time.Millisecond
+)
+
 // reassertEvery is how often at most a master re-announces its VIPs to
 // win back the router from another master it heard.
 const reassertEvery = time.Second
@@ -227,6 +235,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	packets := e.deps.Transport.Packets()
 	var wake <-chan time.Time
 	var armed time.Time // the deadline wake was set for
+	var heldBack bool   // a late tick already waited for the reader once
 	for {
 		if !e.next.Equal(armed) {
 			armed, wake = e.next, nil
@@ -247,8 +256,20 @@ func (e *Engine) Run(ctx context.Context) error {
 				e.handlePacket(p)
 			}
 		case <-wake:
+			now := e.deps.Clock.Now()
+			// Woken much later than asked (the process was stopped or
+			// starved): adverts that arrived meanwhile wait in the socket.
+			// Let the reader hand them over before deciding a master is
+			// down, or this node takes over VIPs from masters that never
+			// stopped.
+			if late := now.Sub(armed); late > lateTick && !heldBack {
+				heldBack = true
+				wake = e.deps.Clock.After(readerCatchUp)
+				continue
+			}
+			heldBack = false
 			armed, wake = time.Time{}, nil
-			e.tick(e.deps.Clock.Now())
+			e.tick(now)
 		case f := <-e.cmds:
 			f()
 		}
