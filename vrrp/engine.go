@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -135,6 +136,11 @@ type Engine struct {
 	prevUntil        time.Time
 	// rejected holds the sources already logged for a rejected advert.
 	rejected map[netip.Addr]bool
+	// claims are VIPs another MAC announced, to be answered when due if
+	// this node is still their master; defended says when each was last.
+	claims      map[netip.Addr]time.Time
+	defended    map[netip.Addr]time.Time
+	claimLogged map[string]bool
 	// next is a lower bound of every router's next deadline (zero: none).
 	// Events only ever pull it earlier; tick, which runs when it passes,
 	// recomputes it exactly. So a packet costs no scan of all routers.
@@ -158,6 +164,7 @@ func NewEngine(cfg Config, garp GARPConfig, specs []RouterSpec, deps Deps) (*Eng
 		deps.Metrics = NewMetrics(nil)
 	}
 	e := &Engine{cfg: cfg, garp: garp, deps: deps, routers: map[routerKey]*router{}, rejected: map[netip.Addr]bool{},
+		claims: map[netip.Addr]time.Time{}, defended: map[netip.Addr]time.Time{}, claimLogged: map[string]bool{},
 		cmds: make(chan func()), done: make(chan struct{}), drops: map[dropKey]prometheus.Counter{}}
 	for _, s := range specs {
 		if err := e.addRouter(s); err != nil {
@@ -344,7 +351,20 @@ func (e *Engine) tick(now time.Time) {
 		for _, r := range e.routers {
 			e.next = earliest(e.next, r.deadline())
 		}
+		for _, due := range e.claims {
+			e.next = earliest(e.next, due)
+		}
 	}()
+	for a, due := range e.claims {
+		if now.Before(due) {
+			continue
+		}
+		delete(e.claims, a)
+		if r := e.masterOf(a); r != nil {
+			e.defended[a] = now
+			e.deps.Announcer.Announce(a, true)
+		}
+	}
 	for _, k := range e.order {
 		r := e.routers[k]
 		if d := r.m.NextDeadline(); !d.IsZero() && !now.Before(d) {
@@ -774,6 +794,60 @@ func (e *Engine) participate() {
 			return m.Startup(now) // a no-op unless in Initialize
 		})
 	}
+}
+
+// claimGrace is how long a master waits before it answers another MAC's
+// announcement of its VIP: a legitimate new master's advert, which it
+// sends before its announcement, makes this node step down meanwhile.
+// defendEvery rate-limits the answers per VIP.
+const (
+	claimGrace  = 50 * time.Millisecond
+	defendEvery = 250 * time.Millisecond
+)
+
+// ForeignClaim tells the engine that another MAC announced address a (a
+// gratuitous ARP). If this node is, and stays, master for a, it answers
+// with its own announcement: a speaker outside the cluster cannot keep the
+// router's entry.
+func (e *Engine) ForeignClaim(ctx context.Context, a netip.Addr, mac net.HardwareAddr) error {
+	if !e.do(ctx, func() { e.foreignClaim(a, mac) }) {
+		return errors.New("VRRP engine is not running")
+	}
+	return nil
+}
+
+func (e *Engine) foreignClaim(a netip.Addr, mac net.HardwareAddr) {
+	if _, pending := e.claims[a]; pending || e.masterOf(a) == nil {
+		return
+	}
+	now := e.deps.Clock.Now()
+	due := now.Add(claimGrace)
+	if last, ok := e.defended[a]; ok && last.Add(defendEvery).After(due) {
+		due = last.Add(defendEvery)
+	}
+	e.claims[a] = due
+	e.next = earliest(e.next, due)
+	if key := mac.String(); !e.claimLogged[key] && len(e.claimLogged) < maxLoggedSources {
+		e.claimLogged[key] = true
+		e.deps.Log.Warn().Str("vip", a.String()).Str("mac", key).
+			Msg("another MAC announces a VIP this node is master for: answering each such announcement (a host outside the cluster? find it by its MAC)")
+	}
+}
+
+// masterOf returns the router that carries a if it is master, else nil.
+func (e *Engine) masterOf(a netip.Addr) *router {
+	for _, k := range e.order {
+		r := e.routers[k]
+		if r.m.State() != Master {
+			continue
+		}
+		for _, p := range r.spec.VIPs {
+			if p.Addr() == a {
+				return r
+			}
+		}
+	}
+	return nil
 }
 
 // AddressRemoved tells the engine an address left its interface. A VIP of

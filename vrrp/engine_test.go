@@ -2,6 +2,7 @@ package vrrp
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"slices"
 	"testing"
@@ -428,5 +429,43 @@ func TestEngineLinkAndAddressEvents(t *testing.T) {
 	b.eng.addressRemoved(testVIP.Addr())
 	if b.kernel.holds(testVIP.Addr()) {
 		t.Fatal("a backup added a VIP back")
+	}
+}
+
+// Another MAC announcing a VIP this node is master for is answered after
+// claimGrace, at most once per defendEvery; a legitimate new master's
+// advert, which comes before its announcement, makes the node step down
+// within the grace, and then it answers nothing.
+func TestEngineDefendsAgainstForeignClaims(t *testing.T) {
+	s := newSim(t)
+	a := s.start("192.0.2.11", nodeOpts{prio: 200, cfg: v3cfg()})
+	s.run(5 * time.Second) // master, past its takeover burst
+	rogueMAC := net.HardwareAddr{0x02, 0, 0, 0, 0, 0x66}
+	before := len(a.kernel.announced)
+	for range 10 { // a claim every 50 ms for 500 ms
+		a.eng.foreignClaim(testVIP.Addr(), rogueMAC)
+		s.run(50 * time.Millisecond)
+	}
+	s.run(time.Second)
+	if n := len(a.kernel.announced) - before; n < 2 || n > 3 {
+		t.Fatalf("%d answers to 10 claims in 500 ms, want 2 or 3 (one per 250 ms)", n)
+	}
+	if first := a.kernel.announced[before].Sub(t0.Add(5 * time.Second)); first != claimGrace {
+		t.Fatalf("first answer %s after the claim, want claimGrace %s", first, claimGrace)
+	}
+
+	// A higher-priority peer takes over: advert first, announcement next.
+	b, err := Encode(Advert{Version: 3, VRID: 10, Priority: 250, Interval: 10, Addresses: []netip.Addr{testVIP.Addr()}},
+		netip.MustParseAddr("192.0.2.12"), GroupV4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before = len(a.kernel.announced)
+	a.eng.foreignClaim(testVIP.Addr(), rogueMAC)
+	s.run(10 * time.Millisecond)
+	s.inject(a, Packet{Payload: b, Src: netip.MustParseAddr("192.0.2.12"), Dst: GroupV4, TTL: 255})
+	s.run(100 * time.Millisecond)
+	if n := len(a.kernel.announced) - before; n != 0 || a.kernel.holds(testVIP.Addr()) {
+		t.Fatalf("after a legitimate takeover: %d answers, holds %v; want none and released", n, a.kernel.holds(testVIP.Addr()))
 	}
 }

@@ -262,6 +262,17 @@ func (a *agent) startEngine(l *loaded) error {
 	} else {
 		go a.followLink(ctx, events, eng)
 	}
+	if hasFamily(l, false) {
+		if claims, err := vrrp.WatchForeignClaims(ctx, c.Interface); err != nil {
+			a.log.Warn().Err(err).Msg("other MACs' announcements of our VIPs are not watched")
+		} else {
+			go func() {
+				for cl := range claims {
+					eng.ForeignClaim(ctx, cl.Addr, cl.MAC)
+				}
+			}()
+		}
+	}
 	done := make(chan error, 1)
 	pacerCtx, stopPacer := context.WithCancel(context.Background())
 	pacerDone := make(chan struct{})
