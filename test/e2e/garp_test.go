@@ -102,7 +102,8 @@ func TestRefreshRepairsIPv6Entry(t *testing.T) {
 	l := newLab(t, 2)
 	n1, n2 := l.Node("n1"), l.Node("n2")
 	vip := netip.MustParseAddr("2001:db8::101")
-	cfg := fmt.Sprintf("node: n1\ninterface: eth0\nvips: [%s/64]\nvrrp:\n  advert_interval: 100ms\ngarp:\n  refresh: 5s\n", vip)
+	// A one-node dynamic cluster: no key, so gossip.insecure must say so.
+	cfg := fmt.Sprintf("node: n1\ninterface: eth0\nvips: [%s/64]\nvrrp:\n  advert_interval: 100ms\ngarp:\n  refresh: 5s\ngossip:\n  insecure: true\n", vip)
 	if _, err := n1.StartGarpd(garpdBin, cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +131,7 @@ func TestRefreshRateCap200VIPs(t *testing.T) {
 		vips = append(vips, v)
 		fmt.Fprintf(&b, "  - %s\n", v)
 	}
-	b.WriteString("vrrp:\n  advert_interval: 1s\n  vrid_base: 1\ngarp:\n  count: 1\n  refresh: 10s\n  max_rate: 50\n")
+	b.WriteString("vrrp:\n  advert_interval: 1s\n  vrid_base: 1\ngarp:\n  count: 1\n  refresh: 10s\n  max_rate: 50\ngossip:\n  insecure: true\n")
 	if _, err := n1.StartGarpd(garpdBin, b.String()); err != nil {
 		t.Fatal(err)
 	}
