@@ -298,20 +298,27 @@ func TestEngineSplitBrainHeals(t *testing.T) {
 	}
 }
 
+// testAdvert is a received VRRPv3 advert for testVIP's router (VRID 10,
+// 100 ms) from src at prio, as a test injects it.
+func testAdvert(t *testing.T, src string, prio uint8) Packet {
+	t.Helper()
+	from := netip.MustParseAddr(src)
+	b, err := Encode(Advert{Version: 3, VRID: 10, Priority: prio, Interval: 10, Addresses: []netip.Addr{testVIP.Addr()}}, from, GroupV4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Packet{Payload: b, Src: from, Dst: GroupV4, TTL: 255}
+}
+
 // However many losing adverts arrive (another master, or a spoofer), the
 // master answers each but re-announces at most once a second.
 func TestEngineReassertRateLimit(t *testing.T) {
 	s := newSim(t)
 	a := s.start("192.0.2.11", nodeOpts{prio: 200, cfg: v3cfg()})
 	s.run(5 * time.Second) // master, past its takeover burst
-	b, err := Encode(Advert{Version: 3, VRID: 10, Priority: 100, Interval: 10, Addresses: []netip.Addr{testVIP.Addr()}},
-		netip.MustParseAddr("192.0.2.66"), GroupV4)
-	if err != nil {
-		t.Fatal(err)
-	}
 	before, sentBefore := len(a.kernel.announced), len(a.port.sent)
 	for range 20 {
-		s.inject(a, Packet{Payload: b, Src: netip.MustParseAddr("192.0.2.66"), Dst: GroupV4, TTL: 255})
+		s.inject(a, testAdvert(t, "192.0.2.66", 100))
 		s.run(50 * time.Millisecond)
 	}
 	// 20 adverts over 1 s: one re-announcement at the first, one a second later.
@@ -336,13 +343,7 @@ func TestEngineAdmission(t *testing.T) {
 	adm.Allow(member, false, 10, 150)
 	a.eng.setAdmission(adm)
 	s.run(time.Second) // a is master
-	advert := func(src netip.Addr, prio uint8) Packet {
-		b, err := Encode(Advert{Version: 3, VRID: 10, Priority: prio, Interval: 10, Addresses: []netip.Addr{testVIP.Addr()}}, src, GroupV4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return Packet{Payload: b, Src: src, Dst: GroupV4, TTL: 255}
-	}
+	advert := func(src netip.Addr, prio uint8) Packet { return testAdvert(t, src.String(), prio) }
 	dropped := func(reason string) float64 {
 		return testutil.ToFloat64(a.metrics.Dropped.WithLabelValues("ipv4", reason))
 	}
@@ -455,15 +456,10 @@ func TestEngineDefendsAgainstForeignClaims(t *testing.T) {
 	}
 
 	// A higher-priority peer takes over: advert first, announcement next.
-	b, err := Encode(Advert{Version: 3, VRID: 10, Priority: 250, Interval: 10, Addresses: []netip.Addr{testVIP.Addr()}},
-		netip.MustParseAddr("192.0.2.12"), GroupV4)
-	if err != nil {
-		t.Fatal(err)
-	}
 	before = len(a.kernel.announced)
 	a.eng.foreignClaim(testVIP.Addr(), rogueMAC)
 	s.run(10 * time.Millisecond)
-	s.inject(a, Packet{Payload: b, Src: netip.MustParseAddr("192.0.2.12"), Dst: GroupV4, TTL: 255})
+	s.inject(a, testAdvert(t, "192.0.2.12", 250))
 	s.run(100 * time.Millisecond)
 	if n := len(a.kernel.announced) - before; n != 0 || a.kernel.holds(testVIP.Addr()) {
 		t.Fatalf("after a legitimate takeover: %d answers, holds %v; want none and released", n, a.kernel.holds(testVIP.Addr()))
