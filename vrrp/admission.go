@@ -68,3 +68,28 @@ const admissionGrace = 10 * time.Second
 // maxLoggedSources bounds the memory spent on "logged once" per rejected
 // source, however many sources are spoofed.
 const maxLoggedSources = 64
+
+// onceSet remembers which keys were logged, up to maxLoggedSources, so a
+// source is logged once and the memory for it stays bounded however many
+// sources are spoofed. The zero value is ready to use.
+type onceSet[K comparable] struct {
+	seen map[K]bool
+	full bool
+}
+
+// first reports whether k is new and may be logged; overflow is true the
+// one time the set fills up, to log that further keys are not.
+func (o *onceSet[K]) first(k K) (first, overflow bool) {
+	if o.seen[k] {
+		return false, false
+	}
+	if len(o.seen) >= maxLoggedSources {
+		overflow, o.full = !o.full, true
+		return false, overflow
+	}
+	if o.seen == nil {
+		o.seen = map[K]bool{}
+	}
+	o.seen[k] = true
+	return true, false
+}

@@ -135,12 +135,12 @@ type Engine struct {
 	admit, prevAdmit *Admission
 	prevUntil        time.Time
 	// rejected holds the sources already logged for a rejected advert.
-	rejected map[netip.Addr]bool
+	rejected onceSet[netip.Addr]
 	// claims are VIPs another MAC announced, to be answered when due if
 	// this node is still their master; defended says when each was last.
 	claims      map[netip.Addr]time.Time
 	defended    map[netip.Addr]time.Time
-	claimLogged map[string]bool
+	claimLogged onceSet[string]
 	// next is a lower bound of every router's next deadline (zero: none).
 	// Events only ever pull it earlier; tick, which runs when it passes,
 	// recomputes it exactly. So a packet costs no scan of all routers.
@@ -163,8 +163,8 @@ func NewEngine(cfg Config, garp GARPConfig, specs []RouterSpec, deps Deps) (*Eng
 	if deps.Metrics == nil {
 		deps.Metrics = NewMetrics(nil)
 	}
-	e := &Engine{cfg: cfg, garp: garp, deps: deps, routers: map[routerKey]*router{}, rejected: map[netip.Addr]bool{},
-		claims: map[netip.Addr]time.Time{}, defended: map[netip.Addr]time.Time{}, claimLogged: map[string]bool{},
+	e := &Engine{cfg: cfg, garp: garp, deps: deps, routers: map[routerKey]*router{},
+		claims: map[netip.Addr]time.Time{}, defended: map[netip.Addr]time.Time{},
 		cmds: make(chan func()), done: make(chan struct{}), drops: map[dropKey]prometheus.Counter{}}
 	for _, s := range specs {
 		if err := e.addRouter(s); err != nil {
@@ -663,20 +663,13 @@ func (e *Engine) admission(now time.Time, src netip.Addr, k routerKey, prio uint
 }
 
 // firstRejection reports whether src is rejected for the first time, so
-// it is logged once; it remembers maxLoggedSources sources at most.
+// it is logged once.
 func (e *Engine) firstRejection(src netip.Addr) bool {
-	if e.rejected[src] {
-		return false
+	first, overflow := e.rejected.first(src)
+	if overflow {
+		e.deps.Log.Error().Int("sources", maxLoggedSources).Msg("adverts rejected from many sources: not logging further ones (see garpd_vrrp_packets_dropped_total)")
 	}
-	if len(e.rejected) >= maxLoggedSources {
-		if !e.rejected[netip.Addr{}] {
-			e.rejected[netip.Addr{}] = true
-			e.deps.Log.Error().Int("sources", maxLoggedSources).Msg("adverts rejected from many sources: not logging further ones (see garpd_vrrp_packets_dropped_total)")
-		}
-		return false
-	}
-	e.rejected[src] = true
-	return true
+	return first
 }
 
 // Responsive reports whether the engine's loop runs and answers within
@@ -827,9 +820,8 @@ func (e *Engine) foreignClaim(a netip.Addr, mac net.HardwareAddr) {
 	}
 	e.claims[a] = due
 	e.next = earliest(e.next, due)
-	if key := mac.String(); !e.claimLogged[key] && len(e.claimLogged) < maxLoggedSources {
-		e.claimLogged[key] = true
-		e.deps.Log.Warn().Str("vip", a.String()).Str("mac", key).
+	if first, _ := e.claimLogged.first(mac.String()); first {
+		e.deps.Log.Warn().Str("vip", a.String()).Str("mac", mac.String()).
 			Msg("another MAC announces a VIP this node is master for: answering each such announcement (a host outside the cluster? find it by its MAC)")
 	}
 }

@@ -384,8 +384,8 @@ func TestEngineAdmission(t *testing.T) {
 	for i := range 3 * maxLoggedSources {
 		s.inject(a, advert(netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), 254))
 	}
-	if len(a.eng.rejected) > maxLoggedSources+1 {
-		t.Fatalf("%d sources remembered, want at most %d", len(a.eng.rejected), maxLoggedSources+1)
+	if len(a.eng.rejected.seen) > maxLoggedSources+1 {
+		t.Fatalf("%d sources remembered, want at most %d", len(a.eng.rejected.seen), maxLoggedSources+1)
 	}
 }
 

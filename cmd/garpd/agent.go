@@ -207,10 +207,7 @@ func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.
 			a.mu.Lock()
 			cur := a.cur
 			a.mu.Unlock()
-			if err := a.stopEngine(); err != nil {
-				a.log.Error().Err(err).Msg("old engine stopped with an error")
-			}
-			if err := a.startEngine(cur); err != nil {
+			if err := a.restartEngine(cur); err != nil {
 				srv.Close()
 				return fmt.Errorf("restart on the recreated interface: %w", err)
 			}
@@ -354,6 +351,15 @@ func (a *agent) followLink(ctx context.Context, events <-chan vrrp.LinkEvent, en
 	}
 }
 
+// restartEngine stops the running engine (resigning first) and starts one
+// for l.
+func (a *agent) restartEngine(l *loaded) error {
+	if err := a.stopEngine(); err != nil {
+		a.log.Error().Err(err).Msg("old engine stopped with an error")
+	}
+	return a.startEngine(l)
+}
+
 // stopEngine resigns and waits for the engine to release every VIP.
 func (a *agent) stopEngine() error {
 	a.mu.Lock()
@@ -421,10 +427,7 @@ func (a *agent) reload(path string, srv *http.Server) (*http.Server, error) {
 		}
 	default:
 		a.log.Warn().Msg("reload changes interface, vrrp or garp settings, or runs the dynamic mode: restarting the VRRP engine (and gossip)")
-		if err := a.stopEngine(); err != nil {
-			a.log.Error().Err(err).Msg("old engine stopped with an error")
-		}
-		if err := a.startEngine(l); err != nil {
+		if err := a.restartEngine(l); err != nil {
 			a.log.Error().Err(err).Msg("new config cannot start; restarting with the previous one")
 			if err2 := a.startEngine(cur); err2 != nil {
 				return srv, fmt.Errorf("reload: the new config cannot start (%w) and the previous one cannot start again (%w): stopping so the supervisor restarts garpd", err, err2)
