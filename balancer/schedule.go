@@ -122,13 +122,13 @@ func NewScheduler(c RefreshConfig) (Scheduler, error) {
 		return w, nil
 	}
 	if c.Refresh < 0 {
-		return nil, fmt.Errorf("refresh: %s: use 0 (off) or a period such as 60s", c.Refresh)
+		return nil, fmt.Errorf("refresh: %s: use 0s (off) or a period such as 60s", c.Refresh)
 	}
 	if c.Refresh == 0 {
 		return nil, nil
 	}
 	if c.Refresh < time.Second {
-		return nil, fmt.Errorf("refresh: %s: use at least 1s (0 turns refresh off)", c.Refresh)
+		return nil, fmt.Errorf("refresh: %s: use at least 1s (0s turns refresh off)", c.Refresh)
 	}
 	return Periodic{Period: c.Refresh}, nil
 }

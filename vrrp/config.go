@@ -112,7 +112,7 @@ func (c Config) IntervalCS() uint16 { return uint16(c.AdvertInterval / (10 * tim
 type GARPConfig struct {
 	Count    int           `yaml:"count" json:"count"`
 	Interval time.Duration `yaml:"interval" json:"interval"`
-	// Refresh re-announces every master VIP once per period (0: off), each
+	// Refresh re-announces every master VIP once per period (0s: off), each
 	// at its own phase; Schedule (cron) replaces it when set.
 	Refresh  time.Duration `yaml:"refresh" json:"refresh"`
 	Schedule string        `yaml:"schedule" json:"schedule"`

@@ -201,6 +201,12 @@ func explainYAML(err error) error {
 		msgs[i] = m
 		var line int
 		var field, typ string
+		if n, _ := fmt.Sscanf(m, "line %d: cannot unmarshal !!int %s into time.Duration", &line, &field); n == 2 {
+			// YAML's number has no unit, and guessing one (seconds?
+			// nanoseconds?) would hide a mistake.
+			msgs[i] = fmt.Sprintf("line %d: %s is a number without a unit: write a duration such as 0s, 500ms or 60s", line, field)
+			continue
+		}
 		if n, _ := fmt.Sscanf(m, "line %d: field %s not found in type %s", &line, &field, &typ); n < 3 {
 			continue
 		}

@@ -217,13 +217,15 @@ func TestPProfSwitch(t *testing.T) {
 	}
 }
 
-// A misspelt key names itself, its line and the key it probably meant.
+// A misspelt key names itself, its line and the key it probably meant;
+// a duration without a unit says how to write one.
 func TestMisspeltKeyHint(t *testing.T) {
 	cases := []struct{ yaml, want string }{
 		{"interfac: eth0\nvips: [192.0.2.101]\n", "line 1: interfac: unknown key; did you mean interface?"},
 		{"interface: eth0\nvips: [192.0.2.101]\nvrrp: {advert_intervall: 1s}\n", "advert_intervall: unknown key; did you mean advert_interval?"},
 		{"interface: eth0\nvips: [192.0.2.101]\ngossip: {secret_keyfile: /x}\n", "did you mean secret_key_file?"},
 		{"interface: eth0\nvips: [192.0.2.101]\nzzz: 1\n", "zzz: unknown key (known here: node, interface,"},
+		{"interface: eth0\nvips: [192.0.2.101]\ngarp:\n  refresh: 0\n", "line 4: `0` is a number without a unit: write a duration such as 0s"},
 	}
 	for _, c := range cases {
 		_, err := parseConfig([]byte(c.yaml))
