@@ -2,6 +2,7 @@ package vrrp
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -59,6 +60,28 @@ func (a *Admission) verdict(src netip.Addr, k routerKey, prio uint8) string {
 	}
 	return ""
 }
+
+// members returns the admitted sources of one family, in address order.
+func (a *Admission) members(v6 bool) []netip.Addr {
+	var out []netip.Addr
+	for src := range a.src {
+		if src.Is6() == v6 {
+			out = append(out, src)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
+
+// membersOnlyFor is how long a master sends a virtual router's adverts to
+// the members alone after a speaker outside the cluster claimed it at a
+// priority at or above the master's. Such a speaker stays master on its
+// side, and keepalived, for one, answers every lower-priority advert it
+// hears with gratuitous ARPs: a flood that moves the router's entry back
+// and forth. Not hearing ours, it sends only its own takeover bursts,
+// which the members answer. A speaker that stays master adverts every
+// interval, so this long without one means it stopped or yields.
+const membersOnlyFor = 10 * time.Second
 
 // admissionGrace is how long the previous admission still counts after a
 // new one: members apply a new plan at slightly different times, and an

@@ -93,8 +93,11 @@ type router struct {
 	nextBurst time.Time
 	// lastReassert rate-limits split-brain re-announcements.
 	lastReassert time.Time
-	refresh      []time.Time // per VIP, while master; zero when refresh is off
-	since        time.Time
+	// membersOnlyUntil: adverts go to the members alone until then (a
+	// speaker outside the cluster claims this virtual router).
+	membersOnlyUntil time.Time
+	refresh          []time.Time // per VIP, while master; zero when refresh is off
+	since            time.Time
 	// The router's metric children, looked up once: per advert the engine
 	// only increments them.
 	vipLabel   string
@@ -137,10 +140,12 @@ type Engine struct {
 	// rejected holds the sources already logged for a rejected advert.
 	rejected onceSet[netip.Addr]
 	// claims are VIPs another MAC announced, to be answered when due if
-	// this node is still their master; defended says when each was last.
+	// this node is still their master; defended says when each was last
+	// and how often it may be now.
 	claims      map[netip.Addr]time.Time
-	defended    map[netip.Addr]time.Time
+	defended    map[netip.Addr]defense
 	claimLogged onceSet[string]
+	warLogged   onceSet[netip.Addr]
 	// next is a lower bound of every router's next deadline (zero: none).
 	// Events only ever pull it earlier; tick, which runs when it passes,
 	// recomputes it exactly. So a packet costs no scan of all routers.
@@ -164,7 +169,7 @@ func NewEngine(cfg Config, garp GARPConfig, specs []RouterSpec, deps Deps) (*Eng
 		deps.Metrics = NewMetrics(nil)
 	}
 	e := &Engine{cfg: cfg, garp: garp, deps: deps, routers: map[routerKey]*router{},
-		claims: map[netip.Addr]time.Time{}, defended: map[netip.Addr]time.Time{},
+		claims: map[netip.Addr]time.Time{}, defended: map[netip.Addr]defense{},
 		cmds: make(chan func()), done: make(chan struct{}), drops: map[dropKey]prometheus.Counter{}}
 	for _, s := range specs {
 		if err := e.addRouter(s); err != nil {
@@ -361,7 +366,9 @@ func (e *Engine) tick(now time.Time) {
 		}
 		delete(e.claims, a)
 		if r := e.masterOf(a); r != nil {
-			e.defended[a] = now
+			d := e.defended[a]
+			d.last = now
+			e.defended[a] = d
 			e.deps.Announcer.Announce(a, true)
 		}
 	}
@@ -456,9 +463,22 @@ func (e *Engine) handlePacket(p Packet) {
 				Str("reason", reason).Msg(hint)
 		}
 		if r.m.State() == Master {
-			// The speaker may be announcing our VIPs: win the router back
-			// (rate-limited like any re-announcement).
-			e.apply(now, k, r, []Action{ActReassert})
+			if reason == "not_member" && adv.Priority >= r.m.Priority() {
+				// It will not yield to our adverts; hearing them, it
+				// would only answer with announcements of its own.
+				if !now.Before(r.membersOnlyUntil) {
+					e.deps.Log.Info().Str("vrid", k.String()).Str("source", p.Src.String()).
+						Dur("for_at_least", membersOnlyFor).Msg("a non-member claims this virtual router: sending its adverts to the members only, so it cannot answer them")
+				}
+				r.membersOnlyUntil = now.Add(membersOnlyFor)
+			}
+			if k.v6 {
+				// The speaker may be announcing our VIPs: win the router
+				// back (rate-limited like any re-announcement). IPv4
+				// answers its gratuitous ARPs themselves (ForeignClaim),
+				// and backs off from one that answers back.
+				e.apply(now, k, r, []Action{ActReassert})
+			}
 		}
 		return
 	}
@@ -549,9 +569,13 @@ func (e *Engine) sendAdvert(k routerKey, r *router, prio uint8) {
 		adv.AuthType = AuthPassword
 		adv.AuthData = PasswordData(e.cfg.AuthPass)
 	}
-	err := e.deps.Transport.Send(k.v6, func(src, dst netip.Addr) ([]byte, error) {
-		return Encode(adv, src, dst)
-	})
+	build := func(src, dst netip.Addr) ([]byte, error) { return Encode(adv, src, dst) }
+	var err error
+	if e.deps.Clock.Now().Before(r.membersOnlyUntil) {
+		err = e.deps.Transport.SendTo(k.v6, e.memberPeers(k.v6), build)
+	} else {
+		err = e.deps.Transport.Send(k.v6, build)
+	}
 	if err != nil {
 		e.deps.Log.Warn().Err(err).Str("vrid", k.String()).Msg("cannot send advert")
 		return
@@ -660,6 +684,22 @@ func (e *Engine) admission(now time.Time, src netip.Addr, k routerKey, prio uint
 		return ""
 	}
 	return reason
+}
+
+// memberPeers are the members of one family an advert goes to when it
+// must reach them alone: the admitted sources (also those of the previous
+// admission while its grace lasts), this node's own excepted.
+func (e *Engine) memberPeers(v6 bool) []netip.Addr {
+	var out []netip.Addr
+	if e.admit != nil {
+		out = e.admit.members(v6)
+	}
+	if e.prevAdmit != nil && e.deps.Clock.Now().Before(e.prevUntil) {
+		out = append(out, e.prevAdmit.members(v6)...)
+	}
+	self := e.deps.Transport.Source(v6).WithZone("")
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.DeleteFunc(slices.Compact(out), func(a netip.Addr) bool { return a == self })
 }
 
 // firstRejection reports whether src is rejected for the first time, so
@@ -792,11 +832,26 @@ func (e *Engine) participate() {
 // claimGrace is how long a master waits before it answers another MAC's
 // announcement of its VIP: a legitimate new master's advert, which it
 // sends before its announcement, makes this node step down meanwhile.
-// defendEvery rate-limits the answers per VIP.
+// defendEvery rate-limits the answers per VIP. A claim that comes within
+// answeredWithin of an answer is the other host answering ours: it
+// defends the address too (another garpd, an address-conflict daemon),
+// and answering at once would be an ARP war that floods the segment and
+// flips the router's entry several times a second. The interval doubles
+// with each such round, up to maxDefendEvery, and is back at defendEvery
+// once a claim comes on its own (keepalived's takeover bursts, seconds
+// apart, are each answered after claimGrace).
 const (
-	claimGrace  = 50 * time.Millisecond
-	defendEvery = 250 * time.Millisecond
+	claimGrace     = 50 * time.Millisecond
+	defendEvery    = 250 * time.Millisecond
+	answeredWithin = time.Second
+	maxDefendEvery = 32 * time.Second
 )
+
+// defense is a VIP's answers to other MACs' announcements.
+type defense struct {
+	last  time.Time     // the last answer
+	every time.Duration // the least time to the next one
+}
 
 // ForeignClaim tells the engine that another MAC announced address a (a
 // gratuitous ARP). If this node is, and stays, master for a, it answers
@@ -814,9 +869,20 @@ func (e *Engine) foreignClaim(a netip.Addr, mac net.HardwareAddr) {
 		return
 	}
 	now := e.deps.Clock.Now()
+	d := e.defended[a]
+	if !d.last.IsZero() && now.Sub(d.last) < answeredWithin {
+		d.every = min(max(2*d.every, 2*defendEvery), maxDefendEvery)
+		if first, _ := e.warLogged.first(a); first {
+			e.deps.Log.Warn().Str("vip", a.String()).Str("mac", mac.String()).
+				Msg("another host answers our announcements of this VIP (it defends the address too): answering less and less often, up to every 32s, instead of an ARP war. The router follows whoever announced last: find the host by its MAC and remove the address there")
+		}
+	} else {
+		d.every = defendEvery
+	}
+	e.defended[a] = d
 	due := now.Add(claimGrace)
-	if last, ok := e.defended[a]; ok && last.Add(defendEvery).After(due) {
-		due = last.Add(defendEvery)
+	if next := d.last.Add(d.every); !d.last.IsZero() && next.After(due) {
+		due = next
 	}
 	e.claims[a] = due
 	e.next = earliest(e.next, due)

@@ -211,6 +211,9 @@ func (p *chanPort) Send(v6 bool, build func(src, dst netip.Addr) ([]byte, error)
 	}
 	return nil
 }
+func (p *chanPort) SendTo(v6 bool, _ []netip.Addr, build func(src, dst netip.Addr) ([]byte, error)) error {
+	return p.Send(v6, build)
+}
 func (p *chanPort) Source(bool) netip.Addr   { return p.src }
 func (p *chanPort) Packets() <-chan []Packet { return p.ch }
 func (p *chanPort) Close() error             { return nil }
@@ -389,6 +392,63 @@ func TestEngineAdmission(t *testing.T) {
 	}
 }
 
+// A non-member that claims a virtual router at or above the master's
+// priority no longer hears its adverts: they go to the members alone
+// until it has been quiet for membersOnlyFor. One below the master's
+// priority yields to multicast adverts, so they stay multicast.
+func TestEngineMembersOnlyAgainstNonMember(t *testing.T) {
+	s := newSim(t)
+	a := s.start("192.0.2.11", nodeOpts{prio: 200, cfg: v3cfg()})
+	b := s.start("192.0.2.12", nodeOpts{prio: 100, cfg: v3cfg()})
+	rogue := s.wire.port("192.0.2.66") // no engine: it only listens
+	for _, n := range []*simNode{a, b} {
+		adm := NewAdmission()
+		adm.Allow(netip.MustParseAddr("192.0.2.11"), false, 10, 200)
+		adm.Allow(netip.MustParseAddr("192.0.2.12"), false, 10, 100)
+		n.eng.setAdmission(adm)
+	}
+	s.run(time.Second)
+	if !a.kernel.holds(testVIP.Addr()) {
+		t.Fatal("a is not master")
+	}
+	heard := func(p *simPort) int {
+		n := len(p.inbox)
+		p.inbox = nil
+		return n
+	}
+	heard(rogue)
+	heard(b.port)
+	// 2 s of a non-member below a's priority: a's adverts stay multicast.
+	for range 20 {
+		s.inject(a, testAdvert(t, "192.0.2.66", 150))
+		s.run(100 * time.Millisecond)
+	}
+	if n := heard(rogue); n < 15 {
+		t.Fatalf("a non-member below the master's priority heard %d adverts in 2 s, want about 20 (multicast)", n)
+	}
+	// 5 s of one at 254: after its first advert, a's go to b alone.
+	for range 50 {
+		s.inject(a, testAdvert(t, "192.0.2.66", 254))
+		s.inject(b, testAdvert(t, "192.0.2.66", 254))
+		s.run(100 * time.Millisecond)
+		if n := heard(rogue); n != 0 {
+			t.Fatalf("the non-member at 254 heard %d adverts from a", n)
+		}
+	}
+	if !a.kernel.holds(testVIP.Addr()) || b.kernel.holds(testVIP.Addr()) {
+		t.Fatal("a lost the VIP, or b took it: b no longer hears a's adverts")
+	}
+	// It goes quiet: a's adverts reach it again once membersOnlyFor passed.
+	s.run(membersOnlyFor - 200*time.Millisecond)
+	if n := heard(rogue); n != 0 {
+		t.Fatalf("the non-member heard %d adverts before membersOnlyFor passed", n)
+	}
+	s.run(time.Second)
+	if n := heard(rogue); n < 5 {
+		t.Fatalf("%d adverts reached the group in the second after membersOnlyFor, want about 10", n)
+	}
+}
+
 // Link down: the master releases its VIP and the backup takes over; link
 // up: it starts as a backup and, with the higher priority, wins the VIP
 // back (re-adding it: the kernel flushes IPv6 VIPs on link down). A VIP
@@ -443,16 +503,56 @@ func TestEngineDefendsAgainstForeignClaims(t *testing.T) {
 	s.run(5 * time.Second) // master, past its takeover burst
 	rogueMAC := net.HardwareAddr{0x02, 0, 0, 0, 0, 0x66}
 	before := len(a.kernel.announced)
-	for range 10 { // a claim every 50 ms for 500 ms
+	// Claims seconds apart (keepalived's takeover bursts): each answered
+	// after claimGrace; the rest of a burst waits for that answer.
+	for range 5 {
+		at := s.clk.Now()
+		for range 5 {
+			a.eng.foreignClaim(testVIP.Addr(), rogueMAC)
+		}
+		s.run(5 * time.Second)
+		if n := len(a.kernel.announced) - before; n != 1 {
+			t.Fatalf("%d answers to a burst of 5 claims, want 1", n)
+		}
+		if d := a.kernel.announced[before].Sub(at); d != claimGrace {
+			t.Fatalf("answer %s after the claim, want claimGrace %s", d, claimGrace)
+		}
+		before++
+	}
+	// A host that answers each of ours 50 ms later (another defender): the
+	// answers back off to one per maxDefendEvery instead of 4 a second.
+	var answers []time.Time
+	for end := s.clk.Now().Add(2 * time.Minute); s.clk.Now().Before(end); {
 		a.eng.foreignClaim(testVIP.Addr(), rogueMAC)
-		s.run(50 * time.Millisecond)
+		for len(a.kernel.announced) == before && s.clk.Now().Before(end) {
+			s.run(10 * time.Millisecond)
+		}
+		if len(a.kernel.announced) > before {
+			answers = append(answers, a.kernel.announced[before])
+			before = len(a.kernel.announced)
+			s.run(50 * time.Millisecond)
+		}
 	}
+	if n := len(answers); n > 12 {
+		t.Fatalf("%d answers in 2 min of an ARP war, want at most 12 (backing off to every %s)", n, maxDefendEvery)
+	}
+	for i := 2; i < len(answers); i++ {
+		if gap, prev := answers[i].Sub(answers[i-1]), answers[i-1].Sub(answers[i-2]); gap < prev || gap > maxDefendEvery {
+			t.Fatalf("answer gaps %s then %s: want growing, at most %s", prev, gap, maxDefendEvery)
+		}
+	}
+	if last := answers[len(answers)-1].Sub(answers[len(answers)-2]); last != maxDefendEvery {
+		t.Fatalf("last gap %s, want %s", last, maxDefendEvery)
+	}
+	// The other host goes quiet (its last claim is answered when due); a
+	// claim of its own later is answered after claimGrace again.
+	s.run(maxDefendEvery + 5*time.Second)
+	before = len(a.kernel.announced)
+	at := s.clk.Now()
+	a.eng.foreignClaim(testVIP.Addr(), rogueMAC)
 	s.run(time.Second)
-	if n := len(a.kernel.announced) - before; n < 2 || n > 3 {
-		t.Fatalf("%d answers to 10 claims in 500 ms, want 2 or 3 (one per 250 ms)", n)
-	}
-	if first := a.kernel.announced[before].Sub(t0.Add(5 * time.Second)); first != claimGrace {
-		t.Fatalf("first answer %s after the claim, want claimGrace %s", first, claimGrace)
+	if len(a.kernel.announced) != before+1 || a.kernel.announced[before].Sub(at) != claimGrace {
+		t.Fatalf("after the war: %d answers, want 1 after claimGrace", len(a.kernel.announced)-before)
 	}
 
 	// A higher-priority peer takes over: advert first, announcement next.

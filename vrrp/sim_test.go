@@ -2,6 +2,7 @@ package vrrp
 
 import (
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -50,6 +51,15 @@ func buildAdvert(src netip.Addr, build func(src, dst netip.Addr) ([]byte, error)
 }
 
 func (p *simPort) Send(v6 bool, build func(src, dst netip.Addr) ([]byte, error)) error {
+	return p.send(build, func(*simPort) bool { return true })
+}
+
+// SendTo reaches only the ports whose address is in dsts.
+func (p *simPort) SendTo(v6 bool, dsts []netip.Addr, build func(src, dst netip.Addr) ([]byte, error)) error {
+	return p.send(build, func(o *simPort) bool { return slices.Contains(dsts, o.src) })
+}
+
+func (p *simPort) send(build func(src, dst netip.Addr) ([]byte, error), reaches func(*simPort) bool) error {
 	b, adv, err := buildAdvert(p.src, build)
 	if err != nil {
 		return err
@@ -57,7 +67,7 @@ func (p *simPort) Send(v6 bool, build func(src, dst netip.Addr) ([]byte, error))
 	p.sent = append(p.sent, adv)
 	p.last = p.wire.clock.Now()
 	for _, o := range p.wire.ports {
-		if o != p && o.up {
+		if o != p && o.up && reaches(o) {
 			o.inbox = append(o.inbox, Packet{Payload: b, Src: p.src, Dst: GroupV4, TTL: 255})
 		}
 	}

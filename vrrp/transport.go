@@ -38,6 +38,10 @@ type Transport interface {
 	// or to every unicast peer of that family. Build it with Encode using
 	// Source and Destinations.
 	Send(v6 bool, build func(src, dst netip.Addr) ([]byte, error)) error
+	// SendTo sends a VRRP payload of the given family to dsts alone,
+	// whatever Send would use: a master keeps its adverts from a speaker
+	// outside the cluster by sending them to the members only.
+	SendTo(v6 bool, dsts []netip.Addr, build func(src, dst netip.Addr) ([]byte, error)) error
 	// Source is the address adverts of this family leave from.
 	Source(v6 bool) netip.Addr
 	// SetPeers replaces the unicast peers (unicast_peers: auto).
@@ -268,6 +272,11 @@ func (t *LinuxTransport) Send(v6 bool, build func(src, dst netip.Addr) ([]byte, 
 			dsts = []netip.Addr{GroupV6}
 		}
 	}
+	return t.SendTo(v6, dsts, build)
+}
+
+// SendTo implements Transport.
+func (t *LinuxTransport) SendTo(v6 bool, dsts []netip.Addr, build func(src, dst netip.Addr) ([]byte, error)) error {
 	var errs []error
 	for _, dst := range dsts {
 		src := t.Source(v6)
