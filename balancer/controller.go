@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -245,6 +246,9 @@ func admission(cfg ControllerConfig, plan Plan, in Inputs) *vrrp.Admission {
 		m, ok := in.LastMeta[k.Name]
 		if !ok || k.Name == cfg.Local || m.Digest != cfg.Digest {
 			continue
+		}
+		if mac, err := net.ParseMAC(m.MAC); err == nil {
+			a.AllowMAC(mac)
 		}
 		for _, r := range plan.Groups {
 			src, err := netip.ParseAddr(m.VRRP4)

@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -92,10 +93,12 @@ func TestDecideAdmission(t *testing.T) {
 	cfg := ControllerConfig{Local: "a", Groups: groups, Digest: "d"}
 	plan := mustRank(t, []Node{{"a", 1}, {"b", 1}, {"c", 1}}, groups)
 	src := map[string]netip.Addr{"b": netip.MustParseAddr("192.0.2.12"), "c": netip.MustParseAddr("192.0.2.13")}
+	mac := map[string]net.HardwareAddr{"b": {2, 0, 0, 0, 0, 0x12}, "c": {2, 0, 0, 0, 0, 0x13}}
 	live := []gossip.Member{{Name: "a", Self: true, Meta: gossip.Meta{Healthy: true, Settled: true, Digest: "d"}}}
 	for _, n := range []string{"b", "c"} {
 		m := member(n, true, false, "d")
 		m.Meta.VRRP4 = src[n].String()
+		m.Meta.MAC = mac[n].String()
 		live = append(live, m)
 	}
 	live[2].Meta.Digest = "other" // c runs another config
@@ -112,6 +115,10 @@ func TestDecideAdmission(t *testing.T) {
 	d := Decide(cfg, plan, in)
 	if d.Admit == nil {
 		t.Fatal("settled: no admission")
+	}
+	// Members' announcements are VRRP's to settle; others' are answered.
+	if !d.Admit.MemberMAC(mac["b"]) || d.Admit.MemberMAC(mac["c"]) {
+		t.Fatal("member MACs: want b's (a member) and not c's (another config)")
 	}
 	for _, r := range plan.Groups {
 		vrid := uint8(r.Group.VRID)

@@ -1,6 +1,7 @@
 package vrrp
 
 import (
+	"net"
 	"net/netip"
 	"slices"
 	"time"
@@ -13,8 +14,9 @@ import (
 // misconfigured keepalived, or an attacker) and must not take a VIP.
 // Static mode has none: every advert with the right VIP list counts.
 type Admission struct {
-	max map[admitKey]uint8
-	src map[netip.Addr]bool
+	max  map[admitKey]uint8
+	src  map[netip.Addr]bool
+	macs map[string]bool
 }
 
 type admitKey struct {
@@ -24,8 +26,18 @@ type admitKey struct {
 
 // NewAdmission returns an admission that accepts nobody until Allow.
 func NewAdmission() *Admission {
-	return &Admission{max: map[admitKey]uint8{}, src: map[netip.Addr]bool{}}
+	return &Admission{max: map[admitKey]uint8{}, src: map[netip.Addr]bool{}, macs: map[string]bool{}}
 }
+
+// AllowMAC marks mac as a member's: its announcements of our VIPs are
+// VRRP's to arbitrate (a split brain heals by adverts), not a stranger's
+// to answer.
+func (a *Admission) AllowMAC(mac net.HardwareAddr) {
+	a.macs[mac.String()] = true
+}
+
+// MemberMAC reports whether mac is a member's.
+func (a *Admission) MemberMAC(mac net.HardwareAddr) bool { return a.macs[mac.String()] }
 
 // Allow accepts src's adverts for the virtual router (v6, vrid) up to
 // priority max. Priority 0 (a member resigning) is always accepted.

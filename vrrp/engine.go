@@ -854,9 +854,9 @@ type defense struct {
 }
 
 // ForeignClaim tells the engine that another MAC announced address a (a
-// gratuitous ARP). If this node is, and stays, master for a, it answers
-// with its own announcement: a speaker outside the cluster cannot keep the
-// router's entry.
+// gratuitous ARP). If this node is, and stays, master for a and the MAC
+// is no member's (dynamic mode), it answers with its own announcement: a
+// speaker outside the cluster cannot keep the router's entry.
 func (e *Engine) ForeignClaim(ctx context.Context, a netip.Addr, mac net.HardwareAddr) error {
 	if !e.do(ctx, func() { e.foreignClaim(a, mac) }) {
 		return errors.New("VRRP engine is not running")
@@ -865,7 +865,7 @@ func (e *Engine) ForeignClaim(ctx context.Context, a netip.Addr, mac net.Hardwar
 }
 
 func (e *Engine) foreignClaim(a netip.Addr, mac net.HardwareAddr) {
-	if _, pending := e.claims[a]; pending || e.masterOf(a) == nil {
+	if _, pending := e.claims[a]; pending || e.masterOf(a) == nil || !e.stranger(mac) {
 		return
 	}
 	now := e.deps.Clock.Now()
@@ -890,6 +890,19 @@ func (e *Engine) foreignClaim(a netip.Addr, mac net.HardwareAddr) {
 		e.deps.Log.Warn().Str("vip", a.String()).Str("mac", mac.String()).
 			Msg("another MAC announces a VIP this node is master for: answering each such announcement (a host outside the cluster? find it by its MAC)")
 	}
+}
+
+// stranger reports whether mac belongs to no member. Only the dynamic
+// mode knows the members; the static mode, like keepalived, lets the last
+// announcement stand.
+func (e *Engine) stranger(mac net.HardwareAddr) bool {
+	if e.admit == nil {
+		return false
+	}
+	if e.admit.MemberMAC(mac) {
+		return false
+	}
+	return e.prevAdmit == nil || !e.deps.Clock.Now().Before(e.prevUntil) || !e.prevAdmit.MemberMAC(mac)
 }
 
 // masterOf returns the router that carries a if it is master, else nil.

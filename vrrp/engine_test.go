@@ -502,7 +502,24 @@ func TestEngineDefendsAgainstForeignClaims(t *testing.T) {
 	a := s.start("192.0.2.11", nodeOpts{prio: 200, cfg: v3cfg()})
 	s.run(5 * time.Second) // master, past its takeover burst
 	rogueMAC := net.HardwareAddr{0x02, 0, 0, 0, 0, 0x66}
+	memberMAC := net.HardwareAddr{0x02, 0, 0, 0, 0, 0x12}
+	// Static mode (no admission): the last announcement stands.
 	before := len(a.kernel.announced)
+	a.eng.foreignClaim(testVIP.Addr(), rogueMAC)
+	s.run(time.Second)
+	if n := len(a.kernel.announced) - before; n != 0 {
+		t.Fatalf("static mode answered a claim %d times, want none", n)
+	}
+	adm := NewAdmission()
+	adm.Allow(netip.MustParseAddr("192.0.2.12"), false, 10, 250)
+	adm.AllowMAC(memberMAC)
+	a.eng.setAdmission(adm)
+	// A member's announcement (a split brain) is VRRP's to settle.
+	a.eng.foreignClaim(testVIP.Addr(), memberMAC)
+	s.run(time.Second)
+	if n := len(a.kernel.announced) - before; n != 0 {
+		t.Fatalf("a member's announcement was answered %d times, want none", n)
+	}
 	// Claims seconds apart (keepalived's takeover bursts): each answered
 	// after claimGrace; the rest of a burst waits for that answer.
 	for range 5 {
