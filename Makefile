@@ -9,7 +9,7 @@ TESTFLAGS ?= -count=1 -timeout 30m -p 1
 # Unit-tested packages: everything but the lab.
 UNITPKGS   = $(shell $(GO) list ./... | grep -v /test/)
 
-.PHONY: all build test unit e2e faults demo demo-static fuzz lint deps clean
+.PHONY: all build test unit e2e faults kube-tools demo demo-static fuzz lint deps clean
 
 all: build
 
@@ -34,6 +34,15 @@ e2e:
 # a rolling restart; prints the table the README shows.
 faults: deps
 	$(GO) test -count=1 -timeout 30m -v -run 'TestFaultMatrix' ./test/e2e/
+
+# kube-apiserver and kubectl for the Kubernetes tests, built from the
+# test/kube module into the user's cache directory (the tests build them
+# on first use too; this only does it ahead, with the build's output).
+# The directory is the one lab.BuildKube uses.
+KUBE_DIR = $(shell echo "$${XDG_CACHE_HOME:-$$HOME/.cache}/garpd-test/kube-$$(sha256sum test/kube/go.sum | cut -c1-12)")
+kube-tools:
+	cd test/kube && $(GO) build -trimpath -o $(KUBE_DIR)/ ./cmd/kube-apiserver ./cmd/kubectl
+	@echo "built into $(KUBE_DIR)"
 
 # The built-in lab, dynamic mode: 3 nodes share 6 VIPs 2/2/2; kill one,
 # restart it, poison a router entry; about 30 s, then everything is removed.

@@ -8,6 +8,7 @@ command -v arping >/dev/null 2>&1 || need="$need iputils-arping"
 command -v tcpdump >/dev/null 2>&1 || need="$need tcpdump"
 command -v nft >/dev/null 2>&1 || need="$need nftables"
 command -v tc >/dev/null 2>&1 || need="$need iproute2"
+command -v etcd >/dev/null 2>&1 || need="$need etcd-server"
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "missing packages:$need (install them as root: apt-get install$need)" >&2

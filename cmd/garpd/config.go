@@ -27,6 +27,7 @@ type agentConfig struct {
 	GARP       vrrp.GARPConfig     `yaml:"garp"`
 	Gossip     gossip.Config       `yaml:"gossip"`
 	Health     gossip.HealthConfig `yaml:"health"`
+	Kubernetes *gossip.KubeConfig  `yaml:"kubernetes"`
 	HTTP       httpConfig          `yaml:"http"`
 	Log        logConfig           `yaml:"log"`
 }
@@ -125,8 +126,14 @@ func parseConfig(raw []byte) (*loaded, error) {
 	if c.Priorities == nil {
 		section("gossip", c.Gossip.Validate())
 		section("health", c.Health.Validate())
-	} else if len(c.Health.Checks) > 0 || c.VRRP.UnicastAuto() {
-		errs = append(errs, errors.New("priorities: static priorities cannot follow health checks or gossip (health, unicast_peers: auto); remove priorities for the dynamic mode"))
+		if k := c.Kubernetes; k != nil {
+			section("kubernetes", k.Validate())
+			if k.Peers.Enabled() && len(c.Gossip.Join) > 0 {
+				errs = append(errs, errors.New("gossip.join: kubernetes.peers finds the members; leave join out, or kubernetes.peers"))
+			}
+		}
+	} else if len(c.Health.Checks) > 0 || c.VRRP.UnicastAuto() || c.Kubernetes != nil {
+		errs = append(errs, errors.New("priorities: static priorities cannot follow health checks, gossip or Kubernetes (health, unicast_peers: auto, kubernetes); remove priorities for the dynamic mode"))
 	}
 	if _, err := balancer.NewScheduler(refreshConfig(c)); err != nil {
 		errs = append(errs, fmt.Errorf("garp.%w", err))

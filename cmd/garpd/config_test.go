@@ -117,6 +117,10 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{base + "health: {checks: [{name: a, exec: [true], timeout: 5s, interval: 1s}]}\n", "health.checks[0].timeout"},
 		{base + "priorities: {192.0.2.101: 10}\nhealth: {checks: [{name: a, exec: [true]}]}\n", "static priorities"},
 		{base + "vrrp: {unicast_peers: [auto, 192.0.2.1]}\n", "unicast_peers[0]"},
+		{base + "kubernetes: {peers: {selector: app=garpd}}\n", "kubernetes.peers.namespace"},
+		{base + "kubernetes: {peers: {namespace: garpd, selector: \"a=(b\"}}\n", "kubernetes.peers.selector"},
+		{base + "gossip: {insecure: true, join: [192.0.2.12:7946]}\nkubernetes: {peers: {namespace: garpd, selector: app=garpd}}\n", "gossip.join"},
+		{base + "priorities: {192.0.2.101: 10}\nkubernetes: {}\n", "static priorities"},
 	}
 	for _, c := range cases {
 		y := c.yaml

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strconv"
 	"sync"
 	"time"
 
@@ -62,14 +63,23 @@ func startDynamic(l *loaded, eng *vrrp.Engine, tr vrrp.Transport, log zerolog.Lo
 		gcfg.Advertise = a.String()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	members, err := gossip.Start(ctx, gcfg, c.Node, meta, gossip.Options{}, log)
+	var opts gossip.Options
+	if k := c.Kubernetes; k != nil && k.Peers.Enabled() {
+		if opts.Discoverer, err = kubePeers(ctx, *k, c.Node, gcfg); err != nil {
+			cancel()
+			return nil, err
+		}
+		log.Info().Str("namespace", k.Peers.Namespace).Str("selector", k.Peers.Selector).
+			Msg("peers: the nodes of garpd's pods in the Kubernetes API")
+	}
+	members, err := gossip.Start(ctx, gcfg, c.Node, meta, opts, log)
 	if err != nil {
 		cancel()
 		return nil, err
 	}
 	ctrl := balancer.NewController(balancer.ControllerConfig{
 		Local: c.Node, Groups: l.alloc.Groups, Digest: meta.Digest, Settle: c.Gossip.Settle,
-		UnicastAuto: c.VRRP.UnicastAuto(), HasSeeds: len(c.Gossip.Join) > 0,
+		UnicastAuto: c.VRRP.UnicastAuto(), HasSeeds: len(c.Gossip.Join) > 0 || opts.Discoverer != nil,
 	}, members, eng, log, gauge)
 	d := &dynamicMode{members: members, ctrl: ctrl, ctx: ctx, cancel: cancel, done: make(chan struct{}), log: log, checks: checks,
 		onHealth: func(healthy bool, failing []string) {
@@ -91,6 +101,24 @@ func startDynamic(l *loaded, eng *vrrp.Engine, tr vrrp.Transport, log zerolog.Lo
 		Dur("settle", c.Gossip.Settle).Dur("forget_after", c.Gossip.ForgetAfter).Int("health_checks", len(c.Health.Checks)).Str("digest", meta.Digest).
 		Msg("dynamic mode: priorities follow the plan over the known members, membership and health")
 	return d, nil
+}
+
+// kubePeers watches the pods of garpd's DaemonSet for seeds. Each member
+// gossips on the port this node binds (a DaemonSet runs one config).
+func kubePeers(ctx context.Context, k gossip.KubeConfig, node string, g gossip.Config) (gossip.Discoverer, error) {
+	addr := g.Bind
+	if _, _, err := gossip.SplitHostPort(g.Advertise); err == nil {
+		addr = g.Advertise
+	}
+	_, port, err := gossip.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("gossip.bind: %w", err)
+	}
+	client, err := gossip.NewKubeClient(k, "garpd/"+version)
+	if err != nil {
+		return nil, err
+	}
+	return gossip.StartKubePods(ctx, client, k.Peers, node, strconv.Itoa(port))
 }
 
 // setHealth starts the checks of cfg in place of the running ones (at

@@ -1,0 +1,236 @@
+package lab
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// KubeBinaries are the kube-apiserver and kubectl built from test/kube.
+type KubeBinaries struct {
+	APIServer, Kubectl string
+}
+
+// kubeModule is test/kube, the Go module that builds the Kubernetes tools.
+func kubeModule() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "kube")
+}
+
+// BuildKube builds kube-apiserver and kubectl from test/kube, or reuses an
+// earlier build: binaries are cached under the user's cache directory,
+// keyed by test/kube's go.sum, so only the first build on a machine (about
+// 6 minutes on 2 cores) pays. progress gets a line before a long build.
+func BuildKube(progress func(string)) (KubeBinaries, error) {
+	sum, err := os.ReadFile(filepath.Join(kubeModule(), "go.sum"))
+	if err != nil {
+		return KubeBinaries{}, fmt.Errorf("read test/kube/go.sum: %w", err)
+	}
+	h := sha256.Sum256(sum)
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return KubeBinaries{}, fmt.Errorf("find a cache directory for the Kubernetes tools: %w", err)
+	}
+	dir := filepath.Join(cache, "garpd-test", "kube-"+hex.EncodeToString(h[:6]))
+	bins := KubeBinaries{APIServer: filepath.Join(dir, "kube-apiserver"), Kubectl: filepath.Join(dir, "kubectl")}
+	missing := false
+	for _, b := range []string{bins.APIServer, bins.Kubectl} {
+		if _, err := os.Stat(b); err != nil {
+			missing = true
+		}
+	}
+	if !missing {
+		return bins, nil
+	}
+	progress(fmt.Sprintf("building kube-apiserver and kubectl into %s (the first time on this machine takes several minutes)", dir))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return KubeBinaries{}, err
+	}
+	// Into a temporary directory first: an interrupted build leaves no
+	// half-written binary that a later run would take for a cached one.
+	tmp, err := os.MkdirTemp(dir, "build-")
+	if err != nil {
+		return KubeBinaries{}, err
+	}
+	defer os.RemoveAll(tmp)
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	defer cancel()
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", tmp+"/", "./cmd/kube-apiserver", "./cmd/kubectl")
+	cmd.Dir = kubeModule()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return KubeBinaries{}, fmt.Errorf("build the Kubernetes tools in test/kube: %w: %s", err, out)
+	}
+	for _, b := range []string{bins.APIServer, bins.Kubectl} {
+		if err := os.Rename(filepath.Join(tmp, filepath.Base(b)), b); err != nil {
+			return KubeBinaries{}, err
+		}
+	}
+	progress(fmt.Sprintf("built the Kubernetes tools in %s", time.Since(start).Round(time.Second)))
+	return bins, nil
+}
+
+// EtcdAvailable reports why etcd cannot run, or nil.
+func EtcdAvailable() error {
+	if _, err := exec.LookPath("etcd"); err != nil {
+		return errors.New("etcd is not installed (apt-get install etcd-server)")
+	}
+	return nil
+}
+
+// Kube is a Kubernetes API server for the lab: Debian's etcd and the
+// kube-apiserver, both in the router namespace, serving on the router's
+// address so that the nodes reach it over the bridge. Clients
+// authenticate with static tokens; authorization is RBAC.
+type Kube struct {
+	lab       *Lab
+	bins      KubeBinaries
+	dir       string
+	URL       string
+	Etcd      *Proc
+	APIServer *Proc
+	// Admin is a kubeconfig for a cluster administrator (system:masters).
+	Admin string
+	// Agent is a kubeconfig for garpd's ServiceAccount (garpd/garpd), as
+	// the DaemonSet's pods have it: what it may do is what deploy/'s RBAC
+	// grants that ServiceAccount.
+	Agent string
+}
+
+// Kubernetes users of the lab's API server.
+const (
+	kubeAdminUser = "lab-admin"
+	kubeAgentUser = "system:serviceaccount:garpd:garpd"
+)
+
+// StartKube starts etcd and the API server and waits until it is ready.
+func (l *Lab) StartKube(bins KubeBinaries) (*Kube, error) {
+	k := &Kube{lab: l, bins: bins, dir: filepath.Join(l.Dir, "kube"), URL: "https://" + RouterV4.String() + ":6443"}
+	if err := os.MkdirAll(k.dir, 0o700); err != nil {
+		return nil, err
+	}
+	adminToken, agentToken := randomToken(), randomToken()
+	tokens := fmt.Sprintf("%s,%s,1,\"system:masters\"\n%s,%s,2,\"system:serviceaccounts,system:serviceaccounts:garpd\"\n",
+		adminToken, kubeAdminUser, agentToken, kubeAgentUser)
+	if err := os.WriteFile(filepath.Join(k.dir, "tokens.csv"), []byte(tokens), 0o600); err != nil {
+		return nil, err
+	}
+	if err := writeServiceAccountKey(filepath.Join(k.dir, "sa.key")); err != nil {
+		return nil, err
+	}
+	var err error
+	// etcd on the router namespace's own loopback: every lab has its own,
+	// so fixed ports never clash.
+	k.Etcd, err = l.Start(l.Router, "etcd", "etcd", "--data-dir", filepath.Join(k.dir, "etcd"),
+		"--listen-client-urls", "http://127.0.0.1:2379", "--advertise-client-urls", "http://127.0.0.1:2379",
+		"--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
+		"--initial-cluster", "default=http://127.0.0.1:2380", "--log-level", "warn")
+	if err != nil {
+		return nil, err
+	}
+	k.Admin = filepath.Join(k.dir, "admin.kubeconfig")
+	k.Agent = filepath.Join(k.dir, "agent.kubeconfig")
+	for path, token := range map[string]string{k.Admin: adminToken, k.Agent: agentToken} {
+		if err := os.WriteFile(path, []byte(k.kubeconfig(token)), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	if err := k.StartAPIServer(); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// StartAPIServer (re)starts the API server and waits until it is ready.
+func (k *Kube) StartAPIServer() error {
+	p, err := k.lab.Start(k.lab.Router, "kube-apiserver", k.bins.APIServer,
+		"--etcd-servers", "http://127.0.0.1:2379",
+		"--bind-address", RouterV4.String(), "--advertise-address", RouterV4.String(), "--secure-port", "6443",
+		"--cert-dir", filepath.Join(k.dir, "certs"),
+		"--token-auth-file", filepath.Join(k.dir, "tokens.csv"),
+		"--authorization-mode", "RBAC",
+		"--service-account-issuer", "https://kubernetes.default.svc",
+		"--service-account-key-file", filepath.Join(k.dir, "sa.key"),
+		"--service-account-signing-key-file", filepath.Join(k.dir, "sa.key"),
+		// Only an API object here; nothing is routed to it.
+		"--service-cluster-ip-range", "198.51.100.240/28",
+		"--profiling=false", "--v=1")
+	if err != nil {
+		return err
+	}
+	k.APIServer = p
+	// Ready once /readyz answers: etcd reached, bootstrap RBAC in place.
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		if _, err := k.Kubectl("get", "--raw", "/readyz", "--request-timeout", "2s"); err == nil {
+			return nil
+		}
+		if p.Exited() {
+			return fmt.Errorf("kube-apiserver exited: %s", tail(p.Output(), 2000))
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("kube-apiserver not ready after 90s: %s", tail(p.Output(), 2000))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// Kubectl runs kubectl as the administrator in the router namespace.
+func (k *Kube) Kubectl(args ...string) (string, error) {
+	return Exec(k.lab.Router, append([]string{k.bins.Kubectl, "--kubeconfig", k.Admin}, args...)...)
+}
+
+func (k *Kube) kubeconfig(token string) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: lab
+  cluster:
+    server: %s
+    insecure-skip-tls-verify: true
+users:
+- name: user
+  user:
+    token: %s
+contexts:
+- name: lab
+  context: {cluster: lab, user: user}
+current-context: lab
+`, k.URL, token)
+}
+
+func randomToken() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// writeServiceAccountKey writes an RSA key the API server signs and checks
+// service account tokens with (it refuses to start without one).
+func writeServiceAccountKey(path string) error {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return err
+	}
+	b := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	return os.WriteFile(path, b, 0o600)
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return strings.TrimSpace(s)
+}
