@@ -3,7 +3,6 @@ package vrrp
 import (
 	"net"
 	"net/netip"
-	"slices"
 	"time"
 )
 
@@ -73,7 +72,7 @@ func (a *Admission) verdict(src netip.Addr, k routerKey, prio uint8) string {
 	return ""
 }
 
-// members returns the admitted sources of one family, in address order.
+// members returns the admitted sources of one family, in no order.
 func (a *Admission) members(v6 bool) []netip.Addr {
 	var out []netip.Addr
 	for src := range a.src {
@@ -81,7 +80,6 @@ func (a *Admission) members(v6 bool) []netip.Addr {
 			out = append(out, src)
 		}
 	}
-	slices.SortFunc(out, netip.Addr.Compare)
 	return out
 }
 

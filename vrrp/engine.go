@@ -680,10 +680,19 @@ func (e *Engine) admission(now time.Time, src netip.Addr, k routerKey, prio uint
 		return ""
 	}
 	reason := e.admit.verdict(src, k, prio)
-	if reason != "" && e.prevAdmit != nil && now.Before(e.prevUntil) && e.prevAdmit.verdict(src, k, prio) == "" {
+	if prev := e.previousAdmission(now); reason != "" && prev != nil && prev.verdict(src, k, prio) == "" {
 		return ""
 	}
 	return reason
+}
+
+// previousAdmission is the admission before the current one while its
+// grace lasts, else nil.
+func (e *Engine) previousAdmission(now time.Time) *Admission {
+	if e.prevAdmit != nil && now.Before(e.prevUntil) {
+		return e.prevAdmit
+	}
+	return nil
 }
 
 // memberPeers are the members of one family an advert goes to when it
@@ -694,8 +703,8 @@ func (e *Engine) memberPeers(v6 bool) []netip.Addr {
 	if e.admit != nil {
 		out = e.admit.members(v6)
 	}
-	if e.prevAdmit != nil && e.deps.Clock.Now().Before(e.prevUntil) {
-		out = append(out, e.prevAdmit.members(v6)...)
+	if prev := e.previousAdmission(e.deps.Clock.Now()); prev != nil {
+		out = append(out, prev.members(v6)...)
 	}
 	self := e.deps.Transport.Source(v6).WithZone("")
 	slices.SortFunc(out, netip.Addr.Compare)
@@ -871,10 +880,11 @@ func (e *Engine) foreignClaim(a netip.Addr, mac net.HardwareAddr) {
 	now := e.deps.Clock.Now()
 	d := e.defended[a]
 	if !d.last.IsZero() && now.Sub(d.last) < answeredWithin {
-		d.every = min(max(2*d.every, 2*defendEvery), maxDefendEvery)
+		// An answer follows a claim, which set every: never below defendEvery.
+		d.every = min(2*d.every, maxDefendEvery)
 		if first, _ := e.warLogged.first(a); first {
-			e.deps.Log.Warn().Str("vip", a.String()).Str("mac", mac.String()).
-				Msg("another host answers our announcements of this VIP (it defends the address too): answering less and less often, up to every 32s, instead of an ARP war. The router follows whoever announced last: find the host by its MAC and remove the address there")
+			e.deps.Log.Warn().Str("vip", a.String()).Str("mac", mac.String()).Dur("at_most_every", maxDefendEvery).
+				Msg("another host answers our announcements of this VIP (it defends the address too): answering less and less often instead of an ARP war. The router follows whoever announced last: find the host by its MAC and remove the address there")
 		}
 	} else {
 		d.every = defendEvery
@@ -896,13 +906,11 @@ func (e *Engine) foreignClaim(a netip.Addr, mac net.HardwareAddr) {
 // mode knows the members; the static mode, like keepalived, lets the last
 // announcement stand.
 func (e *Engine) stranger(mac net.HardwareAddr) bool {
-	if e.admit == nil {
+	if e.admit == nil || e.admit.MemberMAC(mac) {
 		return false
 	}
-	if e.admit.MemberMAC(mac) {
-		return false
-	}
-	return e.prevAdmit == nil || !e.deps.Clock.Now().Before(e.prevUntil) || !e.prevAdmit.MemberMAC(mac)
+	prev := e.previousAdmission(e.deps.Clock.Now())
+	return prev == nil || !prev.MemberMAC(mac)
 }
 
 // masterOf returns the router that carries a if it is master, else nil.
