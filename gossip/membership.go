@@ -219,9 +219,13 @@ func (m *Membership) Forget(name string) error {
 
 // forgetLoop forgets members that have been down for forget_after. Every
 // node decides on its own clock; the forget is the same on every node, so
-// merging converges even if they decide seconds apart.
+// merging converges even if they decide seconds apart. Each node wakes at
+// the exact deadline rather than on a coarse tick: memberlist marks a
+// member failed on every node within milliseconds, so the nodes re-plan
+// within milliseconds of each other too, and none spends a second on the
+// old plan ignoring the adverts of those already on the new one.
 func (m *Membership) forgetLoop(ctx context.Context) {
-	t := time.NewTicker(min(time.Second, max(m.cfg.ForgetAfter/10, 100*time.Millisecond)))
+	t := time.NewTimer(time.Second)
 	defer t.Stop()
 	for {
 		select {
@@ -230,14 +234,23 @@ func (m *Membership) forgetLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		var gone []string
+		// A member that goes down later has its deadline forget_after
+		// (at least 1 s) ahead: a second's sleep at most never misses one.
+		wait := time.Second
 		m.mu.Lock()
 		for name, since := range m.downSince {
-			if _, alive := m.nodes[name]; !alive && time.Since(since) >= m.cfg.ForgetAfter && m.known.Forget(name) {
+			if _, alive := m.nodes[name]; alive {
+				continue
+			}
+			if left := m.cfg.ForgetAfter - time.Since(since); left > 0 {
+				wait = min(wait, left)
+			} else if m.known.Forget(name) {
 				delete(m.downSince, name)
 				gone = append(gone, name)
 			}
 		}
 		m.mu.Unlock()
+		t.Reset(wait)
 		for _, name := range gone {
 			m.log.Warn().Str("member", name).Dur("forget_after", m.cfg.ForgetAfter).Msg("member down longer than forget_after: forgotten, re-planning without it")
 		}

@@ -91,8 +91,10 @@ type router struct {
 	m         *Machine
 	burstLeft int
 	nextBurst time.Time
-	// lastReassert rate-limits split-brain re-announcements.
+	// lastReassert rate-limits split-brain re-announcements; reassertDue,
+	// when set, is the one still owed for a contest the limit held back.
 	lastReassert time.Time
+	reassertDue  time.Time
 	// membersOnlyUntil: adverts go to the members alone until then (a
 	// speaker outside the cluster claims this virtual router).
 	membersOnlyUntil time.Time
@@ -328,6 +330,19 @@ func (e *Engine) shutdownAll() {
 	}
 }
 
+// later returns the later of two times.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// contestQuiet is how long another master must have been silent before
+// the owed re-announcement (see ActReassert): three advert intervals, by
+// which time it has either yielded or is gone.
+func (e *Engine) contestQuiet() time.Duration { return 3 * e.cfg.AdvertInterval }
+
 // earliest returns the earlier of two deadlines, zero meaning none.
 func earliest(a, b time.Time) time.Time {
 	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
@@ -346,7 +361,7 @@ func (r *router) deadline() time.Time {
 	for _, t := range r.refresh {
 		next = earliest(next, t)
 	}
-	return next
+	return earliest(next, r.reassertDue)
 }
 
 // tick runs everything due at now and recomputes the next deadline.
@@ -381,6 +396,14 @@ func (e *Engine) tick(now time.Time) {
 			e.announce(r, true)
 			r.burstLeft--
 			r.nextBurst = now.Add(e.garp.Interval)
+		}
+		if !r.reassertDue.IsZero() && !now.Before(r.reassertDue) {
+			r.reassertDue = time.Time{}
+			if r.m.State() == Master {
+				r.lastReassert = now
+				e.deps.Log.Info().Str("vrid", k.String()).Msg("the other speaker has been quiet since: re-announcing the VIPs once more, so the router's last word is ours")
+				e.announce(r, true)
+			}
 		}
 		for i, t := range r.refresh {
 			if !t.IsZero() && !now.Before(t) {
@@ -532,15 +555,21 @@ func (e *Engine) apply(now time.Time, k routerKey, r *router, acts []Action) {
 			}
 		case ActReassert:
 			// Once per second at most, however many adverts the other
-			// master (or a spoofer) sends.
+			// master (or a spoofer) sends. A contest the limit holds back
+			// is owed one more re-announcement once the other has been
+			// quiet for contestQuiet: its announcements stop within an
+			// advert interval of its last advert, so ours comes last.
 			if now.Sub(r.lastReassert) < reassertEvery {
+				r.reassertDue = later(now.Add(e.contestQuiet()), r.lastReassert.Add(reassertEvery))
 				continue
 			}
 			r.lastReassert = now
+			r.reassertDue = time.Time{}
 			e.deps.Log.Info().Str("vrid", k.String()).Msg("another speaker claims this VRID (a split brain healing, or a speaker outside the cluster): re-announcing the VIPs, the router may have learnt its MAC")
 			e.announce(r, true)
 		case ActRelease:
 			r.burstLeft = 0
+			r.reassertDue = time.Time{}
 			r.refresh = nil
 			for _, p := range r.spec.VIPs {
 				e.deps.Announcer.Withdraw(p.Addr())
