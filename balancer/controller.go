@@ -111,6 +111,9 @@ type ControllerConfig struct {
 	// stays out of VRRP: it must not take VIPs from a running cluster only
 	// because it has not heard it yet. Default: settle, at least 5 s.
 	JoinGrace time.Duration
+	// Events, when set, hears the warnings an operator follows on the
+	// node's event stream (a member with another config).
+	Events vrrp.EventSink
 }
 
 // Inputs are everything a decision depends on.
@@ -471,6 +474,10 @@ func (c *Controller) recompute(ctx context.Context) {
 			c.mismatch[m.Name] = m.Meta.Digest
 			c.log.Error().Str("member", m.Name).Str("their_digest", m.Meta.Digest).Str("our_digest", c.cfg.Digest).
 				Msg("member's config differs from ours (VIPs, VRIDs, VRRP version or interval). Give every node the same vips and vrrp settings")
+			if c.cfg.Events != nil {
+				c.cfg.Events(true, "ConfigMismatch", fmt.Sprintf("member %s runs another config (digest %s, ours %s): give every node the same vips and vrrp settings",
+					m.Name, m.Meta.Digest, c.cfg.Digest))
+			}
 		}
 	}
 	if d.Minority != c.minority {

@@ -43,7 +43,7 @@ func TestLoadKey(t *testing.T) {
 // so the counts do not depend on how fast the machine runs a probe.
 func TestHealthFallRise(t *testing.T) {
 	var verdicts []bool
-	h, err := NewHealth(HealthConfig{Checks: []CheckConfig{{Name: "flag", Exec: []string{"true"}, Fall: 2, Rise: 3}}},
+	h, err := NewHealth(HealthConfig{Checks: []CheckConfig{{Name: "flag", Exec: []string{"true"}, Fall: 2, Rise: 3}}}, nil,
 		zerolog.Nop(), nil, func(healthy bool, failing []string) { verdicts = append(verdicts, healthy) })
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +80,7 @@ func TestHealthRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	h, err := NewHealth(HealthConfig{Checks: []CheckConfig{{Name: "flag", Exec: []string{"test", "-f", flag},
-		Interval: 100 * time.Millisecond, Timeout: 100 * time.Millisecond, Fall: 1, Rise: 1}}}, zerolog.Nop(), nil, nil)
+		Interval: 100 * time.Millisecond, Timeout: 100 * time.Millisecond, Fall: 1, Rise: 1}}}, nil, zerolog.Nop(), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,15 +117,15 @@ func TestHealthCheckKinds(t *testing.T) {
 	}))
 	defer srv.Close()
 	ctx := context.Background()
-	tcp, _ := newProbe(CheckConfig{TCP: srv.Listener.Addr().String()})
+	tcp, _ := newProbe(CheckConfig{TCP: srv.Listener.Addr().String()}, nil)
 	if err := tcp(ctx); err != nil {
 		t.Fatalf("tcp check against a listener: %v", err)
 	}
-	httpProbe, _ := newProbe(CheckConfig{HTTP: srv.URL + "/healthz"})
+	httpProbe, _ := newProbe(CheckConfig{HTTP: srv.URL + "/healthz"}, nil)
 	if err := httpProbe(ctx); err == nil || !strings.Contains(err.Error(), "503") {
 		t.Fatalf("http check against a 503: %v", err)
 	}
-	closed, _ := newProbe(CheckConfig{TCP: "127.0.0.1:1"})
+	closed, _ := newProbe(CheckConfig{TCP: "127.0.0.1:1"}, nil)
 	if err := closed(ctx); err == nil {
 		t.Fatal("tcp check against a closed port passed")
 	}
@@ -145,7 +145,7 @@ func TestSeedListResolves(t *testing.T) {
 // started is left running; its output is capped.
 func TestExecCheckHungPipeline(t *testing.T) {
 	marker := fmt.Sprintf("%d.%d", os.Getpid(), time.Now().UnixNano()%1000)
-	p, err := newProbe(CheckConfig{Exec: []string{"sh", "-c", "sleep 3" + marker + " | cat"}})
+	p, err := newProbe(CheckConfig{Exec: []string{"sh", "-c", "sleep 3" + marker + " | cat"}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestExecCheckHungPipeline(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	chatty, _ := newProbe(CheckConfig{Exec: []string{"sh", "-c", "yes | head -c 100000; exit 1"}})
+	chatty, _ := newProbe(CheckConfig{Exec: []string{"sh", "-c", "yes | head -c 100000; exit 1"}}, nil)
 	err = chatty(context.Background())
 	if err == nil || len(err.Error()) > execOutputLimit+100 {
 		t.Fatalf("chatty failing check: %d bytes of error, want it capped", len(err.Error()))

@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"k8s.io/apimachinery/pkg/labels"
 )
 
 // HealthConfig is the `health:` section.
@@ -25,18 +26,33 @@ type HealthConfig struct {
 	Checks []CheckConfig `yaml:"checks" json:"checks"`
 }
 
-// CheckConfig is one local health check: exactly one of HTTP, TCP, Exec.
+// CheckConfig is one local health check: exactly one of HTTP, TCP, Exec,
+// KubernetesPod.
 type CheckConfig struct {
-	Name     string        `yaml:"name" json:"name"`
-	HTTP     string        `yaml:"http" json:"http,omitempty"`
-	TCP      string        `yaml:"tcp" json:"tcp,omitempty"`
-	Exec     []string      `yaml:"exec" json:"exec,omitempty"`
-	CAFile   string        `yaml:"ca_file" json:"ca_file,omitempty"`
-	Insecure bool          `yaml:"insecure" json:"insecure,omitempty"`
-	Interval time.Duration `yaml:"interval" json:"interval"`
-	Timeout  time.Duration `yaml:"timeout" json:"timeout"`
-	Fall     int           `yaml:"fall" json:"fall"`
-	Rise     int           `yaml:"rise" json:"rise"`
+	Name string   `yaml:"name" json:"name"`
+	HTTP string   `yaml:"http" json:"http,omitempty"`
+	TCP  string   `yaml:"tcp" json:"tcp,omitempty"`
+	Exec []string `yaml:"exec" json:"exec,omitempty"`
+	// KubernetesPod passes while a pod on this node that matches is Ready
+	// (needs the kubernetes section): the VIP follows the router pod.
+	KubernetesPod *PodCheck     `yaml:"kubernetes_pod" json:"kubernetes_pod,omitempty"`
+	CAFile        string        `yaml:"ca_file" json:"ca_file,omitempty"`
+	Insecure      bool          `yaml:"insecure" json:"insecure,omitempty"`
+	Interval      time.Duration `yaml:"interval" json:"interval"`
+	Timeout       time.Duration `yaml:"timeout" json:"timeout"`
+	Fall          int           `yaml:"fall" json:"fall"`
+	Rise          int           `yaml:"rise" json:"rise"`
+}
+
+// PodCheck selects the pods a kubernetes_pod check watches on this node.
+type PodCheck struct {
+	Namespace string `yaml:"namespace" json:"namespace"`
+	Selector  string `yaml:"selector" json:"selector"`
+}
+
+// PodProber makes kubernetes_pod probes; *Kube is one.
+type PodProber interface {
+	PodReadyProbe(namespace, selector string) (func(context.Context) error, error)
 }
 
 // WithDefaults fills unset timing fields: every 2s, 1s timeout, fall 2, rise 2.
@@ -85,8 +101,17 @@ func (h HealthConfig) Validate() error {
 		if len(c.Exec) > 0 {
 			kinds++
 		}
+		if p := c.KubernetesPod; p != nil {
+			kinds++
+			if p.Namespace == "" {
+				bad("kubernetes_pod.namespace: required: the namespace of the pods to follow")
+			}
+			if _, err := labels.Parse(p.Selector); err != nil || p.Selector == "" {
+				bad("kubernetes_pod.selector: %q: give a label selector as kubectl's -l takes it, such as app=router", p.Selector)
+			}
+		}
 		if kinds != 1 {
-			bad("give exactly one of http, tcp or exec")
+			bad("give exactly one of http, tcp, exec or kubernetes_pod")
 		}
 		if c.CAFile != "" {
 			if _, err := os.ReadFile(c.CAFile); err != nil {
@@ -112,8 +137,13 @@ func (h HealthConfig) Validate() error {
 // probe runs one check once.
 type probe func(ctx context.Context) error
 
-func newProbe(c CheckConfig) (probe, error) {
+func newProbe(c CheckConfig, pods PodProber) (probe, error) {
 	switch {
+	case c.KubernetesPod != nil:
+		if pods == nil {
+			return nil, errors.New("kubernetes_pod needs the kubernetes section")
+		}
+		return pods.PodReadyProbe(c.KubernetesPod.Namespace, c.KubernetesPod.Selector)
 	case c.HTTP != "":
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: c.Insecure} //nolint:gosec // operator's explicit choice
@@ -235,12 +265,14 @@ func NewHealthGauge(reg prometheus.Registerer) *prometheus.GaugeVec {
 }
 
 // NewHealth prepares the checks; onChange is called (from check goroutines,
-// serialised) whenever the set of failing checks changes. gauge may be nil.
-func NewHealth(cfg HealthConfig, log zerolog.Logger, gauge *prometheus.GaugeVec, onChange func(healthy bool, failing []string)) (*Health, error) {
+// serialised) whenever the set of failing checks changes. pods makes the
+// kubernetes_pod checks, and may be nil when there are none; gauge may be
+// nil.
+func NewHealth(cfg HealthConfig, pods PodProber, log zerolog.Logger, gauge *prometheus.GaugeVec, onChange func(healthy bool, failing []string)) (*Health, error) {
 	h := &Health{log: log, onChange: onChange, gauge: gauge}
 	for _, c := range cfg.Checks {
 		c = c.WithDefaults()
-		p, err := newProbe(c)
+		p, err := newProbe(c, pods)
 		if err != nil {
 			return nil, fmt.Errorf("health check %s: %w", c.Name, err)
 		}

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -29,6 +31,24 @@ type KubeConfig struct {
 	// Peers finds the members from the pods of garpd's DaemonSet, in
 	// place of gossip.join: no DNS name or headless Service needed.
 	Peers KubePeers `yaml:"peers" json:"peers"`
+	// ExcludeLabels are Node labels that take the node out of the plan
+	// while set, whatever their value, as a failing health check does.
+	// Drain tooling sets the default; cordon (spec.unschedulable) is not
+	// a signal: it does not mean the node is going away, and a
+	// DaemonSet's pods are not drained.
+	ExcludeLabels []string `yaml:"exclude_labels" json:"exclude_labels"`
+}
+
+// ExcludeLabelDefault is the well-known label that drain tooling sets on
+// a node leaving load balancers; garpd treats it the same way.
+const ExcludeLabelDefault = "node.kubernetes.io/exclude-from-external-load-balancers"
+
+// WithDefaults fills the exclude labels when the config names none.
+func (c KubeConfig) WithDefaults() KubeConfig {
+	if c.ExcludeLabels == nil {
+		c.ExcludeLabels = []string{ExcludeLabelDefault}
+	}
+	return c
 }
 
 // KubePeers selects the pods whose nodes are the peers.
@@ -53,6 +73,11 @@ func (c KubeConfig) Validate() error {
 		}
 	} else if c.Peers.Namespace != "" {
 		errs = append(errs, errors.New("peers.selector: required with peers.namespace: the labels of garpd's pods, such as app.kubernetes.io/name=garpd"))
+	}
+	for i, l := range c.ExcludeLabels {
+		if msgs := validation.IsQualifiedName(l); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("exclude_labels[%d]: %q is not a label key: %s", i, l, strings.Join(msgs, "; ")))
+		}
 	}
 	if c.Kubeconfig != "" {
 		if _, err := clientcmd.LoadFromFile(c.Kubeconfig); err != nil {
@@ -94,9 +119,13 @@ type KubePods struct {
 	port   string
 }
 
-// StartKubePods starts watching the pods until ctx ends. self is this
-// node's Kubernetes node name; port is the gossip port of every member.
-func StartKubePods(ctx context.Context, client kubernetes.Interface, p KubePeers, self, port string) (*KubePods, error) {
+// Peers starts watching the pods of garpd's DaemonSet until ctx ends;
+// port is the gossip port of every member.
+func (k *Kube) Peers(ctx context.Context, port string) (*KubePods, error) {
+	return startKubePods(ctx, k.client, k.cfg.Peers, k.node, port, k.watchErrors)
+}
+
+func startKubePods(ctx context.Context, client kubernetes.Interface, p KubePeers, self, port string, onErr func(cache.SharedIndexInformer, string)) (*KubePods, error) {
 	sel, err := labels.Parse(p.Selector)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes.peers.selector: %w", err)
@@ -104,6 +133,7 @@ func StartKubePods(ctx context.Context, client kubernetes.Interface, p KubePeers
 	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(p.Namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel.String() }))
 	inf := f.Core().V1().Pods()
+	onErr(inf.Informer(), "pods "+p.Namespace+"/"+sel.String())
 	d := &KubePods{pods: inf.Lister().Pods(p.Namespace), synced: inf.Informer().HasSynced, sel: sel, self: self, port: port}
 	f.Start(ctx.Done())
 	return d, nil

@@ -57,3 +57,73 @@ func TestKubeConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// A Node is eligible unless an exclude label is set (any value) or its
+// network is unavailable; cordon is not a signal.
+func TestNodeEligibility(t *testing.T) {
+	node := func(labels map[string]string, unschedulable bool, conds ...corev1.NodeCondition) *corev1.Node {
+		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n2", Labels: labels},
+			Spec: corev1.NodeSpec{Unschedulable: unschedulable}, Status: corev1.NodeStatus{Conditions: conds}}
+	}
+	excl := KubeConfig{}.WithDefaults().ExcludeLabels
+	for _, tc := range []struct {
+		name string
+		node *corev1.Node
+		ok   bool
+		why  string
+	}{
+		{"plain", node(nil, false), true, ""},
+		{"cordoned", node(nil, true), true, ""},
+		{"exclude label, empty value", node(map[string]string{ExcludeLabelDefault: ""}, false), false, "label " + ExcludeLabelDefault + " is set on Node n2"},
+		{"exclude label, false", node(map[string]string{ExcludeLabelDefault: "false"}, false), false, "label " + ExcludeLabelDefault + " is set on Node n2"},
+		{"other label", node(map[string]string{"node-role.kubernetes.io/ingress": ""}, false), true, ""},
+		{"network unavailable", node(nil, false, corev1.NodeCondition{Type: corev1.NodeNetworkUnavailable, Status: corev1.ConditionTrue, Message: "CNI not ready"}),
+			false, "condition NetworkUnavailable=True on Node n2: CNI not ready"},
+		{"network available", node(nil, false, corev1.NodeCondition{Type: corev1.NodeNetworkUnavailable, Status: corev1.ConditionFalse}), true, ""},
+		{"not ready kubelet", node(nil, false, corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionFalse}), true, ""},
+	} {
+		ok, why := NodeEligibility(tc.node, excl)
+		if ok != tc.ok || why != tc.why {
+			t.Errorf("%s: eligible %v (%q), want %v (%q)", tc.name, ok, why, tc.ok, tc.why)
+		}
+	}
+	if ok, _ := NodeEligibility(node(map[string]string{"example.com/drain": ""}, false), []string{"example.com/drain"}); ok {
+		t.Error("a configured exclude label does not exclude")
+	}
+}
+
+// The kubernetes_pod check passes while one matching pod is Ready and not
+// terminating, and otherwise says what it saw.
+func TestPodsReady(t *testing.T) {
+	pod := func(name string, ready, deleting bool) *corev1.Pod {
+		st := corev1.ConditionFalse
+		if ready {
+			st = corev1.ConditionTrue
+		}
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Status: corev1.PodStatus{Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: st}}}}
+		if deleting {
+			p.DeletionTimestamp = &metav1.Time{}
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		pods []*corev1.Pod
+		want string // "" passes
+	}{
+		{nil, "no pod app=router in ingress on node n1"},
+		{[]*corev1.Pod{pod("r1", true, false)}, ""},
+		{[]*corev1.Pod{pod("r1", false, false)}, "no Ready pod app=router in ingress on node n1: r1 not Ready"},
+		{[]*corev1.Pod{pod("r1", true, true), pod("r2", false, false)}, "no Ready pod app=router in ingress on node n1: r1 terminating, r2 not Ready"},
+		{[]*corev1.Pod{pod("r1", true, true), pod("r2", true, false)}, ""},
+	} {
+		err := PodsReady(tc.pods, "app=router", "ingress", "n1")
+		got := ""
+		if err != nil {
+			got = err.Error()
+		}
+		if got != tc.want {
+			t.Errorf("%d pods: %q, want %q", len(tc.pods), got, tc.want)
+		}
+	}
+}

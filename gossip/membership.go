@@ -64,6 +64,9 @@ type Membership struct {
 	// (or when it started, for those it never saw).
 	known     KnownSet
 	downSince map[string]time.Time
+	// deleted are alive members whose Kubernetes Node was deleted: each is
+	// forgotten the moment it goes down.
+	deleted map[string]bool
 }
 
 // KnownMember is one known member as this node sees it.
@@ -135,14 +138,28 @@ func (d delegate) MergeRemoteState(buf []byte, _ bool) {
 // reads only the copies.
 func (d delegate) NotifyJoin(n *memberlist.Node) {
 	d.m.log.Info().Str("member", n.Name).Str("addr", n.Address()).Msg("member joined")
+	d.m.mu.Lock()
+	delete(d.m.deleted, n.Name) // back: its Node is too, or it runs outside Kubernetes
+	d.m.mu.Unlock()
 	d.m.store(n)
 }
 func (d delegate) NotifyLeave(n *memberlist.Node) {
-	d.m.log.Warn().Str("member", n.Name).Str("addr", n.Address()).Msg("member left or failed: it stays known, as down; its VIPs wait on their backups")
 	d.m.mu.Lock()
 	delete(d.m.nodes, n.Name)
 	d.m.downSince[n.Name] = time.Now()
+	forget := d.m.deleted[n.Name]
+	if forget {
+		delete(d.m.deleted, n.Name)
+		forget = d.m.known.Forget(n.Name)
+		delete(d.m.downSince, n.Name)
+	}
 	d.m.mu.Unlock()
+	if forget {
+		d.m.log.Warn().Str("member", n.Name).Str("addr", n.Address()).Msg("member failed after its Node was deleted: forgotten, re-planning without it")
+		d.m.knownChanged()
+		return
+	}
+	d.m.log.Warn().Str("member", n.Name).Str("addr", n.Address()).Msg("member left or failed: it stays known, as down; its VIPs wait on their backups")
 	d.m.notify()
 }
 func (d delegate) NotifyUpdate(n *memberlist.Node) { d.m.store(n) }
@@ -217,6 +234,31 @@ func (m *Membership) Forget(name string) error {
 	return nil
 }
 
+// ForgetDeleted forgets a member whose Kubernetes Node was deleted: at
+// once if it is down, or the moment it goes down, since a Node is often
+// deleted before gossip has noticed its host is gone. Every member hears
+// the deletion from the API, so all forget it within moments.
+func (m *Membership) ForgetDeleted(name string) {
+	m.mu.Lock()
+	if name == m.local {
+		m.mu.Unlock()
+		return
+	}
+	if _, alive := m.nodes[name]; alive {
+		m.deleted[name] = true
+		m.mu.Unlock()
+		m.log.Info().Str("member", name).Msg("its Node was deleted while it is alive: forgetting it when it goes down")
+		return
+	}
+	forgot := m.known.Forget(name)
+	delete(m.downSince, name)
+	m.mu.Unlock()
+	if forgot {
+		m.log.Warn().Str("member", name).Msg("its Node was deleted: forgotten, re-planning without it")
+		m.knownChanged()
+	}
+}
+
 // forgetLoop forgets members that have been down for forget_after. Every
 // node decides on its own clock; the forget is the same on every node, so
 // merging converges even if they decide seconds apart. Each node wakes at
@@ -284,7 +326,7 @@ type Options struct {
 // background: a node that cannot join works alone and keeps trying.
 func Start(ctx context.Context, cfg Config, name string, meta Meta, opts Options, logger zerolog.Logger) (*Membership, error) {
 	m := &Membership{cfg: cfg, log: logger, changes: make(chan struct{}, 1), meta: meta, bad: map[string]bool{},
-		nodes: map[string]Member{}, local: name, known: KnownSet{}, downSince: map[string]time.Time{}}
+		nodes: map[string]Member{}, local: name, known: KnownSet{}, downSince: map[string]time.Time{}, deleted: map[string]bool{}}
 	if cfg.ForgetAfter <= 0 {
 		m.cfg.ForgetAfter = DefaultConfig().ForgetAfter
 	}

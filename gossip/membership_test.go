@@ -82,3 +82,55 @@ func TestUpdateMetaKeepsConcurrentChanges(t *testing.T) {
 		t.Fatalf("meta %+v: a concurrent change was lost", got)
 	}
 }
+
+// A member whose Node is deleted is forgotten at once when it is down,
+// and, when it is still alive (gossip has not noticed its host is gone),
+// the moment it goes down rather than after forget_after.
+func TestForgetDeleted(t *testing.T) {
+	dir := t.TempDir()
+	saved := KnownSet{}
+	saved.Join("a", "d")
+	if err := SaveKnown(dir, saved); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c, err := Start(ctx, Config{Bind: "127.0.0.1:0", Advertise: "127.0.0.1", StateDir: dir, ForgetAfter: time.Hour},
+		"c", Meta{Healthy: true, Digest: "d"}, Options{}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	b, err := Start(ctx, Config{Bind: "127.0.0.1:0", Advertise: "127.0.0.1", ForgetAfter: time.Hour},
+		"b", Meta{Healthy: true, Digest: "d"}, Options{Discoverer: SeedList{Join: []string{c.LocalAddr()}}}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := func() []string {
+		var names []string
+		for _, k := range c.Known() {
+			names = append(names, k.Name)
+		}
+		return names
+	}
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s; known %v", what, known())
+			}
+		}
+	}
+	waitUntil("b to join", func() bool { return slices.Equal(known(), []string{"a", "b", "c"}) && len(c.Members()) == 2 })
+	c.ForgetDeleted("a") // down: at once
+	if got := known(); !slices.Equal(got, []string{"b", "c"}) {
+		t.Fatalf("known %v after a's Node was deleted, want b and c", got)
+	}
+	c.ForgetDeleted("b") // alive: not yet
+	c.ForgetDeleted("c") // this node: never
+	if got := known(); !slices.Equal(got, []string{"b", "c"}) {
+		t.Fatalf("known %v right after b's Node was deleted while b is alive, want b kept until it goes down", got)
+	}
+	b.Close()
+	waitUntil("b to be forgotten when it left", func() bool { return slices.Equal(known(), []string{"c"}) })
+}

@@ -119,6 +119,23 @@ type Deps struct {
 	Clock   Clock
 	Log     zerolog.Logger
 	Metrics *Metrics
+	// Events, when set, hears what an operator follows on the node's
+	// event stream (Kubernetes Events): VIPs acquired and released, and
+	// the warnings. It is called on the engine goroutine: it must not
+	// block.
+	Events EventSink
+}
+
+// EventSink records one event: a reason in CamelCase and a message that
+// repeats word for word when the same thing happens again, so the
+// recorder can fold repeats into one event with a count.
+type EventSink func(warning bool, reason, message string)
+
+// event records an event if there is a sink.
+func (e *Engine) event(warning bool, reason, message string) {
+	if e.deps.Events != nil {
+		e.deps.Events(warning, reason, message)
+	}
 }
 
 // Engine runs every virtual router on one interface from one goroutine:
@@ -471,6 +488,8 @@ func (e *Engine) handlePacket(p Packet) {
 			e.deps.Log.Error().Str("vrid", k.String()).Str("source", p.Src.String()).
 				Str("their_vips", joinAddrs(got)).Str("our_vips", joinAddrs(r.addrs)).
 				Msg("VRID collision: another VRRP router uses this VRID with a different VIP list; ignoring its adverts. Another cluster on this segment probably uses the same VRID: give one side a different vrid_base (run `garpd scan` to list the VRIDs in use)")
+			e.event(true, "VRIDCollision", fmt.Sprintf("%s uses VRRP %s for %s, ours is %s: give one side another vrid_base (garpd scan lists the VRIDs in use)",
+				p.Src, k, joinAddrs(got), joinAddrs(r.addrs)))
 		}
 		return
 	}
@@ -484,6 +503,11 @@ func (e *Engine) handlePacket(p Packet) {
 			}
 			e.deps.Log.Error().Str("vrid", k.String()).Str("source", p.Src.String()).Int("priority", int(adv.Priority)).
 				Str("reason", reason).Msg(hint)
+			if reason == "priority_above_plan" {
+				e.event(true, "AdvertsAbovePlan", fmt.Sprintf("member %s sends VRRP %s adverts above its planned priority: compare garpd status on both nodes", p.Src, k))
+			} else {
+				e.event(true, "NonMemberAdverts", fmt.Sprintf("%s, not a member, sends VRRP %s adverts for our VIPs: stop it (a keepalived with the same VRIDs?) or make it a member", p.Src, k))
+			}
 		}
 		if r.m.State() == Master {
 			if reason == "not_member" && adv.Priority >= r.m.Priority() {
@@ -672,6 +696,12 @@ func (e *Engine) recordState(k routerKey, r *router, prev State) {
 	ev.Str("vrid", k.String()).Str("vips", joinAddrs(r.addrs)).Str("from", prev.String()).Str("to", st.String()).
 		Int("priority", int(r.m.Priority())).Str("master", masterStr).Int("master_priority", int(mprio)).
 		Msg("VRRP state change")
+	switch {
+	case st == Master:
+		e.event(false, "VIPAcquired", fmt.Sprintf("acquired %s: master of VRRP %s", joinAddrs(r.addrs), k))
+	case prev == Master:
+		e.event(false, "VIPReleased", fmt.Sprintf("released %s: no longer master of VRRP %s", joinAddrs(r.addrs), k))
+	}
 }
 
 // do runs f on the engine goroutine; false if the engine has stopped.

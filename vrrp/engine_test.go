@@ -2,9 +2,11 @@ package vrrp
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -370,6 +372,40 @@ func TestEngineReassertsAfterContest(t *testing.T) {
 		case len(got) > adverts/10+2:
 			t.Errorf("%d claims over %s: %d re-announcements, want about one a second", adverts, time.Duration(adverts)*100*time.Millisecond, len(got))
 		}
+	}
+}
+
+// Every change of master shows as an event naming the VIP (acquired on
+// the new master, released on the old), and a non-member's or a
+// colliding router's adverts as one warning per source, however many.
+func TestEngineEvents(t *testing.T) {
+	var events []string
+	sink := func(name string) EventSink {
+		return func(warning bool, reason, message string) {
+			events = append(events, fmt.Sprintf("%s %v %s: %s", name, warning, reason, message))
+		}
+	}
+	s := newSim(t)
+	a := s.start("192.0.2.11", nodeOpts{prio: 200, cfg: v3cfg(), events: sink("a")})
+	s.start("192.0.2.12", nodeOpts{prio: 100, cfg: v3cfg(), events: sink("b")})
+	s.run(2 * time.Second)
+	adm := NewAdmission()
+	adm.Allow(netip.MustParseAddr("192.0.2.12"), false, 10, 250)
+	a.eng.setAdmission(adm)
+	for range 3 {
+		s.inject(a, testAdvert(t, "192.0.2.66", 254))
+		s.run(100 * time.Millisecond)
+	}
+	s.stop(a) // a shuts down: b takes over
+	s.run(2 * time.Second)
+	want := []string{
+		"a false VIPAcquired: acquired 192.0.2.101: master of VRRP ipv4/10",
+		"a true NonMemberAdverts: 192.0.2.66, not a member, sends VRRP ipv4/10 adverts for our VIPs: stop it (a keepalived with the same VRIDs?) or make it a member",
+		"a false VIPReleased: released 192.0.2.101: no longer master of VRRP ipv4/10",
+		"b false VIPAcquired: acquired 192.0.2.101: master of VRRP ipv4/10",
+	}
+	if !slices.Equal(events, want) {
+		t.Fatalf("events:\n%s\nwant:\n%s", strings.Join(events, "\n"), strings.Join(want, "\n"))
 	}
 }
 

@@ -158,6 +158,7 @@ type nodeOpts struct {
 	cfg     Config
 	stale   bool // testVIP was left on the interface by an earlier run
 	refresh RefreshScheduler
+	events  EventSink
 }
 
 // start creates an engine with one virtual router (VRID 10, testVIP) and
@@ -172,7 +173,7 @@ func (s *sim) start(src string, o nodeOpts) *simNode {
 	var err error
 	n.eng, err = NewEngine(o.cfg, GARPConfig{Count: 3, Interval: 1100 * time.Millisecond},
 		[]RouterSpec{{VRID: 10, VIPs: []netip.Prefix{testVIP}, Priority: o.prio}},
-		Deps{Transport: n.port, Addresses: n.kernel, Announcer: n.kernel, Refresh: o.refresh, Clock: s.clk, Log: zerolog.Nop(), Metrics: n.metrics})
+		Deps{Transport: n.port, Addresses: n.kernel, Announcer: n.kernel, Refresh: o.refresh, Clock: s.clk, Log: zerolog.Nop(), Metrics: n.metrics, Events: o.events})
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -158,6 +158,17 @@ type agent struct {
 	// pprof follows http.pprof; read per request, so a reload turns the
 	// profiler on or off without a new listener.
 	pprof atomic.Bool
+	// kube records the engine's Events while the dynamic mode has a
+	// Kubernetes section; nil otherwise.
+	kube atomic.Pointer[gossip.Kube]
+}
+
+// kubeEvent is the engine's event sink: Events on the Node, when there
+// is a Kubernetes section.
+func (a *agent) kubeEvent(warning bool, reason, message string) {
+	if k := a.kube.Load(); k != nil {
+		k.Event(warning, reason, message)
+	}
 }
 
 func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.Writer) error {
@@ -246,7 +257,7 @@ func (a *agent) startEngine(l *loaded) error {
 	sched, _ := balancer.NewScheduler(refreshConfig(c)) // validated with the config
 	pacer := vrrp.NewPacer(ann, c.GARP.MaxRate, nil, a.metrics, a.log)
 	eng, err := vrrp.NewEngine(c.VRRP, c.GARP, l.routers, vrrp.Deps{
-		Transport: tr, Addresses: addrs, Announcer: pacer, Refresh: sched, Log: a.log, Metrics: a.metrics,
+		Transport: tr, Addresses: addrs, Announcer: pacer, Refresh: sched, Log: a.log, Metrics: a.metrics, Events: a.kubeEvent,
 	})
 	if err != nil {
 		tr.Close()
@@ -291,6 +302,7 @@ func (a *agent) startEngine(l *loaded) error {
 			<-done
 			return err
 		}
+		a.kube.Store(dyn.kube)
 	}
 	a.mu.Lock()
 	a.cur, a.engine, a.stopEng, a.engDone, a.dyn, a.pacer, a.ann = l, eng, cancel, done, dyn, pacer, ann
@@ -382,6 +394,7 @@ func (a *agent) stopEngine() error {
 		err = errors.New("VRRP engine did not stop within 2s")
 	}
 	if dyn != nil {
+		a.kube.Store(nil)
 		dyn.stop()
 	}
 	return err
@@ -599,7 +612,7 @@ func (a *agent) handler() http.Handler {
 			Uptime: time.Since(a.started).Round(time.Second).String(), Routers: eng.Status(ctx),
 		}
 		if dyn != nil {
-			st.Mode, st.Dynamic = "dynamic", dyn.status()
+			st.Mode, st.Dynamic = "dynamic", dyn.status(ctx)
 		}
 		w.Header().Set("Content-Type", "application/json")
 		printJSON(w, st)

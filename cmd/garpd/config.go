@@ -62,6 +62,11 @@ type configError struct{ err error }
 func (e *configError) Error() string { return e.err.Error() }
 func (e *configError) Unwrap() error { return e.err }
 
+// kubeNodeNameEnv is the variable the manifests fill from the downward
+// API (spec.nodeName): the node name when the config has a kubernetes
+// section and no node.
+const kubeNodeNameEnv = "NODE_NAME"
+
 // loadConfig reads, defaults and validates a config file. Every problem is
 // reported with the key it is about; nothing is used unless all is valid.
 func loadConfig(path string) (*loaded, error) {
@@ -84,6 +89,11 @@ func parseConfig(raw []byte) (*loaded, error) {
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
 		return nil, explainYAML(err)
+	}
+	if c.Node == "" && c.Kubernetes != nil {
+		// The downward API's spec.nodeName, so the member is named as its
+		// Node (a deleted Node then names the member to forget).
+		c.Node = os.Getenv(kubeNodeNameEnv)
 	}
 	if c.Node == "" {
 		h, err := os.Hostname()
@@ -126,6 +136,11 @@ func parseConfig(raw []byte) (*loaded, error) {
 	if c.Priorities == nil {
 		section("gossip", c.Gossip.Validate())
 		section("health", c.Health.Validate())
+		for i, hc := range c.Health.Checks {
+			if hc.KubernetesPod != nil && c.Kubernetes == nil {
+				errs = append(errs, fmt.Errorf("health.checks[%d].kubernetes_pod: needs the kubernetes section (kubernetes: {} in a pod, or kubernetes.kubeconfig on a host)", i))
+			}
+		}
 		if k := c.Kubernetes; k != nil {
 			section("kubernetes", k.Validate())
 			if k.Peers.Enabled() && len(c.Gossip.Join) > 0 {

@@ -80,6 +80,31 @@ func TestConfigDefaults(t *testing.T) {
 	}
 }
 
+// Under Kubernetes the node is named as its Node, from the downward API's
+// NODE_NAME, unless the config names it.
+func TestKubeNodeName(t *testing.T) {
+	t.Setenv("NODE_NAME", "worker-3")
+	for _, tc := range []struct{ yaml, want string }{
+		{"kubernetes: {}\n", "worker-3"},
+		{"kubernetes: {}\nnode: edge-1\n", "edge-1"},
+	} {
+		l, err := parseConfig([]byte("interface: eth0\nvips: [192.0.2.101]\ngossip: {insecure: true}\n" + tc.yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.cfg.Node != tc.want {
+			t.Errorf("%q: node %q, want %q", tc.yaml, l.cfg.Node, tc.want)
+		}
+	}
+	l, err := parseConfig([]byte("interface: eth0\nvips: [192.0.2.101]\ngossip: {insecure: true}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := os.Hostname(); l.cfg.Node != h {
+		t.Errorf("without kubernetes: node %q, want the host name %q", l.cfg.Node, h)
+	}
+}
+
 // Every bad config names the key at fault.
 func TestConfigErrorsNameTheKey(t *testing.T) {
 	base := "interface: eth0\nvips: [192.0.2.101]\n"
@@ -121,6 +146,11 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{base + "kubernetes: {peers: {namespace: garpd, selector: \"a=(b\"}}\n", "kubernetes.peers.selector"},
 		{base + "gossip: {insecure: true, join: [192.0.2.12:7946]}\nkubernetes: {peers: {namespace: garpd, selector: app=garpd}}\n", "gossip.join"},
 		{base + "priorities: {192.0.2.101: 10}\nkubernetes: {}\n", "static priorities"},
+		{base + "health: {checks: [{name: r, kubernetes_pod: {namespace: ingress, selector: app=router}}]}\n", "health.checks[0].kubernetes_pod: needs the kubernetes section"},
+		{base + "kubernetes: {}\nhealth: {checks: [{name: r, kubernetes_pod: {selector: app=router}}]}\n", "kubernetes_pod.namespace"},
+		{base + "kubernetes: {}\nhealth: {checks: [{name: r, kubernetes_pod: {namespace: ingress}}]}\n", "kubernetes_pod.selector"},
+		{base + "kubernetes: {}\nhealth: {checks: [{name: r, http: http://127.0.0.1/, kubernetes_pod: {namespace: ingress, selector: a=b}}]}\n", "exactly one of"},
+		{base + "kubernetes: {exclude_labels: [\"not a label\"]}\n", "kubernetes.exclude_labels[0]"},
 	}
 	for _, c := range cases {
 		y := c.yaml

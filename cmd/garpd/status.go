@@ -76,6 +76,18 @@ master it follows. --metrics prints the agent's Prometheus metrics instead.`,
 				for _, h := range d.Health {
 					fmt.Fprintf(out, "check %s: passing=%v %s\n", h.Name, h.Passing, h.LastError)
 				}
+				if k := d.Kubernetes; k != nil {
+					elig := "eligible"
+					if !k.Eligible {
+						elig = "not eligible: " + k.Why
+					} else if k.Why != "" {
+						elig += " (" + k.Why + ")"
+					}
+					fmt.Fprintf(out, "kubernetes: Node %s %s; API %s\n", k.Node, elig, k.API)
+					if k.APIError != "" {
+						fmt.Fprintf(out, "kubernetes: watches failing since %s: %s\n", k.APIErrorSince.Format(time.RFC3339), k.APIError)
+					}
+				}
 				fmt.Fprintln(out)
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)

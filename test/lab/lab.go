@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -548,6 +549,7 @@ type MoveCounter struct {
 	mu    sync.Mutex
 	last  map[netip.Addr]string
 	moves map[netip.Addr]int
+	seen  map[netip.Addr][]string // every MAC each address had, in order
 }
 
 // CountMoves counts moves from now until ctx ends. A watch that ends (an
@@ -558,7 +560,10 @@ func (l *Lab) CountMoves(ctx context.Context) (*MoveCounter, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &MoveCounter{last: first, moves: map[netip.Addr]int{}}
+	c := &MoveCounter{last: first, moves: map[netip.Addr]int{}, seen: map[netip.Addr][]string{}}
+	for a, mac := range first {
+		c.seen[a] = []string{mac}
+	}
 	ev, err := l.WatchNeighbours(ctx)
 	if err != nil {
 		return nil, err
@@ -600,7 +605,19 @@ func (c *MoveCounter) see(a netip.Addr, mac string) {
 			c.moves[a]++
 		}
 		c.last[a] = mac
+		c.seen[a] = append(c.seen[a], mac)
 	}
+}
+
+// Seen returns every MAC each address had since counting began, in order.
+func (c *MoveCounter) Seen() map[netip.Addr][]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[netip.Addr][]string{}
+	for a, macs := range c.seen {
+		out[a] = slices.Clone(macs)
+	}
+	return out
 }
 
 // Snapshot returns the moves counted so far.

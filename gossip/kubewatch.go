@@ -1,0 +1,286 @@
+package gossip
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+)
+
+// KubeHandlers is what the Kubernetes watch tells the rest of the agent.
+// Both are called from informer goroutines, one call at a time.
+type KubeHandlers struct {
+	// Eligibility reports the local Node's verdict on every change: not
+	// eligible resigns like a failing health check, and why says so.
+	Eligibility func(eligible bool, why string)
+	// NodeDeleted reports another Node deleted from the API: the member
+	// of that name is gone for good, so it is forgotten at once.
+	NodeDeleted func(name string)
+}
+
+// Kube is the agent's view of the Kubernetes API. Informers answer every
+// question from memory, so an API server that is down or slow only
+// freezes what garpd knows: VRRP and gossip go on with the last state.
+type Kube struct {
+	client kubernetes.Interface
+	cfg    KubeConfig
+	node   string
+	log    zerolog.Logger
+	ctx    context.Context
+
+	events      record.EventRecorder
+	broadcaster record.EventBroadcaster
+
+	mu       sync.Mutex
+	podWatch map[string]*podWatch // by namespace and selector
+	nodeSeen bool
+	eligible bool
+	why      string
+	apiErr   string    // the last watch error, until a watch works again
+	apiErrAt time.Time // when it was first seen
+}
+
+// kubeEventBurst lets every VIP move of a whole failover through the
+// recorder's spam filter (255 VRIDs per family); repeats of one move
+// still fold into one Event with a count.
+const kubeEventBurst = 2 * 255
+
+// StartKube starts watching the Nodes and recording Events until ctx
+// ends. node is this node's Kubernetes name, which is also its member
+// name (so a deleted Node names the member to forget).
+func StartKube(ctx context.Context, client kubernetes.Interface, cfg KubeConfig, node string, log zerolog.Logger, h KubeHandlers) *Kube {
+	cfg = cfg.WithDefaults()
+	k := &Kube{client: client, cfg: cfg, node: node, log: log.With().Str("component", "kubernetes").Logger(), ctx: ctx,
+		podWatch: map[string]*podWatch{}, eligible: true}
+	k.broadcaster = record.NewBroadcaster(record.WithContext(ctx), record.WithCorrelatorOptions(record.CorrelatorOptions{
+		BurstSize: kubeEventBurst, QPS: 1,
+	}))
+	k.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	k.events = k.broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "garpd", Host: node})
+	go func() {
+		<-ctx.Done()
+		k.broadcaster.Shutdown()
+	}()
+
+	f := informers.NewSharedInformerFactory(client, 0)
+	inf := f.Core().V1().Nodes().Informer()
+	k.watchErrors(inf, "nodes")
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { k.nodeChanged(obj, h) },
+		UpdateFunc: func(_, obj any) { k.nodeChanged(obj, h) },
+		DeleteFunc: func(obj any) {
+			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = t.Obj
+			}
+			n, ok := obj.(*corev1.Node)
+			if !ok || n.Name == node {
+				return
+			}
+			k.log.Warn().Str("node", n.Name).Msg("Node deleted from the API: forgetting the member of that name")
+			if h.NodeDeleted != nil {
+				h.NodeDeleted(n.Name)
+			}
+		},
+	})
+	f.Start(ctx.Done())
+	return k
+}
+
+// watchErrors logs a lost watch once, not on every retry, and keeps it
+// for status until the informer lists or watches again.
+func (k *Kube) watchErrors(inf cache.SharedIndexInformer, what string) {
+	_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
+		k.mu.Lock()
+		first := k.apiErr == ""
+		k.apiErr = fmt.Sprintf("watch %s: %v", what, err)
+		if first {
+			k.apiErrAt = time.Now()
+		}
+		k.mu.Unlock()
+		if first {
+			k.log.Warn().Err(err).Str("watch", what).Msg("lost the Kubernetes API: going on with the last state seen (VIPs stay where they are); retrying")
+		}
+	})
+}
+
+// apiWorks clears a watch error once an informer hears from the API.
+func (k *Kube) apiWorks() {
+	k.mu.Lock()
+	was := k.apiErr
+	k.apiErr, k.apiErrAt = "", time.Time{}
+	k.mu.Unlock()
+	if was != "" {
+		k.log.Info().Msg("Kubernetes API reachable again")
+	}
+}
+
+func (k *Kube) nodeChanged(obj any, h KubeHandlers) {
+	n, ok := obj.(*corev1.Node)
+	if !ok || n.Name != k.node {
+		return
+	}
+	k.apiWorks()
+	eligible, why := NodeEligibility(n, k.cfg.ExcludeLabels)
+	k.mu.Lock()
+	changed := !k.nodeSeen || eligible != k.eligible || why != k.why
+	k.nodeSeen, k.eligible, k.why = true, eligible, why
+	k.mu.Unlock()
+	if !changed {
+		return
+	}
+	if eligible {
+		k.log.Info().Str("node", n.Name).Msg("Node eligible for VIPs")
+	} else {
+		k.log.Warn().Str("node", n.Name).Str("why", why).Msg("Node not eligible for VIPs: resigning them, as on a failing health check")
+	}
+	if h.Eligibility != nil {
+		h.Eligibility(eligible, why)
+	}
+}
+
+// NodeEligibility is whether a Node may hold VIPs, and if not, why: one
+// of the exclude labels is set, or its network is unavailable. Cordon
+// (spec.unschedulable) moves nothing.
+func NodeEligibility(n *corev1.Node, excludeLabels []string) (bool, string) {
+	for _, l := range excludeLabels {
+		if _, set := n.Labels[l]; set {
+			return false, "label " + l + " is set on Node " + n.Name
+		}
+	}
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeNetworkUnavailable && c.Status == corev1.ConditionTrue {
+			why := "condition NetworkUnavailable=True on Node " + n.Name
+			if c.Message != "" {
+				why += ": " + c.Message
+			}
+			return false, why
+		}
+	}
+	return true, ""
+}
+
+// podWatch is an informer over the pods of one selector on this node.
+type podWatch struct {
+	pods   corelisters.PodNamespaceLister
+	synced cache.InformerSynced
+	sel    labels.Selector
+}
+
+// PodReadyProbe returns a health probe that passes while a pod on this
+// node in namespace that matches selector is Ready: the VIP follows, for
+// example, the router pod. Checks of the same pods share one informer.
+func (k *Kube) PodReadyProbe(namespace, selector string) (func(context.Context) error, error) {
+	sel, err := labels.Parse(selector)
+	if err != nil {
+		return nil, fmt.Errorf("selector %q: %w", selector, err)
+	}
+	key := namespace + "/" + sel.String()
+	k.mu.Lock()
+	w, ok := k.podWatch[key]
+	if !ok {
+		f := informers.NewSharedInformerFactoryWithOptions(k.client, 0, informers.WithNamespace(namespace),
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+				o.LabelSelector = sel.String()
+				o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", k.node).String()
+			}))
+		inf := f.Core().V1().Pods()
+		k.watchErrors(inf.Informer(), "pods "+key)
+		_, _ = inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc: func(any) { k.apiWorks() }, UpdateFunc: func(any, any) { k.apiWorks() }, DeleteFunc: func(any) { k.apiWorks() },
+		})
+		w = &podWatch{pods: inf.Lister().Pods(namespace), synced: inf.Informer().HasSynced, sel: sel}
+		k.podWatch[key] = w
+		f.Start(k.ctx.Done())
+	}
+	k.mu.Unlock()
+	return func(context.Context) error {
+		if !w.synced() {
+			return fmt.Errorf("the pods %s in %s are not listed yet: is the API server reachable?", selector, namespace)
+		}
+		pods, err := w.pods.List(w.sel)
+		if err != nil {
+			return err
+		}
+		return PodsReady(pods, selector, namespace, k.node)
+	}, nil
+}
+
+// PodsReady passes when one of pods is Ready and not being deleted.
+func PodsReady(pods []*corev1.Pod, selector, namespace, node string) error {
+	var states []string
+	for _, p := range pods {
+		if p.DeletionTimestamp != nil {
+			states = append(states, p.Name+" terminating")
+			continue
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				return nil
+			}
+		}
+		states = append(states, p.Name+" not Ready")
+	}
+	if len(states) == 0 {
+		return fmt.Errorf("no pod %s in %s on node %s", selector, namespace, node)
+	}
+	slices.Sort(states)
+	return fmt.Errorf("no Ready pod %s in %s on node %s: %s", selector, namespace, node, strings.Join(states, ", "))
+}
+
+// Event records an Event on this node's Node object: Normal for VIPs
+// acquired and released, Warning for what an operator must look at. The
+// recorder aggregates repeats into one Event with a count, rate-limits,
+// and retries while the API server is away, without blocking the caller.
+func (k *Kube) Event(warning bool, reason, message string) {
+	t := corev1.EventTypeNormal
+	if warning {
+		t = corev1.EventTypeWarning
+	}
+	ref := &corev1.ObjectReference{Kind: "Node", APIVersion: "v1", Name: k.node, UID: types.UID(k.node)}
+	k.events.Event(ref, t, reason, message)
+}
+
+// KubeStatus is the Kubernetes part of `garpd status`.
+type KubeStatus struct {
+	Node string `json:"node"`
+	// API is "reachable", or what went wrong reaching it.
+	API      string `json:"api"`
+	APIError string `json:"api_error,omitempty"`
+	// Since when the API has been unreachable.
+	APIErrorSince time.Time `json:"api_error_since,omitzero"`
+	NodeSeen      bool      `json:"node_seen"`
+	Eligible      bool      `json:"eligible"`
+	Why           string    `json:"why,omitempty"`
+}
+
+// Status asks the API server for its version (bounded by ctx) and reports
+// it with the node's eligibility.
+func (k *Kube) Status(ctx context.Context) KubeStatus {
+	k.mu.Lock()
+	st := KubeStatus{Node: k.node, NodeSeen: k.nodeSeen, Eligible: k.eligible, Why: k.why, APIError: k.apiErr, APIErrorSince: k.apiErrAt}
+	k.mu.Unlock()
+	st.API = "reachable"
+	if _, err := k.client.Discovery().RESTClient().Get().AbsPath("/version").Do(ctx).Raw(); err != nil {
+		st.API = "unreachable: " + err.Error()
+	}
+	if !st.NodeSeen {
+		st.Why = "Node " + k.node + " not seen in the API yet (eligible until it is)"
+	}
+	return st
+}
