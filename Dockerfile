@@ -1,5 +1,13 @@
 # syntax=docker/dockerfile:1
-FROM golang:1.26-bookworm AS build
+# garpd's image: one static binary on distroless. Build:
+#   docker build --build-arg VERSION=$(git describe --tags --always) -t garpd .
+# Base images: Go 1.26.8 on Debian 12 (bump it with go.mod's go line), and
+# the distroless static image of Debian 12, which publishes no version tags
+# beyond its Debian release: a release build pins it by digest
+# (--build-arg BASE=gcr.io/distroless/static-debian12@sha256:...).
+# (An ARG that a FROM uses must come before the first FROM.)
+ARG BASE=gcr.io/distroless/static-debian12
+FROM golang:1.26.8-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
@@ -7,8 +15,22 @@ COPY . .
 ARG VERSION=dev
 RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/garpd ./cmd/garpd
 
-FROM gcr.io/distroless/static-debian12
+FROM ${BASE}
+ARG BASE
+ARG VERSION=dev
+ARG REVISION=""
+LABEL org.opencontainers.image.title="garpd" \
+      org.opencontainers.image.description="Rolling-periodic GARP balancer and VIP distributor (embedded VRRP, keepalived-compatible)" \
+      org.opencontainers.image.source="https://github.com/garpd/garpd" \
+      org.opencontainers.image.url="https://github.com/garpd/garpd" \
+      org.opencontainers.image.documentation="https://github.com/garpd/garpd#readme" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.base.name="${BASE}"
 COPY --from=build /out/garpd /usr/bin/garpd
-# Needs the host network and CAP_NET_ADMIN + CAP_NET_RAW (see deploy/).
+# Runs as root with only CAP_NET_ADMIN (the VIPs) and CAP_NET_RAW (VRRP,
+# gratuitous ARP), on the host network: the manifests in deploy/ grant
+# exactly those two and drop the rest. (A non-root user would not keep
+# added capabilities in Kubernetes, which sets no ambient capabilities.)
 ENTRYPOINT ["/usr/bin/garpd"]
 CMD ["agent", "--config", "/etc/garpd/garpd.yaml"]

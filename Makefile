@@ -9,7 +9,7 @@ TESTFLAGS ?= -count=1 -timeout 30m -p 1
 # Unit-tested packages: everything but the lab.
 UNITPKGS   = $(shell $(GO) list ./... | grep -v /test/)
 
-.PHONY: all build test unit e2e faults kube-tools demo demo-static fuzz lint deps clean
+.PHONY: all build test unit e2e faults kube-tools manifests demo demo-static fuzz lint deps clean
 
 all: build
 
@@ -41,8 +41,17 @@ faults: deps
 # The directory is the one lab.BuildKube uses.
 KUBE_DIR = $(shell echo "$${XDG_CACHE_HOME:-$$HOME/.cache}/garpd-test/kube-$$(sha256sum test/kube/go.sum | cut -c1-12)")
 kube-tools:
-	cd test/kube && $(GO) build -trimpath -o $(KUBE_DIR)/ ./cmd/kube-apiserver ./cmd/kubectl
+	cd test/kube && $(GO) build -trimpath -o $(KUBE_DIR)/ ./cmd/kube-apiserver ./cmd/kubectl helm.sh/helm/v3/cmd/helm
 	@echo "built into $(KUBE_DIR)"
+
+# The plain manifest is the Helm chart rendered with its defaults (the
+# gossip key from a Secret made by hand, so nothing random is rendered);
+# TestPlainManifestIsTheChart fails when they differ.
+MANIFEST_HEADER = deploy/kubernetes/garpd.yaml.header
+manifests:
+	@test -x $(KUBE_DIR)/helm || $(MAKE) kube-tools
+	{ cat $(MANIFEST_HEADER); $(KUBE_DIR)/helm template garpd deploy/helm/garpd --namespace garpd \
+	    --set gossip.key.existingSecret=garpd-gossip-key; } > deploy/kubernetes/garpd.yaml
 
 # The built-in lab, dynamic mode: 3 nodes share 6 VIPs 2/2/2; kill one,
 # restart it, poison a router entry; about 30 s, then everything is removed.

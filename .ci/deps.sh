@@ -9,6 +9,8 @@ command -v tcpdump >/dev/null 2>&1 || need="$need tcpdump"
 command -v nft >/dev/null 2>&1 || need="$need nftables"
 command -v tc >/dev/null 2>&1 || need="$need iproute2"
 command -v etcd >/dev/null 2>&1 || need="$need etcd-server"
+command -v promtool >/dev/null 2>&1 || need="$need prometheus" # promtool checks the alert rules
+command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd" # verifies the unit
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "missing packages:$need (install them as root: apt-get install$need)" >&2

@@ -145,7 +145,7 @@ func (d *KubePods) Seeds(ctx context.Context) ([]string, error) {
 		wctx, cancel := context.WithTimeout(ctx, kubeSyncWait)
 		defer cancel()
 		if !cache.WaitForCacheSync(wctx.Done(), d.synced) {
-			return nil, errors.New("the DaemonSet's pods are not listed yet: is the API server reachable, and may this node's service account list pods (deploy/kubernetes/rbac.yaml)?")
+			return nil, errors.New("the DaemonSet's pods are not listed yet: is the API server reachable, and may this node's service account list pods (the chart's RBAC, deploy/helm/garpd)?")
 		}
 	}
 	pods, err := d.pods.List(d.sel)

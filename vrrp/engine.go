@@ -315,6 +315,11 @@ func (e *Engine) start() error {
 	}
 	now := e.deps.Clock.Now()
 	for _, k := range e.order {
+		for _, reason := range dropReasons {
+			e.dropCounter(k.v6, reason)
+		}
+	}
+	for _, k := range e.order {
 		r := e.routers[k]
 		r.since = now
 		e.transition(now, k, r, func(m *Machine) []Action { return m.Startup(now) })
@@ -432,15 +437,26 @@ func (e *Engine) tick(now time.Time) {
 	}
 }
 
-// drop counts a rejected packet.
-func (e *Engine) drop(v6 bool, reason string) {
+// dropReasons are the drops after a packet decoded, which dashboards and
+// alerts name: each is exported at 0 from the start, so increase() sees
+// the first one.
+var dropReasons = [...]string{"bad_ttl", "version_mismatch", "unknown_vrid", "auth_mismatch", "interval_mismatch",
+	"vip_mismatch", "not_member", "priority_above_plan"}
+
+// dropCounter is the counter of one family's drops for reason.
+func (e *Engine) dropCounter(v6 bool, reason string) prometheus.Counter {
 	k := dropKey{v6: v6, reason: reason}
 	c, ok := e.drops[k]
 	if !ok {
 		c = e.deps.Metrics.Dropped.WithLabelValues(routerKey{v6: v6}.family(), reason)
 		e.drops[k] = c
 	}
-	c.Inc()
+	return c
+}
+
+// drop counts a rejected packet.
+func (e *Engine) drop(v6 bool, reason string) {
+	e.dropCounter(v6, reason).Inc()
 }
 
 // handlePacket validates a received packet (RFC 5798 §7.1, RFC 3768 §7.1)

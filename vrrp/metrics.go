@@ -8,6 +8,9 @@ import (
 // engine and registered on a registry the caller owns, so tests and reloads
 // never collide on a global registry.
 type Metrics struct {
+	// RateLimit is the announcement cap, so a dashboard can draw the
+	// rate against it.
+	RateLimit     prometheus.Gauge
 	State         *prometheus.GaugeVec
 	Transitions   *prometheus.CounterVec
 	AdvertsSent   *prometheus.CounterVec
@@ -24,6 +27,10 @@ type Metrics struct {
 // NewMetrics creates the collectors and registers them on reg (if not nil).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
+		RateLimit: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "garpd_announce_rate_limit",
+			Help: "The cap on announcement packets per second per interface (garp.max_rate); 0: none.",
+		}),
 		State: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "garpd_vrrp_state",
 			Help: "VRRP state per virtual router: 0 initialize, 1 backup, 2 master.",
@@ -73,7 +80,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.State, m.Transitions, m.AdvertsSent, m.AdvertsRecv, m.Dropped, m.Collisions, m.ReadErrors,
-			m.Announcements, m.AnnounceWait, m.AnnounceQueue, m.WaveDuration)
+			m.Announcements, m.AnnounceWait, m.AnnounceQueue, m.WaveDuration, m.RateLimit)
 	}
 	return m
 }

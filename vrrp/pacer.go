@@ -74,6 +74,7 @@ func NewPacer(sender Sender, maxRate int, clock Clock, metrics *Metrics, log zer
 	if metrics == nil {
 		metrics = NewMetrics(nil)
 	}
+	metrics.RateLimit.Set(float64(maxRate))
 	return &Pacer{sender: sender, rate: maxRate, clock: clock, metrics: metrics, log: log,
 		queued: map[netip.Addr]bool{}, wake: make(chan struct{}, 1)}
 }
@@ -184,6 +185,7 @@ func (p *Pacer) SetRate(rate int) {
 	p.mu.Lock()
 	p.rate = rate
 	p.mu.Unlock()
+	p.metrics.RateLimit.Set(float64(rate))
 	select {
 	case p.wake <- struct{}{}:
 	default:

@@ -183,6 +183,18 @@ func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.
 	a.metrics = vrrp.NewMetrics(a.reg)
 	a.members = balancer.NewMembersGauge(a.reg)
 	a.checks = gossip.NewHealthGauge(a.reg)
+	// garpd_node_info names the node behind a scrape target, so
+	// dashboards show node names rather than addresses.
+	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "garpd_node_info",
+		Help: "Always 1: the node name, garpd version and mode (static or dynamic) of this agent.",
+	}, []string{"node", "version", "mode"})
+	a.reg.MustRegister(info)
+	mode := "static"
+	if l.dynamic() {
+		mode = "dynamic"
+	}
+	info.WithLabelValues(l.cfg.Node, version, mode).Set(1)
 	if err := a.startEngine(l); err != nil {
 		return err
 	}

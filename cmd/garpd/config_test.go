@@ -226,6 +226,42 @@ func TestDeployExamplesAreValid(t *testing.T) {
 	}
 }
 
+// The config the static pod's comments show is valid.
+func TestStaticPodExampleIsValid(t *testing.T) {
+	raw, err := os.ReadFile("../../deploy/kubernetes/static-pod.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg []string
+	in := false
+	for _, line := range strings.Split(string(raw), "\n") {
+		switch {
+		case strings.HasPrefix(line, "#      node: "):
+			in = true
+		case strings.HasPrefix(line, "# 3. "):
+			in = false
+		}
+		if in {
+			cfg = append(cfg, strings.TrimPrefix(line, "#      "))
+		}
+	}
+	if len(cfg) < 5 {
+		t.Fatalf("no example config found in the static pod's comments")
+	}
+	key := filepath.Join(t.TempDir(), "gossip.key")
+	if err := os.WriteFile(key, []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	text := strings.ReplaceAll(strings.Join(cfg, "\n"), "/etc/garpd/gossip.key", key)
+	l, err := parseConfig([]byte(text))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	if !l.dynamic() || len(l.cfg.Health.Checks) != 1 || !strings.HasSuffix(l.cfg.Health.Checks[0].HTTP, "/readyz") {
+		t.Fatalf("the static pod's config should be dynamic with the API server's /readyz check: %+v", l.cfg)
+	}
+}
+
 // The profiler is off unless http.pprof says so, and a reload can switch it.
 func TestPProfSwitch(t *testing.T) {
 	l, err := parseConfig([]byte("interface: eth0\nvips: [192.0.2.101]\npriorities: {192.0.2.101: 100}\nhttp:\n  pprof: true\n"))

@@ -27,29 +27,25 @@ var (
 )
 
 // startKube starts a real kube-apiserver (with Debian's etcd) in the lab's
-// router namespace and applies garpd's RBAC from deploy/, so the agents
-// run with exactly the rights an operator grants them.
+// router namespace and applies the RBAC of garpd's Helm chart (what the
+// plain manifest holds too), so the agents run with exactly the rights an
+// operator grants them: a verb missing there fails a test.
 func startKube(t *testing.T, l *lab.Lab) *lab.Kube {
 	t.Helper()
 	if err := lab.EtcdAvailable(); err != nil {
 		t.Skipf("skipping Kubernetes test: %v", err)
 	}
-	kubeOnce.Do(func() {
-		kubeBins, kubeErr = lab.BuildKube(func(msg string) { fmt.Fprintln(os.Stderr, "e2e:", msg) })
-	})
-	if kubeErr != nil {
-		t.Fatal(kubeErr)
-	}
-	k, err := l.StartKube(kubeBins)
+	bins := kubeTools(t)
+	k, err := l.StartKube(bins)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := k.Kubectl("create", "namespace", "garpd"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := k.Kubectl("apply", "-f", filepath.Join(repoRoot(), "deploy", "kubernetes", "rbac.yaml")); err != nil {
-		t.Fatal(err)
-	}
+	rbac := helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd",
+		"--show-only", "templates/serviceaccount.yaml", "--show-only", "templates/rbac.yaml")
+	kubeApply(t, l, k, "rbac", rbac)
 	return k
 }
 
@@ -107,7 +103,7 @@ var joinLine = regexp.MustCompile(`(?m)^  join: \[.*\]\n`)
 // before the kubernetes section.
 func kubeConfig(l *lab.Lab, k *lab.Kube, node, extra string) string {
 	cfg := joinLine.ReplaceAllString(dynConfig(l, node, vips6, extra), "")
-	return cfg + fmt.Sprintf("kubernetes:\n  kubeconfig: %s\n  peers:\n    namespace: garpd\n    selector: app.kubernetes.io/name=garpd\n", k.Agent)
+	return cfg + fmt.Sprintf("kubernetes:\n  kubeconfig: %s\n  peers:\n    namespace: garpd\n    selector: app.kubernetes.io/name=garpd\n", k.Agents[node])
 }
 
 // Done-when 1: with no join list, the nodes find each other through the

@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"net/netip"
 	"os"
@@ -30,6 +31,14 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			os.RemoveAll(dir)
 			os.Exit(1)
+		}
+		// The Kubernetes tools take minutes to build the first time on a
+		// machine: in a run of the whole suite, build them while the other
+		// tests run (they mostly wait on timers), not when the first
+		// Kubernetes test needs them.
+		flag.Parse()
+		if lab.EtcdAvailable() == nil && flag.Lookup("test.run").Value.String() == "" {
+			go kubeOnce.Do(buildKubeTools)
 		}
 		code := m.Run()
 		os.RemoveAll(dir)

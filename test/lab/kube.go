@@ -18,9 +18,10 @@ import (
 	"time"
 )
 
-// KubeBinaries are the kube-apiserver and kubectl built from test/kube.
+// KubeBinaries are the kube-apiserver, kubectl and helm built from
+// test/kube.
 type KubeBinaries struct {
-	APIServer, Kubectl string
+	APIServer, Kubectl, Helm string
 }
 
 // kubeModule is test/kube, the Go module that builds the Kubernetes tools.
@@ -44,9 +45,9 @@ func BuildKube(progress func(string)) (KubeBinaries, error) {
 		return KubeBinaries{}, fmt.Errorf("find a cache directory for the Kubernetes tools: %w", err)
 	}
 	dir := filepath.Join(cache, "garpd-test", "kube-"+hex.EncodeToString(h[:6]))
-	bins := KubeBinaries{APIServer: filepath.Join(dir, "kube-apiserver"), Kubectl: filepath.Join(dir, "kubectl")}
+	bins := KubeBinaries{APIServer: filepath.Join(dir, "kube-apiserver"), Kubectl: filepath.Join(dir, "kubectl"), Helm: filepath.Join(dir, "helm")}
 	missing := false
-	for _, b := range []string{bins.APIServer, bins.Kubectl} {
+	for _, b := range []string{bins.APIServer, bins.Kubectl, bins.Helm} {
 		if _, err := os.Stat(b); err != nil {
 			missing = true
 		}
@@ -54,7 +55,7 @@ func BuildKube(progress func(string)) (KubeBinaries, error) {
 	if !missing {
 		return bins, nil
 	}
-	progress(fmt.Sprintf("building kube-apiserver and kubectl into %s (the first time on this machine takes several minutes)", dir))
+	progress(fmt.Sprintf("building kube-apiserver, kubectl and helm into %s (the first time on this machine takes several minutes)", dir))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return KubeBinaries{}, err
 	}
@@ -68,12 +69,13 @@ func BuildKube(progress func(string)) (KubeBinaries, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", tmp+"/", "./cmd/kube-apiserver", "./cmd/kubectl")
+	// helm is a tool of the module (go.mod's tool line), pinned there.
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", tmp+"/", "./cmd/kube-apiserver", "./cmd/kubectl", "helm.sh/helm/v3/cmd/helm")
 	cmd.Dir = kubeModule()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return KubeBinaries{}, fmt.Errorf("build the Kubernetes tools in test/kube: %w: %s", err, out)
 	}
-	for _, b := range []string{bins.APIServer, bins.Kubectl} {
+	for _, b := range []string{bins.APIServer, bins.Kubectl, bins.Helm} {
 		if err := os.Rename(filepath.Join(tmp, filepath.Base(b)), b); err != nil {
 			return KubeBinaries{}, err
 		}
@@ -103,10 +105,10 @@ type Kube struct {
 	APIServer *Proc
 	// Admin is a kubeconfig for a cluster administrator (system:masters).
 	Admin string
-	// Agent is a kubeconfig for garpd's ServiceAccount (garpd/garpd), as
-	// the DaemonSet's pods have it: what it may do is what deploy/'s RBAC
-	// grants that ServiceAccount.
-	Agent string
+	// Agents holds a kubeconfig per lab node for garpd's ServiceAccount
+	// (garpd/garpd), each with its own token as each DaemonSet pod has
+	// its own: what it may do is what deploy/'s RBAC grants that account.
+	Agents map[string]string
 }
 
 // Kubernetes users of the lab's API server.
@@ -121,9 +123,13 @@ func (l *Lab) StartKube(bins KubeBinaries) (*Kube, error) {
 	if err := os.MkdirAll(k.dir, 0o700); err != nil {
 		return nil, err
 	}
-	adminToken, agentToken := randomToken(), randomToken()
-	tokens := fmt.Sprintf("%s,%s,1,\"system:masters\"\n%s,%s,2,\"system:serviceaccounts,system:serviceaccounts:garpd\"\n",
-		adminToken, kubeAdminUser, agentToken, kubeAgentUser)
+	adminToken := randomToken()
+	tokens := fmt.Sprintf("%s,%s,1,\"system:masters\"\n", adminToken, kubeAdminUser)
+	agentTokens := map[string]string{}
+	for _, n := range l.Nodes {
+		agentTokens[n.Name] = randomToken()
+		tokens += fmt.Sprintf("%s,%s,2,\"system:serviceaccounts,system:serviceaccounts:garpd\"\n", agentTokens[n.Name], kubeAgentUser)
+	}
 	if err := os.WriteFile(filepath.Join(k.dir, "tokens.csv"), []byte(tokens), 0o600); err != nil {
 		return nil, err
 	}
@@ -141,8 +147,13 @@ func (l *Lab) StartKube(bins KubeBinaries) (*Kube, error) {
 		return nil, err
 	}
 	k.Admin = filepath.Join(k.dir, "admin.kubeconfig")
-	k.Agent = filepath.Join(k.dir, "agent.kubeconfig")
-	for path, token := range map[string]string{k.Admin: adminToken, k.Agent: agentToken} {
+	kubeconfigs := map[string]string{k.Admin: adminToken}
+	k.Agents = map[string]string{}
+	for name, token := range agentTokens {
+		k.Agents[name] = filepath.Join(k.dir, "agent-"+name+".kubeconfig")
+		kubeconfigs[k.Agents[name]] = token
+	}
+	for path, token := range kubeconfigs {
 		if err := os.WriteFile(path, []byte(k.kubeconfig(token)), 0o600); err != nil {
 			return nil, err
 		}

@@ -1,0 +1,43 @@
+{{- define "garpd.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "garpd.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "garpd.labels" -}}
+{{ include "garpd.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "garpd.serviceAccountName" -}}
+{{- default (include "garpd.fullname" .) .Values.serviceAccount.name -}}
+{{- end -}}
+
+{{- define "garpd.keySecret" -}}
+{{- default (printf "%s-gossip-key" (include "garpd.fullname" .)) .Values.gossip.key.existingSecret -}}
+{{- end -}}
+
+{{/* The health checks: the presets asked for, then the listed ones. */}}
+{{- define "garpd.checks" -}}
+{{- $h := .Values.healthChecks -}}
+{{- $urls := dict "ingress" $h.ingressURL "kubelet" "http://127.0.0.1:10248/healthz" "apiserver" "https://127.0.0.1:6443/readyz" "openshift-router" "http://127.0.0.1:1936/healthz/ready" -}}
+{{- $checks := list -}}
+{{- range $h.presets -}}
+{{- if not (hasKey $urls .) -}}
+{{- fail (printf "healthChecks.presets: %q is not a preset: use ingress, kubelet, apiserver or openshift-router" .) -}}
+{{- end -}}
+{{- $c := dict "name" . "http" (get $urls .) "interval" $h.interval "timeout" $h.timeout "fall" $h.fall "rise" $h.rise -}}
+{{- if eq . "apiserver" -}}{{- $_ := set $c "insecure" true -}}{{- end -}}
+{{- $checks = append $checks $c -}}
+{{- end -}}
+{{- concat $checks $h.checks | toYaml -}}
+{{- end -}}

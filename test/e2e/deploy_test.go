@@ -1,0 +1,212 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/garpd/garpd/test/lab"
+)
+
+// kubeTools builds (or takes from the cache) kube-apiserver, kubectl and
+// helm, or skips t when it cannot.
+func kubeTools(t *testing.T) lab.KubeBinaries {
+	t.Helper()
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("skipping: the Go tool is needed to build helm and the API server")
+	}
+	kubeOnce.Do(buildKubeTools)
+	if kubeErr != nil {
+		t.Fatal(kubeErr)
+	}
+	return kubeBins
+}
+
+func buildKubeTools() {
+	kubeBins, kubeErr = lab.BuildKube(func(msg string) { fmt.Fprintln(os.Stderr, "e2e:", msg) })
+}
+
+func chartDir() string { return filepath.Join(repoRoot(), "deploy", "helm", "garpd") }
+
+// helm runs the built helm with args in a scratch home, so no user's
+// helm config or repositories play a part.
+func helm(t *testing.T, bins lab.KubeBinaries, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(bins.Helm, args...)
+	home := t.TempDir()
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+home, "HELM_CONFIG_HOME="+home, "HELM_DATA_HOME="+home)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("helm %s: %v\n%s%s", strings.Join(args, " "), err, out.String(), errOut.String())
+	}
+	return out.String()
+}
+
+// renderManifest is what `make manifests` writes.
+func renderManifest(t *testing.T, bins lab.KubeBinaries) string {
+	t.Helper()
+	header, err := os.ReadFile(filepath.Join(repoRoot(), "deploy", "kubernetes", "garpd.yaml.header"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(header) + helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd",
+		"--set", "gossip.key.existingSecret=garpd-gossip-key")
+}
+
+// The plain manifest is the chart rendered with its defaults, and the
+// chart's alert rules are deploy/prometheus's.
+func TestPlainManifestIsTheChart(t *testing.T) {
+	bins := kubeTools(t)
+	got, err := os.ReadFile(filepath.Join(repoRoot(), "deploy", "kubernetes", "garpd.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := renderManifest(t, bins); string(got) != want {
+		t.Errorf("deploy/kubernetes/garpd.yaml is not the chart's rendering: run `make manifests`")
+	}
+	a, _ := os.ReadFile(filepath.Join(repoRoot(), "deploy", "prometheus", "garpd-rules.yaml"))
+	b, _ := os.ReadFile(filepath.Join(chartDir(), "files", "garpd-rules.yaml"))
+	if len(a) == 0 || !bytes.Equal(a, b) {
+		t.Errorf("deploy/helm/garpd/files/garpd-rules.yaml differs from deploy/prometheus/garpd-rules.yaml: copy the latter over the former")
+	}
+}
+
+// documents splits a rendered manifest into its objects.
+func documents(t *testing.T, manifest string) []map[string]any {
+	t.Helper()
+	var docs []map[string]any
+	dec := yaml.NewDecoder(strings.NewReader(manifest))
+	for {
+		var d map[string]any
+		if err := dec.Decode(&d); err != nil {
+			if err.Error() == "EOF" {
+				return docs
+			}
+			t.Fatalf("decode the rendered manifest: %v", err)
+		}
+		if d != nil {
+			docs = append(docs, d)
+		}
+	}
+}
+
+// agentConfig is the garpd.yaml of a rendered manifest's ConfigMap.
+func agentConfig(t *testing.T, manifest string) string {
+	t.Helper()
+	for _, d := range documents(t, manifest) {
+		if d["kind"] == "ConfigMap" {
+			if data, ok := d["data"].(map[string]any); ok {
+				if cfg, ok := data["garpd.yaml"].(string); ok {
+					return cfg
+				}
+			}
+		}
+	}
+	t.Fatal("the rendered manifest has no ConfigMap with garpd.yaml")
+	return ""
+}
+
+// sccCRD stands in for OpenShift's SecurityContextConstraints type, so the
+// API server can check the chart's SCC as OpenShift's would accept it.
+const sccCRD = `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: securitycontextconstraints.security.openshift.io
+spec:
+  group: security.openshift.io
+  scope: Cluster
+  names: {kind: SecurityContextConstraints, plural: securitycontextconstraints, singular: securitycontextconstraints}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+`
+
+// Issue 12: helm lint passes; the real API server accepts (dry run) the
+// chart rendered with its defaults, with openshift: true and with a
+// minimal values file, and the plain manifest; every rendered agent
+// config passes garpd agent --check. (The Kubernetes tests run the agents
+// under the chart's RBAC.)
+func TestHelmChart(t *testing.T) {
+	l := newLab(t, 1)
+	k := startKube(t, l)
+	bins := kubeBins
+	helm(t, bins, "lint", "--strict", chartDir())
+	helm(t, bins, "lint", "--strict", chartDir(), "--set", "openshift=true", "--set", "serviceMonitor.enabled=true",
+		"--set", "prometheusRule.enabled=true", "--set", "http.listen=0.0.0.0:9496", "--set", "healthChecks.presets={ingress,kubelet,apiserver,openshift-router}")
+	minimal := filepath.Join(l.Dir, "minimal-values.yaml")
+	if err := os.WriteFile(minimal, []byte("interface: ens3\nvips: [198.51.100.10, 2001:db8::10]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kubeApply(t, l, k, "scc-crd", sccCRD)
+	if _, err := k.Kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd/securitycontextconstraints.security.openshift.io"); err != nil {
+		t.Fatal(err)
+	}
+	renders := map[string]string{
+		"defaults":       helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd"),
+		"openshift":      helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "--set", "openshift=true"),
+		"minimal values": helm(t, bins, "template", "edge", chartDir(), "--namespace", "garpd", "-f", minimal),
+		"plain manifest": renderManifest(t, bins),
+	}
+	key := labKey(l)
+	for name, manifest := range renders {
+		path := filepath.Join(l.Dir, strings.ReplaceAll(name, " ", "-")+".yaml")
+		if err := os.WriteFile(path, []byte(manifest), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := k.Kubectl("apply", "--dry-run=server", "-f", path); err != nil {
+			t.Errorf("%s: the API server refuses it: %v", name, err)
+		} else {
+			t.Logf("%s: accepted by the API server (dry run):\n%s", name, strings.TrimSpace(out))
+		}
+		cfg := strings.ReplaceAll(agentConfig(t, manifest), "/etc/garpd-key/key", key)
+		cfgPath := filepath.Join(l.Dir, strings.ReplaceAll(name, " ", "-")+"-garpd.yaml")
+		if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(garpdBin, "agent", "--check", "--config", cfgPath).CombinedOutput(); err != nil {
+			t.Errorf("%s: garpd agent --check refuses its config: %v\n%s\n%s", name, err, out, cfg)
+		}
+	}
+	if !strings.Contains(renders["openshift"], "kind: SecurityContextConstraints") || strings.Contains(renders["defaults"], "SecurityContextConstraints") {
+		t.Error("openshift: true does not switch the SCC on, or the defaults render one")
+	}
+}
+
+// The systemd unit passes systemd-analyze verify (with the built binary
+// standing in for /usr/bin/garpd), and grants only the two capabilities.
+func TestSystemdUnitVerifies(t *testing.T) {
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("skipping: systemd-analyze is not installed")
+	}
+	if garpdBin == "" {
+		t.Skip("skipping: the lab is not available, so garpd was not built")
+	}
+	raw, err := os.ReadFile(filepath.Join(repoRoot(), "deploy", "systemd", "garpd.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW\n", "AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW\n",
+		"NoNewPrivileges=yes\n", "ProtectSystem=strict\n", "StateDirectory=garpd\n", "ExecReload=/bin/kill -HUP $MAINPID\n", "Restart=on-failure\n"} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("the unit lacks %q", strings.TrimSpace(want))
+		}
+	}
+	unit := filepath.Join(t.TempDir(), "garpd.service")
+	if err := os.WriteFile(unit, bytes.ReplaceAll(raw, []byte("/usr/bin/garpd"), []byte(garpdBin)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(analyze, "verify", unit).CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
