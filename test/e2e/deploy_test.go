@@ -113,27 +113,35 @@ func agentConfig(t *testing.T, manifest string) string {
 	return ""
 }
 
-// sccCRD stands in for OpenShift's SecurityContextConstraints type, so the
-// API server can check the chart's SCC as OpenShift's would accept it.
-const sccCRD = `apiVersion: apiextensions.k8s.io/v1
+// standInCRD is a CustomResourceDefinition that accepts any object of its
+// kind: it stands in for OpenShift's SecurityContextConstraints and the
+// Prometheus Operator's types, so the API server can take the chart's
+// objects of those kinds (names, namespaces, API versions).
+func standInCRD(group, kind, plural string, clusterScoped bool) string {
+	scope := "Namespaced"
+	if clusterScoped {
+		scope = "Cluster"
+	}
+	return fmt.Sprintf(`apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata:
-  name: securitycontextconstraints.security.openshift.io
+  name: %[3]s.%[1]s
 spec:
-  group: security.openshift.io
-  scope: Cluster
-  names: {kind: SecurityContextConstraints, plural: securitycontextconstraints, singular: securitycontextconstraints}
+  group: %[1]s
+  scope: %[4]s
+  names: {kind: %[2]s, plural: %[3]s, singular: %[3]s}
   versions:
     - name: v1
       served: true
       storage: true
       schema:
         openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
-`
+`, group, kind, plural, scope)
+}
 
 // Issue 12: helm lint passes; the real API server accepts (dry run) the
-// chart rendered with its defaults, with openshift: true and with a
-// minimal values file, and the plain manifest; every rendered agent
+// chart rendered with its defaults, with openshift: true, with a minimal
+// values file and with the Prometheus objects, and the plain manifest; every rendered agent
 // config passes garpd agent --check. (The Kubernetes tests run the agents
 // under the chart's RBAC.)
 func TestHelmChart(t *testing.T) {
@@ -147,14 +155,22 @@ func TestHelmChart(t *testing.T) {
 	if err := os.WriteFile(minimal, []byte("interface: ens3\nvips: [198.51.100.10, 2001:db8::10]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	kubeApply(t, l, k, "scc-crd", sccCRD)
-	if _, err := k.Kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd/securitycontextconstraints.security.openshift.io"); err != nil {
-		t.Fatal(err)
+	kubeApply(t, l, k, "crds", strings.Join([]string{
+		standInCRD("security.openshift.io", "SecurityContextConstraints", "securitycontextconstraints", true),
+		standInCRD("monitoring.coreos.com", "ServiceMonitor", "servicemonitors", false),
+		standInCRD("monitoring.coreos.com", "PrometheusRule", "prometheusrules", false),
+	}, "---\n"))
+	for _, crd := range []string{"securitycontextconstraints.security.openshift.io", "servicemonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com"} {
+		if _, err := k.Kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd/"+crd); err != nil {
+			t.Fatal(err)
+		}
 	}
 	renders := map[string]string{
 		"defaults":       helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd"),
 		"openshift":      helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "--set", "openshift=true"),
 		"minimal values": helm(t, bins, "template", "edge", chartDir(), "--namespace", "garpd", "-f", minimal),
+		"monitoring": helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "--set", "serviceMonitor.enabled=true",
+			"--set", "prometheusRule.enabled=true", "--set", "http.listen=0.0.0.0:9496"),
 		"plain manifest": renderManifest(t, bins),
 	}
 	key := labKey(l)
