@@ -1,0 +1,337 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/garpd/garpd/vrrp/keepalived"
+)
+
+// memFiles holds keepalived configs in memory.
+type memFiles = keepalived.MapFiles
+
+// activeActiveV6 is one node of a 3-node active-active-active IPv6
+// cluster: three instances with priorities rotated per node, unicast
+// peers, a kubelet curl check and authentication on v3 instances (which
+// keepalived ignores). Written in the other brace style, with an include.
+func activeActiveV6(node int) memFiles {
+	prios := [][]int{{200, 150, 50}, {50, 200, 150}, {150, 50, 200}}[node-1]
+	var b strings.Builder
+	fmt.Fprintf(&b, `# lb%d
+global_defs
+{
+    router_id lb%d
+    vrrp_version 3
+}
+include /etc/keepalived/conf.d/*.conf
+`, node, node)
+	for i, p := range prios {
+		var peers []string
+		for n := 1; n <= 3; n++ {
+			if n != node {
+				peers = append(peers, fmt.Sprintf("        2001:db8::%d", 10+n))
+			}
+		}
+		fmt.Fprintf(&b, `
+vrrp_instance VI_%[1]d
+{
+    state BACKUP
+    interface eth0
+    virtual_router_id %[2]d
+    priority %[3]d
+    advert_int 1
+    authentication {
+        auth_type PASS
+        auth_pass k8s-vip
+    }
+    unicast_src_ip 2001:db8::%[4]d
+    unicast_peer {
+%[5]s
+    }
+    virtual_ipaddress {
+        2001:db8:0:1::%[1]d/64 dev eth0
+    }
+    track_script {
+        chk_kubelet
+    }
+    notify "/usr/local/bin/notify.sh"
+}
+`, i+1, 50+i+1, p, 10+node, strings.Join(peers, "\n"))
+	}
+	return memFiles{
+		fmt.Sprintf("/nodes/lb%d/keepalived.conf", node): b.String(),
+		"/etc/keepalived/conf.d/checks.conf": `vrrp_script chk_kubelet {
+    script "/usr/bin/curl -s -k https://127.0.0.1:10250/healthz"   ! the kubelet
+    interval 2
+    timeout 1
+    rise 2
+    fall 3
+}
+`,
+	}
+}
+
+// twoNodeVMAC is a 2-node unicast IPv4 cluster with use_vmac and
+// vmac_xmit_base, VRRPv2 with PASS authentication.
+func twoNodeVMAC(node int) memFiles {
+	src, peer := "192.0.2.11", "192.0.2.12"
+	prio := 150
+	if node == 2 {
+		src, peer, prio = peer, src, 100
+	}
+	return memFiles{fmt.Sprintf("/nodes/lb%d.conf", node): fmt.Sprintf(`global_defs {
+  router_id edge%d
+  vrrp_garp_master_repeat 3
+  vrrp_garp_interval 0.5
+}
+vrrp_instance VIP_EDGE {
+  state BACKUP
+  interface ens5
+  virtual_router_id 40
+  priority %d
+  advert_int 1
+  use_vmac
+  vmac_xmit_base
+  nopreempt
+  authentication {
+    auth_type PASS
+    auth_pass longer-than-8
+  }
+  unicast_src_ip %s
+  unicast_peer {
+    %s
+  }
+  virtual_ipaddress {
+    198.51.100.20/24 dev ens5 label ens5:vip
+    198.51.100.21/24
+  }
+}
+`, node, prio, src, peer)}
+}
+
+// controlPlane is a single control-plane VIP with keepalived's default
+// VRID 51, advert_int 1 and a track_script.
+func controlPlane() memFiles {
+	return memFiles{"/etc/keepalived/keepalived.conf": `vrrp_script check_apiserver {
+  script "/etc/keepalived/check_apiserver.sh"
+  interval 3
+  weight -2
+  fall 10
+  rise 2
+}
+
+vrrp_instance VI_1 {
+    state MASTER
+    interface eth0
+    virtual_router_id 51
+    priority 101
+    authentication {
+        auth_type PASS
+        auth_pass 42
+    }
+    virtual_ipaddress {
+        192.0.2.100
+    }
+    track_script {
+        check_apiserver
+    }
+}
+`}
+}
+
+func merge(ms ...memFiles) memFiles {
+	out := memFiles{}
+	for _, m := range ms {
+		for k, v := range m {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// checkImported runs each imported config through the agent's loader
+// (what garpd agent --check does), with a test gossip key.
+func checkImported(t *testing.T, out []importedConfig) map[string]*loaded {
+	t.Helper()
+	key := filepath.Join(t.TempDir(), "gossip.key")
+	if err := os.WriteFile(key, []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]*loaded{}
+	for _, c := range out {
+		text := strings.ReplaceAll(string(c.yaml), "/etc/garpd/gossip.key", key)
+		l, err := parseConfig([]byte(text))
+		if err != nil {
+			t.Fatalf("node %s: the imported config does not load: %v\n%s", c.node, err, c.yaml)
+		}
+		got[c.node] = l
+	}
+	return got
+}
+
+func notesText(notes []keepalived.Note) string {
+	var s []string
+	for _, n := range notes {
+		s = append(s, n.String())
+	}
+	return strings.Join(s, "\n")
+}
+
+func TestImportActiveActiveV6(t *testing.T) {
+	files := merge(activeActiveV6(1), activeActiveV6(2), activeActiveV6(3))
+	paths := []string{"/nodes/lb1/keepalived.conf", "/nodes/lb2/keepalived.conf", "/nodes/lb3/keepalived.conf"}
+	out, notes, err := importKeepalived(files, paths, importOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := checkImported(t, out)
+	wantPrio := map[string][]int{"lb1": {200, 150, 50}, "lb2": {50, 200, 150}, "lb3": {150, 50, 200}}
+	for node, prios := range wantPrio {
+		l := got[node]
+		if l == nil {
+			t.Fatalf("no config for %s (got %v)", node, out)
+		}
+		c := l.cfg
+		if c.Node != node || c.Interface != "eth0" || c.VRRP.Version != 3 || c.VRRP.AdvertInterval != time.Second || c.VRRP.AuthPass != "" {
+			t.Errorf("%s: node %q interface %q version %d advert %s auth %q", node, c.Node, c.Interface, c.VRRP.Version, c.VRRP.AdvertInterval, c.VRRP.AuthPass)
+		}
+		if len(c.VRRP.UnicastPeers) != 2 || slices.Contains(c.VRRP.UnicastPeers, fmt.Sprintf("2001:db8::%d", 10+int(node[2]-'0'))) {
+			t.Errorf("%s: unicast peers %v, want the other two", node, c.VRRP.UnicastPeers)
+		}
+		for i, p := range prios {
+			vip := fmt.Sprintf("2001:db8:0:1::%d", i+1)
+			if c.Priorities[vip] != p {
+				t.Errorf("%s: priority of %s is %d, want %d", node, vip, c.Priorities[vip], p)
+			}
+			if c.VIPs[i].VRID != 51+i || c.VIPs[i].Prefix.Bits() != 64 {
+				t.Errorf("%s: VIP %d is %v, want VRID %d with /64", node, i, c.VIPs[i], 51+i)
+			}
+		}
+	}
+	n := notesText(notes)
+	for _, want := range []string{"keepalived.conf:", "notify: notify scripts do not run", "authentication on a VRRPv3 or IPv6 instance", "the static mode does not follow health checks"} {
+		if !strings.Contains(n, want) {
+			t.Errorf("notes lack %q:\n%s", want, n)
+		}
+	}
+
+	// --dynamic: the same VIPs and VRIDs, no priorities, the kubelet check
+	// as an http check, and the other nodes as gossip seeds.
+	out, _, err = importKeepalived(files, paths, importOptions{dynamic: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = checkImported(t, out)
+	c := got["lb2"].cfg
+	if !got["lb2"].dynamic() || len(c.VIPs) != 3 || c.VIPs[2].VRID != 53 {
+		t.Errorf("dynamic lb2: dynamic %v, VIPs %v", got["lb2"].dynamic(), c.VIPs)
+	}
+	if !slices.Equal(c.Gossip.Join, []string{"[2001:db8::11]:7946", "[2001:db8::13]:7946"}) {
+		t.Errorf("dynamic lb2: join %v, want the other nodes' unicast_src_ip", c.Gossip.Join)
+	}
+	hc := c.Health.Checks
+	if len(hc) != 1 || hc[0].HTTP != "https://127.0.0.1:10250/healthz" || !hc[0].Insecure || hc[0].Interval != 2*time.Second ||
+		hc[0].Timeout != time.Second || hc[0].Fall != 3 || hc[0].Rise != 2 {
+		t.Errorf("dynamic lb2: checks %+v, want the kubelet curl as an insecure http check", hc)
+	}
+	// Comments say where each value came from.
+	if !strings.Contains(string(out[0].yaml), "virtual_router_id") && !strings.Contains(string(out[0].yaml), "vrrp_instance VI_1 (keepalived.conf:") {
+		t.Errorf("the output does not say where the VIPs came from:\n%s", out[0].yaml)
+	}
+}
+
+func TestImportTwoNodeVMAC(t *testing.T) {
+	files := merge(twoNodeVMAC(1), twoNodeVMAC(2))
+	out, notes, err := importKeepalived(files, []string{"/nodes/lb1.conf", "/nodes/lb2.conf"}, importOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := checkImported(t, out)
+	c := got["edge1"].cfg
+	if c.VRRP.Version != 2 || c.VRRP.AuthPass != "longer-t" || *c.VRRP.Preempt || c.Interface != "ens5" {
+		t.Errorf("edge1: version %d auth %q preempt %v interface %s", c.VRRP.Version, c.VRRP.AuthPass, *c.VRRP.Preempt, c.Interface)
+	}
+	if !slices.Equal(c.VRRP.UnicastPeers, []string{"192.0.2.12"}) || got["edge2"].cfg.Priorities["198.51.100.21"] != 100 {
+		t.Errorf("edge1 peers %v, edge2 priorities %v", c.VRRP.UnicastPeers, got["edge2"].cfg.Priorities)
+	}
+	if c.GARP.Count != 3 || c.GARP.Interval != 500*time.Millisecond {
+		t.Errorf("garp %+v, want count 3 every 500ms", c.GARP)
+	}
+	if len(got["edge1"].alloc.Groups) != 1 || len(got["edge1"].alloc.Groups[0].VIPs) != 2 {
+		t.Errorf("the two VIPs of one instance are not one virtual router: %+v", got["edge1"].alloc.Groups)
+	}
+	if n := notesText(notes); !strings.Contains(n, "lb1.conf:12: vrrp_instance VIP_EDGE: use_vmac") {
+		t.Errorf("use_vmac is not listed with its line:\n%s", n)
+	}
+}
+
+func TestImportControlPlaneVIP(t *testing.T) {
+	out, notes, err := importKeepalived(controlPlane(), []string{"/etc/keepalived/keepalived.conf"}, importOptions{node: "cp1", dynamic: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := checkImported(t, out)
+	c := got["cp1"].cfg
+	if c.VIPs[0].VRID != 51 || c.VRRP.Version != 2 || c.VRRP.AdvertInterval != time.Second || c.VRRP.AuthPass != "42" {
+		t.Errorf("cp1: %+v / %+v", c.VIPs, c.VRRP)
+	}
+	if hc := c.Health.Checks; len(hc) != 1 || !slices.Equal(hc[0].Exec, []string{"/etc/keepalived/check_apiserver.sh"}) || hc[0].Fall != 10 || hc[0].Interval != 3*time.Second {
+		t.Errorf("cp1 checks %+v, want the script as an exec check", hc)
+	}
+	if n := notesText(notes); !strings.Contains(n, "weight -2") {
+		t.Errorf("notes do not explain the weight:\n%s", n)
+	}
+}
+
+// Template placeholders, unknown tracks and broken syntax are errors that
+// name the line; --strict turns every note into an error.
+func TestImportErrors(t *testing.T) {
+	base := controlPlane()["/etc/keepalived/keepalived.conf"]
+	for _, tc := range []struct{ text, want string }{
+		{strings.Replace(base, "192.0.2.100", "{{VIP1}}", 1), "keepalived.conf:19: template placeholder {{VIP1}}"},
+		{strings.Replace(base, "check_apiserver\n    }", "chk_missing\n    }", 1), "track_script chk_missing names no vrrp_script"},
+		{strings.Replace(base, "virtual_router_id 51", "virtual_router_id 300", 1), "keepalived.conf:12: virtual_router_id \"300\": use 1..255"},
+		{strings.TrimSuffix(base, "}\n"), "the block of vrrp_instance is not closed"},
+		{base + "}\n", "a block closes that was not opened"},
+	} {
+		_, _, err := importKeepalived(memFiles{"/etc/keepalived/keepalived.conf": tc.text}, []string{"/etc/keepalived/keepalived.conf"}, importOptions{})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("error %v, want it to say %q", err, tc.want)
+		}
+	}
+	cmd := newRootCmd()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "keepalived.conf")
+	os.WriteFile(p, []byte(base+"vrrp_sync_group G { group { VI_1 } }\n"), 0o644)
+	cmd.SetArgs([]string{"import", "keepalived", p, "--strict"})
+	cmd.SetOut(&strings.Builder{})
+	var stderr strings.Builder
+	cmd.SetErr(&stderr)
+	if err := cmd.Execute(); err == nil || exitCode(err) != 2 || !strings.Contains(stderr.String(), "keepalived.conf:25: vrrp_sync_group") {
+		t.Errorf("--strict: %v (exit %d), stderr %q; want exit 2 naming the sync group's line", err, exitCode(err), stderr.String())
+	}
+}
+
+// FuzzKeepalivedImport: the parser and the import never panic, and what
+// they accept loads as a garpd config.
+func FuzzKeepalivedImport(f *testing.F) {
+	f.Add(controlPlane()["/etc/keepalived/keepalived.conf"])
+	f.Add(twoNodeVMAC(1)["/nodes/lb1.conf"])
+	f.Add("vrrp_instance X { virtual_router_id 1\n interface eth0\n virtual_ipaddress { 192.0.2.1 } }\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		out, _, err := importKeepalived(memFiles{"/k.conf": text}, []string{"/k.conf"}, importOptions{})
+		if err != nil {
+			return
+		}
+		for _, c := range out {
+			if _, err := parseConfig(c.yaml); err != nil {
+				t.Fatalf("an accepted keepalived config imports to a garpd config that does not load: %v\n%s", err, c.yaml)
+			}
+		}
+	})
+}

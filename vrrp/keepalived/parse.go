@@ -1,0 +1,257 @@
+// Package keepalived reads keepalived's configuration language, so that a
+// deployment running keepalived can move to garpd without rewriting its
+// configs by hand. It parses the syntax (blocks in either brace style,
+// comments, quoted strings, include) into statements that remember their
+// file and line, and extracts the VRRP instances and check scripts; what
+// garpd makes of them is the caller's business.
+package keepalived
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// Stmt is one statement: a keyword, its arguments, and the block that
+// follows it, if any.
+type Stmt struct {
+	Key   string
+	Args  []string
+	Block []*Stmt
+	File  string
+	Line  int
+}
+
+// Where is the statement's file and line, as a note or a comment cites it.
+func (s *Stmt) Where() string { return fmt.Sprintf("%s:%d", filepath.Base(s.File), s.Line) }
+
+// Files is how the parser reads files and expands include patterns; the
+// operating system's by default, a map in tests.
+type Files interface {
+	ReadFile(name string) ([]byte, error)
+	Glob(pattern string) ([]string, error)
+}
+
+// OSFiles reads the real file system.
+type OSFiles struct{}
+
+// ReadFile implements Files.
+func (OSFiles) ReadFile(name string) ([]byte, error) { return os.ReadFile(name) }
+
+// Glob implements Files.
+func (OSFiles) Glob(pattern string) ([]string, error) { return filepath.Glob(pattern) }
+
+// MapFiles is a Files over a map of file names to contents: configs held
+// in memory, and tests.
+type MapFiles map[string]string
+
+// ReadFile implements Files.
+func (m MapFiles) ReadFile(name string) ([]byte, error) {
+	s, ok := m[name]
+	if !ok {
+		return nil, fmt.Errorf("open %s: %w", name, fs.ErrNotExist)
+	}
+	return []byte(s), nil
+}
+
+// Glob implements Files, with path.Match's patterns.
+func (m MapFiles) Glob(pattern string) ([]string, error) {
+	var out []string
+	for name := range m {
+		if ok, err := path.Match(pattern, name); err != nil {
+			return nil, err
+		} else if ok {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// maxIncludeDepth stops include loops.
+const maxIncludeDepth = 8
+
+// placeholder is a template variable left in a file ({{VIP1}}, ${VIP}).
+var placeholder = regexp.MustCompile(`\{\{[^}]*\}\}|\$\{[^}]*\}`)
+
+// Parse reads a keepalived config file and the files it includes.
+func Parse(files Files, path string) ([]*Stmt, error) {
+	return parseFile(files, path, 0)
+}
+
+func parseFile(files Files, path string, depth int) ([]*Stmt, error) {
+	if depth > maxIncludeDepth {
+		return nil, fmt.Errorf("%s: includes nest deeper than %d (an include loop?)", path, maxIncludeDepth)
+	}
+	raw, err := files.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read keepalived config: %w", err)
+	}
+	p := &parser{files: files, path: path, depth: depth}
+	return p.parse(string(raw))
+}
+
+type parser struct {
+	files Files
+	path  string
+	depth int
+}
+
+// token is a word, "{" or "}", with its line.
+type token struct {
+	text   string
+	line   int
+	quoted bool
+}
+
+// tokenize splits a file into lines of tokens. '#' and '!' start a
+// comment outside quotes; braces are tokens of their own even when
+// written against a word.
+func (p *parser) tokenize(text string) ([][]token, error) {
+	var lines [][]token
+	for i, line := range strings.Split(text, "\n") {
+		n := i + 1
+		if m := placeholder.FindString(stripComment(line)); m != "" {
+			return nil, fmt.Errorf("%s:%d: template placeholder %s left in the file: render the template first", p.path, n, m)
+		}
+		var toks []token
+		var cur strings.Builder
+		inQuote, quoted := false, false
+		flush := func() {
+			if cur.Len() > 0 || quoted {
+				toks = append(toks, token{text: cur.String(), line: n, quoted: quoted})
+			}
+			cur.Reset()
+			quoted = false
+		}
+	scan:
+		for _, r := range line {
+			switch {
+			case inQuote:
+				if r == '"' {
+					inQuote = false
+				} else {
+					cur.WriteRune(r)
+				}
+			case r == '"':
+				inQuote, quoted = true, true
+			case r == '#' || r == '!':
+				break scan
+			case r == '{' || r == '}':
+				flush()
+				toks = append(toks, token{text: string(r), line: n})
+			case r == ' ' || r == '\t' || r == '\r':
+				flush()
+			default:
+				cur.WriteRune(r)
+			}
+		}
+		if inQuote {
+			return nil, fmt.Errorf("%s:%d: a quote is not closed", p.path, n)
+		}
+		flush()
+		lines = append(lines, toks)
+	}
+	return lines, nil
+}
+
+func stripComment(line string) string {
+	inQuote := false
+	for i, r := range line {
+		switch {
+		case r == '"':
+			inQuote = !inQuote
+		case !inQuote && (r == '#' || r == '!'):
+			return line[:i]
+		}
+	}
+	return line
+}
+
+func (p *parser) parse(text string) ([]*Stmt, error) {
+	lines, err := p.tokenize(text)
+	if err != nil {
+		return nil, err
+	}
+	root := &Stmt{}
+	stack := []*Stmt{root}
+	var last *Stmt // the statement a "{" on its own line opens
+	for _, toks := range lines {
+		var cur *Stmt
+		for _, t := range toks {
+			top := stack[len(stack)-1]
+			switch {
+			case t.text == "{" && !t.quoted:
+				owner := cur
+				if owner == nil {
+					owner = last
+				}
+				if owner == nil {
+					return nil, fmt.Errorf("%s:%d: a block opens without a statement before it", p.path, t.line)
+				}
+				stack = append(stack, owner)
+				cur = nil
+			case t.text == "}" && !t.quoted:
+				if len(stack) == 1 {
+					return nil, fmt.Errorf("%s:%d: a block closes that was not opened", p.path, t.line)
+				}
+				stack = stack[:len(stack)-1]
+				cur, last = nil, nil
+			case cur == nil:
+				cur = &Stmt{Key: t.text, File: p.path, Line: t.line}
+				top.Block = append(top.Block, cur)
+				last = cur
+			default:
+				cur.Args = append(cur.Args, t.text)
+			}
+		}
+	}
+	if len(stack) > 1 {
+		open := stack[len(stack)-1]
+		return nil, fmt.Errorf("%s:%d: the block of %s is not closed", p.path, open.Line, open.Key)
+	}
+	return p.expandIncludes(root.Block)
+}
+
+// expandIncludes replaces each include statement by the statements of the
+// files its pattern names, relative to the including file.
+func (p *parser) expandIncludes(stmts []*Stmt) ([]*Stmt, error) {
+	var out []*Stmt
+	for _, s := range stmts {
+		if s.Key != "include" {
+			var err error
+			if s.Block, err = p.expandIncludes(s.Block); err != nil {
+				return nil, err
+			}
+			out = append(out, s)
+			continue
+		}
+		if len(s.Args) != 1 {
+			return nil, fmt.Errorf("%s: include takes one file or pattern", s.Where())
+		}
+		pattern := s.Args[0]
+		if !filepath.IsAbs(pattern) {
+			pattern = filepath.Join(filepath.Dir(p.path), pattern)
+		}
+		names, err := p.files.Glob(pattern)
+		if err != nil {
+			return nil, fmt.Errorf("%s: include %s: %w", s.Where(), s.Args[0], err)
+		}
+		if len(names) == 0 && !strings.ContainsAny(pattern, "*?[") {
+			return nil, fmt.Errorf("%s: include %s: %w", s.Where(), s.Args[0], fs.ErrNotExist)
+		}
+		for _, name := range names {
+			inc, err := parseFile(p.files, name, p.depth+1)
+			if err != nil {
+				return nil, fmt.Errorf("%s: include: %w", s.Where(), err)
+			}
+			out = append(out, inc...)
+		}
+	}
+	return out, nil
+}
