@@ -75,7 +75,7 @@ The node is named by global_defs' router_id, else by the file name
 			if strict && len(notes) > 0 {
 				return &configError{fmt.Errorf("--strict: %d keepalived settings garpd cannot express (listed above)", len(notes))}
 			}
-			return writeImported(cmd.OutOrStdout(), cmd.ErrOrStderr(), outDir, out)
+			return writeNodeFiles(cmd.OutOrStdout(), cmd.ErrOrStderr(), outDir, ".yaml", out)
 		},
 	}
 	cmd.Flags().StringVar(&node, "node", "", "the node's name, when one file is given (default: router_id, else the file name)")
@@ -90,32 +90,37 @@ type importOptions struct {
 	dynamic bool
 }
 
-// importedConfig is one node's garpd config, as YAML with comments.
-type importedConfig struct {
+// nodeFile is one node's output file: a garpd config from an import, or
+// a keepalived.conf from a rendering.
+type nodeFile struct {
 	node string
-	from string
-	yaml []byte
+	from string // what it was made from, for the progress line
+	data []byte
 }
 
-func writeImported(stdout, stderr io.Writer, dir string, out []importedConfig) error {
+// writeNodeFiles prints the files one after another (--- between them),
+// or writes DIR/NODE.ext for each.
+func writeNodeFiles(stdout, stderr io.Writer, dir, ext string, files []nodeFile) error {
 	if dir == "" {
-		for i, c := range out {
+		for i, f := range files {
 			if i > 0 {
 				fmt.Fprintln(stdout, "---")
 			}
-			stdout.Write(c.yaml)
+			if _, err := stdout.Write(f.data); err != nil {
+				return err
+			}
 		}
 		return nil
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	for _, c := range out {
-		path := filepath.Join(dir, c.node+".yaml")
-		if err := os.WriteFile(path, c.yaml, 0o644); err != nil {
+	for _, f := range files {
+		path := filepath.Join(dir, f.node+ext)
+		if err := os.WriteFile(path, f.data, 0o644); err != nil {
 			return err
 		}
-		fmt.Fprintf(stderr, "wrote %s (node %s, from %s)\n", path, c.node, c.from)
+		fmt.Fprintf(stderr, "wrote %s (node %s, from %s)\n", path, f.node, f.from)
 	}
 	return nil
 }
@@ -128,7 +133,7 @@ type importNode struct {
 }
 
 // importKeepalived reads each node's file and writes its garpd config.
-func importKeepalived(files keepalived.Files, paths []string, opts importOptions) ([]importedConfig, []keepalived.Note, error) {
+func importKeepalived(files keepalived.Files, paths []string, opts importOptions) ([]nodeFile, []keepalived.Note, error) {
 	var nodes []importNode
 	var notes []keepalived.Note
 	seen := map[string]string{}
@@ -161,7 +166,7 @@ func importKeepalived(files keepalived.Files, paths []string, opts importOptions
 		nodes = append(nodes, importNode{name: name, file: p, cfg: c})
 		notes = append(notes, c.Unsupported...)
 	}
-	var out []importedConfig
+	var out []nodeFile
 	for _, n := range nodes {
 		// The static form holds every VIP and VRRP setting the dynamic
 		// one does: if the agent's loader refuses it, say so now rather
@@ -178,7 +183,7 @@ func importKeepalived(files keepalived.Files, paths []string, opts importOptions
 			return nil, nil, err
 		}
 		notes = append(notes, more...)
-		out = append(out, importedConfig{node: n.name, from: n.file, yaml: b})
+		out = append(out, nodeFile{node: n.name, from: n.file, data: b})
 	}
 	return out, notes, nil
 }

@@ -156,7 +156,7 @@ func merge(ms ...memFiles) memFiles {
 
 // checkImported runs each imported config through the agent's loader
 // (what garpd agent --check does), with a test gossip key.
-func checkImported(t *testing.T, out []importedConfig) map[string]*loaded {
+func checkImported(t *testing.T, out []nodeFile) map[string]*loaded {
 	t.Helper()
 	key := filepath.Join(t.TempDir(), "gossip.key")
 	if err := os.WriteFile(key, []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"), 0o600); err != nil {
@@ -164,10 +164,10 @@ func checkImported(t *testing.T, out []importedConfig) map[string]*loaded {
 	}
 	got := map[string]*loaded{}
 	for _, c := range out {
-		text := strings.ReplaceAll(string(c.yaml), "/etc/garpd/gossip.key", key)
+		text := strings.ReplaceAll(string(c.data), "/etc/garpd/gossip.key", key)
 		l, err := parseConfig([]byte(text))
 		if err != nil {
-			t.Fatalf("node %s: the imported config does not load: %v\n%s", c.node, err, c.yaml)
+			t.Fatalf("node %s: the imported config does not load: %v\n%s", c.node, err, c.data)
 		}
 		got[c.node] = l
 	}
@@ -240,8 +240,8 @@ func TestImportActiveActiveV6(t *testing.T) {
 		t.Errorf("dynamic lb2: checks %+v, want the kubelet curl as an insecure http check", hc)
 	}
 	// Comments say where each value came from.
-	if !strings.Contains(string(out[0].yaml), "virtual_router_id") && !strings.Contains(string(out[0].yaml), "vrrp_instance VI_1 (keepalived.conf:") {
-		t.Errorf("the output does not say where the VIPs came from:\n%s", out[0].yaml)
+	if !strings.Contains(string(out[0].data), "virtual_router_id") && !strings.Contains(string(out[0].data), "vrrp_instance VI_1 (keepalived.conf:") {
+		t.Errorf("the output does not say where the VIPs came from:\n%s", out[0].data)
 	}
 }
 
@@ -329,8 +329,8 @@ func FuzzKeepalivedImport(f *testing.F) {
 			return
 		}
 		for _, c := range out {
-			if _, err := parseConfig(c.yaml); err != nil {
-				t.Fatalf("an accepted keepalived config imports to a garpd config that does not load: %v\n%s", err, c.yaml)
+			if _, err := parseConfig(c.data); err != nil {
+				t.Fatalf("an accepted keepalived config imports to a garpd config that does not load: %v\n%s", err, c.data)
 			}
 		}
 	})

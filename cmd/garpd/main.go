@@ -49,7 +49,7 @@ neighbour advertisements so the upstream router follows.`,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
-	root.AddCommand(newAgentCmd(), newPlanCmd(), newAnnounceCmd(), newAuditCmd(), newScanCmd(), newStatusCmd(), newForgetCmd(), newImportCmd(), newVersionCmd())
+	root.AddCommand(newAgentCmd(), newPlanCmd(), newAnnounceCmd(), newAuditCmd(), newScanCmd(), newStatusCmd(), newForgetCmd(), newImportCmd(), newRenderCmd(), newVersionCmd())
 	return root
 }
 

@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -77,4 +80,103 @@ func TestImportedKeepalivedClusterKeepsItsMasters(t *testing.T) {
 		}
 	}
 	t.Logf("garpd with the imported configs holds every VIP where keepalived did: %v", before)
+}
+
+// renderedOwners reads rendered keepalived.conf files: per VIP, the node
+// at each priority.
+func renderedOwners(t *testing.T, files map[string]string) map[netip.Addr]map[int]string {
+	t.Helper()
+	inst := regexp.MustCompile(`(?s)priority (\d+)\n.*?virtual_ipaddress \{\n\s+([^/\s]+)/`)
+	out := map[netip.Addr]map[int]string{}
+	for node, text := range files {
+		for _, m := range inst.FindAllStringSubmatch(text, -1) {
+			a := netip.MustParseAddr(m[2])
+			p, _ := strconv.Atoi(m[1])
+			if out[a] == nil {
+				out[a] = map[int]string{}
+			}
+			out[a][p] = node
+		}
+	}
+	return out
+}
+
+// Issue 13: garpd render keepalived of a dynamic config over n1, n2, n3
+// gives files keepalived -t accepts; n3 runs keepalived with its file,
+// n1 and n2 run garpd with theirs imported back, and the router maps
+// every VIP to the plan's owner, one holder each. Then garpd on n1 stops:
+// its VIPs go to the plan's rank-1 node, keepalived or garpd.
+func TestRenderedKeepalivedAgreesWithGarpd(t *testing.T) {
+	needKeepalived(t)
+	l := newLab(t, 3)
+	cfg := filepath.Join(l.Dir, "dynamic.yaml")
+	if err := os.WriteFile(cfg, []byte(dynConfig(l, "n1", vips6, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(l.Dir, "rendered")
+	if out, err := exec.Command(garpdBin, "render", "keepalived", "--config", cfg, "--nodes", "n1,n2,n3", "--out", dir).CombinedOutput(); err != nil {
+		t.Fatalf("render: %v\n%s", err, out)
+	}
+	files := map[string]string{}
+	for _, n := range l.Nodes {
+		path := filepath.Join(dir, n.Name+".conf")
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[n.Name] = string(b)
+		if _, err := lab.Exec(n.NS, "keepalived", "-t", "-f", path); err != nil {
+			t.Errorf("keepalived -t refuses %s: %v", path, err)
+		}
+	}
+	owners := renderedOwners(t, files)
+	if len(owners) != len(vips6) {
+		t.Fatalf("rendered priorities for %d VIPs, want %d: %v", len(owners), len(vips6), owners)
+	}
+	procs := map[string]*lab.Proc{}
+	for _, name := range []string{"n1", "n2"} {
+		out, err := exec.Command(garpdBin, "import", "keepalived", filepath.Join(dir, name+".conf"), "--node", name).Output()
+		if err != nil {
+			t.Fatalf("import %s's rendering: %v", name, err)
+		}
+		if procs[name], err = l.Node(name).StartGarpd(garpdBin, string(out)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := l.Node("n3").StartKeepalived("n3-keepalived", files["n3"]); err != nil {
+		t.Fatal(err)
+	}
+	want := func(down string) map[netip.Addr]string {
+		w := map[netip.Addr]string{}
+		for a, byPrio := range owners {
+			w[a] = byPrio[250]
+			if w[a] == down {
+				w[a] = byPrio[200]
+			}
+		}
+		return w
+	}
+	agree := func(down string) {
+		t.Helper()
+		w := want(down)
+		waitFor(t, 30*time.Second, "every VIP on the plan's holder, and held there only", func() (bool, string) {
+			now := routerOwners(t, l, vips6)
+			if !maps.Equal(now, w) {
+				return false, fmt.Sprintf("router %v, plan %v", now, w)
+			}
+			for a, owner := range w {
+				for _, n := range l.Nodes {
+					if n.HasAddress(a) != (n.Name == owner) {
+						return false, fmt.Sprintf("%s held by %s too", a, n.Name)
+					}
+				}
+			}
+			return true, ""
+		})
+	}
+	agree("")
+	procs["n1"].Signal(syscall.SIGTERM)
+	procs["n1"].Wait(10 * time.Second)
+	agree("n1")
+	t.Logf("keepalived (n3) and garpd (n1, n2) agree on every master, also with n1 stopped: %v", want("n1"))
 }

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/garpd/garpd/balancer"
+)
+
+// A dynamic config renders each node's keepalived.conf with the plan's
+// priorities (importing each back gives them again); a VRRPv2 static
+// config renders its own priorities, authentication, peers and
+// preemption. (keepalived -t, which needs the interface to exist, runs on
+// renderings in the lab: TestRenderedKeepalivedAgreesWithGarpd.)
+func TestRenderKeepalived(t *testing.T) {
+	dyn, err := parseConfig([]byte(`node: n1
+interface: eth0
+vips: [192.0.2.101, 192.0.2.102, 192.0.2.103, "2001:db8::101/64"]
+vrrp: {advert_interval: 100ms}
+gossip: {insecure: true}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"n1", "n2", "n3"}
+	out, err := renderKeepalived(dyn, "garpd.yaml", names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := balancer.Rank([]balancer.Node{{Name: "n1", Weight: 1}, {Name: "n2", Weight: 1}, {Name: "n3", Weight: 1}}, dyn.alloc.Groups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, conf := range out {
+		if conf.node != names[i] {
+			t.Fatalf("rendered %s in place of %s", conf.node, names[i])
+		}
+		back, _, err := importKeepalived(memFiles{"/k.conf": string(conf.data)}, []string{"/k.conf"}, importOptions{})
+		if err != nil {
+			t.Fatalf("%s: the rendering does not import back: %v\n%s", conf.node, err, string(conf.data))
+		}
+		l := checkImported(t, back)[conf.node]
+		for gi, g := range dyn.alloc.Groups {
+			want := plan.Groups[gi].Priorities()[conf.node]
+			if got := l.cfg.Priorities[g.VIPs[0].Addr().String()]; got != want {
+				t.Errorf("%s: %v at priority %d, the plan says %d", conf.node, g.VIPs, got, want)
+			}
+		}
+		if l.cfg.VRRP.AdvertInterval != dyn.cfg.VRRP.AdvertInterval || l.cfg.VRRP.Version != 3 {
+			t.Errorf("%s: vrrp %+v", conf.node, l.cfg.VRRP)
+		}
+	}
+
+	static, err := parseConfig([]byte(`node: edge1
+interface: ens5
+vips: [198.51.100.20/24]
+priorities: {198.51.100.20: 150}
+vrrp: {version: 2, advert_interval: 1s, auth_pass: secret, preempt: false, unicast_peers: [192.0.2.12]}
+garp: {count: 5, interval: 500ms, refresh: 0s}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err = renderKeepalived(static, "edge1.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(out[0].data)
+	for _, want := range []string{"router_id edge1", "vrrp_version 2", "priority 150", "advert_int 1\n", "auth_pass secret", "nopreempt",
+		"unicast_peer {\n        192.0.2.12\n    }", "198.51.100.20/24 dev ens5", "vrrp_garp_master_repeat 5", "vrrp_garp_interval 0.5"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("static rendering lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "vrrp_garp_master_refresh") {
+		t.Errorf("refresh 0s rendered as a keepalived refresh:\n%s", text)
+	}
+	if _, err := renderKeepalived(static, "edge1.yaml", names); err == nil {
+		t.Error("--nodes accepted for a static config")
+	}
+	if _, err := renderKeepalived(dyn, "garpd.yaml", nil); err == nil || !strings.Contains(err.Error(), "--nodes") {
+		t.Errorf("a dynamic config without --nodes: %v", err)
+	}
+}
