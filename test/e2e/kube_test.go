@@ -283,6 +283,10 @@ func TestKubernetesNodeLifecycle(t *testing.T) {
 	if _, ok, why := kubeStatus(t, l.Node("n2")); ok || !strings.Contains(why, exclude) {
 		t.Errorf("n2 status: eligible %v, why %q; want not eligible, naming the label", ok, why)
 	}
+	if out, err := lab.Exec(l.Node("n2").NS, garpdBin, "status"); err != nil || !strings.Contains(out, "kubernetes: Node n2 not eligible: label "+exclude) ||
+		!strings.Contains(out, "API reachable") {
+		t.Errorf("garpd status on n2 does not say why it holds nothing: %v\n%s", err, out)
+	}
 	if _, err := k.Kubectl("label", "node", "n2", exclude+"-"); err != nil {
 		t.Fatal(err)
 	}
