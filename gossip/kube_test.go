@@ -1,12 +1,15 @@
 package gossip
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 // Seeds are the other nodes' pods with a host IP, not those being deleted
@@ -125,5 +128,36 @@ func TestPodsReady(t *testing.T) {
 		if got != tc.want {
 			t.Errorf("%d pods: %q, want %q", len(tc.pods), got, tc.want)
 		}
+	}
+}
+
+// The recorder drops an Event on any API status error: the API server's
+// "not now" answers reach it as other errors, so it retries them.
+func TestEventSinkRetriesTransientErrors(t *testing.T) {
+	gr := schema.GroupResource{Resource: "events"}
+	for _, tc := range []struct {
+		err   error
+		retry bool
+	}{
+		{apierrors.NewServiceUnavailable("starting"), true},
+		{apierrors.NewInternalError(errors.New("etcd")), true},
+		{apierrors.NewTooManyRequests("slow down", 1), true},
+		{apierrors.NewForbidden(gr, "e", errors.New("RBAC not synced")), true},
+		{apierrors.NewUnauthorized("not yet"), true},
+		{apierrors.NewNotFound(gr, "e"), false},
+		{apierrors.NewBadRequest("bad"), false},
+		{apierrors.NewAlreadyExists(gr, "e"), false},
+	} {
+		got := retryable(tc.err)
+		_, isStatus := got.(*apierrors.StatusError)
+		if isStatus == tc.retry {
+			t.Errorf("%v: passed on as %T; want retried %v", tc.err, got, tc.retry)
+		}
+		if !tc.retry && got != tc.err {
+			t.Errorf("%v: changed to %v", tc.err, got)
+		}
+	}
+	if retryable(nil) != nil {
+		t.Error("nil became an error")
 	}
 }

@@ -2,7 +2,9 @@ package gossip
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
@@ -71,7 +74,7 @@ func StartKube(ctx context.Context, client kubernetes.Interface, cfg KubeConfig,
 	k.broadcaster = record.NewBroadcaster(record.WithContext(ctx), record.WithCorrelatorOptions(record.CorrelatorOptions{
 		BurstSize: kubeEventBurst, QPS: 1,
 	}))
-	k.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	k.broadcaster.StartRecordingToSink(retrySink{&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")}})
 	k.events = k.broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "garpd", Host: node})
 	go func() {
 		<-ctx.Done()
@@ -101,6 +104,49 @@ func StartKube(ctx context.Context, client kubernetes.Interface, cfg KubeConfig,
 	f.Start(ctx.Done())
 	return k
 }
+
+// retrySink passes the recorder's writes to the API server, and turns its
+// "not now" answers into errors the recorder retries (up to 12 times, 10 s
+// apart) where it would drop the Event: 5xx and 429, and 401/403 from an
+// API server that is starting and whose authorizer has not caught up. So
+// the Event of a VIP that moved while the API server restarted still
+// arrives.
+type retrySink struct{ sink record.EventSink }
+
+func (s retrySink) Create(e *corev1.Event) (*corev1.Event, error) {
+	ev, err := s.sink.Create(e)
+	return ev, retryable(err)
+}
+
+func (s retrySink) Update(e *corev1.Event) (*corev1.Event, error) {
+	ev, err := s.sink.Update(e)
+	return ev, retryable(err)
+}
+
+func (s retrySink) Patch(e *corev1.Event, data []byte) (*corev1.Event, error) {
+	ev, err := s.sink.Patch(e, data)
+	return ev, retryable(err)
+}
+
+// retryable hides a transient API status from the recorder, which drops
+// an Event on any API status error.
+func retryable(err error) error {
+	var st apierrors.APIStatus
+	if err == nil || !errors.As(err, &st) {
+		return err
+	}
+	switch code := st.Status().Code; {
+	case code >= 500, code == http.StatusTooManyRequests, code == http.StatusUnauthorized, code == http.StatusForbidden:
+		return transientError{err}
+	}
+	return err
+}
+
+// transientError is an API error the recorder retries: it is not an
+// *errors.StatusError.
+type transientError struct{ err error }
+
+func (e transientError) Error() string { return "API server not ready: " + e.err.Error() }
 
 // watchErrors logs a lost watch once, not on every retry, and keeps it
 // for status until the informer lists or watches again.

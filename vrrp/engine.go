@@ -938,9 +938,14 @@ type defense struct {
 }
 
 // ForeignClaim tells the engine that another MAC announced address a (a
-// gratuitous ARP). If this node is, and stays, master for a and the MAC
-// is no member's (dynamic mode), it answers with its own announcement: a
-// speaker outside the cluster cannot keep the router's entry.
+// gratuitous ARP). In dynamic mode, if this node is, and stays, master for
+// a, it answers with its own announcement: a speaker outside the cluster
+// cannot keep the router's entry (answered after claimGrace), and neither
+// can a member that was master for a moment because it missed our adverts
+// and yielded at the next one, whose claiming advert we never heard
+// (answered after contestQuiet, when VRRP has had its say: a member that
+// is the rightful master by then has made this node a backup). The static
+// mode, like keepalived, answers none.
 func (e *Engine) ForeignClaim(ctx context.Context, a netip.Addr, mac net.HardwareAddr) error {
 	if !e.do(ctx, func() { e.foreignClaim(a, mac) }) {
 		return errors.New("VRRP engine is not running")
@@ -949,15 +954,19 @@ func (e *Engine) ForeignClaim(ctx context.Context, a netip.Addr, mac net.Hardwar
 }
 
 func (e *Engine) foreignClaim(a netip.Addr, mac net.HardwareAddr) {
-	if _, pending := e.claims[a]; pending || e.masterOf(a) == nil || !e.stranger(mac) {
+	if _, pending := e.claims[a]; pending || e.admit == nil || e.masterOf(a) == nil {
 		return
 	}
+	member := !e.stranger(mac)
 	now := e.deps.Clock.Now()
 	d := e.defended[a]
 	if !d.last.IsZero() && now.Sub(d.last) < answeredWithin {
 		// An answer follows a claim, which set every: never below defendEvery.
 		d.every = min(2*d.every, maxDefendEvery)
-		if first, _ := e.warLogged.first(a); first {
+		if first, _ := e.warLogged.first(a); first && member {
+			e.deps.Log.Warn().Str("vip", a.String()).Str("mac", mac.String()).Dur("at_most_every", maxDefendEvery).
+				Msg("a member answers our announcements of this VIP: both are master (VRRP between us cut: check the firewall for protocol 112); answering less and less often until VRRP heals")
+		} else if first {
 			e.deps.Log.Warn().Str("vip", a.String()).Str("mac", mac.String()).Dur("at_most_every", maxDefendEvery).
 				Msg("another host answers our announcements of this VIP (it defends the address too): answering less and less often instead of an ARP war. The router follows whoever announced last: find the host by its MAC and remove the address there")
 		}
@@ -965,21 +974,30 @@ func (e *Engine) foreignClaim(a netip.Addr, mac net.HardwareAddr) {
 		d.every = defendEvery
 	}
 	e.defended[a] = d
-	due := now.Add(claimGrace)
+	grace := claimGrace
+	if member {
+		grace = e.contestQuiet()
+	}
+	due := now.Add(grace)
 	if next := d.last.Add(d.every); !d.last.IsZero() && next.After(due) {
 		due = next
 	}
 	e.claims[a] = due
 	e.next = earliest(e.next, due)
-	if first, _ := e.claimLogged.first(mac.String()); first {
+	if first, _ := e.claimLogged.first(mac.String()); !first {
+		return
+	}
+	if member {
+		e.deps.Log.Info().Str("vip", a.String()).Str("mac", mac.String()).Dur("after", grace).
+			Msg("a member announced a VIP this node is master for (it missed our adverts for a moment, or VRRP between us is cut): announcing it again once VRRP has had its say")
+	} else {
 		e.deps.Log.Warn().Str("vip", a.String()).Str("mac", mac.String()).
 			Msg("another MAC announces a VIP this node is master for: answering each such announcement (a host outside the cluster? find it by its MAC)")
 	}
 }
 
-// stranger reports whether mac belongs to no member. Only the dynamic
-// mode knows the members; the static mode, like keepalived, lets the last
-// announcement stand.
+// stranger reports whether mac belongs to no member, by the admission or
+// the one before it (dynamic mode; the static mode knows no members).
 func (e *Engine) stranger(mac net.HardwareAddr) bool {
 	if e.admit == nil || e.admit.MemberMAC(mac) {
 		return false

@@ -570,9 +570,10 @@ func TestEngineLinkAndAddressEvents(t *testing.T) {
 }
 
 // Another MAC announcing a VIP this node is master for is answered after
-// claimGrace, at most once per defendEvery; a legitimate new master's
-// advert, which comes before its announcement, makes the node step down
-// within the grace, and then it answers nothing.
+// claimGrace (a member's after three advert intervals), at most once per
+// defendEvery; a legitimate new master's advert, which comes before its
+// announcement, makes the node step down within the grace, and then it
+// answers nothing.
 func TestEngineDefendsAgainstForeignClaims(t *testing.T) {
 	s := newSim(t)
 	a := s.start("192.0.2.11", nodeOpts{prio: 200, cfg: v3cfg()})
@@ -590,12 +591,17 @@ func TestEngineDefendsAgainstForeignClaims(t *testing.T) {
 	adm.Allow(netip.MustParseAddr("192.0.2.12"), false, 10, 250)
 	adm.AllowMAC(memberMAC)
 	a.eng.setAdmission(adm)
-	// A member's announcement (a split brain) is VRRP's to settle.
+	// A member's announcement while this node is still master (it was
+	// master for a moment, and its claiming advert was lost): answered
+	// once VRRP has had its say, three advert intervals later.
+	at := s.clk.Now()
 	a.eng.foreignClaim(testVIP.Addr(), memberMAC)
 	s.run(time.Second)
-	if n := len(a.kernel.announced) - before; n != 0 {
-		t.Fatalf("a member's announcement was answered %d times, want none", n)
+	if n := len(a.kernel.announced) - before; n != 1 || a.kernel.announced[before].Sub(at) != 3*v3cfg().AdvertInterval {
+		t.Fatalf("a member's announcement: %d answers (%v after it), want 1 after 3 advert intervals", n, a.kernel.announced[before:])
 	}
+	before++
+	s.run(5 * time.Second) // past the back-off of that answer
 	// Claims seconds apart (keepalived's takeover bursts): each answered
 	// after claimGrace; the rest of a burst waits for that answer.
 	for range 5 {
@@ -641,16 +647,18 @@ func TestEngineDefendsAgainstForeignClaims(t *testing.T) {
 	// claim of its own later is answered after claimGrace again.
 	s.run(maxDefendEvery + 5*time.Second)
 	before = len(a.kernel.announced)
-	at := s.clk.Now()
+	at = s.clk.Now()
 	a.eng.foreignClaim(testVIP.Addr(), rogueMAC)
 	s.run(time.Second)
 	if len(a.kernel.announced) != before+1 || a.kernel.announced[before].Sub(at) != claimGrace {
 		t.Fatalf("after the war: %d answers, want 1 after claimGrace", len(a.kernel.announced)-before)
 	}
 
-	// A higher-priority peer takes over: advert first, announcement next.
+	// A member the plan now ranks first takes over: advert first,
+	// announcement next, within the grace.
+	s.run(maxDefendEvery)
 	before = len(a.kernel.announced)
-	a.eng.foreignClaim(testVIP.Addr(), rogueMAC)
+	a.eng.foreignClaim(testVIP.Addr(), memberMAC)
 	s.run(10 * time.Millisecond)
 	s.inject(a, testAdvert(t, "192.0.2.12", 250))
 	s.run(100 * time.Millisecond)

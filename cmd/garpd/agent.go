@@ -282,8 +282,8 @@ func (a *agent) startEngine(l *loaded) error {
 	} else {
 		go a.followLink(ctx, events, eng)
 	}
-	// Only the dynamic mode knows who is a member, so only it answers
-	// strangers' announcements of its VIPs.
+	// Only the dynamic mode knows the plan and the members, so only it
+	// answers others' announcements of its VIPs.
 	if l.dynamic() && hasFamily(l, false) {
 		if claims, err := vrrp.WatchForeignClaims(ctx, c.Interface); err != nil {
 			a.log.Warn().Err(err).Msg("other MACs' announcements of our VIPs are not watched")
