@@ -35,7 +35,9 @@ func TestMain(m *testing.M) {
 		// The Kubernetes tools take minutes to build the first time on a
 		// machine: in a run of the whole suite, build them while the other
 		// tests run (they mostly wait on timers), not when the first
-		// Kubernetes test needs them.
+		// Kubernetes test needs them. (Tests run in file order: those that
+		// need the tools are in kube_test.go and packaging_test.go, after
+		// the long fault matrix.)
 		flag.Parse()
 		if lab.EtcdAvailable() == nil && flag.Lookup("test.run").Value.String() == "" {
 			go kubeOnce.Do(buildKubeTools)
