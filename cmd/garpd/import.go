@@ -360,6 +360,9 @@ func convertNode(n importNode, all []importNode, dynamic bool) ([]byte, []keepal
 		if in.UseVMAC != nil {
 			note(in.UseVMAC, fmt.Sprintf("vrrp_instance %s: use_vmac: garpd announces the VIPs from the interface's own MAC (virtual MACs are not implemented yet)", in.Name))
 		}
+		if in.VMACXmitBase != nil {
+			note(in.VMACXmitBase, fmt.Sprintf("vrrp_instance %s: vmac_xmit_base: garpd sends its adverts from the interface's own MAC anyway", in.Name))
+		}
 	}
 
 	// The VIPs, each pinned to its instance's VRID.

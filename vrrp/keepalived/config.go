@@ -35,6 +35,7 @@ type Note struct {
 	What  string
 }
 
+// String is the note as a line for an operator: FILE:LINE: what.
 func (n Note) String() string { return n.Where + ": " + n.What }
 
 // GARP is keepalived's gratuitous ARP settings (global or per instance).
@@ -70,30 +71,29 @@ type VIP struct {
 
 // Instance is a vrrp_instance.
 type Instance struct {
-	Name          string
-	At            *Stmt
-	State         *Value
-	Interface     *Value
-	VRID          int
-	VRIDAt        *Stmt
-	Priority      int // 100 when unset, as keepalived
-	PriorityAt    *Stmt
-	AdvertInt     time.Duration // 1s when unset
-	AdvertAt      *Stmt
-	Version       *Value // the instance's own version, if set
-	AuthType      *Value
-	AuthPass      *Value
-	UnicastSrc    *Value
-	UnicastPeers  []Value
-	NoPreempt     *Stmt
-	PreemptDelay  *Value
-	VIPs          []VIP
-	TrackScripts  []Value
-	UseVMAC       *Stmt
-	VMACXmitBase  *Stmt
-	GARP          GARP
-	IPv6          bool // its VIPs are IPv6 (keepalived's native_ipv6 or the addresses)
-	NativeIPv6Set bool
+	Name         string
+	At           *Stmt
+	State        *Value
+	Interface    *Value
+	VRID         int
+	VRIDAt       *Stmt
+	Priority     int // 100 when unset, as keepalived
+	PriorityAt   *Stmt
+	AdvertInt    time.Duration // 1s when unset
+	AdvertAt     *Stmt
+	Version      *Value // the instance's own version, if set
+	AuthType     *Value
+	AuthPass     *Value
+	UnicastSrc   *Value
+	UnicastPeers []Value
+	NoPreempt    *Stmt
+	PreemptDelay *Value
+	VIPs         []VIP
+	TrackScripts []Value
+	UseVMAC      *Stmt
+	VMACXmitBase *Stmt
+	GARP         GARP
+	IPv6         bool // its VIPs are IPv6
 }
 
 // Script is a vrrp_script.
@@ -315,7 +315,7 @@ func (c *Config) loadInstance(b *Stmt) (*Instance, error) {
 		case "vmac_xmit_base":
 			in.VMACXmitBase = s
 		case "native_ipv6":
-			in.NativeIPv6Set = true
+			// The VIPs' family decides; keepalived's flag adds nothing.
 		case "garp_master_delay", "garp_master_repeat", "garp_master_refresh", "garp_interval":
 			in.GARP.set(s.Key, s)
 		default:
