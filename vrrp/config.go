@@ -18,6 +18,15 @@ type Config struct {
 	PreemptDelay   time.Duration `yaml:"preempt_delay" json:"preempt_delay"`
 	AuthPass       string        `yaml:"auth_pass" json:"-"`
 	UnicastPeers   []string      `yaml:"unicast_peers" json:"unicast_peers"`
+	// UseVMAC puts a master's VIPs on a macvlan with the virtual router's
+	// MAC (RFC 5798 §7.3, keepalived's use_vmac), so the router's neighbour
+	// entry survives a failover unchanged: for networks that cache ARP
+	// answers and would keep sending to the old master's MAC.
+	UseVMAC bool `yaml:"use_vmac" json:"use_vmac"`
+	// VMACXmitBase sends the adverts from the base interface's MAC instead
+	// of the virtual one, for switches whose port security drops a MAC
+	// that appears on a second port.
+	VMACXmitBase bool `yaml:"vmac_xmit_base" json:"vmac_xmit_base"`
 }
 
 // Defaults for Config, chosen to interoperate with a default keepalived.
@@ -75,6 +84,9 @@ func (c Config) Validate() error {
 	}
 	if c.PreemptDelay < 0 || c.PreemptDelay > time.Hour {
 		bad("preempt_delay", "%s: use 0s..1h", c.PreemptDelay)
+	}
+	if c.VMACXmitBase && !c.UseVMAC {
+		bad("vmac_xmit_base", "only means something with use_vmac: true; set both, or remove vmac_xmit_base")
 	}
 	if _, err := c.Peers(); err != nil {
 		errs = append(errs, err)

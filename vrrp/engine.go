@@ -1,6 +1,7 @@
 package vrrp
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -113,6 +114,9 @@ type router struct {
 type Deps struct {
 	Transport Transport
 	Addresses AddressManager
+	// VMACs, when set (use_vmac), holds a master's VIPs on its virtual MAC
+	// interface instead of Addresses on the interface itself.
+	VMACs     VirtualMACs
 	Announcer Announcer
 	// Refresh schedules periodic re-announcement; nil turns it off.
 	Refresh RefreshScheduler
@@ -575,11 +579,7 @@ func (e *Engine) apply(now time.Time, k routerKey, r *router, acts []Action) {
 		case ActSendResign:
 			e.sendAdvert(k, r, 0)
 		case ActTakeover:
-			for _, p := range r.spec.VIPs {
-				if err := e.deps.Addresses.AddVIP(p); err != nil {
-					e.deps.Log.Error().Err(err).Str("vrid", k.String()).Msg("cannot add VIP")
-				}
-			}
+			e.holdVIPs(k, r)
 			r.burstLeft = e.garp.Count
 			r.lastReassert = now // the burst does what a re-announcement would
 			e.announce(r, true)
@@ -614,11 +614,40 @@ func (e *Engine) apply(now time.Time, k routerKey, r *router, acts []Action) {
 			for _, p := range r.spec.VIPs {
 				e.deps.Announcer.Withdraw(p.Addr())
 			}
-			for _, p := range r.spec.VIPs {
-				if err := e.deps.Addresses.DelVIP(p); err != nil {
-					e.deps.Log.Error().Err(err).Str("vrid", k.String()).Msg("cannot remove VIP")
-				}
-			}
+			e.dropVIPs(k, r)
+		}
+	}
+}
+
+// holdVIPs puts a new master's VIPs on the interface, or on its virtual
+// MAC interface with use_vmac. A VIP that cannot be added is logged; the
+// router stays master, as keepalived does, so an operator sees the error
+// rather than a failover loop.
+func (e *Engine) holdVIPs(k routerKey, r *router) {
+	if e.deps.VMACs != nil {
+		if err := e.deps.VMACs.Up(k.vrid, k.v6, r.spec.VIPs); err != nil {
+			e.deps.Log.Error().Err(err).Str("vrid", k.String()).Msg("cannot put the VIPs on the virtual MAC")
+		}
+		return
+	}
+	for _, p := range r.spec.VIPs {
+		if err := e.deps.Addresses.AddVIP(p); err != nil {
+			e.deps.Log.Error().Err(err).Str("vrid", k.String()).Msg("cannot add VIP")
+		}
+	}
+}
+
+// dropVIPs removes what holdVIPs added.
+func (e *Engine) dropVIPs(k routerKey, r *router) {
+	if e.deps.VMACs != nil {
+		if err := e.deps.VMACs.Down(k.vrid, k.v6); err != nil {
+			e.deps.Log.Error().Err(err).Str("vrid", k.String()).Msg("cannot remove the virtual MAC")
+		}
+		return
+	}
+	for _, p := range r.spec.VIPs {
+		if err := e.deps.Addresses.DelVIP(p); err != nil {
+			e.deps.Log.Error().Err(err).Str("vrid", k.String()).Msg("cannot remove VIP")
 		}
 	}
 }
@@ -954,7 +983,16 @@ func (e *Engine) ForeignClaim(ctx context.Context, a netip.Addr, mac net.Hardwar
 }
 
 func (e *Engine) foreignClaim(a netip.Addr, mac net.HardwareAddr) {
-	if _, pending := e.claims[a]; pending || e.admit == nil || e.masterOf(a) == nil {
+	if _, pending := e.claims[a]; pending || e.admit == nil {
+		return
+	}
+	r := e.masterOf(a)
+	if r == nil {
+		return
+	}
+	if e.deps.VMACs != nil && bytes.Equal(mac, VirtualMAC(r.spec.VRID, r.spec.V6())) {
+		// Our own announcement from the virtual MAC, or another master's
+		// of the same router: the router's entry is the same either way.
 		return
 	}
 	member := !e.stranger(mac)
@@ -1042,7 +1080,13 @@ func (e *Engine) addressRemoved(a netip.Addr) {
 			if p.Addr() != a {
 				continue
 			}
-			if err := e.deps.Addresses.AddVIP(p); err != nil {
+			var err error
+			if e.deps.VMACs != nil {
+				err = e.deps.VMACs.Up(k.vrid, k.v6, r.spec.VIPs)
+			} else {
+				err = e.deps.Addresses.AddVIP(p)
+			}
+			if err != nil {
 				e.deps.Log.Error().Err(err).Str("vrid", k.String()).Str("vip", a.String()).Msg("a VIP this node is master for was removed, and cannot be added back")
 				return
 			}

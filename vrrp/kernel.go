@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -147,6 +148,15 @@ func dropAll() ([]bpf.RawInstruction, error) {
 	return bpf.Assemble([]bpf.Instruction{bpf.RetConstant{Val: 0}})
 }
 
+// setDropAll attaches dropAll with set (a connection's SetBPF).
+func setDropAll(set func([]bpf.RawInstruction) error) error {
+	f, err := dropAll()
+	if err != nil {
+		return err
+	}
+	return set(f)
+}
+
 func (l *LinuxAnnouncer) arpClient() (*arp.Client, error) {
 	if l.arp != nil {
 		return l.arp, nil
@@ -172,7 +182,7 @@ func (l *LinuxAnnouncer) ndpConn() (*ndp.Conn, error) {
 	if l.ndp != nil {
 		return l.ndp, nil
 	}
-	c, _, err := ndp.Listen(l.ifi, ndp.LinkLocal)
+	c, _, err := ndp.Listen(indexZoned(l.ifi), ndp.LinkLocal)
 	if err != nil {
 		return nil, fmt.Errorf("open NDP socket on %s: %w", l.ifi.Name, err)
 	}
@@ -245,10 +255,21 @@ func (l *LinuxAnnouncer) unsolicitedNA(a netip.Addr) error {
 			Addr:      l.ifi.HardwareAddr,
 		}},
 	}
-	if err := c.WriteTo(na, nil, allNodes.WithZone(l.ifi.Name)); err != nil {
+	if err := c.WriteTo(na, nil, allNodes.WithZone(strconv.Itoa(l.ifi.Index))); err != nil {
 		return fmt.Errorf("send unsolicited NA for %s on %s: %w", a, l.ifi.Name, err)
 	}
 	return nil
+}
+
+// indexZoned returns ifi named by its index, for libraries that use the
+// name as an IPv6 zone. Go maps zone names to indexes through a cache it
+// refreshes once a minute, so the name of an interface recreated since (a
+// virtual MAC interface, new at every takeover) would resolve to the old,
+// dead index; an index is taken as it is.
+func indexZoned(ifi *net.Interface) *net.Interface {
+	z := *ifi
+	z.Name = strconv.Itoa(ifi.Index)
+	return &z
 }
 
 // Close releases the sockets.

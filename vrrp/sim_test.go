@@ -129,6 +129,26 @@ func (k *fakeKernel) Wave([]netip.Addr) {}
 
 func (k *fakeKernel) holds(a netip.Addr) bool { h, _ := k.HasVIP(a); return h }
 
+// fakeVMACs records which virtual MAC interfaces are up, and the calls.
+type fakeVMACs struct {
+	up    map[routerKey][]netip.Prefix
+	calls []string
+}
+
+func (f *fakeVMACs) Up(vrid uint8, v6 bool, vips []netip.Prefix) error {
+	k := routerKey{v6: v6, vrid: vrid}
+	f.up[k] = vips
+	f.calls = append(f.calls, "up "+k.String())
+	return nil
+}
+
+func (f *fakeVMACs) Down(vrid uint8, v6 bool) error {
+	k := routerKey{v6: v6, vrid: vrid}
+	delete(f.up, k)
+	f.calls = append(f.calls, "down "+k.String())
+	return nil
+}
+
 // sim is the simulation: a fake clock, a wire and the engines on it.
 type sim struct {
 	t     *testing.T
@@ -141,6 +161,7 @@ type simNode struct {
 	eng     *Engine
 	port    *simPort
 	kernel  *fakeKernel
+	vmacs   *fakeVMACs // nil without use_vmac
 	metrics *Metrics
 	running bool
 }
@@ -159,6 +180,7 @@ type nodeOpts struct {
 	stale   bool // testVIP was left on the interface by an earlier run
 	refresh RefreshScheduler
 	events  EventSink
+	vmac    bool // use_vmac: VIPs go to a fakeVMACs
 }
 
 // start creates an engine with one virtual router (VRID 10, testVIP) and
@@ -170,10 +192,14 @@ func (s *sim) start(src string, o nodeOpts) *simNode {
 	if o.stale {
 		n.kernel.vips[testVIP.Addr()] = true
 	}
+	deps := Deps{Transport: n.port, Addresses: n.kernel, Announcer: n.kernel, Refresh: o.refresh, Clock: s.clk, Log: zerolog.Nop(), Metrics: n.metrics, Events: o.events}
+	if o.vmac {
+		n.vmacs = &fakeVMACs{up: map[routerKey][]netip.Prefix{}}
+		deps.VMACs = n.vmacs
+	}
 	var err error
 	n.eng, err = NewEngine(o.cfg, GARPConfig{Count: 3, Interval: 1100 * time.Millisecond},
-		[]RouterSpec{{VRID: 10, VIPs: []netip.Prefix{testVIP}, Priority: o.prio}},
-		Deps{Transport: n.port, Addresses: n.kernel, Announcer: n.kernel, Refresh: o.refresh, Clock: s.clk, Log: zerolog.Nop(), Metrics: n.metrics, Events: o.events})
+		[]RouterSpec{{VRID: 10, VIPs: []netip.Prefix{testVIP}, Priority: o.prio}}, deps)
 	if err != nil {
 		s.t.Fatal(err)
 	}

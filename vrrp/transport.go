@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -81,8 +82,11 @@ type LinuxTransport struct {
 	packets chan []Packet
 	done    chan struct{}
 	peersMu sync.Mutex
-	wg      sync.WaitGroup
-	close   sync.Once
+	// via: routers whose adverts leave from another interface (a use_vmac
+	// master's virtual MAC). Only the engine goroutine sends and sets it.
+	via   map[routerKey]*viaConn
+	wg    sync.WaitGroup
+	close sync.Once
 }
 
 // ListenTransport opens the raw sockets for cfg. The IPv4 source is the
@@ -98,7 +102,7 @@ func ListenTransport(cfg TransportConfig) (*LinuxTransport, error) {
 		if t.src4, err = interfaceAddr(ifi, false); err != nil {
 			return nil, err
 		}
-		if t.v4, err = listenV4(ifi, !cfg.Unicast && len(t.peers(false)) == 0); err != nil {
+		if t.v4, err = listenV4(ifi, !cfg.Unicast && len(t.peers(false)) == 0, true); err != nil {
 			return nil, err
 		}
 	}
@@ -107,7 +111,7 @@ func ListenTransport(cfg TransportConfig) (*LinuxTransport, error) {
 			t.Close()
 			return nil, err
 		}
-		if t.v6, err = listenV6(ifi, !cfg.Unicast && len(t.peers(true)) == 0); err != nil {
+		if t.v6, err = listenV6(ifi, !cfg.Unicast && len(t.peers(true)) == 0, true); err != nil {
 			t.Close()
 			return nil, err
 		}
@@ -179,7 +183,9 @@ func socketSetup(name string) func(network, address string, c syscall.RawConn) e
 	}
 }
 
-func listenV4(ifi *net.Interface, multicast bool) (*ipv4.PacketConn, error) {
+// listenV4 opens the IPv4 socket on ifi. A send-only socket (multicast
+// false, receive false) drops every packet the kernel would queue for it.
+func listenV4(ifi *net.Interface, multicast, receive bool) (*ipv4.PacketConn, error) {
 	lc := net.ListenConfig{Control: socketSetup(ifi.Name)}
 	c, err := lc.ListenPacket(context.Background(), "ip4:112", "0.0.0.0")
 	if err != nil {
@@ -191,7 +197,11 @@ func listenV4(ifi *net.Interface, multicast bool) (*ipv4.PacketConn, error) {
 		func() error { return p.SetMulticastTTL(255) },
 		func() error { return p.SetMulticastInterface(ifi) },
 		func() error { return p.SetMulticastLoopback(false) },
-		func() error { return p.SetControlMessage(ipv4.FlagTTL|ipv4.FlagDst|ipv4.FlagInterface, true) },
+	}
+	if receive {
+		steps = append(steps, func() error { return p.SetControlMessage(ipv4.FlagTTL|ipv4.FlagDst|ipv4.FlagInterface, true) })
+	} else {
+		steps = append(steps, func() error { return setDropAll(p.SetBPF) })
 	}
 	if multicast {
 		steps = append(steps, func() error { return p.JoinGroup(ifi, &net.IPAddr{IP: GroupV4.AsSlice()}) })
@@ -205,7 +215,8 @@ func listenV4(ifi *net.Interface, multicast bool) (*ipv4.PacketConn, error) {
 	return p, nil
 }
 
-func listenV6(ifi *net.Interface, multicast bool) (*ipv6.PacketConn, error) {
+// listenV6 is listenV4 for IPv6.
+func listenV6(ifi *net.Interface, multicast, receive bool) (*ipv6.PacketConn, error) {
 	lc := net.ListenConfig{Control: socketSetup(ifi.Name)}
 	c, err := lc.ListenPacket(context.Background(), "ip6:112", "::")
 	if err != nil {
@@ -217,9 +228,13 @@ func listenV6(ifi *net.Interface, multicast bool) (*ipv6.PacketConn, error) {
 		func() error { return p.SetMulticastHopLimit(255) },
 		func() error { return p.SetMulticastInterface(ifi) },
 		func() error { return p.SetMulticastLoopback(false) },
-		func() error {
+	}
+	if receive {
+		steps = append(steps, func() error {
 			return p.SetControlMessage(ipv6.FlagHopLimit|ipv6.FlagDst|ipv6.FlagInterface, true)
-		},
+		})
+	} else {
+		steps = append(steps, func() error { return setDropAll(p.SetBPF) })
 	}
 	if multicast {
 		steps = append(steps, func() error { return p.JoinGroup(ifi, &net.IPAddr{IP: GroupV6.AsSlice()}) })
@@ -284,24 +299,82 @@ func (t *LinuxTransport) SendTo(v6 bool, dsts []netip.Addr, build func(src, dst 
 		if err != nil {
 			return err
 		}
+		ifi, c4, c6 := t.ifi, t.v4, t.v6
+		if len(b) > 1 {
+			// The VRID is every VRRP packet's second octet (RFC 5798 §5.2).
+			if via := t.via[routerKey{v6: v6, vrid: b[1]}]; via != nil {
+				ifi, c4, c6 = via.ifi, via.v4, via.v6
+			}
+		}
 		if v6 {
-			if t.v6 == nil {
+			if c6 == nil {
 				return errors.New("send IPv6 advert: no IPv6 socket")
 			}
-			cm := &ipv6.ControlMessage{HopLimit: 255, Src: src.AsSlice(), IfIndex: t.ifi.Index}
-			_, err = t.v6.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice(), Zone: t.ifi.Name})
+			cm := &ipv6.ControlMessage{HopLimit: 255, Src: src.AsSlice(), IfIndex: ifi.Index}
+			// The zone by index: see indexZoned.
+			_, err = c6.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice(), Zone: strconv.Itoa(ifi.Index)})
 		} else {
-			if t.v4 == nil {
+			if c4 == nil {
 				return errors.New("send IPv4 advert: no IPv4 socket")
 			}
-			cm := &ipv4.ControlMessage{Src: src.AsSlice(), IfIndex: t.ifi.Index}
-			_, err = t.v4.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice()})
+			cm := &ipv4.ControlMessage{Src: src.AsSlice(), IfIndex: ifi.Index}
+			_, err = c4.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice()})
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("send advert to %s: %w", dst, err))
+			errs = append(errs, fmt.Errorf("send advert to %s via %s: %w", dst, ifi.Name, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// viaConn is a send-only socket on another interface.
+type viaConn struct {
+	ifi *net.Interface
+	v4  *ipv4.PacketConn
+	v6  *ipv6.PacketConn
+}
+
+func (v *viaConn) close() {
+	if v.v4 != nil {
+		v.v4.Close()
+	}
+	if v.v6 != nil {
+		v.v6.Close()
+	}
+}
+
+// SetVia sends the adverts of one virtual router out of the interface
+// ifname from now on, from the same source address; ifname "" sends them
+// from this transport's own interface again. A use_vmac master
+// advertises from its virtual MAC this way (RFC 5798 §7.3), so the switch
+// keeps the virtual MAC on its port. Call it from the goroutine that sends.
+func (t *LinuxTransport) SetVia(v6 bool, vrid uint8, ifname string) error {
+	k := routerKey{v6: v6, vrid: vrid}
+	if old := t.via[k]; old != nil {
+		old.close()
+		delete(t.via, k)
+	}
+	if ifname == "" {
+		return nil
+	}
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return fmt.Errorf("find interface %q: %w", ifname, err)
+	}
+	v := &viaConn{ifi: ifi}
+	if v6 {
+		v.v6, err = listenV6(ifi, false, false)
+	} else {
+		v.v4, err = listenV4(ifi, false, false)
+	}
+	if err != nil {
+		return err
+	}
+	if t.via == nil {
+		t.via = map[routerKey]*viaConn{}
+	}
+	t.via[k] = v
+	return nil
 }
 
 // readBatch is how many packets one read takes at most.
@@ -480,6 +553,9 @@ func (t *LinuxTransport) Close() error {
 		}
 		if t.v6 != nil {
 			errs = append(errs, t.v6.Close())
+		}
+		for _, v := range t.via {
+			v.close()
 		}
 	})
 	return errors.Join(errs...)

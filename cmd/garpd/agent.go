@@ -266,12 +266,34 @@ func (a *agent) startEngine(l *loaded) error {
 		tr.Close()
 		return err
 	}
+	var sender vrrp.Sender = ann
+	var vmacs vrrp.VirtualMACs
+	closeVMACs := func() {}
+	if c.VRRP.UseVMAC {
+		adverts := tr
+		if c.VRRP.VMACXmitBase {
+			adverts = nil
+		}
+		vm, err := vrrp.NewLinuxVMACs(c.Interface, ann, adverts, a.log)
+		if err != nil {
+			tr.Close()
+			ann.Close()
+			return err
+		}
+		sender, vmacs = vm, vm
+		closeVMACs = func() {
+			if err := vm.Close(); err != nil {
+				a.log.Warn().Err(err).Msg("cannot remove every virtual MAC interface")
+			}
+		}
+	}
 	sched, _ := balancer.NewScheduler(refreshConfig(c)) // validated with the config
-	pacer := vrrp.NewPacer(ann, c.GARP.MaxRate, nil, a.metrics, a.log)
+	pacer := vrrp.NewPacer(sender, c.GARP.MaxRate, nil, a.metrics, a.log)
 	eng, err := vrrp.NewEngine(c.VRRP, c.GARP, l.routers, vrrp.Deps{
-		Transport: tr, Addresses: addrs, Announcer: pacer, Refresh: sched, Log: a.log, Metrics: a.metrics, Events: a.kubeEvent,
+		Transport: tr, Addresses: addrs, VMACs: vmacs, Announcer: pacer, Refresh: sched, Log: a.log, Metrics: a.metrics, Events: a.kubeEvent,
 	})
 	if err != nil {
+		closeVMACs()
 		tr.Close()
 		ann.Close()
 		return &configError{err}
@@ -303,6 +325,7 @@ func (a *agent) startEngine(l *loaded) error {
 		err := eng.Run(ctx)
 		stopPacer()
 		<-pacerDone
+		closeVMACs()
 		tr.Close()
 		ann.Close()
 		done <- err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
 
+	"github.com/garpd/garpd/vrrp"
 	"github.com/garpd/garpd/vrrp/keepalived"
 )
 
@@ -356,12 +358,34 @@ func convertNode(n importNode, all []importNode, dynamic bool) ([]byte, []keepal
 		}
 		vr.set("preempt_delay", duration(time.Duration(d*float64(time.Second))), from(first.PreemptDelay.At, "preempt_delay"))
 	}
+	// Virtual MACs: one setting for all of garpd's routers.
+	var vmacAt, xmitBaseAt *keepalived.Stmt
+	vmacs, xmitBase := 0, 0
 	for _, in := range c.Instances {
 		if in.UseVMAC != nil {
-			note(in.UseVMAC, fmt.Sprintf("vrrp_instance %s: use_vmac: garpd announces the VIPs from the interface's own MAC (virtual MACs are not implemented yet)", in.Name))
+			vmacs++
+			vmacAt = cmp.Or(vmacAt, in.UseVMAC)
+			v6 := len(in.VIPs) > 0 && in.VIPs[0].Prefix.Addr().Is6()
+			if len(in.UseVMAC.Args) > 0 && in.UseVMAC.Args[0] != vrrp.VMACName(uint8(in.VRID), v6) {
+				note(in.UseVMAC, fmt.Sprintf("vrrp_instance %s: use_vmac %s: garpd names its virtual MAC interfaces vrrp.VRID (IPv6: vrrp6.VRID)", in.Name, in.UseVMAC.Args[0]))
+			}
 		}
-		if in.VMACXmitBase != nil {
-			note(in.VMACXmitBase, fmt.Sprintf("vrrp_instance %s: vmac_xmit_base: garpd sends its adverts from the interface's own MAC anyway", in.Name))
+		if in.UseVMAC != nil && in.VMACXmitBase != nil {
+			xmitBase++
+			xmitBaseAt = cmp.Or(xmitBaseAt, in.VMACXmitBase)
+		}
+	}
+	if vmacs > 0 {
+		vr.set("use_vmac", true, from(vmacAt, "use_vmac"))
+		if vmacs < len(c.Instances) {
+			note(vmacAt, "use_vmac on some instances only: garpd's routers share one setting; imported with virtual MACs for all")
+		}
+	}
+	if xmitBase > 0 {
+		if xmitBase == vmacs {
+			vr.set("vmac_xmit_base", true, from(xmitBaseAt, "vmac_xmit_base"))
+		} else {
+			note(xmitBaseAt, "vmac_xmit_base on some use_vmac instances only: garpd's routers share one setting; imported with adverts from the virtual MACs")
 		}
 	}
 

@@ -265,8 +265,14 @@ func TestImportTwoNodeVMAC(t *testing.T) {
 	if len(got["edge1"].alloc.Groups) != 1 || len(got["edge1"].alloc.Groups[0].VIPs) != 2 {
 		t.Errorf("the two VIPs of one instance are not one virtual router: %+v", got["edge1"].alloc.Groups)
 	}
-	if n := notesText(notes); !strings.Contains(n, "lb1.conf:12: vrrp_instance VIP_EDGE: use_vmac") {
-		t.Errorf("use_vmac is not listed with its line:\n%s", n)
+	if !c.VRRP.UseVMAC || !c.VRRP.VMACXmitBase {
+		t.Errorf("use_vmac %v, vmac_xmit_base %v; want both imported", c.VRRP.UseVMAC, c.VRRP.VMACXmitBase)
+	}
+	if !strings.Contains(string(out[0].data), "use_vmac: true # use_vmac (lb1.conf:12)") {
+		t.Errorf("use_vmac's comment does not say where it came from:\n%s", out[0].data)
+	}
+	if n := notesText(notes); strings.Contains(n, "vmac") {
+		t.Errorf("virtual MACs are listed as not imported:\n%s", n)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/garpd/garpd/balancer"
+	"github.com/garpd/garpd/vrrp"
 )
 
 func newRenderCmd() *cobra.Command {
@@ -149,6 +150,13 @@ func renderKeepalived(l *loaded, path string, names []string) ([]nodeFile, error
 				b.WriteString("    nopreempt\n")
 			} else if c.VRRP.PreemptDelay > 0 {
 				fmt.Fprintf(&b, "    preempt_delay %s\n", secondsText(c.VRRP.PreemptDelay))
+			}
+			if c.VRRP.UseVMAC {
+				// Named as garpd names it, so the two never differ on a node.
+				fmt.Fprintf(&b, "    use_vmac %s\n", vrrp.VMACName(r.VRID, r.V6()))
+				if c.VRRP.VMACXmitBase {
+					b.WriteString("    vmac_xmit_base\n")
+				}
 			}
 			if c.VRRP.AuthPass != "" && c.VRRP.Version == 2 && !r.V6() {
 				fmt.Fprintf(&b, "    authentication {\n        auth_type PASS\n        auth_pass %s\n    }\n", c.VRRP.AuthPass)

@@ -55,7 +55,7 @@ gossip: {insecure: true}
 interface: ens5
 vips: [198.51.100.20/24]
 priorities: {198.51.100.20: 150}
-vrrp: {version: 2, advert_interval: 1s, auth_pass: secret, preempt: false, unicast_peers: [192.0.2.12]}
+vrrp: {version: 2, advert_interval: 1s, auth_pass: secret, preempt: false, unicast_peers: [192.0.2.12], use_vmac: true, vmac_xmit_base: true}
 garp: {count: 5, interval: 500ms, refresh: 0s}
 `))
 	if err != nil {
@@ -67,10 +67,17 @@ garp: {count: 5, interval: 500ms, refresh: 0s}
 	}
 	text := string(out[0].data)
 	for _, want := range []string{"router_id edge1", "vrrp_version 2", "priority 150", "advert_int 1\n", "auth_pass secret", "nopreempt",
-		"unicast_peer {\n        192.0.2.12\n    }", "198.51.100.20/24 dev ens5", "vrrp_garp_master_repeat 5", "vrrp_garp_interval 0.5"} {
+		"unicast_peer {\n        192.0.2.12\n    }", "198.51.100.20/24 dev ens5", "use_vmac vrrp.10\n", "vmac_xmit_base\n", "vrrp_garp_master_repeat 5", "vrrp_garp_interval 0.5"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("static rendering lacks %q:\n%s", want, text)
 		}
+	}
+	back, notes, err := importKeepalived(memFiles{"/k.conf": text}, []string{"/k.conf"}, importOptions{})
+	if err != nil {
+		t.Fatalf("the static rendering does not import back: %v", err)
+	}
+	if v := checkImported(t, back)["edge1"].cfg.VRRP; !v.UseVMAC || !v.VMACXmitBase || strings.Contains(notesText(notes), "vmac") {
+		t.Errorf("virtual MACs did not survive render and import: use_vmac %v, vmac_xmit_base %v, notes:\n%s", v.UseVMAC, v.VMACXmitBase, notesText(notes))
 	}
 	if strings.Contains(text, "vrrp_garp_master_refresh") {
 		t.Errorf("refresh 0s rendered as a keepalived refresh:\n%s", text)

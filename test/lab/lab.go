@@ -498,8 +498,11 @@ func (n *Node) Netem(lossPercent float64) error {
 }
 
 // Addresses lists the node's addresses on eth0.
-func (n *Node) Addresses() ([]netip.Addr, error) {
-	out, err := Exec(n.NS, "ip", "-o", "addr", "show", "dev", "eth0")
+func (n *Node) Addresses() ([]netip.Addr, error) { return n.AddressesOn("eth0") }
+
+// AddressesOn lists the node's addresses on dev (a virtual MAC interface).
+func (n *Node) AddressesOn(dev string) ([]netip.Addr, error) {
+	out, err := Exec(n.NS, "ip", "-o", "addr", "show", "dev", dev)
 	if err != nil {
 		return nil, err
 	}
@@ -529,6 +532,51 @@ func (n *Node) HasAddress(addr netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// Links lists the names of the node's interfaces.
+func (n *Node) Links() ([]string, error) {
+	out, err := Exec(n.NS, "ip", "-o", "link", "show")
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, line := range strings.Split(out, "\n") {
+		// "3: vrrp.10@eth0: <...": the name ends at '@' or ':'.
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+		names = append(names, name)
+	}
+	return names, nil
+}
+
+// BridgePort returns the node on whose port the lab's switch (the bridge)
+// has learnt mac, or nil when it has not learnt it.
+func (l *Lab) BridgePort(mac string) (*Node, error) {
+	out, err := Exec(l.Router, "bridge", "fdb", "show", "br", "br0")
+	if err != nil {
+		return nil, err
+	}
+	for _, line := range strings.Split(out, "\n") {
+		// "00:00:5e:00:01:0a dev p2 master br0"
+		f := strings.Fields(line)
+		if len(f) < 3 || !strings.EqualFold(f[0], mac) || f[1] != "dev" || !strings.HasPrefix(f[2], "p") {
+			continue
+		}
+		i, err := strconv.Atoi(f[2][1:])
+		if err != nil {
+			continue
+		}
+		for _, n := range l.Nodes {
+			if n.idx == i {
+				return n, nil
+			}
+		}
+	}
+	return nil, nil
 }
 
 // Firewall loads an nftables ruleset (nft -f syntax) into the node's

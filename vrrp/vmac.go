@@ -1,0 +1,376 @@
+package vrrp
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/rs/zerolog"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// VirtualMAC is a virtual router's MAC address (RFC 5798 §7.3):
+// 00-00-5E-00-01-{VRID} for IPv4 and 00-00-5E-00-02-{VRID} for IPv6. Every
+// master of the router uses it, so the router's neighbour entry for a VIP
+// never changes on failover; only the switch learns a new port.
+func VirtualMAC(vrid uint8, v6 bool) net.HardwareAddr {
+	family := byte(1)
+	if v6 {
+		family = 2
+	}
+	return net.HardwareAddr{0x00, 0x00, 0x5e, 0x00, family, vrid}
+}
+
+// VMACName is the name of a virtual router's macvlan interface:
+// keepalived's vrrp.{VRID} for IPv4, and vrrp6.{VRID} for IPv6 so both
+// families of one VRID can be master on one node.
+func VMACName(vrid uint8, v6 bool) string {
+	if v6 {
+		return fmt.Sprintf("vrrp6.%d", vrid)
+	}
+	return fmt.Sprintf("vrrp.%d", vrid)
+}
+
+var vmacNamePattern = regexp.MustCompile(`^vrrp6?\.[0-9]{1,3}$`)
+
+// VirtualMACs is the kernel side of use_vmac: while a node is master of a
+// virtual router, the router's VIPs live on a macvlan interface with the
+// virtual MAC, and leave with it. Tests use a fake that records calls.
+type VirtualMACs interface {
+	// Up makes sure the router's virtual MAC interface exists and carries
+	// vips; on an interface that exists it adds only what is missing.
+	Up(vrid uint8, v6 bool, vips []netip.Prefix) error
+	// Down removes the router's virtual MAC interface, and with it its
+	// VIPs; removing an absent one is not an error.
+	Down(vrid uint8, v6 bool) error
+}
+
+// LinuxVMACs is VirtualMACs for a Linux interface, built the way
+// keepalived's use_vmac builds it, so the two interoperate: a private-mode
+// macvlan named by VMACName, with no addresses of its own but the VIPs (and,
+// for IPv6, the base interface's link-local address, deprecated, as the
+// source of adverts and neighbour advertisements).
+//
+// It is also the announcements' Sender: a VIP is announced from the
+// interface that holds it, so the gratuitous ARP carries the virtual MAC
+// in both the Ethernet and the ARP header. A VIP no virtual MAC holds is
+// not announced at all.
+type LinuxVMACs struct {
+	parent netlink.Link
+	base   *LinuxAnnouncer // whose mode the virtual MACs' announcements follow
+	// adverts, when set, sends each master's adverts from its virtual MAC;
+	// nil with vmac_xmit_base (adverts from the base interface's MAC).
+	adverts *LinuxTransport
+	log     zerolog.Logger
+
+	mu      sync.Mutex
+	up      map[routerKey]*vmacLink
+	holders map[netip.Addr]routerKey
+	saved   []savedSysctl // the base interface's settings, restored on Close
+}
+
+type vmacLink struct {
+	link netlink.Link
+	ann  *LinuxAnnouncer
+	vips []netip.Prefix
+}
+
+type savedSysctl struct{ path, value string }
+
+// NewLinuxVMACs prepares virtual MACs on ifname. It removes virtual MAC
+// interfaces an earlier run left on it, and makes the base interface
+// answer ARP only for its own addresses (arp_ignore=1, arp_filter=1, as
+// keepalived does), so that it never answers for a VIP with its own MAC;
+// Close restores both. adverts is the transport whose adverts leave from
+// the virtual MACs, nil to keep them on the base interface (vmac_xmit_base).
+func NewLinuxVMACs(ifname string, base *LinuxAnnouncer, adverts *LinuxTransport, log zerolog.Logger) (*LinuxVMACs, error) {
+	parent, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return nil, fmt.Errorf("find interface %q: %w", ifname, err)
+	}
+	v := &LinuxVMACs{parent: parent, base: base, adverts: adverts, log: log,
+		up: map[routerKey]*vmacLink{}, holders: map[netip.Addr]routerKey{}}
+	if err := v.removeLeftovers(); err != nil {
+		return nil, err
+	}
+	for _, s := range baseSysctls {
+		if err := v.setBase(ipv4Conf(ifname, s.key), s.value); err != nil {
+			v.restore()
+			return nil, fmt.Errorf("use_vmac: %s must not answer ARP for the VIPs on its virtual MACs, nor name them in its own ARP requests: %w "+
+				"(set net.ipv4.conf.%s.%s=%s on the host, e.g. in /etc/sysctl.d, or let garpd write /proc/sys)", ifname, err, ifname, s.key, s.value)
+		}
+	}
+	if all, _ := os.ReadFile("/proc/sys/net/ipv4/conf/all/rp_filter"); strings.TrimSpace(string(all)) == "1" {
+		log.Warn().Str("interface", ifname).Msg("use_vmac: net.ipv4.conf.all.rp_filter is 1 (strict): traffic to an IPv4 VIP arrives on its virtual MAC interface but routes back through the base interface, and strict reverse-path filtering drops it; set net.ipv4.conf.all.rp_filter to 0 or 2")
+	}
+	return v, nil
+}
+
+// baseSysctls keep the base interface's MAC away from the VIPs: it answers
+// ARP only for addresses it holds itself (arp_ignore, arp_filter, as
+// keepalived sets them), and its ARP requests name its own address, never
+// a VIP a reply leaves from (arp_announce), which would teach the router
+// the base MAC for the VIP.
+var baseSysctls = []struct{ key, value string }{
+	{"arp_ignore", "1"}, {"arp_filter", "1"}, {"arp_announce", "2"},
+}
+
+func ipv4Conf(ifname, key string) string {
+	return filepath.Join("/proc/sys/net/ipv4/conf", ifname, key)
+}
+
+// setBase sets a sysctl of the base interface, remembering the old value.
+// A setting already in force is not written (it may be read-only): the
+// kernel applies the larger of the interface's value and "all"'s, so
+// net.ipv4.conf.all.KEY set on the host does as well.
+func (v *LinuxVMACs) setBase(path, value string) error {
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	want, _ := strconv.Atoi(value)
+	cur, _ := strconv.Atoi(strings.TrimSpace(string(old)))
+	all, _ := os.ReadFile(filepath.Join("/proc/sys/net/ipv4/conf/all", filepath.Base(path)))
+	allValue, _ := strconv.Atoi(strings.TrimSpace(string(all)))
+	if max(cur, allValue) >= want {
+		return nil
+	}
+	if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
+		return fmt.Errorf("set %s to %s: %w", path, value, err)
+	}
+	v.saved = append(v.saved, savedSysctl{path: path, value: strings.TrimSpace(string(old))})
+	return nil
+}
+
+// restore puts the base interface's settings back.
+func (v *LinuxVMACs) restore() {
+	for _, s := range v.saved {
+		if err := os.WriteFile(s.path, []byte(s.value), 0o644); err != nil {
+			v.log.Warn().Err(err).Str("sysctl", s.path).Msg("cannot restore an interface setting use_vmac changed")
+		}
+	}
+	v.saved = nil
+}
+
+// ours reports whether l is a virtual MAC interface of the parent.
+func (v *LinuxVMACs) ours(l netlink.Link) bool {
+	mv, ok := l.(*netlink.Macvlan)
+	if !ok || mv.Attrs().ParentIndex != v.parent.Attrs().Index || !vmacNamePattern.MatchString(mv.Attrs().Name) {
+		return false
+	}
+	mac := mv.Attrs().HardwareAddr
+	return len(mac) == 6 && mac[0] == 0 && mac[1] == 0 && mac[2] == 0x5e && mac[3] == 0 && (mac[4] == 1 || mac[4] == 2)
+}
+
+func (v *LinuxVMACs) removeLeftovers() error {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return fmt.Errorf("list interfaces: %w", err)
+	}
+	for _, l := range links {
+		if !v.ours(l) {
+			continue
+		}
+		v.log.Warn().Str("interface", l.Attrs().Name).Msg("virtual MAC interface was left by an earlier run; removing it before the first advert")
+		if err := netlink.LinkDel(l); err != nil {
+			return fmt.Errorf("remove leftover virtual MAC interface %s: %w", l.Attrs().Name, err)
+		}
+	}
+	return nil
+}
+
+// Up implements VirtualMACs. A new interface is removed again if any step
+// fails: nothing half-applied.
+func (v *LinuxVMACs) Up(vrid uint8, v6 bool, vips []netip.Prefix) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	k := routerKey{v6: v6, vrid: vrid}
+	vl := v.up[k]
+	created := false
+	if vl == nil {
+		link, err := v.create(vrid, v6)
+		if err != nil {
+			return err
+		}
+		vl, created = &vmacLink{link: link}, true
+	}
+	fail := func(err error) error {
+		if created {
+			if vl.ann != nil {
+				vl.ann.Close()
+			}
+			_ = netlink.LinkDel(vl.link)
+		}
+		return err
+	}
+	name := vl.link.Attrs().Name
+	for _, p := range vips {
+		a := nlAddr(p)
+		a.Flags |= unix.IFA_F_NOPREFIXROUTE // the base interface keeps the subnet's route
+		if err := netlink.AddrAdd(vl.link, a); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fail(fmt.Errorf("add VIP %s to %s: %w", p, name, err))
+		}
+	}
+	if created {
+		ann, err := NewLinuxAnnouncer(name, AnnounceMode(v.base.mode.Load()))
+		if err != nil {
+			return fail(err)
+		}
+		vl.ann = ann
+		if v.adverts != nil {
+			if err := v.adverts.SetVia(v6, vrid, name); err != nil {
+				return fail(fmt.Errorf("send adverts from %s: %w", name, err))
+			}
+		}
+		v.up[k] = vl
+		v.log.Info().Str("interface", name).Str("mac", VirtualMAC(vrid, v6).String()).Msg("virtual MAC up")
+	}
+	vl.vips = vips
+	for _, p := range vips {
+		v.holders[p.Addr()] = k
+	}
+	return nil
+}
+
+// create adds and brings up the macvlan of one virtual router.
+func (v *LinuxVMACs) create(vrid uint8, v6 bool) (netlink.Link, error) {
+	name := VMACName(vrid, v6)
+	if old, err := netlink.LinkByName(name); err == nil {
+		if !v.ours(old) {
+			return nil, fmt.Errorf("use_vmac: interface %s exists and is not a virtual MAC of %s: rename or remove it", name, v.parent.Attrs().Name)
+		}
+		if err := netlink.LinkDel(old); err != nil {
+			return nil, fmt.Errorf("remove stale %s: %w", name, err)
+		}
+	}
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name, attrs.ParentIndex, attrs.HardwareAddr = name, v.parent.Attrs().Index, VirtualMAC(vrid, v6)
+	mv := &netlink.Macvlan{LinkAttrs: attrs, Mode: netlink.MACVLAN_MODE_PRIVATE}
+	if err := netlink.LinkAdd(mv); err != nil {
+		return nil, fmt.Errorf("create virtual MAC interface %s on %s: %w", name, v.parent.Attrs().Name, err)
+	}
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		netlink.LinkDel(mv)
+		return nil, fmt.Errorf("find the new %s: %w", name, err)
+	}
+	if err := v.prepare(link, v6); err != nil {
+		netlink.LinkDel(link)
+		return nil, err
+	}
+	return link, nil
+}
+
+// prepare sets a new macvlan up: it answers ARP only for its own IPv4
+// addresses (so an IPv6 one, none; and arp_filter stays off, for the
+// replies route through the base interface), takes traffic that routes
+// back through the base interface, and for IPv6 gets no address of its own
+// but the base interface's link-local one.
+func (v *LinuxVMACs) prepare(link netlink.Link, v6 bool) error {
+	name := link.Attrs().Name
+	// No address of its own: an IPv4 virtual MAC would otherwise send
+	// IPv6 traffic (DAD, MLD) of a link-local address.
+	if err := netlink.LinkSetIP6AddrGenMode(link, 1); err != nil { // IN6_ADDR_GEN_MODE_NONE
+		return fmt.Errorf("turn off address generation on %s: %w", name, err)
+	}
+	if v6 {
+		ll, err := v.parentLinkLocal()
+		if err != nil {
+			return err
+		}
+		a := &netlink.Addr{IPNet: ll, Flags: unix.IFA_F_NODAD, ValidLft: math.MaxUint32, PreferedLft: 0}
+		if err := netlink.AddrAdd(link, a); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("add %s to %s: %w", ll, name, err)
+		}
+	}
+	for _, s := range []struct{ key, value string }{{"arp_ignore", "1"}, {"rp_filter", "0"}} {
+		if err := os.WriteFile(ipv4Conf(name, s.key), []byte(s.value), 0o644); err != nil {
+			v.log.Warn().Err(err).Str("interface", name).Msg("cannot tune the virtual MAC interface; set net.ipv4.conf.all.arp_ignore=1 on the host so it answers ARP only for its VIPs")
+			break
+		}
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return fmt.Errorf("bring %s up: %w", name, err)
+	}
+	return nil
+}
+
+func (v *LinuxVMACs) parentLinkLocal() (*net.IPNet, error) {
+	addrs, err := netlink.AddrList(v.parent, netlink.FAMILY_V6)
+	if err != nil {
+		return nil, fmt.Errorf("list addresses of %s: %w", v.parent.Attrs().Name, err)
+	}
+	for _, a := range addrs {
+		if a.IP.IsLinkLocalUnicast() {
+			return a.IPNet, nil
+		}
+	}
+	return nil, fmt.Errorf("use_vmac: %s has no IPv6 link-local address to send from", v.parent.Attrs().Name)
+}
+
+// Down implements VirtualMACs.
+func (v *LinuxVMACs) Down(vrid uint8, v6 bool) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.down(routerKey{v6: v6, vrid: vrid})
+}
+
+func (v *LinuxVMACs) down(k routerKey) error {
+	vl := v.up[k]
+	if vl == nil {
+		return nil
+	}
+	delete(v.up, k)
+	for _, p := range vl.vips {
+		if v.holders[p.Addr()] == k {
+			delete(v.holders, p.Addr())
+		}
+	}
+	var errs []error
+	if v.adverts != nil {
+		errs = append(errs, v.adverts.SetVia(k.v6, k.vrid, ""))
+	}
+	errs = append(errs, vl.ann.Close())
+	if err := netlink.LinkDel(vl.link); err != nil && !errors.Is(err, unix.ENODEV) {
+		errs = append(errs, fmt.Errorf("remove virtual MAC interface %s: %w", vl.link.Attrs().Name, err))
+	} else {
+		v.log.Info().Str("interface", vl.link.Attrs().Name).Msg("virtual MAC down")
+	}
+	return errors.Join(errs...)
+}
+
+// Send implements Sender: the VIP is announced from the virtual MAC that
+// holds it, with the base announcer's current mode.
+func (v *LinuxVMACs) Send(a netip.Addr) (int, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	k, ok := v.holders[a]
+	if !ok {
+		return 0, nil // released meanwhile: a backup announces nothing
+	}
+	vl := v.up[k]
+	vl.ann.SetMode(AnnounceMode(v.base.mode.Load()))
+	return vl.ann.Send(a)
+}
+
+// Close removes every virtual MAC interface still up and restores the base
+// interface's settings.
+func (v *LinuxVMACs) Close() error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var errs []error
+	for k := range v.up {
+		errs = append(errs, v.down(k))
+	}
+	v.restore()
+	return errors.Join(errs...)
+}
