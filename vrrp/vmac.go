@@ -162,13 +162,38 @@ func (v *LinuxVMACs) restore() {
 }
 
 // ours reports whether l is a virtual MAC interface of the parent.
-func (v *LinuxVMACs) ours(l netlink.Link) bool {
+func (v *LinuxVMACs) ours(l netlink.Link) bool { return virtualMACOf(l, v.parent.Attrs().Index) }
+
+// virtualMACOf reports whether l is a virtual MAC interface garpd (or
+// keepalived) made on the interface with index parent: a macvlan named
+// vrrp.N or vrrp6.N with a virtual router MAC.
+func virtualMACOf(l netlink.Link, parent int) bool {
 	mv, ok := l.(*netlink.Macvlan)
-	if !ok || mv.Attrs().ParentIndex != v.parent.Attrs().Index || !vmacNamePattern.MatchString(mv.Attrs().Name) {
+	if !ok || mv.Attrs().ParentIndex != parent || !vmacNamePattern.MatchString(mv.Attrs().Name) {
 		return false
 	}
 	mac := mv.Attrs().HardwareAddr
 	return len(mac) == 6 && mac[0] == 0 && mac[1] == 0 && mac[2] == 0x5e && mac[3] == 0 && (mac[4] == 1 || mac[4] == 2)
+}
+
+// VirtualMACInterfaces lists the virtual MAC interfaces on ifname, where a
+// use_vmac master holds its VIPs.
+func VirtualMACInterfaces(ifname string) ([]string, error) {
+	parent, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return nil, fmt.Errorf("find interface %q: %w", ifname, err)
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("list interfaces: %w", err)
+	}
+	var out []string
+	for _, l := range links {
+		if virtualMACOf(l, parent.Attrs().Index) {
+			out = append(out, l.Attrs().Name)
+		}
+	}
+	return out, nil
 }
 
 func (v *LinuxVMACs) removeLeftovers() error {

@@ -86,45 +86,89 @@ the agent's garp.max_rate.`,
 	return cmd
 }
 
-// announceAlone announces the VIPs present on the interface. explicit says
-// the operator named the VIPs: then a missing one is an error; VIPs taken
-// from the config are only skipped, since a backup node holds none.
+// vipHolders finds which of vips are configured on iface or on one of its
+// virtual MAC interfaces, and where.
+func vipHolders(iface string, vips []netip.Addr) (map[netip.Addr]string, error) {
+	names, err := vrrp.VirtualMACInterfaces(iface)
+	if err != nil {
+		return nil, err
+	}
+	out := map[netip.Addr]string{}
+	for _, name := range append([]string{iface}, names...) {
+		addrs, err := vrrp.NewNetlinkAddresses(name)
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range vips {
+			if _, done := out[v]; done {
+				continue
+			}
+			has, err := addrs.HasVIP(v)
+			if err != nil {
+				return nil, err
+			}
+			if has {
+				out[v] = name
+			}
+		}
+	}
+	return out, nil
+}
+
+// announceAlone announces the VIPs present on the interface, or on one of
+// its virtual MAC interfaces (use_vmac), from the interface that holds
+// each. explicit says the operator named the VIPs: then a missing one is
+// an error; VIPs taken from the config are only skipped, since a backup
+// node holds none.
 func announceAlone(ctx context.Context, out io.Writer, iface string, vips []netip.Addr, explicit bool, count int, interval time.Duration, mode vrrp.AnnounceMode) error {
-	addrs, err := vrrp.NewNetlinkAddresses(iface)
+	holders, err := vipHolders(iface, vips)
 	if err != nil {
 		return err
 	}
-	var present, missing []netip.Addr
+	var missing []netip.Addr
+	present := map[string][]netip.Addr{} // holding interface → VIPs
+	var order []string
 	for _, v := range vips {
-		has, err := addrs.HasVIP(v)
-		if err != nil {
-			return err
-		}
-		if has {
-			present = append(present, v)
-		} else {
+		h, ok := holders[v]
+		if !ok {
 			missing = append(missing, v)
+			continue
 		}
+		if present[h] == nil {
+			order = append(order, h)
+		}
+		present[h] = append(present[h], v)
 	}
 	for _, v := range missing {
 		fmt.Fprintf(out, "%s: not configured on %s, not announced\n", v, iface)
 	}
-	if len(present) > 0 {
-		sender, err := vrrp.NewLinuxAnnouncer(iface, mode)
+	senders := map[string]*vrrp.LinuxAnnouncer{}
+	defer func() {
+		for _, s := range senders {
+			s.Close()
+		}
+	}()
+	for _, h := range order {
+		s, err := vrrp.NewLinuxAnnouncer(h, mode)
 		if err != nil {
 			return err
 		}
-		defer sender.Close()
-		for i := range count {
-			if i > 0 {
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-time.After(interval):
-				}
+		senders[h] = s
+	}
+	for i := range count {
+		if len(order) == 0 {
+			break
+		}
+		if i > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(interval):
 			}
-			for _, v := range present {
-				n, err := sender.Send(v)
+		}
+		for _, h := range order {
+			for _, v := range present[h] {
+				n, err := senders[h].Send(v)
 				if err != nil {
 					return err
 				}
@@ -132,7 +176,7 @@ func announceAlone(ctx context.Context, out io.Writer, iface string, vips []neti
 				if v.Is6() {
 					kind = "unsolicited NA"
 				}
-				fmt.Fprintf(out, "%s: %s %d/%d sent on %s (%d packets)\n", v, kind, i+1, count, iface, n)
+				fmt.Fprintf(out, "%s: %s %d/%d sent on %s (%d packets)\n", v, kind, i+1, count, h, n)
 			}
 		}
 	}

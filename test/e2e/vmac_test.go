@@ -248,6 +248,14 @@ func TestVirtualMACFailover(t *testing.T) {
 			waitSwitchPort(t, l, n1, time.Now(), vmac4, vmac6)
 			checkVMACHolder(t, l, n1, n2, n3)
 
+			// The arping -A replacement finds the VIPs on the virtual MACs
+			// and announces them from there.
+			out, err := lab.Exec(n1.NS, garpdBin, "announce", "-c", n1.GarpdConfigPath(), "--count", "1", "--interval", "10ms")
+			if err != nil || !strings.Contains(out, vmacVIP4.String()+": gratuitous ARP 1/1 sent on vrrp.10") ||
+				!strings.Contains(out, vmacVIP6.String()+": unsolicited NA 1/1 sent on vrrp6.11") {
+				t.Errorf("garpd announce on the master: %v\n%s", err, out)
+			}
+
 			// Through every failover the router's entries kept the
 			// virtual MACs: no neighbour event named another MAC.
 			drainDeadline := time.After(200 * time.Millisecond)
