@@ -990,12 +990,12 @@ func (e *Engine) foreignClaim(a netip.Addr, mac net.HardwareAddr) {
 	if r == nil {
 		return
 	}
-	if e.deps.VMACs != nil && bytes.Equal(mac, VirtualMAC(r.spec.VRID, r.spec.V6())) {
-		// Our own announcement from the virtual MAC, or another master's
-		// of the same router: the router's entry is the same either way.
-		return
-	}
-	member := !e.stranger(mac)
+	// A claim from this router's virtual MAC is another master of it (our
+	// own announcements never reach here: the watcher hears only frames
+	// that arrive): the router's entry is the same,
+	// but the switch now sends the MAC to that master's port. VRRP has its
+	// say first, as with a member.
+	member := !e.stranger(mac) || (e.deps.VMACs != nil && bytes.Equal(mac, VirtualMAC(r.spec.VRID, r.spec.V6())))
 	now := e.deps.Clock.Now()
 	d := e.defended[a]
 	if !d.last.IsZero() && now.Sub(d.last) < answeredWithin {

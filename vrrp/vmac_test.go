@@ -80,10 +80,12 @@ func TestEngineVirtualMACFollowsMaster(t *testing.T) {
 	}
 }
 
-// A gratuitous ARP from the virtual router's own virtual MAC (ours, seen
-// on the base interface, or another master's of the same router) leaves
-// the router's entry as it is: it is not answered. Another MAC still is.
-func TestEngineIgnoresOwnVirtualMACClaims(t *testing.T) {
+// A gratuitous ARP from the virtual router's own virtual MAC comes from
+// another master of it (a split brain, or a backup's brief takeover): the
+// router's entry is the same, but the switch learnt that master's port.
+// It is answered as a member's claim is, once VRRP has had its say; a
+// stranger's is answered after claimGrace.
+func TestEngineAnswersVirtualMACClaimsAsMembers(t *testing.T) {
 	s := newSim(t)
 	a := s.start("192.0.2.11", nodeOpts{prio: 200, cfg: v3cfg(), vmac: true})
 	s.run(5 * time.Second)
@@ -91,15 +93,19 @@ func TestEngineIgnoresOwnVirtualMACClaims(t *testing.T) {
 	adm.Allow(netip.MustParseAddr("192.0.2.12"), false, 10, 250)
 	a.eng.setAdmission(adm)
 	before := len(a.kernel.announced)
+	at := s.clk.Now()
 	a.eng.foreignClaim(testVIP.Addr(), VirtualMAC(10, false))
 	s.run(time.Second)
-	if n := len(a.kernel.announced) - before; n != 0 {
-		t.Fatalf("answered its own virtual MAC's announcement %d times, want none", n)
+	if n := len(a.kernel.announced) - before; n != 1 || a.kernel.announced[before].Sub(at) != 3*v3cfg().AdvertInterval {
+		t.Fatalf("a claim from the router's own virtual MAC: %d answers (first after %v), want one after 3 advert intervals",
+			len(a.kernel.announced)-before, a.kernel.announced[min(before, len(a.kernel.announced)-1)].Sub(at))
 	}
-	a.eng.foreignClaim(testVIP.Addr(), VirtualMAC(11, false)) // another router's MAC
+	s.run(40 * time.Second) // past the back-off of answered claims
+	before, at = len(a.kernel.announced), s.clk.Now()
+	a.eng.foreignClaim(testVIP.Addr(), VirtualMAC(11, false)) // another router's MAC: a stranger
 	s.run(time.Second)
-	if n := len(a.kernel.announced) - before; n != 1 {
-		t.Fatalf("answered another virtual router's MAC %d times, want once", n)
+	if n := len(a.kernel.announced) - before; n != 1 || a.kernel.announced[before].Sub(at) != claimGrace {
+		t.Fatalf("another router's virtual MAC: %d answers, want one after claimGrace", n)
 	}
 }
 

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -422,4 +423,100 @@ func TestImportedVMACClusterKeepsItsMaster(t *testing.T) {
 		}
 	}
 	t.Logf("garpd with the imported configs: the virtual MAC is on n2's port, as under keepalived, after %s", took.Round(time.Millisecond))
+}
+
+// vmacOwners is which node's port the switch has learnt each VIP's
+// virtual MAC on (VIP i of vips6 has VRID 10+i), and whether the router
+// maps every VIP to its virtual MAC.
+func vmacOwners(t *testing.T, l *lab.Lab) (map[string]int, bool) {
+	t.Helper()
+	neigh, err := l.Neighbours()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts, all := map[string]int{}, true
+	for i, v := range vips6 {
+		mac := fmt.Sprintf("00:00:5e:00:01:%02x", 10+i)
+		n, err := l.BridgePort(mac)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == nil || neigh[v] != mac {
+			all = false
+			continue
+		}
+		counts[n.Name]++
+	}
+	return counts, all
+}
+
+func waitVMACSpread(t *testing.T, l *lab.Lab, want map[string]int) {
+	t.Helper()
+	waitFor(t, 30*time.Second, fmt.Sprintf("the switch to spread the virtual MACs %v", want), func() (bool, string) {
+		got, all := vmacOwners(t, l)
+		return all && maps.Equal(got, want), fmt.Sprintf("%v (every router entry a virtual MAC: %v)", got, all)
+	})
+}
+
+// The dynamic mode with use_vmac: the plan spreads the six virtual
+// routers 2/2/2 over the switch's ports while the router's table holds
+// only virtual MACs; a dead node's two go to the survivors, and come back
+// when it returns. A wave of announcements is answered by nobody: a node
+// never takes its own virtual MAC's announcements for another master's
+// claim.
+func TestVirtualMACDynamicSpread(t *testing.T) {
+	l := newLab(t, 3)
+	procs := map[string]*lab.Proc{}
+	start := func(n *lab.Node) {
+		c := insertAfter(dynConfig(l, n.Name, vips6, "garp:\n  refresh: 0s\n"), "  advert_interval: 100ms\n", "  use_vmac: true\n")
+		p, err := n.StartGarpd(garpdBin, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		procs[n.Name] = p
+	}
+	for _, n := range l.Nodes {
+		start(n)
+	}
+	waitVMACSpread(t, l, map[string]int{"n1": 2, "n2": 2, "n3": 2})
+	for _, n := range l.Nodes {
+		waitMasters(t, n, 2, 15*time.Second)
+	}
+	// Quiet first: takeover bursts done (refresh is off), so every
+	// announcement from here on is the wave's or an answer to a claim.
+	announced := func() map[string]float64 {
+		out := map[string]float64{}
+		for _, n := range l.Nodes {
+			out[n.Name] = metricSum(t, n, "garpd_announcements_sent_total")
+		}
+		return out
+	}
+	var before map[string]float64
+	waitFor(t, 20*time.Second, "the takeover bursts to end", func() (bool, string) {
+		a := announced()
+		time.Sleep(2500 * time.Millisecond) // more than garp.interval
+		before = announced()
+		return maps.Equal(a, before), fmt.Sprint(a, before)
+	})
+	for _, n := range l.Nodes {
+		if out, err := lab.Exec(n.NS, garpdBin, "announce", "--agent", "http://127.0.0.1:9496"); err != nil {
+			t.Fatalf("announce wave on %s: %v\n%s", n.Name, err, out)
+		}
+	}
+	// An announcement taken for a member's claim would be answered 0.3 s
+	// later, and that answer again, and so on.
+	time.Sleep(3 * time.Second)
+	after := announced()
+	for _, n := range l.Nodes {
+		if d := after[n.Name] - before[n.Name]; d != 2 {
+			t.Errorf("%s sent %v announcements for a wave over its 2 VIPs; want 2 (none answering its own)", n.Name, d)
+		}
+	}
+
+	n1 := l.Node("n1")
+	die(t, n1, procs["n1"])
+	waitVMACSpread(t, l, map[string]int{"n2": 3, "n3": 3})
+	reboot(t, n1)
+	start(n1)
+	waitVMACSpread(t, l, map[string]int{"n1": 2, "n2": 2, "n3": 2})
 }
