@@ -7,7 +7,8 @@
 // (machine.go), an engine that owns all machines of one interface from one
 // goroutine (engine.go), and the operating-system side behind small
 // interfaces with Linux implementations (transport.go for the raw sockets,
-// kernel.go for VIPs, gratuitous ARP and neighbour advertisements). Tests
+// kernel.go for VIPs, gratuitous ARP and neighbour advertisements, vmac.go
+// for the virtual MAC interfaces of use_vmac). Tests
 // replace the interfaces with fakes and the clock with a fake clock.
 //
 // VRRP alone decides who is master. Higher layers (the balancer) only choose

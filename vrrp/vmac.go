@@ -102,6 +102,9 @@ func NewLinuxVMACs(ifname string, base *LinuxAnnouncer, adverts *LinuxTransport,
 	if err := v.removeLeftovers(); err != nil {
 		return nil, err
 	}
+	if err := v.probe(); err != nil {
+		return nil, err
+	}
 	for _, s := range baseSysctls {
 		if err := v.setBase(ipv4Conf(ifname, s.key), s.value); err != nil {
 			v.restore()
@@ -122,6 +125,22 @@ func NewLinuxVMACs(ifname string, base *LinuxAnnouncer, adverts *LinuxTransport,
 // the base MAC for the VIP.
 var baseSysctls = []struct{ key, value string }{
 	{"arp_ignore", "1"}, {"arp_filter", "1"}, {"arp_announce", "2"},
+}
+
+// probe creates and deletes a macvlan (down, so it sends nothing), so that
+// a kernel or container that cannot make one stops the agent at start, not
+// at its first takeover.
+func (v *LinuxVMACs) probe() error {
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name, attrs.ParentIndex = fmt.Sprintf("garpd%d", os.Getpid()%1000000000), v.parent.Attrs().Index
+	mv := &netlink.Macvlan{LinkAttrs: attrs, Mode: netlink.MACVLAN_MODE_PRIVATE}
+	if err := netlink.LinkAdd(mv); err != nil {
+		return fmt.Errorf("use_vmac: cannot create a macvlan on %s: %w (garpd needs CAP_NET_ADMIN and a kernel with macvlan)", v.parent.Attrs().Name, err)
+	}
+	if err := netlink.LinkDel(mv); err != nil {
+		return fmt.Errorf("use_vmac: remove the probe macvlan %s: %w", attrs.Name, err)
+	}
+	return nil
 }
 
 func ipv4Conf(ifname, key string) string {
