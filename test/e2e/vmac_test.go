@@ -77,10 +77,11 @@ func waitSwitchPort(t *testing.T, l *lab.Lab, want *lab.Node, since time.Time, m
 func routerReaches(t *testing.T, l *lab.Lab, vip netip.Addr, mac string) {
 	t.Helper()
 	if vip.Is6() {
+		if _, err := lab.Exec(l.Router, "ip", "neigh", "flush", "to", vip.String()); err != nil {
+			t.Fatal(err)
+		}
 		waitFor(t, 10*time.Second, "the router to resolve "+vip.String(), func() (bool, string) {
-			lab.Exec(l.Router, "ip", "neigh", "flush", "to", vip.String())
 			lab.Exec(l.Router, "bash", "-c", "echo x >/dev/udp/"+vip.String()+"/9")
-			time.Sleep(200 * time.Millisecond)
 			got, err := l.Neighbours()
 			if err != nil {
 				return false, err.Error()
