@@ -10,6 +10,8 @@ command -v nft >/dev/null 2>&1 || need="$need nftables"
 command -v tc >/dev/null 2>&1 || need="$need iproute2"
 command -v etcd >/dev/null 2>&1 || need="$need etcd-server"
 command -v promtool >/dev/null 2>&1 || need="$need prometheus" # promtool checks the alert rules
+command -v curl >/dev/null 2>&1 || need="$need curl" # keepalived's kubelet check in the import test
+command -v python3 >/dev/null 2>&1 || need="$need python3" # health endpoints in the lab
 command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd" # verifies the unit
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" != 0 ]; then

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -179,4 +180,106 @@ func TestRenderedKeepalivedAgreesWithGarpd(t *testing.T) {
 	procs["n1"].Wait(10 * time.Second)
 	agree("n1")
 	t.Logf("keepalived (n3) and garpd (n1, n2) agree on every master, also with n1 stopped: %v", want("n1"))
+}
+
+// Issue 13, the 3-node active-active-active IPv6 shape on the lab:
+// priorities rotated 200/150/50, unicast peers, authentication on the v3
+// instances (which keepalived ignores) and a kubelet health check (curl of
+// its healthz port, served on every node). The keepalived cluster is
+// replaced by garpd nodes running their imported configs, and the router
+// ends with every VIP on the node keepalived had it on.
+func TestImportedKeepalivedV6ClusterKeepsItsMasters(t *testing.T) {
+	needKeepalived(t)
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("skipping: the kubelet check needs curl (apt-get install curl)")
+	}
+	l := newLab(t, 3)
+	vips := []netip.Addr{netip.MustParseAddr("2001:db8::201"), netip.MustParseAddr("2001:db8::202"), netip.MustParseAddr("2001:db8::203")}
+	kas := map[string]*lab.Proc{}
+	files := map[string]string{}
+	for k, n := range l.Nodes {
+		dir := filepath.Join(l.Dir, n.Name+"-kubelet")
+		os.MkdirAll(dir, 0o755)
+		os.WriteFile(filepath.Join(dir, "healthz"), []byte("ok"), 0o644)
+		if _, err := l.Start(n.NS, n.Name+"-kubelet", "python3", "-m", "http.server", "-b", "127.0.0.1", "-d", dir, "10248"); err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		fmt.Fprintf(&b, "global_defs {\n  router_id %s\n  vrrp_version 3\n}\n", n.Name)
+		b.WriteString("vrrp_script chk_kubelet {\n  script \"/usr/bin/curl -sf http://127.0.0.1:10248/healthz\"\n  interval 1\n  timeout 1\n  rise 1\n  fall 2\n}\n")
+		for i, v := range vips {
+			prio := []int{200, 150, 50}[(k-i+3)%3] // VIP i's owner is node i
+			var peers []string
+			for _, p := range l.Nodes {
+				if p != n {
+					peers = append(peers, "    "+p.IPv6.String())
+				}
+			}
+			fmt.Fprintf(&b, `vrrp_instance VI_%d {
+  state BACKUP
+  interface eth0
+  virtual_router_id %d
+  priority %d
+  advert_int 1
+  authentication {
+    auth_type PASS
+    auth_pass k8s-vip
+  }
+  unicast_src_ip %s
+  unicast_peer {
+%s
+  }
+  virtual_ipaddress {
+    %s/64 dev eth0
+  }
+  track_script {
+    chk_kubelet
+  }
+}
+`, i+1, 51+i, prio, n.IPv6, strings.Join(peers, "\n"), v)
+		}
+		p, err := n.StartKeepalived(n.Name+"-keepalived", b.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		kas[n.Name] = p
+		files[n.Name] = filepath.Join(l.Dir, n.Name+"-keepalived", "keepalived.conf")
+	}
+	want := map[netip.Addr]string{vips[0]: "n1", vips[1]: "n2", vips[2]: "n3"}
+	waitFor(t, 30*time.Second, "keepalived to put VIP i on node i", func() (bool, string) {
+		now := routerOwners(t, l, vips)
+		return maps.Equal(now, want), fmt.Sprint(now)
+	})
+	for _, p := range kas {
+		p.Signal(syscall.SIGTERM)
+	}
+	for _, p := range kas {
+		p.Wait(10 * time.Second)
+	}
+	if _, err := lab.Exec(l.Router, "ip", "-6", "neigh", "flush", "all"); err != nil {
+		t.Fatal(err)
+	}
+	if now := routerOwners(t, l, vips); len(now) > 0 {
+		t.Fatalf("router entries left after the flush: %v", now)
+	}
+	for _, n := range l.Nodes {
+		out, err := exec.Command(garpdBin, "import", "keepalived", files[n.Name], "--node", n.Name).Output()
+		if err != nil {
+			t.Fatalf("import %s: %v", files[n.Name], err)
+		}
+		if _, err := n.StartGarpd(garpdBin, string(out)); err != nil {
+			t.Fatalf("start garpd on %s with its imported config: %v\n%s", n.Name, err, out)
+		}
+	}
+	waitFor(t, 30*time.Second, "the router to map every VIP where keepalived had it", func() (bool, string) {
+		now := routerOwners(t, l, vips)
+		return maps.Equal(now, want), fmt.Sprintf("now %v, keepalived had %v", now, want)
+	})
+	for v, owner := range want {
+		for _, n := range l.Nodes {
+			if held := n.HasAddress(v); held != (n.Name == owner) {
+				t.Errorf("%s on %s: held %v, want it on %s only", v, n.Name, held, owner)
+			}
+		}
+	}
 }
