@@ -33,6 +33,21 @@ func routerOwners(t *testing.T, l *lab.Lab, vips []netip.Addr) map[netip.Addr]st
 	return out
 }
 
+// startImported starts garpd on n with the config garpd import keepalived
+// makes of its keepalived file.
+func startImported(t *testing.T, n *lab.Node, file string) *lab.Proc {
+	t.Helper()
+	out, err := exec.Command(garpdBin, "import", "keepalived", file, "--node", n.Name).Output()
+	if err != nil {
+		t.Fatalf("import %s: %v", file, err)
+	}
+	p, err := n.StartGarpd(garpdBin, string(out))
+	if err != nil {
+		t.Fatalf("start garpd on %s with its imported config: %v\n%s", n.Name, err, out)
+	}
+	return p
+}
+
 // Issue 13: a keepalived cluster (3 nodes, 6 VIPs, rotated priorities,
 // 100 ms adverts) is stopped and replaced by garpd nodes running the
 // configs garpd import keepalived makes of its files: the router ends
@@ -60,14 +75,7 @@ func TestImportedKeepalivedClusterKeepsItsMasters(t *testing.T) {
 		t.Fatalf("router entries left after the flush: %v", now)
 	}
 	for _, n := range l.Nodes {
-		file := filepath.Join(l.Dir, n.Name+"-keepalived", "keepalived.conf")
-		out, err := exec.Command(garpdBin, "import", "keepalived", file, "--node", n.Name).Output()
-		if err != nil {
-			t.Fatalf("import %s: %v", file, err)
-		}
-		if _, err := n.StartGarpd(garpdBin, string(out)); err != nil {
-			t.Fatalf("start garpd on %s with its imported config: %v\n%s", n.Name, err, out)
-		}
+		startImported(t, n, filepath.Join(l.Dir, n.Name+"-keepalived", "keepalived.conf"))
 	}
 	waitFor(t, 30*time.Second, "the router to map every VIP where keepalived had it", func() (bool, string) {
 		now := routerOwners(t, l, vips6)
@@ -136,13 +144,7 @@ func TestRenderedKeepalivedAgreesWithGarpd(t *testing.T) {
 	}
 	procs := map[string]*lab.Proc{}
 	for _, name := range []string{"n1", "n2"} {
-		out, err := exec.Command(garpdBin, "import", "keepalived", filepath.Join(dir, name+".conf"), "--node", name).Output()
-		if err != nil {
-			t.Fatalf("import %s's rendering: %v", name, err)
-		}
-		if procs[name], err = l.Node(name).StartGarpd(garpdBin, string(out)); err != nil {
-			t.Fatal(err)
-		}
+		procs[name] = startImported(t, l.Node(name), filepath.Join(dir, name+".conf"))
 	}
 	if _, err := l.Node("n3").StartKeepalived("n3-keepalived", files["n3"]); err != nil {
 		t.Fatal(err)
@@ -263,13 +265,7 @@ func TestImportedKeepalivedV6ClusterKeepsItsMasters(t *testing.T) {
 		t.Fatalf("router entries left after the flush: %v", now)
 	}
 	for _, n := range l.Nodes {
-		out, err := exec.Command(garpdBin, "import", "keepalived", files[n.Name], "--node", n.Name).Output()
-		if err != nil {
-			t.Fatalf("import %s: %v", files[n.Name], err)
-		}
-		if _, err := n.StartGarpd(garpdBin, string(out)); err != nil {
-			t.Fatalf("start garpd on %s with its imported config: %v\n%s", n.Name, err, out)
-		}
+		startImported(t, n, files[n.Name])
 	}
 	waitFor(t, 30*time.Second, "the router to map every VIP where keepalived had it", func() (bool, string) {
 		now := routerOwners(t, l, vips)

@@ -5,7 +5,7 @@ import (
 	"maps"
 	"net/netip"
 	"os"
-	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -386,7 +386,7 @@ func TestImportedVMACClusterKeepsItsMaster(t *testing.T) {
 			t.Fatal(err)
 		}
 		kas = append(kas, p)
-		files[n] = p.Log[:len(p.Log)-len(".log")] + "/keepalived.conf"
+		files[n] = filepath.Join(l.Dir, n.Name+"-keepalived", "keepalived.conf")
 	}
 	waitSwitchPort(t, l, n2, time.Now(), vmac4)
 	routerReaches(t, l, vmacVIP4, vmac4)
@@ -405,13 +405,7 @@ func TestImportedVMACClusterKeepsItsMaster(t *testing.T) {
 		t.Fatalf("the switch still has the virtual MAC on %s's port after the flush", n.Name)
 	}
 	for _, n := range []*lab.Node{n1, n2} {
-		out, err := exec.Command(garpdBin, "import", "keepalived", files[n], "--node", n.Name).Output()
-		if err != nil {
-			t.Fatalf("import %s: %v", files[n], err)
-		}
-		if _, err := n.StartGarpd(garpdBin, string(out)); err != nil {
-			t.Fatalf("start garpd on %s with its imported config: %v\n%s", n.Name, err, out)
-		}
+		startImported(t, n, files[n])
 	}
 	took := waitSwitchPort(t, l, n2, time.Now(), vmac4)
 	routerReaches(t, l, vmacVIP4, vmac4)
