@@ -992,9 +992,9 @@ func (e *Engine) foreignClaim(a netip.Addr, mac net.HardwareAddr) {
 	}
 	// A claim from this router's virtual MAC is another master of it (our
 	// own announcements never reach here: the watcher hears only frames
-	// that arrive): the router's entry is the same,
-	// but the switch now sends the MAC to that master's port. VRRP has its
-	// say first, as with a member.
+	// that arrive). The router's entry is the same, but the switch now
+	// sends the MAC to that master's port. VRRP has its say first, as with
+	// a member.
 	member := !e.stranger(mac) || (e.deps.VMACs != nil && bytes.Equal(mac, VirtualMAC(r.spec.VRID, r.spec.V6())))
 	now := e.deps.Clock.Now()
 	d := e.defended[a]
