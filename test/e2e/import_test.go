@@ -48,6 +48,23 @@ func startImported(t *testing.T, n *lab.Node, file string) *lab.Proc {
 	return p
 }
 
+// waitKeepalivedOwners waits until the router maps every VIP to the node
+// keepalived had it on (want), and checks that node alone holds it.
+func waitKeepalivedOwners(t *testing.T, l *lab.Lab, vips []netip.Addr, want map[netip.Addr]string) {
+	t.Helper()
+	waitFor(t, 30*time.Second, "the router to map every VIP where keepalived had it", func() (bool, string) {
+		now := routerOwners(t, l, vips)
+		return maps.Equal(now, want), fmt.Sprintf("now %v, keepalived had %v", now, want)
+	})
+	for v, owner := range want {
+		for _, n := range l.Nodes {
+			if held := n.HasAddress(v); held != (n.Name == owner) {
+				t.Errorf("%s on %s: held %v, want it on %s only", v, n.Name, held, owner)
+			}
+		}
+	}
+}
+
 // Issue 13: a keepalived cluster (3 nodes, 6 VIPs, rotated priorities,
 // 100 ms adverts) is stopped and replaced by garpd nodes running the
 // configs garpd import keepalived makes of its files: the router ends
@@ -77,17 +94,7 @@ func TestImportedKeepalivedClusterKeepsItsMasters(t *testing.T) {
 	for _, n := range l.Nodes {
 		startImported(t, n, filepath.Join(l.Dir, n.Name+"-keepalived", "keepalived.conf"))
 	}
-	waitFor(t, 30*time.Second, "the router to map every VIP where keepalived had it", func() (bool, string) {
-		now := routerOwners(t, l, vips6)
-		return maps.Equal(now, before), fmt.Sprintf("now %v, keepalived had %v", now, before)
-	})
-	for v, owner := range before {
-		for _, n := range l.Nodes {
-			if held := n.HasAddress(v); held != (n.Name == owner) {
-				t.Errorf("%s on %s: held %v, want it on %s only", v, n.Name, held, owner)
-			}
-		}
-	}
+	waitKeepalivedOwners(t, l, vips6, before)
 	t.Logf("garpd with the imported configs holds every VIP where keepalived did: %v", before)
 }
 
@@ -267,15 +274,5 @@ func TestImportedKeepalivedV6ClusterKeepsItsMasters(t *testing.T) {
 	for _, n := range l.Nodes {
 		startImported(t, n, files[n.Name])
 	}
-	waitFor(t, 30*time.Second, "the router to map every VIP where keepalived had it", func() (bool, string) {
-		now := routerOwners(t, l, vips)
-		return maps.Equal(now, want), fmt.Sprintf("now %v, keepalived had %v", now, want)
-	})
-	for v, owner := range want {
-		for _, n := range l.Nodes {
-			if held := n.HasAddress(v); held != (n.Name == owner) {
-				t.Errorf("%s on %s: held %v, want it on %s only", v, n.Name, held, owner)
-			}
-		}
-	}
+	waitKeepalivedOwners(t, l, vips, want)
 }
