@@ -50,7 +50,7 @@ type PodCheck struct {
 	Selector  string `yaml:"selector" json:"selector"`
 }
 
-// PodProber makes kubernetes_pod probes; *Kube is one.
+// PodProber makes kubernetes_pod probes; *kube.API is one.
 type PodProber interface {
 	PodReadyProbe(namespace, selector string) (func(context.Context) error, error)
 }

@@ -1,8 +1,10 @@
 package vrrp
 
 import (
+	"context"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -125,4 +127,63 @@ func (o *onceSet[K]) first(k K) (first, overflow bool) {
 	}
 	o.seen[k] = true
 	return true, false
+}
+
+// SetAdmission limits the adverts the engine accepts to a's (nil accepts
+// all). The previous admission still counts for admissionGrace, while the
+// members apply the same plan change.
+func (e *Engine) SetAdmission(ctx context.Context, a *Admission) error {
+	return e.call(ctx, func() { e.setAdmission(a) })
+}
+
+func (e *Engine) setAdmission(a *Admission) {
+	e.prevAdmit, e.prevUntil = e.admit, e.deps.Clock.Now().Add(admissionGrace)
+	e.admit = a
+}
+
+// admission is "" when the advert may be processed, else the drop reason.
+func (e *Engine) admission(now time.Time, src netip.Addr, k routerKey, prio uint8) string {
+	if e.admit == nil {
+		return ""
+	}
+	reason := e.admit.verdict(src, k, prio)
+	if prev := e.previousAdmission(now); reason != "" && prev != nil && prev.verdict(src, k, prio) == "" {
+		return ""
+	}
+	return reason
+}
+
+// previousAdmission is the admission before the current one while its
+// grace lasts, else nil.
+func (e *Engine) previousAdmission(now time.Time) *Admission {
+	if e.prevAdmit != nil && now.Before(e.prevUntil) {
+		return e.prevAdmit
+	}
+	return nil
+}
+
+// memberPeers are the members of one family an advert goes to when it
+// must reach them alone: the admitted sources (also those of the previous
+// admission while its grace lasts), this node's own excepted.
+func (e *Engine) memberPeers(v6 bool) []netip.Addr {
+	var out []netip.Addr
+	if e.admit != nil {
+		out = e.admit.members(v6)
+	}
+	if prev := e.previousAdmission(e.deps.Clock.Now()); prev != nil {
+		out = append(out, prev.members(v6)...)
+	}
+	self := e.deps.Transport.Source(v6).WithZone("")
+	slices.SortFunc(out, netip.Addr.Compare)
+	return slices.DeleteFunc(slices.Compact(out), func(a netip.Addr) bool { return a == self })
+}
+
+// stranger reports whether mac belongs to no member, by the admission or
+// the one before it (dynamic mode; the static mode knows no members).
+func (e *Engine) stranger(mac net.HardwareAddr) bool {
+	if e.admit == nil || e.admit.MemberMAC(mac) {
+		return false
+	}
+	prev := e.previousAdmission(e.deps.Clock.Now())
+	return prev == nil || !prev.MemberMAC(mac)
 }

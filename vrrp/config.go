@@ -140,8 +140,7 @@ func DefaultGARPConfig() GARPConfig {
 	return GARPConfig{Count: 3, Interval: 1100 * time.Millisecond, Refresh: 60 * time.Second, MaxRate: 200, Mode: "both"}
 }
 
-// Validate checks g. A schedule's cron syntax is checked where schedules
-// are built (the balancer).
+// Validate checks g, the refresh schedule included.
 func (g GARPConfig) Validate() error {
 	var errs []error
 	if g.MaxRate < 1 || g.MaxRate > 100000 {
@@ -155,6 +154,9 @@ func (g GARPConfig) Validate() error {
 	}
 	if g.Interval < 10*time.Millisecond || g.Interval > time.Minute {
 		errs = append(errs, fmt.Errorf("interval: %s: use 10ms..1m (more than 1s lets every announcement pass the ARP lock time)", g.Interval))
+	}
+	if _, err := g.Scheduler(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -1,7 +1,8 @@
-package balancer
+package vrrp
 
 import (
 	"fmt"
+	"hash/fnv"
 	"net/netip"
 	"time"
 
@@ -15,12 +16,12 @@ func Phase(vip netip.Addr, period time.Duration) time.Duration {
 	if period <= 0 {
 		return 0
 	}
-	return time.Duration(hash64(vip.String()) % uint64(period))
+	return time.Duration(phaseHash(vip.String()) % uint64(period))
 }
 
 // phaseFraction is Phase as a fraction of the period, in [0, 1).
 func phaseFraction(vip netip.Addr) float64 {
-	return float64(hash64(vip.String())>>11) / float64(1<<53)
+	return float64(phaseHash(vip.String())>>11) / float64(1<<53)
 }
 
 // Periodic announces each VIP once per Period, at its phase. Slots are
@@ -99,36 +100,37 @@ func slotIn(start, end time.Time, vip netip.Addr) time.Time {
 	return start.Add(time.Duration(phaseFraction(vip) * float64(end.Sub(start))))
 }
 
-// RefreshConfig selects the refresh schedule: a period, or a cron spec
-// instead of it. Both empty or zero turn periodic refresh off.
-type RefreshConfig struct {
-	Refresh  time.Duration
-	Schedule string
-}
-
-// Scheduler is what the VRRP engine asks when a master VIP is next due.
-type Scheduler interface {
-	Next(vip netip.Addr, after time.Time) time.Time
-}
-
-// NewScheduler builds the schedule; nil means refresh is off. Errors name
-// the garp key at fault.
-func NewScheduler(c RefreshConfig) (Scheduler, error) {
-	if c.Schedule != "" {
-		w, err := NewCronWaves(c.Schedule)
+// Scheduler builds the refresh schedule the garp section asks for; nil
+// means refresh is off. Errors name the garp key at fault.
+func (g GARPConfig) Scheduler() (RefreshScheduler, error) {
+	if g.Schedule != "" {
+		w, err := NewCronWaves(g.Schedule)
 		if err != nil {
 			return nil, fmt.Errorf("schedule: %w", err)
 		}
 		return w, nil
 	}
-	if c.Refresh < 0 {
-		return nil, fmt.Errorf("refresh: %s: use 0s (off) or a period such as 60s", c.Refresh)
+	if g.Refresh < 0 {
+		return nil, fmt.Errorf("refresh: %s: use 0s (off) or a period such as 60s", g.Refresh)
 	}
-	if c.Refresh == 0 {
+	if g.Refresh == 0 {
 		return nil, nil
 	}
-	if c.Refresh < time.Second {
-		return nil, fmt.Errorf("refresh: %s: use at least 1s (0s turns refresh off)", c.Refresh)
+	if g.Refresh < time.Second {
+		return nil, fmt.Errorf("refresh: %s: use at least 1s (0s turns refresh off)", g.Refresh)
 	}
-	return Periodic{Period: c.Refresh}, nil
+	return Periodic{Period: g.Refresh}, nil
+}
+
+// phaseHash is FNV-1a finished with the splitmix64 mixer, so nearby
+// addresses get far-apart phases.
+func phaseHash(s string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	x := h.Sum64()
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
 }

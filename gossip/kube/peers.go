@@ -1,4 +1,4 @@
-package gossip
+package kube
 
 import (
 	"context"
@@ -21,16 +21,16 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// KubeConfig is the `kubernetes:` section. Kubernetes feeds garpd facts
+// Config is the `kubernetes:` section. Kubernetes feeds garpd facts
 // (who the peers are); it never gates holding a VIP: while the API server
 // is away, gossip and VRRP go on with the last state the node saw.
-type KubeConfig struct {
+type Config struct {
 	// Kubeconfig is a kubeconfig file, for a node outside the cluster's
 	// pods (a systemd host); empty: the pod's in-cluster config.
 	Kubeconfig string `yaml:"kubeconfig" json:"kubeconfig,omitempty"`
 	// Peers finds the members from the pods of garpd's DaemonSet, in
 	// place of gossip.join: no DNS name or headless Service needed.
-	Peers KubePeers `yaml:"peers" json:"peers"`
+	Peers PeersConfig `yaml:"peers" json:"peers"`
 	// ExcludeLabels are Node labels that take the node out of the plan
 	// while set, whatever their value, as a failing health check does.
 	// Drain tooling sets the default; cordon (spec.unschedulable) is not
@@ -44,25 +44,25 @@ type KubeConfig struct {
 const ExcludeLabelDefault = "node.kubernetes.io/exclude-from-external-load-balancers"
 
 // WithDefaults fills the exclude labels when the config names none.
-func (c KubeConfig) WithDefaults() KubeConfig {
+func (c Config) WithDefaults() Config {
 	if c.ExcludeLabels == nil {
 		c.ExcludeLabels = []string{ExcludeLabelDefault}
 	}
 	return c
 }
 
-// KubePeers selects the pods whose nodes are the peers.
-type KubePeers struct {
+// PeersConfig selects the pods whose nodes are the peers.
+type PeersConfig struct {
 	Namespace string `yaml:"namespace" json:"namespace,omitempty"`
 	// Selector is a label selector, such as app.kubernetes.io/name=garpd.
 	Selector string `yaml:"selector" json:"selector,omitempty"`
 }
 
 // Enabled reports whether peers come from the API.
-func (p KubePeers) Enabled() bool { return p.Selector != "" }
+func (p PeersConfig) Enabled() bool { return p.Selector != "" }
 
 // Validate checks c; errors start with the key they are about.
-func (c KubeConfig) Validate() error {
+func (c Config) Validate() error {
 	var errs []error
 	if c.Peers.Selector != "" {
 		if _, err := labels.Parse(c.Peers.Selector); err != nil {
@@ -87,9 +87,9 @@ func (c KubeConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// NewKubeClient connects to the API server as c says. It does not contact
+// NewClient connects to the API server as c says. It does not contact
 // it: an API server that is down must not stop the agent.
-func NewKubeClient(c KubeConfig, userAgent string) (kubernetes.Interface, error) {
+func NewClient(c Config, userAgent string) (kubernetes.Interface, error) {
 	var rc *rest.Config
 	var err error
 	if c.Kubeconfig != "" {
@@ -104,14 +104,14 @@ func NewKubeClient(c KubeConfig, userAgent string) (kubernetes.Interface, error)
 	return kubernetes.NewForConfig(rc)
 }
 
-// kubeSyncWait bounds how long Seeds waits for the first pod list.
-const kubeSyncWait = 5 * time.Second
+// syncWait bounds how long Seeds waits for the first pod list.
+const syncWait = 5 * time.Second
 
-// KubePods is a Discoverer over the pods of garpd's DaemonSet: each pod
+// Pods is a Discoverer over the pods of garpd's DaemonSet: each pod
 // that runs on another node and has a host IP is a seed at that IP and
 // the gossip port. An informer keeps the list, so seeds come from memory,
 // and the last list stays usable while the API server is away.
-type KubePods struct {
+type Pods struct {
 	pods   corelisters.PodNamespaceLister
 	synced cache.InformerSynced
 	sel    labels.Selector
@@ -121,11 +121,11 @@ type KubePods struct {
 
 // Peers starts watching the pods of garpd's DaemonSet until ctx ends;
 // port is the gossip port of every member.
-func (k *Kube) Peers(ctx context.Context, port string) (*KubePods, error) {
-	return startKubePods(ctx, k.client, k.cfg.Peers, k.node, port, k.watchErrors)
+func (k *API) Peers(ctx context.Context, port string) (*Pods, error) {
+	return startPods(ctx, k.client, k.cfg.Peers, k.node, port, k.watchErrors)
 }
 
-func startKubePods(ctx context.Context, client kubernetes.Interface, p KubePeers, self, port string, onErr func(cache.SharedIndexInformer, string)) (*KubePods, error) {
+func startPods(ctx context.Context, client kubernetes.Interface, p PeersConfig, self, port string, onErr func(cache.SharedIndexInformer, string)) (*Pods, error) {
 	sel, err := labels.Parse(p.Selector)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes.peers.selector: %w", err)
@@ -134,15 +134,15 @@ func startKubePods(ctx context.Context, client kubernetes.Interface, p KubePeers
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel.String() }))
 	inf := f.Core().V1().Pods()
 	onErr(inf.Informer(), "pods "+p.Namespace+"/"+sel.String())
-	d := &KubePods{pods: inf.Lister().Pods(p.Namespace), synced: inf.Informer().HasSynced, sel: sel, self: self, port: port}
+	d := &Pods{pods: inf.Lister().Pods(p.Namespace), synced: inf.Informer().HasSynced, sel: sel, self: self, port: port}
 	f.Start(ctx.Done())
 	return d, nil
 }
 
 // Seeds implements Discoverer.
-func (d *KubePods) Seeds(ctx context.Context) ([]string, error) {
+func (d *Pods) Seeds(ctx context.Context) ([]string, error) {
 	if !d.synced() {
-		wctx, cancel := context.WithTimeout(ctx, kubeSyncWait)
+		wctx, cancel := context.WithTimeout(ctx, syncWait)
 		defer cancel()
 		if !cache.WaitForCacheSync(wctx.Done(), d.synced) {
 			return nil, errors.New("the DaemonSet's pods are not listed yet: is the API server reachable, and may this node's service account list pods (the chart's RBAC, deploy/helm/garpd)?")

@@ -1,4 +1,4 @@
-package balancer
+package vrrp
 
 import (
 	"net/netip"
@@ -70,17 +70,17 @@ func TestCronWavesEvery(t *testing.T) {
 	}
 }
 
-func TestNewScheduler(t *testing.T) {
-	if s, err := NewScheduler(RefreshConfig{}); s != nil || err != nil {
+func TestGARPScheduler(t *testing.T) {
+	if s, err := (GARPConfig{}).Scheduler(); s != nil || err != nil {
 		t.Fatalf("zero config: %v, %v; want refresh off", s, err)
 	}
-	if _, err := NewScheduler(RefreshConfig{Schedule: "every five"}); err == nil {
+	if _, err := (GARPConfig{Schedule: "every five"}).Scheduler(); err == nil {
 		t.Fatal("bad cron accepted")
 	}
-	if _, err := NewScheduler(RefreshConfig{Refresh: 100 * time.Millisecond}); err == nil {
+	if _, err := (GARPConfig{Refresh: 100 * time.Millisecond}).Scheduler(); err == nil {
 		t.Fatal("sub-second refresh accepted")
 	}
-	if s, err := NewScheduler(RefreshConfig{Refresh: time.Minute, Schedule: "*/5 * * * *"}); err != nil {
+	if s, err := (GARPConfig{Refresh: time.Minute, Schedule: "*/5 * * * *"}).Scheduler(); err != nil {
 		t.Fatal(err)
 	} else if _, ok := s.(*CronWaves); !ok {
 		t.Fatalf("schedule did not take precedence over refresh: %T", s)
@@ -91,7 +91,7 @@ func TestNewScheduler(t *testing.T) {
 // takeover looped forever looking for its next wave.
 func TestScheduleThatNeverFires(t *testing.T) {
 	for _, spec := range []string{"0 0 30 2 *", "0 0 31 4 *"} {
-		_, err := NewScheduler(RefreshConfig{Schedule: spec})
+		_, err := GARPConfig{Schedule: spec}.Scheduler()
 		if err == nil || !strings.Contains(err.Error(), "never fires") || !strings.Contains(err.Error(), "schedule") {
 			t.Errorf("%q: %v; want an error naming the schedule that never fires", spec, err)
 		}

@@ -1,4 +1,4 @@
-package gossip
+package kube
 
 import (
 	"context"
@@ -26,9 +26,9 @@ import (
 	"k8s.io/client-go/tools/record"
 )
 
-// KubeHandlers is what the Kubernetes watch tells the rest of the agent.
+// Handlers is what the Kubernetes watch tells the rest of the agent.
 // Both are called from informer goroutines, one call at a time.
-type KubeHandlers struct {
+type Handlers struct {
 	// Eligibility reports the local Node's verdict on every change: not
 	// eligible resigns like a failing health check, and why says so.
 	Eligibility func(eligible bool, why string)
@@ -37,12 +37,12 @@ type KubeHandlers struct {
 	NodeDeleted func(name string)
 }
 
-// Kube is the agent's view of the Kubernetes API. Informers answer every
+// API is the agent's view of the Kubernetes API. Informers answer every
 // question from memory, so an API server that is down or slow only
 // freezes what garpd knows: VRRP and gossip go on with the last state.
-type Kube struct {
+type API struct {
 	client kubernetes.Interface
-	cfg    KubeConfig
+	cfg    Config
 	node   string
 	log    zerolog.Logger
 	ctx    context.Context
@@ -59,20 +59,20 @@ type Kube struct {
 	apiErrAt time.Time // when it was first seen
 }
 
-// kubeEventBurst lets every VIP move of a whole failover through the
+// eventBurst lets every VIP move of a whole failover through the
 // recorder's spam filter (255 VRIDs per family); repeats of one move
 // still fold into one Event with a count.
-const kubeEventBurst = 2 * 255
+const eventBurst = 2 * 255
 
-// StartKube starts watching the Nodes and recording Events until ctx
+// Start starts watching the Nodes and recording Events until ctx
 // ends. node is this node's Kubernetes name, which is also its member
 // name (so a deleted Node names the member to forget).
-func StartKube(ctx context.Context, client kubernetes.Interface, cfg KubeConfig, node string, log zerolog.Logger, h KubeHandlers) *Kube {
+func Start(ctx context.Context, client kubernetes.Interface, cfg Config, node string, log zerolog.Logger, h Handlers) *API {
 	cfg = cfg.WithDefaults()
-	k := &Kube{client: client, cfg: cfg, node: node, log: log.With().Str("component", "kubernetes").Logger(), ctx: ctx,
+	k := &API{client: client, cfg: cfg, node: node, log: log.With().Str("component", "kubernetes").Logger(), ctx: ctx,
 		podWatch: map[string]*podWatch{}, eligible: true}
 	k.broadcaster = record.NewBroadcaster(record.WithContext(ctx), record.WithCorrelatorOptions(record.CorrelatorOptions{
-		BurstSize: kubeEventBurst, QPS: 1,
+		BurstSize: eventBurst, QPS: 1,
 	}))
 	k.broadcaster.StartRecordingToSink(retrySink{&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")}})
 	k.events = k.broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "garpd", Host: node})
@@ -150,7 +150,7 @@ func (e transientError) Error() string { return "API server not ready: " + e.err
 
 // watchErrors logs a lost watch once, not on every retry, and keeps it
 // for status until the informer lists or watches again.
-func (k *Kube) watchErrors(inf cache.SharedIndexInformer, what string) {
+func (k *API) watchErrors(inf cache.SharedIndexInformer, what string) {
 	_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
 		k.mu.Lock()
 		first := k.apiErr == ""
@@ -166,7 +166,7 @@ func (k *Kube) watchErrors(inf cache.SharedIndexInformer, what string) {
 }
 
 // apiWorks clears a watch error once an informer hears from the API.
-func (k *Kube) apiWorks() {
+func (k *API) apiWorks() {
 	k.mu.Lock()
 	was := k.apiErr
 	k.apiErr, k.apiErrAt = "", time.Time{}
@@ -176,7 +176,7 @@ func (k *Kube) apiWorks() {
 	}
 }
 
-func (k *Kube) nodeChanged(obj any, h KubeHandlers) {
+func (k *API) nodeChanged(obj any, h Handlers) {
 	n, ok := obj.(*corev1.Node)
 	if !ok || n.Name != k.node {
 		return
@@ -231,7 +231,7 @@ type podWatch struct {
 // PodReadyProbe returns a health probe that passes while a pod on this
 // node in namespace that matches selector is Ready: the VIP follows, for
 // example, the router pod. Checks of the same pods share one informer.
-func (k *Kube) PodReadyProbe(namespace, selector string) (func(context.Context) error, error) {
+func (k *API) PodReadyProbe(namespace, selector string) (func(context.Context) error, error) {
 	sel, err := labels.Parse(selector)
 	if err != nil {
 		return nil, fmt.Errorf("selector %q: %w", selector, err)
@@ -293,7 +293,7 @@ func PodsReady(pods []*corev1.Pod, selector, namespace, node string) error {
 // acquired and released, Warning for what an operator must look at. The
 // recorder aggregates repeats into one Event with a count, rate-limits,
 // and retries while the API server is away, without blocking the caller.
-func (k *Kube) Event(warning bool, reason, message string) {
+func (k *API) Event(warning bool, reason, message string) {
 	t := corev1.EventTypeNormal
 	if warning {
 		t = corev1.EventTypeWarning
@@ -302,8 +302,8 @@ func (k *Kube) Event(warning bool, reason, message string) {
 	k.events.Event(ref, t, reason, message)
 }
 
-// KubeStatus is the Kubernetes part of `garpd status`.
-type KubeStatus struct {
+// Status is the Kubernetes part of `garpd status`.
+type Status struct {
 	Node string `json:"node"`
 	// API is "reachable", or what went wrong reaching it.
 	API      string `json:"api"`
@@ -317,9 +317,9 @@ type KubeStatus struct {
 
 // Status asks the API server for its version (bounded by ctx) and reports
 // it with the node's eligibility.
-func (k *Kube) Status(ctx context.Context) KubeStatus {
+func (k *API) Status(ctx context.Context) Status {
 	k.mu.Lock()
-	st := KubeStatus{Node: k.node, NodeSeen: k.nodeSeen, Eligible: k.eligible, Why: k.why, APIError: k.apiErr, APIErrorSince: k.apiErrAt}
+	st := Status{Node: k.node, NodeSeen: k.nodeSeen, Eligible: k.eligible, Why: k.why, APIError: k.apiErr, APIErrorSince: k.apiErrAt}
 	k.mu.Unlock()
 	st.API = "reachable"
 	if _, err := k.client.Discovery().RESTClient().Get().AbsPath("/version").Do(ctx).Raw(); err != nil {

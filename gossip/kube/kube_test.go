@@ -1,4 +1,4 @@
-package gossip
+package kube
 
 import (
 	"errors"
@@ -40,15 +40,15 @@ func TestPodSeeds(t *testing.T) {
 
 func TestKubeConfigValidate(t *testing.T) {
 	cases := []struct {
-		c    KubeConfig
+		c    Config
 		want string // "" valid
 	}{
-		{KubeConfig{}, ""},
-		{KubeConfig{Peers: KubePeers{Namespace: "garpd", Selector: "app.kubernetes.io/name=garpd"}}, ""},
-		{KubeConfig{Peers: KubePeers{Selector: "app=garpd"}}, "peers.namespace: required"},
-		{KubeConfig{Peers: KubePeers{Namespace: "garpd"}}, "peers.selector: required"},
-		{KubeConfig{Peers: KubePeers{Namespace: "garpd", Selector: "app=(garpd"}}, `peers.selector: "app=(garpd"`},
-		{KubeConfig{Kubeconfig: "/nonexistent/kubeconfig"}, "kubeconfig:"},
+		{Config{}, ""},
+		{Config{Peers: PeersConfig{Namespace: "garpd", Selector: "app.kubernetes.io/name=garpd"}}, ""},
+		{Config{Peers: PeersConfig{Selector: "app=garpd"}}, "peers.namespace: required"},
+		{Config{Peers: PeersConfig{Namespace: "garpd"}}, "peers.selector: required"},
+		{Config{Peers: PeersConfig{Namespace: "garpd", Selector: "app=(garpd"}}, `peers.selector: "app=(garpd"`},
+		{Config{Kubeconfig: "/nonexistent/kubeconfig"}, "kubeconfig:"},
 	}
 	for _, c := range cases {
 		err := c.c.Validate()
@@ -68,7 +68,7 @@ func TestNodeEligibility(t *testing.T) {
 		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n2", Labels: labels},
 			Spec: corev1.NodeSpec{Unschedulable: unschedulable}, Status: corev1.NodeStatus{Conditions: conds}}
 	}
-	excl := KubeConfig{}.WithDefaults().ExcludeLabels
+	excl := Config{}.WithDefaults().ExcludeLabels
 	for _, tc := range []struct {
 		name string
 		node *corev1.Node

@@ -1,0 +1,107 @@
+package vrrp
+
+import (
+	"context"
+	"net/netip"
+)
+
+func (e *Engine) removeStaleVIPs() error {
+	for _, k := range e.order {
+		for _, p := range e.routers[k].spec.VIPs {
+			has, err := e.deps.Addresses.HasVIP(p.Addr())
+			if err != nil {
+				return err
+			}
+			if has {
+				e.deps.Log.Warn().Str("vip", p.String()).Msg("VIP was left on the interface by an earlier run; removing it before the first advert")
+				if err := e.deps.Addresses.DelVIP(p); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// holdVIPs puts a new master's VIPs on the interface, or on its virtual
+// MAC interface with use_vmac. A VIP that cannot be added is logged; the
+// router stays master, as keepalived does, so an operator sees the error
+// rather than a failover loop.
+func (e *Engine) holdVIPs(k routerKey, r *router) {
+	if e.deps.VMACs != nil {
+		if err := e.deps.VMACs.Up(k.vrid, k.v6, r.spec.VIPs); err != nil {
+			e.deps.Log.Error().Err(err).Str("vrid", k.String()).Msg("cannot put the VIPs on the virtual MAC")
+		}
+		return
+	}
+	for _, p := range r.spec.VIPs {
+		if err := e.deps.Addresses.AddVIP(p); err != nil {
+			e.deps.Log.Error().Err(err).Str("vrid", k.String()).Msg("cannot add VIP")
+		}
+	}
+}
+
+// dropVIPs removes what holdVIPs added.
+func (e *Engine) dropVIPs(k routerKey, r *router) {
+	if e.deps.VMACs != nil {
+		if err := e.deps.VMACs.Down(k.vrid, k.v6); err != nil {
+			e.deps.Log.Error().Err(err).Str("vrid", k.String()).Msg("cannot remove the virtual MAC")
+		}
+		return
+	}
+	for _, p := range r.spec.VIPs {
+		if err := e.deps.Addresses.DelVIP(p); err != nil {
+			e.deps.Log.Error().Err(err).Str("vrid", k.String()).Msg("cannot remove VIP")
+		}
+	}
+}
+
+// masterOf returns the router that carries a if it is master, else nil.
+func (e *Engine) masterOf(a netip.Addr) *router {
+	for _, k := range e.order {
+		r := e.routers[k]
+		if r.m.State() != Master {
+			continue
+		}
+		for _, p := range r.spec.VIPs {
+			if p.Addr() == a {
+				return r
+			}
+		}
+	}
+	return nil
+}
+
+// AddressRemoved tells the engine an address left its interface. A VIP of
+// a router that is master was removed by someone else (an operator, a
+// network manager): it is added back and announced.
+func (e *Engine) AddressRemoved(ctx context.Context, a netip.Addr) error {
+	return e.call(ctx, func() { e.addressRemoved(a) })
+}
+
+func (e *Engine) addressRemoved(a netip.Addr) {
+	for _, k := range e.order {
+		r := e.routers[k]
+		if r.m.State() != Master {
+			continue
+		}
+		for _, p := range r.spec.VIPs {
+			if p.Addr() != a {
+				continue
+			}
+			var err error
+			if e.deps.VMACs != nil {
+				err = e.deps.VMACs.Up(k.vrid, k.v6, r.spec.VIPs)
+			} else {
+				err = e.deps.Addresses.AddVIP(p)
+			}
+			if err != nil {
+				e.deps.Log.Error().Err(err).Str("vrid", k.String()).Str("vip", a.String()).Msg("a VIP this node is master for was removed, and cannot be added back")
+				return
+			}
+			e.deps.Log.Warn().Str("vrid", k.String()).Str("vip", a.String()).Msg("a VIP this node is master for was removed from the interface by someone else: added back and announced")
+			e.deps.Announcer.Announce(a, true)
+			return
+		}
+	}
+}

@@ -1,0 +1,136 @@
+package vrrp
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type dropKey struct {
+	v6     bool
+	reason string
+}
+
+// dropReasons are the drops after a packet decoded, which dashboards and
+// alerts name: each is exported at 0 from the start, so increase() sees
+// the first one.
+var dropReasons = [...]string{"bad_ttl", "version_mismatch", "unknown_vrid", "auth_mismatch", "interval_mismatch",
+	"vip_mismatch", "not_member", "priority_above_plan"}
+
+// dropCounter is the counter of one family's drops for reason.
+func (e *Engine) dropCounter(v6 bool, reason string) prometheus.Counter {
+	k := dropKey{v6: v6, reason: reason}
+	c, ok := e.drops[k]
+	if !ok {
+		c = e.deps.Metrics.Dropped.WithLabelValues(routerKey{v6: v6}.family(), reason)
+		e.drops[k] = c
+	}
+	return c
+}
+
+// drop counts a rejected packet.
+func (e *Engine) drop(v6 bool, reason string) {
+	e.dropCounter(v6, reason).Inc()
+}
+
+// handlePacket validates a received packet (RFC 5798 §7.1, RFC 3768 §7.1)
+// and hands it to its virtual router.
+func (e *Engine) handlePacket(p Packet) {
+	if p.TTL != 255 {
+		e.drop(p.V6, "bad_ttl")
+		return
+	}
+	adv := &e.rx
+	if err := DecodeInto(adv, p.Payload, p.Src, p.Dst, p.V6); err != nil {
+		e.drop(p.V6, string(ReasonOf(err)))
+		return
+	}
+	if adv.Version != e.cfg.Version && !p.V6 {
+		e.drop(p.V6, "version_mismatch")
+		return
+	}
+	k := routerKey{v6: p.V6, vrid: adv.VRID}
+	r, ok := e.routers[k]
+	if !ok {
+		e.drop(p.V6, "unknown_vrid")
+		return
+	}
+	if adv.Version == 2 {
+		want := AuthNone
+		if e.cfg.AuthPass != "" {
+			want = AuthPassword
+		}
+		if adv.AuthType != want || (want == AuthPassword && adv.AuthData != PasswordData(e.cfg.AuthPass)) {
+			e.drop(p.V6, "auth_mismatch")
+			return
+		}
+		if adv.Interval != e.cfg.IntervalCS() {
+			e.drop(p.V6, "interval_mismatch")
+			return
+		}
+	}
+	got := adv.Addresses // e.rx's own storage: sorting it in place is free
+	slices.SortFunc(got, netip.Addr.Compare)
+	if !slices.Equal(got, r.addrs) {
+		e.drop(p.V6, "vip_mismatch")
+		r.collisions.Inc()
+		if e.firstRejection(p.Src) {
+			e.deps.Log.Error().Str("vrid", k.String()).Str("source", p.Src.String()).
+				Str("their_vips", joinAddrs(got)).Str("our_vips", joinAddrs(r.addrs)).
+				Msg("VRID collision: another VRRP router uses this VRID with a different VIP list; ignoring its adverts. Another cluster on this segment probably uses the same VRID: give one side a different vrid_base (run `garpd scan` to list the VRIDs in use)")
+			e.event(true, "VRIDCollision", fmt.Sprintf("%s uses VRRP %s for %s, ours is %s: give one side another vrid_base (garpd scan lists the VRIDs in use)",
+				p.Src, k, joinAddrs(got), joinAddrs(r.addrs)))
+		}
+		return
+	}
+	now := e.deps.Clock.Now()
+	if reason := e.admission(now, p.Src, k, adv.Priority); reason != "" {
+		e.drop(p.V6, reason)
+		if e.firstRejection(p.Src) {
+			hint := "a VRRP speaker that is not a member of this garpd cluster uses our VRIDs and VIPs; ignoring it. Find it by its source address (a keepalived with the same VRIDs?) and stop it, or make it a member"
+			if reason == "priority_above_plan" {
+				hint = "a member sends adverts above the priority the plan gives it (another config or version?); ignoring them. Compare garpd status on both nodes"
+			}
+			e.deps.Log.Error().Str("vrid", k.String()).Str("source", p.Src.String()).Int("priority", int(adv.Priority)).
+				Str("reason", reason).Msg(hint)
+			if reason == "priority_above_plan" {
+				e.event(true, "AdvertsAbovePlan", fmt.Sprintf("member %s sends VRRP %s adverts above its planned priority: compare garpd status on both nodes", p.Src, k))
+			} else {
+				e.event(true, "NonMemberAdverts", fmt.Sprintf("%s, not a member, sends VRRP %s adverts for our VIPs: stop it (a keepalived with the same VRIDs?) or make it a member", p.Src, k))
+			}
+		}
+		if r.m.State() == Master {
+			if reason == "not_member" && adv.Priority >= r.m.Priority() {
+				// It will not yield to our adverts; hearing them, it
+				// would only answer with announcements of its own.
+				if !now.Before(r.membersOnlyUntil) {
+					e.deps.Log.Info().Str("vrid", k.String()).Str("source", p.Src.String()).
+						Dur("for_at_least", membersOnlyFor).Msg("a non-member claims this virtual router: sending its adverts to the members only, so it cannot answer them")
+				}
+				r.membersOnlyUntil = now.Add(membersOnlyFor)
+			}
+			if k.v6 {
+				// The speaker may be announcing our VIPs: win the router
+				// back (rate-limited like any re-announcement). IPv4
+				// answers its gratuitous ARPs themselves (ForeignClaim),
+				// and backs off from one that answers back.
+				e.apply(now, k, r, []Action{ActReassert})
+			}
+		}
+		return
+	}
+	r.recv.Inc()
+	e.transition(now, k, r, func(m *Machine) []Action { return m.HandleAdvert(now, p.Src, *adv) })
+}
+
+// firstRejection reports whether src is rejected for the first time, so
+// it is logged once.
+func (e *Engine) firstRejection(src netip.Addr) bool {
+	first, overflow := e.rejected.first(src)
+	if overflow {
+		e.deps.Log.Error().Int("sources", maxLoggedSources).Msg("adverts rejected from many sources: not logging further ones (see garpd_vrrp_packets_dropped_total)")
+	}
+	return first
+}

@@ -1,0 +1,84 @@
+package vrrp
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func joinAddrs(as []netip.Addr) string {
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func (e *Engine) recordState(k routerKey, r *router, prev State) {
+	st := r.m.State()
+	if st == prev {
+		return
+	}
+	r.state.Set(float64(st))
+	r.since = e.deps.Clock.Now()
+	e.deps.Metrics.Transitions.WithLabelValues(k.family(), strconv.Itoa(int(k.vrid)), st.String()).Inc()
+	master, mprio := r.m.MasterAddr()
+	masterStr := "unknown"
+	if master.IsValid() {
+		masterStr = master.String()
+	}
+	ev := e.deps.Log.Info()
+	if st == Master {
+		ev = e.deps.Log.Warn()
+	}
+	ev.Str("vrid", k.String()).Str("vips", joinAddrs(r.addrs)).Str("from", prev.String()).Str("to", st.String()).
+		Int("priority", int(r.m.Priority())).Str("master", masterStr).Int("master_priority", int(mprio)).
+		Msg("VRRP state change")
+	switch {
+	case st == Master:
+		e.event(false, "VIPAcquired", fmt.Sprintf("acquired %s: master of VRRP %s", joinAddrs(r.addrs), k))
+	case prev == Master:
+		e.event(false, "VIPReleased", fmt.Sprintf("released %s: no longer master of VRRP %s", joinAddrs(r.addrs), k))
+	}
+}
+
+// Responsive reports whether the engine's loop runs and answers within
+// ctx: what a liveness probe should see, rather than the HTTP server's own
+// health.
+func (e *Engine) Responsive(ctx context.Context) bool { return e.call(ctx, func() {}) == nil }
+
+// RouterStatus is one virtual router's state as /status reports it.
+type RouterStatus struct {
+	Family         string    `json:"family"`
+	VRID           int       `json:"vrid"`
+	VIPs           []string  `json:"vips"`
+	State          string    `json:"state"`
+	Priority       int       `json:"priority"`
+	Master         string    `json:"master,omitempty"`
+	MasterPriority int       `json:"master_priority"`
+	Since          time.Time `json:"since"`
+}
+
+// Status returns a snapshot of every virtual router.
+func (e *Engine) Status(ctx context.Context) []RouterStatus {
+	var out []RouterStatus
+	_ = e.call(ctx, func() {
+		for _, k := range e.order {
+			r := e.routers[k]
+			master, mprio := r.m.MasterAddr()
+			rs := RouterStatus{Family: k.family(), VRID: int(k.vrid), State: r.m.State().String(),
+				Priority: int(r.m.Priority()), MasterPriority: int(mprio), Since: r.since}
+			if master.IsValid() {
+				rs.Master = master.String()
+			}
+			for _, p := range r.spec.VIPs {
+				rs.VIPs = append(rs.VIPs, p.String())
+			}
+			out = append(out, rs)
+		}
+	})
+	return out
+}
