@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -180,7 +179,7 @@ func Decide(cfg ControllerConfig, plan Plan, in Inputs) Decision {
 		d.Counts[st]++
 		ms := MemberStatus{Name: k.Name, State: st}
 		if alive {
-			ms.Addr, ms.Failing, ms.Digest, ms.Version = m.Addr.String(), m.Meta.Failing, m.Meta.Digest, m.Meta.Version
+			ms.Addr, ms.Failing, ms.Excluded, ms.Digest, ms.Version = m.Addr.String(), m.Meta.Failing, m.Meta.Excluded, m.Meta.Digest, m.Meta.Version
 		}
 		if !k.DownSince.IsZero() && st == StateDown {
 			ms.DownSince = k.DownSince.UTC().Format(time.RFC3339)
@@ -289,9 +288,10 @@ type Controller struct {
 	engine  Engine
 	log     zerolog.Logger
 	gauge   *prometheus.GaugeVec
-	// The newest health verdict, and a coalescing signal that it changed.
-	latestHealthy atomic.Bool
-	healthSignal  chan struct{}
+	// The newest verdict, and a coalescing signal that it changed.
+	verdictMu    sync.Mutex
+	verdict      verdict
+	healthSignal chan struct{}
 
 	mu     sync.Mutex
 	status ControllerStatus
@@ -327,6 +327,7 @@ type MemberStatus struct {
 	State     MemberState `json:"state"`
 	DownSince string      `json:"down_since,omitempty"`
 	Failing   []string    `json:"failing_checks,omitempty"`
+	Excluded  string      `json:"excluded,omitempty"` // why the platform took it out
 	Digest    string      `json:"digest,omitempty"`
 	Version   string      `json:"version,omitempty"`
 }
@@ -368,17 +369,44 @@ func NewController(cfg ControllerConfig, members Members, engine Engine, log zer
 	c := &Controller{cfg: cfg, members: members, engine: engine, log: log, healthSignal: make(chan struct{}, 1),
 		mismatch: map[string]string{}, healthy: true, readyFrom: time.Now(), started: time.Now(), gauge: gauge,
 		lastMeta: map[string]gossip.Meta{}}
-	c.latestHealthy.Store(true)
 	return c
 }
 
-// SetHealthy reports the local health verdict (from the health checks).
-func (c *Controller) SetHealthy(healthy bool) {
-	c.latestHealthy.Store(healthy)
+// verdict is what takes this node out of the plan while it lasts: failing
+// health checks, and a Node that Kubernetes says is not eligible.
+type verdict struct {
+	failing  []string
+	excluded string
+}
+
+func (v verdict) healthy() bool { return len(v.failing) == 0 && v.excluded == "" }
+
+// SetHealth reports the failing health checks; none is healthy.
+func (c *Controller) SetHealth(failing []string) {
+	c.setVerdict(func(v *verdict) { v.failing = slices.Clone(failing) })
+}
+
+// SetEligible reports why Kubernetes says this node's Node is not
+// eligible (an exclude label), or "" when it is: an excluded node resigns
+// as one with a failing check does, and comes back after settle.
+func (c *Controller) SetEligible(excluded string) {
+	c.setVerdict(func(v *verdict) { v.excluded = excluded })
+}
+
+func (c *Controller) setVerdict(change func(*verdict)) {
+	c.verdictMu.Lock()
+	change(&c.verdict)
+	c.verdictMu.Unlock()
 	select {
 	case c.healthSignal <- struct{}{}:
 	default:
 	}
+}
+
+func (c *Controller) latestVerdict() verdict {
+	c.verdictMu.Lock()
+	defer c.verdictMu.Unlock()
+	return c.verdict
 }
 
 // Status returns the latest view.
@@ -408,12 +436,12 @@ func (c *Controller) Run(ctx context.Context) {
 				debounce = time.After(c.cfg.Debounce)
 			}
 		case <-c.healthSignal:
-			if h := c.latestHealthy.Load(); h != c.healthy {
+			if h := c.latestVerdict().healthy(); h != c.healthy {
 				c.healthy, c.settled, c.readyFrom = h, false, time.Now()
 				// Resigning is local and at once.
 				c.recompute(ctx)
-				c.publish()
 			}
+			c.publish()
 		case <-settle:
 			c.settled = true
 			c.log.Info().Dur("settle", c.cfg.Settle).Msg("settled: raising this node's priorities to its ranks")
@@ -429,10 +457,14 @@ func (c *Controller) Run(ctx context.Context) {
 	}
 }
 
-// publish gossips this node's health and whether it has settled.
+// publish gossips this node's verdict and whether it has settled. The
+// controller is the only writer of this node's metadata after the start.
 func (c *Controller) publish() {
+	v := c.latestVerdict()
 	healthy, settled := c.healthy, c.healthy && c.settled
-	c.members.UpdateMeta(func(m *gossip.Meta) { m.Healthy, m.Settled = healthy, settled })
+	c.members.UpdateMeta(func(m *gossip.Meta) {
+		m.Healthy, m.Settled, m.Failing, m.Excluded = healthy, settled, v.failing, v.excluded
+	})
 }
 
 // recompute decides and carries the decision out.

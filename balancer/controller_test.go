@@ -321,13 +321,23 @@ func TestControllerFollowsMembersAndHealth(t *testing.T) {
 	fm.set([]gossip.Member{{Name: "a", Self: true}, member("b", true, true, digest)})
 	eventually(t, "a to own 3 with b known", func() bool { n, _ := fe.owned(); return n == 3 })
 
-	c.SetHealthy(false)
+	c.SetHealth([]string{"ingress"})
 	eventually(t, "resign on failing health", func() bool { _, r := fe.owned(); return r })
-	if m := fm.Meta(); m.Healthy || m.Settled {
+	if m := fm.Meta(); m.Healthy || m.Settled || !slices.Equal(m.Failing, []string{"ingress"}) {
 		t.Fatalf("unhealthy node gossips %+v", m)
 	}
-	c.SetHealthy(true)
+	c.SetHealth(nil)
 	eventually(t, "back after health returns", func() bool { _, r := fe.owned(); return !r })
+	eventually(t, "a to own its share after settle", func() bool { n, _ := fe.owned(); return n == 3 })
+
+	// Kubernetes excludes the Node: the same as a failing check, and the
+	// reason is gossiped as it is, not as a check.
+	const why = "label node.kubernetes.io/exclude-from-external-load-balancers"
+	c.SetEligible(why)
+	eventually(t, "resign while excluded", func() bool { _, r := fe.owned(); return r })
+	eventually(t, "the reason gossiped", func() bool { m := fm.Meta(); return !m.Healthy && m.Excluded == why && len(m.Failing) == 0 })
+	c.SetEligible("")
+	eventually(t, "back once eligible", func() bool { _, r := fe.owned(); return !r })
 	// Back in VRRP, but settling: Decide (tested above) gives it the
 	// last-resort priority until settle has passed on its own clock.
 	eventually(t, "a to own its share after settle", func() bool { n, _ := fe.owned(); return n == 3 })

@@ -25,6 +25,9 @@ import (
 type Meta struct {
 	Healthy bool     `json:"h"`
 	Failing []string `json:"f,omitempty"` // names of failing checks
+	// Excluded says why the platform took this node out (a Kubernetes
+	// Node's exclude label); empty while it is eligible.
+	Excluded string `json:"x,omitempty"`
 	// Settled: healthy for settle, so this node holds its share. Each node
 	// decides that on its own clock; others only show it.
 	Settled bool   `json:"s,omitempty"`

@@ -65,6 +65,9 @@ func NewLinuxAnnouncer(ifname string, mode AnnounceMode) (*LinuxAnnouncer, error
 // SetMode changes which gratuitous ARP packets go out from now on.
 func (l *LinuxAnnouncer) SetMode(mode AnnounceMode) { l.mode.Store(int32(mode)) }
 
+// Mode is the mode announcements go out in now.
+func (l *LinuxAnnouncer) Mode() AnnounceMode { return AnnounceMode(l.mode.Load()) }
+
 // dropAll is a socket filter that accepts no packet: the announcer only
 // sends, so the kernel need not queue every ARP frame on the segment for it.
 func dropAll() ([]bpf.RawInstruction, error) {

@@ -70,7 +70,10 @@ type router struct {
 	// speaker outside the cluster claims this virtual router).
 	membersOnlyUntil time.Time
 	refresh          []time.Time // per VIP, while master; zero when refresh is off
-	since            time.Time
+	// via, while a use_vmac master holds its virtual MAC, is the socket
+	// its adverts leave from (nil with vmac_xmit_base).
+	via   Via
+	since time.Time
 	// The router's metric children, looked up once: per advert the engine
 	// only increments them.
 	vipLabel   string
@@ -373,13 +376,13 @@ func (e *Engine) sendAdvert(k routerKey, r *router, prio uint8) {
 		adv.AuthData = PasswordData(e.cfg.AuthPass)
 	}
 	build := func(src, dst netip.Addr) ([]byte, error) { return Encode(adv, src, dst) }
-	var err error
+	var to []netip.Addr
 	if e.deps.Clock.Now().Before(r.membersOnlyUntil) {
-		err = e.deps.Transport.SendTo(k.v6, e.memberPeers(k.v6), build)
-	} else {
-		err = e.deps.Transport.Send(k.v6, build)
+		if to = e.memberPeers(k.v6); to == nil {
+			to = []netip.Addr{} // no member to send to: nothing goes out
+		}
 	}
-	if err != nil {
+	if err := e.deps.Transport.Send(k.v6, r.via, to, build); err != nil {
 		e.deps.Log.Warn().Err(err).Str("vrid", k.String()).Msg("cannot send advert")
 		return
 	}

@@ -202,7 +202,7 @@ type chanPort struct {
 	sent chan Advert
 }
 
-func (p *chanPort) Send(v6 bool, build func(src, dst netip.Addr) ([]byte, error)) error {
+func (p *chanPort) Send(_ bool, _ Via, _ []netip.Addr, build func(src, dst netip.Addr) ([]byte, error)) error {
 	_, adv, err := buildAdvert(p.src, build)
 	if err != nil {
 		return err
@@ -213,13 +213,11 @@ func (p *chanPort) Send(v6 bool, build func(src, dst netip.Addr) ([]byte, error)
 	}
 	return nil
 }
-func (p *chanPort) SendTo(v6 bool, _ []netip.Addr, build func(src, dst netip.Addr) ([]byte, error)) error {
-	return p.Send(v6, build)
-}
-func (p *chanPort) Source(bool) netip.Addr   { return p.src }
-func (p *chanPort) Packets() <-chan []Packet { return p.ch }
-func (p *chanPort) Close() error             { return nil }
-func (p *chanPort) SetPeers([]netip.Addr)    {}
+func (p *chanPort) OpenVia(bool, string) (Via, error) { return nil, nil }
+func (p *chanPort) Source(bool) netip.Addr            { return p.src }
+func (p *chanPort) Packets() <-chan []Packet          { return p.ch }
+func (p *chanPort) Close() error                      { return nil }
+func (p *chanPort) SetPeers([]netip.Addr)             {}
 
 // Run, the real loop on the real clock: an address owner (priority 255)
 // is master at once, answers Status, and on cancel resigns with a

@@ -31,6 +31,14 @@ func (e *Engine) holdVIPs(k routerKey, r *router) {
 	if e.deps.VMACs != nil {
 		if err := e.deps.VMACs.Up(k.vrid, k.v6, r.spec.VIPs); err != nil {
 			e.deps.Log.Error().Err(err).Str("vrid", k.String()).Msg("cannot put the VIPs on the virtual MAC")
+			return
+		}
+		if !e.cfg.VMACXmitBase && r.via == nil {
+			name := VMACName(k.vrid, k.v6)
+			var err error
+			if r.via, err = e.deps.Transport.OpenVia(k.v6, name); err != nil {
+				e.deps.Log.Error().Err(err).Str("vrid", k.String()).Msg("cannot send adverts from the virtual MAC: sending them from the interface's own MAC")
+			}
 		}
 		return
 	}
@@ -44,6 +52,10 @@ func (e *Engine) holdVIPs(k routerKey, r *router) {
 // dropVIPs removes what holdVIPs added.
 func (e *Engine) dropVIPs(k routerKey, r *router) {
 	if e.deps.VMACs != nil {
+		if r.via != nil {
+			r.via.Close()
+			r.via = nil
+		}
 		if err := e.deps.VMACs.Down(k.vrid, k.v6); err != nil {
 			e.deps.Log.Error().Err(err).Str("vrid", k.String()).Msg("cannot remove the virtual MAC")
 		}

@@ -31,6 +31,8 @@ type simPort struct {
 	inbox []Packet
 	sent  []Advert  // every advert this port sent, decoded
 	last  time.Time // when it sent the last one
+	// viaSent counts adverts sent from another interface (Transport.OpenVia).
+	viaSent int
 }
 
 func (w *simWire) port(src string) *simPort {
@@ -50,14 +52,20 @@ func buildAdvert(src netip.Addr, build func(src, dst netip.Addr) ([]byte, error)
 	return b, adv, err
 }
 
-func (p *simPort) Send(v6 bool, build func(src, dst netip.Addr) ([]byte, error)) error {
-	return p.send(build, func(*simPort) bool { return true })
+// Send reaches every port, or only those whose address is in to.
+func (p *simPort) Send(_ bool, via Via, to []netip.Addr, build func(src, dst netip.Addr) ([]byte, error)) error {
+	if via != nil {
+		p.viaSent++
+	}
+	return p.send(build, func(o *simPort) bool { return to == nil || slices.Contains(to, o.src) })
 }
 
-// SendTo reaches only the ports whose address is in dsts.
-func (p *simPort) SendTo(v6 bool, dsts []netip.Addr, build func(src, dst netip.Addr) ([]byte, error)) error {
-	return p.send(build, func(o *simPort) bool { return slices.Contains(dsts, o.src) })
-}
+// OpenVia hands out a socket that only counts what it sent.
+func (p *simPort) OpenVia(bool, string) (Via, error) { return simVia{}, nil }
+
+type simVia struct{}
+
+func (simVia) Close() error { return nil }
 
 func (p *simPort) send(build func(src, dst netip.Addr) ([]byte, error), reaches func(*simPort) bool) error {
 	b, adv, err := buildAdvert(p.src, build)

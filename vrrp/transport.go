@@ -35,14 +35,18 @@ type Packet struct {
 // Transport carries adverts for every virtual router on one interface. It is
 // the seam between the engine and the network, so tests can use a fake wire.
 type Transport interface {
-	// Send sends a VRRP payload of the given family to the multicast group,
-	// or to every unicast peer of that family. Build it with Encode using
-	// Source and Destinations.
-	Send(v6 bool, build func(src, dst netip.Addr) ([]byte, error)) error
-	// SendTo sends a VRRP payload of the given family to dsts alone,
-	// whatever Send would use: a master keeps its adverts from a speaker
-	// outside the cluster by sending them to the members only.
-	SendTo(v6 bool, dsts []netip.Addr, build func(src, dst netip.Addr) ([]byte, error)) error
+	// Send sends a VRRP payload of the given family, built with Encode
+	// from the source and destination it is given. It goes to the
+	// multicast group or every unicast peer of that family; or, when to is
+	// not nil, to those addresses alone (a master keeps its adverts from a
+	// speaker outside the cluster by sending them to the members only). It
+	// leaves from via when that is not nil.
+	Send(v6 bool, via Via, to []netip.Addr, build func(src, dst netip.Addr) ([]byte, error)) error
+	// OpenVia opens a send-only socket on another interface with the same
+	// source address: a use_vmac master advertises from its virtual MAC
+	// interface this way (RFC 5798 §7.3), so the switch keeps the virtual
+	// MAC on its port.
+	OpenVia(v6 bool, ifname string) (Via, error)
 	// Source is the address adverts of this family leave from.
 	Source(v6 bool) netip.Addr
 	// SetPeers replaces the unicast peers (unicast_peers: auto).
@@ -54,6 +58,9 @@ type Transport interface {
 	Packets() <-chan []Packet
 	Close() error
 }
+
+// Via is a socket on another interface that Transport.OpenVia opened.
+type Via interface{ Close() error }
 
 // TransportConfig says which sockets to open.
 type TransportConfig struct {
@@ -82,11 +89,8 @@ type LinuxTransport struct {
 	packets chan []Packet
 	done    chan struct{}
 	peersMu sync.Mutex
-	// via: routers whose adverts leave from another interface (a use_vmac
-	// master's virtual MAC). Only the engine goroutine sends and sets it.
-	via   map[routerKey]*viaConn
-	wg    sync.WaitGroup
-	close sync.Once
+	wg      sync.WaitGroup
+	close   sync.Once
 }
 
 // ListenTransport opens the raw sockets for cfg. The IPv4 source is the
@@ -279,32 +283,26 @@ func (t *LinuxTransport) Source(v6 bool) netip.Addr {
 func (t *LinuxTransport) Packets() <-chan []Packet { return t.packets }
 
 // Send implements Transport.
-func (t *LinuxTransport) Send(v6 bool, build func(src, dst netip.Addr) ([]byte, error)) error {
-	dsts := t.peers(v6)
-	if len(dsts) == 0 && !t.cfg.Unicast {
-		dsts = []netip.Addr{GroupV4}
-		if v6 {
-			dsts = []netip.Addr{GroupV6}
+func (t *LinuxTransport) Send(v6 bool, via Via, to []netip.Addr, build func(src, dst netip.Addr) ([]byte, error)) error {
+	if to == nil {
+		to = t.peers(v6)
+		if len(to) == 0 && !t.cfg.Unicast {
+			to = []netip.Addr{GroupV4}
+			if v6 {
+				to = []netip.Addr{GroupV6}
+			}
 		}
 	}
-	return t.SendTo(v6, dsts, build)
-}
-
-// SendTo implements Transport.
-func (t *LinuxTransport) SendTo(v6 bool, dsts []netip.Addr, build func(src, dst netip.Addr) ([]byte, error)) error {
+	ifi, c4, c6 := t.ifi, t.v4, t.v6
+	if v, ok := via.(*viaConn); ok && v != nil {
+		ifi, c4, c6 = v.ifi, v.v4, v.v6
+	}
 	var errs []error
-	for _, dst := range dsts {
+	for _, dst := range to {
 		src := t.Source(v6)
 		b, err := build(src.WithZone(""), dst)
 		if err != nil {
 			return err
-		}
-		ifi, c4, c6 := t.ifi, t.v4, t.v6
-		if len(b) > 1 {
-			// The VRID is every VRRP packet's second octet (RFC 5798 §5.2).
-			if via := t.via[routerKey{v6: v6, vrid: b[1]}]; via != nil {
-				ifi, c4, c6 = via.ifi, via.v4, via.v6
-			}
 		}
 		if v6 {
 			if c6 == nil {
@@ -334,32 +332,19 @@ type viaConn struct {
 	v6  *ipv6.PacketConn
 }
 
-func (v *viaConn) close() {
+// Close implements Via.
+func (v *viaConn) Close() error {
 	if v.v4 != nil {
-		v.v4.Close()
+		return v.v4.Close()
 	}
-	if v.v6 != nil {
-		v.v6.Close()
-	}
+	return v.v6.Close()
 }
 
-// SetVia sends the adverts of one virtual router out of the interface
-// ifname from now on, from the same source address; ifname "" sends them
-// from this transport's own interface again. A use_vmac master
-// advertises from its virtual MAC this way (RFC 5798 §7.3), so the switch
-// keeps the virtual MAC on its port. Call it from the goroutine that sends.
-func (t *LinuxTransport) SetVia(v6 bool, vrid uint8, ifname string) error {
-	k := routerKey{v6: v6, vrid: vrid}
-	if old := t.via[k]; old != nil {
-		old.close()
-		delete(t.via, k)
-	}
-	if ifname == "" {
-		return nil
-	}
+// OpenVia implements Transport.
+func (t *LinuxTransport) OpenVia(v6 bool, ifname string) (Via, error) {
 	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
-		return fmt.Errorf("find interface %q: %w", ifname, err)
+		return nil, fmt.Errorf("find interface %q: %w", ifname, err)
 	}
 	v := &viaConn{ifi: ifi}
 	if v6 {
@@ -368,13 +353,9 @@ func (t *LinuxTransport) SetVia(v6 bool, vrid uint8, ifname string) error {
 		v.v4, err = listenV4(ifi, false, false)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if t.via == nil {
-		t.via = map[routerKey]*viaConn{}
-	}
-	t.via[k] = v
-	return nil
+	return v, nil
 }
 
 // readBatch is how many packets one read takes at most.
@@ -553,9 +534,6 @@ func (t *LinuxTransport) Close() error {
 		}
 		if t.v6 != nil {
 			errs = append(errs, t.v6.Close())
-		}
-		for _, v := range t.via {
-			v.close()
 		}
 	})
 	return errors.Join(errs...)

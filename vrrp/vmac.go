@@ -66,11 +66,8 @@ type VirtualMACs interface {
 // not announced at all.
 type LinuxVMACs struct {
 	parent netlink.Link
-	base   *LinuxAnnouncer // whose mode the virtual MACs' announcements follow
-	// adverts, when set, sends each master's adverts from its virtual MAC;
-	// nil with vmac_xmit_base (adverts from the base interface's MAC).
-	adverts *LinuxTransport
-	log     zerolog.Logger
+	base   interface{ Mode() AnnounceMode } // whose mode the virtual MACs' announcements follow
+	log    zerolog.Logger
 
 	mu      sync.Mutex
 	up      map[routerKey]*vmacLink
@@ -90,14 +87,14 @@ type savedSysctl struct{ path, value string }
 // interfaces an earlier run left on it, and makes the base interface
 // answer ARP only for its own addresses (arp_ignore=1, arp_filter=1, as
 // keepalived does), so that it never answers for a VIP with its own MAC;
-// Close restores both. adverts is the transport whose adverts leave from
-// the virtual MACs, nil to keep them on the base interface (vmac_xmit_base).
-func NewLinuxVMACs(ifname string, base *LinuxAnnouncer, adverts *LinuxTransport, log zerolog.Logger) (*LinuxVMACs, error) {
+// Close restores both. The engine opens the sockets adverts leave from
+// (Transport.OpenVia).
+func NewLinuxVMACs(ifname string, base interface{ Mode() AnnounceMode }, log zerolog.Logger) (*LinuxVMACs, error) {
 	parent, err := netlink.LinkByName(ifname)
 	if err != nil {
 		return nil, fmt.Errorf("find interface %q: %w", ifname, err)
 	}
-	v := &LinuxVMACs{parent: parent, base: base, adverts: adverts, log: log,
+	v := &LinuxVMACs{parent: parent, base: base, log: log,
 		up: map[routerKey]*vmacLink{}, holders: map[netip.Addr]routerKey{}}
 	if err := v.removeLeftovers(); err != nil {
 		return nil, err
@@ -265,16 +262,11 @@ func (v *LinuxVMACs) Up(vrid uint8, v6 bool, vips []netip.Prefix) error {
 		}
 	}
 	if created {
-		ann, err := NewLinuxAnnouncer(name, AnnounceMode(v.base.mode.Load()))
+		ann, err := NewLinuxAnnouncer(name, v.base.Mode())
 		if err != nil {
 			return fail(err)
 		}
 		vl.ann = ann
-		if v.adverts != nil {
-			if err := v.adverts.SetVia(v6, vrid, name); err != nil {
-				return fail(fmt.Errorf("send adverts from %s: %w", name, err))
-			}
-		}
 		v.up[k] = vl
 		v.log.Info().Str("interface", name).Str("mac", VirtualMAC(vrid, v6).String()).Msg("virtual MAC up")
 	}
@@ -379,11 +371,7 @@ func (v *LinuxVMACs) down(k routerKey) error {
 			delete(v.holders, p.Addr())
 		}
 	}
-	var errs []error
-	if v.adverts != nil {
-		errs = append(errs, v.adverts.SetVia(k.v6, k.vrid, ""))
-	}
-	errs = append(errs, vl.ann.Close())
+	errs := []error{vl.ann.Close()}
 	if err := netlink.LinkDel(vl.link); err != nil && !errors.Is(err, unix.ENODEV) {
 		errs = append(errs, fmt.Errorf("remove virtual MAC interface %s: %w", vl.link.Attrs().Name, err))
 	} else {
@@ -402,7 +390,7 @@ func (v *LinuxVMACs) Send(a netip.Addr) (int, error) {
 		return 0, nil // released meanwhile: a backup announces nothing
 	}
 	vl := v.up[k]
-	vl.ann.SetMode(AnnounceMode(v.base.mode.Load()))
+	vl.ann.SetMode(v.base.Mode())
 	return vl.ann.Send(a)
 }
 

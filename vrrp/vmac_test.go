@@ -109,6 +109,29 @@ func TestEngineAnswersVirtualMACClaimsAsMembers(t *testing.T) {
 	}
 }
 
+// The engine chooses where a use_vmac master's adverts leave from: its
+// virtual MAC interface, or with vmac_xmit_base the interface's own MAC.
+// A backup's adverts (it sends none) and a released router's use no
+// virtual MAC socket.
+func TestEngineSendsAdvertsFromTheVirtualMAC(t *testing.T) {
+	for _, xmitBase := range []bool{false, true} {
+		s := newSim(t)
+		cfg := v3cfg()
+		cfg.UseVMAC, cfg.VMACXmitBase = true, xmitBase
+		a := s.start("192.0.2.11", nodeOpts{prio: 200, cfg: cfg, vmac: true})
+		s.run(time.Second)
+		sent, via := len(a.port.sent), a.port.viaSent
+		s.run(time.Second)
+		got, want := a.port.viaSent-via, len(a.port.sent)-sent
+		if xmitBase {
+			want = 0
+		}
+		if want == 0 && !xmitBase || got != want {
+			t.Fatalf("vmac_xmit_base %v: %d of the master's %d adverts from the virtual MAC, want %d", xmitBase, got, len(a.port.sent)-sent, want)
+		}
+	}
+}
+
 func TestConfigVMACXmitBaseNeedsUseVMAC(t *testing.T) {
 	c := v3cfg()
 	c.VMACXmitBase = true

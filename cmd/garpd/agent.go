@@ -2,19 +2,14 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/http/pprof"
-	"net/netip"
 	"os"
 	"os/signal"
 	"reflect"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -22,7 +17,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
@@ -135,54 +129,31 @@ func (h levelHook) Run(e *zerolog.Event, l zerolog.Level, _ string) {
 	}
 }
 
-// agent holds the running pieces so a reload can swap them.
+// agent is the running agent: the data plane, the dynamic mode over it
+// (nil in the static mode), and what a reload may change in place.
 type agent struct {
-	log     zerolog.Logger
-	logOut  *logOutput
-	reg     *prometheus.Registry
-	metrics *vrrp.Metrics
-	members *prometheus.GaugeVec
-	checks  *prometheus.GaugeVec
-	started time.Time
-	mu      sync.Mutex
-	cur     *loaded
-	engine  *vrrp.Engine
-	stopEng context.CancelFunc
-	engDone chan error
-	dyn     *dynamicMode // nil in static mode
-	pacer   *vrrp.Pacer
-	ann     *vrrp.LinuxAnnouncer
-	// relink asks the main loop to restart the engine: the interface was
-	// recreated.
-	relink chan struct{}
+	log        zerolog.Logger
+	logOut     *logOutput
+	reg        *prometheus.Registry
+	metrics    *vrrp.Metrics
+	dynMetrics balancer.DynamicMetrics
+	kernel     vrrp.Kernel
+	started    time.Time
+	mu         sync.Mutex
+	cur        *loaded
+	stack      *vrrp.Stack
+	dyn        *balancer.Dynamic
 	// pprof follows http.pprof; read per request, so a reload turns the
 	// profiler on or off without a new listener.
 	pprof atomic.Bool
-	// kube records the engine's Events while the dynamic mode has a
-	// Kubernetes section; nil otherwise.
-	kube atomic.Pointer[gossip.Kube]
 }
 
-// kubeEvent is the engine's event sink: Events on the Node, when there
-// is a Kubernetes section.
-func (a *agent) kubeEvent(warning bool, reason, message string) {
-	if k := a.kube.Load(); k != nil {
-		k.Event(warning, reason, message)
-	}
-}
-
-func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.Writer) error {
-	l, err := loadConfig(path)
-	if err != nil {
-		return err
-	}
+func newAgent(l *loaded, stderr io.Writer, kernel vrrp.Kernel) *agent {
 	logOut := newLogOutput(l.cfg.Log, stderr)
-	a := &agent{log: logOut.logger(), logOut: logOut, reg: prometheus.NewRegistry(), started: time.Now(),
-		relink: make(chan struct{}, 1)}
+	a := &agent{log: logOut.logger(), logOut: logOut, reg: prometheus.NewRegistry(), started: time.Now(), kernel: kernel}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.metrics = vrrp.NewMetrics(a.reg)
-	a.members = balancer.NewMembersGauge(a.reg)
-	a.checks = gossip.NewHealthGauge(a.reg)
+	a.dynMetrics = balancer.DynamicMetrics{Members: balancer.NewMembersGauge(a.reg), Checks: gossip.NewHealthGauge(a.reg)}
 	// garpd_node_info names the node behind a scrape target, so
 	// dashboards show node names rather than addresses.
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -195,13 +166,22 @@ func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.
 		mode = "dynamic"
 	}
 	info.WithLabelValues(l.cfg.Node, version, mode).Set(1)
-	if err := a.startEngine(l); err != nil {
+	a.pprof.Store(l.cfg.HTTP.PProf)
+	return a
+}
+
+func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.Writer) error {
+	l, err := loadConfig(path)
+	if err != nil {
 		return err
 	}
-	a.pprof.Store(l.cfg.HTTP.PProf)
+	a := newAgent(l, stderr, vrrp.LinuxKernel{})
+	if err := a.start(l); err != nil {
+		return err
+	}
 	srv, err := a.serveHTTP(l.cfg.HTTP.Listen)
 	if err != nil {
-		a.stopEngine()
+		a.stop()
 		return err
 	}
 	a.log.Info().Str("node", l.cfg.Node).Str("interface", l.cfg.Interface).Int("routers", len(l.routers)).
@@ -211,10 +191,13 @@ func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.
 		a.log.Warn().Msg(g)
 	}
 	for {
+		a.mu.Lock()
+		stack, cur := a.stack, a.cur
+		a.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			a.log.Info().Msg("stopping: resigning masters and removing VIPs")
-			err := a.stopEngine()
+			err := a.stop()
 			shut, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			srv.Shutdown(shut)
 			cancel()
@@ -223,14 +206,13 @@ func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.
 			}
 			a.log.Info().Msg("garpd agent stopped")
 			return nil
-		case err := <-a.engDone:
-			srv.Close()
-			return fmt.Errorf("VRRP engine stopped: %w", err)
-		case <-a.relink:
-			a.mu.Lock()
-			cur := a.cur
-			a.mu.Unlock()
-			if err := a.restartEngine(cur); err != nil {
+		case <-stack.Done():
+			if !errors.Is(stack.Err(), vrrp.ErrInterfaceReplaced) {
+				a.stop()
+				srv.Close()
+				return fmt.Errorf("VRRP engine stopped: %w", stack.Err())
+			}
+			if err := a.restart(cur); err != nil {
 				srv.Close()
 				return fmt.Errorf("restart on the recreated interface: %w", err)
 			}
@@ -243,213 +225,87 @@ func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.
 	}
 }
 
-func (a *agent) startEngine(l *loaded) error {
-	c := l.cfg
-	if err := vrrp.CheckInterface(c.Interface, l.routers); err != nil {
-		return &configError{err}
-	}
-	tr, err := vrrp.ListenTransport(vrrp.TransportConfig{
-		Interface: c.Interface, UnicastPeers: l.peers, Unicast: c.VRRP.UnicastAuto(), Metrics: a.metrics,
-		IPv4: hasFamily(l, false) || l.dynamic(), IPv6: hasFamily(l, true),
-	})
+// start starts the data plane of l and, in the dynamic mode, the dynamic
+// mode over it.
+func (a *agent) start(l *loaded) error {
+	stack, err := vrrp.StartStack(l.stackConfig(a.metrics, a.log), a.kernel)
 	if err != nil {
 		return err
 	}
-	addrs, err := vrrp.NewNetlinkAddresses(c.Interface)
-	if err != nil {
-		tr.Close()
-		return err
-	}
-	mode, _ := vrrp.ParseAnnounceMode(c.GARP.Mode) // validated with the config
-	ann, err := vrrp.NewLinuxAnnouncer(c.Interface, mode)
-	if err != nil {
-		tr.Close()
-		return err
-	}
-	var sender vrrp.Sender = ann
-	var vmacs vrrp.VirtualMACs
-	closeVMACs := func() {}
-	if c.VRRP.UseVMAC {
-		adverts := tr
-		if c.VRRP.VMACXmitBase {
-			adverts = nil
-		}
-		vm, err := vrrp.NewLinuxVMACs(c.Interface, ann, adverts, a.log)
-		if err != nil {
-			tr.Close()
-			ann.Close()
-			return err
-		}
-		sender, vmacs = vm, vm
-		closeVMACs = func() {
-			if err := vm.Close(); err != nil {
-				a.log.Warn().Err(err).Msg("cannot remove every virtual MAC interface")
-			}
-		}
-	}
-	sched, _ := balancer.NewScheduler(refreshConfig(c)) // validated with the config
-	pacer := vrrp.NewPacer(sender, c.GARP.MaxRate, nil, a.metrics, a.log)
-	eng, err := vrrp.NewEngine(c.VRRP, c.GARP, l.routers, vrrp.Deps{
-		Transport: tr, Addresses: addrs, VMACs: vmacs, Announcer: pacer, Refresh: sched, Log: a.log, Metrics: a.metrics, Events: a.kubeEvent,
-	})
-	if err != nil {
-		closeVMACs()
-		tr.Close()
-		ann.Close()
-		return &configError{err}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if events, err := vrrp.WatchLink(ctx, c.Interface); err != nil {
-		a.log.Warn().Err(err).Msg("interface changes are not watched: a link flap or a recreated interface needs a restart")
-	} else {
-		go a.followLink(ctx, events, eng)
-	}
-	// Only the dynamic mode knows the plan and the members, so only it
-	// answers others' announcements of its VIPs.
-	if l.dynamic() && hasFamily(l, false) {
-		if claims, err := vrrp.WatchForeignClaims(ctx, c.Interface); err != nil {
-			a.log.Warn().Err(err).Msg("other MACs' announcements of our VIPs are not watched")
-		} else {
-			go func() {
-				for cl := range claims {
-					eng.ForeignClaim(ctx, cl.Addr, cl.MAC)
-				}
-			}()
-		}
-	}
-	done := make(chan error, 1)
-	pacerCtx, stopPacer := context.WithCancel(context.Background())
-	pacerDone := make(chan struct{})
-	go func() { pacer.Run(pacerCtx); close(pacerDone) }()
-	go func() {
-		err := eng.Run(ctx)
-		stopPacer()
-		<-pacerDone
-		closeVMACs()
-		tr.Close()
-		ann.Close()
-		done <- err
-	}()
-	var dyn *dynamicMode
+	var dyn *balancer.Dynamic
 	if l.dynamic() {
-		if dyn, err = startDynamic(l, eng, tr, a.log, a.members, a.checks); err != nil {
-			cancel()
-			<-done
+		if dyn, err = balancer.StartDynamic(l.dynamicConfig(), stack, a.log, a.dynMetrics); err != nil {
+			stack.Stop()
 			return err
 		}
-		a.kube.Store(dyn.kube)
 	}
 	a.mu.Lock()
-	a.cur, a.engine, a.stopEng, a.engDone, a.dyn, a.pacer, a.ann = l, eng, cancel, done, dyn, pacer, ann
+	a.cur, a.stack, a.dyn = l, stack, dyn
 	a.mu.Unlock()
 	return nil
 }
 
-// applyInPlace applies changed garp settings and health checks to the
-// running engine and checks; sameEngine says nothing else changed.
-func (a *agent) applyInPlace(cur, l *loaded) error {
+// stop hands over and stops everything start started. In the dynamic mode
+// the dynamic mode's Stop runs the data plane's Stop as its hand-over
+// step, in the order it documents.
+func (a *agent) stop() error {
 	a.mu.Lock()
-	eng, dyn, pacer, ann := a.engine, a.dyn, a.pacer, a.ann
+	stack, dyn := a.stack, a.dyn
 	a.mu.Unlock()
-	if !reflect.DeepEqual(cur.cfg.Health, l.cfg.Health) && dyn != nil {
-		if err := dyn.setHealth(l.cfg.Health); err != nil {
-			return err
-		}
-		a.log.Info().Int("checks", len(l.cfg.Health.Checks)).Msg("health checks replaced")
+	if dyn == nil {
+		return stack.Stop()
 	}
-	if cur.cfg.GARP != l.cfg.GARP {
-		sched, err := balancer.NewScheduler(refreshConfig(l.cfg))
-		if err != nil {
-			return err
-		}
-		var refresh vrrp.RefreshScheduler
-		if sched != nil {
-			refresh = sched
-		}
-		if err := eng.SetGARP(context.Background(), l.cfg.GARP, refresh); err != nil {
-			return err
-		}
-		mode, _ := vrrp.ParseAnnounceMode(l.cfg.GARP.Mode)
-		ann.SetMode(mode)
-		pacer.SetRate(l.cfg.GARP.MaxRate)
-		a.log.Info().Msg("garp settings applied")
-	}
-	return nil
+	return dyn.Stop(stack.Stop)
 }
 
-// followLink hands the interface's changes to the engine until the engine
-// stops; a recreated interface restarts the engine on new sockets.
-func (a *agent) followLink(ctx context.Context, events <-chan vrrp.LinkEvent, eng *vrrp.Engine) {
-	for ev := range events {
-		var err error
-		switch ev.Kind {
-		case vrrp.LinkUp, vrrp.LinkDown:
-			err = eng.SetLink(ctx, ev.Kind == vrrp.LinkUp)
-		case vrrp.AddressRemoved:
-			err = eng.AddressRemoved(ctx, ev.Addr)
-		case vrrp.LinkReplaced:
-			a.log.Warn().Msg("the interface was recreated: reopening the VRRP sockets")
-			select {
-			case a.relink <- struct{}{}:
-			default:
-			}
-		}
-		if err != nil && ctx.Err() == nil {
-			a.log.Error().Err(err).Str("event", ev.Kind.String()).Msg("cannot follow an interface change")
-		}
-	}
-}
-
-// restartEngine stops the running engine (resigning first) and starts one
-// for l.
-func (a *agent) restartEngine(l *loaded) error {
-	if err := a.stopEngine(); err != nil {
+// restart stops what runs (handing over first) and starts l.
+func (a *agent) restart(l *loaded) error {
+	if err := a.stop(); err != nil {
 		a.log.Error().Err(err).Msg("old engine stopped with an error")
 	}
-	return a.startEngine(l)
+	return a.start(l)
 }
 
-// stopEngine resigns and waits for the engine to release every VIP.
-func (a *agent) stopEngine() error {
-	a.mu.Lock()
-	cancel, done, dyn := a.stopEng, a.engDone, a.dyn
-	a.mu.Unlock()
-	// Hand over first: the engine's priority-0 adverts let the next node
-	// take the VIPs within a skew time. Leaving gossip and waiting for health
-	// checks can block, so they come after; the controller only stops
-	// changing priorities before.
-	if dyn != nil {
-		dyn.cancel()
+// reloadKind is what a reload has to do to apply a new config.
+type reloadKind int
+
+const (
+	// reloadNothing: the config is unchanged.
+	reloadNothing reloadKind = iota
+	// reloadInPlace: only log, http, garp and (dynamic mode) health
+	// checks changed; VRRP and gossip keep running untouched.
+	reloadInPlace
+	// reloadRouters: static mode, same interface and VRRP settings: the
+	// engine moves to the new routers, restarting only those that changed.
+	reloadRouters
+	// reloadRestart: anything else restarts the engine (and gossip),
+	// resigning first.
+	reloadRestart
+)
+
+// classifyReload says what applying next over cur takes.
+func classifyReload(cur, next agentConfig) reloadKind {
+	inPlace := next
+	inPlace.Log, inPlace.HTTP, inPlace.GARP = cur.Log, cur.HTTP, cur.GARP
+	if cur.Priorities == nil {
+		inPlace.Health = cur.Health
 	}
-	cancel()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(2 * time.Second):
-		err = errors.New("VRRP engine did not stop within 2s")
+	switch {
+	case reflect.DeepEqual(cur, next):
+		return reloadNothing
+	case reflect.DeepEqual(cur, inPlace):
+		return reloadInPlace
+	case cur.Priorities != nil && next.Priorities != nil && cur.Interface == next.Interface &&
+		reflect.DeepEqual(cur.VRRP, next.VRRP) && cur.GARP == next.GARP:
+		return reloadRouters
 	}
-	if dyn != nil {
-		a.kube.Store(nil)
-		dyn.stop()
-	}
-	return err
+	return reloadRestart
 }
 
-func hasFamily(l *loaded, v6 bool) bool {
-	for _, g := range l.alloc.Groups {
-		if g.V6 == v6 {
-			return true
-		}
-	}
-	return false
-}
-
-// reload applies a new config. An unchanged file changes nothing; log and
-// http settings apply in place; routers change in place when the transport
-// settings are the same in static mode; anything else restarts the engine
-// (and gossip). An invalid config changes nothing. The error is for the one
-// case the agent cannot go on: neither the new config nor the running one
-// would start again, and an agent with no engine must not look healthy.
+// reload applies a new config as classifyReload says. An invalid config
+// changes nothing. The error is for the one case the agent cannot go on:
+// neither the new config nor the running one would start again, and an
+// agent with no engine must not look healthy.
 func (a *agent) reload(path string, srv *http.Server) (*http.Server, error) {
 	l, err := loadConfig(path)
 	if err != nil {
@@ -457,29 +313,27 @@ func (a *agent) reload(path string, srv *http.Server) (*http.Server, error) {
 		return srv, nil
 	}
 	a.mu.Lock()
-	cur, eng := a.cur, a.engine
+	cur, stack, dyn := a.cur, a.stack, a.dyn
 	a.mu.Unlock()
-	switch {
-	case reflect.DeepEqual(cur.cfg, l.cfg):
+	switch classifyReload(cur.cfg, l.cfg) {
+	case reloadNothing:
 		a.log.Info().Msg("reload: the config is unchanged; nothing to do")
 		return srv, nil
-	case sameEngine(cur.cfg, l.cfg):
-		// Only settings that apply in place changed: the VRRP routers and
-		// gossip keep running untouched.
-		if err := a.applyInPlace(cur, l); err != nil {
+	case reloadInPlace:
+		if err := a.applyInPlace(cur, l, stack, dyn); err != nil {
 			a.log.Error().Err(err).Msg("reload rejected; keeping the running config")
 			return srv, nil
 		}
-	case sameTransport(cur.cfg, l.cfg) && !l.dynamic() && !cur.dynamic():
-		if err := eng.Update(context.Background(), l.routers); err != nil {
+	case reloadRouters:
+		if err := stack.Update(context.Background(), l.routers); err != nil {
 			a.log.Error().Err(err).Msg("reload rejected; keeping the running config")
 			return srv, nil
 		}
-	default:
+	case reloadRestart:
 		a.log.Warn().Msg("reload changes interface, vrrp or garp settings, or runs the dynamic mode: restarting the VRRP engine (and gossip)")
-		if err := a.restartEngine(l); err != nil {
+		if err := a.restart(l); err != nil {
 			a.log.Error().Err(err).Msg("new config cannot start; restarting with the previous one")
-			if err2 := a.startEngine(cur); err2 != nil {
+			if err2 := a.start(cur); err2 != nil {
 				return srv, fmt.Errorf("reload: the new config cannot start (%w) and the previous one cannot start again (%w): stopping so the supervisor restarts garpd", err, err2)
 			}
 			return srv, nil
@@ -508,164 +362,22 @@ func (a *agent) reload(path string, srv *http.Server) (*http.Server, error) {
 	return srv, nil
 }
 
-type forgetRequest struct {
-	Node string `json:"node"`
-}
-
-type announceRequest struct {
-	VIPs []string `json:"vips"`
-}
-
-type announceResponse struct {
-	Queued  []string `json:"queued"`
-	NotHeld []string `json:"not_held"`
-}
-
-func parseAddrs(ss []string) ([]netip.Addr, error) {
-	out := make([]netip.Addr, 0, len(ss))
-	for _, s := range ss {
-		a, err := netip.ParseAddr(strings.TrimSpace(s))
-		if err != nil {
-			return nil, fmt.Errorf("%q is not an IP address", s)
+// applyInPlace applies changed garp settings and health checks to the
+// running data plane and dynamic mode.
+func (a *agent) applyInPlace(cur, l *loaded, stack *vrrp.Stack, dyn *balancer.Dynamic) error {
+	if dyn != nil && !reflect.DeepEqual(cur.cfg.Health, l.cfg.Health) {
+		if err := dyn.SetHealth(l.cfg.Health); err != nil {
+			return err
 		}
-		out = append(out, a)
+		a.log.Info().Int("checks", len(l.cfg.Health.Checks)).Msg("health checks replaced")
 	}
-	return out, nil
-}
-
-func addrStrings(as []netip.Addr) []string {
-	out := make([]string, len(as))
-	for i, a := range as {
-		out[i] = a.String()
+	if cur.cfg.GARP != l.cfg.GARP {
+		if err := stack.SetGARP(context.Background(), l.cfg.GARP); err != nil {
+			return err
+		}
+		a.log.Info().Msg("garp settings applied")
 	}
-	return out
-}
-
-type statusJSON struct {
-	Node      string              `json:"node"`
-	Interface string              `json:"interface"`
-	Version   string              `json:"version"`
-	Uptime    string              `json:"uptime"`
-	Mode      string              `json:"mode"`
-	Routers   []vrrp.RouterStatus `json:"routers"`
-	Dynamic   *dynamicStatus      `json:"dynamic,omitempty"`
-}
-
-func (a *agent) serveHTTP(listen string) (*http.Server, error) {
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return nil, fmt.Errorf("http.listen %s: %w", listen, err)
-	}
-	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-	return srv, nil
-}
-
-// postOnly answers 405 with hint to anything but a POST.
-func postOnly(w http.ResponseWriter, r *http.Request, hint string) bool {
-	if r.Method == http.MethodPost {
-		return true
-	}
-	w.Header().Set("Allow", http.MethodPost)
-	http.Error(w, hint, http.StatusMethodNotAllowed)
-	return false
-}
-
-// handler serves the agent's HTTP API.
-func (a *agent) handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		a.mu.Lock()
-		eng := a.engine
-		a.mu.Unlock()
-		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
-		defer cancel()
-		if eng == nil || !eng.Responsive(ctx) {
-			http.Error(w, "VRRP engine is not running or does not answer within 1s", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("/announce", func(w http.ResponseWriter, r *http.Request) {
-		if !postOnly(w, r, "POST to start an announcement wave") {
-			return
-		}
-		var req announceRequest
-		if r.ContentLength != 0 {
-			if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
-				http.Error(w, "body: want {\"vips\": [\"ADDR\", ...]}: "+err.Error(), http.StatusBadRequest)
-				return
-			}
-		}
-		only, err := parseAddrs(req.VIPs)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		a.mu.Lock()
-		eng := a.engine
-		a.mu.Unlock()
-		queued, notHeld, err := eng.Wave(r.Context(), only)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(announceResponse{Queued: addrStrings(queued), NotHeld: addrStrings(notHeld)})
-	})
-	mux.HandleFunc("/forget", func(w http.ResponseWriter, r *http.Request) {
-		if !postOnly(w, r, "POST {\"node\": NAME} to forget a known member that is down") {
-			return
-		}
-		var req forgetRequest
-		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil || req.Node == "" {
-			http.Error(w, "body: want {\"node\": NAME}", http.StatusBadRequest)
-			return
-		}
-		a.mu.Lock()
-		dyn := a.dyn
-		a.mu.Unlock()
-		if dyn == nil {
-			http.Error(w, "this agent runs the static mode: there are no known members to forget", http.StatusConflict)
-			return
-		}
-		if err := dyn.members.Forget(req.Node); err != nil {
-			http.Error(w, err.Error(), http.StatusConflict)
-			return
-		}
-		fmt.Fprintf(w, "forgot %s: every node re-plans without it\n", req.Node)
-	})
-	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
-		a.mu.Lock()
-		cur, eng, dyn := a.cur, a.engine, a.dyn
-		a.mu.Unlock()
-		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
-		defer cancel()
-		st := statusJSON{
-			Node: cur.cfg.Node, Interface: cur.cfg.Interface, Version: version, Mode: "static",
-			Uptime: time.Since(a.started).Round(time.Second).String(), Routers: eng.Status(ctx),
-		}
-		if dyn != nil {
-			st.Mode, st.Dynamic = "dynamic", dyn.status(ctx)
-		}
-		w.Header().Set("Content-Type", "application/json")
-		printJSON(w, st)
-	})
-	profiler := http.NewServeMux()
-	profiler.HandleFunc("/debug/pprof/", pprof.Index)
-	profiler.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	profiler.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	profiler.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	profiler.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	mux.HandleFunc("/debug/pprof/", func(w http.ResponseWriter, r *http.Request) {
-		if !a.pprof.Load() {
-			http.Error(w, "profiling is off: set http.pprof: true in the config and reload (SIGHUP)", http.StatusNotFound)
-			return
-		}
-		profiler.ServeHTTP(w, r)
-	})
-	return mux
+	return nil
 }
 
 // checkConfig validates a config file and prints what it would run.

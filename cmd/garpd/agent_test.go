@@ -31,29 +31,41 @@ func TestLogOutputReload(t *testing.T) {
 	}
 }
 
-// What a reload may apply without restarting VRRP or gossip.
-func TestSameEngine(t *testing.T) {
-	base, err := parseConfig([]byte("interface: eth0\nvips: [192.0.2.101]\ngossip: {insecure: true}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
+// What a reload does, for each kind of change, in both modes.
+func TestClassifyReload(t *testing.T) {
+	const dyn = "interface: eth0\nvips: [192.0.2.101]\ngossip: {insecure: true}\n"
+	const static = "interface: eth0\nvips: [192.0.2.101, 192.0.2.102]\npriorities: {192.0.2.101: 200, 192.0.2.102: 100}\nnode: n1\n"
 	for _, c := range []struct {
-		yaml string
-		same bool
+		desc, from, to string
+		want           reloadKind
 	}{
-		{"interface: eth0\nvips: [192.0.2.101]\ngossip: {insecure: true}\nlog: {level: debug, format: console}\nhttp: {listen: 127.0.0.1:9999, pprof: true}\n", true},
-		{"interface: eth0\nvips: [192.0.2.101]\ngossip: {insecure: true}\ngarp: {refresh: 30s, count: 1, mode: reply}\n", true},
-		{"interface: eth0\nvips: [192.0.2.101]\ngossip: {insecure: true}\nhealth: {checks: [{name: a, exec: [\"true\"]}]}\n", true},
-		{"interface: eth0\nvips: [192.0.2.101]\ngossip: {insecure: true, settle: 9s}\n", false},
-		{"interface: eth0\nvips: [192.0.2.101]\ngossip: {insecure: true}\nvrrp: {advert_interval: 2s}\n", false},
-		{"interface: eth0\nvips: [192.0.2.101, 192.0.2.102]\ngossip: {insecure: true}\n", false},
+		{"dynamic, unchanged", dyn, dyn, reloadNothing},
+		{"dynamic, log and http", dyn, dyn + "log: {level: debug, format: console}\nhttp: {listen: 127.0.0.1:9999, pprof: true}\n", reloadInPlace},
+		{"dynamic, garp", dyn, dyn + "garp: {refresh: 30s, count: 1, mode: reply}\n", reloadInPlace},
+		{"dynamic, health checks", dyn, dyn + "health: {checks: [{name: a, exec: [\"true\"]}]}\n", reloadInPlace},
+		{"dynamic, gossip", dyn, "interface: eth0\nvips: [192.0.2.101]\ngossip: {insecure: true, settle: 9s}\n", reloadRestart},
+		{"dynamic, vrrp", dyn, dyn + "vrrp: {advert_interval: 2s}\n", reloadRestart},
+		{"dynamic, VIPs", dyn, "interface: eth0\nvips: [192.0.2.101, 192.0.2.102]\ngossip: {insecure: true}\n", reloadRestart},
+		{"dynamic to static", dyn, static, reloadRestart},
+		{"static to dynamic", static, dyn, reloadRestart},
+		{"static, unchanged", static, static, reloadNothing},
+		{"static, garp", static, static + "garp: {refresh: 30s}\n", reloadInPlace},
+		{"static, priorities", static, "interface: eth0\nvips: [192.0.2.101, 192.0.2.102]\npriorities: {192.0.2.101: 100, 192.0.2.102: 200}\nnode: n1\n", reloadRouters},
+		{"static, VIPs", static, "interface: eth0\nvips: [192.0.2.101, 192.0.2.103]\npriorities: {192.0.2.101: 200, 192.0.2.103: 100}\nnode: n1\n", reloadRouters},
+		{"static, VIPs and garp", static, "interface: eth0\nvips: [192.0.2.101, 192.0.2.103]\npriorities: {192.0.2.101: 200, 192.0.2.103: 100}\nnode: n1\ngarp: {refresh: 30s}\n", reloadRestart},
+		{"static, vrrp", static, static + "vrrp: {advert_interval: 2s}\n", reloadRestart},
+		{"static, interface", static, "interface: eth1\nvips: [192.0.2.101, 192.0.2.102]\npriorities: {192.0.2.101: 200, 192.0.2.102: 100}\nnode: n1\n", reloadRestart},
 	} {
-		l, err := parseConfig([]byte(c.yaml))
+		from, err := parseConfig([]byte(c.from))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := sameEngine(base.cfg, l.cfg); got != c.same {
-			t.Errorf("%q: sameEngine %v, want %v", c.yaml, got, c.same)
+		to, err := parseConfig([]byte(c.to))
+		if err != nil {
+			t.Fatalf("%s: %v", c.desc, err)
+		}
+		if got := classifyReload(from.cfg, to.cfg); got != c.want {
+			t.Errorf("%s: %v, want %v", c.desc, got, c.want)
 		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"reflect"
 	"slices"
@@ -14,7 +13,9 @@ import (
 
 	"github.com/garpd/garpd/balancer"
 	"github.com/garpd/garpd/gossip"
+	"github.com/garpd/garpd/gossip/kube"
 	"github.com/garpd/garpd/vrrp"
+	"github.com/rs/zerolog"
 )
 
 // agentConfig is the agent's YAML file: the packages' sections composed.
@@ -27,7 +28,7 @@ type agentConfig struct {
 	GARP       vrrp.GARPConfig     `yaml:"garp"`
 	Gossip     gossip.Config       `yaml:"gossip"`
 	Health     gossip.HealthConfig `yaml:"health"`
-	Kubernetes *gossip.KubeConfig  `yaml:"kubernetes"`
+	Kubernetes *kube.Config        `yaml:"kubernetes"`
 	HTTP       httpConfig          `yaml:"http"`
 	Log        logConfig           `yaml:"log"`
 }
@@ -50,7 +51,6 @@ type loaded struct {
 	cfg     agentConfig
 	alloc   balancer.Allocation
 	routers []vrrp.RouterSpec
-	peers   []netip.Addr
 }
 
 // dynamic: no static priorities, so gossip and the balancer set them.
@@ -150,9 +150,6 @@ func parseConfig(raw []byte) (*loaded, error) {
 	} else if len(c.Health.Checks) > 0 || c.VRRP.UnicastAuto() || c.Kubernetes != nil {
 		errs = append(errs, errors.New("priorities: static priorities cannot follow health checks, gossip or Kubernetes (health, unicast_peers: auto, kubernetes); remove priorities for the dynamic mode"))
 	}
-	if _, err := balancer.NewScheduler(refreshConfig(c)); err != nil {
-		errs = append(errs, fmt.Errorf("garp.%w", err))
-	}
 	if _, err := parseLevel(c.Log.Level); err != nil {
 		errs = append(errs, fmt.Errorf("log.level: %w", err))
 	}
@@ -182,31 +179,20 @@ func parseConfig(raw []byte) (*loaded, error) {
 	} else if l.routers, err = balancer.StaticRouters(l.alloc, c.Priorities); err != nil {
 		return nil, err
 	}
-	if l.peers, err = c.VRRP.Peers(); err != nil {
-		return nil, fmt.Errorf("vrrp.%w", err)
-	}
 	return l, nil
 }
 
-func refreshConfig(c agentConfig) balancer.RefreshConfig {
-	return balancer.RefreshConfig{Refresh: c.GARP.Refresh, Schedule: c.GARP.Schedule}
+// stackConfig is the data plane's part of the config.
+func (l *loaded) stackConfig(m *vrrp.Metrics, log zerolog.Logger) vrrp.StackConfig {
+	return vrrp.StackConfig{Interface: l.cfg.Interface, VRRP: l.cfg.VRRP, GARP: l.cfg.GARP, Routers: l.routers,
+		IPv4: l.dynamic(), DefendClaims: l.dynamic(), Metrics: m, Log: log}
 }
 
-// sameTransport reports whether two configs can share one running engine,
-// differing at most in their routers (VIPs and priorities).
-// sameEngine: a and b differ at most in settings a reload applies without
-// restarting VRRP or gossip: log, http, garp and, in dynamic mode, the
-// health checks.
-func sameEngine(a, b agentConfig) bool {
-	b.Log, b.HTTP, b.GARP = a.Log, a.HTTP, a.GARP
-	if a.Priorities == nil {
-		b.Health = a.Health
-	}
-	return reflect.DeepEqual(a, b)
-}
-
-func sameTransport(a, b agentConfig) bool {
-	return a.Interface == b.Interface && reflect.DeepEqual(a.VRRP, b.VRRP) && a.GARP == b.GARP
+// dynamicConfig is the dynamic mode's part of the config.
+func (l *loaded) dynamicConfig() balancer.DynamicConfig {
+	c := l.cfg
+	return balancer.DynamicConfig{Node: c.Node, Interface: c.Interface, Groups: l.alloc.Groups, VRRP: c.VRRP,
+		Gossip: c.Gossip, Health: c.Health, Kubernetes: c.Kubernetes, Version: version}
 }
 
 // explainYAML rewrites the YAML decoder's errors for an operator: "field

@@ -76,6 +76,7 @@ func secondsText(d time.Duration) string {
 // own in static mode, each of names in dynamic mode.
 func renderKeepalived(l *loaded, path string, names []string) ([]nodeFile, error) {
 	c := l.cfg
+	peers, _ := c.VRRP.Peers() // validated with the config
 	prio := map[string][]int{} // node → priority per router, in l.routers' order
 	switch {
 	case !l.dynamic():
@@ -161,14 +162,14 @@ func renderKeepalived(l *loaded, path string, names []string) ([]nodeFile, error
 			if c.VRRP.AuthPass != "" && c.VRRP.Version == 2 && !r.V6() {
 				fmt.Fprintf(&b, "    authentication {\n        auth_type PASS\n        auth_pass %s\n    }\n", c.VRRP.AuthPass)
 			}
-			var peers []string
-			for _, p := range l.peers {
+			var peerLines []string
+			for _, p := range peers {
 				if p.Is6() == r.V6() {
-					peers = append(peers, "        "+p.String())
+					peerLines = append(peerLines, "        "+p.String())
 				}
 			}
-			if len(peers) > 0 {
-				fmt.Fprintf(&b, "    unicast_peer {\n%s\n    }\n", strings.Join(peers, "\n"))
+			if len(peerLines) > 0 {
+				fmt.Fprintf(&b, "    unicast_peer {\n%s\n    }\n", strings.Join(peerLines, "\n"))
 			}
 			b.WriteString("    virtual_ipaddress {\n")
 			for _, v := range r.VIPs {

@@ -1,0 +1,294 @@
+package balancer
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/garpd/garpd/gossip"
+	"github.com/garpd/garpd/gossip/kube"
+	"github.com/garpd/garpd/vrrp"
+)
+
+// DynamicConfig is what the dynamic mode runs from: the cluster's VIP
+// groups and VRRP settings (which every member must share), and this
+// node's gossip, health checks and Kubernetes section.
+type DynamicConfig struct {
+	Node       string
+	Interface  string // whose MAC the members admit
+	Groups     []Group
+	VRRP       vrrp.Config
+	Gossip     gossip.Config
+	Health     gossip.HealthConfig
+	Kubernetes *kube.Config // nil: no Kubernetes
+	Version    string       // garpd's, gossiped to the members
+}
+
+// Plane is the data plane the dynamic mode drives: the engine's commands,
+// the VRRP source addresses it gossips, and where the engine's events go
+// (vrrp.Stack is one).
+type Plane interface {
+	Engine
+	Source(v6 bool) netip.Addr
+	SetEvents(vrrp.EventSink)
+}
+
+// DynamicMetrics are the gauges the dynamic mode keeps, created once per
+// process: a reload starts a new Dynamic on the same ones.
+type DynamicMetrics struct {
+	Members *prometheus.GaugeVec // NewMembersGauge
+	Checks  *prometheus.GaugeVec // gossip.NewHealthGauge
+}
+
+// Dynamic owns the dynamic mode: membership (gossip), the health checks,
+// the Kubernetes watch and the controller, which turns them into this
+// node's VRRP priorities and is the only writer of its member metadata.
+type Dynamic struct {
+	cfg     DynamicConfig
+	plane   Plane
+	log     zerolog.Logger
+	checks  *prometheus.GaugeVec
+	members *gossip.Membership
+	ctrl    *Controller
+	api     *kube.API // nil without the kubernetes section
+	// ctx ends the controller, gossip's loops and the checks; stopAPI
+	// ends the Kubernetes watches and the event recorder, last.
+	ctx      context.Context
+	cancel   context.CancelFunc
+	stopAPI  context.CancelFunc
+	ctrlDone chan struct{}
+
+	mu       sync.Mutex // the health checks, which a reload may replace
+	excluded string     // why the Node is not eligible; empty when it is
+	health   *gossip.Health
+	stopHC   context.CancelFunc
+	hcDone   chan struct{}
+}
+
+// StartDynamic starts the dynamic mode over plane: the Kubernetes watch,
+// gossip, the controller and the health checks. A step that fails stops
+// what the steps before it started.
+func StartDynamic(cfg DynamicConfig, plane Plane, log zerolog.Logger, m DynamicMetrics) (*Dynamic, error) {
+	ifi, err := net.InterfaceByName(cfg.Interface)
+	if err != nil {
+		return nil, fmt.Errorf("find interface %q: %w", cfg.Interface, err)
+	}
+	meta := gossip.Meta{
+		Healthy: true,
+		Digest:  Digest(cfg.Groups, cfg.VRRP.Version, cfg.VRRP.AdvertInterval),
+		MAC:     ifi.HardwareAddr.String(),
+		Version: cfg.Version,
+	}
+	if a := plane.Source(false); a.IsValid() {
+		meta.VRRP4 = a.String()
+	}
+	if a := plane.Source(true); a.IsValid() {
+		meta.VRRP6 = a.String()
+	}
+	gcfg := cfg.Gossip
+	if gcfg.Advertise == "" {
+		// The interface's primary address, so members reach each other on
+		// the VIPs' segment whatever the bind address.
+		a := plane.Source(false)
+		if !a.IsValid() {
+			return nil, fmt.Errorf("gossip.advertise: %s has no IPv4 address to advertise; set gossip.advertise", cfg.Interface)
+		}
+		gcfg.Advertise = a.String()
+	}
+	d := &Dynamic{cfg: cfg, plane: plane, log: log, checks: m.Checks, ctrlDone: make(chan struct{})}
+	d.ctx, d.cancel = context.WithCancel(context.Background())
+	d.stopAPI = func() {}
+	fail := func(err error) (*Dynamic, error) {
+		d.cancel()
+		d.stopAPI()
+		return nil, err
+	}
+	var opts gossip.Options
+	var ctrlEvents vrrp.EventSink
+	if k := cfg.Kubernetes; k != nil {
+		client, err := kube.NewClient(*k, "garpd/"+cfg.Version)
+		if err != nil {
+			return fail(err)
+		}
+		var kctx context.Context
+		kctx, d.stopAPI = context.WithCancel(context.Background())
+		d.api = kube.Start(kctx, client, *k, cfg.Node, log, kube.Handlers{Eligibility: d.setEligible, NodeDeleted: d.forgetDeleted})
+		log.Info().Str("node", cfg.Node).Strs("exclude_labels", k.WithDefaults().ExcludeLabels).
+			Msg("Kubernetes: following this Node's eligibility, forgetting deleted Nodes, recording Events")
+		if k.Peers.Enabled() {
+			if opts.Discoverer, err = d.kubePeers(gcfg); err != nil {
+				return fail(err)
+			}
+			log.Info().Str("namespace", k.Peers.Namespace).Str("selector", k.Peers.Selector).
+				Msg("peers: the nodes of garpd's pods in the Kubernetes API")
+		}
+		ctrlEvents = d.api.Event
+		plane.SetEvents(d.api.Event)
+	}
+	members, err := gossip.Start(d.ctx, gcfg, cfg.Node, meta, opts, log)
+	if err != nil {
+		return fail(err)
+	}
+	ccfg := ControllerConfig{
+		Local: cfg.Node, Groups: cfg.Groups, Digest: meta.Digest, Settle: cfg.Gossip.Settle,
+		UnicastAuto: cfg.VRRP.UnicastAuto(), HasSeeds: len(cfg.Gossip.Join) > 0 || opts.Discoverer != nil, Events: ctrlEvents,
+	}
+	d.mu.Lock()
+	d.members, d.ctrl = members, NewController(ccfg, members, plane, log, m.Members)
+	d.ctrl.SetEligible(d.excluded)
+	d.mu.Unlock()
+	if err := d.SetHealth(cfg.Health); err != nil {
+		members.Close()
+		return fail(&vrrp.ConfigError{Err: err})
+	}
+	go func() {
+		d.ctrl.Run(d.ctx)
+		close(d.ctrlDone)
+	}()
+	log.Info().Str("gossip", gcfg.Bind).Str("advertise", gcfg.Advertise).Strs("join", gcfg.Join).
+		Dur("settle", cfg.Gossip.Settle).Dur("forget_after", cfg.Gossip.ForgetAfter).Int("health_checks", len(cfg.Health.Checks)).Str("digest", meta.Digest).
+		Msg("dynamic mode: priorities follow the plan over the known members, membership and health")
+	return d, nil
+}
+
+// setEligible takes the Node's verdict from Kubernetes. It may come
+// before the controller exists (the watch starts first): it is kept, and
+// handed over when the controller starts.
+func (d *Dynamic) setEligible(eligible bool, why string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.excluded = ""
+	if !eligible {
+		d.excluded = why
+	}
+	if d.ctrl != nil {
+		d.ctrl.SetEligible(d.excluded)
+	}
+}
+
+// forgetDeleted forgets the member of a Node deleted from the API: it is
+// gone for good, so every member re-plans without it at once rather than
+// after forget_after.
+func (d *Dynamic) forgetDeleted(name string) {
+	d.mu.Lock()
+	members := d.members
+	d.mu.Unlock()
+	if members != nil {
+		members.ForgetDeleted(name)
+	}
+}
+
+// kubePeers watches the pods of garpd's DaemonSet for seeds. Each member
+// gossips on the port this node binds (a DaemonSet runs one config).
+func (d *Dynamic) kubePeers(g gossip.Config) (gossip.Discoverer, error) {
+	addr := g.Bind
+	if _, _, err := gossip.SplitHostPort(g.Advertise); err == nil {
+		addr = g.Advertise
+	}
+	_, port, err := gossip.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("gossip.bind: %w", err)
+	}
+	return d.api.Peers(d.ctx, strconv.Itoa(port))
+}
+
+// SetHealth starts the checks of cfg in place of the running ones (at
+// start, and on a reload that changes only them). New checks start
+// passing, as at start: the verdict follows them.
+func (d *Dynamic) SetHealth(cfg gossip.HealthConfig) error {
+	var pods gossip.PodProber
+	if d.api != nil {
+		pods = d.api
+	}
+	h, err := gossip.NewHealth(cfg, pods, d.log, d.checks, func(_ bool, failing []string) { d.ctrl.SetHealth(failing) })
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopHC != nil {
+		d.stopHC()
+		<-d.hcDone
+		kept := map[string]bool{}
+		for _, st := range h.States() {
+			kept[st.Name] = true
+		}
+		for _, st := range d.health.States() {
+			if !kept[st.Name] {
+				d.checks.DeleteLabelValues(st.Name)
+			}
+		}
+		d.ctrl.SetHealth(nil)
+	}
+	ctx, stop := context.WithCancel(d.ctx)
+	done := make(chan struct{})
+	go func() { h.Run(ctx); close(done) }()
+	d.health, d.stopHC, d.hcDone = h, stop, done
+	return nil
+}
+
+// Forget drops a known member that is gone for good: every node
+// re-plans without it.
+func (d *Dynamic) Forget(name string) error { return d.members.Forget(name) }
+
+// stopWait bounds each wait of Stop on a part that should end at once.
+const stopWait = 2 * time.Second
+
+// Stop hands over and leaves, in this order:
+//  1. the controller stops, so no priority changes after this point;
+//  2. handOver runs: the data plane resigns with priority-0 adverts,
+//     and each VIP's rank-1 backup takes over within skew time;
+//  3. gossip leaves the cluster, so the others mark this node down at
+//     once (it stays known), and the health checks stop;
+//  4. the Kubernetes watch and event recorder stop last, so the engine's
+//     last VIPReleased Events go out.
+//
+// Leaving gossip and waiting for checks can block, so they come after the
+// hand-over. Stop returns handOver's error.
+func (d *Dynamic) Stop(handOver func() error) error {
+	d.cancel()
+	wait := func(done <-chan struct{}) {
+		select {
+		case <-done:
+		case <-time.After(stopWait):
+		}
+	}
+	wait(d.ctrlDone)
+	err := handOver()
+	d.plane.SetEvents(nil)
+	d.mu.Lock()
+	hcDone := d.hcDone
+	d.mu.Unlock()
+	wait(hcDone)
+	d.members.Close()
+	d.stopAPI()
+	return err
+}
+
+// DynamicStatus is the dynamic mode's part of `garpd status`.
+type DynamicStatus struct {
+	ControllerStatus
+	Health     []gossip.CheckState `json:"health_checks"`
+	Kubernetes *kube.Status        `json:"kubernetes,omitempty"`
+}
+
+// Status is the members, the plan, the checks and the Kubernetes watch as
+// this node sees them now.
+func (d *Dynamic) Status(ctx context.Context) *DynamicStatus {
+	d.mu.Lock()
+	h := d.health
+	d.mu.Unlock()
+	st := &DynamicStatus{ControllerStatus: d.ctrl.Status(), Health: h.States()}
+	if d.api != nil {
+		k := d.api.Status(ctx)
+		st.Kubernetes = &k
+	}
+	return st
+}

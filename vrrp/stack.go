@@ -1,0 +1,325 @@
+package vrrp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// StackConfig is the data plane of one interface: its virtual routers and
+// how they advertise and announce.
+type StackConfig struct {
+	Interface string
+	VRRP      Config
+	GARP      GARPConfig
+	Routers   []RouterSpec
+	// IPv4 opens the IPv4 socket even without IPv4 routers: the dynamic
+	// mode gossips the node's IPv4 VRRP source.
+	IPv4 bool
+	// DefendClaims answers other MACs' gratuitous ARPs for the VIPs this
+	// node is master of. Only the dynamic mode knows the members, so only
+	// it answers; the static mode, like keepalived, does not.
+	DefendClaims bool
+	Metrics      *Metrics
+	Log          zerolog.Logger
+}
+
+// ErrInterfaceReplaced ends a Stack whose interface was deleted and
+// created again under its name: its sockets are bound to the old one, so
+// the caller starts a new Stack.
+var ErrInterfaceReplaced = errors.New("the interface was recreated")
+
+// Stack owns the data plane of one interface: the transport, the VIP
+// addresses, the announcer and its pacer, the virtual MACs, the engine,
+// the link watch and the answers to foreign claims. It starts them in one
+// order and tears them down in the reverse one, so that nothing is left
+// open whatever fails. Its embedded Engine takes the commands.
+type Stack struct {
+	*Engine
+	cfg    StackConfig
+	tr     Transport
+	ann    LinkAnnouncer
+	pacer  *Pacer
+	cancel context.CancelFunc
+	done   chan struct{} // closed after the teardown; err says why
+	err    error
+	events atomic.Pointer[EventSink]
+}
+
+// Kernel opens the parts of a Stack on the host. LinuxKernel is the real
+// one; tests pass a fake, so the order is tested without root.
+type Kernel interface {
+	CheckInterface(ifname string, routers []RouterSpec) error
+	Listen(cfg TransportConfig) (Transport, error)
+	Addresses(ifname string) (AddressManager, error)
+	Announcer(ifname string, mode AnnounceMode) (LinkAnnouncer, error)
+	VirtualMACs(ifname string, base LinkAnnouncer, log zerolog.Logger) (LinkVMACs, error)
+	WatchLink(ctx context.Context, ifname string) (<-chan LinkEvent, error)
+	WatchForeignClaims(ctx context.Context, ifname string) (<-chan ForeignClaim, error)
+}
+
+// LinkAnnouncer sends a VIP's announcements on one interface in a mode a
+// reload may change.
+type LinkAnnouncer interface {
+	Sender
+	Mode() AnnounceMode
+	SetMode(AnnounceMode)
+	Close() error
+}
+
+// LinkVMACs holds and announces VIPs on virtual MAC interfaces.
+type LinkVMACs interface {
+	VirtualMACs
+	Sender
+	Close() error
+}
+
+// StartStack opens the data plane of cfg in this order: the interface
+// check, the transport, the addresses, the announcer, the virtual MACs,
+// the engine with its pacer, the link watch and the claim watch. A step
+// that fails closes what the steps before it opened.
+func StartStack(cfg StackConfig, k Kernel) (*Stack, error) {
+	if err := k.CheckInterface(cfg.Interface, cfg.Routers); err != nil {
+		return nil, &ConfigError{err}
+	}
+	var has4, has6 bool
+	for _, r := range cfg.Routers {
+		has4, has6 = has4 || !r.V6(), has6 || r.V6()
+	}
+	peers, err := cfg.VRRP.Peers()
+	if err != nil {
+		return nil, &ConfigError{fmt.Errorf("vrrp.%w", err)}
+	}
+	var undo []func()
+	fail := func(err error) (*Stack, error) {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+		return nil, err
+	}
+	s := &Stack{cfg: cfg, done: make(chan struct{})}
+	if s.tr, err = k.Listen(TransportConfig{Interface: cfg.Interface, UnicastPeers: peers, Unicast: cfg.VRRP.UnicastAuto(),
+		Metrics: cfg.Metrics, IPv4: has4 || cfg.IPv4, IPv6: has6}); err != nil {
+		return fail(err)
+	}
+	undo = append(undo, func() { s.tr.Close() })
+	addrs, err := k.Addresses(cfg.Interface)
+	if err != nil {
+		return fail(err)
+	}
+	mode, err := ParseAnnounceMode(cfg.GARP.Mode)
+	if err != nil {
+		return fail(&ConfigError{fmt.Errorf("garp.mode: %w", err)})
+	}
+	if s.ann, err = k.Announcer(cfg.Interface, mode); err != nil {
+		return fail(err)
+	}
+	undo = append(undo, func() { s.ann.Close() })
+	var sender Sender = s.ann
+	var vmacs LinkVMACs
+	if cfg.VRRP.UseVMAC {
+		if vmacs, err = k.VirtualMACs(cfg.Interface, s.ann, cfg.Log); err != nil {
+			return fail(err)
+		}
+		undo = append(undo, s.closeVMACs(vmacs))
+		sender = vmacs
+	}
+	refresh, err := cfg.GARP.Scheduler()
+	if err != nil {
+		return fail(&ConfigError{fmt.Errorf("garp.%w", err)})
+	}
+	s.pacer = NewPacer(sender, cfg.GARP.MaxRate, nil, cfg.Metrics, cfg.Log)
+	deps := Deps{Transport: s.tr, Addresses: addrs, Announcer: s.pacer, Refresh: refresh, Log: cfg.Log, Metrics: cfg.Metrics, Events: s.event}
+	if vmacs != nil {
+		deps.VMACs = vmacs // not a typed nil: the engine tests VMACs against nil
+	}
+	if s.Engine, err = NewEngine(cfg.VRRP, cfg.GARP, cfg.Routers, deps); err != nil {
+		return fail(&ConfigError{err})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	replaced := make(chan struct{}, 1)
+	if events, err := k.WatchLink(ctx, cfg.Interface); err != nil {
+		cfg.Log.Warn().Err(err).Msg("interface changes are not watched: a link flap or a recreated interface needs a restart")
+	} else {
+		go s.followLink(ctx, events, replaced)
+	}
+	if cfg.DefendClaims && has4 {
+		if claims, err := k.WatchForeignClaims(ctx, cfg.Interface); err != nil {
+			cfg.Log.Warn().Err(err).Msg("other MACs' announcements of our VIPs are not watched")
+		} else {
+			go func() {
+				for cl := range claims {
+					s.Engine.ForeignClaim(ctx, cl.Addr, cl.MAC)
+				}
+			}()
+		}
+	}
+	pacerDone := make(chan struct{})
+	go func() { s.pacer.Run(ctx); close(pacerDone) }()
+	go func() {
+		err := s.Engine.Run(ctx)
+		if len(replaced) > 0 {
+			err = ErrInterfaceReplaced
+		}
+		cancel()
+		<-pacerDone
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+		s.err = err
+		close(s.done)
+	}()
+	return s, nil
+}
+
+func (s *Stack) closeVMACs(v LinkVMACs) func() {
+	return func() {
+		if err := v.Close(); err != nil {
+			s.cfg.Log.Warn().Err(err).Msg("cannot remove every virtual MAC interface")
+		}
+	}
+}
+
+// followLink hands the interface's changes to the engine until the watch
+// ends. A recreated interface ends the engine: its sockets are deaf.
+func (s *Stack) followLink(ctx context.Context, events <-chan LinkEvent, replaced chan<- struct{}) {
+	for ev := range events {
+		var err error
+		switch ev.Kind {
+		case LinkUp, LinkDown:
+			err = s.Engine.SetLink(ctx, ev.Kind == LinkUp)
+		case AddressRemoved:
+			err = s.Engine.AddressRemoved(ctx, ev.Addr)
+		case LinkReplaced:
+			s.cfg.Log.Warn().Msg("the interface was recreated: reopening the VRRP sockets")
+			replaced <- struct{}{}
+			s.cancel()
+			return
+		}
+		if err != nil && ctx.Err() == nil {
+			s.cfg.Log.Error().Err(err).Str("event", ev.Kind.String()).Msg("cannot follow an interface change")
+		}
+	}
+}
+
+// Done is closed when the stack has ended and closed everything: after
+// Stop, or on its own (Err says why).
+func (s *Stack) Done() <-chan struct{} { return s.done }
+
+// Err is why the stack ended once Done is closed: nil after Stop,
+// ErrInterfaceReplaced, or the engine's failure.
+func (s *Stack) Err() error {
+	select {
+	case <-s.done:
+		return s.err
+	default:
+		return nil
+	}
+}
+
+// Source is the address adverts of a family leave from.
+func (s *Stack) Source(v6 bool) netip.Addr { return s.tr.Source(v6) }
+
+// SetEvents sets where the engine's events go (Kubernetes Events); nil
+// drops them.
+func (s *Stack) SetEvents(sink EventSink) {
+	if sink == nil {
+		s.events.Store(nil)
+		return
+	}
+	s.events.Store(&sink)
+}
+
+func (s *Stack) event(warning bool, reason, message string) {
+	if sink := s.events.Load(); sink != nil {
+		(*sink)(warning, reason, message)
+	}
+}
+
+// SetGARP applies a new garp section in place: the takeover burst and the
+// refresh schedule, the announcement mode and the rate cap.
+func (s *Stack) SetGARP(ctx context.Context, g GARPConfig) error {
+	refresh, err := g.Scheduler()
+	if err != nil {
+		return fmt.Errorf("garp.%w", err)
+	}
+	mode, err := ParseAnnounceMode(g.Mode)
+	if err != nil {
+		return fmt.Errorf("garp.mode: %w", err)
+	}
+	if err := s.Engine.SetGARP(ctx, g, refresh); err != nil {
+		return err
+	}
+	s.ann.SetMode(mode)
+	s.pacer.SetRate(g.MaxRate)
+	return nil
+}
+
+// stopWait bounds how long Stop waits for the engine to resign and the
+// parts to close.
+const stopWait = 2 * time.Second
+
+// Stop resigns every master (priority-0 adverts, so a backup takes over
+// within skew time), removes the VIPs, and closes the parts in the
+// reverse order of StartStack. It returns the engine's error, if any.
+func (s *Stack) Stop() error {
+	s.cancel()
+	select {
+	case <-s.done:
+		if errors.Is(s.err, ErrInterfaceReplaced) {
+			return nil
+		}
+		return s.err
+	case <-time.After(stopWait):
+		return fmt.Errorf("VRRP engine did not stop within %s", stopWait)
+	}
+}
+
+// ConfigError is a Stack that cannot start because of what it was asked
+// to run, not because of the host: the agent exits 2 for it.
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// LinuxKernel opens a Stack's parts on Linux.
+type LinuxKernel struct{}
+
+// CheckInterface implements Kernel.
+func (LinuxKernel) CheckInterface(ifname string, routers []RouterSpec) error {
+	return CheckInterface(ifname, routers)
+}
+
+// Listen implements Kernel.
+func (LinuxKernel) Listen(cfg TransportConfig) (Transport, error) { return ListenTransport(cfg) }
+
+// Addresses implements Kernel.
+func (LinuxKernel) Addresses(ifname string) (AddressManager, error) {
+	return NewNetlinkAddresses(ifname)
+}
+
+// Announcer implements Kernel.
+func (LinuxKernel) Announcer(ifname string, mode AnnounceMode) (LinkAnnouncer, error) {
+	return NewLinuxAnnouncer(ifname, mode)
+}
+
+// VirtualMACs implements Kernel.
+func (LinuxKernel) VirtualMACs(ifname string, base LinkAnnouncer, log zerolog.Logger) (LinkVMACs, error) {
+	return NewLinuxVMACs(ifname, base, log)
+}
+
+// WatchLink implements Kernel.
+func (LinuxKernel) WatchLink(ctx context.Context, ifname string) (<-chan LinkEvent, error) {
+	return WatchLink(ctx, ifname)
+}
+
+// WatchForeignClaims implements Kernel.
+func (LinuxKernel) WatchForeignClaims(ctx context.Context, ifname string) (<-chan ForeignClaim, error) {
+	return WatchForeignClaims(ctx, ifname)
+}
