@@ -4,14 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/garpd/garpd/balancer"
-	"github.com/garpd/garpd/vrrp"
+	"github.com/garpd/garpd/vrrp/keepalived"
 )
 
 func newRenderCmd() *cobra.Command {
@@ -67,16 +66,10 @@ DIR/NODE.conf with --out. keepalived -t -f FILE accepts every file.`,
 	return cmd
 }
 
-// secondsText writes d as keepalived's seconds: 1, 0.1, 1.1.
-func secondsText(d time.Duration) string {
-	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64)
-}
-
 // renderKeepalived writes the keepalived.conf of each node: the config's
 // own in static mode, each of names in dynamic mode.
 func renderKeepalived(l *loaded, path string, names []string) ([]nodeFile, error) {
 	c := l.cfg
-	peers, _ := c.VRRP.Peers() // validated with the config
 	prio := map[string][]int{} // node → priority per router, in l.routers' order
 	switch {
 	case !l.dynamic():
@@ -121,63 +114,19 @@ func renderKeepalived(l *loaded, path string, names []string) ([]nodeFile, error
 	if c.VRRP.UnicastAuto() {
 		return nil, errors.New("vrrp.unicast_peers: auto takes the peers from gossip, which keepalived has not: list the peers' addresses to render")
 	}
+	mode := "static mode"
+	if l.dynamic() {
+		mode = "dynamic mode, planned over " + strings.Join(names, ", ")
+	}
 	var out []nodeFile
 	for _, node := range names {
-		var b strings.Builder
-		mode := "static mode"
-		if l.dynamic() {
-			mode = "dynamic mode, planned over " + strings.Join(names, ", ")
+		routers := slices.Clone(l.routers)
+		for i := range routers {
+			routers[i].Priority = uint8(prio[node][i])
 		}
-		fmt.Fprintf(&b, "# keepalived.conf for %s, rendered by garpd render keepalived from %s (%s).\n", node, filepath.Base(path), mode)
-		fmt.Fprintf(&b, "# garpd's rolling refresh is rendered as keepalived's periodic one; garp.max_rate has no keepalived counterpart.\n")
-		fmt.Fprintf(&b, "global_defs {\n    router_id %s\n    vrrp_version %d\n", node, c.VRRP.Version)
-		fmt.Fprintf(&b, "    vrrp_garp_master_repeat %d\n", c.GARP.Count)
-		fmt.Fprintf(&b, "    vrrp_garp_interval %s\n", secondsText(c.GARP.Interval))
-		if c.GARP.Refresh > 0 && c.GARP.Schedule == "" {
-			fmt.Fprintf(&b, "    vrrp_garp_master_refresh %d\n", max(1, int(c.GARP.Refresh.Round(time.Second)/time.Second)))
-		}
-		b.WriteString("}\n")
-		for i, r := range l.routers {
-			family := "ipv4"
-			if r.V6() {
-				family = "ipv6"
-			}
-			fmt.Fprintf(&b, "\nvrrp_instance garpd_%s_%d {\n    state BACKUP\n    interface %s\n    virtual_router_id %d\n    priority %d\n    advert_int %s\n",
-				family, r.VRID, c.Interface, r.VRID, prio[node][i], secondsText(c.VRRP.AdvertInterval))
-			if r.V6() && c.VRRP.Version == 2 {
-				b.WriteString("    version 3\n")
-			}
-			if c.VRRP.Preempt != nil && !*c.VRRP.Preempt {
-				b.WriteString("    nopreempt\n")
-			} else if c.VRRP.PreemptDelay > 0 {
-				fmt.Fprintf(&b, "    preempt_delay %s\n", secondsText(c.VRRP.PreemptDelay))
-			}
-			if c.VRRP.UseVMAC {
-				// Named as garpd names it, so the two never differ on a node.
-				fmt.Fprintf(&b, "    use_vmac %s\n", vrrp.VMACName(r.VRID, r.V6()))
-				if c.VRRP.VMACXmitBase {
-					b.WriteString("    vmac_xmit_base\n")
-				}
-			}
-			if c.VRRP.AuthPass != "" && c.VRRP.Version == 2 && !r.V6() {
-				fmt.Fprintf(&b, "    authentication {\n        auth_type PASS\n        auth_pass %s\n    }\n", c.VRRP.AuthPass)
-			}
-			var peerLines []string
-			for _, p := range peers {
-				if p.Is6() == r.V6() {
-					peerLines = append(peerLines, "        "+p.String())
-				}
-			}
-			if len(peerLines) > 0 {
-				fmt.Fprintf(&b, "    unicast_peer {\n%s\n    }\n", strings.Join(peerLines, "\n"))
-			}
-			b.WriteString("    virtual_ipaddress {\n")
-			for _, v := range r.VIPs {
-				fmt.Fprintf(&b, "        %s dev %s\n", v, c.Interface)
-			}
-			b.WriteString("    }\n}\n")
-		}
-		out = append(out, nodeFile{node: node, from: path, data: []byte(b.String())})
+		conf := keepalived.Render(keepalived.Rendering{Node: node, Interface: c.Interface, VRRP: c.VRRP, GARP: c.GARP,
+			Routers: routers, Comment: fmt.Sprintf("rendered by garpd render keepalived from %s (%s)", filepath.Base(path), mode)})
+		out = append(out, nodeFile{node: node, from: path, data: conf})
 	}
 	return out, nil
 }

@@ -1,0 +1,106 @@
+package balancer
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/garpd/garpd/gossip"
+	"github.com/garpd/garpd/vrrp"
+)
+
+// recordingPlane is a Plane that counts what the controller asks of it.
+type recordingPlane struct {
+	fakeEngine
+	mu    sync.Mutex
+	calls int
+}
+
+func (p *recordingPlane) Update(ctx context.Context, s []vrrp.RouterSpec) error {
+	p.count()
+	return p.fakeEngine.Update(ctx, s)
+}
+func (p *recordingPlane) Resign(ctx context.Context, r bool) error {
+	p.count()
+	return p.fakeEngine.Resign(ctx, r)
+}
+func (p *recordingPlane) count() {
+	p.mu.Lock()
+	p.calls++
+	p.mu.Unlock()
+}
+func (p *recordingPlane) n() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.calls
+}
+func (p *recordingPlane) Source(v6 bool) netip.Addr {
+	if v6 {
+		return netip.Addr{}
+	}
+	return netip.MustParseAddr("127.0.0.1")
+}
+func (p *recordingPlane) SetEvents(vrrp.EventSink) {}
+
+func memberNames(m *gossip.Membership) []string {
+	var out []string
+	for _, x := range m.Members() {
+		out = append(out, x.Name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// On SIGTERM the dynamic mode hands over before it leaves: when the data
+// plane resigns, the controller has stopped (no priority change can
+// follow the resignation) and gossip still runs (the others still see
+// this node, so they do not re-plan before VRRP has moved its VIPs); it
+// leaves gossip after.
+func TestDynamicStopHandsOverBeforeLeaving(t *testing.T) {
+	groups := mkGroups(2)
+	cfg := DynamicConfig{Node: "n1", Interface: "lo", Groups: groups, Version: "test",
+		VRRP:   vrrp.Config{Version: 3, AdvertInterval: 100 * time.Millisecond, VRIDBase: 10}.WithDefaults(),
+		Gossip: gossip.Config{Bind: "127.0.0.1:0", Advertise: "127.0.0.1", Insecure: true, Settle: 50 * time.Millisecond, ForgetAfter: time.Hour},
+	}
+	plane := &recordingPlane{}
+	d, err := StartDynamic(cfg, plane, zerolog.Nop(), DynamicMetrics{Members: NewMembersGauge(nil), Checks: gossip.NewHealthGauge(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	peer, err := gossip.Start(ctx, gossip.Config{Bind: "127.0.0.1:0", Advertise: "127.0.0.1", ForgetAfter: time.Hour}, "n2",
+		gossip.Meta{Healthy: true, Digest: Digest(groups, 3, 100*time.Millisecond)},
+		gossip.Options{Discoverer: gossip.SeedList{Join: []string{d.members.LocalAddr()}}}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	eventually(t, "n2 to see n1", func() bool { return slices.Equal(memberNames(peer), []string{"n1", "n2"}) })
+	eventually(t, "the controller to drive the plane", func() bool { return plane.n() > 0 })
+
+	var callsAtHandOver int
+	var seenAtHandOver []string
+	err = d.Stop(func() error {
+		callsAtHandOver = plane.n()
+		seenAtHandOver = memberNames(peer)
+		d.ctrl.SetHealth([]string{"late"}) // a check that fails meanwhile moves nothing now
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(seenAtHandOver, []string{"n1", "n2"}) {
+		t.Errorf("at the hand-over n2 saw %v: gossip was left before VRRP handed over", seenAtHandOver)
+	}
+	time.Sleep(200 * time.Millisecond) // longer than the controller's debounce
+	if n := plane.n(); n != callsAtHandOver {
+		t.Errorf("the controller drove the plane %d times after the hand-over", n-callsAtHandOver)
+	}
+	eventually(t, "n1 to leave gossip after the hand-over", func() bool { return slices.Equal(memberNames(peer), []string{"n2"}) })
+}

@@ -1,0 +1,531 @@
+package keepalived
+
+import (
+	"bytes"
+	"cmp"
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/garpd/garpd/vrrp"
+)
+
+// Node is one node's keepalived config: its name and the file it came
+// from.
+type Node struct {
+	Name   string
+	File   string
+	Config *Config
+}
+
+// ReadNodes reads one file per node. A node is named name (one file
+// only), else by its router_id, else by its file name (the directory's,
+// for keepalived.conf). It returns what garpd cannot express of them.
+func ReadNodes(files Files, paths []string, name string) ([]Node, []Note, error) {
+	var nodes []Node
+	var notes []Note
+	seen := map[string]string{}
+	for _, p := range paths {
+		stmts, err := Parse(files, p)
+		if err != nil {
+			return nil, nil, err
+		}
+		c, err := Load(stmts)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(c.Instances) == 0 {
+			return nil, nil, fmt.Errorf("%s: no vrrp_instance to import", p)
+		}
+		n := name
+		if n == "" && c.RouterID != nil && c.RouterID.Text != "" {
+			n = c.RouterID.Text
+		}
+		if n == "" {
+			n = strings.TrimSuffix(filepath.Base(p), filepath.Ext(p))
+			if n == "keepalived" {
+				n = filepath.Base(filepath.Dir(p))
+			}
+		}
+		if other, dup := seen[n]; dup {
+			return nil, nil, fmt.Errorf("%s and %s both name the node %q: give each file its own router_id", other, p, n)
+		}
+		seen[n] = p
+		nodes = append(nodes, Node{Name: n, File: p, Config: c})
+		notes = append(notes, c.Unsupported...)
+	}
+	return nodes, notes, nil
+}
+
+// ymap builds a YAML mapping whose values carry comments.
+type ymap struct{ n *yaml.Node }
+
+func newMap() ymap { return ymap{&yaml.Node{Kind: yaml.MappingNode}} }
+
+func (m ymap) set(key string, val any, comment string) {
+	k := &yaml.Node{Kind: yaml.ScalarNode, Value: key}
+	var v *yaml.Node
+	switch x := val.(type) {
+	case ymap:
+		v = x.n
+		k.LineComment = comment
+	case *yaml.Node:
+		v = x
+		k.LineComment = comment
+	default:
+		v = &yaml.Node{}
+		if err := v.Encode(val); err != nil {
+			panic(err) // only strings, numbers, bools and slices of them come here
+		}
+		if v.Kind == yaml.ScalarNode {
+			v.LineComment = comment
+		} else {
+			k.LineComment = comment
+		}
+	}
+	m.n.Content = append(m.n.Content, k, v)
+}
+
+func seq() *yaml.Node { return &yaml.Node{Kind: yaml.SequenceNode} }
+
+func from(s *Stmt, what string) string {
+	if s == nil {
+		return what
+	}
+	return what + " (" + s.Where() + ")"
+}
+
+// duration writes d as an operator would: 60s, 100ms, 1.5s.
+func duration(d time.Duration) string {
+	if d >= time.Second && d%time.Second == 0 {
+		return fmt.Sprintf("%ds", d/time.Second)
+	}
+	return d.String()
+}
+
+// Convert writes one node's garpd config: in the static mode keepalived's
+// priorities as they were, in the dynamic mode the same VIPs and VRIDs for
+// garpd to balance. all is every node of the cluster (for the gossip
+// seeds). Comments in the YAML cite the file and line of each value.
+func Convert(n Node, all []Node, dynamic bool) ([]byte, []Note, error) {
+	c := n.Config
+	cv := &converter{c: c, first: c.Instances[0]}
+	first := cv.first
+	root := newMap()
+	mode := "static mode: keepalived's priorities, as they were"
+	if dynamic {
+		mode = "dynamic mode: the same VIPs and VRIDs, balanced by garpd"
+	}
+	root.n.HeadComment = fmt.Sprintf("garpd config imported from %s by garpd import keepalived (%s).", n.File, mode)
+	root.set("node", n.Name, "from router_id or the file name")
+
+	// One interface per agent: garpd adds the VIPs and speaks VRRP there.
+	if first.Interface == nil {
+		return nil, nil, fmt.Errorf("%s: vrrp_instance %s has no interface", first.At.Where(), first.Name)
+	}
+	iface := first.Interface.Text
+	root.set("interface", iface, from(first.Interface.At, "interface"))
+	for _, in := range c.Instances[1:] {
+		if in.Interface == nil || in.Interface.Text != iface {
+			cv.note(in.At, fmt.Sprintf("vrrp_instance %s runs on another interface than %s: one garpd agent serves one interface; import it into a config of its own", in.Name, iface))
+		}
+	}
+	cv.iface = iface
+	vr, err := cv.vrrp()
+	if err != nil {
+		return nil, nil, err
+	}
+	vips, prios := cv.vips()
+	root.set("vips", vips, "")
+	root.set("vrrp", vr, "")
+	if !dynamic {
+		root.set("priorities", prios, "static mode: each VIP at its instance's priority")
+	}
+	garp, err := cv.garp()
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(garp.n.Content) > 0 {
+		root.set("garp", garp, "")
+	}
+	if dynamic {
+		root.set("gossip", gossipSection(n, all), "")
+	}
+	if checks := cv.checks(n.File, dynamic); checks != nil {
+		h := newMap()
+		h.set("checks", checks, "")
+		root.set("health", h, "from track_script")
+	}
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	doc := &yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{root.n}}
+	if err := enc.Encode(doc); err != nil {
+		return nil, nil, err
+	}
+	return buf.Bytes(), cv.notes, nil
+}
+
+// gossipSection is the dynamic mode's gossip section: the other nodes'
+// unicast source addresses are the seeds.
+func gossipSection(n Node, all []Node) ymap {
+	gs := newMap()
+	var seeds []string
+	for _, other := range all {
+		if other.Name == n.Name {
+			continue
+		}
+		if src := other.Config.Instances[0].UnicastSrc; src != nil {
+			seeds = append(seeds, net.JoinHostPort(src.Text, "7946"))
+		}
+	}
+	if len(seeds) > 0 {
+		gs.set("join", seeds, "the other nodes' unicast_src_ip")
+	} else {
+		gs.set("join", []string{}, "list the other nodes as HOST:7946, or use kubernetes.peers")
+	}
+	gs.set("secret_key_file", "/etc/garpd/gossip.key", "the same key on every node: head -c 32 /dev/urandom | base64")
+	return gs
+}
+
+// converter holds one node's conversion: its config, its first instance
+// (which sets what garpd's routers share), and the notes so far.
+type converter struct {
+	c     *Config
+	first *Instance
+	iface string
+	notes []Note
+}
+
+func (cv *converter) note(s *Stmt, what string) {
+	cv.notes = append(cv.notes, Note{Where: s.Where(), What: what})
+}
+
+// vrrp is the vrrp section: version, advert interval, authentication,
+// unicast peers, preemption and virtual MACs, which garpd's routers share.
+func (cv *converter) vrrp() (ymap, error) {
+	c, first, note := cv.c, cv.first, cv.note
+	version, versionAt := 2, "keepalived's default vrrp_version"
+	if c.Version != nil {
+		v, err := strconv.Atoi(c.Version.Text)
+		if err != nil || (v != 2 && v != 3) {
+			return ymap{}, fmt.Errorf("%s: vrrp_version %q: keepalived takes 2 or 3", c.Version.At.Where(), c.Version.Text)
+		}
+		version, versionAt = v, from(c.Version.At, "vrrp_version")
+	}
+	if first.Version != nil {
+		v, err := strconv.Atoi(first.Version.Text)
+		if err != nil || (v != 2 && v != 3) {
+			return ymap{}, fmt.Errorf("%s: version %q: keepalived takes 2 or 3", first.Version.At.Where(), first.Version.Text)
+		}
+		version, versionAt = v, from(first.Version.At, "version")
+	}
+	anyV6 := slices.ContainsFunc(c.Instances, func(in *Instance) bool { return in.IPv6 })
+	if anyV6 && version == 2 {
+		// keepalived runs IPv6 instances as VRRPv3 whatever vrrp_version says.
+		version, versionAt = 3, "IPv6 instances run VRRPv3 (keepalived does the same)"
+	}
+
+	vr := newMap()
+	vr.set("version", version, versionAt)
+	advert := first.AdvertInt
+	vr.set("advert_interval", duration(advert), from(first.AdvertAt, "advert_int"))
+	for _, in := range c.Instances[1:] {
+		if in.AdvertInt != advert {
+			note(in.At, fmt.Sprintf("vrrp_instance %s adverts every %s, the others every %s: garpd's routers share one advert_interval", in.Name, in.AdvertInt, advert))
+		}
+	}
+	var authPass *Value
+	for _, in := range c.Instances {
+		if in.AuthType == nil {
+			continue
+		}
+		switch {
+		case version == 3 || in.IPv6:
+			note(in.AuthType.At, fmt.Sprintf("vrrp_instance %s: authentication on a VRRPv3 or IPv6 instance, which keepalived ignores too: not imported", in.Name))
+		case !strings.EqualFold(in.AuthType.Text, "PASS"):
+			note(in.AuthType.At, fmt.Sprintf("vrrp_instance %s: auth_type %s: garpd speaks PASS only (AH is deprecated, RFC 3768)", in.Name, in.AuthType.Text))
+		case in.AuthPass != nil && authPass != nil && in.AuthPass.Text != authPass.Text:
+			note(in.AuthPass.At, fmt.Sprintf("vrrp_instance %s has another auth_pass than the others: garpd's routers share one", in.Name))
+		case in.AuthPass != nil && authPass == nil:
+			authPass = in.AuthPass
+		}
+	}
+	if authPass != nil {
+		pass := authPass.Text
+		if len(pass) > 8 {
+			pass = pass[:8] // keepalived uses the first 8 characters too
+		}
+		vr.set("auth_pass", pass, from(authPass.At, "auth_pass"))
+	}
+	var peers []string
+	peerAt := (*Stmt)(nil)
+	for _, in := range c.Instances {
+		for _, p := range in.UnicastPeers {
+			if _, err := netip.ParseAddr(p.Text); err != nil {
+				return ymap{}, fmt.Errorf("%s: unicast_peer %q is not an address", p.At.Where(), p.Text)
+			}
+			if !slices.Contains(peers, p.Text) {
+				peers = append(peers, p.Text)
+			}
+			if peerAt == nil {
+				peerAt = p.At
+			}
+		}
+		if in.UnicastSrc != nil && in == first {
+			note(in.UnicastSrc.At, fmt.Sprintf("unicast_src_ip %s: garpd sends from the interface's own address (IPv4: the primary one; IPv6: the link-local one, as RFC 5798 asks); the peers must accept it", in.UnicastSrc.Text))
+		}
+	}
+	if len(peers) > 0 {
+		vr.set("unicast_peers", peers, from(peerAt, "unicast_peer"))
+	}
+	noPreempt := 0
+	for _, in := range c.Instances {
+		if in.NoPreempt != nil {
+			noPreempt++
+		}
+	}
+	switch {
+	case noPreempt == len(c.Instances):
+		vr.set("preempt", false, from(first.NoPreempt, "nopreempt"))
+	case noPreempt > 0:
+		note(first.At, "nopreempt on some instances only: garpd's routers share one preempt setting; imported with preemption")
+	}
+	if first.PreemptDelay != nil {
+		d, err := strconv.ParseFloat(first.PreemptDelay.Text, 64)
+		if err != nil || d < 0 || d > 1000 {
+			return ymap{}, fmt.Errorf("%s: preempt_delay %q: use seconds, 0..1000", first.PreemptDelay.At.Where(), first.PreemptDelay.Text)
+		}
+		vr.set("preempt_delay", duration(time.Duration(d*float64(time.Second))), from(first.PreemptDelay.At, "preempt_delay"))
+	}
+	var vmacAt, xmitBaseAt *Stmt
+	vmacs, xmitBase := 0, 0
+	for _, in := range c.Instances {
+		if in.UseVMAC != nil {
+			vmacs++
+			vmacAt = cmp.Or(vmacAt, in.UseVMAC)
+			v6 := len(in.VIPs) > 0 && in.VIPs[0].Prefix.Addr().Is6()
+			if len(in.UseVMAC.Args) > 0 && in.UseVMAC.Args[0] != vrrp.VMACName(uint8(in.VRID), v6) {
+				note(in.UseVMAC, fmt.Sprintf("vrrp_instance %s: use_vmac %s: garpd names its virtual MAC interfaces vrrp.VRID (IPv6: vrrp6.VRID)", in.Name, in.UseVMAC.Args[0]))
+			}
+		}
+		if in.UseVMAC != nil && in.VMACXmitBase != nil {
+			xmitBase++
+			xmitBaseAt = cmp.Or(xmitBaseAt, in.VMACXmitBase)
+		}
+	}
+	if vmacs > 0 {
+		vr.set("use_vmac", true, from(vmacAt, "use_vmac"))
+		if vmacs < len(c.Instances) {
+			note(vmacAt, "use_vmac on some instances only: garpd's routers share one setting; imported with virtual MACs for all")
+		}
+	}
+	if xmitBase > 0 {
+		if xmitBase == vmacs {
+			vr.set("vmac_xmit_base", true, from(xmitBaseAt, "vmac_xmit_base"))
+		} else {
+			note(xmitBaseAt, "vmac_xmit_base on some use_vmac instances only: garpd's routers share one setting; imported with adverts from the virtual MACs")
+		}
+	}
+	return vr, nil
+}
+
+// vips lists the VIPs, each pinned to its instance's VRID, and each VIP's
+// priority (the static mode's).
+func (cv *converter) vips() (*yaml.Node, ymap) {
+	c, iface, note := cv.c, cv.iface, cv.note
+	vips := seq()
+	prios := newMap()
+	for _, in := range c.Instances {
+		for _, v := range in.VIPs {
+			item := newMap()
+			item.n.Style = yaml.FlowStyle
+			item.set("address", v.Prefix.String(), "")
+			item.set("vrid", in.VRID, "")
+			item.n.LineComment = from(v.At, "vrrp_instance "+in.Name)
+			vips.Content = append(vips.Content, item.n)
+			if v.Dev != "" && v.Dev != iface {
+				note(v.At, fmt.Sprintf("%s dev %s: garpd adds its VIPs on %s", v.Prefix, v.Dev, iface))
+			}
+			prio, at := in.Priority, from(in.PriorityAt, "priority of "+in.Name)
+			if prio == 255 {
+				prio, at = 254, at+"; 255 (address owner) becomes 254: garpd never owns the addresses"
+			}
+			prios.set(v.Prefix.Addr().String(), prio, at)
+		}
+	}
+	return vips, prios
+}
+
+// garp is the garp section: keepalived's settings where it has them.
+func (cv *converter) garp() (ymap, error) {
+	c, first, note := cv.c, cv.first, cv.note
+	garp := newMap()
+	g := c.GARP
+	if first.GARP.MasterRepeat != nil {
+		g.MasterRepeat = first.GARP.MasterRepeat
+	}
+	if first.GARP.Interval != nil {
+		g.Interval = first.GARP.Interval
+	}
+	if first.GARP.MasterRefresh != nil {
+		g.MasterRefresh = first.GARP.MasterRefresh
+	}
+	if first.GARP.MasterDelay != nil {
+		g.MasterDelay = first.GARP.MasterDelay
+	}
+	if v := g.MasterRepeat; v != nil {
+		n, err := strconv.Atoi(v.Text)
+		if err != nil || n < 1 || n > 20 {
+			return ymap{}, fmt.Errorf("%s: %s %q: garpd bursts 1..20 announcements", v.At.Where(), v.At.Key, v.Text)
+		}
+		garp.set("count", n, from(v.At, v.At.Key))
+	}
+	if v := g.Interval; v != nil {
+		d, err := strconv.ParseFloat(v.Text, 64)
+		if err != nil || d < 0 {
+			return ymap{}, fmt.Errorf("%s: %s %q is not seconds", v.At.Where(), v.At.Key, v.Text)
+		}
+		garp.set("interval", duration(time.Duration(d*float64(time.Second))), from(v.At, v.At.Key))
+	}
+	if v := g.MasterRefresh; v != nil {
+		d, err := strconv.Atoi(v.Text)
+		if err != nil || d < 0 {
+			return ymap{}, fmt.Errorf("%s: %s %q is not whole seconds", v.At.Where(), v.At.Key, v.Text)
+		}
+		garp.set("refresh", duration(time.Duration(d)*time.Second), from(v.At, v.At.Key))
+	}
+	if v := g.MasterDelay; v != nil {
+		note(v.At, v.At.Key+": garpd sends one takeover burst (count × interval) and then refreshes; the second burst after a delay is not imported")
+	}
+	return garp, nil
+}
+
+// checks are the health checks of the instances' track_scripts, nil when
+// there are none. The static mode does not follow checks: a note says so.
+func (cv *converter) checks(file string, dynamic bool) *yaml.Node {
+	c := cv.c
+	checks := seq()
+	for _, in := range c.Instances {
+		for _, ts := range in.TrackScripts {
+			sc := c.Scripts[ts.Text]
+			if slices.ContainsFunc(checks.Content, func(n *yaml.Node) bool { return n.Content[1].Value == sc.Name }) {
+				continue
+			}
+			check, more := convertScript(sc)
+			cv.notes = append(cv.notes, more...)
+			checks.Content = append(checks.Content, check.n)
+		}
+	}
+	switch {
+	case len(checks.Content) == 0:
+		return nil
+	case !dynamic:
+		// Static priorities cannot follow checks: say what to do.
+		for _, ch := range checks.Content {
+			cv.notes = append(cv.notes, Note{Where: file, What: "track_script " + ch.Content[1].Value +
+				": the static mode does not follow health checks (keepalived's weight adjusts priorities); import with --dynamic to keep it"})
+		}
+		return nil
+	}
+	return checks
+}
+
+// convertScript turns a vrrp_script into a health check: curl of a URL
+// becomes an http check, anything else an exec check.
+func convertScript(sc *Script) (ymap, []Note) {
+	var notes []Note
+	m := newMap()
+	m.n.LineComment = from(sc.At, "vrrp_script "+sc.Name)
+	m.set("name", sc.Name, "")
+	argv := splitCommand(sc.Script.Text)
+	url, insecure := curlURL(argv)
+	if url != "" {
+		m.set("http", url, from(sc.Script.At, "curl"))
+		if insecure {
+			m.set("insecure", true, "curl -k")
+		}
+	} else {
+		m.set("exec", argv, from(sc.Script.At, "script"))
+	}
+	interval := sc.Interval
+	if interval < 100*time.Millisecond {
+		interval = 100 * time.Millisecond
+	}
+	m.set("interval", duration(interval), "interval")
+	timeout := sc.Timeout
+	if timeout == 0 || timeout > interval {
+		timeout = interval
+	}
+	m.set("timeout", duration(timeout), "timeout (at most the interval)")
+	m.set("fall", sc.Fall, "fall")
+	m.set("rise", sc.Rise, "rise")
+	if sc.Weight != nil && sc.Weight.Text != "0" {
+		notes = append(notes, Note{Where: sc.Weight.At.Where(), What: "vrrp_script " + sc.Name +
+			": weight " + sc.Weight.Text + ": a failing check in garpd resigns the node's VIPs rather than shifting its priority"})
+	}
+	return m, notes
+}
+
+// splitCommand splits a script line as a shell would for simple words and
+// single or double quotes.
+func splitCommand(s string) []string {
+	var out []string
+	var cur strings.Builder
+	in, quote := false, rune(0)
+	for _, r := range s {
+		switch {
+		case quote != 0:
+			if r == quote {
+				quote = 0
+			} else {
+				cur.WriteRune(r)
+			}
+		case r == '\'' || r == '"':
+			quote, in = r, true
+		case r == ' ' || r == '\t':
+			if in {
+				out = append(out, cur.String())
+				cur.Reset()
+				in = false
+			}
+		default:
+			cur.WriteRune(r)
+			in = true
+		}
+	}
+	if in {
+		out = append(out, cur.String())
+	}
+	return out
+}
+
+// curlURL is the URL a plain curl command fetches, and whether it skips
+// TLS verification; "" when the command is not one curl of a URL.
+func curlURL(argv []string) (string, bool) {
+	if len(argv) == 0 || filepath.Base(argv[0]) != "curl" {
+		return "", false
+	}
+	url, insecure := "", false
+	for _, a := range argv[1:] {
+		switch {
+		case a == "-k" || a == "--insecure":
+			insecure = true
+		case strings.HasPrefix(a, "http://") || strings.HasPrefix(a, "https://"):
+			if url != "" {
+				return "", false
+			}
+			url = a
+		case strings.HasPrefix(a, "-") && !strings.HasPrefix(a, "--") && strings.Contains(a[1:], "k"):
+			insecure = true // -sk, -fsSk
+		}
+	}
+	return url, insecure
+}

@@ -1,0 +1,88 @@
+package keepalived
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/garpd/garpd/vrrp"
+)
+
+// Rendering is what one node's keepalived.conf is made of: its virtual
+// routers, at this node's priorities, and the VRRP and GARP settings they
+// share.
+type Rendering struct {
+	Node      string
+	Interface string
+	VRRP      vrrp.Config
+	GARP      vrrp.GARPConfig
+	Routers   []vrrp.RouterSpec
+	// Comment says where the rendering came from, on the file's first line.
+	Comment string
+}
+
+// Render writes a keepalived.conf that runs r's virtual routers: one
+// instance per router, with its VRID, VIPs, priority, adverts, version,
+// authentication, peers, preemption and virtual MAC, and keepalived's
+// GARP settings for garpd's. keepalived -t accepts it.
+func Render(r Rendering) []byte {
+	c := r.VRRP
+	peers, _ := c.Peers() // validated with the config
+	var b strings.Builder
+	fmt.Fprintf(&b, "# keepalived.conf for %s, %s.\n", r.Node, r.Comment)
+	fmt.Fprintf(&b, "# garpd's rolling refresh is rendered as keepalived's periodic one; garp.max_rate has no keepalived counterpart.\n")
+	fmt.Fprintf(&b, "global_defs {\n    router_id %s\n    vrrp_version %d\n", r.Node, c.Version)
+	fmt.Fprintf(&b, "    vrrp_garp_master_repeat %d\n", r.GARP.Count)
+	fmt.Fprintf(&b, "    vrrp_garp_interval %s\n", secondsText(r.GARP.Interval))
+	if r.GARP.Refresh > 0 && r.GARP.Schedule == "" {
+		fmt.Fprintf(&b, "    vrrp_garp_master_refresh %d\n", max(1, int(r.GARP.Refresh.Round(time.Second)/time.Second)))
+	}
+	b.WriteString("}\n")
+	for _, rt := range r.Routers {
+		family := "ipv4"
+		if rt.V6() {
+			family = "ipv6"
+		}
+		fmt.Fprintf(&b, "\nvrrp_instance garpd_%s_%d {\n    state BACKUP\n    interface %s\n    virtual_router_id %d\n    priority %d\n    advert_int %s\n",
+			family, rt.VRID, r.Interface, rt.VRID, rt.Priority, secondsText(c.AdvertInterval))
+		if rt.V6() && c.Version == 2 {
+			b.WriteString("    version 3\n")
+		}
+		if c.Preempt != nil && !*c.Preempt {
+			b.WriteString("    nopreempt\n")
+		} else if c.PreemptDelay > 0 {
+			fmt.Fprintf(&b, "    preempt_delay %s\n", secondsText(c.PreemptDelay))
+		}
+		if c.UseVMAC {
+			// Named as garpd names it, so the two never differ on a node.
+			fmt.Fprintf(&b, "    use_vmac %s\n", vrrp.VMACName(rt.VRID, rt.V6()))
+			if c.VMACXmitBase {
+				b.WriteString("    vmac_xmit_base\n")
+			}
+		}
+		if c.AuthPass != "" && c.Version == 2 && !rt.V6() {
+			fmt.Fprintf(&b, "    authentication {\n        auth_type PASS\n        auth_pass %s\n    }\n", c.AuthPass)
+		}
+		var peerLines []string
+		for _, p := range peers {
+			if p.Is6() == rt.V6() {
+				peerLines = append(peerLines, "        "+p.String())
+			}
+		}
+		if len(peerLines) > 0 {
+			fmt.Fprintf(&b, "    unicast_peer {\n%s\n    }\n", strings.Join(peerLines, "\n"))
+		}
+		b.WriteString("    virtual_ipaddress {\n")
+		for _, v := range rt.VIPs {
+			fmt.Fprintf(&b, "        %s dev %s\n", v, r.Interface)
+		}
+		b.WriteString("    }\n}\n")
+	}
+	return []byte(b.String())
+}
+
+// secondsText writes d as keepalived's seconds: 1, 0.1, 1.1.
+func secondsText(d time.Duration) string {
+	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64)
+}
