@@ -357,19 +357,26 @@ func NewMembersGauge(reg prometheus.Registerer) *prometheus.GaugeVec {
 
 // NewController wires the controller.
 func NewController(cfg ControllerConfig, members Members, engine Engine, log zerolog.Logger, gauge *prometheus.GaugeVec) *Controller {
+	if gauge == nil {
+		gauge = NewMembersGauge(nil)
+	}
+	c := &Controller{engine: engine, log: log, healthSignal: make(chan struct{}, 1),
+		mismatch: map[string]string{}, healthy: true, readyFrom: time.Now(), started: time.Now(), gauge: gauge,
+		lastMeta: map[string]gossip.Meta{}}
+	c.attach(cfg, members)
+	return c
+}
+
+// attach gives the controller its config and membership, which Run reads;
+// until then it only collects the verdict (SetHealth, SetEligible).
+func (c *Controller) attach(cfg ControllerConfig, members Members) {
 	if cfg.Debounce == 0 {
 		cfg.Debounce = 100 * time.Millisecond
 	}
 	if cfg.JoinGrace == 0 {
 		cfg.JoinGrace = max(cfg.Settle, 5*time.Second)
 	}
-	if gauge == nil {
-		gauge = NewMembersGauge(nil)
-	}
-	c := &Controller{cfg: cfg, members: members, engine: engine, log: log, healthSignal: make(chan struct{}, 1),
-		mismatch: map[string]string{}, healthy: true, readyFrom: time.Now(), started: time.Now(), gauge: gauge,
-		lastMeta: map[string]gossip.Meta{}}
-	return c
+	c.cfg, c.members = cfg, members
 }
 
 // verdict is what takes this node out of the plan while it lasts: failing

@@ -65,9 +65,8 @@ type Dynamic struct {
 	stopAPI  context.CancelFunc
 	ctrlDone chan struct{}
 
-	mu       sync.Mutex // the health checks, which a reload may replace
-	excluded string     // why the Node is not eligible; empty when it is
-	health   *gossip.Health
+	mu     sync.Mutex // the health checks, which a reload may replace
+	health *gossip.Health
 	stopHC   context.CancelFunc
 	hcDone   chan struct{}
 }
@@ -102,7 +101,10 @@ func StartDynamic(cfg DynamicConfig, plane Plane, log zerolog.Logger, m DynamicM
 		}
 		gcfg.Advertise = a.String()
 	}
-	d := &Dynamic{cfg: cfg, plane: plane, log: log, checks: m.Checks, ctrlDone: make(chan struct{})}
+	// The controller exists before the watches that feed it; it reads
+	// membership once Run starts.
+	d := &Dynamic{cfg: cfg, plane: plane, log: log, checks: m.Checks, ctrlDone: make(chan struct{}),
+		ctrl: NewController(ControllerConfig{}, nil, plane, log, m.Members)}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.stopAPI = func() {}
 	fail := func(err error) (*Dynamic, error) {
@@ -119,7 +121,7 @@ func StartDynamic(cfg DynamicConfig, plane Plane, log zerolog.Logger, m DynamicM
 		}
 		var kctx context.Context
 		kctx, d.stopAPI = context.WithCancel(context.Background())
-		d.api = kube.Start(kctx, client, *k, cfg.Node, log, kube.Handlers{Eligibility: d.setEligible, NodeDeleted: d.forgetDeleted})
+		d.api = kube.Start(kctx, client, *k, cfg.Node, log, kube.Handlers{Excluded: d.ctrl.SetEligible, NodeDeleted: d.forgetDeleted})
 		log.Info().Str("node", cfg.Node).Strs("exclude_labels", k.WithDefaults().ExcludeLabels).
 			Msg("Kubernetes: following this Node's eligibility, forgetting deleted Nodes, recording Events")
 		if k.Peers.Enabled() {
@@ -140,9 +142,9 @@ func StartDynamic(cfg DynamicConfig, plane Plane, log zerolog.Logger, m DynamicM
 		Local: cfg.Node, Groups: cfg.Groups, Digest: meta.Digest, Settle: cfg.Gossip.Settle,
 		UnicastAuto: cfg.VRRP.UnicastAuto(), HasSeeds: len(cfg.Gossip.Join) > 0 || opts.Discoverer != nil, Events: ctrlEvents,
 	}
+	d.ctrl.attach(ccfg, members)
 	d.mu.Lock()
-	d.members, d.ctrl = members, NewController(ccfg, members, plane, log, m.Members)
-	d.ctrl.SetEligible(d.excluded)
+	d.members = members
 	d.mu.Unlock()
 	if err := d.SetHealth(cfg.Health); err != nil {
 		members.Close()
@@ -156,21 +158,6 @@ func StartDynamic(cfg DynamicConfig, plane Plane, log zerolog.Logger, m DynamicM
 		Dur("settle", cfg.Gossip.Settle).Dur("forget_after", cfg.Gossip.ForgetAfter).Int("health_checks", len(cfg.Health.Checks)).Str("digest", meta.Digest).
 		Msg("dynamic mode: priorities follow the plan over the known members, membership and health")
 	return d, nil
-}
-
-// setEligible takes the Node's verdict from Kubernetes. It may come
-// before the controller exists (the watch starts first): it is kept, and
-// handed over when the controller starts.
-func (d *Dynamic) setEligible(eligible bool, why string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.excluded = ""
-	if !eligible {
-		d.excluded = why
-	}
-	if d.ctrl != nil {
-		d.ctrl.SetEligible(d.excluded)
-	}
 }
 
 // forgetDeleted forgets the member of a Node deleted from the API: it is

@@ -1,10 +1,14 @@
 // Package gossip is how garpd nodes find each other and what they tell each
-// other: membership over hashicorp/memberlist, each node's metadata (health,
-// config digest, VRRP source addresses, MAC, version), the encryption key,
-// seed discovery, and the local health checks whose result the node gossips.
+// other: membership over hashicorp/memberlist, the known set, each node's
+// metadata (health, exclusion, config digest, VRRP source addresses, MAC,
+// version), the encryption key, seed discovery, and the local health checks
+// whose result the node gossips.
 //
 // It decides nothing about VIPs: the balancer turns the member list into a
 // ranking, and VRRP arbitrates.
+//
+// Imports: none of garpd's packages, and not client-go: Kubernetes lives in
+// gossip/kube. balancer imports it.
 package gossip
 
 import (

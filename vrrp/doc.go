@@ -1,16 +1,30 @@
 // Package vrrp is garpd's data plane: a VRRP implementation (RFC 5798 VRRPv3
 // over IPv4 and IPv6, RFC 3768 VRRPv2 over IPv4) that is wire-compatible with
-// keepalived and FRR.
+// keepalived and FRR, and the announcing that keeps the router's ARP table on
+// the master.
 //
-// It is split the way the protocol is: a pure packet codec (packet.go), a
-// pure per-virtual-router state machine driven by explicit times
-// (machine.go), an engine that owns all machines of one interface from one
-// goroutine (engine.go), and the operating-system side behind small
-// interfaces with Linux implementations (transport.go for the raw sockets,
-// kernel.go for VIPs, gratuitous ARP and neighbour advertisements, vmac.go
-// for the virtual MAC interfaces of use_vmac). Tests
-// replace the interfaces with fakes and the clock with a fake clock.
+// Files follow the wire and one concern each:
+//   - packet.go: the pure codec; machine.go: the pure RFC 5798 state machine,
+//     driven by explicit times;
+//   - engine.go: the loop that owns every machine of one interface, its tick
+//     and the actions; receive.go: the §7.1 checks of a received advert;
+//     admission.go: which speakers count (the dynamic mode's members);
+//     announce.go: the takeover burst, re-assertions, the rolling refresh and
+//     waves; schedule.go: the refresh phase and cron waves; defend.go:
+//     answering other MACs' gratuitous ARPs; hold.go: the VIPs on the
+//     interface; update.go: commands that change the routers; status.go;
+//     seams.go: the engine's interfaces to the world;
+//   - stack.go: Stack, the one owner of a running data plane (start and
+//     teardown order, link events, in-place GARP changes);
+//   - the host behind small interfaces with Linux implementations:
+//     transport.go (raw VRRP sockets), addresses.go (netlink), announcer.go,
+//     arp.go and ndp.go (gratuitous ARP, unsolicited NA), vmac.go (use_vmac),
+//     linkwatch.go, pacer.go (the per-interface rate cap).
 //
-// VRRP alone decides who is master. Higher layers (the balancer) only choose
-// the priorities.
+// Tests replace the interfaces with fakes and the clock with a fake clock.
+//
+// Imports: none of garpd's packages. The layers above (balancer, cmd) set
+// priorities and admission through the engine's commands; VRRP alone decides
+// who is master. Subpackage keepalived reads and writes keepalived's
+// configuration.
 package vrrp

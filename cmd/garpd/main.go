@@ -1,7 +1,15 @@
 // Command garpd keeps a pool of virtual IPs balanced over the nodes of one L2
 // segment: VRRP decides who holds each VIP, and the holder keeps the
-// segment's ARP tables pointing at it. Subcommands compose the packages and
-// print; the logic lives in vrrp, balancer and gossip.
+// segment's ARP tables pointing at it.
+//
+// It is thin: it parses flags and the config file (config.go composes the
+// packages' sections), starts the data plane (vrrp.Stack) and, in the
+// dynamic mode, the dynamic mode over it (balancer.Dynamic), handles
+// signals and reloads over those two handles (agent.go), serves the HTTP
+// API (api.go) and prints. The logic lives in the packages.
+//
+// Imports: balancer, gossip, gossip/kube, vrrp and vrrp/keepalived; nothing
+// imports it.
 package main
 
 import (

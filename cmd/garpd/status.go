@@ -63,7 +63,11 @@ master it follows. --metrics prints the agent's Prometheus metrics instead.`,
 				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "KNOWN MEMBER\tADDRESS\tSTATE\tDOWN SINCE\tFAILING CHECKS\tDIGEST")
 				for _, m := range d.Members {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Addr, m.State, m.DownSince, strings.Join(m.Failing, ","), m.Digest)
+					failing := m.Failing
+					if m.Excluded != "" {
+						failing = append(failing, "excluded ("+m.Excluded+")")
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Addr, m.State, m.DownSince, strings.Join(failing, ","), m.Digest)
 				}
 				tw.Flush()
 				fmt.Fprintln(out)

@@ -1,3 +1,11 @@
+// Package kube is garpd's view of the Kubernetes API, kept apart so that
+// gossip proper does not link client-go: the peers from the pods of garpd's
+// DaemonSet (peers.go), this Node's eligibility, deleted Nodes, pod
+// readiness for kubernetes_pod checks and the Events recorder (watch.go).
+// Kubernetes feeds facts; it never gates holding a VIP.
+//
+// Imports: none of garpd's packages; its types satisfy gossip's seams
+// (Discoverer, PodProber) by shape. balancer imports it.
 package kube
 
 import (

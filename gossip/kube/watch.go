@@ -31,7 +31,8 @@ import (
 type Handlers struct {
 	// Eligibility reports the local Node's verdict on every change: not
 	// eligible resigns like a failing health check, and why says so.
-	Eligibility func(eligible bool, why string)
+	// why is empty when the Node is eligible.
+	Excluded func(why string)
 	// NodeDeleted reports another Node deleted from the API: the member
 	// of that name is gone for good, so it is forgotten at once.
 	NodeDeleted func(name string)
@@ -195,8 +196,8 @@ func (k *API) nodeChanged(obj any, h Handlers) {
 	} else {
 		k.log.Warn().Str("node", n.Name).Str("why", why).Msg("Node not eligible for VIPs: resigning them, as on a failing health check")
 	}
-	if h.Eligibility != nil {
-		h.Eligibility(eligible, why)
+	if h.Excluded != nil {
+		h.Excluded(why)
 	}
 }
 

@@ -2,8 +2,12 @@
 // deployment running keepalived can move to garpd without rewriting its
 // configs by hand. It parses the syntax (blocks in either brace style,
 // comments, quoted strings, include) into statements that remember their
-// file and line, and extracts the VRRP instances and check scripts; what
-// garpd makes of them is the caller's business.
+// file and line, and extracts the VRRP instances and check scripts
+// (parse.go, config.go). Convert writes a node's garpd config from them
+// (convert.go); Render writes a keepalived.conf from garpd's virtual
+// routers (render.go).
+//
+// Imports: vrrp (the settings it maps); cmd imports it.
 package keepalived
 
 import (
