@@ -67,8 +67,8 @@ type Dynamic struct {
 
 	mu     sync.Mutex // the health checks, which a reload may replace
 	health *gossip.Health
-	stopHC   context.CancelFunc
-	hcDone   chan struct{}
+	stopHC context.CancelFunc
+	hcDone chan struct{}
 }
 
 // StartDynamic starts the dynamic mode over plane: the Kubernetes watch,
