@@ -92,28 +92,12 @@ func (e *Engine) AddressRemoved(ctx context.Context, a netip.Addr) error {
 }
 
 func (e *Engine) addressRemoved(a netip.Addr) {
-	for _, k := range e.order {
-		r := e.routers[k]
-		if r.m.State() != Master {
-			continue
-		}
-		for _, p := range r.spec.VIPs {
-			if p.Addr() != a {
-				continue
-			}
-			var err error
-			if e.deps.VMACs != nil {
-				err = e.deps.VMACs.Up(k.vrid, k.v6, r.spec.VIPs)
-			} else {
-				err = e.deps.Addresses.AddVIP(p)
-			}
-			if err != nil {
-				e.deps.Log.Error().Err(err).Str("vrid", k.String()).Str("vip", a.String()).Msg("a VIP this node is master for was removed, and cannot be added back")
-				return
-			}
-			e.deps.Log.Warn().Str("vrid", k.String()).Str("vip", a.String()).Msg("a VIP this node is master for was removed from the interface by someone else: added back and announced")
-			e.deps.Announcer.Announce(a, true)
-			return
-		}
+	r := e.masterOf(a)
+	if r == nil {
+		return
 	}
+	k := r.spec.key()
+	e.deps.Log.Warn().Str("vrid", k.String()).Str("vip", a.String()).Msg("a VIP this node is master for was removed from the interface by someone else: adding it back and announcing it")
+	e.holdVIPs(k, r) // logs what cannot be added
+	e.deps.Announcer.Announce(a, true)
 }

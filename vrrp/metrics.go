@@ -26,57 +26,34 @@ type Metrics struct {
 
 // NewMetrics creates the collectors and registers them on reg (if not nil).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+	}
+	gauge := func(name, help string) prometheus.Gauge {
+		return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+	}
+	histogram := func(name, help string, buckets ...float64) prometheus.Histogram {
+		return prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets})
+	}
 	m := &Metrics{
-		RateLimit: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "garpd_announce_rate_limit",
-			Help: "The cap on announcement packets per second per interface (garp.max_rate); 0: none.",
-		}),
-		State: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "garpd_vrrp_state",
-			Help: "VRRP state per virtual router: 0 initialize, 1 backup, 2 master.",
-		}, []string{"family", "vrid", "vips"}),
-		Transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "garpd_vrrp_transitions_total",
-			Help: "VRRP state transitions per virtual router, by new state.",
-		}, []string{"family", "vrid", "to"}),
-		AdvertsSent: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "garpd_vrrp_adverts_sent_total",
-			Help: "VRRP adverts sent per virtual router.",
-		}, []string{"family", "vrid"}),
-		AdvertsRecv: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "garpd_vrrp_adverts_received_total",
-			Help: "Valid VRRP adverts received per virtual router.",
-		}, []string{"family", "vrid"}),
-		Dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "garpd_vrrp_packets_dropped_total",
-			Help: "Received VRRP packets dropped, by reason.",
-		}, []string{"family", "reason"}),
-		Collisions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "garpd_vrrp_vrid_collisions_total",
-			Help: "Adverts for one of our VRIDs with a different VIP list (another cluster using the same VRID); the sources are logged, once each.",
-		}, []string{"family", "vrid"}),
-		ReadErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "garpd_vrrp_read_errors_total",
-			Help: "Failed reads of a VRRP socket; the reader backs off, up to a second, while they last.",
-		}, []string{"family"}),
-		Announcements: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "garpd_announcements_sent_total",
-			Help: "Gratuitous ARP (kind garp) and unsolicited neighbour advertisements (kind na) sent, per VIP.",
-		}, []string{"vip", "kind"}),
-		AnnounceWait: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "garpd_announce_queue_wait_seconds",
-			Help:    "How long announcements waited for the per-interface rate cap (the queue lag).",
-			Buckets: []float64{0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60},
-		}),
-		AnnounceQueue: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "garpd_announce_queue_length",
-			Help: "Announcements waiting for the rate cap.",
-		}),
-		WaveDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "garpd_announce_wave_duration_seconds",
-			Help:    "Time from the start of an on-demand wave to its last announcement.",
-			Buckets: []float64{0.01, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120},
-		}),
+		RateLimit: gauge("garpd_announce_rate_limit", "The cap on announcement packets per second per interface (garp.max_rate); 0: none."),
+		State: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "garpd_vrrp_state",
+			Help: "VRRP state per virtual router: 0 initialize, 1 backup, 2 master."}, []string{"family", "vrid", "vips"}),
+		Transitions: counter("garpd_vrrp_transitions_total", "VRRP state transitions per virtual router, by new state.", "family", "vrid", "to"),
+		AdvertsSent: counter("garpd_vrrp_adverts_sent_total", "VRRP adverts sent per virtual router.", "family", "vrid"),
+		AdvertsRecv: counter("garpd_vrrp_adverts_received_total", "Valid VRRP adverts received per virtual router.", "family", "vrid"),
+		Dropped:     counter("garpd_vrrp_packets_dropped_total", "Received VRRP packets dropped, by reason.", "family", "reason"),
+		Collisions: counter("garpd_vrrp_vrid_collisions_total",
+			"Adverts for one of our VRIDs with a different VIP list (another cluster using the same VRID); the sources are logged, once each.", "family", "vrid"),
+		ReadErrors: counter("garpd_vrrp_read_errors_total",
+			"Failed reads of a VRRP socket; the reader backs off, up to a second, while they last.", "family"),
+		Announcements: counter("garpd_announcements_sent_total",
+			"Gratuitous ARP (kind garp) and unsolicited neighbour advertisements (kind na) sent, per VIP.", "vip", "kind"),
+		AnnounceWait: histogram("garpd_announce_queue_wait_seconds", "How long announcements waited for the per-interface rate cap (the queue lag).",
+			0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+		AnnounceQueue: gauge("garpd_announce_queue_length", "Announcements waiting for the rate cap."),
+		WaveDuration: histogram("garpd_announce_wave_duration_seconds", "Time from the start of an on-demand wave to its last announcement.",
+			0.01, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120),
 	}
 	if reg != nil {
 		reg.MustRegister(m.State, m.Transitions, m.AdvertsSent, m.AdvertsRecv, m.Dropped, m.Collisions, m.ReadErrors,

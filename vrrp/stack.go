@@ -52,15 +52,30 @@ type Stack struct {
 }
 
 // Kernel opens the parts of a Stack on the host. LinuxKernel is the real
-// one; tests pass a fake, so the order is tested without root.
-type Kernel interface {
-	CheckInterface(ifname string, routers []RouterSpec) error
-	Listen(cfg TransportConfig) (Transport, error)
-	Addresses(ifname string) (AddressManager, error)
-	Announcer(ifname string, mode AnnounceMode) (LinkAnnouncer, error)
-	VirtualMACs(ifname string, base LinkAnnouncer, log zerolog.Logger) (LinkVMACs, error)
-	WatchLink(ctx context.Context, ifname string) (<-chan LinkEvent, error)
-	WatchForeignClaims(ctx context.Context, ifname string) (<-chan ForeignClaim, error)
+// one; tests pass fakes, so the order is tested without root.
+type Kernel struct {
+	CheckInterface     func(ifname string, routers []RouterSpec) error
+	Listen             func(cfg TransportConfig) (Transport, error)
+	Addresses          func(ifname string) (AddressManager, error)
+	Announcer          func(ifname string, mode AnnounceMode) (LinkAnnouncer, error)
+	VirtualMACs        func(ifname string, base LinkAnnouncer, log zerolog.Logger) (LinkVMACs, error)
+	WatchLink          func(ctx context.Context, ifname string) (<-chan LinkEvent, error)
+	WatchForeignClaims func(ctx context.Context, ifname string) (<-chan ForeignClaim, error)
+}
+
+// LinuxKernel is the Kernel of a Linux host.
+func LinuxKernel() Kernel {
+	return Kernel{
+		CheckInterface: CheckInterface,
+		Listen:         func(cfg TransportConfig) (Transport, error) { return ListenTransport(cfg) },
+		Addresses:      func(ifname string) (AddressManager, error) { return NewNetlinkAddresses(ifname) },
+		Announcer:      func(ifname string, mode AnnounceMode) (LinkAnnouncer, error) { return NewLinuxAnnouncer(ifname, mode) },
+		VirtualMACs: func(ifname string, base LinkAnnouncer, log zerolog.Logger) (LinkVMACs, error) {
+			return NewLinuxVMACs(ifname, base, log)
+		},
+		WatchLink:          WatchLink,
+		WatchForeignClaims: WatchForeignClaims,
+	}
 }
 
 // LinkAnnouncer sends a VIP's announcements on one interface in a mode a
@@ -287,39 +302,3 @@ type ConfigError struct{ Err error }
 
 func (e *ConfigError) Error() string { return e.Err.Error() }
 func (e *ConfigError) Unwrap() error { return e.Err }
-
-// LinuxKernel opens a Stack's parts on Linux.
-type LinuxKernel struct{}
-
-// CheckInterface implements Kernel.
-func (LinuxKernel) CheckInterface(ifname string, routers []RouterSpec) error {
-	return CheckInterface(ifname, routers)
-}
-
-// Listen implements Kernel.
-func (LinuxKernel) Listen(cfg TransportConfig) (Transport, error) { return ListenTransport(cfg) }
-
-// Addresses implements Kernel.
-func (LinuxKernel) Addresses(ifname string) (AddressManager, error) {
-	return NewNetlinkAddresses(ifname)
-}
-
-// Announcer implements Kernel.
-func (LinuxKernel) Announcer(ifname string, mode AnnounceMode) (LinkAnnouncer, error) {
-	return NewLinuxAnnouncer(ifname, mode)
-}
-
-// VirtualMACs implements Kernel.
-func (LinuxKernel) VirtualMACs(ifname string, base LinkAnnouncer, log zerolog.Logger) (LinkVMACs, error) {
-	return NewLinuxVMACs(ifname, base, log)
-}
-
-// WatchLink implements Kernel.
-func (LinuxKernel) WatchLink(ctx context.Context, ifname string) (<-chan LinkEvent, error) {
-	return WatchLink(ctx, ifname)
-}
-
-// WatchForeignClaims implements Kernel.
-func (LinuxKernel) WatchForeignClaims(ctx context.Context, ifname string) (<-chan ForeignClaim, error) {
-	return WatchForeignClaims(ctx, ifname)
-}

@@ -185,7 +185,7 @@ func TestStackStartAndStopOrder(t *testing.T) {
 	for _, vmac := range []bool{false, true} {
 		l := &stackLog{}
 		k := &stackKernel{log: l, link: make(chan LinkEvent)}
-		s, err := StartStack(stackConfig(vmac), k)
+		s, err := StartStack(stackConfig(vmac), k.kernel())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -228,7 +228,7 @@ func TestStackStartFailureClosesWhatWasOpened(t *testing.T) {
 		{"vmacs", []string{"close announcer", "close transport"}},
 	} {
 		l := &stackLog{}
-		_, err := StartStack(stackConfig(true), &stackKernel{log: l, failAt: c.failAt})
+		_, err := StartStack(stackConfig(true), (&stackKernel{log: l, failAt: c.failAt}).kernel())
 		if err == nil || !strings.Contains(err.Error(), c.failAt+" failed") {
 			t.Fatalf("%s fails: %v", c.failAt, err)
 		}
@@ -248,10 +248,10 @@ func TestStackStartFailureClosesWhatWasOpened(t *testing.T) {
 // 2); a host that fails is not.
 func TestStackConfigErrors(t *testing.T) {
 	var ce *ConfigError
-	if _, err := StartStack(stackConfig(false), &stackKernel{log: &stackLog{}, failAt: "check"}); !errors.As(err, &ce) {
+	if _, err := StartStack(stackConfig(false), (&stackKernel{log: &stackLog{}, failAt: "check"}).kernel()); !errors.As(err, &ce) {
 		t.Errorf("a failing interface check: %v, want a ConfigError", err)
 	}
-	if _, err := StartStack(stackConfig(false), &stackKernel{log: &stackLog{}, failAt: "transport"}); errors.As(err, &ce) {
+	if _, err := StartStack(stackConfig(false), (&stackKernel{log: &stackLog{}, failAt: "transport"}).kernel()); errors.As(err, &ce) {
 		t.Errorf("a transport that cannot open: %v, want no ConfigError", err)
 	}
 }
@@ -261,7 +261,7 @@ func TestStackConfigErrors(t *testing.T) {
 func TestStackEndsWhenTheInterfaceIsReplaced(t *testing.T) {
 	l := &stackLog{}
 	k := &stackKernel{log: l, link: make(chan LinkEvent)}
-	s, err := StartStack(stackConfig(false), k)
+	s, err := StartStack(stackConfig(false), k.kernel())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,5 +283,7 @@ func TestStackEndsWhenTheInterfaceIsReplaced(t *testing.T) {
 	}
 }
 
-// Keep the fake honest: it is a Kernel.
-var _ Kernel = (*stackKernel)(nil)
+func (k *stackKernel) kernel() Kernel {
+	return Kernel{CheckInterface: k.CheckInterface, Listen: k.Listen, Addresses: k.Addresses, Announcer: k.Announcer,
+		VirtualMACs: k.VirtualMACs, WatchLink: k.WatchLink, WatchForeignClaims: k.WatchForeignClaims}
+}

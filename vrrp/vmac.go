@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -69,10 +70,9 @@ type LinuxVMACs struct {
 	base   interface{ Mode() AnnounceMode } // whose mode the virtual MACs' announcements follow
 	log    zerolog.Logger
 
-	mu      sync.Mutex
-	up      map[routerKey]*vmacLink
-	holders map[netip.Addr]routerKey
-	saved   []savedSysctl // the base interface's settings, restored on Close
+	mu    sync.Mutex
+	up    map[routerKey]*vmacLink
+	saved []savedSysctl // the base interface's settings, restored on Close
 }
 
 type vmacLink struct {
@@ -95,7 +95,7 @@ func NewLinuxVMACs(ifname string, base interface{ Mode() AnnounceMode }, log zer
 		return nil, fmt.Errorf("find interface %q: %w", ifname, err)
 	}
 	v := &LinuxVMACs{parent: parent, base: base, log: log,
-		up: map[routerKey]*vmacLink{}, holders: map[netip.Addr]routerKey{}}
+		up: map[routerKey]*vmacLink{}}
 	if err := v.removeLeftovers(); err != nil {
 		return nil, err
 	}
@@ -199,34 +199,33 @@ func VirtualMACInterfaces(ifname string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("find interface %q: %w", ifname, err)
 	}
+	links, err := virtualMACLinks(parent.Attrs().Index)
+	var out []string
+	for _, l := range links {
+		out = append(out, l.Attrs().Name)
+	}
+	return out, err
+}
+
+// virtualMACLinks are the virtual MAC interfaces on the interface with
+// index parent.
+func virtualMACLinks(parent int) ([]netlink.Link, error) {
 	links, err := netlink.LinkList()
 	if err != nil {
 		return nil, fmt.Errorf("list interfaces: %w", err)
 	}
-	var out []string
-	for _, l := range links {
-		if virtualMACOf(l, parent.Attrs().Index) {
-			out = append(out, l.Attrs().Name)
-		}
-	}
-	return out, nil
+	return slices.DeleteFunc(links, func(l netlink.Link) bool { return !virtualMACOf(l, parent) }), nil
 }
 
 func (v *LinuxVMACs) removeLeftovers() error {
-	links, err := netlink.LinkList()
-	if err != nil {
-		return fmt.Errorf("list interfaces: %w", err)
-	}
+	links, err := virtualMACLinks(v.parent.Attrs().Index)
 	for _, l := range links {
-		if !v.ours(l) {
-			continue
-		}
 		v.log.Warn().Str("interface", l.Attrs().Name).Msg("virtual MAC interface was left by an earlier run; removing it before the first advert")
 		if err := netlink.LinkDel(l); err != nil {
 			return fmt.Errorf("remove leftover virtual MAC interface %s: %w", l.Attrs().Name, err)
 		}
 	}
-	return nil
+	return err
 }
 
 // Up implements VirtualMACs. A new interface is removed again if any step
@@ -271,9 +270,6 @@ func (v *LinuxVMACs) Up(vrid uint8, v6 bool, vips []netip.Prefix) error {
 		v.log.Info().Str("interface", name).Str("mac", VirtualMAC(vrid, v6).String()).Msg("virtual MAC up")
 	}
 	vl.vips = vips
-	for _, p := range vips {
-		v.holders[p.Addr()] = k
-	}
 	return nil
 }
 
@@ -366,11 +362,6 @@ func (v *LinuxVMACs) down(k routerKey) error {
 		return nil
 	}
 	delete(v.up, k)
-	for _, p := range vl.vips {
-		if v.holders[p.Addr()] == k {
-			delete(v.holders, p.Addr())
-		}
-	}
 	errs := []error{vl.ann.Close()}
 	if err := netlink.LinkDel(vl.link); err != nil && !errors.Is(err, unix.ENODEV) {
 		errs = append(errs, fmt.Errorf("remove virtual MAC interface %s: %w", vl.link.Attrs().Name, err))
@@ -385,13 +376,13 @@ func (v *LinuxVMACs) down(k routerKey) error {
 func (v *LinuxVMACs) Send(a netip.Addr) (int, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	k, ok := v.holders[a]
-	if !ok {
-		return 0, nil // released meanwhile: a backup announces nothing
+	for _, vl := range v.up { // at most 510: one per virtual router
+		if slices.ContainsFunc(vl.vips, func(p netip.Prefix) bool { return p.Addr() == a }) {
+			vl.ann.SetMode(v.base.Mode())
+			return vl.ann.Send(a)
+		}
 	}
-	vl := v.up[k]
-	vl.ann.SetMode(v.base.Mode())
-	return vl.ann.Send(a)
+	return 0, nil // released meanwhile: a backup announces nothing
 }
 
 // Close removes every virtual MAC interface still up and restores the base

@@ -175,7 +175,7 @@ func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.
 	if err != nil {
 		return err
 	}
-	a := newAgent(l, stderr, vrrp.LinuxKernel{})
+	a := newAgent(l, stderr, vrrp.LinuxKernel())
 	if err := a.start(l); err != nil {
 		return err
 	}

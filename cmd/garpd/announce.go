@@ -191,25 +191,36 @@ func announceAlone(ctx context.Context, out io.Writer, iface string, vips []neti
 
 // postAgent POSTs v as JSON to path on the agent and returns its answer;
 // what is wrong says what the caller was asking for.
-func postAgent(ctx context.Context, agentURL, path, what string, v any) ([]byte, error) {
-	body, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
+// callAgent asks the running agent at agentURL: a GET, or a POST of v as
+// JSON when v is not nil. It returns the answer's body.
+func callAgent(ctx context.Context, agentURL, method, path, what string, v any) ([]byte, error) {
+	var body io.Reader
+	if v != nil {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+		body = bytes.NewReader(b)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	base := strings.TrimRight(agentURL, "/")
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, method, base+path, body)
 	if err != nil {
 		return nil, usageError(fmt.Errorf("--agent %q: %w", agentURL, err))
 	}
-	req.Header.Set("Content-Type", "application/json")
+	if v != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("ask the agent at %s %s (is garpd agent running, and is http.listen this address?): %w", base, what, err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read the agent's answer: %w", err)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("agent at %s answered %s: %s", base, resp.Status, bytes.TrimSpace(b))
 	}
@@ -217,7 +228,7 @@ func postAgent(ctx context.Context, agentURL, path, what string, v any) ([]byte,
 }
 
 func askWave(ctx context.Context, out io.Writer, agentURL string, vips []string) error {
-	b, err := postAgent(ctx, agentURL, "/announce", "for a wave", announceRequest{VIPs: vips})
+	b, err := callAgent(ctx, agentURL, http.MethodPost, "/announce", "for a wave", announceRequest{VIPs: vips})
 	if err != nil {
 		return err
 	}

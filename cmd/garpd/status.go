@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"text/tabwriter"
@@ -26,28 +24,13 @@ it. Then every virtual router with its VIPs, VRRP state, priority and the
 master it follows. --metrics prints the agent's Prometheus metrics instead.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			base := strings.TrimRight(agentURL, "/")
 			path := "/status"
 			if metrics {
 				path = "/metrics"
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
-			defer cancel()
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+			body, err := callAgent(cmd.Context(), agentURL, http.MethodGet, path, "for its "+path[1:], nil)
 			if err != nil {
-				return usageError(fmt.Errorf("--agent %q: %w", agentURL, err))
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				return fmt.Errorf("ask the agent at %s (is garpd agent running, and is http.listen this address?): %w", base, err)
-			}
-			defer resp.Body.Close()
-			body, err := io.ReadAll(resp.Body)
-			if err != nil {
-				return fmt.Errorf("read the agent's answer: %w", err)
-			}
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("agent at %s answered %s", base, resp.Status)
+				return err
 			}
 			out := cmd.OutOrStdout()
 			if metrics || asJSON {
@@ -124,7 +107,7 @@ The agent refuses to forget a member that is alive.`,
 		Example: "  garpd forget n4\n  garpd forget n4 --agent http://10.0.0.5:9496",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			answer, err := postAgent(cmd.Context(), agentURL, "/forget", "to forget "+args[0], forgetRequest{Node: args[0]})
+			answer, err := callAgent(cmd.Context(), agentURL, http.MethodPost, "/forget", "to forget "+args[0], forgetRequest{Node: args[0]})
 			if err != nil {
 				return err
 			}
