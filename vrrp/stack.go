@@ -106,17 +106,20 @@ func StartStack(cfg StackConfig, k Kernel) (*Stack, error) {
 	for _, r := range cfg.Routers {
 		has4, has6 = has4 || !r.V6(), has6 || r.V6()
 	}
+	if err := cfg.GARP.Validate(); err != nil {
+		return nil, &ConfigError{fmt.Errorf("garp.%w", err)}
+	}
 	peers, err := cfg.VRRP.Peers()
 	if err != nil {
 		return nil, &ConfigError{fmt.Errorf("vrrp.%w", err)}
 	}
 	var undo []func()
-	fail := func(err error) (*Stack, error) {
+	closeAll := func() {
 		for i := len(undo) - 1; i >= 0; i-- {
 			undo[i]()
 		}
-		return nil, err
 	}
+	fail := func(err error) (*Stack, error) { closeAll(); return nil, err }
 	s := &Stack{cfg: cfg, done: make(chan struct{})}
 	if s.tr, err = k.Listen(TransportConfig{Interface: cfg.Interface, UnicastPeers: peers, Unicast: cfg.VRRP.UnicastAuto(),
 		Metrics: cfg.Metrics, IPv4: has4 || cfg.IPv4, IPv6: has6}); err != nil {
@@ -127,10 +130,7 @@ func StartStack(cfg StackConfig, k Kernel) (*Stack, error) {
 	if err != nil {
 		return fail(err)
 	}
-	mode, err := ParseAnnounceMode(cfg.GARP.Mode)
-	if err != nil {
-		return fail(&ConfigError{fmt.Errorf("garp.mode: %w", err)})
-	}
+	mode, _ := ParseAnnounceMode(cfg.GARP.Mode) // validated above
 	if s.ann, err = k.Announcer(cfg.Interface, mode); err != nil {
 		return fail(err)
 	}
@@ -144,10 +144,7 @@ func StartStack(cfg StackConfig, k Kernel) (*Stack, error) {
 		undo = append(undo, s.closeVMACs(vmacs))
 		sender = vmacs
 	}
-	refresh, err := cfg.GARP.Scheduler()
-	if err != nil {
-		return fail(&ConfigError{fmt.Errorf("garp.%w", err)})
-	}
+	refresh, _ := cfg.GARP.Scheduler() // validated above
 	s.pacer = NewPacer(sender, cfg.GARP.MaxRate, nil, cfg.Metrics, cfg.Log)
 	deps := Deps{Transport: s.tr, Addresses: addrs, Announcer: s.pacer, Refresh: refresh, Log: cfg.Log, Metrics: cfg.Metrics, Events: s.event}
 	if vmacs != nil {
@@ -184,9 +181,7 @@ func StartStack(cfg StackConfig, k Kernel) (*Stack, error) {
 		}
 		cancel()
 		<-pacerDone
-		for i := len(undo) - 1; i >= 0; i-- {
-			undo[i]()
-		}
+		closeAll()
 		s.err = err
 		close(s.done)
 	}()
