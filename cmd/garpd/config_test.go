@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -9,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/garpd/garpd/vrrp"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -302,5 +305,13 @@ func TestMisspeltKeyHint(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("config %q: %v; want %q", c.yaml, err, c.want)
 		}
+	}
+}
+
+// What the data plane refuses to run (a VIP that is an interface address,
+// a router the engine refuses) exits 2 like a config error.
+func TestStackConfigErrorExits2(t *testing.T) {
+	if got := exitCode(fmt.Errorf("start: %w", &vrrp.ConfigError{Err: errors.New("vips: 192.0.2.11 is an address of eth0")})); got != 2 {
+		t.Fatalf("exit %d, want 2", got)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/garpd/garpd/vrrp"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 )
@@ -32,7 +33,8 @@ var version = "dev"
 func exitCode(err error) int {
 	var ce *configError
 	var ue *usageErr
-	if errors.As(err, &ce) || errors.As(err, &ue) {
+	var se *vrrp.ConfigError
+	if errors.As(err, &ce) || errors.As(err, &ue) || errors.As(err, &se) {
 		return 2
 	}
 	return 1
