@@ -27,6 +27,82 @@ type Config struct {
 	// of the virtual one, for switches whose port security drops a MAC
 	// that appears on a second port.
 	VMACXmitBase bool `yaml:"vmac_xmit_base" json:"vmac_xmit_base"`
+	// AuthHMAC signs and checks adverts with keepalived 2.4's auth_hmac
+	// trailer. The dynamic mode signs with a key derived from the gossip
+	// key when this names no keys.
+	AuthHMAC *AuthHMACConfig `yaml:"auth_hmac" json:"auth_hmac,omitempty"`
+}
+
+// AuthHMACConfig is vrrp.auth_hmac, keepalived's auth_hmac block.
+type AuthHMACConfig struct {
+	// Keys by id, 1..255: "hex:DIGITS", "file:PATH" (a file holding
+	// either form) or the key's text, 32 to 64 bytes. Several keys let a
+	// key rotate without a failover: every node accepts each of them.
+	Keys map[int]string `yaml:"keys" json:"-"`
+	// ActiveKey is the id adverts are signed with.
+	ActiveKey int `yaml:"active_key" json:"active_key"`
+	// Mode: enforce (the default), permissive, receive-only (a rolling
+	// roll-out: receive-only everywhere, then permissive, then enforce),
+	// or off.
+	Mode string `yaml:"mode" json:"mode"`
+	// AntiReplay: time (the default) refuses adverts older than
+	// TimeWindow and replays; monotonic only replays, for nodes without a
+	// shared clock.
+	AntiReplay string `yaml:"anti_replay" json:"anti_replay"`
+	// TimeWindow, 1s..300s; default max(3 advert intervals, 5s).
+	TimeWindow time.Duration `yaml:"time_window" json:"time_window"`
+}
+
+// Auth resolves the auth_hmac section: the key material (files are read
+// now), the mode and the window. A missing section is AuthOff. Errors
+// start with the key they are about.
+func (c Config) Auth() (AuthKeys, error) {
+	h := c.AuthHMAC
+	if h == nil {
+		return AuthKeys{}, nil
+	}
+	mode := AuthEnforce
+	if h.Mode != "" {
+		m, err := ParseAuthMode(h.Mode)
+		if err != nil {
+			return AuthKeys{}, fmt.Errorf("auth_hmac.mode: %w", err)
+		}
+		mode = m
+	}
+	out := AuthKeys{Keys: map[uint8][]byte{}, Mode: mode}
+	switch h.AntiReplay {
+	case "", "time":
+		out.Window = h.TimeWindow
+		if out.Window == 0 {
+			out.Window = max(3*c.AdvertInterval, 5*time.Second).Round(time.Second)
+		}
+		if out.Window < time.Second || out.Window > 300*time.Second || out.Window%time.Second != 0 {
+			return AuthKeys{}, fmt.Errorf("auth_hmac.time_window: %s: use whole seconds, 1s..300s", out.Window)
+		}
+	case "monotonic":
+		if h.TimeWindow != 0 {
+			return AuthKeys{}, errors.New("auth_hmac.time_window: only means something with anti_replay: time")
+		}
+	default:
+		return AuthKeys{}, fmt.Errorf("auth_hmac.anti_replay: %q: use time or monotonic", h.AntiReplay)
+	}
+	for id, s := range h.Keys {
+		if id < 1 || id > 255 {
+			return AuthKeys{}, fmt.Errorf("auth_hmac.keys: id %d: use 1..255", id)
+		}
+		key, err := ParseAuthKey(s)
+		if err != nil {
+			return AuthKeys{}, fmt.Errorf("auth_hmac.keys.%d: %w", id, err)
+		}
+		out.Keys[uint8(id)] = key
+	}
+	if len(h.Keys) > 0 || h.ActiveKey != 0 {
+		if _, ok := h.Keys[h.ActiveKey]; !ok {
+			return AuthKeys{}, fmt.Errorf("auth_hmac.active_key: %d is not one of the keys: sign with one that every node has", h.ActiveKey)
+		}
+		out.Active = uint8(h.ActiveKey)
+	}
+	return out, nil
 }
 
 // Defaults for Config, chosen to interoperate with a default keepalived.
@@ -74,7 +150,7 @@ func (c Config) Validate() error {
 			bad("advert_interval", "%s: VRRPv3 takes 10ms..40.95s in steps of 10ms", c.AdvertInterval)
 		}
 		if c.AuthPass != "" {
-			bad("auth_pass", "VRRPv3 has no authentication (RFC 5798 §9); remove auth_pass or set version: 2")
+			bad("auth_pass", "VRRPv3 has no authentication (RFC 5798 §9); use auth_hmac, or set version: 2")
 		}
 	default:
 		bad("version", "%d: use 2 or 3", c.Version)
@@ -90,6 +166,12 @@ func (c Config) Validate() error {
 	}
 	if _, err := c.Peers(); err != nil {
 		errs = append(errs, err)
+	}
+	if _, err := c.Auth(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.AuthHMAC != nil && c.AuthPass != "" {
+		bad("auth_pass", "auth_hmac replaces the VRRPv2 password (keepalived drops the password too): remove auth_pass")
 	}
 	return errors.Join(errs...)
 }

@@ -124,6 +124,8 @@ type Engine struct {
 	// rx is the advert every received packet is decoded into.
 	rx    Advert
 	drops map[dropKey]prometheus.Counter
+	// auth signs and checks adverts; nil while auth_hmac is off.
+	auth *auth
 }
 
 // NewEngine checks the specs and prepares an engine; Run starts it.
@@ -137,6 +139,7 @@ func NewEngine(cfg Config, garp GARPConfig, specs []RouterSpec, deps Deps) (*Eng
 	e := &Engine{cfg: cfg, garp: garp, deps: deps, routers: map[routerKey]*router{},
 		claims: map[netip.Addr]time.Time{}, defended: map[netip.Addr]defense{},
 		cmds: make(chan func()), done: make(chan struct{}), drops: map[dropKey]prometheus.Counter{}}
+	e.setAuth(deps.Auth)
 	for _, s := range specs {
 		if err := e.addRouter(s); err != nil {
 			return nil, err
@@ -374,6 +377,17 @@ func (e *Engine) sendAdvert(k routerKey, r *router, prio uint8) {
 	if adv.Version == 2 && e.cfg.AuthPass != "" {
 		adv.AuthType = AuthPassword
 		adv.AuthData = PasswordData(e.cfg.AuthPass)
+	}
+	if e.auth != nil && e.auth.keys.Signs() {
+		// The HMAC covers neither destination nor checksum: one trailer
+		// serves every copy of the advert.
+		src := e.deps.Transport.Source(k.v6).WithZone("")
+		pdu, err := Encode(adv, src, src)
+		if err != nil {
+			e.deps.Log.Warn().Err(err).Str("vrid", k.String()).Msg("cannot send advert")
+			return
+		}
+		adv.Signed, adv.Trailer = true, e.auth.sign(e.deps.Clock.Now(), pdu, k.v6, src)
 	}
 	build := func(src, dst netip.Addr) ([]byte, error) { return Encode(adv, src, dst) }
 	var to []netip.Addr

@@ -212,6 +212,11 @@ func (m *Machine) HandleAdvert(now time.Time, src netip.Addr, adv Advert) []Acti
 	switch m.state {
 	case Backup:
 		if adv.Priority == 0 {
+			// Only the master resigns: a priority-0 advert from anyone
+			// else (a forged one) must not start an election.
+			if m.masterAddr.IsValid() && src != m.masterAddr {
+				return nil
+			}
 			m.masterDownTimer = now.Add(m.skew())
 			// As if started Master_Down_Interval before it expires, so a
 			// priority change recomputes it consistently.

@@ -146,6 +146,25 @@ func TestBackupPriorityZero(t *testing.T) {
 	wantActs(t, m.Tick(at(1600*time.Millisecond)), ActSendAdvert, ActTakeover)
 }
 
+// A priority-0 advert counts only from the master a backup follows: one
+// from another source (forged from a member's address, or a stale master)
+// leaves the master-down timer as it was.
+func TestBackupPriorityZeroOnlyFromTheMaster(t *testing.T) {
+	m := newM(100, true)
+	m.Startup(t0)
+	wantActs(t, m.HandleAdvert(at(time.Second), upperIP, adv(200, 100)))
+	before := m.NextDeadline()
+	other := netip.MustParseAddr("192.0.2.99")
+	wantActs(t, m.HandleAdvert(at(1100*time.Millisecond), other, adv(0, 100)))
+	if m.NextDeadline() != before {
+		t.Fatalf("a priority-0 advert from %s moved the master-down timer to %s", other, m.NextDeadline().Sub(t0))
+	}
+	wantActs(t, m.HandleAdvert(at(1200*time.Millisecond), upperIP, adv(0, 100)))
+	if want := at(1200*time.Millisecond + 600*time.Millisecond); m.NextDeadline() != want {
+		t.Fatalf("the master's own priority-0 advert: master down at %s, want skew 0.6s after it", m.NextDeadline().Sub(t0))
+	}
+}
+
 // §6.4.2: Backup accepts a higher (or equal) priority advert: learns the
 // master's interval and restarts Master_Down_Timer from it.
 func TestBackupAcceptsHigher(t *testing.T) {

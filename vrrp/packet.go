@@ -18,8 +18,9 @@ const (
 	authDataLen       = 8 // VRRPv2 trailer, present whatever the auth type
 	maxAddrs          = 255
 	// maxPacket is the largest VRRP payload: 255 IPv6 addresses (or a
-	// VRRPv2 trailer). Receive buffers hold that much.
-	maxPacket = headerLen + maxAddrs*16 + authDataLen
+	// VRRPv2 trailer) and an auth_hmac trailer. Receive buffers hold that
+	// much.
+	maxPacket = headerLen + maxAddrs*16 + authDataLen + TrailerLen
 )
 
 // AuthType is the VRRPv2 authentication type. VRRPv3 has none.
@@ -43,6 +44,10 @@ type Advert struct {
 	Addresses []netip.Addr
 	AuthType  AuthType // VRRPv2 only
 	AuthData  [8]byte  // VRRPv2 only: the password, NUL padded
+	// Signed: the advert carries Trailer, the auth_hmac trailer, after the
+	// PDU. Encode writes it as given (see auth.sign).
+	Signed  bool
+	Trailer Trailer
 }
 
 // DecodeReason names why a packet was rejected. Reasons double as metric
@@ -107,6 +112,10 @@ func Encode(adv Advert, src, dst netip.Addr) ([]byte, error) {
 	if adv.Version == 2 {
 		n += authDataLen
 	}
+	pdu := n
+	if adv.Signed {
+		n += TrailerLen
+	}
 	b := make([]byte, n)
 	b[0] = byte(adv.Version<<4 | typeAdvertisement)
 	b[1] = adv.VRID
@@ -135,14 +144,21 @@ func Encode(adv Advert, src, dst netip.Addr) ([]byte, error) {
 	if adv.Version == 2 {
 		copy(b[off:], adv.AuthData[:])
 	}
-	var sum uint16
-	if adv.Version == 3 {
-		sum = checksum(b, src, dst)
-	} else {
-		sum = checksum(b, netip.Addr{}, netip.Addr{})
+	if adv.Signed {
+		putTrailer(b, adv.Trailer)
 	}
-	binary.BigEndian.PutUint16(b[6:8], sum)
+	binary.BigEndian.PutUint16(b[6:8], checksum(b[:checksummed(v6, pdu, len(b))], adv.Version, src, dst))
 	return b, nil
+}
+
+// checksummed is how much of a packet of n bytes whose PDU has pdu bytes
+// the VRRP checksum covers: the PDU over IPv4; over IPv6, the whole
+// payload, trailer included, as the kernel computes it for keepalived.
+func checksummed(v6 bool, pdu, n int) int {
+	if v6 {
+		return n
+	}
+	return pdu
 }
 
 // Decode parses a VRRP payload received from src for dst. It checks
@@ -188,17 +204,16 @@ func DecodeInto(adv *Advert, b []byte, src, dst netip.Addr, v6 bool) error {
 		want += authDataLen
 	}
 	// Trailing bytes are tolerated (some stacks pad), missing ones are not.
+	// Exactly a trailer's length more is an auth_hmac trailer: padding
+	// never reaches that much.
 	if len(b) < want {
 		return decodeErr(ReasonLength, "%d bytes, %d addresses need %d", len(b), count, want)
 	}
-	b = b[:want]
-	var sum uint16
-	if adv.Version == 3 {
-		sum = checksum(b, src, dst)
-	} else {
-		sum = checksum(b, netip.Addr{}, netip.Addr{})
+	n := want
+	if len(b) == want+TrailerLen {
+		adv.Signed, adv.Trailer, n = true, readTrailer(b[want:]), want+TrailerLen
 	}
-	if sum != 0 {
+	if sum := checksum(b[:checksummed(v6, want, n)], adv.Version, src, dst); sum != 0 {
 		return decodeErr(ReasonChecksum, "checksum mismatch (0x%04x)", binary.BigEndian.Uint16(b[6:8]))
 	}
 	if adv.Version == 2 {
@@ -229,10 +244,13 @@ func DecodeInto(adv *Advert, b []byte, src, dst netip.Addr, v6 bool) error {
 	return nil
 }
 
-// checksum returns the Internet checksum of b, preceded by the IP
-// pseudo-header for protocol 112 when src is valid. Over a packet whose
-// checksum field is filled in correctly the result is 0.
-func checksum(b []byte, src, dst netip.Addr) uint16 {
+// checksum returns the Internet checksum of b, preceded for VRRPv3 by the
+// IP pseudo-header for protocol 112 (VRRPv2 has none). Over a packet
+// whose checksum field is filled in correctly the result is 0.
+func checksum(b []byte, version int, src, dst netip.Addr) uint16 {
+	if version != 3 {
+		src = netip.Addr{}
+	}
 	var s uint32
 	add := func(p []byte) {
 		for len(p) >= 2 {

@@ -27,7 +27,7 @@ func TestEncodeV3IPv4Golden(t *testing.T) {
 	}
 	// 3|1, vrid 10, prio 200, 1 addr, rsvd+interval 100, checksum, 192.0.2.101
 	want := "310ac8010064" + "0000" + "c0000265"
-	sum := checksum(mustHex(want), src4, GroupV4)
+	sum := checksum(mustHex(want), 3, src4, GroupV4)
 	want = want[:12] + hex.EncodeToString([]byte{byte(sum >> 8), byte(sum)}) + want[16:]
 	if got := hex.EncodeToString(b); got != want {
 		t.Fatalf("encoded %s, want %s", got, want)
@@ -97,7 +97,7 @@ func TestDecodeRejects(t *testing.T) {
 	}
 	refix := func(b []byte) []byte { // recompute the checksum after a change
 		b[6], b[7] = 0, 0
-		s := checksum(b, src4, GroupV4)
+		s := checksum(b, int(b[0]>>4), src4, GroupV4)
 		b[6], b[7] = byte(s>>8), byte(s)
 		return b
 	}

@@ -17,7 +17,18 @@ type dropKey struct {
 // alerts name: each is exported at 0 from the start, so increase() sees
 // the first one.
 var dropReasons = [...]string{"bad_ttl", "version_mismatch", "unknown_vrid", "auth_mismatch", "interval_mismatch",
-	"vip_mismatch", "not_member", "priority_above_plan"}
+	"vip_mismatch", "not_member", "priority_above_plan",
+	authMissing, authMalformed, authUnknownKey, authBadHMAC, authStale, authReplay}
+
+// authHints say, once per source, what an auth_hmac refusal means.
+var authHints = map[string]string{
+	authMissing:    "an advert without an auth_hmac trailer, and auth_hmac enforces: a node that does not sign yet (roll out with mode receive-only, then permissive, then enforce), or a speaker without the key",
+	authMalformed:  "an advert whose auth_hmac trailer is of an unknown kind: a newer scheme, or garbage",
+	authUnknownKey: "an advert signed with a key id this node does not have: give every node the same keys (a rotation adds the new key everywhere before active_key moves to it)",
+	authBadHMAC:    "an advert whose auth_hmac HMAC is wrong: another key under the same id, or a forged or altered advert",
+	authStale:      "an advert whose auth_hmac time is outside the window: the sender's clock is off (check NTP), or a captured advert replayed later",
+	authReplay:     "an advert whose auth_hmac sequence this node has seen already: a replayed advert",
+}
 
 // dropCounter is the counter of one family's drops for reason.
 func (e *Engine) dropCounter(v6 bool, reason string) prometheus.Counter {
@@ -56,6 +67,19 @@ func (e *Engine) handlePacket(p Packet) {
 	if !ok {
 		e.drop(p.V6, "unknown_vrid")
 		return
+	}
+	if e.auth != nil {
+		tr, pdu := (*Trailer)(nil), p.Payload
+		if adv.Signed {
+			tr, pdu = &adv.Trailer, p.Payload[:len(p.Payload)-TrailerLen]
+		}
+		if reason := e.auth.check(e.deps.Clock.Now(), k, p.Src, pdu, tr); reason != "" {
+			e.drop(p.V6, reason)
+			if e.firstRejection(p.Src) {
+				e.deps.Log.Error().Str("vrid", k.String()).Str("source", p.Src.String()).Str("reason", reason).Msg(authHints[reason])
+			}
+			return
+		}
 	}
 	if adv.Version == 2 {
 		want := AuthNone

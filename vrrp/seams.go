@@ -47,6 +47,8 @@ type Deps struct {
 	// the warnings. It is called on the engine goroutine: it must not
 	// block.
 	Events EventSink
+	// Auth signs and checks adverts (auth_hmac); the zero value is off.
+	Auth AuthKeys
 }
 
 // EventSink records one event: a reason in CamelCase and a message that

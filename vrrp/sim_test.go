@@ -32,7 +32,8 @@ type simPort struct {
 	sent  []Advert  // every advert this port sent, decoded
 	last  time.Time // when it sent the last one
 	// viaSent counts adverts sent from another interface (Transport.OpenVia).
-	viaSent int
+	viaSent     int
+	lastPayload []byte // the last advert as it went on the wire
 }
 
 func (w *simWire) port(src string) *simPort {
@@ -73,7 +74,7 @@ func (p *simPort) send(build func(src, dst netip.Addr) ([]byte, error), reaches 
 		return err
 	}
 	p.sent = append(p.sent, adv)
-	p.last = p.wire.clock.Now()
+	p.last, p.lastPayload = p.wire.clock.Now(), b
 	for _, o := range p.wire.ports {
 		if o != p && o.up && reaches(o) {
 			o.inbox = append(o.inbox, Packet{Payload: b, Src: p.src, Dst: GroupV4, TTL: 255})
@@ -189,6 +190,7 @@ type nodeOpts struct {
 	refresh RefreshScheduler
 	events  EventSink
 	vmac    bool // use_vmac: VIPs go to a fakeVMACs
+	auth    AuthKeys
 }
 
 // start creates an engine with one virtual router (VRID 10, testVIP) and
@@ -200,7 +202,7 @@ func (s *sim) start(src string, o nodeOpts) *simNode {
 	if o.stale {
 		n.kernel.vips[testVIP.Addr()] = true
 	}
-	deps := Deps{Transport: n.port, Addresses: n.kernel, Announcer: n.kernel, Refresh: o.refresh, Clock: s.clk, Log: zerolog.Nop(), Metrics: n.metrics, Events: o.events}
+	deps := Deps{Transport: n.port, Addresses: n.kernel, Announcer: n.kernel, Refresh: o.refresh, Clock: s.clk, Log: zerolog.Nop(), Metrics: n.metrics, Events: o.events, Auth: o.auth}
 	if o.vmac {
 		n.vmacs = &fakeVMACs{up: map[routerKey][]netip.Prefix{}}
 		deps.VMACs = n.vmacs

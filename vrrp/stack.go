@@ -25,8 +25,11 @@ type StackConfig struct {
 	// node is master of. Only the dynamic mode knows the members, so only
 	// it answers; the static mode, like keepalived, does not.
 	DefendClaims bool
-	Metrics      *Metrics
-	Log          zerolog.Logger
+	// Auth signs and checks adverts (vrrp.auth_hmac, or the dynamic
+	// mode's key derived from the gossip key); the zero value is off.
+	Auth    AuthKeys
+	Metrics *Metrics
+	Log     zerolog.Logger
 }
 
 // ErrInterfaceReplaced ends a Stack whose interface was deleted and
@@ -146,7 +149,7 @@ func StartStack(cfg StackConfig, k Kernel) (*Stack, error) {
 	}
 	refresh, _ := cfg.GARP.Scheduler() // validated above
 	s.pacer = NewPacer(sender, cfg.GARP.MaxRate, nil, cfg.Metrics, cfg.Log)
-	deps := Deps{Transport: s.tr, Addresses: addrs, Announcer: s.pacer, Refresh: refresh, Log: cfg.Log, Metrics: cfg.Metrics, Events: s.event}
+	deps := Deps{Transport: s.tr, Addresses: addrs, Announcer: s.pacer, Refresh: refresh, Log: cfg.Log, Metrics: cfg.Metrics, Events: s.event, Auth: cfg.Auth}
 	if vmacs != nil {
 		deps.VMACs = vmacs // not a typed nil: the engine tests VMACs against nil
 	}

@@ -111,3 +111,22 @@ func (e *Engine) update(specs []RouterSpec) error {
 	}
 	return nil
 }
+
+// SetAuth replaces the auth_hmac keys and mode in place (a reload, a
+// rotation): the send sequence and the replay marks carry over, so no
+// advert is refused for it.
+func (e *Engine) SetAuth(ctx context.Context, keys AuthKeys) error {
+	return e.call(ctx, func() { e.setAuth(keys) })
+}
+
+func (e *Engine) setAuth(keys AuthKeys) {
+	if !keys.Enabled() {
+		e.auth = nil
+		return
+	}
+	next := newAuth(keys)
+	if e.auth != nil {
+		next.sendSeq, next.marks = e.auth.sendSeq, e.auth.marks
+	}
+	e.auth = next
+}
