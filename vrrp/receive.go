@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -68,19 +69,6 @@ func (e *Engine) handlePacket(p Packet) {
 		e.drop(p.V6, "unknown_vrid")
 		return
 	}
-	if e.auth != nil {
-		tr, pdu := (*Trailer)(nil), p.Payload
-		if adv.Signed {
-			tr, pdu = &adv.Trailer, p.Payload[:len(p.Payload)-TrailerLen]
-		}
-		if reason := e.auth.check(e.deps.Clock.Now(), k, p.Src, pdu, tr); reason != "" {
-			e.drop(p.V6, reason)
-			if e.firstRejection(p.Src) {
-				e.deps.Log.Error().Str("vrid", k.String()).Str("source", p.Src.String()).Str("reason", reason).Msg(authHints[reason])
-			}
-			return
-		}
-	}
 	if adv.Version == 2 {
 		want := AuthNone
 		if e.cfg.AuthPass != "" {
@@ -110,39 +98,12 @@ func (e *Engine) handlePacket(p Packet) {
 		return
 	}
 	now := e.deps.Clock.Now()
-	if reason := e.admission(now, p.Src, k, adv.Priority); reason != "" {
-		e.drop(p.V6, reason)
-		if e.firstRejection(p.Src) {
-			hint := "a VRRP speaker that is not a member of this garpd cluster uses our VRIDs and VIPs; ignoring it. Find it by its source address (a keepalived with the same VRIDs?) and stop it, or make it a member"
-			if reason == "priority_above_plan" {
-				hint = "a member sends adverts above the priority the plan gives it (another config or version?); ignoring them. Compare garpd status on both nodes"
-			}
-			e.deps.Log.Error().Str("vrid", k.String()).Str("source", p.Src.String()).Int("priority", int(adv.Priority)).
-				Str("reason", reason).Msg(hint)
-			if reason == "priority_above_plan" {
-				e.event(true, "AdvertsAbovePlan", fmt.Sprintf("member %s sends VRRP %s adverts above its planned priority: compare garpd status on both nodes", p.Src, k))
-			} else {
-				e.event(true, "NonMemberAdverts", fmt.Sprintf("%s, not a member, sends VRRP %s adverts for our VIPs: stop it (a keepalived with the same VRIDs?) or make it a member", p.Src, k))
-			}
-		}
-		if r.m.State() == Master {
-			if reason == "not_member" && adv.Priority >= r.m.Priority() {
-				// It will not yield to our adverts; hearing them, it
-				// would only answer with announcements of its own.
-				if !now.Before(r.membersOnlyUntil) {
-					e.deps.Log.Info().Str("vrid", k.String()).Str("source", p.Src.String()).
-						Dur("for_at_least", membersOnlyFor).Msg("a non-member claims this virtual router: sending its adverts to the members only, so it cannot answer them")
-				}
-				r.membersOnlyUntil = now.Add(membersOnlyFor)
-			}
-			if k.v6 {
-				// The speaker may be announcing our VIPs: win the router
-				// back (rate-limited like any re-announcement). IPv4
-				// answers its gratuitous ARPs themselves (ForeignClaim),
-				// and backs off from one that answers back.
-				e.apply(now, k, r, []Action{ActReassert})
-			}
-		}
+	reason := e.authenticate(now, k, p, adv)
+	if reason == "" {
+		reason = e.admission(now, p.Src, k, adv.Priority)
+	}
+	if reason != "" {
+		e.refuse(now, k, r, p.Src, adv.Priority, reason)
 		return
 	}
 	r.recv.Inc()
@@ -157,4 +118,57 @@ func (e *Engine) firstRejection(src netip.Addr) bool {
 		e.deps.Log.Error().Int("sources", maxLoggedSources).Msg("adverts rejected from many sources: not logging further ones (see garpd_vrrp_packets_dropped_total)")
 	}
 	return first
+}
+
+// authenticate is "" when auth_hmac is off or passes the advert, else
+// why it is refused.
+func (e *Engine) authenticate(now time.Time, k routerKey, p Packet, adv *Advert) string {
+	if e.auth == nil {
+		return ""
+	}
+	tr, pdu := (*Trailer)(nil), p.Payload
+	if adv.Signed {
+		tr, pdu = &adv.Trailer, p.Payload[:len(p.Payload)-TrailerLen]
+	}
+	return e.auth.check(now, k, p.Src, pdu, tr)
+}
+
+// refuse drops an advert that is not authentic or not a member's, says
+// why once per source, and keeps a speaker we do not accept from pulling
+// our VIPs: a master sends this router's adverts to the members only
+// while it claims it (it would answer them with announcements of its
+// own), and over IPv6 re-announces the VIPs.
+func (e *Engine) refuse(now time.Time, k routerKey, r *router, src netip.Addr, prio uint8, reason string) {
+	e.drop(k.v6, reason)
+	if e.firstRejection(src) {
+		hint, event := authHints[reason], "UnauthenticatedAdverts"
+		msg := fmt.Sprintf("%s sends VRRP %s adverts that fail auth_hmac (%s): give it the key, or stop it", src, k, reason)
+		switch reason {
+		case "priority_above_plan":
+			hint, event = "a member sends adverts above the priority the plan gives it (another config or version?); ignoring them. Compare garpd status on both nodes", "AdvertsAbovePlan"
+			msg = fmt.Sprintf("member %s sends VRRP %s adverts above its planned priority: compare garpd status on both nodes", src, k)
+		case "not_member":
+			hint, event = "a VRRP speaker that is not a member of this garpd cluster uses our VRIDs and VIPs; ignoring it. Find it by its source address (a keepalived with the same VRIDs?) and stop it, or make it a member", "NonMemberAdverts"
+			msg = fmt.Sprintf("%s, not a member, sends VRRP %s adverts for our VIPs: stop it (a keepalived with the same VRIDs?) or make it a member", src, k)
+		}
+		e.deps.Log.Error().Str("vrid", k.String()).Str("source", src.String()).Int("priority", int(prio)).Str("reason", reason).Msg(hint)
+		e.event(true, event, msg)
+	}
+	if r.m.State() != Master {
+		return
+	}
+	if reason != "priority_above_plan" && prio >= r.m.Priority() {
+		if !now.Before(r.membersOnlyUntil) {
+			e.deps.Log.Info().Str("vrid", k.String()).Str("source", src.String()).
+				Dur("for_at_least", membersOnlyFor).Msg("a speaker we do not accept claims this virtual router: sending its adverts to the members only, so it cannot answer them")
+		}
+		r.membersOnlyUntil = now.Add(membersOnlyFor)
+	}
+	if k.v6 {
+		// The speaker may be announcing our VIPs: win the router back
+		// (rate-limited like any re-announcement). IPv4 answers its
+		// gratuitous ARPs themselves (ForeignClaim), and backs off from
+		// one that answers back.
+		e.apply(now, k, r, []Action{ActReassert})
+	}
 }

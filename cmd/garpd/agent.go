@@ -284,19 +284,23 @@ const (
 )
 
 // classifyReload says what applying next over cur takes.
-func classifyReload(cur, next agentConfig) reloadKind {
-	inPlace := next
-	inPlace.Log, inPlace.HTTP, inPlace.GARP = cur.Log, cur.HTTP, cur.GARP
-	if cur.Priorities == nil {
-		inPlace.Health = cur.Health
+func classifyReload(cur, next *loaded) reloadKind {
+	c, n := cur.cfg, next.cfg
+	inPlace := n
+	inPlace.Log, inPlace.HTTP, inPlace.GARP = c.Log, c.HTTP, c.GARP
+	inPlace.VRRP.AuthHMAC = c.VRRP.AuthHMAC // keys rotate in place
+	if c.Priorities == nil {
+		inPlace.Health = c.Health
 	}
+	sameVRRP := n.VRRP
+	sameVRRP.AuthHMAC = c.VRRP.AuthHMAC
 	switch {
-	case reflect.DeepEqual(cur, next):
+	case reflect.DeepEqual(c, n) && reflect.DeepEqual(cur.auth, next.auth):
 		return reloadNothing
-	case reflect.DeepEqual(cur, inPlace):
+	case reflect.DeepEqual(c, inPlace):
 		return reloadInPlace
-	case cur.Priorities != nil && next.Priorities != nil && cur.Interface == next.Interface &&
-		reflect.DeepEqual(cur.VRRP, next.VRRP) && cur.GARP == next.GARP:
+	case c.Priorities != nil && n.Priorities != nil && c.Interface == n.Interface &&
+		reflect.DeepEqual(c.VRRP, sameVRRP) && c.GARP == n.GARP:
 		return reloadRouters
 	}
 	return reloadRestart
@@ -315,7 +319,7 @@ func (a *agent) reload(path string, srv *http.Server) (*http.Server, error) {
 	a.mu.Lock()
 	cur, stack, dyn := a.cur, a.stack, a.dyn
 	a.mu.Unlock()
-	switch classifyReload(cur.cfg, l.cfg) {
+	switch classifyReload(cur, l) {
 	case reloadNothing:
 		a.log.Info().Msg("reload: the config is unchanged; nothing to do")
 		return srv, nil
@@ -328,6 +332,9 @@ func (a *agent) reload(path string, srv *http.Server) (*http.Server, error) {
 		if err := stack.Update(context.Background(), l.routers); err != nil {
 			a.log.Error().Err(err).Msg("reload rejected; keeping the running config")
 			return srv, nil
+		}
+		if err := a.applyInPlace(cur, l, stack, dyn); err != nil {
+			a.log.Error().Err(err).Msg("reload: the routers changed, but not the rest")
 		}
 	case reloadRestart:
 		a.log.Warn().Msg("reload changes interface, vrrp or garp settings, or runs the dynamic mode: restarting the VRRP engine (and gossip)")
@@ -376,6 +383,12 @@ func (a *agent) applyInPlace(cur, l *loaded, stack *vrrp.Stack, dyn *balancer.Dy
 			return err
 		}
 		a.log.Info().Msg("garp settings applied")
+	}
+	if !reflect.DeepEqual(cur.auth, l.auth) {
+		if err := stack.SetAuth(context.Background(), l.auth); err != nil {
+			return err
+		}
+		a.log.Info().Str("mode", l.auth.Mode.String()).Int("keys", len(l.auth.Keys)).Int("active_key", int(l.auth.Active)).Msg("auth_hmac keys applied")
 	}
 	return nil
 }

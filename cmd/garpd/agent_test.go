@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -31,6 +32,15 @@ func TestLogOutputReload(t *testing.T) {
 	}
 }
 
+// authV2 is a vrrp section with n auth_hmac keys, signing with active.
+func authV2(n, active int) string {
+	keys := []string{}
+	for i := 1; i <= n; i++ {
+		keys = append(keys, fmt.Sprintf("%d: \"hex:%s\"", i, strings.Repeat(fmt.Sprintf("%02x", i), 32)))
+	}
+	return fmt.Sprintf("vrrp: {auth_hmac: {keys: {%s}, active_key: %d}}\n", strings.Join(keys, ", "), active)
+}
+
 // What a reload does, for each kind of change, in both modes.
 func TestClassifyReload(t *testing.T) {
 	const dyn = "interface: eth0\nvips: [192.0.2.101]\ngossip: {insecure: true}\n"
@@ -54,6 +64,10 @@ func TestClassifyReload(t *testing.T) {
 		{"static, VIPs", static, "interface: eth0\nvips: [192.0.2.101, 192.0.2.103]\npriorities: {192.0.2.101: 200, 192.0.2.103: 100}\nnode: n1\n", reloadRouters},
 		{"static, VIPs and garp", static, "interface: eth0\nvips: [192.0.2.101, 192.0.2.103]\npriorities: {192.0.2.101: 200, 192.0.2.103: 100}\nnode: n1\ngarp: {refresh: 30s}\n", reloadRestart},
 		{"static, vrrp", static, static + "vrrp: {advert_interval: 2s}\n", reloadRestart},
+		{"static, auth_hmac added", static, static + authV2(1, 1), reloadInPlace},
+		{"static, a key rotates in", static + authV2(1, 1), static + authV2(2, 1), reloadInPlace},
+		{"static, the active key moves", static + authV2(2, 1), static + authV2(2, 2), reloadInPlace},
+		{"dynamic, auth_hmac mode", dyn, dyn + "vrrp: {auth_hmac: {mode: permissive, keys: {1: \"hex:" + strings.Repeat("ab", 32) + "\"}, active_key: 1}}\n", reloadInPlace},
 		{"static, interface", static, "interface: eth1\nvips: [192.0.2.101, 192.0.2.102]\npriorities: {192.0.2.101: 200, 192.0.2.102: 100}\nnode: n1\n", reloadRestart},
 	} {
 		from, err := parseConfig([]byte(c.from))
@@ -64,7 +78,7 @@ func TestClassifyReload(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.desc, err)
 		}
-		if got := classifyReload(from.cfg, to.cfg); got != c.want {
+		if got := classifyReload(from, to); got != c.want {
 			t.Errorf("%s: %v, want %v", c.desc, got, c.want)
 		}
 	}

@@ -51,6 +51,9 @@ type loaded struct {
 	cfg     agentConfig
 	alloc   balancer.Allocation
 	routers []vrrp.RouterSpec
+	// auth is vrrp.auth_hmac resolved, or in the dynamic mode the key
+	// derived from the gossip key when the section names none.
+	auth vrrp.AuthKeys
 }
 
 // dynamic: no static priorities, so gossip and the balancer set them.
@@ -179,13 +182,48 @@ func parseConfig(raw []byte) (*loaded, error) {
 	} else if l.routers, err = balancer.StaticRouters(l.alloc, c.Priorities); err != nil {
 		return nil, err
 	}
+	if l.auth, err = authKeys(c, l.dynamic()); err != nil {
+		return nil, err
+	}
 	return l, nil
+}
+
+// authKeys resolves vrrp.auth_hmac. The dynamic mode signs and enforces
+// by default, with a key derived from the gossip key, so an operator
+// provisions one secret; auth_hmac without keys there sets only the mode
+// or window of the derived key.
+func authKeys(c agentConfig, dynamic bool) (vrrp.AuthKeys, error) {
+	h := c.VRRP.AuthHMAC
+	keys, err := c.VRRP.Auth() // validated with the section
+	if err != nil {
+		return keys, fmt.Errorf("vrrp.%w", err)
+	}
+	switch {
+	case h != nil && len(h.Keys) > 0:
+		return keys, nil
+	case !dynamic && h != nil:
+		return keys, errors.New("vrrp.auth_hmac.keys: required in the static mode, e.g. keys: {1: file:/etc/garpd/vrrp.key} (the file holds hex:DIGITS; make one with: printf 'hex:%s' $(openssl rand -hex 32))")
+	case !dynamic || c.Gossip.SecretKeyFile == "" || (h != nil && keys.Mode == vrrp.AuthOff):
+		return vrrp.AuthKeys{}, nil
+	}
+	if h == nil {
+		if keys, err = (vrrp.Config{AdvertInterval: c.VRRP.AdvertInterval, AuthHMAC: &vrrp.AuthHMACConfig{}}).Auth(); err != nil {
+			return keys, err
+		}
+	}
+	gossipKey, err := gossip.LoadKey(c.Gossip.SecretKeyFile)
+	if err != nil {
+		return keys, fmt.Errorf("gossip.secret_key_file: %w", err)
+	}
+	id, key := vrrp.DeriveAuthKey(gossipKey)
+	keys.Keys, keys.Active = map[uint8][]byte{id: key}, id
+	return keys, nil
 }
 
 // stackConfig is the data plane's part of the config.
 func (l *loaded) stackConfig(m *vrrp.Metrics, log zerolog.Logger) vrrp.StackConfig {
 	return vrrp.StackConfig{Interface: l.cfg.Interface, VRRP: l.cfg.VRRP, GARP: l.cfg.GARP, Routers: l.routers,
-		IPv4: l.dynamic(), DefendClaims: l.dynamic(), Metrics: m, Log: log}
+		IPv4: l.dynamic(), DefendClaims: l.dynamic(), Auth: l.auth, Metrics: m, Log: log}
 }
 
 // dynamicConfig is the dynamic mode's part of the config.

@@ -315,3 +315,56 @@ func TestStackConfigErrorExits2(t *testing.T) {
 		t.Fatalf("exit %d, want 2", got)
 	}
 }
+
+// The dynamic mode signs and enforces by default with a key derived from
+// the gossip key; auth_hmac without keys sets only its mode; without a
+// gossip key, or with mode off, nothing is signed. The static mode signs
+// only with keys of its own.
+func TestAuthKeys(t *testing.T) {
+	dir := t.TempDir()
+	gossipKey := filepath.Join(dir, "gossip.key")
+	os.WriteFile(gossipKey, []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"), 0o600)
+	dyn := "interface: eth0\nvips: [192.0.2.101]\ngossip: {secret_key_file: " + gossipKey + "}\n"
+	static := "interface: eth0\nvips: [192.0.2.101]\npriorities: {192.0.2.101: 200}\n"
+	key := "\"hex:" + strings.Repeat("5a", 32) + "\""
+	for _, c := range []struct {
+		desc, yaml string
+		mode       vrrp.AuthMode
+		keyID      int // 0: the derived key's
+		err        string
+	}{
+		{"dynamic, by default", dyn, vrrp.AuthEnforce, 0, ""},
+		{"dynamic, permissive", dyn + "vrrp: {auth_hmac: {mode: permissive}}\n", vrrp.AuthPermissive, 0, ""},
+		{"dynamic, off", dyn + "vrrp: {auth_hmac: {mode: off}}\n", vrrp.AuthOff, -1, ""},
+		{"dynamic, own keys", dyn + "vrrp: {auth_hmac: {keys: {9: " + key + "}, active_key: 9}}\n", vrrp.AuthEnforce, 9, ""},
+		{"dynamic, insecure", "interface: eth0\nvips: [192.0.2.101]\ngossip: {insecure: true}\n", vrrp.AuthOff, -1, ""},
+		{"static, none", static, vrrp.AuthOff, -1, ""},
+		{"static, keys", static + "vrrp: {auth_hmac: {keys: {3: " + key + "}, active_key: 3, mode: receive-only}}\n", vrrp.AuthReceiveOnly, 3, ""},
+		{"static, no keys", static + "vrrp: {auth_hmac: {mode: enforce}}\n", 0, 0, "vrrp.auth_hmac.keys: required"},
+		{"static, unknown active key", static + "vrrp: {auth_hmac: {keys: {3: " + key + "}, active_key: 4}}\n", 0, 0, "active_key: 4 is not one of the keys"},
+		{"v2 password beside it", static + "vrrp: {version: 2, auth_pass: x, auth_hmac: {keys: {3: " + key + "}, active_key: 3}}\n", 0, 0, "auth_hmac replaces"},
+		{"a short key", static + "vrrp: {auth_hmac: {keys: {3: \"hex:00\"}, active_key: 3}}\n", 0, 0, "auth_hmac.keys.3: 1 bytes"},
+	} {
+		l, err := parseConfig([]byte(c.yaml))
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%s: %v, want %q", c.desc, err, c.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", c.desc, err)
+		}
+		if l.auth.Mode != c.mode && !(c.keyID == -1 && !l.auth.Enabled()) {
+			t.Errorf("%s: mode %s, want %s", c.desc, l.auth.Mode, c.mode)
+		}
+		switch {
+		case c.keyID == -1 && l.auth.Enabled():
+			t.Errorf("%s: auth on (%s), want off", c.desc, l.auth.Mode)
+		case c.keyID == 0 && (len(l.auth.Keys) != 1 || l.auth.Keys[l.auth.Active] == nil):
+			t.Errorf("%s: keys %v, want the derived one active", c.desc, l.auth.Keys)
+		case c.keyID > 0 && int(l.auth.Active) != c.keyID:
+			t.Errorf("%s: active key %d, want %d", c.desc, l.auth.Active, c.keyID)
+		}
+	}
+}
