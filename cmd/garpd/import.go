@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -88,6 +89,9 @@ type nodeFile struct {
 	node string
 	from string // what it was made from, for the progress line
 	data []byte
+	// secret: the file holds a password or keys, so only its owner may
+	// read it.
+	secret bool
 }
 
 // writeNodeFiles prints the files one after another (--- between them),
@@ -109,7 +113,14 @@ func writeNodeFiles(stdout, stderr io.Writer, dir, ext string, files []nodeFile)
 	}
 	for _, f := range files {
 		path := filepath.Join(dir, f.node+ext)
-		if err := os.WriteFile(path, f.data, 0o644); err != nil {
+		mode := os.FileMode(0o644)
+		if f.secret {
+			mode = 0o600
+		}
+		if err := os.WriteFile(path, f.data, mode); err != nil {
+			return err
+		}
+		if err := os.Chmod(path, mode); err != nil { // an existing file keeps its mode otherwise
 			return err
 		}
 		fmt.Fprintf(stderr, "wrote %s (node %s, from %s)\n", path, f.node, f.from)
@@ -141,7 +152,8 @@ func importKeepalived(files keepalived.Files, paths []string, opts importOptions
 			return nil, nil, err
 		}
 		notes = append(notes, more...)
-		out = append(out, nodeFile{node: n.Name, from: n.File, data: b})
+		secret := slices.ContainsFunc(n.Config.Instances, func(in *keepalived.Instance) bool { return in.AuthPass != nil || in.AuthHMAC != nil })
+		out = append(out, nodeFile{node: n.Name, from: n.File, data: b, secret: secret})
 	}
 	return out, notes, nil
 }

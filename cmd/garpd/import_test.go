@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/garpd/garpd/vrrp"
 	"github.com/garpd/garpd/vrrp/keepalived"
 )
 
@@ -340,4 +341,50 @@ func FuzzKeepalivedImport(f *testing.F) {
 			}
 		}
 	})
+}
+
+// keepalived's auth_hmac block becomes vrrp.auth_hmac, keys, mode, replay
+// and window alike, and the legacy password beside it is dropped with a
+// note, as keepalived drops it.
+func TestImportAuthHMAC(t *testing.T) {
+	key := strings.Repeat("ab", 32)
+	text := `vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 51
+    priority 150
+    advert_int 1
+    authentication {
+        auth_type PASS
+        auth_pass secret
+    }
+    auth_hmac {
+        key 1 hex:` + key + `
+        key 2 hex:` + strings.Repeat("cd", 32) + `
+        active_key 2
+        anti_replay time
+        time_window 7
+        mode permissive
+    }
+    virtual_ipaddress {
+        192.0.2.100/32
+    }
+}
+`
+	out, notes, err := importKeepalived(memFiles{"/k.conf": text}, []string{"/k.conf"}, importOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := parseConfig(out[0].data)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out[0].data)
+	}
+	if l.auth.Mode != vrrp.AuthPermissive || l.auth.Active != 2 || len(l.auth.Keys) != 2 || l.auth.Window != 7*time.Second || l.cfg.VRRP.AuthPass != "" {
+		t.Fatalf("imported auth %+v (auth_pass %q) from\n%s", l.auth, l.cfg.VRRP.AuthPass, out[0].data)
+	}
+	if !slices.ContainsFunc(notes, func(n keepalived.Note) bool { return strings.Contains(n.What, "beside auth_hmac") }) {
+		t.Errorf("no note on the dropped password: %v", notes)
+	}
+	if !out[0].secret {
+		t.Error("a config holding keys is not marked secret (written 0600)")
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/garpd/garpd/balancer"
+	"github.com/garpd/garpd/vrrp"
 	"github.com/garpd/garpd/vrrp/keepalived"
 )
 
@@ -125,8 +127,29 @@ func renderKeepalived(l *loaded, path string, names []string) ([]nodeFile, error
 			routers[i].Priority = uint8(prio[node][i])
 		}
 		conf := keepalived.Render(keepalived.Rendering{Node: node, Interface: c.Interface, VRRP: c.VRRP, GARP: c.GARP,
-			Routers: routers, Comment: fmt.Sprintf("rendered by garpd render keepalived from %s (%s)", filepath.Base(path), mode)})
-		out = append(out, nodeFile{node: node, from: path, data: conf})
+			Routers: routers, Auth: renderAuth(l), Comment: fmt.Sprintf("rendered by garpd render keepalived from %s (%s)", filepath.Base(path), mode)})
+		out = append(out, nodeFile{node: node, from: path, data: conf, secret: c.VRRP.AuthPass != "" || l.auth.Enabled()})
 	}
 	return out, nil
+}
+
+// renderAuth is the auth_hmac block keepalived needs to speak with the
+// config's nodes: the config's own keys as written, or the key the dynamic
+// mode derives from the gossip key, in hex. nil when adverts are not
+// authenticated.
+func renderAuth(l *loaded) *vrrp.AuthHMACConfig {
+	if !l.auth.Enabled() {
+		return nil
+	}
+	a := &vrrp.AuthHMACConfig{Keys: map[int]string{}, ActiveKey: int(l.auth.Active), Mode: l.auth.Mode.String(), TimeWindow: l.auth.Window}
+	if l.auth.Window == 0 {
+		a.AntiReplay = "monotonic"
+	}
+	for id, key := range l.auth.Keys {
+		a.Keys[int(id)] = "hex:" + hex.EncodeToString(key)
+		if h := l.cfg.VRRP.AuthHMAC; h != nil && h.Keys[int(id)] != "" {
+			a.Keys[int(id)] = h.Keys[int(id)]
+		}
+	}
+	return a
 }

@@ -1,6 +1,10 @@
 package main
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -87,5 +91,47 @@ garp: {count: 5, interval: 500ms, refresh: 0s}
 	}
 	if _, err := renderKeepalived(dyn, "garpd.yaml", nil); err == nil || !strings.Contains(err.Error(), "--nodes") {
 		t.Errorf("a dynamic config without --nodes: %v", err)
+	}
+}
+
+// auth_hmac renders as keepalived's block and imports back the same; the
+// dynamic mode's derived key renders in hex, so keepalived can speak with
+// the garpd nodes.
+func TestRenderAuthHMAC(t *testing.T) {
+	key := "hex:" + strings.Repeat("ab", 32)
+	static, err := parseConfig([]byte("node: edge1\ninterface: eth0\nvips: [192.0.2.20]\npriorities: {192.0.2.20: 150}\n" +
+		"vrrp: {advert_interval: 1s, auth_hmac: {keys: {4: \"" + key + "\"}, active_key: 4, mode: permissive, time_window: 9s}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := renderKeepalived(static, "edge1.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(out[0].data)
+	if !strings.Contains(text, "auth_hmac {\n        key 4 "+key+"\n        active_key 4\n        anti_replay time\n        time_window 9\n        mode permissive\n    }") || !out[0].secret {
+		t.Fatalf("rendering (secret %v):\n%s", out[0].secret, text)
+	}
+	back, _, err := importKeepalived(memFiles{"/k.conf": text}, []string{"/k.conf"}, importOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := checkImported(t, back)["edge1"].auth; !reflect.DeepEqual(got, static.auth) {
+		t.Errorf("auth_hmac did not survive render and import: %+v, want %+v", got, static.auth)
+	}
+
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "gossip.key"), []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"), 0o600)
+	dyn, err := parseConfig([]byte("interface: eth0\nvips: [192.0.2.20]\ngossip: {secret_key_file: " + filepath.Join(dir, "gossip.key") + "}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err = renderKeepalived(dyn, "garpd.yaml", []string{"n1", "n2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	derived := fmt.Sprintf("key %d hex:%x\n", dyn.auth.Active, dyn.auth.Keys[dyn.auth.Active])
+	if text := string(out[1].data); !strings.Contains(text, derived) || !strings.Contains(text, "mode enforce") {
+		t.Errorf("the dynamic rendering lacks the derived key %q:\n%s", derived, text)
 	}
 }

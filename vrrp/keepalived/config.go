@@ -84,6 +84,7 @@ type Instance struct {
 	Version      *Value // the instance's own version, if set
 	AuthType     *Value
 	AuthPass     *Value
+	AuthHMAC     *Stmt // the auth_hmac block (keepalived 2.4)
 	UnicastSrc   *Value
 	UnicastPeers []Value
 	NoPreempt    *Stmt
@@ -288,6 +289,8 @@ func (c *Config) loadInstance(b *Stmt) (*Instance, error) {
 					in.AuthPass = value(a)
 				}
 			}
+		case "auth_hmac":
+			in.AuthHMAC = s
 		case "unicast_src_ip":
 			in.UnicastSrc = value(s)
 		case "unicast_peer":

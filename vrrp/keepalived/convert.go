@@ -248,6 +248,8 @@ func (cv *converter) vrrp() (ymap, error) {
 			continue
 		}
 		switch {
+		case in.AuthHMAC != nil:
+			note(in.AuthType.At, fmt.Sprintf("vrrp_instance %s: authentication beside auth_hmac, which keepalived drops too: not imported", in.Name))
 		case version == 3 || in.IPv6:
 			note(in.AuthType.At, fmt.Sprintf("vrrp_instance %s: authentication on a VRRPv3 or IPv6 instance, which keepalived ignores too: not imported", in.Name))
 		case !strings.EqualFold(in.AuthType.Text, "PASS"):
@@ -256,6 +258,18 @@ func (cv *converter) vrrp() (ymap, error) {
 			note(in.AuthPass.At, fmt.Sprintf("vrrp_instance %s has another auth_pass than the others: garpd's routers share one", in.Name))
 		case in.AuthPass != nil && authPass == nil:
 			authPass = in.AuthPass
+		}
+	}
+	if first.AuthHMAC != nil {
+		h, err := cv.authHMAC(first.AuthHMAC)
+		if err != nil {
+			return ymap{}, err
+		}
+		vr.set("auth_hmac", h, from(first.AuthHMAC, "auth_hmac"))
+		for _, in := range c.Instances[1:] {
+			if !sameBlock(in.AuthHMAC, first.AuthHMAC) {
+				note(cmp.Or(in.AuthHMAC, in.At), fmt.Sprintf("vrrp_instance %s: another auth_hmac than %s's: garpd's routers share one; imported as %s's", in.Name, first.Name, first.Name))
+			}
 		}
 	}
 	if authPass != nil {
@@ -528,4 +542,62 @@ func curlURL(argv []string) (string, bool) {
 		}
 	}
 	return url, insecure
+}
+
+// authHMAC maps keepalived's auth_hmac block: the key forms are the same
+// (hex:, file:, text), time_window is in seconds.
+func (cv *converter) authHMAC(b *Stmt) (ymap, error) {
+	h := newMap()
+	keys := newMap()
+	for _, s := range b.Block {
+		switch s.Key {
+		case "key":
+			if len(s.Args) != 2 {
+				return ymap{}, fmt.Errorf("%s: key wants an id and a value, e.g. key 1 hex:DIGITS", s.Where())
+			}
+			if _, err := strconv.Atoi(s.Args[0]); err != nil {
+				return ymap{}, fmt.Errorf("%s: key %q: the id is 1..255", s.Where(), s.Args[0])
+			}
+			keys.set(s.Args[0], s.Args[1], from(s, "key"))
+		case "active_key":
+			n, err := integer(s, 1, 255)
+			if err != nil {
+				return ymap{}, err
+			}
+			h.set("active_key", n, from(s, "active_key"))
+		case "mode", "anti_replay":
+			if len(s.Args) != 1 {
+				return ymap{}, fmt.Errorf("%s: %s wants one value", s.Where(), s.Key)
+			}
+			h.set(s.Key, s.Args[0], from(s, s.Key))
+		case "time_window":
+			d, err := seconds(s)
+			if err != nil {
+				return ymap{}, err
+			}
+			h.set("time_window", duration(d), from(s, "time_window"))
+		default:
+			cv.note(s, "auth_hmac "+s.Key+": not imported")
+		}
+	}
+	if len(keys.n.Content) > 0 {
+		h.set("keys", keys, "")
+	}
+	return h, nil
+}
+
+// sameBlock reports whether two blocks say the same, wherever they stand.
+func sameBlock(a, b *Stmt) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	if a.Key != b.Key || !slices.Equal(a.Args, b.Args) || len(a.Block) != len(b.Block) {
+		return false
+	}
+	for i := range a.Block {
+		if !sameBlock(a.Block[i], b.Block[i]) {
+			return false
+		}
+	}
+	return true
 }

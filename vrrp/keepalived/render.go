@@ -2,6 +2,8 @@ package keepalived
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +20,8 @@ type Rendering struct {
 	VRRP      vrrp.Config
 	GARP      vrrp.GARPConfig
 	Routers   []vrrp.RouterSpec
+	// Auth, when set, is rendered as every instance's auth_hmac block.
+	Auth *vrrp.AuthHMACConfig
 	// Comment says where the rendering came from, on the file's first line.
 	Comment string
 }
@@ -61,7 +65,22 @@ func Render(r Rendering) []byte {
 				b.WriteString("    vmac_xmit_base\n")
 			}
 		}
-		if c.AuthPass != "" && c.Version == 2 && !rt.V6() {
+		if a := r.Auth; a != nil {
+			b.WriteString("    auth_hmac {\n")
+			for _, id := range slices.Sorted(maps.Keys(a.Keys)) {
+				fmt.Fprintf(&b, "        key %d %s\n", id, a.Keys[id])
+			}
+			fmt.Fprintf(&b, "        active_key %d\n", a.ActiveKey)
+			if a.AntiReplay == "monotonic" {
+				b.WriteString("        anti_replay monotonic\n")
+			} else if a.TimeWindow > 0 {
+				fmt.Fprintf(&b, "        anti_replay time\n        time_window %d\n", int(a.TimeWindow/time.Second))
+			}
+			if a.Mode != "" {
+				fmt.Fprintf(&b, "        mode %s\n", a.Mode)
+			}
+			b.WriteString("    }\n")
+		} else if c.AuthPass != "" && c.Version == 2 && !rt.V6() {
 			fmt.Fprintf(&b, "    authentication {\n        auth_type PASS\n        auth_pass %s\n    }\n", c.AuthPass)
 		}
 		var peerLines []string
