@@ -13,6 +13,13 @@ command -v promtool >/dev/null 2>&1 || need="$need prometheus" # promtool checks
 command -v curl >/dev/null 2>&1 || need="$need curl" # keepalived's kubelet check in the import test
 command -v python3 >/dev/null 2>&1 || need="$need python3" # health endpoints in the lab
 command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd" # verifies the unit
+# keepalived 2.4.3, built from ../shared for the auth_hmac interop tests
+command -v autoreconf >/dev/null 2>&1 || need="$need autoconf automake libtool"
+command -v pkg-config >/dev/null 2>&1 || need="$need pkg-config"
+command -v cc >/dev/null 2>&1 && command -v make >/dev/null 2>&1 || need="$need build-essential"
+for lib in libssl-dev libnl-3-dev libnl-genl-3-dev; do
+  dpkg -s "$lib" >/dev/null 2>&1 || need="$need $lib"
+done
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "missing packages:$need (install them as root: apt-get install$need)" >&2

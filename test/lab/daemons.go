@@ -49,6 +49,12 @@ func KeepalivedAvailable() error {
 // StartKeepalived runs keepalived (VRRP only, in the foreground, logging to
 // the console) with conf in the node's namespace.
 func (n *Node) StartKeepalived(name, conf string) (*Proc, error) {
+	return n.StartKeepalivedBinary("keepalived", name, conf)
+}
+
+// StartKeepalivedBinary is StartKeepalived with another keepalived binary
+// (BuildKeepalived243's).
+func (n *Node) StartKeepalivedBinary(bin, name, conf string) (*Proc, error) {
 	dir := filepath.Join(n.lab.Dir, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -57,7 +63,7 @@ func (n *Node) StartKeepalived(name, conf string) (*Proc, error) {
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	return n.lab.Start(n.NS, name, "keepalived", "--dont-fork", "--log-console", "--log-detail",
+	return n.lab.Start(n.NS, name, bin, "--dont-fork", "--log-console", "--log-detail",
 		"--vrrp", "--use-file", path,
 		"--pid", filepath.Join(dir, "keepalived.pid"),
 		"--vrrp_pid", filepath.Join(dir, "vrrp.pid"),
@@ -76,6 +82,7 @@ type KeepalivedInstance struct {
 	Unicast    []netip.Addr // peers; empty for multicast
 	UnicastSrc netip.Addr
 	NoPreempt  bool
+	Extra      string // more lines for the block, such as auth_hmac { ... }
 }
 
 // KeepalivedConfig renders a keepalived.conf for VRRP version 2 or 3.
@@ -88,6 +95,7 @@ func KeepalivedConfig(routerID string, version int, insts ...KeepalivedInstance)
 		if in.NoPreempt {
 			b.WriteString("  nopreempt\n")
 		}
+		b.WriteString(in.Extra)
 		if in.AuthPass != "" {
 			fmt.Fprintf(&b, "  authentication {\n    auth_type PASS\n    auth_pass %s\n  }\n", in.AuthPass)
 		}
@@ -171,4 +179,15 @@ func CPUTime(pid int) (time.Duration, error) {
 		}
 	}
 	return total, nil
+}
+
+// BuildForge builds vrrpforge, the lab's attacker without a key, into dir.
+func BuildForge(dir string) (string, error) {
+	bin := filepath.Join(dir, "vrrpforge")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/garpd/garpd/test/lab/vrrpforge").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build vrrpforge: %w: %s", err, out)
+	}
+	return bin, nil
 }

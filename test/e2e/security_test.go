@@ -1,0 +1,325 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/garpd/garpd/balancer"
+	"github.com/garpd/garpd/test/lab"
+)
+
+var (
+	forgeOnce sync.Once
+	forgeBin  string
+	forgeErr  error
+)
+
+// forgeTool builds vrrpforge, the attacker without a key, once per run.
+func forgeTool(t *testing.T) string {
+	t.Helper()
+	forgeOnce.Do(func() { forgeBin, forgeErr = lab.BuildForge(filepath.Dir(garpdBin)) })
+	if forgeErr != nil {
+		t.Fatal(forgeErr)
+	}
+	return forgeBin
+}
+
+// attack runs vrrpforge in the attacker's namespace and waits for it.
+func attack(t *testing.T, l *lab.Lab, attacker *lab.Node, name string, timeout time.Duration, args ...string) {
+	t.Helper()
+	p, err := l.Start(attacker.NS, name, append([]string{forgeTool(t)}, args...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, err := p.Wait(timeout); code != 0 || err != nil {
+		t.Fatalf("%s: exit %d (%v):\n%s", name, code, err, p.Output())
+	}
+	t.Logf("%s: %s", name, strings.TrimSpace(p.Output()))
+}
+
+// vipPlan is one VIP's line of a dynamic agent's status.
+type vipPlan struct {
+	VIPs    []string `json:"vips"`
+	VRID    int      `json:"vrid"`
+	Ranking []string `json:"ranking"`
+	Holder  string   `json:"holder"`
+}
+
+func planOf(t *testing.T, n *lab.Node) []vipPlan {
+	t.Helper()
+	out, err := lab.Exec(n.NS, garpdBin, "status", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Dynamic struct {
+			VIPs []vipPlan `json:"vips"`
+		} `json:"dynamic"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Dynamic.VIPs
+}
+
+func authDrops(t *testing.T, nodes []*lab.Node, reason string) float64 {
+	t.Helper()
+	var sum float64
+	for _, n := range nodes {
+		sum += scrape(t, n).sum("garpd_vrrp_packets_dropped_total", `reason="`+reason+`"`)
+	}
+	return sum
+}
+
+// Issue 20's attack, in the dynamic mode, where adverts are signed with a
+// key derived from the gossip key: an attacker on the segment without the
+// key sniffs members' adverts and sends them again from members' source
+// addresses.
+//   - Priority-0 adverts from a master's address for 10 s: without
+//     authentication each would hand the VIP to its backup after skew
+//     time; with it, the router's table does not change at all.
+//   - Adverts from a dead owner's address at its planned priority (a
+//     replay of its own, and a forgery from its backup's): the VIP stays on
+//     its rank-1 node, and the attacker's gratuitous ARP for it is answered
+//     so the router ends on the member.
+func TestForgedAdvertsMoveNothing(t *testing.T) {
+	l := newLab(t, 4)
+	members, attacker := l.Nodes[:3], l.Nodes[3]
+	procs := map[string]*lab.Proc{}
+	for _, n := range members {
+		p, err := n.StartGarpd(garpdBin, dynConfig(l, n.Name, vips6, ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		procs[n.Name] = p
+	}
+	waitSettled(t, l, "n1", "n2", "n3")
+	waitSpread(t, l, vips6, 20*time.Second, even)
+	forgeTool(t)
+	plan := planOf(t, members[0])
+
+	// 1. Priority-0 adverts from the master's address.
+	target := plan[0]
+	master := l.Node(target.Holder)
+	moves := recordMoves(t, l)
+	attack(t, l, attacker, "forge-priority-0", 30*time.Second,
+		"-from", master.IPv4.String(), "-vrid", fmt.Sprint(target.VRID), "-priority", "0", "-count", "100", "-every", "100ms")
+	time.Sleep(time.Second) // what the last forged advert could still cause
+	changes := 0
+	for v, n := range moves.snapshot() {
+		if n > 0 {
+			changes += n
+			t.Errorf("%s: the router's owner changed %d times under forged priority-0 adverts", v, n)
+		}
+	}
+	t.Logf("priority-0 adverts from %s's address for 10 s: %d router owner changes; refused as bad HMAC: %v",
+		master.Name, changes, authDrops(t, members, "auth_bad_hmac"))
+	if authDrops(t, members, "auth_bad_hmac") == 0 {
+		t.Error("no forged advert was refused as auth_bad_hmac: the attack did not reach the members")
+	}
+
+	// 2. The dead owner's address at its planned priority.
+	victim := plan[1]
+	owner, backup := l.Node(victim.Ranking[0]), l.Node(victim.Ranking[1])
+	vip := netip.MustParseAddr(victim.VIPs[0])
+	// Capture the owner's own advert now, replay it once it is dead.
+	replay, err := l.Start(attacker.NS, "forge-replay", forgeTool(t), "-from", owner.IPv4.String(), "-vrid", fmt.Sprint(victim.VRID),
+		"-delay", "2s", "-count", "30", "-every", "100ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // the capture takes one advert interval
+	procs[owner.Name].Signal(syscall.SIGKILL)
+	procs[owner.Name].Wait(3 * time.Second)
+	waitNeigh(t, l, 5*time.Second, map[netip.Addr]string{vip: backup.MAC.String()})
+	moves = recordMoves(t, l)
+	if code, err := replay.Wait(30 * time.Second); code != 0 || err != nil {
+		t.Fatalf("replay: exit %d (%v):\n%s", code, err, replay.Output())
+	}
+	attack(t, l, attacker, "forge-owner", 30*time.Second, "-from", backup.IPv4.String(), "-vrid", fmt.Sprint(victim.VRID),
+		"-src", owner.IPv4.String(), "-priority", fmt.Sprint(balancer.OwnerPriority), "-count", "30", "-every", "100ms")
+	time.Sleep(time.Second)
+	if n := moves.snapshot()[vip]; n != 0 {
+		t.Errorf("%s moved %d times under adverts from its dead owner's address", vip, n)
+	}
+	if h := holders(t, l, []netip.Addr{vip})[vip]; !slices.Equal(h, []string{backup.Name}) {
+		t.Errorf("%s held by %v, want its rank-1 node %s alone", vip, h, backup.Name)
+	}
+	if authDrops(t, []*lab.Node{backup}, "auth_replay") == 0 {
+		t.Error("the owner's replayed advert was not refused as a replay")
+	}
+
+	// The attacker announces the VIP itself: the member answers, and the
+	// router ends on it.
+	attack(t, l, attacker, "forge-garp", 30*time.Second, "-garp", vip.String(), "-count", "3", "-every", "1200ms")
+	waitNeigh(t, l, 5*time.Second, map[netip.Addr]string{vip: backup.MAC.String()})
+	if n := moves.snapshot()[vip]; n == 0 {
+		t.Error("the router never followed the attacker's announcement: the check that the member answers it proves nothing")
+	}
+}
+
+var (
+	ka243Once sync.Once
+	ka243Bin  string
+	ka243Err  error
+)
+
+// keepalived243 is keepalived 2.4.3 built from the shared release source
+// (cached across runs), the only VRRP implementation besides garpd with
+// auth_hmac.
+func keepalived243(t *testing.T) string {
+	t.Helper()
+	ka243Once.Do(func() { ka243Bin, ka243Err = lab.BuildKeepalived243(func(s string) { fmt.Println(s) }) })
+	if ka243Err != nil {
+		t.Fatal(ka243Err)
+	}
+	return ka243Bin
+}
+
+// hmacKey writes an auth_hmac key file as both implementations read it.
+func hmacKey(t *testing.T, l *lab.Lab, name string, seed byte) string {
+	t.Helper()
+	path := filepath.Join(l.Dir, name)
+	if err := os.WriteFile(path, []byte("hex:"+strings.Repeat(fmt.Sprintf("%02x", seed), 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// authBlocks are the same auth_hmac settings for garpd's vrrp section and
+// keepalived's instance.
+func authBlocks(keys map[int]string, active int, mode string) (garpd, ka string) {
+	var gk, kk []string
+	for _, id := range slices.Sorted(maps.Keys(keys)) {
+		gk = append(gk, fmt.Sprintf("%d: file:%s", id, keys[id]))
+		kk = append(kk, fmt.Sprintf("    key %d file:%s\n", id, keys[id]))
+	}
+	garpd = fmt.Sprintf("  auth_hmac: {keys: {%s}, active_key: %d, mode: %s}\n", strings.Join(gk, ", "), active, mode)
+	ka = "  auth_hmac {\n" + strings.Join(kk, "") + fmt.Sprintf("    active_key %d\n    mode %s\n  }\n", active, mode)
+	return garpd, ka
+}
+
+// keepalivedAuthComplaints are keepalived's auth_hmac refusals.
+var keepalivedAuthComplaints = regexp.MustCompile(`missing authentication trailer|malformed authentication trailer|unknown authentication key|invalid authentication HMAC|stale authentication trailer|replayed authentication trailer`)
+
+// Interop with keepalived 2.4.3's auth_hmac, in CI: in each mode, each
+// side accepts the other's adverts (the higher priority wins, whichever
+// side it is on); in enforce mode a tampered or replayed advert is refused
+// by both; and a key rotation (a new key, then the active key, then the
+// old key gone, each a reload) moves no VIP.
+func TestKeepalivedAuthHMACInterop(t *testing.T) {
+	bin := keepalived243(t)
+	for _, mode := range []string{"receive-only", "permissive", "enforce"} {
+		t.Run(mode, func(t *testing.T) {
+			l := newLab(t, 3)
+			g, k, attacker := l.Node("n1"), l.Node("n2"), l.Node("n3")
+			vip := vips3[0]
+			keys := map[int]string{1: hmacKey(t, l, "vrrp-1.key", 0x11)}
+			gAuth, kAuth := authBlocks(keys, 1, mode)
+			garpdCfg := func(prio int, auth string) string {
+				return insertAfter(staticConfig("n1", vips3[:1], []int{prio}, cfgOpts{}), "  vrid_base: 10\n", auth)
+			}
+			kaCfg := func(auth string) string {
+				return lab.KeepalivedConfig("n2", 3, lab.KeepalivedInstance{Name: "VI_1", Interface: "eth0", VRID: 10, Priority: 150,
+					Advert: "0.1", VIPs: []string{vip.String()}, Extra: auth})
+			}
+			ka, err := k.StartKeepalivedBinary(bin, "n2-keepalived", kaCfg(kAuth))
+			if err != nil {
+				t.Fatal(err)
+			}
+			gp, err := g.StartGarpd(garpdBin, garpdCfg(100, gAuth))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// keepalived 150 over garpd 100: garpd hears it and stays backup.
+			waitNeigh(t, l, 15*time.Second, map[netip.Addr]string{vip: k.MAC.String()})
+			time.Sleep(time.Second)
+			if g.HasAddress(vip) {
+				t.Fatal("garpd holds the VIP beside keepalived: it did not accept keepalived's adverts")
+			}
+			m := scrape(t, g)
+			if m.sum("garpd_vrrp_adverts_received_total") == 0 {
+				t.Fatal("garpd counted no advert from keepalived")
+			}
+			for _, r := range []string{"auth_missing", "auth_bad_hmac", "auth_unknown_key", "auth_stale", "auth_replay", "auth_malformed"} {
+				if d := m.sum("garpd_vrrp_packets_dropped_total", `reason="`+r+`"`); d > 0 {
+					t.Errorf("garpd refused %v of keepalived's adverts as %s", d, r)
+				}
+			}
+			// garpd at 200: keepalived hears it and yields.
+			if err := os.WriteFile(g.GarpdConfigPath(), []byte(garpdCfg(200, gAuth)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			gp.Signal(syscall.SIGHUP)
+			waitNeigh(t, l, 15*time.Second, map[netip.Addr]string{vip: g.MAC.String()})
+			waitFor(t, 10*time.Second, "keepalived to release the VIP", func() (bool, string) {
+				return !k.HasAddress(vip), "keepalived still holds it"
+			})
+			if bad := keepalivedAuthComplaints.FindAllString(ka.Output(), -1); len(bad) > 0 {
+				t.Fatalf("keepalived refused garpd's adverts (%v):\n%s", bad, tail(ka.Output(), 30))
+			}
+			if mode != "enforce" {
+				return
+			}
+
+			// A replayed and a tampered advert of each, from the attacker.
+			forgeTool(t)
+			for _, from := range []*lab.Node{g, k} {
+				attack(t, l, attacker, "replay-"+from.Name, 15*time.Second, "-from", from.IPv4.String(), "-vrid", "10", "-count", "3", "-every", "50ms")
+				attack(t, l, attacker, "tamper-"+from.Name, 15*time.Second, "-from", from.IPv4.String(), "-vrid", "10", "-priority", "254", "-count", "3", "-every", "50ms")
+			}
+			m = scrape(t, g)
+			if m.sum("garpd_vrrp_packets_dropped_total", `reason="auth_replay"`) == 0 || m.sum("garpd_vrrp_packets_dropped_total", `reason="auth_bad_hmac"`) == 0 {
+				t.Errorf("garpd did not refuse keepalived's replayed and tampered adverts:\n%s", m)
+			}
+			waitFor(t, 5*time.Second, "keepalived to log the replay and the tampering", func() (bool, string) {
+				out := ka.Output()
+				return strings.Contains(out, "replayed authentication trailer") && strings.Contains(out, "invalid authentication HMAC"), tail(out, 10)
+			})
+			if !g.HasAddress(vip) || k.HasAddress(vip) {
+				t.Fatal("the forged adverts moved the VIP")
+			}
+
+			// Rotation, make before break: each step a reload of both.
+			moves := recordMoves(t, l)
+			keys[2] = hmacKey(t, l, "vrrp-2.key", 0x22)
+			for _, step := range []struct {
+				what   string
+				keys   map[int]string
+				active int
+			}{
+				{"key 2 added", keys, 1},
+				{"key 2 active", keys, 2},
+				{"key 1 removed", map[int]string{2: keys[2]}, 2},
+			} {
+				gAuth, kAuth = authBlocks(step.keys, step.active, mode)
+				os.WriteFile(g.GarpdConfigPath(), []byte(garpdCfg(200, gAuth)), 0o644)
+				os.WriteFile(filepath.Join(l.Dir, "n2-keepalived", "keepalived.conf"), []byte(kaCfg(kAuth)), 0o644)
+				gp.Signal(syscall.SIGHUP)
+				ka.Signal(syscall.SIGHUP)
+				time.Sleep(2 * time.Second)
+				if n := moves.snapshot()[vip]; n != 0 || !g.HasAddress(vip) || k.HasAddress(vip) {
+					t.Fatalf("%s: the VIP moved %d times (garpd holds it: %v, keepalived: %v)\n%s", step.what, n, g.HasAddress(vip), k.HasAddress(vip), tail(ka.Output(), 20))
+				}
+			}
+			if strings.Count(gp.Output(), "auth_hmac keys applied") != 3 {
+				t.Errorf("garpd applied the keys %d times, want once per step:\n%s", strings.Count(gp.Output(), "auth_hmac keys applied"), tail(gp.Output(), 20))
+			}
+			// After the rotation the failover still works both ways.
+			gp.Signal(syscall.SIGTERM)
+			gp.Wait(3 * time.Second)
+			waitNeigh(t, l, 5*time.Second, map[netip.Addr]string{vip: k.MAC.String()})
+		})
+	}
+}
