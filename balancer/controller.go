@@ -84,6 +84,9 @@ type Engine interface {
 	Resign(ctx context.Context, resigned bool) error
 	SetPeers(ctx context.Context, peers []netip.Addr) error
 	SetAdmission(ctx context.Context, a *vrrp.Admission) error
+	// LastForeignKeyed is when an advert for our VIPs last came signed
+	// with a key this node does not have (zero: never).
+	LastForeignKeyed(ctx context.Context) time.Time
 }
 
 // Members is the part of the membership the controller reads and writes.
@@ -123,6 +126,9 @@ type Inputs struct {
 	Settled bool // and have for settle
 	// Starting: within JoinGrace of the start.
 	Starting bool
+	// ForeignKeyed: adverts for our VIPs came lately signed with another
+	// key: a cluster is there, and this node has another key than it.
+	ForeignKeyed bool
 	// LastMeta is the last metadata seen from each known member, live or
 	// not: a member that gossip lost may still speak VRRP.
 	LastMeta map[string]gossip.Meta
@@ -138,6 +144,10 @@ type Decision struct {
 	// Joining: starting and alone, so out of VRRP until it sees the
 	// cluster or JoinGrace ends.
 	Joining bool
+	// OtherKey: alone, never knew another member, and hears a cluster
+	// whose adverts it cannot authenticate: out of VRRP, since it would
+	// take every VIP it cannot hear a master of.
+	OtherKey bool
 	Peers   []netip.Addr
 	// Admit limits the adverts this node accepts to the members, each at
 	// most at its planned priority; nil (accept all) until this node has
@@ -206,7 +216,8 @@ func Decide(cfg ControllerConfig, plan Plan, in Inputs) Decision {
 	d.Minority = ConfigMinority(in.Live, cfg.Digest)
 	d.Alone = cfg.HasSeeds && len(in.Live) <= 1
 	d.Joining = d.Alone && in.Starting
-	d.Resign = !in.Healthy || d.Minority || d.Joining
+	d.OtherKey = d.Alone && len(in.Known) <= 1 && in.ForeignKeyed
+	d.Resign = !in.Healthy || d.Minority || d.Joining || d.OtherKey
 	// Not electable for VRRP: anyone whose state is not ranked.
 	down := map[string]bool{}
 	for name, st := range states {
@@ -279,6 +290,11 @@ func localState(in Inputs) MemberState {
 	}
 	return StateRanked
 }
+
+// foreignKeyedFor is how long adverts signed with another key count as
+// evidence of a cluster this node has not the key of: several master-down
+// intervals at the slowest advert interval.
+const foreignKeyedFor = 15 * time.Second
 
 // Controller turns the known members, membership and local health into
 // VRRP priorities.
@@ -431,6 +447,12 @@ func (c *Controller) Run(ctx context.Context) {
 	c.publish()
 	c.recompute(ctx)
 	for {
+		// Alone, adverts signed with another key may come and go: look
+		// again every second.
+		var aloneTick <-chan time.Time
+		if c.alone {
+			aloneTick = time.After(time.Second)
+		}
 		var settle <-chan time.Time
 		if c.healthy && !c.settled {
 			settle = time.After(max(time.Until(c.readyFrom.Add(c.cfg.Settle)), 0))
@@ -459,6 +481,8 @@ func (c *Controller) Run(ctx context.Context) {
 			c.recompute(ctx)
 		case <-joinGraceEnd:
 			joinGraceEnd = nil
+			c.recompute(ctx)
+		case <-aloneTick:
 			c.recompute(ctx)
 		}
 	}
@@ -504,7 +528,8 @@ func (c *Controller) recompute(ctx context.Context) {
 		}
 	}
 	d := Decide(c.cfg, c.plan, Inputs{Known: known, Live: live, Healthy: c.healthy, Settled: c.healthy && c.settled,
-		Starting: time.Since(c.started) < c.cfg.JoinGrace, LastMeta: c.lastMeta})
+		Starting: time.Since(c.started) < c.cfg.JoinGrace, LastMeta: c.lastMeta,
+		ForeignKeyed: c.alone && time.Since(c.engine.LastForeignKeyed(ctx)) < foreignKeyedFor})
 	for _, s := range memberStates {
 		c.gauge.WithLabelValues(string(s)).Set(float64(d.Counts[s]))
 	}
@@ -558,7 +583,9 @@ func (c *Controller) recompute(ctx context.Context) {
 		if !c.resigned {
 			if err := c.engine.Resign(ctx, true); err == nil {
 				c.resigned = true
-				if d.Joining {
+				if d.OtherKey {
+					c.log.Error().Msg("alone, and adverts for our VIPs come signed with a key this node does not have: its gossip key (or vrrp.auth_hmac) is not the cluster's; taking no VIP. Give it the cluster's key")
+				} else if d.Joining {
 					c.log.Warn().Dur("join_grace", c.cfg.JoinGrace).Msg("starting and no member seen yet: taking no VIP until the cluster is seen or the join grace ends")
 				} else {
 					c.log.Warn().Bool("healthy", c.healthy).Bool("config_minority", d.Minority).Msg("resigned every VIP (priority-0 adverts)")

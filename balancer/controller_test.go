@@ -135,6 +135,30 @@ func TestDecideAdmission(t *testing.T) {
 	}
 }
 
+// A node alone that never knew another member, and that hears adverts for
+// its VIPs signed with a key it does not have (its gossip key is not the
+// cluster's), stays out of VRRP: it cannot hear the cluster's masters, so
+// as a backup it would take every VIP. One that knew members keeps its
+// ranks whatever it hears; without that evidence it is a backup of last
+// resort.
+func TestDecideOtherKey(t *testing.T) {
+	groups := mkGroups(6)
+	cfg := ControllerConfig{Local: "a", Groups: groups, Digest: "d", HasSeeds: true}
+	self := gossip.Member{Name: "a", Self: true, Meta: gossip.Meta{Healthy: true, Digest: "d"}}
+	alone := Inputs{Known: known("a"), Live: []gossip.Member{self}, Healthy: true, Settled: true, ForeignKeyed: true}
+	if d := Decide(cfg, mustRank(t, []Node{{"a", 1}}, groups), alone); !d.OtherKey || !d.Resign {
+		t.Fatalf("alone, never knew a member, another key heard: other key %v resign %v, want both", d.OtherKey, d.Resign)
+	}
+	alone.ForeignKeyed = false
+	if d := Decide(cfg, mustRank(t, []Node{{"a", 1}}, groups), alone); d.OtherKey || d.Resign {
+		t.Fatalf("alone, nothing heard: other key %v resign %v, want a backup of last resort", d.OtherKey, d.Resign)
+	}
+	knew := Inputs{Known: known("a", "b"), Live: []gossip.Member{self}, Healthy: true, Settled: true, ForeignKeyed: true}
+	if d := Decide(cfg, mustRank(t, []Node{{"a", 1}, {"b", 1}}, groups), knew); d.OtherKey || d.Resign {
+		t.Fatalf("cut off after knowing b: other key %v resign %v, want its ranks kept", d.OtherKey, d.Resign)
+	}
+}
+
 // A starting node with seeds that sees nobody stays out of VRRP for the
 // join grace: it must not take VIPs from a cluster it has not heard yet.
 // After the grace, alone, it is a backup of last resort.
@@ -274,6 +298,7 @@ func (e *fakeEngine) Resign(_ context.Context, r bool) error {
 }
 func (e *fakeEngine) SetPeers(context.Context, []netip.Addr) error        { return nil }
 func (e *fakeEngine) SetAdmission(context.Context, *vrrp.Admission) error { return nil }
+func (e *fakeEngine) LastForeignKeyed(context.Context) time.Time          { return time.Time{} }
 
 func (e *fakeEngine) owned() (int, bool) {
 	e.mu.Lock()

@@ -126,6 +126,9 @@ type Engine struct {
 	drops map[dropKey]prometheus.Counter
 	// auth signs and checks adverts; nil while auth_hmac is off.
 	auth *auth
+	// foreignKeyed is when an advert for our VIPs last came signed with a
+	// key we do not have.
+	foreignKeyed time.Time
 }
 
 // NewEngine checks the specs and prepares an engine; Run starts it.

@@ -326,4 +326,7 @@ func TestEngineAuthHMAC(t *testing.T) {
 	if c.eng.routers[routerKey{vrid: 10}].m.State() != Master || dropped(a, authBadHMAC) == 0 {
 		t.Fatal("c, with another key, should hear nobody and be refused by a")
 	}
+	if c.eng.foreignKeyed.IsZero() || s.clk.Now().Sub(c.eng.foreignKeyed) > time.Second {
+		t.Fatalf("c heard adverts for its VIPs under another key, but records it at %v", c.eng.foreignKeyed)
+	}
 }

@@ -140,6 +140,9 @@ func (e *Engine) authenticate(now time.Time, k routerKey, p Packet, adv *Advert)
 // own), and over IPv6 re-announces the VIPs.
 func (e *Engine) refuse(now time.Time, k routerKey, r *router, src netip.Addr, prio uint8, reason string) {
 	e.drop(k.v6, reason)
+	if reason == authBadHMAC || reason == authUnknownKey {
+		e.foreignKeyed = now
+	}
 	if e.firstRejection(src) {
 		hint, event := authHints[reason], "UnauthenticatedAdverts"
 		msg := fmt.Sprintf("%s sends VRRP %s adverts that fail auth_hmac (%s): give it the key, or stop it", src, k, reason)

@@ -82,3 +82,12 @@ func (e *Engine) Status(ctx context.Context) []RouterStatus {
 	})
 	return out
 }
+
+// LastForeignKeyed is when an advert with our VIPs last came signed with a
+// key this node does not have (zero: never, or the engine has stopped): a
+// cluster is there whose key this node lacks.
+func (e *Engine) LastForeignKeyed(ctx context.Context) time.Time {
+	var t time.Time
+	_ = e.call(ctx, func() { t = e.foreignKeyed })
+	return t
+}
