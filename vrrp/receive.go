@@ -160,7 +160,8 @@ func (e *Engine) refuse(now time.Time, k routerKey, r *router, src netip.Addr, p
 	if r.m.State() != Master {
 		return
 	}
-	if reason != "priority_above_plan" && prio >= r.m.Priority() {
+	// Only the dynamic mode knows the members to send to instead.
+	if reason != "priority_above_plan" && e.admit != nil && prio >= r.m.Priority() {
 		if !now.Before(r.membersOnlyUntil) {
 			e.deps.Log.Info().Str("vrid", k.String()).Str("source", src.String()).
 				Dur("for_at_least", membersOnlyFor).Msg("a speaker we do not accept claims this virtual router: sending its adverts to the members only, so it cannot answer them")
