@@ -1,11 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/signal"
 	"reflect"
@@ -179,14 +179,14 @@ func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.
 	if err := a.start(l); err != nil {
 		return err
 	}
-	srv, err := a.serveHTTP(l.cfg.HTTP.Listen)
+	srv, err := a.serve(l)
 	if err != nil {
 		a.stop()
 		return err
 	}
 	a.log.Info().Str("node", l.cfg.Node).Str("interface", l.cfg.Interface).Int("routers", len(l.routers)).
 		Int("vrrp_version", l.cfg.VRRP.Version).Dur("advert_interval", l.cfg.VRRP.AdvertInterval).
-		Str("http", l.cfg.HTTP.Listen).Int("gomaxprocs", runtime.GOMAXPROCS(0)).Msg("garpd agent started")
+		Str("http", l.cfg.HTTP.Listen).Str("control", l.cfg.Control.Listen).Int("gomaxprocs", runtime.GOMAXPROCS(0)).Msg("garpd agent started")
 	for _, g := range l.alloc.Grouped {
 		a.log.Warn().Msg(g)
 	}
@@ -199,7 +199,7 @@ func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.
 			a.log.Info().Msg("stopping: resigning masters and removing VIPs")
 			err := a.stop()
 			shut, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-			srv.Shutdown(shut)
+			srv.shutdown(shut)
 			cancel()
 			if err != nil {
 				return err
@@ -209,16 +209,16 @@ func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.
 		case <-stack.Done():
 			if !errors.Is(stack.Err(), vrrp.ErrInterfaceReplaced) {
 				a.stop()
-				srv.Close()
+				srv.close()
 				return fmt.Errorf("VRRP engine stopped: %w", stack.Err())
 			}
 			if err := a.restart(cur); err != nil {
-				srv.Close()
+				srv.close()
 				return fmt.Errorf("restart on the recreated interface: %w", err)
 			}
 		case <-hup:
 			if srv, err = a.reload(path, srv); err != nil {
-				srv.Close()
+				srv.close()
 				return err
 			}
 		}
@@ -287,7 +287,7 @@ const (
 func classifyReload(cur, next *loaded) reloadKind {
 	c, n := cur.cfg, next.cfg
 	inPlace := n
-	inPlace.Log, inPlace.HTTP, inPlace.GARP = c.Log, c.HTTP, c.GARP
+	inPlace.Log, inPlace.HTTP, inPlace.Control, inPlace.GARP = c.Log, c.HTTP, c.Control, c.GARP
 	inPlace.VRRP.AuthHMAC = c.VRRP.AuthHMAC // keys rotate in place
 	if c.Priorities == nil {
 		inPlace.Health = c.Health
@@ -295,7 +295,7 @@ func classifyReload(cur, next *loaded) reloadKind {
 	sameVRRP := n.VRRP
 	sameVRRP.AuthHMAC = c.VRRP.AuthHMAC
 	switch {
-	case reflect.DeepEqual(c, n) && reflect.DeepEqual(cur.auth, next.auth):
+	case reflect.DeepEqual(c, n) && reflect.DeepEqual(cur.auth, next.auth) && bytes.Equal(cur.token, next.token):
 		return reloadNothing
 	case reflect.DeepEqual(c, inPlace):
 		return reloadInPlace
@@ -310,7 +310,7 @@ func classifyReload(cur, next *loaded) reloadKind {
 // changes nothing. The error is for the one case the agent cannot go on:
 // neither the new config nor the running one would start again, and an
 // agent with no engine must not look healthy.
-func (a *agent) reload(path string, srv *http.Server) (*http.Server, error) {
+func (a *agent) reload(path string, srv *servers) (*servers, error) {
 	l, err := loadConfig(path)
 	if err != nil {
 		a.log.Error().Err(err).Msg("reload rejected; keeping the running config")
@@ -356,14 +356,17 @@ func (a *agent) reload(path string, srv *http.Server) (*http.Server, error) {
 	if l.cfg.HTTP.PProf != a.pprof.Swap(l.cfg.HTTP.PProf) {
 		a.log.Info().Bool("pprof", l.cfg.HTTP.PProf).Msg("profiler at /debug/pprof/ switched")
 	}
-	if l.cfg.HTTP.Listen != cur.cfg.HTTP.Listen {
-		nsrv, err := a.serveHTTP(l.cfg.HTTP.Listen)
+	if l.cfg.HTTP.Listen != cur.cfg.HTTP.Listen || l.cfg.Control != cur.cfg.Control || !bytes.Equal(l.token, cur.token) {
+		// Close first: the new listeners may take the same addresses.
+		srv.close()
+		nsrv, err := a.serve(l)
 		if err != nil {
-			a.log.Error().Err(err).Msg("new http.listen cannot be used; keeping the old listener")
-		} else {
-			srv.Close()
-			srv = nsrv
+			a.log.Error().Err(err).Msg("the new http or control listener cannot be used; back to the old ones")
+			if nsrv, err = a.serve(cur); err != nil {
+				return srv, fmt.Errorf("reload: neither the new listeners nor the old ones can listen: %w", err)
+			}
 		}
+		srv = nsrv
 	}
 	a.log.Info().Int("routers", len(l.routers)).Msg("config reloaded")
 	return srv, nil

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -37,7 +36,8 @@ With --agent: asks the running agent for an announcement wave, which obeys
 the agent's garp.max_rate.`,
 		Example: `  garpd announce --interface eth0 --vips 192.0.2.101,192.0.2.102
   garpd announce --interface eth0 --config /etc/garpd/garpd.yaml
-  garpd announce --agent http://127.0.0.1:9496`,
+  garpd announce --agent 127.0.0.1:9497
+  garpd announce --agent config -c /etc/garpd/garpd.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			addrs, err := parseAddrs(vips)
@@ -46,7 +46,11 @@ the agent's garp.max_rate.`,
 			}
 			out := cmd.OutOrStdout()
 			if agentURL != "" {
-				return askWave(cmd.Context(), out, agentURL, vips)
+				target := agentTarget{agent: agentURL}
+				if cmd.Flags().Changed("config") {
+					target.config = configPath
+				}
+				return askWave(cmd.Context(), out, target, vips)
 			}
 			if count < 1 || count > 100 {
 				return usageError(fmt.Errorf("--count %d: use 1..100", count))
@@ -82,7 +86,7 @@ the agent's garp.max_rate.`,
 	f.IntVar(&count, "count", 3, "announcements per VIP")
 	f.DurationVar(&interval, "interval", 1100*time.Millisecond, "time between announcements (past the 1s ARP lock time)")
 	f.StringVar(&mode, "mode", "both", "gratuitous ARP kind: request, reply or both")
-	f.StringVar(&agentURL, "agent", "", "ask this running agent (its http.listen URL) for a wave instead")
+	f.StringVar(&agentURL, "agent", "", "ask the running agent for a wave instead: its control.listen (HOST:PORT, URL or unix:PATH), or \"config\" for the --config's")
 	return cmd
 }
 
@@ -191,44 +195,8 @@ func announceAlone(ctx context.Context, out io.Writer, iface string, vips []neti
 
 // postAgent POSTs v as JSON to path on the agent and returns its answer;
 // what is wrong says what the caller was asking for.
-// callAgent asks the running agent at agentURL: a GET, or a POST of v as
-// JSON when v is not nil. It returns the answer's body.
-func callAgent(ctx context.Context, agentURL, method, path, what string, v any) ([]byte, error) {
-	var body io.Reader
-	if v != nil {
-		b, err := json.Marshal(v)
-		if err != nil {
-			return nil, err
-		}
-		body = bytes.NewReader(b)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	base := strings.TrimRight(agentURL, "/")
-	req, err := http.NewRequestWithContext(ctx, method, base+path, body)
-	if err != nil {
-		return nil, usageError(fmt.Errorf("--agent %q: %w", agentURL, err))
-	}
-	if v != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("ask the agent at %s %s (is garpd agent running, and is http.listen this address?): %w", base, what, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("read the agent's answer: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("agent at %s answered %s: %s", base, resp.Status, bytes.TrimSpace(b))
-	}
-	return b, nil
-}
-
-func askWave(ctx context.Context, out io.Writer, agentURL string, vips []string) error {
-	b, err := callAgent(ctx, agentURL, http.MethodPost, "/announce", "for a wave", announceRequest{VIPs: vips})
+func askWave(ctx context.Context, out io.Writer, target agentTarget, vips []string) error {
+	b, err := target.call(ctx, http.MethodPost, "/announce", "for a wave", announceRequest{VIPs: vips})
 	if err != nil {
 		return err
 	}

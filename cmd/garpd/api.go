@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 
@@ -61,14 +64,64 @@ type statusJSON struct {
 	Dynamic   *balancer.DynamicStatus `json:"dynamic,omitempty"`
 }
 
-func (a *agent) serveHTTP(listen string) (*http.Server, error) {
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return nil, fmt.Errorf("http.listen %s: %w", listen, err)
+// Server timeouts: a client that trickles its request, or never reads
+// the answer, holds nothing for long. A CPU profile takes up to its
+// seconds parameter (30 s by default) to answer.
+const (
+	readTimeout  = 10 * time.Second
+	writeTimeout = 60 * time.Second
+	idleTimeout  = 60 * time.Second
+)
+
+// listenHTTP serves h on addr: HOST:PORT, or unix:PATH for a socket only
+// its owner may use (mode 0600; a stale one is replaced).
+func listenHTTP(key, addr string, h http.Handler) (*http.Server, error) {
+	var ln net.Listener
+	var err error
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		os.Remove(path)
+		if ln, err = net.Listen("unix", path); err == nil {
+			if err = os.Chmod(path, 0o600); err != nil {
+				ln.Close()
+			}
+		}
+	} else {
+		ln, err = net.Listen("tcp", addr)
 	}
-	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second}
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", key, addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: readTimeout,
+		WriteTimeout: writeTimeout, IdleTimeout: idleTimeout}
 	go srv.Serve(ln)
 	return srv, nil
+}
+
+// servers are the agent's two listeners: http.listen, which may face the
+// network, and control.listen, the operator's.
+type servers struct{ metrics, control *http.Server }
+
+func (a *agent) serve(l *loaded) (*servers, error) {
+	m, err := listenHTTP("http.listen", l.cfg.HTTP.Listen, a.metricsHandler())
+	if err != nil {
+		return nil, err
+	}
+	c, err := listenHTTP("control.listen", l.cfg.Control.Listen, a.controlHandler(l.token))
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	return &servers{metrics: m, control: c}, nil
+}
+
+func (s *servers) close() {
+	s.metrics.Close()
+	s.control.Close()
+}
+
+func (s *servers) shutdown(ctx context.Context) {
+	s.metrics.Shutdown(ctx)
+	s.control.Shutdown(ctx)
 }
 
 // postOnly answers 405 with hint to anything but a POST.
@@ -81,9 +134,20 @@ func postOnly(w http.ResponseWriter, r *http.Request, hint string) bool {
 	return false
 }
 
-// handler serves the agent's HTTP API.
-func (a *agent) handler() http.Handler {
+// metricsHandler serves what may face the network, http.listen:
+// /metrics and /healthz. The operator's endpoints answer 404 there,
+// naming where they are.
+func (a *agent) metricsHandler() http.Handler {
 	mux := http.NewServeMux()
+	a.public(mux)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, r.URL.Path+" is not served on http.listen, which may face the network: /status, /forget, /announce and /debug/pprof/ are on control.listen (default 127.0.0.1:9497; garpd status finds it with -c FILE)", http.StatusNotFound)
+	})
+	return mux
+}
+
+// public adds /metrics and /healthz.
+func (a *agent) public(mux *http.ServeMux) {
 	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		a.mu.Lock()
@@ -97,6 +161,14 @@ func (a *agent) handler() http.Handler {
 		}
 		fmt.Fprintln(w, "ok")
 	})
+}
+
+// controlHandler serves the operator, control.listen: everything, behind
+// the bearer token when there is one. POSTs take JSON only, so a browser
+// cannot be made to send one from another site.
+func (a *agent) controlHandler(token []byte) http.Handler {
+	mux := http.NewServeMux()
+	a.public(mux)
 	mux.HandleFunc("/announce", func(w http.ResponseWriter, r *http.Request) {
 		if !postOnly(w, r, "POST to start an announcement wave") {
 			return
@@ -175,5 +247,18 @@ func (a *agent) handler() http.Handler {
 		}
 		profiler.ServeHTTP(w, r)
 	})
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(token) > 0 && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), append([]byte("Bearer "), token...)) != 1 {
+			w.Header().Set("WWW-Authenticate", "Bearer")
+			http.Error(w, "control.token_file is set: send Authorization: Bearer TOKEN (garpd status -c FILE reads it)", http.StatusUnauthorized)
+			return
+		}
+		if r.Method == http.MethodPost && r.ContentLength != 0 {
+			if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
+				http.Error(w, "POST a JSON body, with Content-Type: application/json", http.StatusUnsupportedMediaType)
+				return
+			}
+		}
+		mux.ServeHTTP(w, r)
+	})
 }

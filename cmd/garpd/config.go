@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"reflect"
 	"slices"
@@ -30,6 +32,7 @@ type agentConfig struct {
 	Health     gossip.HealthConfig `yaml:"health"`
 	Kubernetes *kube.Config        `yaml:"kubernetes"`
 	HTTP       httpConfig          `yaml:"http"`
+	Control    controlConfig       `yaml:"control"`
 	Log        logConfig           `yaml:"log"`
 }
 
@@ -40,6 +43,21 @@ type httpConfig struct {
 	// show internals and cost CPU while they run.
 	PProf bool `yaml:"pprof"`
 }
+
+// controlConfig is where the operator's endpoints listen: /status,
+// /forget, /announce and the profiler, which /metrics and /healthz's
+// listener never serves.
+type controlConfig struct {
+	// Listen is HOST:PORT on loopback, or unix:PATH (a socket of mode
+	// 0600); off loopback it needs TokenFile.
+	Listen string `yaml:"listen"`
+	// TokenFile holds a bearer token every request must carry.
+	TokenFile string `yaml:"token_file"`
+}
+
+// defaultControlListen is where garpd status, forget and announce look
+// when given no address.
+const defaultControlListen = "127.0.0.1:9497"
 
 type logConfig struct {
 	Level  string `yaml:"level"`
@@ -54,6 +72,8 @@ type loaded struct {
 	// auth is vrrp.auth_hmac resolved, or in the dynamic mode the key
 	// derived from the gossip key when the section names none.
 	auth vrrp.AuthKeys
+	// token is control.token_file's bearer token, if any.
+	token []byte
 }
 
 // dynamic: no static priorities, so gossip and the balancer set them.
@@ -109,6 +129,9 @@ func parseConfig(raw []byte) (*loaded, error) {
 	if c.HTTP.Listen == "" {
 		c.HTTP.Listen = "127.0.0.1:9496"
 	}
+	if c.Control.Listen == "" {
+		c.Control.Listen = defaultControlListen
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -153,6 +176,10 @@ func parseConfig(raw []byte) (*loaded, error) {
 	} else if len(c.Health.Checks) > 0 || c.VRRP.UnicastAuto() || c.Kubernetes != nil {
 		errs = append(errs, errors.New("priorities: static priorities cannot follow health checks, gossip or Kubernetes (health, unicast_peers: auto, kubernetes); remove priorities for the dynamic mode"))
 	}
+	token, err := c.Control.check(c.HTTP.Listen)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	if _, err := parseLevel(c.Log.Level); err != nil {
 		errs = append(errs, fmt.Errorf("log.level: %w", err))
 	}
@@ -163,8 +190,7 @@ func parseConfig(raw []byte) (*loaded, error) {
 		return nil, errors.Join(errs...)
 	}
 
-	l := &loaded{cfg: c}
-	var err error
+	l := &loaded{cfg: c, token: token}
 	if l.alloc, err = balancer.AssignVRIDs(c.VIPs, c.VRRP.VRIDBase, 255); err != nil {
 		return nil, fmt.Errorf("vips: %w", err)
 	}
@@ -218,6 +244,36 @@ func authKeys(c agentConfig, dynamic bool) (vrrp.AuthKeys, error) {
 	id, key := vrrp.DeriveAuthKey(gossipKey)
 	keys.Keys, keys.Active = map[uint8][]byte{id: key}, id
 	return keys, nil
+}
+
+// check validates the control section and reads the token: off loopback,
+// a token is required, so nobody who merely reaches the node can forget
+// a member or start waves.
+func (c controlConfig) check(httpListen string) ([]byte, error) {
+	if c.Listen == httpListen {
+		return nil, fmt.Errorf("control.listen: %s is http.listen too: give the operator's endpoints a listener of their own (default %s)", c.Listen, defaultControlListen)
+	}
+	var token []byte
+	if c.TokenFile != "" {
+		b, err := os.ReadFile(c.TokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("control.token_file: %w", err)
+		}
+		if token = bytes.TrimSpace(b); len(token) < 16 {
+			return nil, fmt.Errorf("control.token_file: %s holds %d characters: use at least 16 (make one with: head -c 24 /dev/urandom | base64)", c.TokenFile, len(token))
+		}
+	}
+	if strings.HasPrefix(c.Listen, "unix:") {
+		return token, nil
+	}
+	host, _, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("control.listen: %q: write HOST:PORT or unix:PATH", c.Listen)
+	}
+	if a, err := netip.ParseAddr(host); (err != nil || !a.IsLoopback()) && host != "localhost" && token == nil {
+		return nil, fmt.Errorf("control.listen: %s is not loopback: set control.token_file, or listen on 127.0.0.1 or unix:PATH", c.Listen)
+	}
+	return token, nil
 }
 
 // stackConfig is the data plane's part of the config.

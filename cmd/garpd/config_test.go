@@ -275,7 +275,7 @@ func TestPProfSwitch(t *testing.T) {
 		t.Fatal("http.pprof: true not parsed")
 	}
 	a := &agent{reg: prometheus.NewRegistry()}
-	h := a.handler()
+	h := a.controlHandler(nil)
 	get := func() int {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/pprof/", nil))
@@ -365,6 +365,82 @@ func TestAuthKeys(t *testing.T) {
 			t.Errorf("%s: keys %v, want the derived one active", c.desc, l.auth.Keys)
 		case c.keyID > 0 && int(l.auth.Active) != c.keyID:
 			t.Errorf("%s: active key %d, want %d", c.desc, l.auth.Active, c.keyID)
+		}
+	}
+}
+
+// The operator's endpoints are not on http.listen, which may face the
+// network (the chart's ServiceMonitor needs it off loopback): /forget,
+// /announce, /status and pprof answer 404 there, naming control.listen;
+// /metrics and /healthz answer. On control.listen, POSTs take JSON only,
+// and with a token every request needs it.
+func TestControlSurface(t *testing.T) {
+	a := &agent{reg: prometheus.NewRegistry()}
+	a.pprof.Store(true)
+	do := func(h http.Handler, method, path, ctype, auth string) *httptest.ResponseRecorder {
+		body := strings.NewReader(`{"node": "n4"}`)
+		r := httptest.NewRequest(method, path, body)
+		r.RemoteAddr = "198.51.100.7:40000" // from the network
+		if ctype != "" {
+			r.Header.Set("Content-Type", ctype)
+		}
+		if auth != "" {
+			r.Header.Set("Authorization", auth)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return rec
+	}
+	public := a.metricsHandler()
+	for _, path := range []string{"/forget", "/announce", "/status", "/debug/pprof/"} {
+		if rec := do(public, http.MethodPost, path, "application/json", ""); rec.Code != http.StatusNotFound || !strings.Contains(rec.Body.String(), "control.listen") {
+			t.Errorf("http.listen %s: %d %q, want 404 naming control.listen", path, rec.Code, rec.Body.String())
+		}
+	}
+	if rec := do(public, http.MethodGet, "/metrics", "", ""); rec.Code != http.StatusOK {
+		t.Errorf("http.listen /metrics: %d", rec.Code)
+	}
+
+	control := a.controlHandler(nil)
+	for _, ct := range []string{"text/plain", "application/x-www-form-urlencoded", ""} {
+		if rec := do(control, http.MethodPost, "/forget", ct, ""); rec.Code != http.StatusUnsupportedMediaType {
+			t.Errorf("control /forget with Content-Type %q: %d, want 415", ct, rec.Code)
+		}
+	}
+	if rec := do(control, http.MethodPost, "/forget", "application/json", ""); rec.Code != http.StatusConflict {
+		t.Errorf("control /forget, JSON, static mode: %d %q, want 409", rec.Code, rec.Body.String())
+	}
+	guarded := a.controlHandler([]byte("0123456789abcdef"))
+	for _, auth := range []string{"", "Bearer wrong", "0123456789abcdef"} {
+		if rec := do(guarded, http.MethodGet, "/metrics", "", auth); rec.Code != http.StatusUnauthorized {
+			t.Errorf("token set, Authorization %q: %d, want 401", auth, rec.Code)
+		}
+	}
+	if rec := do(guarded, http.MethodGet, "/metrics", "", "Bearer 0123456789abcdef"); rec.Code != http.StatusOK {
+		t.Errorf("the right token: %d", rec.Code)
+	}
+}
+
+// control.listen off loopback needs a token; the token must be long
+// enough; the two listeners must differ.
+func TestControlConfig(t *testing.T) {
+	dir := t.TempDir()
+	good, short := filepath.Join(dir, "token"), filepath.Join(dir, "short")
+	os.WriteFile(good, []byte("0123456789abcdef0123\n"), 0o600)
+	os.WriteFile(short, []byte("abc\n"), 0o600)
+	base := "interface: eth0\nvips: [192.0.2.101]\npriorities: {192.0.2.101: 100}\n"
+	for _, c := range []struct{ yaml, err string }{
+		{base, ""},
+		{base + "control: {listen: unix:/run/garpd/control.sock}\n", ""},
+		{base + "control: {listen: \"[::1]:9497\"}\n", ""},
+		{base + "control: {listen: 0.0.0.0:9497}\n", "control.listen: 0.0.0.0:9497 is not loopback: set control.token_file"},
+		{base + "control: {listen: 0.0.0.0:9497, token_file: " + good + "}\n", ""},
+		{base + "control: {listen: 0.0.0.0:9497, token_file: " + short + "}\n", "use at least 16"},
+		{base + "http: {listen: 127.0.0.1:9497}\n", "control.listen: 127.0.0.1:9497 is http.listen too"},
+	} {
+		_, err := parseConfig([]byte(c.yaml))
+		if (c.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.err)) {
+			t.Errorf("%q: %v, want %q", c.yaml, err, c.err)
 		}
 	}
 }

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -194,5 +197,41 @@ func TestAnnounceAgent(t *testing.T) {
 	out, err = runCLI("announce", "--agent", srv.URL, "--vips", "192.0.2.101,192.0.2.102")
 	if err == nil || !strings.Contains(out, "not held by this agent, not announced: 192.0.2.102") {
 		t.Fatalf("wave with a VIP not held: %v\n%s", err, out)
+	}
+}
+
+// garpd status finds the agent by each form an operator has: HOST:PORT
+// as control.listen writes it, a URL, unix:PATH, and -c FILE, whose
+// control.token_file it sends.
+func TestAgentAddressForms(t *testing.T) {
+	const token = "0123456789abcdef0123"
+	var gotAuth string
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotAuth = r.Header.Get("Authorization")
+		w.Write([]byte(`{"node":"n1","mode":"static"}`))
+	})
+	tcp := httptest.NewServer(h)
+	defer tcp.Close()
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "control.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unixSrv := &http.Server{Handler: h}
+	go unixSrv.Serve(ln)
+	defer unixSrv.Close()
+	hostPort := strings.TrimPrefix(tcp.URL, "http://")
+	for _, args := range [][]string{{"--agent", hostPort}, {"--agent", tcp.URL}, {"--agent", "unix:" + sock}} {
+		if out, err := runCLI(append([]string{"status"}, args...)...); err != nil || !strings.Contains(out, "node n1") {
+			t.Errorf("status %v: %v\n%s", args, err, out)
+		}
+	}
+	tokenFile := filepath.Join(dir, "token")
+	os.WriteFile(tokenFile, []byte(token+"\n"), 0o600)
+	cfg := filepath.Join(dir, "garpd.yaml")
+	os.WriteFile(cfg, []byte("interface: eth0\nvips: [192.0.2.101]\npriorities: {192.0.2.101: 100}\ncontrol: {listen: unix:"+sock+", token_file: "+tokenFile+"}\n"), 0o600)
+	if out, err := runCLI("status", "-c", cfg); err != nil || !strings.Contains(out, "node n1") || gotAuth != "Bearer "+token {
+		t.Errorf("status -c: %v (Authorization %q)\n%s", err, gotAuth, out)
 	}
 }

@@ -12,10 +12,10 @@ import (
 )
 
 func newStatusCmd() *cobra.Command {
-	var agentURL string
+	var target agentTarget
 	var asJSON, metrics bool
 	cmd := &cobra.Command{
-		Use:   "status [--agent URL] [--json] [--metrics]",
+		Use:   "status [--agent ADDR | -c FILE] [--json] [--metrics]",
 		Short: "Show a running agent's known members, VIP rankings and virtual routers (or its metrics)",
 		Long: `Ask a running garpd agent for its state. In the dynamic mode: every
 known member with its state (ranked, settling, down since, unhealthy,
@@ -28,7 +28,7 @@ master it follows. --metrics prints the agent's Prometheus metrics instead.`,
 			if metrics {
 				path = "/metrics"
 			}
-			body, err := callAgent(cmd.Context(), agentURL, http.MethodGet, path, "for its "+path[1:], nil)
+			body, err := target.call(cmd.Context(), http.MethodGet, path, "for its "+path[1:], nil)
 			if err != nil {
 				return err
 			}
@@ -86,16 +86,16 @@ master it follows. --metrics prints the agent's Prometheus metrics instead.`,
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().StringVar(&agentURL, "agent", "http://127.0.0.1:9496", "the agent's HTTP address (its http.listen)")
+	target.flags(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the agent's JSON status as is")
 	cmd.Flags().BoolVar(&metrics, "metrics", false, "print the agent's Prometheus metrics")
 	return cmd
 }
 
 func newForgetCmd() *cobra.Command {
-	var agentURL string
+	var target agentTarget
 	cmd := &cobra.Command{
-		Use:   "forget NODE [--agent URL]",
+		Use:   "forget NODE [--agent ADDR | -c FILE]",
 		Short: "Forget a known member that is down: every node re-plans without it",
 		Long: `A member that crashes, fails its checks or leaves stays known, as down:
 its VIPs wait on their rank-1 backups and nothing else moves. Once it is gone
@@ -104,10 +104,10 @@ remaining members, which moves some VIPs of live nodes so that all are even
 again. The cluster does this by itself after gossip.forget_after.
 
 The agent refuses to forget a member that is alive.`,
-		Example: "  garpd forget n4\n  garpd forget n4 --agent http://10.0.0.5:9496",
+		Example: "  garpd forget n4\n  garpd forget n4 -c /etc/garpd/garpd.yaml",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			answer, err := callAgent(cmd.Context(), agentURL, http.MethodPost, "/forget", "to forget "+args[0], forgetRequest{Node: args[0]})
+			answer, err := target.call(cmd.Context(), http.MethodPost, "/forget", "to forget "+args[0], forgetRequest{Node: args[0]})
 			if err != nil {
 				return err
 			}
@@ -115,6 +115,6 @@ The agent refuses to forget a member that is alive.`,
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&agentURL, "agent", "http://127.0.0.1:9496", "the agent's HTTP address (its http.listen)")
+	target.flags(cmd)
 	return cmd
 }

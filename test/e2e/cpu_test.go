@@ -104,7 +104,7 @@ func TestReceiveCPU(t *testing.T) {
 			// A CPU profile of each node over the window, for go tool pprof.
 			for _, n := range []*lab.Node{n1, n2} {
 				out := filepath.Join(dir, n.Name+".pprof")
-				go lab.Exec(n.NS, "curl", "-s", "-o", out, "http://127.0.0.1:9496/debug/pprof/profile?seconds=9")
+				go lab.Exec(n.NS, "curl", "-s", "-o", out, "http://127.0.0.1:9497/debug/pprof/profile?seconds=9")
 			}
 		}
 		g := cpuShares(t, window, m, b)

@@ -123,7 +123,7 @@ func TestDashboardsAndAlertsNameExportedMetrics(t *testing.T) {
 	}
 	waitSpread(t, l, vips6, 30*time.Second, map[string]int{"n1": 3, "n2": 3})
 	// A wave puts a sample into the wave histogram (its only writer).
-	if _, err := lab.Exec(l.Node("n1").NS, garpdBin, "announce", "--agent", "http://127.0.0.1:9496"); err != nil {
+	if _, err := lab.Exec(l.Node("n1").NS, garpdBin, "announce", "--agent", "127.0.0.1:9497"); err != nil {
 		t.Fatal(err)
 	}
 	ex := scrape(t, l.Node("n1")).families(t)

@@ -494,7 +494,7 @@ func TestVirtualMACDynamicSpread(t *testing.T) {
 		return maps.Equal(a, before), fmt.Sprint(a, before)
 	})
 	for _, n := range l.Nodes {
-		if out, err := lab.Exec(n.NS, garpdBin, "announce", "--agent", "http://127.0.0.1:9496"); err != nil {
+		if out, err := lab.Exec(n.NS, garpdBin, "announce", "--agent", "127.0.0.1:9497"); err != nil {
 			t.Fatalf("announce wave on %s: %v\n%s", n.Name, err, out)
 		}
 	}
