@@ -148,7 +148,7 @@ type Decision struct {
 	// whose adverts it cannot authenticate: out of VRRP, since it would
 	// take every VIP it cannot hear a master of.
 	OtherKey bool
-	Peers   []netip.Addr
+	Peers    []netip.Addr
 	// Admit limits the adverts this node accepts to the members, each at
 	// most at its planned priority; nil (accept all) until this node has
 	// settled, when gossip has had time to show every member.
