@@ -63,12 +63,12 @@ func (n *Node) StartKeepalivedBinary(bin, name, conf string) (*Proc, error) {
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	args := []string{bin, "--dont-fork", "--log-console", "--log-detail", "--vrrp", "--use-file", path,
+	args := []string{bin, "--dont-fork", "--log-console", "--log-detail", "--use-file=" + path,
 		"--pid", filepath.Join(dir, "keepalived.pid"), "--vrrp_pid", filepath.Join(dir, "vrrp.pid")}
 	if bin == "keepalived" {
-		// Debian's build has the checkers, whose pid file would otherwise
-		// be the host's; one built with --disable-lvs has no such option.
-		args = append(args, "--checkers_pid", filepath.Join(dir, "checkers.pid"))
+		// Debian's build has the checkers: VRRP alone, and their pid file
+		// not the host's. One built with --disable-lvs has neither option.
+		args = append(args, "--vrrp", "--checkers_pid", filepath.Join(dir, "checkers.pid"))
 	}
 	return n.lab.Start(n.NS, name, args...)
 }

@@ -37,7 +37,7 @@ func main() {
 	if *garp != "" {
 		err = announce(*iface, *garp, *count, *every)
 	} else {
-		err = forge(*from, *vrid, *prio, *count, *every, *timeout, *delay, *spoof)
+		err = forge(*iface, *from, *vrid, *prio, *count, *every, *timeout, *delay, *spoof)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "vrrpforge:", err)
@@ -45,7 +45,7 @@ func main() {
 	}
 }
 
-func forge(from string, vrid, prio, count int, every, timeout, delay time.Duration, spoof string) error {
+func forge(iface, from string, vrid, prio, count int, every, timeout, delay time.Duration, spoof string) error {
 	src, err := netip.ParseAddr(from)
 	if err != nil || !src.Is4() {
 		return fmt.Errorf("-from %q: want an IPv4 address", from)
@@ -55,6 +55,16 @@ func forge(from string, vrid, prio, count int, every, timeout, delay time.Durati
 		return fmt.Errorf("open a VRRP socket: %w", err)
 	}
 	defer unix.Close(rx)
+	// Multicast adverts reach the socket only once the interface has
+	// joined VRRP's group.
+	ifi, err := net.InterfaceByName(iface)
+	if err != nil {
+		return err
+	}
+	mreq := &unix.IPMreqn{Multiaddr: [4]byte{224, 0, 0, 18}, Ifindex: int32(ifi.Index)}
+	if err := unix.SetsockoptIPMreqn(rx, unix.IPPROTO_IP, unix.IP_ADD_MEMBERSHIP, mreq); err != nil {
+		return fmt.Errorf("join 224.0.0.18 on %s: %w", iface, err)
+	}
 	tv := unix.NsecToTimeval(int64(200 * time.Millisecond))
 	unix.SetsockoptTimeval(rx, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	buf := make([]byte, 65536)
@@ -103,6 +113,12 @@ func forge(from string, vrid, prio, count int, every, timeout, delay time.Durati
 		return fmt.Errorf("open a raw socket: %w", err)
 	}
 	defer unix.Close(tx)
+	if err := unix.SetsockoptString(tx, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, iface); err != nil {
+		return fmt.Errorf("bind to %s: %w", iface, err)
+	}
+	if err := unix.SetsockoptIPMreqn(tx, unix.IPPROTO_IP, unix.IP_MULTICAST_IF, &unix.IPMreqn{Ifindex: int32(ifi.Index)}); err != nil {
+		return fmt.Errorf("send multicast on %s: %w", iface, err)
+	}
 	dst := &unix.SockaddrInet4{Addr: [4]byte(pkt[16:20])}
 	for i := range count {
 		if i > 0 {
