@@ -209,6 +209,9 @@ var (
 // auth_hmac.
 func keepalived243(t *testing.T) string {
 	t.Helper()
+	if err := lab.Keepalived243Available(); err != nil {
+		t.Skipf("skipping keepalived 2.4.3 interop: %v", err)
+	}
 	ka243Once.Do(func() { ka243Bin, ka243Err = lab.BuildKeepalived243(func(s string) { fmt.Println(s) }) })
 	if ka243Err != nil {
 		t.Fatal(ka243Err)

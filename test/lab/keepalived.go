@@ -19,6 +19,16 @@ func keepalivedTarball() string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "..", "shared", "keepalived-2.4.3.tar.gz")
 }
 
+// Keepalived243Available reports why keepalived 2.4.3 cannot be built
+// here, or nil: its source is the shared directory's, beside the
+// repository (CI has it; a lone clone does not).
+func Keepalived243Available() error {
+	if _, err := os.Stat(keepalivedTarball()); err != nil {
+		return fmt.Errorf("keepalived 2.4.3's release source is not beside the repository (%w)", err)
+	}
+	return nil
+}
+
 // Keepalived243Tools are the Debian packages the build needs; .ci/deps.sh
 // installs them.
 const Keepalived243Tools = "build-essential autoconf automake libtool pkg-config libssl-dev libnl-3-dev libnl-genl-3-dev"
