@@ -54,6 +54,10 @@ type Pacer struct {
 	urgent []pending
 	normal []pending
 	queued map[netip.Addr]bool // in normal, to queue each VIP once
+	// pressing: in urgent. One pending urgent announcement of a VIP
+	// serves every request for it until it goes out, so the queue holds
+	// at most one per VIP, however many foreign claims come.
+	pressing map[netip.Addr]bool
 	wake   chan struct{}
 	// recent holds the sends of the last second: the cap is "at most rate
 	// packets in any one-second window", enforced exactly.
@@ -76,7 +80,7 @@ func NewPacer(sender Sender, maxRate int, clock Clock, metrics *Metrics, log zer
 	}
 	metrics.RateLimit.Set(float64(maxRate))
 	return &Pacer{sender: sender, rate: maxRate, clock: clock, metrics: metrics, log: log,
-		queued: map[netip.Addr]bool{}, wake: make(chan struct{}, 1)}
+		queued: map[netip.Addr]bool{}, pressing: map[netip.Addr]bool{}, wake: make(chan struct{}, 1)}
 }
 
 func (p *Pacer) poke() {
@@ -92,9 +96,10 @@ func (p *Pacer) queueLen() { p.metrics.AnnounceQueue.Set(float64(len(p.urgent) +
 func (p *Pacer) Announce(a netip.Addr, urgent bool) {
 	p.mu.Lock()
 	now := p.clock.Now()
-	if urgent {
+	if urgent && !p.pressing[a] {
+		p.pressing[a] = true
 		p.urgent = append(p.urgent, pending{addr: a, queued: now})
-	} else if !p.queued[a] {
+	} else if !urgent && !p.queued[a] {
 		p.queued[a] = true
 		p.normal = append(p.normal, pending{addr: a, queued: now})
 	}
@@ -120,6 +125,7 @@ func (p *Pacer) Withdraw(a netip.Addr) {
 	p.urgent = drop(p.urgent)
 	p.normal = drop(p.normal)
 	delete(p.queued, a)
+	delete(p.pressing, a)
 	p.queueLen()
 	p.mu.Unlock()
 	p.poke()
@@ -172,6 +178,7 @@ func (p *Pacer) pop() (pending, bool, time.Duration) {
 	var it pending
 	if len(p.urgent) > 0 {
 		it, p.urgent = p.urgent[0], p.urgent[1:]
+		delete(p.pressing, it.addr)
 	} else {
 		it, p.normal = p.normal[0], p.normal[1:]
 		delete(p.queued, it.addr)

@@ -198,3 +198,31 @@ func histSum(t *testing.T, h prometheus.Histogram) float64 {
 	t.Helper()
 	return histMetric(t, h).GetSampleSum()
 }
+
+// A flood of urgent requests for VIPs already queued (another host's
+// gratuitous ARPs, each answered) holds one announcement per VIP: the
+// queue stays bounded, and a takeover queued behind the flood waits for
+// at most one announcement per held VIP, not for the whole flood.
+func TestPacerCoalescesUrgent(t *testing.T) {
+	p, s, clk, _ := newFakePacer(2) // 1 announcement a second
+	for range 2000 {
+		p.Announce(addrN(1), true)
+		p.Announce(addrN(2), true)
+	}
+	p.mu.Lock()
+	n := len(p.urgent)
+	p.mu.Unlock()
+	if n != 2 {
+		t.Fatalf("2000 claims on each of 2 VIPs queue %d announcements, want 2", n)
+	}
+	p.Announce(addrN(99), true) // a takeover
+	drainPacer(t, p, clk)
+	if got, want := s.order(), []netip.Addr{addrN(1), addrN(2), addrN(99)}; !slices.Equal(got, want) {
+		t.Fatalf("sent %v, want %v", got, want)
+	}
+	p.Announce(addrN(1), true) // sent: it may queue again
+	drainPacer(t, p, clk)
+	if got := len(s.order()); got != 4 {
+		t.Fatalf("a VIP announced again after its announcement went out: %d sent, want 4", got)
+	}
+}
