@@ -24,7 +24,7 @@ func newImportCmd() *cobra.Command {
 
 func newImportKeepalivedCmd() *cobra.Command {
 	var node, outDir string
-	var dynamic, strict bool
+	var dynamic, strict, anywhere bool
 	cmd := &cobra.Command{
 		Use:   "keepalived FILE... [--node NAME] [--dynamic] [--strict] [--out DIR]",
 		Short: "Turn keepalived.conf files (one per node) into garpd configs",
@@ -49,7 +49,10 @@ succeeds, unless --strict makes any such line an error (exit 2).
 Template placeholders left in a file ({{VIP1}}) are an error.
 
 The node is named by global_defs' router_id, else by the file name
-(--node names it when one file is given).`,
+(--node names it when one file is given), which must be a host name.
+Includes are followed inside each config's directory only, unless
+--include-anywhere; only regular files of at most 1 MiB are read. Files
+that hold a password or keys are written mode 0600.`,
 		Example: `  garpd import keepalived lb1/keepalived.conf lb2/keepalived.conf --out /tmp/garpd
   garpd import keepalived keepalived.conf --node cp1 --strict
   garpd import keepalived n1.conf n2.conf n3.conf --dynamic`,
@@ -58,7 +61,7 @@ The node is named by global_defs' router_id, else by the file name
 			if node != "" && len(files) > 1 {
 				return usageError(errors.New("--node names the node of a single file; with several files each is named by its router_id or file name"))
 			}
-			out, notes, err := importKeepalived(keepalived.OSFiles{}, files, importOptions{node: node, dynamic: dynamic})
+			out, notes, err := importKeepalived(keepalived.OSFiles{IncludeAnywhere: anywhere}, files, importOptions{node: node, dynamic: dynamic})
 			if err != nil {
 				return &configError{err}
 			}
@@ -75,6 +78,7 @@ The node is named by global_defs' router_id, else by the file name
 	cmd.Flags().BoolVar(&dynamic, "dynamic", false, "write dynamic-mode configs: the same VIPs and VRIDs, balanced by garpd")
 	cmd.Flags().BoolVar(&strict, "strict", false, "fail (exit 2) on any keepalived setting garpd cannot express")
 	cmd.Flags().StringVar(&outDir, "out", "", "write DIR/NODE.yaml per node instead of printing them")
+	cmd.Flags().BoolVar(&anywhere, "include-anywhere", false, "follow include statements outside each config's directory")
 	return cmd
 }
 

@@ -388,3 +388,33 @@ func TestImportAuthHMAC(t *testing.T) {
 		t.Error("a config holding keys is not marked secret (written 0600)")
 	}
 }
+
+// An untrusted keepalived file cannot make the import write outside --out
+// (its router_id names the file) nor read files outside its directory.
+func TestImportConfined(t *testing.T) {
+	base := controlPlane()["/etc/keepalived/keepalived.conf"]
+	for _, id := range []string{"../../x", "a/b", "..", "-x", ""} {
+		text := strings.Replace(base, "vrrp_instance", "global_defs {\n    router_id \""+id+"\"\n}\nvrrp_instance", 1)
+		_, _, err := importKeepalived(memFiles{"/etc/keepalived/keepalived.conf": text}, []string{"/etc/keepalived/keepalived.conf"}, importOptions{})
+		if id == "" {
+			continue // an empty router_id falls back to the file name
+		}
+		if err == nil || !strings.Contains(err.Error(), "is not a host name") {
+			t.Errorf("router_id %q: %v, want it refused as a file name", id, err)
+		}
+	}
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "keepalived.conf")
+	secret := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secret, []byte("root:x:0:0\n"), 0o600)
+	os.WriteFile(conf, []byte("include "+secret+"\n"+base), 0o600)
+	if _, _, err := importKeepalived(keepalived.OSFiles{}, []string{conf}, importOptions{}); err == nil || !strings.Contains(err.Error(), "outside") || strings.Contains(err.Error(), "root:x") {
+		t.Errorf("an include outside the config's directory: %v", err)
+	}
+	if _, _, err := importKeepalived(keepalived.OSFiles{IncludeAnywhere: true}, []string{conf}, importOptions{}); err != nil && strings.Contains(err.Error(), "outside") {
+		t.Errorf("--include-anywhere still refuses it: %v", err)
+	}
+	if _, _, err := importKeepalived(keepalived.OSFiles{}, []string{dir}, importOptions{}); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("a directory as the config: %v", err)
+	}
+}

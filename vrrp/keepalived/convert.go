@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +17,10 @@ import (
 
 	"github.com/garpd/garpd/vrrp"
 )
+
+// nodeName is what a node may be called: a host name (RFC 1123), so that
+// NAME.yaml stays inside the output directory.
+var nodeName = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*$`)
 
 // Node is one node's keepalived config: its name and the file it came
 // from.
@@ -53,6 +58,9 @@ func ReadNodes(files Files, paths []string, name string) ([]Node, []Note, error)
 			if n == "keepalived" {
 				n = filepath.Base(filepath.Dir(p))
 			}
+		}
+		if !nodeName.MatchString(n) {
+			return nil, nil, fmt.Errorf("%s: the node name %q (from router_id or the file name) is not a host name: use letters, digits, '-' and '.', or name it with --node", p, n)
 		}
 		if other, dup := seen[n]; dup {
 			return nil, nil, fmt.Errorf("%s and %s both name the node %q: give each file its own router_id", other, p, n)

@@ -41,11 +41,29 @@ type Files interface {
 	Glob(pattern string) ([]string, error)
 }
 
-// OSFiles reads the real file system.
-type OSFiles struct{}
+// OSFiles reads the real file system: regular files of at most
+// maxConfigSize. Includes stay inside the directory of the file given
+// unless IncludeAnywhere: a config from elsewhere cannot make the import
+// read (and quote in its notes) any file of the host.
+type OSFiles struct{ IncludeAnywhere bool }
+
+// maxConfigSize caps a file the parser reads: configs are kilobytes.
+const maxConfigSize = 1 << 20
 
 // ReadFile implements Files.
-func (OSFiles) ReadFile(name string) ([]byte, error) { return os.ReadFile(name) }
+func (OSFiles) ReadFile(name string) ([]byte, error) {
+	st, err := os.Stat(name)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", name)
+	}
+	if st.Size() > maxConfigSize {
+		return nil, fmt.Errorf("%s holds %d bytes: a keepalived config is at most %d", name, st.Size(), maxConfigSize)
+	}
+	return os.ReadFile(name)
+}
 
 // Glob implements Files.
 func (OSFiles) Glob(pattern string) ([]string, error) { return filepath.Glob(pattern) }
@@ -77,6 +95,19 @@ func (m MapFiles) Glob(pattern string) ([]string, error) {
 	return out, nil
 }
 
+// within reports whether path is dir or below it, symbolic links
+// resolved.
+func within(dir, path string) bool {
+	if d, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = d
+	}
+	if p, err := filepath.EvalSymlinks(path); err == nil {
+		path = p
+	}
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
 // maxIncludeDepth stops include loops.
 const maxIncludeDepth = 8
 
@@ -85,10 +116,10 @@ var placeholder = regexp.MustCompile(`\{\{[^}]*\}\}|\$\{[^}]*\}`)
 
 // Parse reads a keepalived config file and the files it includes.
 func Parse(files Files, path string) ([]*Stmt, error) {
-	return parseFile(files, path, 0)
+	return parseFile(files, path, 0, filepath.Dir(path))
 }
 
-func parseFile(files Files, path string, depth int) ([]*Stmt, error) {
+func parseFile(files Files, path string, depth int, root string) ([]*Stmt, error) {
 	if depth > maxIncludeDepth {
 		return nil, fmt.Errorf("%s: includes nest deeper than %d (an include loop?)", path, maxIncludeDepth)
 	}
@@ -96,7 +127,7 @@ func parseFile(files Files, path string, depth int) ([]*Stmt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read keepalived config: %w", err)
 	}
-	p := &parser{files: files, path: path, depth: depth}
+	p := &parser{files: files, path: path, depth: depth, root: root}
 	return p.parse(string(raw))
 }
 
@@ -104,6 +135,7 @@ type parser struct {
 	files Files
 	path  string
 	depth int
+	root  string // the directory of the file Parse was given
 }
 
 // token is a word, "{" or "}", with its line.
@@ -250,7 +282,10 @@ func (p *parser) expandIncludes(stmts []*Stmt) ([]*Stmt, error) {
 			return nil, fmt.Errorf("%s: include %s: %w", s.Where(), s.Args[0], fs.ErrNotExist)
 		}
 		for _, name := range names {
-			inc, err := parseFile(p.files, name, p.depth+1)
+			if o, ok := p.files.(OSFiles); ok && !o.IncludeAnywhere && !within(p.root, name) {
+				return nil, fmt.Errorf("%s: include %s: outside %s, the config's directory (--include-anywhere reads it)", s.Where(), name, p.root)
+			}
+			inc, err := parseFile(p.files, name, p.depth+1, p.root)
 			if err != nil {
 				return nil, fmt.Errorf("%s: include: %w", s.Where(), err)
 			}
