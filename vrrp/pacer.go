@@ -58,7 +58,7 @@ type Pacer struct {
 	// serves every request for it until it goes out, so the queue holds
 	// at most one per VIP, however many foreign claims come.
 	pressing map[netip.Addr]bool
-	wake   chan struct{}
+	wake     chan struct{}
 	// recent holds the sends of the last second: the cap is "at most rate
 	// packets in any one-second window", enforced exactly.
 	recent []sentPackets
