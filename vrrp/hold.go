@@ -101,3 +101,16 @@ func (e *Engine) addressRemoved(a netip.Addr) {
 	e.holdVIPs(k, r) // logs what cannot be added
 	e.deps.Announcer.Announce(a, true)
 }
+
+// Resync puts back the VIPs of every master, after the link watch lost
+// events: a VIP removed meanwhile is added again (adding one that is
+// there changes nothing).
+func (e *Engine) Resync(ctx context.Context) error {
+	return e.call(ctx, func() {
+		for _, k := range e.order {
+			if r := e.routers[k]; r.m.State() == Master {
+				e.holdVIPs(k, r)
+			}
+		}
+	})
+}

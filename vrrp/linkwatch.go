@@ -2,9 +2,11 @@ package vrrp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -25,10 +27,13 @@ const (
 	LinkReplaced
 	// AddressRemoved: an address left the interface.
 	AddressRemoved
+	// Resynced: the watch lost events and subscribed again: what it may
+	// have missed is to be checked (the VIPs of every master).
+	Resynced
 )
 
 func (k LinkEventKind) String() string {
-	return [...]string{"down", "up", "replaced", "address removed"}[k]
+	return [...]string{"down", "up", "replaced", "address removed", "resynced"}[k]
 }
 
 // LinkEvent is one change of the VRRP interface.
@@ -38,79 +43,168 @@ type LinkEvent struct {
 }
 
 // WatchLink streams the changes of the named interface until ctx ends,
-// from netlink subscriptions; the channel closes when the watch ends.
-func WatchLink(ctx context.Context, name string) (<-chan LinkEvent, error) {
-	link, err := netlink.LinkByName(name)
+// from netlink subscriptions; the channel closes when the watch ends. A
+// subscription that fails (ENOBUFS on a busy host, when the kernel drops
+// events the watch could not take in time) is never the watch's end: it
+// reports the failure to resynced, subscribes again, reads the link's
+// state afresh and sends Resynced, so the engine checks what it may have
+// missed.
+func WatchLink(ctx context.Context, name string, resynced func(error)) (<-chan LinkEvent, error) {
+	return watchLink(ctx, name, netlinkSubscribe, netlinkState, resynced)
+}
+
+// linkSubscriber subscribes to link and address changes until done is
+// closed; the channels close when the subscription fails.
+type linkSubscriber func(done <-chan struct{}) (<-chan netlink.LinkUpdate, <-chan netlink.AddrUpdate, <-chan error, error)
+
+// linkState reads a link's index and whether it is up.
+type linkState func(name string) (index int, up bool, err error)
+
+func netlinkSubscribe(done <-chan struct{}) (<-chan netlink.LinkUpdate, <-chan netlink.AddrUpdate, <-chan error, error) {
+	links := make(chan netlink.LinkUpdate, 64)
+	addrs := make(chan netlink.AddrUpdate, 1024)
+	errs := make(chan error, 2)
+	report := func(err error) {
+		select {
+		case errs <- err:
+		default:
+		}
+	}
+	if err := netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{ErrorCallback: report}); err != nil {
+		return nil, nil, nil, err
+	}
+	if err := netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{ErrorCallback: report,
+		ReceiveBufferSize: 1 << 20, ReceiveBufferForceSize: true}); err != nil {
+		return nil, nil, nil, err
+	}
+	return links, addrs, errs, nil
+}
+
+func netlinkState(name string) (int, bool, error) {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return 0, false, err
+	}
+	return l.Attrs().Index, linkUp(l), nil
+}
+
+// resubscribeMax bounds the wait between attempts to subscribe again.
+const resubscribeMax = 5 * time.Second
+
+func watchLink(ctx context.Context, name string, subscribe linkSubscriber, state linkState, resynced func(error)) (<-chan LinkEvent, error) {
+	index, up, err := state(name)
 	if err != nil {
 		return nil, fmt.Errorf("watch interface %q: %w", name, err)
 	}
-	index, up := link.Attrs().Index, linkUp(link)
 	done := make(chan struct{})
-	links := make(chan netlink.LinkUpdate, 64)
-	addrs := make(chan netlink.AddrUpdate, 1024)
-	if err := netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{ErrorCallback: func(error) {}}); err != nil {
+	links, addrs, errs, err := subscribe(done)
+	if err != nil {
 		close(done)
 		return nil, fmt.Errorf("watch interface %q: %w", name, err)
 	}
-	if err := netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{ErrorCallback: func(error) {},
-		ReceiveBufferSize: 1 << 20, ReceiveBufferForceSize: true}); err != nil {
-		close(done)
-		return nil, fmt.Errorf("watch addresses of %q: %w", name, err)
-	}
 	out := make(chan LinkEvent, 64)
+	emit := func(ev LinkEvent) bool {
+		select {
+		case out <- ev:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	// linkChanged is the event, if any, of the link now at (i, u).
+	linkChanged := func(i int, u bool) (LinkEvent, bool) {
+		switch {
+		case i == 0 && index != 0:
+			index, up = 0, false
+			return LinkEvent{Kind: LinkDown}, true
+		case i != 0 && i != index:
+			index, up = i, u
+			return LinkEvent{Kind: LinkReplaced}, true
+		case u != up:
+			up = u
+			if u {
+				return LinkEvent{Kind: LinkUp}, true
+			}
+			return LinkEvent{Kind: LinkDown}, true
+		}
+		return LinkEvent{}, false
+	}
 	go func() {
 		defer close(out)
-		defer close(done)
-		emit := func(ev LinkEvent) bool {
-			select {
-			case out <- ev:
-				return true
-			case <-ctx.Done():
-				return false
-			}
-		}
 		for {
-			select {
-			case <-ctx.Done():
+			lost := follow(ctx, name, links, addrs, &index, linkChanged, emit)
+			close(done)
+			if !lost {
 				return
-			case u, ok := <-links:
-				if !ok {
+			}
+			var cause error
+			select {
+			case cause = <-errs:
+			default:
+				cause = errors.New("the netlink subscription ended")
+			}
+			for wait := 100 * time.Millisecond; ; wait = min(2*wait, resubscribeMax) {
+				resynced(cause)
+				select {
+				case <-ctx.Done():
 					return
+				case <-time.After(wait):
 				}
-				if u.Attrs().Name != name {
-					continue
+				done = make(chan struct{})
+				if links, addrs, errs, cause = subscribe(done); cause == nil {
+					break
 				}
-				ev, changed := LinkEvent{}, false
-				switch {
-				case u.Header.Type == unix.RTM_DELLINK:
-					index, up, ev, changed = 0, false, LinkEvent{Kind: LinkDown}, up
-				case u.Attrs().Index != index:
-					index, up = u.Attrs().Index, linkUp(u.Link)
-					ev, changed = LinkEvent{Kind: LinkReplaced}, true
-				case linkUp(u.Link) != up:
-					up = !up
-					ev, changed = LinkEvent{Kind: LinkDown}, true
-					if up {
-						ev.Kind = LinkUp
-					}
-				}
-				if changed && !emit(ev) {
-					return
-				}
-			case u, ok := <-addrs:
-				if !ok {
-					return
-				}
-				if u.NewAddr || u.LinkIndex != index {
-					continue
-				}
-				if a, ok := netip.AddrFromSlice(u.LinkAddress.IP); ok && !emit(LinkEvent{Kind: AddressRemoved, Addr: a.Unmap()}) {
-					return
-				}
+				close(done)
+			}
+			i, u, err := state(name)
+			if err != nil {
+				i, u = 0, false // gone: as a deleted link
+			}
+			if ev, changed := linkChanged(i, u); changed && !emit(ev) {
+				return
+			}
+			if !emit(LinkEvent{Kind: Resynced}) {
+				return
 			}
 		}
 	}()
 	return out, nil
+}
+
+// follow hands the subscription's events on until ctx ends (false) or
+// the subscription does (true: lost, subscribe again).
+func follow(ctx context.Context, name string, links <-chan netlink.LinkUpdate, addrs <-chan netlink.AddrUpdate, index *int,
+	linkChanged func(int, bool) (LinkEvent, bool), emit func(LinkEvent) bool) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case u, ok := <-links:
+			if !ok {
+				return true
+			}
+			if u.Attrs().Name != name {
+				continue
+			}
+			i, up := u.Attrs().Index, linkUp(u.Link)
+			if u.Header.Type == unix.RTM_DELLINK {
+				i, up = 0, false
+			}
+			if ev, changed := linkChanged(i, up); changed && !emit(ev) {
+				return false
+			}
+		case u, ok := <-addrs:
+			if !ok {
+				return true
+			}
+			if u.NewAddr || u.LinkIndex != *index {
+				continue
+			}
+			if a, ok := netip.AddrFromSlice(u.LinkAddress.IP); ok && !emit(LinkEvent{Kind: AddressRemoved, Addr: a.Unmap()}) {
+				return false
+			}
+		}
+	}
 }
 
 // linkUp: administratively up with a carrier.

@@ -22,6 +22,8 @@ type Metrics struct {
 	AnnounceWait  prometheus.Histogram
 	AnnounceQueue prometheus.Gauge
 	WaveDuration  prometheus.Histogram
+	// NetlinkResyncs counts lost netlink subscriptions of the link watch.
+	NetlinkResyncs prometheus.Counter
 }
 
 // NewMetrics creates the collectors and registers them on reg (if not nil).
@@ -52,12 +54,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		AnnounceWait: histogram("garpd_announce_queue_wait_seconds", "How long announcements waited for the per-interface rate cap (the queue lag).",
 			0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 		AnnounceQueue: gauge("garpd_announce_queue_length", "Announcements waiting for the rate cap."),
+		NetlinkResyncs: prometheus.NewCounter(prometheus.CounterOpts{Name: "garpd_netlink_resyncs_total",
+			Help: "Times the link and address watch lost netlink events and subscribed again, with a resync."}),
 		WaveDuration: histogram("garpd_announce_wave_duration_seconds", "Time from the start of an on-demand wave to its last announcement.",
 			0.01, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120),
 	}
 	if reg != nil {
 		reg.MustRegister(m.State, m.Transitions, m.AdvertsSent, m.AdvertsRecv, m.Dropped, m.Collisions, m.ReadErrors,
-			m.Announcements, m.AnnounceWait, m.AnnounceQueue, m.WaveDuration, m.RateLimit)
+			m.Announcements, m.AnnounceWait, m.AnnounceQueue, m.WaveDuration, m.RateLimit, m.NetlinkResyncs)
 	}
 	return m
 }

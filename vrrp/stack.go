@@ -62,7 +62,7 @@ type Kernel struct {
 	Addresses          func(ifname string) (AddressManager, error)
 	Announcer          func(ifname string, mode AnnounceMode) (LinkAnnouncer, error)
 	VirtualMACs        func(ifname string, base LinkAnnouncer, log zerolog.Logger) (LinkVMACs, error)
-	WatchLink          func(ctx context.Context, ifname string) (<-chan LinkEvent, error)
+	WatchLink          func(ctx context.Context, ifname string, resynced func(error)) (<-chan LinkEvent, error)
 	WatchForeignClaims func(ctx context.Context, ifname string) (<-chan ForeignClaim, error)
 }
 
@@ -104,6 +104,9 @@ type LinkVMACs interface {
 func StartStack(cfg StackConfig, k Kernel) (*Stack, error) {
 	if err := k.CheckInterface(cfg.Interface, cfg.Routers); err != nil {
 		return nil, &ConfigError{err}
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
 	}
 	var has4, has6 bool
 	for _, r := range cfg.Routers {
@@ -159,7 +162,7 @@ func StartStack(cfg StackConfig, k Kernel) (*Stack, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	replaced := make(chan struct{}, 1)
-	if events, err := k.WatchLink(ctx, cfg.Interface); err != nil {
+	if events, err := k.WatchLink(ctx, cfg.Interface, s.resynced); err != nil {
 		cfg.Log.Warn().Err(err).Msg("interface changes are not watched: a link flap or a recreated interface needs a restart")
 	} else {
 		go s.followLink(ctx, events, replaced)
@@ -209,6 +212,8 @@ func (s *Stack) followLink(ctx context.Context, events <-chan LinkEvent, replace
 			err = s.Engine.SetLink(ctx, ev.Kind == LinkUp)
 		case AddressRemoved:
 			err = s.Engine.AddressRemoved(ctx, ev.Addr)
+		case Resynced:
+			err = s.Engine.Resync(ctx)
 		case LinkReplaced:
 			s.cfg.Log.Warn().Msg("the interface was recreated: reopening the VRRP sockets")
 			replaced <- struct{}{}
@@ -219,6 +224,13 @@ func (s *Stack) followLink(ctx context.Context, events <-chan LinkEvent, replace
 			s.cfg.Log.Error().Err(err).Str("event", ev.Kind.String()).Msg("cannot follow an interface change")
 		}
 	}
+}
+
+// resynced logs and counts a lost netlink subscription, and each attempt
+// to subscribe again.
+func (s *Stack) resynced(cause error) {
+	s.cfg.Metrics.NetlinkResyncs.Inc()
+	s.cfg.Log.Warn().Err(cause).Msg("the netlink watch of the interface lost events (a busy host?): subscribing again, then checking the link and every master's VIPs")
 }
 
 // Done is closed when the stack has ended and closed everything: after

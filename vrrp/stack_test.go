@@ -78,7 +78,7 @@ func (k *stackKernel) VirtualMACs(string, LinkAnnouncer, zerolog.Logger) (LinkVM
 	return &stackVMACs{stackAnnouncer{log: k.log, name: "vmacs"}}, nil
 }
 
-func (k *stackKernel) WatchLink(ctx context.Context, _ string) (<-chan LinkEvent, error) {
+func (k *stackKernel) WatchLink(ctx context.Context, _ string, _ func(error)) (<-chan LinkEvent, error) {
 	if err := k.step("link watch"); err != nil {
 		return nil, err
 	}
