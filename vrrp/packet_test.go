@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"reflect"
 	"testing"
+
+	"golang.org/x/net/bpf"
 )
 
 var (
@@ -177,4 +179,24 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("re-encoded advert decodes to %+v, %v; want %+v", a2, err, a)
 		}
 	})
+}
+
+// The kernel filter of the IPv4 socket keeps TTL 255 only.
+func TestTTLFilter(t *testing.T) {
+	var insns []bpf.Instruction
+	for _, r := range ttl255 {
+		insns = append(insns, r.Disassemble())
+	}
+	vm, err := bpf.NewVM(insns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ttl, keep := range map[byte]bool{255: true, 254: false, 64: false, 1: false} {
+		pkt := make([]byte, 40)
+		pkt[0], pkt[8], pkt[9] = 0x45, ttl, IPProtocol
+		n, err := vm.Run(pkt)
+		if err != nil || (n > 0) != keep {
+			t.Errorf("TTL %d: kept %d bytes (%v), want kept %v", ttl, n, err, keep)
+		}
+	}
 }

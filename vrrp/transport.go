@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/net/bpf"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
@@ -187,6 +188,23 @@ func socketSetup(name string) func(network, address string, c syscall.RawConn) e
 	}
 }
 
+// ttl255 keeps only IPv4 packets with a TTL of 255 (RFC 5798 §7.1): the
+// kernel drops an advert that crossed a router, or was sent with another
+// TTL, before the agent reads it. The socket sees the IPv4 header; IPv6
+// raw sockets do not, so the engine checks the hop limit.
+var ttl255 = func() []bpf.RawInstruction {
+	f, err := bpf.Assemble([]bpf.Instruction{
+		bpf.LoadAbsolute{Off: 8, Size: 1}, // the TTL
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 255, SkipFalse: 1},
+		bpf.RetConstant{Val: 0xffff},
+		bpf.RetConstant{Val: 0},
+	})
+	if err != nil {
+		panic(err) // a constant program
+	}
+	return f
+}()
+
 // listenV4 opens the IPv4 socket on ifi. A send-only socket (multicast
 // false, receive false) drops every packet the kernel would queue for it.
 func listenV4(ifi *net.Interface, multicast, receive bool) (*ipv4.PacketConn, error) {
@@ -203,7 +221,8 @@ func listenV4(ifi *net.Interface, multicast, receive bool) (*ipv4.PacketConn, er
 		func() error { return p.SetMulticastLoopback(false) },
 	}
 	if receive {
-		steps = append(steps, func() error { return p.SetControlMessage(ipv4.FlagTTL|ipv4.FlagDst|ipv4.FlagInterface, true) })
+		steps = append(steps, func() error { return p.SetControlMessage(ipv4.FlagTTL|ipv4.FlagDst|ipv4.FlagInterface, true) },
+			func() error { return p.SetBPF(ttl255) })
 	} else {
 		steps = append(steps, func() error { return setDropAll(p.SetBPF) })
 	}
