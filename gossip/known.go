@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 )
 
 // Known is what the cluster remembers of one member. The ranking is over
@@ -19,6 +20,9 @@ type Known struct {
 	// or a forget after a join, carries a higher generation.
 	Gen       uint64 `json:"g"`
 	Forgotten bool   `json:"f,omitempty"`
+	// At is when it was forgotten (Unix seconds), so every node drops the
+	// tombstone after tombstoneHorizon.
+	At int64 `json:"t,omitempty"`
 	// Digest is the config digest the member joined with. Each node ranks
 	// the members of its own config only, so a node running another config
 	// (a typo, or a rolling config change) never re-plans the others.
@@ -31,16 +35,43 @@ type Known struct {
 // equal generations forgotten wins.
 type KnownSet map[string]Known
 
+// maxGenStep is how far a merged generation may run ahead of ours: a
+// generation grows by one per join or forget, so a far larger one is
+// forged or broken. Without the bound, one push-pull carrying 2^64-1 from
+// any key holder would erase a member for good (its rejoin wraps to 0).
+const maxGenStep = 1 << 16
+
+// tombstoneHorizon is how long a forgotten member's entry stays, so a
+// late node hears of the forget; then every node drops it.
+const tombstoneHorizon = 7 * 24 * time.Hour
+
 // Merge folds other into k and reports whether k changed.
 func (k KnownSet) Merge(other KnownSet) bool {
 	changed := false
 	for name, o := range other {
-		if cur, ok := k[name]; !ok || newer(o, cur) {
+		cur, ok := k[name]
+		if o.Gen > cur.Gen && o.Gen-cur.Gen > maxGenStep {
+			continue
+		}
+		if !ok || newer(o, cur) {
 			k[name] = o
 			changed = true
 		}
 	}
 	return changed
+}
+
+// Prune drops the entries forgotten longer than tombstoneHorizon before
+// now, and reports whether any went.
+func (k KnownSet) Prune(now time.Time) bool {
+	pruned := false
+	for name, e := range k {
+		if e.Forgotten && e.At != 0 && now.Sub(time.Unix(e.At, 0)) > tombstoneHorizon {
+			delete(k, name)
+			pruned = true
+		}
+	}
+	return pruned
 }
 
 func newer(a, b Known) bool {
@@ -49,6 +80,9 @@ func newer(a, b Known) bool {
 	}
 	if a.Forgotten != b.Forgotten {
 		return a.Forgotten
+	}
+	if a.At != b.At {
+		return a.At > b.At
 	}
 	return a.Digest > b.Digest // any fixed order will do, so merges commute
 }
@@ -72,7 +106,7 @@ func (k KnownSet) Forget(name string) bool {
 	if !ok || cur.Forgotten {
 		return false
 	}
-	k[name] = Known{Gen: cur.Gen + 1, Forgotten: true, Digest: cur.Digest}
+	k[name] = Known{Gen: cur.Gen + 1, Forgotten: true, Digest: cur.Digest, At: time.Now().Unix()}
 	return true
 }
 
@@ -96,24 +130,33 @@ func (k KnownSet) Clone() KnownSet { return maps.Clone(k) }
 // cluster comes back to the same layout after every node restarted.
 const knownFile = "known-members.json"
 
-// LoadKnown reads the known set saved in dir; a missing file is an empty set.
-func LoadKnown(dir string) (KnownSet, error) {
-	k := KnownSet{}
-	b, err := os.ReadFile(filepath.Join(dir, knownFile))
+// LoadKnown reads the known set saved in dir; a missing file is an empty
+// set. A file that does not parse (a disk that filled, an edit) is moved
+// aside, named in moved, and the set starts empty: gossip refills it, and
+// every start would fail otherwise.
+func LoadKnown(dir string) (k KnownSet, moved string, err error) {
+	k = KnownSet{}
+	path := filepath.Join(dir, knownFile)
+	b, err := os.ReadFile(path)
 	if os.IsNotExist(err) {
-		return k, nil
+		return k, "", nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read known members: %w", err)
+		return nil, "", fmt.Errorf("read known members: %w", err)
 	}
 	if err := json.Unmarshal(b, &k); err != nil {
-		return nil, fmt.Errorf("read known members from %s: %w (remove the file to start over)", filepath.Join(dir, knownFile), err)
+		moved = fmt.Sprintf("%s.corrupt-%d", path, time.Now().Unix())
+		if err := os.Rename(path, moved); err != nil {
+			return nil, "", fmt.Errorf("move aside the unreadable %s: %w", path, err)
+		}
+		return KnownSet{}, moved, nil
 	}
-	return k, nil
+	return k, "", nil
 }
 
-// SaveKnown writes k to dir atomically (a temporary file renamed over the
-// old one), so a crash never leaves half a file.
+// SaveKnown writes k to dir atomically and durably: a temporary file,
+// synced, renamed over the old one, and the directory synced, so neither
+// a crash nor a power cut leaves half a file.
 func SaveKnown(dir string, k KnownSet) error {
 	b, err := json.Marshal(k)
 	if err != nil {
@@ -124,14 +167,24 @@ func SaveKnown(dir string, k KnownSet) error {
 		return fmt.Errorf("save known members: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("save known members: %w", err)
+	_, err = tmp.Write(b)
+	if err == nil {
+		err = tmp.Sync()
 	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("save known members: %w", err)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
 	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, knownFile)); err != nil {
+	if err == nil {
+		err = os.Rename(tmp.Name(), filepath.Join(dir, knownFile))
+	}
+	if err == nil {
+		var d *os.File
+		if d, err = os.Open(dir); err == nil {
+			err = d.Sync()
+			d.Close()
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("save known members: %w", err)
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 )
 
 // Nodes that each saw some joins and forgets, and then merge their sets
@@ -92,7 +93,7 @@ func TestKnownSetJoinForget(t *testing.T) {
 
 func TestKnownSetSaveLoad(t *testing.T) {
 	dir := t.TempDir()
-	if k, err := LoadKnown(dir); err != nil || len(k) != 0 {
+	if k, _, err := LoadKnown(dir); err != nil || len(k) != 0 {
 		t.Fatalf("no file: %v %v, want an empty set", k, err)
 	}
 	k := KnownSet{}
@@ -102,16 +103,52 @@ func TestKnownSetSaveLoad(t *testing.T) {
 	if err := SaveKnown(dir, k); err != nil {
 		t.Fatal(err)
 	}
-	got, err := LoadKnown(dir)
+	got, _, err := LoadKnown(dir)
 	if err != nil || !maps.Equal(got, k) {
 		t.Fatalf("loaded %v (%v), saved %v", got, err, k)
 	}
 	if left, _ := filepath.Glob(filepath.Join(dir, knownFile+".*")); len(left) != 0 {
 		t.Fatalf("temporary files left behind: %v", left)
 	}
+	// A truncated file stops no start: it is moved aside, the set starts
+	// empty, and the next start finds no file at all.
 	os.WriteFile(filepath.Join(dir, knownFile), []byte("{not json"), 0o600)
-	if _, err := LoadKnown(dir); err == nil {
-		t.Fatal("a broken file loaded")
+	got, moved, err := LoadKnown(dir)
+	if err != nil || len(got) != 0 || moved == "" {
+		t.Fatalf("a broken file: %v, moved to %q, %v; want an empty set and the file moved aside", got, moved, err)
+	}
+	if b, err := os.ReadFile(moved); err != nil || string(b) != "{not json" {
+		t.Fatalf("the broken file was not kept at %s: %v", moved, err)
+	}
+	if _, moved, err := LoadKnown(dir); err != nil || moved != "" {
+		t.Fatalf("after moving it aside: moved %q, %v", moved, err)
+	}
+}
+
+// No key holder can corrupt the set: a generation far ahead of ours (the
+// last one before a wrap) is refused, so a member cannot be erased for
+// good; a member forgotten while alive rejoins above the forget; and a
+// tombstone goes on every node after the horizon.
+func TestKnownSetBounded(t *testing.T) {
+	k := KnownSet{}
+	k.Join("a", "d")
+	if k.Merge(KnownSet{"a": {Gen: ^uint64(0), Forgotten: true, Digest: "d"}}) || k["a"].Forgotten {
+		t.Fatalf("a generation of 2^64-1 was merged: %+v", k["a"])
+	}
+	if !k.Merge(KnownSet{"a": {Gen: k["a"].Gen + 1, Forgotten: true, Digest: "d", At: time.Now().Unix()}}) || !k["a"].Forgotten {
+		t.Fatal("a forget one generation ahead was refused")
+	}
+	if !k.Join("a", "d") || k["a"].Forgotten {
+		t.Fatalf("the member's own join does not win over the forget: %+v", k["a"])
+	}
+	k.Join("b", "d")
+	k.Forget("b")
+	now := time.Now()
+	if k.Prune(now) {
+		t.Fatal("a fresh tombstone was pruned")
+	}
+	if !k.Prune(now.Add(tombstoneHorizon+time.Minute)) || len(k) != 1 {
+		t.Fatalf("after the horizon: %v, want the tombstone gone", k)
 	}
 }
 

@@ -116,7 +116,12 @@ func (d delegate) MergeRemoteState(buf []byte, _ bool) {
 		return
 	}
 	d.m.mu.Lock()
+	now := time.Now()
+	other.Prune(now)
 	changed := d.m.known.Merge(other)
+	if d.m.known.Prune(now) {
+		changed = true
+	}
 	// Forgotten while alive (an operator's mistake, or a race with a
 	// restart): say so again with a newer generation.
 	if d.m.known.Join(d.m.local, d.m.meta.Digest) {
@@ -334,9 +339,12 @@ func Start(ctx context.Context, cfg Config, name string, meta Meta, opts Options
 		m.cfg.ForgetAfter = DefaultConfig().ForgetAfter
 	}
 	if cfg.StateDir != "" {
-		k, err := LoadKnown(cfg.StateDir)
+		k, moved, err := LoadKnown(cfg.StateDir)
 		if err != nil {
 			return nil, fmt.Errorf("gossip.state_dir: %w", err)
+		}
+		if moved != "" {
+			logger.Warn().Str("moved_to", moved).Msg("the known members' file in gossip.state_dir does not parse: moved aside; starting from this node alone, gossip refills the set")
 		}
 		m.known = k
 		if names := k.Names(meta.Digest); len(names) > 0 {

@@ -45,7 +45,7 @@ func TestMembershipStateDir(t *testing.T) {
 	if err := m.Forget("a"); err != nil {
 		t.Fatal(err)
 	}
-	got, err := LoadKnown(dir)
+	got, _, err := LoadKnown(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
