@@ -1,8 +1,11 @@
 package gossip
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -133,4 +136,24 @@ func TestForgetDeleted(t *testing.T) {
 	}
 	b.Close()
 	waitUntil("b to be forgotten when it left", func() bool { return slices.Equal(known(), []string{"c"}) })
+}
+
+// Strangers' packets that memberlist refuses (another key, garbage) can
+// come thousands a second: each kind of warning is logged once per
+// logEvery, with how many were left out, whatever address it names.
+func TestMemberlistLogRateLimited(t *testing.T) {
+	var buf bytes.Buffer
+	w := &memberlistLog{log: zerolog.New(&buf)}
+	for i := range 1000 {
+		fmt.Fprintf(w, "2026/12/01 12:00:00 [ERR] memberlist: Failed to decrypt packet from=198.51.100.%d:7946: no key\n", i%250)
+	}
+	fmt.Fprintf(w, "2026/12/01 12:00:00 [WARN] memberlist: Got ping for unexpected node 'x' from=198.51.100.1:7946\n")
+	if lines := strings.Count(buf.String(), "\n"); lines != 2 {
+		t.Fatalf("1000 refused packets and one other warning logged %d lines, want 2:\n%s", lines, buf.String())
+	}
+	w.kinds[logKindOf("[ERR] memberlist: Failed to decrypt packet from=")].last = time.Now().Add(-logEvery)
+	fmt.Fprintf(w, "2026/12/01 12:00:10 [ERR] memberlist: Failed to decrypt packet from=198.51.100.9:7946: no key\n")
+	if !strings.Contains(buf.String(), `"like_it_since_last":999`) {
+		t.Fatalf("the next line does not say how many were left out:\n%s", buf.String())
+	}
 }
