@@ -101,6 +101,13 @@ func StartDynamic(cfg DynamicConfig, plane Plane, log zerolog.Logger, m DynamicM
 		}
 		gcfg.Advertise = a.String()
 	}
+	if host, port, _ := gossip.SplitHostPort(gcfg.Bind); host == "" {
+		adv := gcfg.Advertise
+		if h, _, err := gossip.SplitHostPort(adv); err == nil {
+			adv = h
+		}
+		gcfg.Bind = net.JoinHostPort(adv, strconv.Itoa(port))
+	}
 	// The controller exists before the watches that feed it; it reads
 	// membership once Run starts.
 	d := &Dynamic{cfg: cfg, plane: plane, log: log, checks: m.Checks, ctrlDone: make(chan struct{}),

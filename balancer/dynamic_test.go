@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -64,13 +65,21 @@ func memberNames(m *gossip.Membership) []string {
 func TestDynamicStopHandsOverBeforeLeaving(t *testing.T) {
 	groups := mkGroups(2)
 	cfg := DynamicConfig{Node: "n1", Interface: "lo", Groups: groups, Version: "test",
-		VRRP:   vrrp.Config{Version: 3, AdvertInterval: 100 * time.Millisecond, VRIDBase: 10}.WithDefaults(),
-		Gossip: gossip.Config{Bind: "127.0.0.1:0", Advertise: "127.0.0.1", Insecure: true, Settle: 50 * time.Millisecond, ForgetAfter: time.Hour},
+		VRRP: vrrp.Config{Version: 3, AdvertInterval: 100 * time.Millisecond, VRIDBase: 10}.WithDefaults(),
+		// No bind host: gossip binds the advertised address alone.
+		Gossip: gossip.Config{Bind: ":0", Advertise: "127.0.0.1", Insecure: true, Settle: 50 * time.Millisecond, ForgetAfter: time.Hour},
 	}
 	plane := &recordingPlane{}
 	d, err := StartDynamic(cfg, plane, zerolog.Nop(), DynamicMetrics{Members: NewMembersGauge(nil), Checks: gossip.NewHealthGauge(nil)})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Bound to 127.0.0.1 alone: the same port on another local address
+	// does not answer.
+	_, port, _ := net.SplitHostPort(d.members.LocalAddr())
+	if c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.2", port), time.Second); err == nil {
+		c.Close()
+		t.Fatalf("gossip answers on 127.0.0.2:%s too: bound to every address, want the advertised one", port)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

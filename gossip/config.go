@@ -25,6 +25,9 @@ import (
 
 // Config is the `gossip:` section.
 type Config struct {
+	// Bind is HOST:PORT; without a host (the default, :7946) gossip binds
+	// the advertised address only, so nothing on the host's other
+	// networks reaches it.
 	Bind          string   `yaml:"bind" json:"bind"`
 	Advertise     string   `yaml:"advertise" json:"advertise"`
 	Join          []string `yaml:"join" json:"join"`
@@ -49,7 +52,7 @@ type Config struct {
 
 // DefaultConfig is the section when the file says nothing.
 func DefaultConfig() Config {
-	return Config{Bind: "0.0.0.0:7946", Settle: 10 * time.Second, ForgetAfter: 24 * time.Hour}
+	return Config{Bind: ":7946", Settle: 10 * time.Second, ForgetAfter: 24 * time.Hour}
 }
 
 // Validate checks c; errors start with the key they are about.

@@ -78,7 +78,7 @@ func TestConfigDefaults(t *testing.T) {
 	if !l.dynamic() || l.routers[0].Priority != 1 || l.routers[0].VRID != 10 {
 		t.Fatalf("router %+v, want dynamic priority 1 VRID 10", l.routers[0])
 	}
-	if c.Gossip.Bind != "0.0.0.0:7946" || c.Gossip.Settle != 10*time.Second {
+	if c.Gossip.Bind != ":7946" || c.Gossip.Settle != 10*time.Second { // the advertised address
 		t.Fatalf("gossip defaults: %+v", c.Gossip)
 	}
 }
