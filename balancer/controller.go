@@ -398,11 +398,21 @@ func (c *Controller) attach(cfg ControllerConfig, members Members) {
 // verdict is what takes this node out of the plan while it lasts: failing
 // health checks, and a Node that Kubernetes says is not eligible.
 type verdict struct {
-	failing  []string
-	excluded string
+	failing   []string
+	excluded  string
+	duplicate string // another node runs under this name, and was first
 }
 
-func (v verdict) healthy() bool { return len(v.failing) == 0 && v.excluded == "" }
+func (v verdict) healthy() bool { return len(v.failing) == 0 && v.excluded == "" && v.duplicate == "" }
+
+// out is why this node is out of the plan but for its checks: what its
+// metadata shows others.
+func (v verdict) out() string {
+	if v.excluded != "" && v.duplicate != "" {
+		return v.excluded + "; " + v.duplicate
+	}
+	return v.excluded + v.duplicate
+}
 
 // SetHealth reports the failing health checks; none is healthy.
 func (c *Controller) SetHealth(failing []string) {
@@ -414,6 +424,12 @@ func (c *Controller) SetHealth(failing []string) {
 // as one with a failing check does, and comes back after settle.
 func (c *Controller) SetEligible(excluded string) {
 	c.setVerdict(func(v *verdict) { v.excluded = excluded })
+}
+
+// SetDuplicate reports that another node runs under this node's name and
+// started first (why), or "" when that is over: this one stays out.
+func (c *Controller) SetDuplicate(why string) {
+	c.setVerdict(func(v *verdict) { v.duplicate = why })
 }
 
 func (c *Controller) setVerdict(change func(*verdict)) {
@@ -494,7 +510,7 @@ func (c *Controller) publish() {
 	v := c.latestVerdict()
 	healthy, settled := c.healthy, c.healthy && c.settled
 	c.members.UpdateMeta(func(m *gossip.Meta) {
-		m.Healthy, m.Settled, m.Failing, m.Excluded = healthy, settled, v.failing, v.excluded
+		m.Healthy, m.Settled, m.Failing, m.Excluded = healthy, settled, v.failing, v.out()
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -363,6 +364,13 @@ func TestControllerFollowsMembersAndHealth(t *testing.T) {
 	eventually(t, "the reason gossiped", func() bool { m := fm.Meta(); return !m.Healthy && m.Excluded == why && len(m.Failing) == 0 })
 	c.SetEligible("")
 	eventually(t, "back once eligible", func() bool { _, r := fe.owned(); return !r })
+
+	// Another node runs under this name and started first: out too.
+	c.SetDuplicate("duplicate name: 192.0.2.99:7946 runs as a")
+	eventually(t, "resign as the second of two under one name", func() bool { _, r := fe.owned(); return r })
+	eventually(t, "the duplicate gossiped", func() bool { return strings.Contains(fm.Meta().Excluded, "duplicate name") })
+	c.SetDuplicate("")
+	eventually(t, "back once the name is its own", func() bool { _, r := fe.owned(); return !r })
 	// Back in VRRP, but settling: Decide (tested above) gives it the
 	// last-resort priority until settle has passed on its own clock.
 	eventually(t, "a to own its share after settle", func() bool { n, _ := fe.owned(); return n == 3 })

@@ -119,7 +119,7 @@ func StartDynamic(cfg DynamicConfig, plane Plane, log zerolog.Logger, m DynamicM
 		d.stopAPI()
 		return nil, err
 	}
-	var opts gossip.Options
+	opts := gossip.Options{Duplicate: d.ctrl.SetDuplicate}
 	var ctrlEvents vrrp.EventSink
 	if k := cfg.Kubernetes; k != nil {
 		client, err := kube.NewClient(*k, "garpd/"+cfg.Version)

@@ -36,6 +36,9 @@ type Meta struct {
 	VRRP6   string `json:"a6,omitempty"`
 	MAC     string `json:"m,omitempty"`
 	Version string `json:"v,omitempty"`
+	// Started is when this process started (Unix nanoseconds): of two
+	// nodes running under one name, the later one resigns.
+	Started int64 `json:"st,omitempty"`
 }
 
 // Member is one live member as this node sees it.
@@ -328,11 +331,18 @@ type Options struct {
 	PushPullInterval time.Duration
 	// Discoverer replaces the config's join list as the source of seeds.
 	Discoverer Discoverer
+	// Duplicate hears that another node runs under this node's name
+	// (a copied config, a cloned VM): why, when this node is the later of
+	// the two and must stay out; "" when that is over.
+	Duplicate func(why string)
 }
 
 // Start creates the member list and starts joining the seeds in the
 // background: a node that cannot join works alone and keeps trying.
 func Start(ctx context.Context, cfg Config, name string, meta Meta, opts Options, logger zerolog.Logger) (*Membership, error) {
+	if meta.Started == 0 {
+		meta.Started = time.Now().UnixNano()
+	}
 	m := &Membership{cfg: cfg, log: logger, changes: make(chan struct{}, 1), meta: meta, bad: map[string]bool{},
 		nodes: map[string]Member{}, local: name, known: KnownSet{}, downSince: map[string]time.Time{}, deleted: map[string]bool{}}
 	if cfg.ForgetAfter <= 0 {
@@ -408,7 +418,7 @@ func Start(ctx context.Context, cfg Config, name string, meta Meta, opts Options
 		logger.Warn().Msg("gossip is not encrypted (gossip.insecure: true): anyone who reaches the gossip port can join and steer VIPs; set gossip.secret_key_file")
 	}
 	d := delegate{m: m}
-	mc.Delegate, mc.Events = d, d
+	mc.Delegate, mc.Events, mc.Conflict = d, d, conflictDelegate{m: m, notify: opts.Duplicate}
 	mc.Logger = log.New(&memberlistLog{log: logger}, "", 0)
 	ml, err := memberlist.Create(mc)
 	if err != nil {
@@ -426,6 +436,39 @@ func Start(ctx context.Context, cfg Config, name string, meta Meta, opts Options
 	go m.joinLoop(ctx)
 	go m.forgetLoop(ctx)
 	return m, nil
+}
+
+// conflictDelegate hears memberlist's name conflicts: a node that joins
+// under a name another node holds at another address.
+type conflictDelegate struct {
+	m      *Membership
+	notify func(why string)
+}
+
+// NotifyConflict implements memberlist.ConflictDelegate. Only a conflict
+// over this node's own name concerns it; of the two, the one that started
+// later resigns, so the first keeps its VIPs.
+func (c conflictDelegate) NotifyConflict(existing, other *memberlist.Node) {
+	if existing.Name != c.m.local {
+		c.m.log.Warn().Str("name", other.Name).Str("holder", existing.Address()).Str("claimant", other.Address()).
+			Msg("two nodes run under one name: the second is refused; give each node its own name")
+		return
+	}
+	var theirs Meta
+	_ = json.Unmarshal(other.Meta, &theirs)
+	c.m.mu.Lock()
+	ours := c.m.meta.Started
+	c.m.mu.Unlock()
+	if theirs.Started != 0 && theirs.Started < ours && c.notify != nil {
+		why := fmt.Sprintf("duplicate name: %s runs as %s since %s, before this node", other.Address(), other.Name,
+			time.Unix(0, theirs.Started).UTC().Format(time.RFC3339))
+		c.m.log.Error().Str("name", other.Name).Str("other", other.Address()).
+			Msg("another node runs under this node's name, and started first: resigning every VIP; give each node its own name (node: in the config)")
+		c.notify(why)
+		return
+	}
+	c.m.log.Error().Str("name", other.Name).Str("other", other.Address()).
+		Msg("another node claims this node's name; it started later and must resign: give each node its own name (node: in the config)")
 }
 
 // memberlistLog forwards memberlist's log lines to zerolog, keeping its

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -155,5 +156,58 @@ func TestMemberlistLogRateLimited(t *testing.T) {
 	fmt.Fprintf(w, "2026/12/01 12:00:10 [ERR] memberlist: Failed to decrypt packet from=198.51.100.9:7946: no key\n")
 	if !strings.Contains(buf.String(), `"like_it_since_last":999`) {
 		t.Fatalf("the next line does not say how many were left out:\n%s", buf.String())
+	}
+}
+
+// Two nodes under one name (a copied config): the one that started later
+// hears it and is told to stay out; the first keeps going.
+func TestDuplicateNameResigns(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg := Config{Bind: "127.0.0.1:0", Advertise: "127.0.0.1", ForgetAfter: time.Hour}
+	meta := Meta{Healthy: true, Digest: "d"}
+	b, err := Start(ctx, cfg, "b", meta, Options{}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	seeds := SeedList{Join: []string{b.LocalAddr()}}
+	var mu sync.Mutex
+	dup := map[string]string{}
+	told := func(who string) func(string) {
+		return func(why string) { mu.Lock(); dup[who] = why; mu.Unlock() }
+	}
+	first, err := Start(ctx, cfg, "a", meta, Options{Discoverer: seeds, Duplicate: told("first")}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	for deadline := time.Now().Add(10 * time.Second); len(b.Members()) < 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a did not join b")
+		}
+	}
+	second, err := Start(ctx, cfg, "a", meta, Options{Discoverer: seeds, Duplicate: told("second")}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		mu.Lock()
+		why, ok := dup["second"]
+		_, firstTold := dup["first"]
+		mu.Unlock()
+		if firstTold {
+			t.Fatal("the node that started first was told to stay out")
+		}
+		if ok {
+			if !strings.Contains(why, "duplicate name") {
+				t.Fatalf("why: %q", why)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second node under the name a never heard of the first")
+		}
 	}
 }
