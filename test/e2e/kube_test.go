@@ -196,10 +196,6 @@ func hasEvent(events []kubeEvent, node, reason string, vip netip.Addr) bool {
 // kubeStatus is the Kubernetes part of garpd status --json.
 func kubeStatus(t *testing.T, n *lab.Node) (api string, eligible bool, why string) {
 	t.Helper()
-	out, err := lab.Exec(n.NS, garpdBin, "status", "--json")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var st struct {
 		Dynamic struct {
 			Kubernetes *struct {
@@ -209,11 +205,9 @@ func kubeStatus(t *testing.T, n *lab.Node) (api string, eligible bool, why strin
 			} `json:"kubernetes"`
 		} `json:"dynamic"`
 	}
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		t.Fatal(err)
-	}
+	readStatus(t, n, &st)
 	if st.Dynamic.Kubernetes == nil {
-		t.Fatalf("%s: status has no kubernetes section: %s", n.Name, out)
+		t.Fatalf("%s: status has no kubernetes section", n.Name)
 	}
 	return st.Dynamic.Kubernetes.API, st.Dynamic.Kubernetes.Eligible, st.Dynamic.Kubernetes.Why
 }

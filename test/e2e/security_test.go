@@ -59,19 +59,25 @@ type vipPlan struct {
 
 func planOf(t *testing.T, n *lab.Node) []vipPlan {
 	t.Helper()
-	out, err := lab.Exec(n.NS, garpdBin, "status", "--json")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var st struct {
 		Dynamic struct {
 			VIPs []vipPlan `json:"vips"`
 		} `json:"dynamic"`
 	}
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
+	readStatus(t, n, &st)
+	return st.Dynamic.VIPs
+}
+
+// readStatus decodes n's garpd status --json into v.
+func readStatus(t *testing.T, n *lab.Node, v any) {
+	t.Helper()
+	out, err := lab.Exec(n.NS, garpdBin, "status", "--json")
+	if err != nil {
 		t.Fatal(err)
 	}
-	return st.Dynamic.VIPs
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		t.Fatalf("status of %s: %v", n.Name, err)
+	}
 }
 
 func authDrops(t *testing.T, nodes []*lab.Node, reason string) float64 {
