@@ -123,10 +123,20 @@ func renderedOwners(t *testing.T, files map[string]string) map[netip.Addr]map[in
 // every VIP to the plan's owner, one holder each. Then garpd on n1 stops:
 // its VIPs go to the plan's rank-1 node, keepalived or garpd.
 func TestRenderedKeepalivedAgreesWithGarpd(t *testing.T) {
-	needKeepalived(t)
+	// keepalived 2.2.7 has no auth_hmac: the config turns it off. 2.4.3
+	// speaks it: the rendering carries the key the dynamic mode derives.
+	t.Run("keepalived-2.2.7", func(t *testing.T) {
+		needKeepalived(t)
+		renderedAgrees(t, "keepalived", "  auth_hmac: {mode: \"off\"}\n")
+	})
+	t.Run("keepalived-2.4.3-auth_hmac", func(t *testing.T) { renderedAgrees(t, keepalived243(t), "") })
+}
+
+func renderedAgrees(t *testing.T, keepalived, vrrpExtra string) {
 	l := newLab(t, 3)
 	cfg := filepath.Join(l.Dir, "dynamic.yaml")
-	if err := os.WriteFile(cfg, []byte(dynConfig(l, "n1", vips6, "")), 0o600); err != nil {
+	dyn := strings.Replace(dynConfig(l, "n1", vips6, ""), "  advert_interval: 100ms\n", "  advert_interval: 100ms\n"+vrrpExtra, 1)
+	if err := os.WriteFile(cfg, []byte(dyn), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(l.Dir, "rendered")
@@ -141,7 +151,7 @@ func TestRenderedKeepalivedAgreesWithGarpd(t *testing.T) {
 			t.Fatal(err)
 		}
 		files[n.Name] = string(b)
-		if _, err := lab.Exec(n.NS, "keepalived", "-t", "-f", path); err != nil {
+		if _, err := lab.Exec(n.NS, keepalived, "-t", "-f", path); err != nil {
 			t.Errorf("keepalived -t refuses %s: %v", path, err)
 		}
 	}
@@ -153,7 +163,7 @@ func TestRenderedKeepalivedAgreesWithGarpd(t *testing.T) {
 	for _, name := range []string{"n1", "n2"} {
 		procs[name] = startImported(t, l.Node(name), filepath.Join(dir, name+".conf"))
 	}
-	if _, err := l.Node("n3").StartKeepalived("n3-keepalived", files["n3"]); err != nil {
+	if _, err := l.Node("n3").StartKeepalivedBinary(keepalived, "n3-keepalived", files["n3"]); err != nil {
 		t.Fatal(err)
 	}
 	want := func(down string) map[netip.Addr]string {
