@@ -47,7 +47,7 @@ the agent's garp.max_rate.`,
 			out := cmd.OutOrStdout()
 			if agentURL != "" {
 				target := agentTarget{agent: agentURL}
-				if cmd.Flags().Changed("config") {
+				if cmd.Flags().Changed("config") || agentURL == "config" {
 					target.config = configPath
 				}
 				return askWave(cmd.Context(), out, target, vips)

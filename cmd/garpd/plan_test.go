@@ -234,4 +234,8 @@ func TestAgentAddressForms(t *testing.T) {
 	if out, err := runCLI("status", "-c", cfg); err != nil || !strings.Contains(out, "node n1") || gotAuth != "Bearer "+token {
 		t.Errorf("status -c: %v (Authorization %q)\n%s", err, gotAuth, out)
 	}
+	gotAuth = ""
+	if _, err := runCLI("announce", "--agent", "config", "-c", cfg); gotAuth != "Bearer "+token {
+		t.Errorf("announce --agent config -c: %v (Authorization %q)", err, gotAuth)
+	}
 }
