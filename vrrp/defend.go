@@ -208,7 +208,7 @@ func (e *Engine) answerClaims(now time.Time) {
 			d := e.defended[a]
 			d.last = now
 			e.defended[a] = d
-			e.deps.Announcer.Announce(a, true)
+			e.deps.Announcer.Defend(a)
 		}
 	}
 }

@@ -22,6 +22,10 @@ type Sender interface {
 type Announcer interface {
 	// Announce queues one announcement; urgent ones (a takeover) go first.
 	Announce(a netip.Addr, urgent bool)
+	// Defend queues an answer to another MAC's announcement of a VIP: after
+	// the takeovers, before the refreshes, so answering a flood of foreign
+	// claims never delays a takeover.
+	Defend(a netip.Addr)
 	// Withdraw drops queued announcements of a VIP this node just released,
 	// so a backup never announces a VIP it does not hold.
 	Withdraw(a netip.Addr)
@@ -52,13 +56,14 @@ type Pacer struct {
 
 	mu     sync.Mutex
 	urgent []pending
+	defend []pending
 	normal []pending
 	queued map[netip.Addr]bool // in normal, to queue each VIP once
-	// pressing: in urgent. One pending urgent announcement of a VIP
-	// serves every request for it until it goes out, so the queue holds
-	// at most one per VIP, however many foreign claims come.
-	pressing map[netip.Addr]bool
-	wake     chan struct{}
+	// pressing: in urgent; defending: in defend. One pending announcement
+	// of a VIP serves every request of its kind until it goes out, so each
+	// queue holds at most one per VIP, however many foreign claims come.
+	pressing, defending map[netip.Addr]bool
+	wake                chan struct{}
 	// recent holds the sends of the last second: the cap is "at most rate
 	// packets in any one-second window", enforced exactly.
 	recent []sentPackets
@@ -80,7 +85,7 @@ func NewPacer(sender Sender, maxRate int, clock Clock, metrics *Metrics, log zer
 	}
 	metrics.RateLimit.Set(float64(maxRate))
 	return &Pacer{sender: sender, rate: maxRate, clock: clock, metrics: metrics, log: log,
-		queued: map[netip.Addr]bool{}, pressing: map[netip.Addr]bool{}, wake: make(chan struct{}, 1)}
+		queued: map[netip.Addr]bool{}, pressing: map[netip.Addr]bool{}, defending: map[netip.Addr]bool{}, wake: make(chan struct{}, 1)}
 }
 
 func (p *Pacer) poke() {
@@ -90,7 +95,9 @@ func (p *Pacer) poke() {
 	}
 }
 
-func (p *Pacer) queueLen() { p.metrics.AnnounceQueue.Set(float64(len(p.urgent) + len(p.normal))) }
+func (p *Pacer) queueLen() {
+	p.metrics.AnnounceQueue.Set(float64(len(p.urgent) + len(p.defend) + len(p.normal)))
+}
 
 // Announce implements Announcer.
 func (p *Pacer) Announce(a netip.Addr, urgent bool) {
@@ -102,6 +109,18 @@ func (p *Pacer) Announce(a netip.Addr, urgent bool) {
 	} else if !urgent && !p.queued[a] {
 		p.queued[a] = true
 		p.normal = append(p.normal, pending{addr: a, queued: now})
+	}
+	p.queueLen()
+	p.mu.Unlock()
+	p.poke()
+}
+
+// Defend implements Announcer.
+func (p *Pacer) Defend(a netip.Addr) {
+	p.mu.Lock()
+	if !p.defending[a] {
+		p.defending[a] = true
+		p.defend = append(p.defend, pending{addr: a, queued: p.clock.Now()})
 	}
 	p.queueLen()
 	p.mu.Unlock()
@@ -123,9 +142,11 @@ func (p *Pacer) Withdraw(a netip.Addr) {
 		})
 	}
 	p.urgent = drop(p.urgent)
+	p.defend = drop(p.defend)
 	p.normal = drop(p.normal)
 	delete(p.queued, a)
 	delete(p.pressing, a)
+	delete(p.defending, a)
 	p.queueLen()
 	p.mu.Unlock()
 	p.poke()
@@ -168,7 +189,7 @@ func (p *Pacer) waveStep(w *wave) {
 func (p *Pacer) pop() (pending, bool, time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.urgent) == 0 && len(p.normal) == 0 {
+	if len(p.urgent) == 0 && len(p.defend) == 0 && len(p.normal) == 0 {
 		return pending{}, false, 0
 	}
 	now := p.clock.Now()
@@ -176,10 +197,14 @@ func (p *Pacer) pop() (pending, bool, time.Duration) {
 		return pending{}, false, wait
 	}
 	var it pending
-	if len(p.urgent) > 0 {
+	switch {
+	case len(p.urgent) > 0:
 		it, p.urgent = p.urgent[0], p.urgent[1:]
 		delete(p.pressing, it.addr)
-	} else {
+	case len(p.defend) > 0:
+		it, p.defend = p.defend[0], p.defend[1:]
+		delete(p.defending, it.addr)
+	default:
 		it, p.normal = p.normal[0], p.normal[1:]
 		delete(p.queued, it.addr)
 	}

@@ -226,3 +226,22 @@ func TestPacerCoalescesUrgent(t *testing.T) {
 		t.Fatalf("a VIP announced again after its announcement went out: %d sent, want 4", got)
 	}
 }
+
+// Answers to foreign claims queue behind takeovers: a flood of claims on
+// held VIPs never delays the announcements of a VIP just taken over, and
+// a claimed VIP is answered once, whatever the flood.
+func TestPacerTakeoverBeforeDefence(t *testing.T) {
+	p, s, clk, _ := newFakePacer(2) // 1 announcement a second
+	for range 500 {
+		for i := 1; i <= 3; i++ {
+			p.Defend(addrN(i))
+		}
+	}
+	p.Announce(addrN(50), false) // a refresh
+	p.Announce(addrN(99), true)  // a takeover, queued last
+	drainPacer(t, p, clk)
+	want := []netip.Addr{addrN(99), addrN(1), addrN(2), addrN(3), addrN(50)}
+	if got := s.order(); !slices.Equal(got, want) {
+		t.Fatalf("sent %v, want %v: the takeover first, each claimed VIP answered once, the refresh last", got, want)
+	}
+}

@@ -128,6 +128,9 @@ func (k *fakeKernel) Announce(_ netip.Addr, urgent bool) {
 	}
 }
 
+// Defend counts as an urgent announcement: the tests time answers.
+func (k *fakeKernel) Defend(a netip.Addr) { k.Announce(a, true) }
+
 func (k *fakeKernel) Withdraw(netip.Addr) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
