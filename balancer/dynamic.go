@@ -51,7 +51,6 @@ type DynamicMetrics struct {
 // the Kubernetes watch and the controller, which turns them into this
 // node's VRRP priorities and is the only writer of its member metadata.
 type Dynamic struct {
-	cfg     DynamicConfig
 	plane   Plane
 	log     zerolog.Logger
 	checks  *prometheus.GaugeVec
@@ -110,7 +109,7 @@ func StartDynamic(cfg DynamicConfig, plane Plane, log zerolog.Logger, m DynamicM
 	}
 	// The controller exists before the watches that feed it; it reads
 	// membership once Run starts.
-	d := &Dynamic{cfg: cfg, plane: plane, log: log, checks: m.Checks, ctrlDone: make(chan struct{}),
+	d := &Dynamic{plane: plane, log: log, checks: m.Checks, ctrlDone: make(chan struct{}),
 		ctrl: NewController(ControllerConfig{}, nil, plane, log, m.Members)}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.stopAPI = func() {}
