@@ -107,7 +107,7 @@ func ListenTransport(cfg TransportConfig) (*LinuxTransport, error) {
 		if t.src4, err = interfaceAddr(ifi, false); err != nil {
 			return nil, err
 		}
-		if t.v4, err = listenV4(ifi, !cfg.Unicast && len(t.peers(false)) == 0, true); err != nil {
+		if t.v4, _, err = listen(ifi, false, !cfg.Unicast && len(t.peers(false)) == 0, true); err != nil {
 			return nil, err
 		}
 	}
@@ -116,7 +116,7 @@ func ListenTransport(cfg TransportConfig) (*LinuxTransport, error) {
 			t.Close()
 			return nil, err
 		}
-		if t.v6, err = listenV6(ifi, !cfg.Unicast && len(t.peers(true)) == 0, true); err != nil {
+		if _, t.v6, err = listen(ifi, true, !cfg.Unicast && len(t.peers(true)) == 0, true); err != nil {
 			t.Close()
 			return nil, err
 		}
@@ -205,70 +205,68 @@ var ttl255 = func() []bpf.RawInstruction {
 	return f
 }()
 
-// listenV4 opens the IPv4 socket on ifi. A send-only socket (multicast
-// false, receive false) drops every packet the kernel would queue for it.
-func listenV4(ifi *net.Interface, multicast, receive bool) (*ipv4.PacketConn, error) {
-	lc := net.ListenConfig{Control: socketSetup(ifi.Name)}
-	c, err := lc.ListenPacket(context.Background(), "ip4:112", "0.0.0.0")
-	if err != nil {
-		return nil, fmt.Errorf("open IPv4 VRRP socket on %s: %w", ifi.Name, err)
-	}
-	p := ipv4.NewPacketConn(c)
-	steps := []func() error{
-		func() error { return p.SetTTL(255) },
-		func() error { return p.SetMulticastTTL(255) },
-		func() error { return p.SetMulticastInterface(ifi) },
-		func() error { return p.SetMulticastLoopback(false) },
-	}
-	if receive {
-		steps = append(steps, func() error { return p.SetControlMessage(ipv4.FlagTTL|ipv4.FlagDst|ipv4.FlagInterface, true) },
-			func() error { return p.SetBPF(ttl255) })
-	} else {
-		steps = append(steps, func() error { return setDropAll(p.SetBPF) })
-	}
-	if multicast {
-		steps = append(steps, func() error { return p.JoinGroup(ifi, &net.IPAddr{IP: GroupV4.AsSlice()}) })
-	}
-	for _, s := range steps {
-		if err := s(); err != nil {
-			p.Close()
-			return nil, fmt.Errorf("configure IPv4 VRRP socket on %s: %w", ifi.Name, err)
-		}
-	}
-	return p, nil
+// vrrpSocket is what ipv4.PacketConn and ipv6.PacketConn share.
+type vrrpSocket interface {
+	SetMulticastInterface(*net.Interface) error
+	SetMulticastLoopback(bool) error
+	JoinGroup(*net.Interface, net.Addr) error
+	SetBPF([]bpf.RawInstruction) error
+	Close() error
 }
 
-// listenV6 is listenV4 for IPv6.
-func listenV6(ifi *net.Interface, multicast, receive bool) (*ipv6.PacketConn, error) {
-	lc := net.ListenConfig{Control: socketSetup(ifi.Name)}
-	c, err := lc.ListenPacket(context.Background(), "ip6:112", "::")
-	if err != nil {
-		return nil, fmt.Errorf("open IPv6 VRRP socket on %s: %w", ifi.Name, err)
+// listen opens the family's VRRP socket on ifi: one of the two conns is
+// set. A send-only socket (multicast false, receive false) drops every
+// packet the kernel would queue for it.
+func listen(ifi *net.Interface, v6, multicast, receive bool) (*ipv4.PacketConn, *ipv6.PacketConn, error) {
+	family, network, any, group := "IPv4", "ip4:112", "0.0.0.0", GroupV4
+	if v6 {
+		family, network, any, group = "IPv6", "ip6:112", "::", GroupV6
 	}
-	p := ipv6.NewPacketConn(c)
+	lc := net.ListenConfig{Control: socketSetup(ifi.Name)}
+	c, err := lc.ListenPacket(context.Background(), network, any)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open %s VRRP socket on %s: %w", family, ifi.Name, err)
+	}
+	var p4 *ipv4.PacketConn
+	var p6 *ipv6.PacketConn
+	var p vrrpSocket
+	var hops [2]func(int) error // unicast and multicast TTL / hop limit
+	var control func() error    // what a receiving socket reads of each packet
+	if v6 {
+		p6 = ipv6.NewPacketConn(c)
+		p, hops = p6, [2]func(int) error{p6.SetHopLimit, p6.SetMulticastHopLimit}
+		control = func() error { return p6.SetControlMessage(ipv6.FlagHopLimit|ipv6.FlagDst|ipv6.FlagInterface, true) }
+	} else {
+		p4 = ipv4.NewPacketConn(c)
+		p, hops = p4, [2]func(int) error{p4.SetTTL, p4.SetMulticastTTL}
+		control = func() error {
+			if err := p4.SetControlMessage(ipv4.FlagTTL|ipv4.FlagDst|ipv4.FlagInterface, true); err != nil {
+				return err
+			}
+			return p4.SetBPF(ttl255)
+		}
+	}
 	steps := []func() error{
-		func() error { return p.SetHopLimit(255) },
-		func() error { return p.SetMulticastHopLimit(255) },
+		func() error { return hops[0](255) },
+		func() error { return hops[1](255) },
 		func() error { return p.SetMulticastInterface(ifi) },
 		func() error { return p.SetMulticastLoopback(false) },
 	}
 	if receive {
-		steps = append(steps, func() error {
-			return p.SetControlMessage(ipv6.FlagHopLimit|ipv6.FlagDst|ipv6.FlagInterface, true)
-		})
+		steps = append(steps, control)
 	} else {
 		steps = append(steps, func() error { return setDropAll(p.SetBPF) })
 	}
 	if multicast {
-		steps = append(steps, func() error { return p.JoinGroup(ifi, &net.IPAddr{IP: GroupV6.AsSlice()}) })
+		steps = append(steps, func() error { return p.JoinGroup(ifi, &net.IPAddr{IP: group.AsSlice()}) })
 	}
 	for _, s := range steps {
 		if err := s(); err != nil {
 			p.Close()
-			return nil, fmt.Errorf("configure IPv6 VRRP socket on %s: %w", ifi.Name, err)
+			return nil, nil, fmt.Errorf("configure %s VRRP socket on %s: %w", family, ifi.Name, err)
 		}
 	}
-	return p, nil
+	return p4, p6, nil
 }
 
 // SetPeers implements Transport.
@@ -366,12 +364,7 @@ func (t *LinuxTransport) OpenVia(v6 bool, ifname string) (Via, error) {
 		return nil, fmt.Errorf("find interface %q: %w", ifname, err)
 	}
 	v := &viaConn{ifi: ifi}
-	if v6 {
-		v.v6, err = listenV6(ifi, false, false)
-	} else {
-		v.v4, err = listenV4(ifi, false, false)
-	}
-	if err != nil {
+	if v.v4, v.v6, err = listen(ifi, v6, false, false); err != nil {
 		return nil, err
 	}
 	return v, nil
