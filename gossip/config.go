@@ -32,6 +32,11 @@ type Config struct {
 	Advertise     string   `yaml:"advertise" json:"advertise"`
 	Join          []string `yaml:"join" json:"join"`
 	SecretKeyFile string   `yaml:"secret_key_file" json:"secret_key_file"`
+	// AllowFrom are addresses and prefixes that may reach the gossip port
+	// besides the members and the seeds: gossip from anywhere else is
+	// dropped unread. A node that joins through a seed that does not list
+	// it needs to be here on that seed.
+	AllowFrom []string `yaml:"allow_from" json:"allow_from,omitempty"`
 	// Insecure allows gossip without a key. Without one, anyone who reaches
 	// the gossip port can join fake members and steer every VIP, so it
 	// must be asked for.
@@ -67,6 +72,9 @@ func (c Config) Validate() error {
 				errs = append(errs, fmt.Errorf("advertise: %q: want an IP address or IP:PORT", c.Advertise))
 			}
 		}
+	}
+	if _, err := ParseAllowFrom(c.AllowFrom); err != nil {
+		errs = append(errs, fmt.Errorf("allow_from: %w", err))
 	}
 	for i, j := range c.Join {
 		if err := checkSeed(j); err != nil {
@@ -105,6 +113,24 @@ func SplitHostPort(s string) (string, int, error) {
 		return "", 0, fmt.Errorf("%q: port must be 1..65535", s)
 	}
 	return h, port, nil
+}
+
+// ParseAllowFrom reads gossip.allow_from: addresses (one host) and
+// prefixes.
+func ParseAllowFrom(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for i, s := range list {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return nil, fmt.Errorf("[%d]: %q: want an address or a prefix, such as 192.0.2.0/24", i, s)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 func checkSeed(s string) error {

@@ -73,6 +73,13 @@ type Membership struct {
 	// deleted are alive members whose Kubernetes Node was deleted: each is
 	// forgotten the moment it goes down.
 	deleted map[string]bool
+	// Who may reach the gossip port (see sourceFilter): the members seen
+	// while they stay known, the seeds, and gossip.allow_from.
+	lastAddr  map[string]netip.Addr
+	seeds     map[netip.Addr]bool
+	allowFrom []netip.Prefix
+	seedKick  chan struct{}
+	filter    *sourceFilter
 }
 
 // KnownMember is one known member as this node sees it.
@@ -188,6 +195,7 @@ func (m *Membership) store(n *memberlist.Node) {
 		}
 	} else {
 		m.nodes[n.Name] = Member{Name: n.Name, Addr: a.Unmap(), Meta: meta, Self: n.Name == m.local}
+		m.lastAddr[n.Name] = a.Unmap()
 		delete(m.downSince, n.Name)
 		if m.known.Join(n.Name, meta.Digest) {
 			m.mu.Unlock()
@@ -344,7 +352,13 @@ func Start(ctx context.Context, cfg Config, name string, meta Meta, opts Options
 		meta.Started = time.Now().UnixNano()
 	}
 	m := &Membership{cfg: cfg, log: logger, changes: make(chan struct{}, 1), meta: meta, bad: map[string]bool{},
-		nodes: map[string]Member{}, local: name, known: KnownSet{}, downSince: map[string]time.Time{}, deleted: map[string]bool{}}
+		nodes: map[string]Member{}, local: name, known: KnownSet{}, downSince: map[string]time.Time{}, deleted: map[string]bool{},
+		lastAddr: map[string]netip.Addr{}, seeds: map[netip.Addr]bool{}, seedKick: make(chan struct{}, 1)}
+	allow, err := ParseAllowFrom(cfg.AllowFrom)
+	if err != nil {
+		return nil, fmt.Errorf("gossip.allow_from: %w", err)
+	}
+	m.allowFrom = allow
 	if cfg.ForgetAfter <= 0 {
 		m.cfg.ForgetAfter = DefaultConfig().ForgetAfter
 	}
@@ -376,8 +390,13 @@ func Start(ctx context.Context, cfg Config, name string, meta Meta, opts Options
 	if err != nil || perr != nil || port < 0 || port > 65535 {
 		return nil, fmt.Errorf("gossip.bind: %q: want HOST:PORT", cfg.Bind)
 	}
-	host := h
-	mc.BindAddr, mc.BindPort = host, port
+	bindIP := netip.IPv4Unspecified()
+	if h != "" {
+		if bindIP, err = netip.ParseAddr(h); err != nil {
+			return nil, fmt.Errorf("gossip.bind: %q: want an IP address as HOST", cfg.Bind)
+		}
+	}
+	mc.BindAddr, mc.BindPort = bindIP.String(), port
 	if cfg.Advertise != "" {
 		if a, err := netip.ParseAddr(cfg.Advertise); err == nil {
 			mc.AdvertiseAddr, mc.AdvertisePort = a.String(), port
@@ -420,23 +439,152 @@ func Start(ctx context.Context, cfg Config, name string, meta Meta, opts Options
 	d := delegate{m: m}
 	mc.Delegate, mc.Events, mc.Conflict = d, d, conflictDelegate{m: m, notify: opts.Duplicate}
 	mc.Logger = log.New(&memberlistLog{log: logger}, "", 0)
-	ml, err := memberlist.Create(mc)
+	nt, err := listenGossip(bindIP, port, mc.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("start gossip on %s: %w", cfg.Bind, err)
 	}
-	m.ml = ml
+	if port == 0 { // tests: the port the kernel picked
+		mc.BindPort = nt.GetAutoBindPort()
+		if mc.AdvertisePort == 0 {
+			mc.AdvertisePort = mc.BindPort
+		}
+	}
+	m.filter = newSourceFilter(nt, bindIP, m.admitted, logger)
+	mc.Transport = m.filter
 	if opts.Discoverer != nil {
 		m.discover = opts.Discoverer
 	} else if len(cfg.Join) > 0 {
 		m.discover = SeedList{Join: cfg.Join, Log: logger}
 	}
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		m.filter.Shutdown()
+		return nil, fmt.Errorf("start gossip on %s: %w", cfg.Bind, err)
+	}
+	m.ml = ml
 	if cfg.StateDir != "" {
 		m.knownChanged()
 	}
 	go m.joinLoop(ctx)
 	go m.forgetLoop(ctx)
+	go m.seedLoop(ctx)
 	return m, nil
 }
+
+// listenGossip opens memberlist's UDP and TCP sockets; port 0 (tests)
+// retries a few times, since the kernel picks a port for TCP that UDP
+// may not have free.
+func listenGossip(ip netip.Addr, port int, logger *log.Logger) (*memberlist.NetTransport, error) {
+	var err error
+	for range 10 {
+		var nt *memberlist.NetTransport
+		nt, err = memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{ip.String()}, BindPort: port, Logger: logger})
+		if err == nil || port != 0 {
+			return nt, err
+		}
+	}
+	return nil, err
+}
+
+// admitted says whether gossip from ip may reach memberlist: a member
+// (alive, or down and still known), a seed, or gossip.allow_from. A miss
+// asks for the seeds afresh, so a node that just became a seed (a new pod
+// of the DaemonSet) is admitted on its next try.
+func (m *Membership) admitted(ip netip.Addr) bool {
+	for _, p := range m.allowFrom {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.seeds[ip] {
+		return true
+	}
+	for name, a := range m.lastAddr {
+		if a != ip {
+			continue
+		}
+		_, alive := m.nodes[name]
+		_, down := m.downSince[name]
+		if alive || down {
+			return true
+		}
+	}
+	select {
+	case m.seedKick <- struct{}{}:
+	default:
+	}
+	return false
+}
+
+// seedRefresh is how often the seeds the filter admits are looked up
+// again; seedRefreshMin spaces lookups that refused sources ask for.
+const (
+	seedRefresh    = 30 * time.Second
+	seedRefreshMin = time.Second
+)
+
+// seedLoop keeps the admitted seeds current until ctx ends.
+func (m *Membership) seedLoop(ctx context.Context) {
+	t := time.NewTicker(seedRefresh)
+	defer t.Stop()
+	for {
+		m.refreshSeeds(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(seedRefreshMin):
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-m.seedKick:
+		}
+	}
+}
+
+// refreshSeeds resolves the discoverer's seeds to the addresses the
+// filter admits. A lookup that fails keeps the last set.
+func (m *Membership) refreshSeeds(ctx context.Context) {
+	if m.discover == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	seeds, err := m.discover.Seeds(ctx)
+	if err != nil {
+		m.log.Debug().Err(err).Msg("cannot list the gossip seeds; admitting the last ones")
+		return
+	}
+	set := map[netip.Addr]bool{}
+	for _, s := range seeds {
+		host, _, err := net.SplitHostPort(s)
+		if err != nil {
+			continue
+		}
+		if a, err := netip.ParseAddr(host); err == nil {
+			set[a.Unmap()] = true
+			continue
+		}
+		addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		if err != nil {
+			m.log.Debug().Err(err).Str("seed", s).Msg("cannot resolve a gossip seed")
+			continue
+		}
+		for _, a := range addrs {
+			set[a.Unmap()] = true
+		}
+	}
+	m.mu.Lock()
+	m.seeds = set
+	m.mu.Unlock()
+}
+
+// Refused is how many gossip packets and streams were dropped unread
+// because of their source.
+func (m *Membership) Refused() uint64 { return m.filter.Refused() }
 
 // conflictDelegate hears memberlist's name conflicts: a node that joins
 // under a name another node holds at another address.
@@ -564,7 +712,7 @@ func (m *Membership) joinLoop(ctx context.Context) {
 			}
 			if err != nil || n == 0 {
 				m.log.Warn().Err(err).Strs("seeds", seeds).Dur("retry_in", backoff).
-					Msg("cannot join the cluster yet; working alone meanwhile")
+					Msg("cannot join the cluster yet; working alone meanwhile (a seed admits only its members, its own seeds and its gossip.allow_from)")
 				backoff = min(backoff*2, 30*time.Second)
 			} else {
 				m.log.Info().Int("contacted", n).Msg("joined the cluster")

@@ -3,7 +3,11 @@ package gossip
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -208,6 +212,62 @@ func TestDuplicateNameResigns(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the second node under the name a never heard of the first")
+		}
+	}
+}
+
+// Gossip from a source that is neither a member, a seed nor in allow_from
+// is dropped before memberlist reads it: a stream is closed at once
+// (memberlist would wait out its TCP timeout for the 10 MB the header
+// promises) and a packet is counted, while a node in allow_from joins.
+func TestStrangersAreDroppedUnread(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	meta := Meta{Healthy: true, Digest: "d"}
+	b, err := Start(ctx, Config{Bind: "127.0.0.2:0", Advertise: "127.0.0.2", ForgetAfter: time.Hour, AllowFrom: []string{"127.0.0.4"}},
+		"b", meta, Options{}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.3")}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", b.LocalAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// An encrypted message's header: type 9, then a 10 MB length.
+	if _, err := c.Write([]byte{9, 0x00, 0x98, 0x96, 0x80}); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a stranger's stream is still open (read: %v)", err)
+	}
+	u, err := net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP("127.0.0.3")}, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(b.LocalAddr())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	if _, err := u.Write([]byte("not gossip")); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); b.Refused() < 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("refused %d of a stranger's stream and packet, want 2", b.Refused())
+		}
+	}
+
+	a, err := Start(ctx, Config{Bind: "127.0.0.4:0", Advertise: "127.0.0.4", ForgetAfter: time.Hour},
+		"a", meta, Options{Discoverer: SeedList{Join: []string{b.LocalAddr()}}}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	for deadline := time.Now().Add(10 * time.Second); len(b.Members()) < 2 || len(a.Members()) < 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a node in allow_from did not join: b sees %d members, a %d", len(b.Members()), len(a.Members()))
 		}
 	}
 }
