@@ -231,6 +231,10 @@ func (d *Dynamic) SetHealth(cfg gossip.HealthConfig) error {
 // re-plans without it.
 func (d *Dynamic) Forget(name string) error { return d.members.Forget(name) }
 
+// SetGossipKeys installs new gossip keys in place (a rotation step): the
+// first encrypts, all are accepted.
+func (d *Dynamic) SetGossipKeys(keys [][]byte) error { return d.members.SetKeys(keys) }
+
 // stopWait bounds each wait of Stop on a part that should end at once.
 const stopWait = 2 * time.Second
 

@@ -12,12 +12,14 @@
 package gossip
 
 import (
+	"bytes"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -93,7 +95,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.SecretKeyFile != "" {
-		if _, err := LoadKey(c.SecretKeyFile); err != nil {
+		if _, err := LoadKeys(c.SecretKeyFile); err != nil {
 			errs = append(errs, fmt.Errorf("secret_key_file: %w", err))
 		}
 	} else if !c.Insecure {
@@ -145,21 +147,39 @@ func checkSeed(s string) error {
 	return err
 }
 
-// LoadKey reads the gossip encryption key: 16, 24 or 32 bytes (AES-128,
-// -192, -256), raw or base64.
-func LoadKey(path string) ([]byte, error) {
+// LoadKeys reads the gossip encryption keys: one key of 16, 24 or 32
+// bytes (AES-128, -192, -256) raw, or base64 keys one per line (blank
+// lines and # comments skipped). The first is the primary, which encrypts;
+// the others are only accepted, so a key rotates without a partition: add
+// the new key second everywhere, move it first everywhere, drop the old
+// one, with a SIGHUP after each step.
+func LoadKeys(path string) ([][]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read key: %w", err)
 	}
-	if validKeyLen(len(b)) {
-		return b, nil
+	if validKeyLen(len(b)) { // as earlier versions read it, so no node reads another key
+		return [][]byte{b}, nil
 	}
-	trimmed := strings.TrimSpace(string(b))
-	if k, err := base64.StdEncoding.DecodeString(trimmed); err == nil && validKeyLen(len(k)) {
-		return k, nil
+	var keys [][]byte
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, err := base64.StdEncoding.DecodeString(line)
+		if err != nil || !validKeyLen(len(k)) {
+			return nil, fmt.Errorf("%s line %d: a key must be 16, 24 or 32 bytes, raw or base64, one per line (make one with: head -c 32 /dev/urandom | base64)", path, i+1)
+		}
+		if slices.ContainsFunc(keys, func(o []byte) bool { return bytes.Equal(o, k) }) {
+			return nil, fmt.Errorf("%s line %d: the same key twice", path, i+1)
+		}
+		keys = append(keys, k)
 	}
-	return nil, fmt.Errorf("%s holds %d bytes: the key must be 16, 24 or 32 bytes, raw or base64 (make one with: head -c 32 /dev/urandom | base64)", path, len(b))
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("%s holds no key: the key must be 16, 24 or 32 bytes, raw or base64 (make one with: head -c 32 /dev/urandom | base64)", path)
+	}
+	return keys, nil
 }
 
 // validKeyLen: AES-128, -192 or -256.

@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -18,7 +19,7 @@ import (
 	"github.com/rs/zerolog"
 )
 
-func TestLoadKey(t *testing.T) {
+func TestLoadKeys(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name string, b []byte) string {
 		p := filepath.Join(dir, name)
@@ -26,15 +27,23 @@ func TestLoadKey(t *testing.T) {
 		return p
 	}
 	raw := []byte("0123456789abcdef0123456789abcdef")
-	if k, err := LoadKey(write("raw", raw)); err != nil || len(k) != 32 {
+	if k, err := LoadKeys(write("raw", raw)); err != nil || len(k) != 1 || len(k[0]) != 32 {
 		t.Fatalf("raw 32-byte key: %v", err)
 	}
-	b64 := base64.StdEncoding.EncodeToString(raw[:16]) + "\n"
-	if k, err := LoadKey(write("b64", []byte(b64))); err != nil || len(k) != 16 {
-		t.Fatalf("base64 16-byte key: %v", err)
+	b64 := base64.StdEncoding.EncodeToString(raw[:16])
+	for _, text := range []string{b64 + "\n", " " + b64 + "\n\n"} {
+		if k, err := LoadKeys(write("b64", []byte(text))); err != nil || len(k) != 1 || !bytes.Equal(k[0], raw[:16]) {
+			t.Fatalf("base64 16-byte key %q: %v", text, err)
+		}
 	}
-	if _, err := LoadKey(write("short", []byte("short"))); err == nil || !strings.Contains(err.Error(), "16, 24 or 32") {
-		t.Fatalf("short key: %v", err)
+	two := "# rotating\n" + base64.StdEncoding.EncodeToString(raw) + "\n\n" + b64 + "\n"
+	if k, err := LoadKeys(write("two", []byte(two))); err != nil || len(k) != 2 || !bytes.Equal(k[0], raw) || !bytes.Equal(k[1], raw[:16]) {
+		t.Fatalf("primary and secondary: %v %v", k, err)
+	}
+	for _, bad := range []string{"short", b64 + "\nshort\n", b64 + "\n" + b64, "\n# nothing\n"} {
+		if _, err := LoadKeys(write("bad", []byte(bad))); err == nil || !strings.Contains(err.Error(), "key") {
+			t.Fatalf("%q: %v", bad, err)
+		}
 	}
 }
 

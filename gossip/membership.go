@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -80,6 +81,7 @@ type Membership struct {
 	allowFrom []netip.Prefix
 	seedKick  chan struct{}
 	filter    *sourceFilter
+	keyring   *memberlist.Keyring // nil: gossip.insecure
 }
 
 // KnownMember is one known member as this node sees it.
@@ -423,11 +425,14 @@ func Start(ctx context.Context, cfg Config, name string, meta Meta, opts Options
 		mc.PushPullInterval = opts.PushPullInterval
 	}
 	if cfg.SecretKeyFile != "" {
-		key, err := LoadKey(cfg.SecretKeyFile)
+		keys, err := LoadKeys(cfg.SecretKeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("gossip.secret_key_file: %w", err)
 		}
-		mc.SecretKey = key
+		if mc.Keyring, err = memberlist.NewKeyring(keys[1:], keys[0]); err != nil {
+			return nil, fmt.Errorf("gossip.secret_key_file: %w", err)
+		}
+		m.keyring = mc.Keyring
 		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 		if st, err := os.Stat(cfg.SecretKeyFile); err == nil && st.Mode().Perm()&0o004 != 0 {
 			logger.Warn().Str("file", cfg.SecretKeyFile).Str("mode", st.Mode().Perm().String()).
@@ -580,6 +585,34 @@ func (m *Membership) refreshSeeds(ctx context.Context) {
 	m.mu.Lock()
 	m.seeds = set
 	m.mu.Unlock()
+}
+
+// SetKeys installs a new set of gossip keys in place: keys[0] encrypts
+// from now on, all are accepted, and keys no longer listed are dropped.
+func (m *Membership) SetKeys(keys [][]byte) error {
+	if m.keyring == nil {
+		return errors.New("gossip runs without a key: adding one needs a restart")
+	}
+	if len(keys) == 0 {
+		return errors.New("no gossip key")
+	}
+	for _, k := range keys {
+		if err := m.keyring.AddKey(k); err != nil {
+			return fmt.Errorf("install a gossip key: %w", err)
+		}
+	}
+	if err := m.keyring.UseKey(keys[0]); err != nil {
+		return fmt.Errorf("make the first gossip key primary: %w", err)
+	}
+	for _, k := range m.keyring.GetKeys() {
+		if !slices.ContainsFunc(keys, func(o []byte) bool { return bytes.Equal(o, k) }) {
+			if err := m.keyring.RemoveKey(k); err != nil {
+				return fmt.Errorf("remove an old gossip key: %w", err)
+			}
+		}
+	}
+	m.log.Info().Int("keys", len(keys)).Msg("gossip keys applied: the first encrypts, all are accepted")
+	return nil
 }
 
 // Refused is how many gossip packets and streams were dropped unread

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -269,5 +270,72 @@ func TestStrangersAreDroppedUnread(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("a node in allow_from did not join: b sees %d members, a %d", len(b.Members()), len(a.Members()))
 		}
+	}
+}
+
+// A key rotates in three steps on live members without a partition: the
+// members never lose each other, and at the end a node with only the old
+// key is refused while one with the new key joins.
+func TestKeyRotationKeepsMembers(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir := t.TempDir()
+	k1, k2 := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	keyFile := func(name string, k []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, k, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	old, fresh := keyFile("old", k1), keyFile("new", k2)
+	meta := Meta{Healthy: true, Digest: "d"}
+	start := func(name, key string, seeds ...string) *Membership {
+		t.Helper()
+		m, err := Start(ctx, Config{Bind: "127.0.0.1:0", Advertise: "127.0.0.1", ForgetAfter: time.Hour, SecretKeyFile: key},
+			name, meta, Options{Discoverer: SeedList{Join: seeds}, ProbeInterval: 100 * time.Millisecond, ProbeTimeout: 50 * time.Millisecond,
+				GossipInterval: 20 * time.Millisecond, PushPullInterval: 200 * time.Millisecond}, zerolog.Nop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close() })
+		return m
+	}
+	a := start("a", old)
+	b := start("b", old, a.LocalAddr())
+	waitMembers := func(what string, want int, ms ...*Membership) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			ok := true
+			for _, m := range ms {
+				ok = ok && len(m.Members()) == want
+			}
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: members %d and %d, want %d", what, len(ms[0].Members()), len(ms[1].Members()), want)
+			}
+		}
+	}
+	waitMembers("before", 2, a, b)
+	for i, step := range [][][]byte{{k1, k2}, {k2, k1}, {k2}} {
+		for _, m := range []*Membership{a, b} {
+			if err := m.SetKeys(step); err != nil {
+				t.Fatal(err)
+			}
+			// Each node's change gossips under the keys it holds now.
+			time.Sleep(time.Second)
+			if n := len(a.Members()) + len(b.Members()); n != 4 {
+				t.Fatalf("step %d: the members lost each other (%d and %d)", i+1, len(a.Members()), len(b.Members()))
+			}
+		}
+	}
+	c := start("c", fresh, a.LocalAddr())
+	waitMembers("a node with the new key", 3, a, c)
+	stale := start("stale", old, a.LocalAddr())
+	time.Sleep(time.Second)
+	if n := len(stale.Members()); n != 1 {
+		t.Fatalf("a node with the old key joined (%d members)", n)
 	}
 }

@@ -295,7 +295,8 @@ func classifyReload(cur, next *loaded) reloadKind {
 	sameVRRP := n.VRRP
 	sameVRRP.AuthHMAC = c.VRRP.AuthHMAC
 	switch {
-	case reflect.DeepEqual(c, n) && reflect.DeepEqual(cur.auth, next.auth) && bytes.Equal(cur.token, next.token):
+	case reflect.DeepEqual(c, n) && reflect.DeepEqual(cur.auth, next.auth) && bytes.Equal(cur.token, next.token) &&
+		reflect.DeepEqual(cur.gossipKeys, next.gossipKeys):
 		return reloadNothing
 	case reflect.DeepEqual(c, inPlace):
 		return reloadInPlace
@@ -386,6 +387,13 @@ func (a *agent) applyInPlace(cur, l *loaded, stack *vrrp.Stack, dyn *balancer.Dy
 			return err
 		}
 		a.log.Info().Msg("garp settings applied")
+	}
+	if dyn != nil && !reflect.DeepEqual(cur.gossipKeys, l.gossipKeys) {
+		// Before the VRRP keys: a node that signs with the new key is
+		// understood by members that accept it already.
+		if err := dyn.SetGossipKeys(l.gossipKeys); err != nil {
+			return err
+		}
 	}
 	if !reflect.DeepEqual(cur.auth, l.auth) {
 		if err := stack.SetAuth(context.Background(), l.auth); err != nil {

@@ -2,9 +2,14 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/garpd/garpd/vrrp"
 )
 
 // A reload changes the log level and format in place, for every holder of
@@ -81,5 +86,48 @@ func TestClassifyReload(t *testing.T) {
 		if got := classifyReload(from, to); got != c.want {
 			t.Errorf("%s: %v, want %v", c.desc, got, c.want)
 		}
+	}
+}
+
+// A gossip key rotates by SIGHUP in place, and the derived VRRP keys with
+// it: the first key of the file signs, all are accepted.
+func TestReloadRotatesGossipKeys(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "gossip.key")
+	k1, k2 := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	cfg := "interface: eth0\nvips: [192.0.2.101]\ngossip: {secret_key_file: " + keyFile + "}\n"
+	load := func(keys ...[]byte) *loaded {
+		t.Helper()
+		var text string
+		for _, k := range keys {
+			text += base64.StdEncoding.EncodeToString(k) + "\n"
+		}
+		if err := os.WriteFile(keyFile, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		l, err := parseConfig([]byte(cfg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	id1, _ := vrrp.DeriveAuthKey(k1)
+	id2, _ := vrrp.DeriveAuthKey(k2)
+	steps := []struct {
+		keys   [][]byte
+		active uint8
+	}{{[][]byte{k1}, id1}, {[][]byte{k1, k2}, id1}, {[][]byte{k2, k1}, id2}, {[][]byte{k2}, id2}}
+	prev := load(steps[0].keys...)
+	for i, s := range steps[1:] {
+		next := load(s.keys...)
+		if got := classifyReload(prev, next); got != reloadInPlace {
+			t.Fatalf("step %d: %v, want in place", i+1, got)
+		}
+		if next.auth.Active != s.active || len(next.auth.Keys) != len(s.keys) {
+			t.Fatalf("step %d: VRRP keys %v active %d, want %d keys, active %d", i+1, next.auth.Keys, next.auth.Active, len(s.keys), s.active)
+		}
+		prev = next
+	}
+	if got := classifyReload(prev, load(k2)); got != reloadNothing {
+		t.Fatalf("same keys again: %v", got)
 	}
 }

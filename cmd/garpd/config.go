@@ -74,6 +74,9 @@ type loaded struct {
 	auth vrrp.AuthKeys
 	// token is control.token_file's bearer token, if any.
 	token []byte
+	// gossipKeys are gossip.secret_key_file's keys, the primary first; a
+	// SIGHUP installs new ones in place.
+	gossipKeys [][]byte
 }
 
 // dynamic: no static priorities, so gossip and the balancer set them.
@@ -208,17 +211,24 @@ func parseConfig(raw []byte) (*loaded, error) {
 	} else if l.routers, err = balancer.StaticRouters(l.alloc, c.Priorities); err != nil {
 		return nil, err
 	}
-	if l.auth, err = authKeys(c, l.dynamic()); err != nil {
+	if l.dynamic() && c.Gossip.SecretKeyFile != "" {
+		if l.gossipKeys, err = gossip.LoadKeys(c.Gossip.SecretKeyFile); err != nil {
+			return nil, fmt.Errorf("gossip.secret_key_file: %w", err)
+		}
+	}
+	if l.auth, err = authKeys(c, l.gossipKeys); err != nil {
 		return nil, err
 	}
 	return l, nil
 }
 
 // authKeys resolves vrrp.auth_hmac. The dynamic mode signs and enforces
-// by default, with a key derived from the gossip key, so an operator
+// by default, with keys derived from the gossip keys (the primary's
+// signs, all are accepted, so both rotate together), so an operator
 // provisions one secret; auth_hmac without keys there sets only the mode
-// or window of the derived key.
-func authKeys(c agentConfig, dynamic bool) (vrrp.AuthKeys, error) {
+// or window of the derived keys.
+func authKeys(c agentConfig, gossipKeys [][]byte) (vrrp.AuthKeys, error) {
+	dynamic := c.Priorities == nil
 	h := c.VRRP.AuthHMAC
 	keys, err := c.VRRP.Auth() // validated with the section
 	if err != nil {
@@ -229,7 +239,7 @@ func authKeys(c agentConfig, dynamic bool) (vrrp.AuthKeys, error) {
 		return keys, nil
 	case !dynamic && h != nil:
 		return keys, errors.New("vrrp.auth_hmac.keys: required in the static mode, e.g. keys: {1: file:/etc/garpd/vrrp.key} (the file holds hex:DIGITS; make one with: printf 'hex:%s' $(openssl rand -hex 32))")
-	case !dynamic || c.Gossip.SecretKeyFile == "" || (h != nil && keys.Mode == vrrp.AuthOff):
+	case !dynamic || len(gossipKeys) == 0 || (h != nil && keys.Mode == vrrp.AuthOff):
 		return vrrp.AuthKeys{}, nil
 	}
 	if h == nil {
@@ -237,12 +247,17 @@ func authKeys(c agentConfig, dynamic bool) (vrrp.AuthKeys, error) {
 			return keys, err
 		}
 	}
-	gossipKey, err := gossip.LoadKey(c.Gossip.SecretKeyFile)
-	if err != nil {
-		return keys, fmt.Errorf("gossip.secret_key_file: %w", err)
+	keys.Keys = map[uint8][]byte{}
+	for i, gk := range gossipKeys {
+		id, key := vrrp.DeriveAuthKey(gk)
+		if _, dup := keys.Keys[id]; dup {
+			return keys, fmt.Errorf("gossip.secret_key_file: keys 1 and %d derive the same VRRP key id %d: replace the new key with another", i+1, id)
+		}
+		keys.Keys[id] = key
+		if i == 0 {
+			keys.Active = id
+		}
 	}
-	id, key := vrrp.DeriveAuthKey(gossipKey)
-	keys.Keys, keys.Active = map[uint8][]byte{id: key}, id
 	return keys, nil
 }
 

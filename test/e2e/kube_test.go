@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -401,4 +404,85 @@ func TestKubernetesNodeLifecycle(t *testing.T) {
 	if n == 0 {
 		t.Fatal("no Events from garpd")
 	}
+}
+
+// The chart's gossip key: made once against a real API server and kept on
+// every later render, the pods' checksum following it, so that a changed
+// key (a rotation step) rolls them; without the cluster (helm template)
+// no key is rendered at all, so a re-applied rendering never splits the
+// running nodes from new ones.
+func TestChartKeepsTheGossipKey(t *testing.T) {
+	l := newLab(t, 1)
+	k := startKube(t, l)
+	bins := kubeTools(t)
+	home := t.TempDir()
+	online := func() (secret, checksum string) {
+		t.Helper()
+		out, err := lab.Exec(l.Router, "env", "HELM_CACHE_HOME="+home, "HELM_CONFIG_HOME="+home, "HELM_DATA_HOME="+home,
+			bins.Helm, "template", "garpd", chartDir(), "--namespace", "garpd", "--dry-run=server", "--kubeconfig", k.Admin,
+			"--show-only", "templates/secret.yaml", "--show-only", "templates/daemonset.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range documents(t, out) {
+			switch d["kind"] {
+			case "Secret":
+				secret, _ = d["data"].(map[string]any)["key"].(string)
+			case "DaemonSet":
+				ann := d["spec"].(map[string]any)["template"].(map[string]any)["metadata"].(map[string]any)["annotations"].(map[string]any)
+				checksum, _ = ann["checksum/gossip-key"].(string)
+			}
+		}
+		return secret, checksum
+	}
+	sum := func(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
+
+	key1, check1 := online()
+	// The key file holds the key in base64, as the README makes one.
+	if raw, err := base64.StdEncoding.DecodeString(string(mustDecode(t, key1))); err != nil || len(raw) != 32 {
+		t.Fatalf("install renders key file %q, want 32 bytes in base64", mustDecode(t, key1))
+	}
+	if check1 != sum(key1) {
+		t.Fatalf("the pods' checksum %q is not the rendered key's (%s)", check1, sum(key1))
+	}
+	keyFile := filepath.Join(l.Dir, "gossip-key")
+	if err := os.WriteFile(keyFile, mustDecode(t, key1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Kubectl("-n", "garpd", "create", "secret", "generic", "garpd-gossip-key", "--from-file=key="+keyFile); err != nil {
+		t.Fatal(err)
+	}
+	if key2, check2 := online(); key2 != key1 || check2 != check1 {
+		t.Fatalf("an upgrade renders another key (%q, checksum %s), want the cluster's %q", key2, check2, key1)
+	}
+	rotated := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("r", 32)))
+	if _, err := k.Kubectl("-n", "garpd", "patch", "secret", "garpd-gossip-key", "--type=merge", "-p", `{"data":{"key":"`+rotated+`"}}`); err != nil {
+		t.Fatal(err)
+	}
+	if key3, check3 := online(); key3 != rotated || check3 != sum(rotated) {
+		t.Fatalf("after a key change the render holds %q with checksum %s, want the new key and its checksum (pods roll)", key3, check3)
+	}
+
+	offline := helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd")
+	for _, d := range documents(t, offline) {
+		if d["kind"] == "Secret" {
+			t.Fatalf("helm template renders a Secret it cannot know: %v", d["metadata"])
+		}
+	}
+	if again := helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd"); again != offline {
+		t.Fatal("two offline renderings differ")
+	}
+	if !strings.Contains(offline, "create secret generic garpd-gossip-key") {
+		t.Fatal("the offline rendering does not say how to create the key's Secret")
+	}
+}
+
+// mustDecode is base64 text decoded.
+func mustDecode(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

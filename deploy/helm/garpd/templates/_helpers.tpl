@@ -26,6 +26,25 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- default (printf "%s-gossip-key" (include "garpd.fullname" .)) .Values.gossip.key.existingSecret -}}
 {{- end -}}
 
+{{/* The gossip key Secret's data: as the cluster holds it; a new key when
+the chart makes the Secret and the cluster has none yet (install); empty
+when the chart cannot see the cluster (helm template), so that no random
+key is rendered to split a running cluster. Kept in .Values for the rest of
+the render, so the Secret and the pods' checksum see the same key. */}}
+{{- define "garpd.gossipKeyData" -}}
+{{- if not (hasKey .Values.gossip.key "rendered") -}}
+{{- $data := "" -}}
+{{- $old := lookup "v1" "Secret" .Release.Namespace (include "garpd.keySecret" .) -}}
+{{- if and $old $old.data (index $old.data "key") -}}
+{{- $data = index $old.data "key" -}}
+{{- else if and (not .Values.gossip.key.existingSecret) (lookup "v1" "Namespace" "" "kube-system") -}}
+{{- $data = randBytes 32 | b64enc -}}
+{{- end -}}
+{{- $_ := set .Values.gossip.key "rendered" $data -}}
+{{- end -}}
+{{- .Values.gossip.key.rendered -}}
+{{- end -}}
+
 {{/* The health checks: the presets asked for, then the listed ones. */}}
 {{- define "garpd.checks" -}}
 {{- $h := .Values.healthChecks -}}
