@@ -127,7 +127,7 @@ func StartDynamic(cfg DynamicConfig, plane Plane, log zerolog.Logger, m DynamicM
 		}
 		var kctx context.Context
 		kctx, d.stopAPI = context.WithCancel(context.Background())
-		d.api = kube.Start(kctx, client, *k, cfg.Node, log, kube.Handlers{Excluded: d.ctrl.SetEligible, NodeDeleted: d.forgetDeleted})
+		d.api = kube.Start(kctx, client, *k, cfg.Node, log, kube.Handlers{Excluded: d.ctrl.SetEligible, NodeDeleted: d.forgetDeleted, Down: d.downMembers})
 		log.Info().Str("node", cfg.Node).Strs("exclude_labels", k.WithDefaults().ExcludeLabels).
 			Msg("Kubernetes: following this Node's eligibility, forgetting deleted Nodes, recording Events")
 		if k.Peers.Enabled() {
@@ -176,6 +176,24 @@ func (d *Dynamic) forgetDeleted(name string) {
 	if members != nil {
 		members.ForgetDeleted(name)
 	}
+}
+
+// downMembers are the known members that are down, whose Nodes the
+// Kubernetes watch follows.
+func (d *Dynamic) downMembers() []string {
+	d.mu.Lock()
+	members := d.members
+	d.mu.Unlock()
+	if members == nil {
+		return nil
+	}
+	var out []string
+	for _, k := range members.Known() {
+		if !k.DownSince.IsZero() {
+			out = append(out, k.Name)
+		}
+	}
+	return out
 }
 
 // kubePeers watches the pods of garpd's DaemonSet for seeds. Each member

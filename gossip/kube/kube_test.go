@@ -1,15 +1,23 @@
 package kube
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/rs/zerolog"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/fake"
 )
 
 // Seeds are the other nodes' pods with a host IP, not those being deleted
@@ -159,5 +167,68 @@ func TestEventSinkRetriesTransientErrors(t *testing.T) {
 	}
 	if retryable(nil) != nil {
 		t.Error("nil became an error")
+	}
+}
+
+// The agent reads its own Node and the Nodes of down members only, each by
+// name; a down member whose Node is absent, or deleted later, is reported
+// gone, once; an alive member's Node is never read.
+func TestWatchesOnlyNamedNodes(t *testing.T) {
+	node := func(name string) *corev1.Node { return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}} }
+	client := fake.NewSimpleClientset(node("n1"), node("n2"), node("n4"))
+	var mu sync.Mutex
+	gone := map[string]int{}
+	down := []string{"n2", "n3"} // n3 has no Node; n4 is alive
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	Start(ctx, client, Config{}, "n1", zerolog.Nop(), Handlers{
+		Down:        func() []string { mu.Lock(); defer mu.Unlock(); return slices.Clone(down) },
+		NodeDeleted: func(name string) { mu.Lock(); gone[name]++; mu.Unlock() },
+	})
+	wait := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			mu.Lock()
+			done := ok()
+			mu.Unlock()
+			if done {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: gone %v", what, gone)
+			}
+		}
+	}
+	wait("n3, down without a Node, reported gone", func() bool { return gone["n3"] == 1 })
+	if err := client.CoreV1().Nodes().Delete(ctx, "n2", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	wait("n2 reported gone when its Node is deleted", func() bool { return gone["n2"] == 1 })
+	time.Sleep(2 * downFollow)
+	mu.Lock()
+	if gone["n3"] != 1 || gone["n2"] != 1 || gone["n4"] != 0 {
+		t.Errorf("gone %v, want n2 and n3 once each", gone)
+	}
+	mu.Unlock()
+	named := map[string]bool{}
+	for _, a := range client.Actions() {
+		if a.GetResource().Resource != "nodes" || (a.GetVerb() != "list" && a.GetVerb() != "watch") {
+			continue
+		}
+		var sel fields.Selector
+		switch a := a.(type) {
+		case k8stesting.ListAction:
+			sel = a.GetListRestrictions().Fields
+		case k8stesting.WatchAction:
+			sel = a.GetWatchRestrictions().Fields
+		}
+		name, ok := sel.RequiresExactMatch("metadata.name")
+		if !ok {
+			t.Fatalf("%s nodes without a name: %v", a.GetVerb(), sel)
+		}
+		named[name] = true
+	}
+	if named["n4"] || !named["n1"] || !named["n2"] || !named["n3"] {
+		t.Errorf("Nodes read: %v, want n1 (this node), n2 and n3 (down) only", named)
 	}
 }

@@ -33,9 +33,14 @@ type Handlers struct {
 	// eligible resigns like a failing health check, and why says so.
 	// why is empty when the Node is eligible.
 	Excluded func(why string)
-	// NodeDeleted reports another Node deleted from the API: the member
-	// of that name is gone for good, so it is forgotten at once.
+	// NodeDeleted reports another Node deleted from the API (or absent
+	// from it) while its member is down: the member of that name is gone
+	// for good, so it is forgotten at once.
 	NodeDeleted func(name string)
+	// Down lists the known members that are down: only their Nodes are
+	// watched, each by name, so the agent never reads the cluster's other
+	// Nodes.
+	Down func() []string
 }
 
 // API is the agent's view of the Kubernetes API. Informers answer every
@@ -51,13 +56,14 @@ type API struct {
 	events      record.EventRecorder
 	broadcaster record.EventBroadcaster
 
-	mu       sync.Mutex
-	podWatch map[string]*podWatch // by namespace and selector
-	nodeSeen bool
-	eligible bool
-	why      string
-	apiErr   string    // the last watch error, until a watch works again
-	apiErrAt time.Time // when it was first seen
+	mu        sync.Mutex
+	podWatch  map[string]*podWatch          // by namespace and selector
+	downWatch map[string]context.CancelFunc // the Nodes of down members, by name
+	nodeSeen  bool
+	eligible  bool
+	why       string
+	apiErr    string    // the last watch error, until a watch works again
+	apiErrAt  time.Time // when it was first seen
 }
 
 // eventBurst lets every VIP move of a whole failover through the
@@ -71,7 +77,7 @@ const eventBurst = 2 * 255
 func Start(ctx context.Context, client kubernetes.Interface, cfg Config, node string, log zerolog.Logger, h Handlers) *API {
 	cfg = cfg.WithDefaults()
 	k := &API{client: client, cfg: cfg, node: node, log: log.With().Str("component", "kubernetes").Logger(), ctx: ctx,
-		podWatch: map[string]*podWatch{}, eligible: true}
+		podWatch: map[string]*podWatch{}, downWatch: map[string]context.CancelFunc{}, eligible: true}
 	k.broadcaster = record.NewBroadcaster(record.WithContext(ctx), record.WithCorrelatorOptions(record.CorrelatorOptions{
 		BurstSize: eventBurst, QPS: 1,
 	}))
@@ -82,28 +88,87 @@ func Start(ctx context.Context, client kubernetes.Interface, cfg Config, node st
 		k.broadcaster.Shutdown()
 	}()
 
-	f := informers.NewSharedInformerFactory(client, 0)
-	inf := f.Core().V1().Nodes().Informer()
+	inf := k.nodeInformer(ctx, node)
 	k.watchErrors(inf, "nodes")
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { k.nodeChanged(obj, h) },
 		UpdateFunc: func(_, obj any) { k.nodeChanged(obj, h) },
-		DeleteFunc: func(obj any) {
-			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = t.Obj
-			}
-			n, ok := obj.(*corev1.Node)
-			if !ok || n.Name == node {
-				return
-			}
-			k.log.Warn().Str("node", n.Name).Msg("Node deleted from the API: forgetting the member of that name")
-			if h.NodeDeleted != nil {
-				h.NodeDeleted(n.Name)
-			}
-		},
 	})
-	f.Start(ctx.Done())
+	if h.Down != nil && h.NodeDeleted != nil {
+		go k.followDown(ctx, h)
+	}
 	return k
+}
+
+// nodeInformer watches one Node, by name (a field selector), until ctx
+// ends.
+func (k *API) nodeInformer(ctx context.Context, name string) cache.SharedIndexInformer {
+	f := informers.NewSharedInformerFactoryWithOptions(k.client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
+	}))
+	inf := f.Core().V1().Nodes().Informer()
+	f.Start(ctx.Done())
+	return inf
+}
+
+// downFollow is how often the watched Nodes are matched to the members
+// that are down.
+const downFollow = time.Second
+
+// followDown keeps a Node watch for each member that is down, until ctx
+// ends: when its Node is deleted, or found absent, the member is gone for
+// good and h.NodeDeleted forgets it. A Node deleted while its member was
+// alive is found absent the moment the member goes down.
+func (k *API) followDown(ctx context.Context, h Handlers) {
+	t := time.NewTicker(downFollow)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		down := map[string]bool{}
+		for _, name := range h.Down() {
+			if name != k.node {
+				down[name] = true
+			}
+		}
+		k.mu.Lock()
+		for name, stop := range k.downWatch {
+			if !down[name] {
+				stop()
+				delete(k.downWatch, name)
+			}
+		}
+		for name := range down {
+			if _, ok := k.downWatch[name]; !ok {
+				wctx, stop := context.WithCancel(ctx)
+				k.downWatch[name] = stop
+				go k.watchGone(wctx, name, h.NodeDeleted)
+			}
+		}
+		k.mu.Unlock()
+	}
+}
+
+// watchGone reports, once, that the Node name is deleted or absent.
+func (k *API) watchGone(ctx context.Context, name string, gone func(string)) {
+	inf := k.nodeInformer(ctx, name)
+	var once sync.Once
+	report := func(how string) {
+		once.Do(func() {
+			k.log.Warn().Str("node", name).Msg("Node " + how + " the API while its member is down: forgetting the member of that name")
+			gone(name)
+		})
+	}
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: func(any) { report("deleted from") }})
+	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+		return
+	}
+	if _, exists, err := inf.GetStore().GetByKey(name); err == nil && !exists {
+		report("absent from")
+	}
 }
 
 // retrySink passes the recorder's writes to the API server, and turns its
