@@ -21,6 +21,15 @@ func (e *Engine) announce(r *router, urgent bool) {
 	}
 }
 
+// answer re-announces a router's VIPs as an answer to another speaker:
+// behind the takeovers and within the answers' budget, so a spoofer that
+// makes every router answer cannot take the interface's whole rate.
+func (e *Engine) answer(r *router) {
+	for _, p := range r.spec.VIPs {
+		e.deps.Announcer.Defend(p.Addr())
+	}
+}
+
 // Wave starts an on-demand announcement wave for the VIPs this node is
 // master for: all of them, or those in only. It returns what was queued and
 // what was asked for but is not held here.
@@ -113,7 +122,7 @@ func (e *Engine) reassert(now time.Time, k routerKey, r *router) {
 	r.lastReassert = now
 	r.reassertDue = time.Time{}
 	e.deps.Log.Info().Str("vrid", k.String()).Msg("another speaker claims this VRID (a split brain healing, or a speaker outside the cluster): re-announcing the VIPs, the router may have learnt its MAC")
-	e.announce(r, true)
+	e.answer(r)
 }
 
 // announceDue sends what is due for one router at now: the next burst
@@ -129,7 +138,7 @@ func (e *Engine) announceDue(now time.Time, k routerKey, r *router) {
 		if r.m.State() == Master {
 			r.lastReassert = now
 			e.deps.Log.Info().Str("vrid", k.String()).Msg("the other speaker has been quiet since: re-announcing the VIPs once more, so the router's last word is ours")
-			e.announce(r, true)
+			e.answer(r)
 		}
 	}
 	for i, t := range r.refresh {

@@ -78,6 +78,22 @@ type Machine struct {
 	// MasterAddr is the last master heard from (Backup) or our own address.
 	masterAddr     netip.Addr
 	masterPriority uint8
+	// lastAnswer is when, as Master, it last advertised out of turn to
+	// answer another speaker: at most once per advert interval, so a
+	// flood of spoofed adverts makes it send no more than twice its rate.
+	lastAnswer time.Time
+}
+
+// answerNow reports whether a Master may advertise out of turn at now,
+// and if so books it and restarts the advert timer.
+func (m *Machine) answerNow(now time.Time) bool {
+	interval := cs(int(m.cfg.Interval))
+	if !m.lastAnswer.IsZero() && now.Sub(m.lastAnswer) < interval {
+		return false
+	}
+	m.lastAnswer = now
+	m.adverTimer = now.Add(interval)
+	return true
 }
 
 // NewMachine returns a machine in Initialize.
@@ -235,7 +251,9 @@ func (m *Machine) HandleAdvert(now time.Time, src netip.Addr, adv Advert) []Acti
 		return nil
 	case Master:
 		if adv.Priority == 0 {
-			m.adverTimer = now.Add(cs(int(m.cfg.Interval)))
+			if !m.answerNow(now) {
+				return nil // our next advert answers it
+			}
 			return []Action{ActSendAdvert}
 		}
 		if adv.Priority > m.cfg.Priority ||
@@ -252,8 +270,10 @@ func (m *Machine) HandleAdvert(now time.Time, src netip.Addr, adv Advert) []Acti
 		}
 		// Another master that loses to this one: answer at once, so it
 		// steps down now rather than at our next advert, and re-announce,
-		// as keepalived does by default.
-		m.adverTimer = now.Add(cs(int(m.cfg.Interval)))
+		// as keepalived does by default (the engine rate-limits that).
+		if !m.answerNow(now) {
+			return []Action{ActReassert}
+		}
 		return []Action{ActSendAdvert, ActReassert}
 	}
 	return nil

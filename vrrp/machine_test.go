@@ -338,3 +338,40 @@ func TestIgnoredEvents(t *testing.T) {
 	wantActs(t, m.Startup(t0)) // second Startup is a no-op
 	wantState(t, m, Backup)
 }
+
+// A master answers other speakers out of turn at most once per advert
+// interval, whatever arrives: over any flood of lower-priority or
+// priority-0 adverts (every spacing, both kinds) it sends at most twice
+// its own advert rate, and never stops its own adverts.
+func TestMasterAnswersAtMostOncePerInterval(t *testing.T) {
+	for _, prio := range []uint8{0, 100} {
+		for _, every := range []time.Duration{time.Millisecond, 10 * time.Millisecond, 300 * time.Millisecond, time.Second} {
+			m := newM(200, true)
+			m.Startup(t0)
+			m.Tick(m.NextDeadline()) // → Master, first advert
+			wantState(t, m, Master)
+			start := m.NextDeadline().Add(-time.Second)
+			sent, now := 1, start
+			for now.Before(start.Add(10 * time.Second)) {
+				now = now.Add(every)
+				for !m.NextDeadline().After(now) {
+					for _, a := range m.Tick(m.NextDeadline()) {
+						if a == ActSendAdvert {
+							sent++
+						}
+					}
+				}
+				for _, a := range m.HandleAdvert(now, lowerIP, adv(prio, 100)) {
+					if a == ActSendAdvert {
+						sent++
+					}
+				}
+				wantState(t, m, Master)
+			}
+			// 10 s at 1 s adverts: 11 of its own at most, and as many answers.
+			if sent > 22 || sent < 10 {
+				t.Errorf("priority %d every %s: %d adverts in 10 s, want 10..22", prio, every, sent)
+			}
+		}
+	}
+}

@@ -22,9 +22,10 @@ type Sender interface {
 type Announcer interface {
 	// Announce queues one announcement; urgent ones (a takeover) go first.
 	Announce(a netip.Addr, urgent bool)
-	// Defend queues an answer to another MAC's announcement of a VIP: after
-	// the takeovers, before the refreshes, so answering a flood of foreign
-	// claims never delays a takeover.
+	// Defend queues an answer to another speaker (a MAC's announcement of
+	// a VIP, a lower-priority master's advert): after the takeovers,
+	// before the refreshes, within half the rate cap, so that answering a
+	// flood never delays a takeover nor stops the refreshes.
 	Defend(a netip.Addr)
 	// Withdraw drops queued announcements of a VIP this node just released,
 	// so a backup never announces a VIP it does not hold.
@@ -37,6 +38,7 @@ type pending struct {
 	addr   netip.Addr
 	queued time.Time
 	wave   *wave
+	answer bool // from the defend queue: counts against the answers' budget
 }
 
 type wave struct {
@@ -68,12 +70,19 @@ type Pacer struct {
 	// packets in any one-second window", enforced exactly.
 	recent []sentPackets
 	inWin  int
+	// answersInWin are the packets of recent that were answers.
+	answersInWin int
 }
 
 type sentPackets struct {
-	at time.Time
-	n  int
+	at     time.Time
+	n      int
+	answer bool
 }
+
+// answerBudget is how many packets a second answers may take: half the
+// rate cap, so refreshes go on through a flood of foreign claims.
+func (p *Pacer) answerBudget() int { return max(2, p.rate/2) }
 
 // NewPacer creates a pacer; Run sends.
 func NewPacer(sender Sender, maxRate int, clock Clock, metrics *Metrics, log zerolog.Logger) *Pacer {
@@ -196,17 +205,21 @@ func (p *Pacer) pop() (pending, bool, time.Duration) {
 	if wait := p.windowWait(now); wait > 0 {
 		return pending{}, false, wait
 	}
+	answerWait := p.answerWait(now)
 	var it pending
 	switch {
 	case len(p.urgent) > 0:
 		it, p.urgent = p.urgent[0], p.urgent[1:]
 		delete(p.pressing, it.addr)
-	case len(p.defend) > 0:
+	case len(p.defend) > 0 && answerWait == 0:
 		it, p.defend = p.defend[0], p.defend[1:]
 		delete(p.defending, it.addr)
-	default:
+		it.answer = true
+	case len(p.normal) > 0:
 		it, p.normal = p.normal[0], p.normal[1:]
 		delete(p.queued, it.addr)
+	default: // only answers, over their budget
+		return pending{}, false, answerWait
 	}
 	p.queueLen()
 	return it, true, 0
@@ -233,6 +246,9 @@ func (p *Pacer) windowWait(now time.Time) time.Duration {
 	}
 	for len(p.recent) > 0 && !now.Before(p.recent[0].at.Add(time.Second)) {
 		p.inWin -= p.recent[0].n
+		if p.recent[0].answer {
+			p.answersInWin -= p.recent[0].n
+		}
 		p.recent = p.recent[1:]
 	}
 	const maxPackets = 2 // an IPv4 announcement in mode both
@@ -243,6 +259,31 @@ func (p *Pacer) windowWait(now time.Time) time.Duration {
 	// Wait for enough of the oldest sends to leave the window.
 	free := p.rate - p.inWin
 	for _, s := range p.recent {
+		free += s.n
+		if free >= need {
+			return s.at.Add(time.Second).Sub(now)
+		}
+	}
+	return time.Second
+}
+
+// answerWait says how long until one more answer fits in the answers'
+// budget (0: now); callers hold mu, after windowWait.
+func (p *Pacer) answerWait(now time.Time) time.Duration {
+	if p.rate <= 0 {
+		return 0
+	}
+	const maxPackets = 2
+	budget := p.answerBudget()
+	need := min(maxPackets, budget)
+	if p.answersInWin+need <= budget {
+		return 0
+	}
+	free := budget - p.answersInWin
+	for _, s := range p.recent {
+		if !s.answer {
+			continue
+		}
 		free += s.n
 		if free >= need {
 			return s.at.Add(time.Second).Sub(now)
@@ -299,8 +340,11 @@ func (p *Pacer) send(it pending) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.rate > 0 && n > 0 {
-		p.recent = append(p.recent, sentPackets{at: now, n: n})
+		p.recent = append(p.recent, sentPackets{at: now, n: n, answer: it.answer})
 		p.inWin += n
+		if it.answer {
+			p.answersInWin += n
+		}
 	}
 	if it.wave != nil {
 		p.waveStep(it.wave)

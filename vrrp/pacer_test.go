@@ -245,3 +245,58 @@ func TestPacerTakeoverBeforeDefence(t *testing.T) {
 		t.Fatalf("sent %v, want %v: the takeover first, each claimed VIP answered once, the refresh last", got, want)
 	}
 }
+
+// Answers (to foreign claims, to other speakers' adverts) take at most half
+// the rate cap in any one-second window, so refreshes go on through a flood
+// that claims every VIP; takeovers still go first; and once the flood is
+// answered the refreshes use the whole cap. Every VIP count, every cap.
+func TestPacerAnswersWithinBudget(t *testing.T) {
+	for _, rate := range []int{4, 10, 200, 1000} {
+		for _, vips := range []int{1, 16, 255} {
+			p, s, clk, _ := newFakePacer(rate)
+			for i := 1; i <= vips; i++ {
+				p.Defend(addrN(i))
+				p.Announce(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), false) // a refresh
+			}
+			p.Announce(addrN(0), true) // a takeover
+			drainPacer(t, p, clk)
+			sends := s.snapshot()
+			if sends[0].addr != addrN(0) {
+				t.Fatalf("rate %d, %d VIPs: first %s, want the takeover", rate, vips, sends[0].addr)
+			}
+			isAnswer := map[netip.Addr]bool{}
+			for i := 1; i <= vips; i++ {
+				isAnswer[addrN(i)] = true
+			}
+			budget := max(2, rate/2)
+			for i, a := range sends {
+				answers, refreshes := 0, 0
+				for _, b := range sends[i:] {
+					if !b.at.Before(a.at.Add(time.Second)) {
+						break
+					}
+					if isAnswer[b.addr] {
+						answers += 2
+					} else {
+						refreshes++
+					}
+				}
+				if answers > budget {
+					t.Fatalf("rate %d, %d VIPs: %d answer packets in the second from %s, budget %d", rate, vips, answers, a.at.Sub(t0), budget)
+				}
+			}
+			if len(sends) != 2*vips+1 {
+				t.Fatalf("rate %d, %d VIPs: %d sent, want %d", rate, vips, len(sends), 2*vips+1)
+			}
+			// The first refresh leaves within the first second.
+			for _, a := range sends {
+				if !isAnswer[a.addr] && a.addr != addrN(0) {
+					if a.at.Sub(t0) >= time.Second && rate >= 8 {
+						t.Fatalf("rate %d, %d VIPs: the first refresh waited %s behind the answers", rate, vips, a.at.Sub(t0))
+					}
+					break
+				}
+			}
+		}
+	}
+}
