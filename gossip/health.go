@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"github.com/vishvananda/netlink"
 	"k8s.io/apimachinery/pkg/labels"
 )
 
@@ -27,12 +28,22 @@ type HealthConfig struct {
 }
 
 // CheckConfig is one local health check: exactly one of HTTP, TCP, Exec,
-// KubernetesPod.
+// KubernetesPod, Interface.
 type CheckConfig struct {
 	Name string   `yaml:"name" json:"name"`
 	HTTP string   `yaml:"http" json:"http,omitempty"`
 	TCP  string   `yaml:"tcp" json:"tcp,omitempty"`
 	Exec []string `yaml:"exec" json:"exec,omitempty"`
+	// Interface passes while the named link is up (keepalived's
+	// track_interface); track_interfaces: in the agent's config makes one.
+	Interface string `yaml:"interface" json:"interface,omitempty"`
+	// Weight is keepalived's track_script weight, in the static mode: 0
+	// (none) puts the routers the check tracks in FAULT while it fails; a
+	// negative weight lowers their priority by that much while it fails, a
+	// positive one raises it while it passes (within 1..254).
+	Weight int `yaml:"weight" json:"weight,omitempty"`
+	// VIPs are the VIPs whose routers the check tracks; empty: all.
+	VIPs []string `yaml:"vips" json:"vips,omitempty"`
 	// KubernetesPod passes while a pod on this node that matches is Ready
 	// (needs the kubernetes section): the VIP follows the router pod.
 	KubernetesPod *PodCheck     `yaml:"kubernetes_pod" json:"kubernetes_pod,omitempty"`
@@ -55,8 +66,24 @@ type PodProber interface {
 	PodReadyProbe(namespace, selector string) (func(context.Context) error, error)
 }
 
-// WithDefaults fills unset timing fields: every 2s, 1s timeout, fall 2, rise 2.
+// WithDefaults fills unset timing fields: every 2s, 1s timeout, fall 2,
+// rise 2; an interface check every 100ms, fall 1, rise 1 (a link state
+// is no guess).
 func (c CheckConfig) WithDefaults() CheckConfig {
+	if c.Interface != "" {
+		if c.Interval == 0 {
+			c.Interval = 100 * time.Millisecond
+		}
+		if c.Timeout == 0 {
+			c.Timeout = c.Interval
+		}
+		if c.Fall == 0 {
+			c.Fall = 1
+		}
+		if c.Rise == 0 {
+			c.Rise = 1
+		}
+	}
 	if c.Interval == 0 {
 		c.Interval = 2 * time.Second
 	}
@@ -101,6 +128,9 @@ func (h HealthConfig) Validate() error {
 		if len(c.Exec) > 0 {
 			kinds++
 		}
+		if c.Interface != "" {
+			kinds++
+		}
 		if p := c.KubernetesPod; p != nil {
 			kinds++
 			if p.Namespace == "" {
@@ -111,7 +141,10 @@ func (h HealthConfig) Validate() error {
 			}
 		}
 		if kinds != 1 {
-			bad("give exactly one of http, tcp, exec or kubernetes_pod")
+			bad("give exactly one of http, tcp, exec, kubernetes_pod or interface")
+		}
+		if c.Weight < -253 || c.Weight > 253 {
+			bad("weight: %d: use -253..253 (keepalived's range), or 0 for FAULT while failing", c.Weight)
 		}
 		if c.CAFile != "" {
 			if _, err := os.ReadFile(c.CAFile); err != nil {
@@ -174,6 +207,22 @@ func newProbe(c CheckConfig, pods PodProber) (probe, error) {
 			}
 			return nil
 		}, nil
+	case c.Interface != "":
+		name := c.Interface
+		return func(context.Context) error {
+			l, err := netlink.LinkByName(name)
+			if err != nil {
+				return err
+			}
+			a := l.Attrs()
+			if a.Flags&net.FlagUp == 0 {
+				return errors.New("administratively down")
+			}
+			if a.OperState != netlink.OperUp && a.OperState != netlink.OperUnknown {
+				return fmt.Errorf("link %s", a.OperState)
+			}
+			return nil
+		}, nil
 	case c.TCP != "":
 		return func(ctx context.Context) error {
 			var d net.Dialer
@@ -185,7 +234,7 @@ func newProbe(c CheckConfig, pods PodProber) (probe, error) {
 		}, nil
 	default:
 		argv := slices.Clone(c.Exec)
-		return func(ctx context.Context) error { return runExec(ctx, argv) }, nil
+		return func(ctx context.Context) error { return RunCommand(ctx, argv, nil) }, nil
 	}
 }
 
@@ -193,12 +242,17 @@ func newProbe(c CheckConfig, pods PodProber) (probe, error) {
 // error; the rest is read and dropped, so a chatty check cannot grow memory.
 const execOutputLimit = 200
 
-// runExec runs an exec check in its own process group. At the timeout the
-// whole group is killed, so `sh -c "curl ... | grep ok"` whose curl hangs
-// fails the check instead of keeping it running and passing; WaitDelay
-// bounds the wait for output pipes a child that left the group still holds.
-func runExec(ctx context.Context, argv []string) error {
+// RunCommand runs argv (an exec check, a notify hook) in its own process
+// group, with env added to the agent's environment. At ctx's end the whole
+// group is killed, so `sh -c "curl ... | grep ok"` whose curl hangs fails
+// instead of running on; WaitDelay bounds the wait for output pipes a
+// child that left the group still holds. The error carries the start of
+// the output.
+func RunCommand(ctx context.Context, argv, env []string) error {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = time.Second

@@ -25,6 +25,17 @@ func (r RouterSpec) V6() bool { return len(r.VIPs) > 0 && r.VIPs[0].Addr().Is6()
 
 func (r RouterSpec) key() routerKey { return routerKey{v6: r.V6(), vrid: r.VRID} }
 
+// RouterID names a virtual router on an interface: a VRID of a family.
+type RouterID struct {
+	VRID uint8
+	V6   bool
+}
+
+// ID is the router's RouterID.
+func (r RouterSpec) ID() RouterID { return RouterID{VRID: r.VRID, V6: r.V6()} }
+
+func (id RouterID) key() routerKey { return routerKey{v6: id.V6, vrid: id.VRID} }
+
 func (r RouterSpec) addrs() []netip.Addr {
 	out := make([]netip.Addr, len(r.VIPs))
 	for i, p := range r.VIPs {
@@ -70,6 +81,8 @@ type router struct {
 	// speaker outside the cluster claims this virtual router).
 	membersOnlyUntil time.Time
 	refresh          []time.Time // per VIP, while master; zero when refresh is off
+	// notified is the state the notify hooks last heard of.
+	notified string
 	// via, while a use_vmac master holds its virtual MAC, is the socket
 	// its adverts leave from (nil with vmac_xmit_base).
 	via   Via
@@ -104,6 +117,11 @@ type Engine struct {
 	resigned bool
 	// linkDown: the interface is down; routers stay in Initialize.
 	linkDown bool
+	// faults are routers kept in Initialize, with why (a failing check
+	// that tracks them, keepalived's FAULT).
+	faults map[routerKey]string
+	// stopping: the engine is shutting down (hooks hear STOP).
+	stopping bool
 	// admit, when set, limits adverts to members at their planned
 	// priorities; prevAdmit still counts until prevUntil.
 	admit, prevAdmit *Admission
@@ -282,8 +300,11 @@ func (e *Engine) start() error {
 
 func (e *Engine) shutdownAll() {
 	now := e.deps.Clock.Now()
+	e.stopping = true
 	for _, k := range e.order {
-		e.transition(now, k, e.routers[k], func(m *Machine) []Action { return m.Shutdown(now) })
+		r := e.routers[k]
+		e.transition(now, k, r, func(m *Machine) []Action { return m.Shutdown(now) })
+		e.notify(k, r) // one out already (FAULT) has no transition
 	}
 }
 

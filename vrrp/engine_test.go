@@ -664,3 +664,53 @@ func TestEngineDefendsAgainstForeignClaims(t *testing.T) {
 		t.Fatalf("after a legitimate takeover: %d answers, holds %v; want none and released", n, a.kernel.holds(testVIP.Addr()))
 	}
 }
+
+// A router in FAULT (a failing check that tracks it) resigns at once: a
+// priority-0 advert, its VIP released, the backup master within skew
+// time; status and the state metric say fault; the hooks hear every move
+// in keepalived's words, STOP last; cleared, it preempts back.
+func TestEngineFault(t *testing.T) {
+	s := newSim(t)
+	var heard []string
+	n1 := s.start("192.0.2.1", nodeOpts{prio: 200, cfg: v3cfg(), notify: func(c StateChange) {
+		heard = append(heard, c.From+">"+c.To+":"+c.Fault)
+	}})
+	n2 := s.start("192.0.2.2", nodeOpts{prio: 100, cfg: v3cfg()})
+	s.run(5 * time.Second)
+	if !n1.kernel.holds(testVIP.Addr()) {
+		t.Fatal("n1 does not hold the VIP")
+	}
+	sentBefore := len(n1.port.sent)
+	n1.eng.setFaults(map[RouterID]string{{VRID: 10}: "check api fails"})
+	if got := n1.port.sent[len(n1.port.sent)-1]; len(n1.port.sent) != sentBefore+1 || got.Priority != 0 {
+		t.Fatalf("entering FAULT sent %d adverts, last at priority %d; want one priority-0 advert", len(n1.port.sent)-sentBefore, got.Priority)
+	}
+	if n1.kernel.holds(testVIP.Addr()) {
+		t.Fatal("n1 in FAULT still holds the VIP")
+	}
+	s.run(time.Second)
+	if !n2.kernel.holds(testVIP.Addr()) {
+		t.Fatal("n2 did not take over from the router in FAULT")
+	}
+	st := n1.eng.statusNow()
+	if st[0].State != "fault" || st[0].Fault != "check api fails" {
+		t.Fatalf("status %+v, want fault with why", st[0])
+	}
+	if v := testutil.ToFloat64(n1.metrics.State.WithLabelValues("ipv4", "10", testVIP.Addr().String())); v != stateFault {
+		t.Fatalf("garpd_vrrp_state %v, want %d", v, stateFault)
+	}
+	s.run(10 * time.Second)
+	if n1.kernel.holds(testVIP.Addr()) {
+		t.Fatal("n1 took the VIP back while in FAULT")
+	}
+	n1.eng.setFaults(nil)
+	s.run(5 * time.Second)
+	if !n1.kernel.holds(testVIP.Addr()) {
+		t.Fatal("n1 did not preempt back after its fault cleared")
+	}
+	s.stop(n1)
+	want := []string{"INIT>BACKUP:", "BACKUP>MASTER:", "MASTER>FAULT:check api fails", "FAULT>BACKUP:", "BACKUP>MASTER:", "MASTER>STOP:"}
+	if !slices.Equal(heard, want) {
+		t.Fatalf("hooks heard %v, want %v", heard, want)
+	}
+}

@@ -40,7 +40,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		RateLimit: gauge("garpd_announce_rate_limit", "The cap on announcement packets per second per interface (garp.max_rate); 0: none."),
 		State: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "garpd_vrrp_state",
-			Help: "VRRP state per virtual router: 0 initialize, 1 backup, 2 master."}, []string{"family", "vrid", "vips"}),
+			Help: "VRRP state per virtual router: 0 initialize, 1 backup, 2 master, 3 fault (a failing check that tracks it)."}, []string{"family", "vrid", "vips"}),
 		Transitions: counter("garpd_vrrp_transitions_total", "VRRP state transitions per virtual router, by new state.", "family", "vrid", "to"),
 		AdvertsSent: counter("garpd_vrrp_adverts_sent_total", "VRRP adverts sent per virtual router.", "family", "vrid"),
 		AdvertsRecv: counter("garpd_vrrp_adverts_received_total", "Valid VRRP adverts received per virtual router.", "family", "vrid"),

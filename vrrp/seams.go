@@ -49,6 +49,9 @@ type Deps struct {
 	Events EventSink
 	// Auth signs and checks adverts (auth_hmac); the zero value is off.
 	Auth AuthKeys
+	// Notify, when set, hears every state change (notify hooks). It is
+	// called on the engine goroutine: it must not block.
+	Notify func(StateChange)
 }
 
 // EventSink records one event: a reason in CamelCase and a message that

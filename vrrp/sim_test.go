@@ -194,6 +194,7 @@ type nodeOpts struct {
 	events  EventSink
 	vmac    bool // use_vmac: VIPs go to a fakeVMACs
 	auth    AuthKeys
+	notify  func(StateChange)
 }
 
 // start creates an engine with one virtual router (VRID 10, testVIP) and
@@ -205,7 +206,7 @@ func (s *sim) start(src string, o nodeOpts) *simNode {
 	if o.stale {
 		n.kernel.vips[testVIP.Addr()] = true
 	}
-	deps := Deps{Transport: n.port, Addresses: n.kernel, Announcer: n.kernel, Refresh: o.refresh, Clock: s.clk, Log: zerolog.Nop(), Metrics: n.metrics, Events: o.events, Auth: o.auth}
+	deps := Deps{Transport: n.port, Addresses: n.kernel, Announcer: n.kernel, Refresh: o.refresh, Clock: s.clk, Log: zerolog.Nop(), Metrics: n.metrics, Events: o.events, Auth: o.auth, Notify: o.notify}
 	if o.vmac {
 		n.vmacs = &fakeVMACs{up: map[routerKey][]netip.Prefix{}}
 		deps.VMACs = n.vmacs

@@ -27,7 +27,10 @@ type StackConfig struct {
 	DefendClaims bool
 	// Auth signs and checks adverts (vrrp.auth_hmac, or the dynamic
 	// mode's key derived from the gossip key); the zero value is off.
-	Auth    AuthKeys
+	Auth AuthKeys
+	// Notify, when set, hears every state change (the notify hooks); it
+	// must not block.
+	Notify  func(StateChange)
 	Metrics *Metrics
 	Log     zerolog.Logger
 }
@@ -152,7 +155,7 @@ func StartStack(cfg StackConfig, k Kernel) (*Stack, error) {
 	}
 	refresh, _ := cfg.GARP.Scheduler() // validated above
 	s.pacer = NewPacer(sender, cfg.GARP.MaxRate, nil, cfg.Metrics, cfg.Log)
-	deps := Deps{Transport: s.tr, Addresses: addrs, Announcer: s.pacer, Refresh: refresh, Log: cfg.Log, Metrics: cfg.Metrics, Events: s.event, Auth: cfg.Auth}
+	deps := Deps{Transport: s.tr, Addresses: addrs, Announcer: s.pacer, Refresh: refresh, Log: cfg.Log, Metrics: cfg.Metrics, Events: s.event, Auth: cfg.Auth, Notify: cfg.Notify}
 	if vmacs != nil {
 		deps.VMACs = vmacs // not a typed nil: the engine tests VMACs against nil
 	}

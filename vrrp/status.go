@@ -19,10 +19,13 @@ func joinAddrs(as []netip.Addr) string {
 
 func (e *Engine) recordState(k routerKey, r *router, prev State) {
 	st := r.m.State()
+	e.notify(k, r)
 	if st == prev {
+		e.faultGauge(k, r)
 		return
 	}
 	r.state.Set(float64(st))
+	e.faultGauge(k, r)
 	r.since = e.deps.Clock.Now()
 	e.deps.Metrics.Transitions.WithLabelValues(k.family(), strconv.Itoa(int(k.vrid)), st.String()).Inc()
 	master, mprio := r.m.MasterAddr()
@@ -45,6 +48,21 @@ func (e *Engine) recordState(k routerKey, r *router, prev State) {
 	}
 }
 
+// faultGauge shows a router in FAULT as state 3 (it is in Initialize).
+func (e *Engine) faultGauge(k routerKey, r *router) {
+	if r.m.State() != Initialize {
+		return
+	}
+	if e.faults[k] != "" {
+		r.state.Set(stateFault)
+	} else {
+		r.state.Set(float64(Initialize))
+	}
+}
+
+// stateFault is garpd_vrrp_state's value for a router in FAULT.
+const stateFault = 3
+
 // Responsive reports whether the engine's loop runs and answers within
 // ctx: what a liveness probe should see, rather than the HTTP server's own
 // health.
@@ -57,6 +75,7 @@ type RouterStatus struct {
 	VIPs           []string  `json:"vips"`
 	State          string    `json:"state"`
 	Priority       int       `json:"priority"`
+	Fault          string    `json:"fault,omitempty"` // why it is in FAULT
 	Master         string    `json:"master,omitempty"`
 	MasterPriority int       `json:"master_priority"`
 	Since          time.Time `json:"since"`
@@ -65,7 +84,14 @@ type RouterStatus struct {
 // Status returns a snapshot of every virtual router.
 func (e *Engine) Status(ctx context.Context) []RouterStatus {
 	var out []RouterStatus
-	_ = e.call(ctx, func() {
+	_ = e.call(ctx, func() { out = e.statusNow() })
+	return out
+}
+
+// statusNow is Status on the engine goroutine.
+func (e *Engine) statusNow() []RouterStatus {
+	var out []RouterStatus
+	{
 		for _, k := range e.order {
 			r := e.routers[k]
 			master, mprio := r.m.MasterAddr()
@@ -74,12 +100,15 @@ func (e *Engine) Status(ctx context.Context) []RouterStatus {
 			if master.IsValid() {
 				rs.Master = master.String()
 			}
+			if why := e.faults[k]; why != "" && r.m.State() == Initialize {
+				rs.State, rs.Fault = "fault", why
+			}
 			for _, p := range r.spec.VIPs {
 				rs.VIPs = append(rs.VIPs, p.String())
 			}
 			out = append(out, rs)
 		}
-	})
+	}
 	return out
 }
 

@@ -2,6 +2,7 @@ package vrrp
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -36,19 +37,53 @@ func (e *Engine) setLink(up bool) {
 	e.participate()
 }
 
-// participate puts every router in Initialize while the node is out of
-// VRRP (resigned, or its link down) and starts it otherwise.
+// participate puts every router in Initialize while it is out of VRRP
+// (the node resigned, its link is down, or the router is in fault) and
+// starts it otherwise.
 func (e *Engine) participate() {
 	now := e.deps.Clock.Now()
-	out := e.resigned || e.linkDown
 	for _, k := range e.order {
 		e.transition(now, k, e.routers[k], func(m *Machine) []Action {
-			if out {
+			if e.out(k) {
 				return m.Shutdown(now)
 			}
 			return m.Startup(now) // a no-op unless in Initialize
 		})
 	}
+}
+
+// out reports whether router k must stay in Initialize.
+func (e *Engine) out(k routerKey) bool { return e.resigned || e.linkDown || e.faults[k] != "" }
+
+// SetFaults puts the routers in faults in FAULT, each with why (a failing
+// check that tracks it, as keepalived's track_script without a weight): a
+// master sends a priority-0 advert and releases its VIPs, and the router
+// stays out until it is no longer listed. Routers not listed leave FAULT.
+func (e *Engine) SetFaults(ctx context.Context, faults map[RouterID]string) error {
+	return e.call(ctx, func() { e.setFaults(faults) })
+}
+
+func (e *Engine) setFaults(faults map[RouterID]string) {
+	next := map[routerKey]string{}
+	for id, why := range faults {
+		if why != "" {
+			next[id.key()] = why
+		}
+	}
+	for _, k := range e.order {
+		was, now := e.faults[k], next[k]
+		switch {
+		case was == now:
+		case now == "":
+			e.deps.Log.Info().Str("vrid", k.String()).Str("was", was).Msg("virtual router leaves FAULT: starting as a backup")
+			e.event(false, "VRRPFaultCleared", fmt.Sprintf("VRRP %s left FAULT (%s no longer)", k, was))
+		default:
+			e.deps.Log.Warn().Str("vrid", k.String()).Str("why", now).Msg("virtual router in FAULT: resigning its VIPs")
+			e.event(true, "VRRPFault", fmt.Sprintf("VRRP %s in FAULT: %s", k, now))
+		}
+	}
+	e.faults = next
+	e.participate()
 }
 
 // SetPeers replaces the unicast peer list (unicast_peers: auto).
@@ -105,7 +140,7 @@ func (e *Engine) update(specs []RouterSpec) error {
 		}
 		r := e.routers[k]
 		r.since = now
-		if !e.resigned && !e.linkDown {
+		if !e.out(k) {
 			e.transition(now, k, r, func(m *Machine) []Action { return m.Startup(now) })
 		}
 	}

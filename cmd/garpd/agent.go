@@ -137,12 +137,15 @@ type agent struct {
 	reg        *prometheus.Registry
 	metrics    *vrrp.Metrics
 	dynMetrics balancer.DynamicMetrics
+	notifyM    balancer.NotifyMetrics
 	kernel     vrrp.Kernel
 	started    time.Time
 	mu         sync.Mutex
 	cur        *loaded
 	stack      *vrrp.Stack
 	dyn        *balancer.Dynamic
+	static     *balancer.Static   // the static mode's checks; nil without
+	notifier   *balancer.Notifier // runs the notify hooks
 	// pprof follows http.pprof; read per request, so a reload turns the
 	// profiler on or off without a new listener.
 	pprof atomic.Bool
@@ -154,6 +157,7 @@ func newAgent(l *loaded, stderr io.Writer, kernel vrrp.Kernel) *agent {
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.metrics = vrrp.NewMetrics(a.reg)
 	a.dynMetrics = balancer.DynamicMetrics{Members: balancer.NewMembersGauge(a.reg), Checks: gossip.NewHealthGauge(a.reg)}
+	a.notifyM = balancer.NewNotifyMetrics(a.reg)
 	// garpd_node_info names the node behind a scrape target, so
 	// dashboards show node names rather than addresses.
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -228,30 +232,44 @@ func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.
 // start starts the data plane of l and, in the dynamic mode, the dynamic
 // mode over it.
 func (a *agent) start(l *loaded) error {
-	stack, err := vrrp.StartStack(l.stackConfig(a.metrics, a.log), a.kernel)
+	notifier := balancer.StartNotifier(l.cfg.Notify, l.cfg.Interface, a.notifyM, a.log)
+	sc := l.stackConfig(a.metrics, a.log)
+	sc.Notify = notifier.Notify
+	stack, err := vrrp.StartStack(sc, a.kernel)
 	if err != nil {
+		notifier.Stop()
 		return err
 	}
 	var dyn *balancer.Dynamic
+	var static *balancer.Static
 	if l.dynamic() {
-		if dyn, err = balancer.StartDynamic(l.dynamicConfig(), stack, a.log, a.dynMetrics); err != nil {
-			stack.Stop()
-			return err
-		}
+		dyn, err = balancer.StartDynamic(l.dynamicConfig(), stack, a.log, a.dynMetrics)
+	} else if l.staticChecks() {
+		static, err = balancer.StartStatic(l.routers, l.cfg.Health, stack, a.log, a.dynMetrics.Checks)
+	}
+	if err != nil {
+		stack.Stop()
+		notifier.Stop()
+		return err
 	}
 	a.mu.Lock()
-	a.cur, a.stack, a.dyn = l, stack, dyn
+	a.cur, a.stack, a.dyn, a.static, a.notifier = l, stack, dyn, static, notifier
 	a.mu.Unlock()
 	return nil
 }
 
 // stop hands over and stops everything start started. In the dynamic mode
 // the dynamic mode's Stop runs the data plane's Stop as its hand-over
-// step, in the order it documents.
+// step, in the order it documents. The notify hooks run last, so they hear
+// every router's STOP.
 func (a *agent) stop() error {
 	a.mu.Lock()
-	stack, dyn := a.stack, a.dyn
+	stack, dyn, static, notifier := a.stack, a.dyn, a.static, a.notifier
 	a.mu.Unlock()
+	defer notifier.Stop()
+	if static != nil {
+		static.Stop()
+	}
 	if dyn == nil {
 		return stack.Stop()
 	}
@@ -287,10 +305,10 @@ const (
 func classifyReload(cur, next *loaded) reloadKind {
 	c, n := cur.cfg, next.cfg
 	inPlace := n
-	inPlace.Log, inPlace.HTTP, inPlace.Control, inPlace.GARP = c.Log, c.HTTP, c.Control, c.GARP
+	inPlace.Log, inPlace.HTTP, inPlace.Control, inPlace.GARP, inPlace.Notify = c.Log, c.HTTP, c.Control, c.GARP, c.Notify
 	inPlace.VRRP.AuthHMAC = c.VRRP.AuthHMAC // keys rotate in place
 	if c.Priorities == nil {
-		inPlace.Health = c.Health
+		inPlace.Health, inPlace.TrackInterfaces = c.Health, c.TrackInterfaces
 	}
 	sameVRRP := n.VRRP
 	sameVRRP.AuthHMAC = c.VRRP.AuthHMAC
@@ -301,7 +319,7 @@ func classifyReload(cur, next *loaded) reloadKind {
 	case reflect.DeepEqual(c, inPlace):
 		return reloadInPlace
 	case c.Priorities != nil && n.Priorities != nil && c.Interface == n.Interface &&
-		reflect.DeepEqual(c.VRRP, sameVRRP) && c.GARP == n.GARP:
+		reflect.DeepEqual(c.VRRP, sameVRRP) && c.GARP == n.GARP && reflect.DeepEqual(c.Health, n.Health):
 		return reloadRouters
 	}
 	return reloadRestart
@@ -330,7 +348,14 @@ func (a *agent) reload(path string, srv *servers) (*servers, error) {
 			return srv, nil
 		}
 	case reloadRouters:
-		if err := stack.Update(context.Background(), l.routers); err != nil {
+		a.mu.Lock()
+		static := a.static
+		a.mu.Unlock()
+		update := func() error { return stack.Update(context.Background(), l.routers) }
+		if static != nil {
+			update = func() error { return static.SetRouters(l.routers) }
+		}
+		if err := update(); err != nil {
 			a.log.Error().Err(err).Msg("reload rejected; keeping the running config")
 			return srv, nil
 		}
@@ -376,6 +401,12 @@ func (a *agent) reload(path string, srv *servers) (*servers, error) {
 // applyInPlace applies changed garp settings and health checks to the
 // running data plane and dynamic mode.
 func (a *agent) applyInPlace(cur, l *loaded, stack *vrrp.Stack, dyn *balancer.Dynamic) error {
+	if !reflect.DeepEqual(cur.cfg.Notify, l.cfg.Notify) {
+		a.mu.Lock()
+		a.notifier.SetConfig(l.cfg.Notify)
+		a.mu.Unlock()
+		a.log.Info().Bool("hooks", l.cfg.Notify.Enabled()).Msg("notify hooks replaced")
+	}
 	if dyn != nil && !reflect.DeepEqual(cur.cfg.Health, l.cfg.Health) {
 		if err := dyn.SetHealth(l.cfg.Health); err != nil {
 			return err

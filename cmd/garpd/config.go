@@ -30,10 +30,38 @@ type agentConfig struct {
 	GARP       vrrp.GARPConfig     `yaml:"garp"`
 	Gossip     gossip.Config       `yaml:"gossip"`
 	Health     gossip.HealthConfig `yaml:"health"`
-	Kubernetes *kube.Config        `yaml:"kubernetes"`
-	HTTP       httpConfig          `yaml:"http"`
-	Control    controlConfig       `yaml:"control"`
-	Log        logConfig           `yaml:"log"`
+	// TrackInterfaces are links whose loss resigns (or shifts by a
+	// weight) the routers: keepalived's track_interface. Each becomes an
+	// interface check.
+	TrackInterfaces []trackInterface      `yaml:"track_interfaces"`
+	Notify          balancer.NotifyConfig `yaml:"notify"`
+	Kubernetes      *kube.Config          `yaml:"kubernetes"`
+	HTTP            httpConfig            `yaml:"http"`
+	Control         controlConfig         `yaml:"control"`
+	Log             logConfig             `yaml:"log"`
+}
+
+// trackInterface is one entry of track_interfaces: a name, or
+// {name, weight, vips}.
+type trackInterface struct {
+	Name   string   `yaml:"name"`
+	Weight int      `yaml:"weight"`
+	VIPs   []string `yaml:"vips"`
+}
+
+// UnmarshalYAML takes a bare interface name too.
+func (t *trackInterface) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		t.Name = n.Value
+		return nil
+	}
+	type plain trackInterface
+	return n.Decode((*plain)(t))
+}
+
+// check is the interface check a tracked interface becomes.
+func (t trackInterface) check() gossip.CheckConfig {
+	return gossip.CheckConfig{Name: "interface:" + t.Name, Interface: t.Name, Weight: t.Weight, VIPs: t.VIPs}
 }
 
 type httpConfig struct {
@@ -159,25 +187,47 @@ func parseConfig(raw []byte) (*loaded, error) {
 	}
 	section("vrrp", c.VRRP.Validate())
 	section("garp", c.GARP.Validate())
+	for i, t := range c.TrackInterfaces {
+		if t.Name == "" {
+			errs = append(errs, fmt.Errorf("track_interfaces[%d]: name: required", i))
+			continue
+		}
+		c.Health.Checks = append(c.Health.Checks, t.check())
+	}
 	for i := range c.Health.Checks {
 		c.Health.Checks[i] = c.Health.Checks[i].WithDefaults()
 	}
-	if c.Priorities == nil {
-		section("gossip", c.Gossip.Validate())
-		section("health", c.Health.Validate())
-		for i, hc := range c.Health.Checks {
-			if hc.KubernetesPod != nil && c.Kubernetes == nil {
-				errs = append(errs, fmt.Errorf("health.checks[%d].kubernetes_pod: needs the kubernetes section (kubernetes: {} in a pod, or kubernetes.kubeconfig on a host)", i))
+	section("health", c.Health.Validate())
+	section("notify", c.Notify.Validate())
+	vips := map[netip.Addr]bool{}
+	for _, v := range c.VIPs {
+		vips[v.Prefix.Addr()] = true
+	}
+	for i, hc := range c.Health.Checks {
+		for _, v := range hc.VIPs {
+			if p, err := balancer.ParseVIP(v); err != nil || !vips[p.Addr()] {
+				errs = append(errs, fmt.Errorf("health.checks[%d].vips: %q is not one of the configured vips", i, v))
 			}
 		}
+		switch {
+		case hc.KubernetesPod != nil && c.Kubernetes == nil:
+			errs = append(errs, fmt.Errorf("health.checks[%d].kubernetes_pod: needs the kubernetes section (kubernetes: {} in a pod, or kubernetes.kubeconfig on a host), which is the dynamic mode's", i))
+		case c.Priorities == nil && hc.Weight != 0:
+			errs = append(errs, fmt.Errorf("health.checks[%d].weight: the static mode's (priorities:): in the dynamic mode a failing check moves the node's VIPs to their next-ranked nodes; remove the weight", i))
+		case c.Priorities == nil && len(hc.VIPs) > 0:
+			errs = append(errs, fmt.Errorf("health.checks[%d].vips: the static mode's for now: in the dynamic mode a failing check moves all of the node's VIPs; remove vips", i))
+		}
+	}
+	if c.Priorities == nil {
+		section("gossip", c.Gossip.Validate())
 		if k := c.Kubernetes; k != nil {
 			section("kubernetes", k.Validate())
 			if k.Peers.Enabled() && len(c.Gossip.Join) > 0 {
 				errs = append(errs, errors.New("gossip.join: kubernetes.peers finds the members; leave join out, or kubernetes.peers"))
 			}
 		}
-	} else if len(c.Health.Checks) > 0 || c.VRRP.UnicastAuto() || c.Kubernetes != nil {
-		errs = append(errs, errors.New("priorities: static priorities cannot follow health checks, gossip or Kubernetes (health, unicast_peers: auto, kubernetes); remove priorities for the dynamic mode"))
+	} else if c.VRRP.UnicastAuto() || c.Kubernetes != nil {
+		errs = append(errs, errors.New("priorities: static priorities cannot follow gossip or Kubernetes (unicast_peers: auto, kubernetes); remove priorities for the dynamic mode"))
 	}
 	token, err := c.Control.check(c.HTTP.Listen)
 	if err != nil {
@@ -295,6 +345,12 @@ func (c controlConfig) check(httpListen string) ([]byte, error) {
 func (l *loaded) stackConfig(m *vrrp.Metrics, log zerolog.Logger) vrrp.StackConfig {
 	return vrrp.StackConfig{Interface: l.cfg.Interface, VRRP: l.cfg.VRRP, GARP: l.cfg.GARP, Routers: l.routers,
 		IPv4: l.dynamic(), DefendClaims: l.dynamic(), Auth: l.auth, Metrics: m, Log: log}
+}
+
+// staticChecks: the static mode runs health checks (keepalived's
+// track_script and track_interface).
+func (l *loaded) staticChecks() bool {
+	return !l.dynamic() && len(l.cfg.Health.Checks) > 0
 }
 
 // dynamicConfig is the dynamic mode's part of the config.
