@@ -62,8 +62,6 @@ func (c NotifyConfig) Validate() error {
 		}
 		if !strings.HasPrefix(h.argv[0], "/") {
 			errs = append(errs, fmt.Errorf("%s: %q: give the hook's absolute path (no shell runs it; for a shell line: [/bin/sh, -c, LINE])", h.name, h.argv[0]))
-		} else if st, err := os.Stat(h.argv[0]); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
-			errs = append(errs, fmt.Errorf("%s: %s is not an executable file", h.name, h.argv[0]))
 		}
 	}
 	if c.Timeout < 0 || c.Timeout > time.Hour {
@@ -117,6 +115,16 @@ type Notifier struct {
 // StartNotifier runs the hooks of cfg for the routers of iface until Stop.
 func StartNotifier(cfg NotifyConfig, iface string, m NotifyMetrics, log zerolog.Logger) *Notifier {
 	n := &Notifier{cfg: cfg.withDefaults(), iface: iface, log: log, metrics: m, queue: make(chan vrrp.StateChange, notifyQueue), done: make(chan struct{})}
+	for _, h := range cfg.hooks() {
+		if len(h.argv) == 0 {
+			continue
+		}
+		// Not refused: the config may be checked on another host, and a
+		// hook installed later runs from then on.
+		if st, err := os.Stat(h.argv[0]); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+			log.Warn().Str("hook", h.name).Str("path", h.argv[0]).Msg("notify hook is not an executable file: its runs will fail until it is one")
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 	go func() { n.run(ctx); close(n.done) }()

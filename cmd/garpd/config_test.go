@@ -148,7 +148,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{base + "health: {checks: [{name: a, exec: [true], weight: -20}]}\n", "health.checks[0].weight: the static mode's"},
 		{base + "priorities: {192.0.2.101: 10}\ntrack_interfaces: [{weight: -10}]\n", "track_interfaces[0]"},
 		{base + "notify: {exec: [notify.sh]}\n", "notify.exec"},
-		{base + "notify: {master: [/nonexistent]}\n", "notify.master"},
+		{base + "notify: {master: [sh, -c, x]}\n", "notify.master"},
 		{base + "vrrp: {unicast_peers: [auto, 192.0.2.1]}\n", "unicast_peers[0]"},
 		{base + "kubernetes: {peers: {selector: app=garpd}}\n", "kubernetes.peers.namespace"},
 		{base + "kubernetes: {peers: {namespace: garpd, selector: \"a=(b\"}}\n", "kubernetes.peers.selector"},

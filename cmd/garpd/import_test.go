@@ -215,9 +215,20 @@ func TestImportActiveActiveV6(t *testing.T) {
 		}
 	}
 	n := notesText(notes)
-	for _, want := range []string{"keepalived.conf:", "notify: notify scripts do not run", "authentication on a VRRPv3 or IPv6 instance", "the static mode does not follow health checks"} {
+	for _, want := range []string{"keepalived.conf:", "authentication on a VRRPv3 or IPv6 instance"} {
 		if !strings.Contains(n, want) {
 			t.Errorf("notes lack %q:\n%s", want, n)
+		}
+	}
+	// The static mode keeps the track_script (no weight: FAULT while it
+	// fails, on every router, as keepalived) and the notify script.
+	for node, l := range got {
+		c := l.cfg
+		if len(c.Health.Checks) != 1 || c.Health.Checks[0].Weight != 0 || len(c.Health.Checks[0].VIPs) != 0 || c.Health.Checks[0].HTTP == "" {
+			t.Errorf("%s: checks %+v, want the kubelet check on every router", node, c.Health.Checks)
+		}
+		if !slices.Equal(c.Notify.Exec, []string{"/usr/local/bin/notify.sh"}) {
+			t.Errorf("%s: notify %+v, want exec /usr/local/bin/notify.sh", node, c.Notify)
 		}
 	}
 
@@ -292,6 +303,20 @@ func TestImportControlPlaneVIP(t *testing.T) {
 	}
 	if n := notesText(notes); !strings.Contains(n, "weight -2") {
 		t.Errorf("notes do not explain the weight:\n%s", n)
+	}
+	// The static mode keeps keepalived's weight, and a per-instance
+	// weight on the track_script line wins over the script's.
+	for files, want := range map[string]int{
+		controlPlane()["/etc/keepalived/keepalived.conf"]: -2,
+		strings.Replace(controlPlane()["/etc/keepalived/keepalived.conf"], "check_apiserver\n    }", "check_apiserver weight -30\n    }", 1): -30,
+	} {
+		out, _, err := importKeepalived(memFiles{"/etc/keepalived/keepalived.conf": files}, []string{"/etc/keepalived/keepalived.conf"}, importOptions{node: "cp1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hc := checkImported(t, out)["cp1"].cfg.Health.Checks; len(hc) != 1 || hc[0].Weight != want {
+			t.Errorf("static import: checks %+v, want one with weight %d", hc, want)
+		}
 	}
 }
 

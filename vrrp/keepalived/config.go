@@ -91,10 +91,25 @@ type Instance struct {
 	PreemptDelay *Value
 	VIPs         []VIP
 	TrackScripts []Value
-	UseVMAC      *Stmt
+	// TrackWeights are the weights a track_script line sets for this
+	// instance ("chk_api weight -20"), by script name.
+	TrackWeights    map[string]*Value
+	TrackInterfaces []TrackedInterface
+	// Notify are the instance's notify scripts by key (notify,
+	// notify_master, notify_backup, notify_fault, notify_stop).
+	Notify  map[string]*Value
+	UseVMAC *Stmt
 	VMACXmitBase *Stmt
 	GARP         GARP
 	IPv6         bool // its VIPs are IPv6
+}
+
+// TrackedInterface is one line of track_interface: a link, and the weight
+// its loss shifts the priority by (nil: FAULT).
+type TrackedInterface struct {
+	Name   string
+	Weight *Value
+	At     *Stmt
 }
 
 // Script is a vrrp_script.
@@ -113,10 +128,10 @@ type Script struct {
 // no counterpart for.
 func unsupportedWhy(key string) string {
 	switch key {
-	case "notify", "notify_master", "notify_backup", "notify_fault", "notify_stop", "notify_master_rx_lower_pri":
-		return "notify scripts do not run: garpd logs every state change, records Kubernetes Events and exports garpd_vrrp_state"
-	case "track_interface", "dont_track_primary":
-		return "not imported: garpd follows the link state of its own interface only"
+	case "notify_master_rx_lower_pri":
+		return "not imported: garpd's notify hooks hear state changes only"
+	case "dont_track_primary":
+		return "not imported: garpd always follows the link state of its own interface"
 	case "virtual_routes", "static_routes":
 		return "not imported: garpd manages addresses, not routes"
 	case "virtual_rules":
@@ -168,6 +183,16 @@ func Load(stmts []*Stmt) (*Config, error) {
 		}
 	}
 	return c, nil
+}
+
+// weightArg is the "weight N" of a tracking line, nil without one.
+func weightArg(s *Stmt) *Value {
+	for i := 0; i+1 < len(s.Args); i++ {
+		if s.Args[i] == "weight" {
+			return &Value{Text: s.Args[i+1], At: s}
+		}
+	}
+	return nil
 }
 
 func (c *Config) unsupported(s *Stmt) {
@@ -312,7 +337,22 @@ func (c *Config) loadInstance(b *Stmt) (*Instance, error) {
 		case "track_script":
 			for _, t := range s.Block {
 				in.TrackScripts = append(in.TrackScripts, Value{Text: t.Key, At: t})
+				if w := weightArg(t); w != nil {
+					if in.TrackWeights == nil {
+						in.TrackWeights = map[string]*Value{}
+					}
+					in.TrackWeights[t.Key] = w
+				}
 			}
+		case "track_interface":
+			for _, t := range s.Block {
+				in.TrackInterfaces = append(in.TrackInterfaces, TrackedInterface{Name: t.Key, Weight: weightArg(t), At: t})
+			}
+		case "notify", "notify_master", "notify_backup", "notify_fault", "notify_stop":
+			if in.Notify == nil {
+				in.Notify = map[string]*Value{}
+			}
+			in.Notify[s.Key] = &Value{Text: strings.Join(s.Args, " "), At: s}
 		case "use_vmac":
 			in.UseVMAC = s
 		case "vmac_xmit_base":

@@ -166,10 +166,13 @@ func Convert(n Node, all []Node, dynamic bool) ([]byte, []Note, error) {
 	if dynamic {
 		root.set("gossip", gossipSection(n, all), "")
 	}
-	if checks := cv.checks(n.File, dynamic); checks != nil {
+	if checks := cv.checks(dynamic); checks != nil {
 		h := newMap()
 		h.set("checks", checks, "")
-		root.set("health", h, "from track_script")
+		root.set("health", h, "from track_script and track_interface")
+	}
+	if nt := cv.notify(); nt != nil {
+		root.set("notify", *nt, "from the notify scripts")
 	}
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
@@ -430,34 +433,140 @@ func (cv *converter) garp() (ymap, error) {
 	return garp, nil
 }
 
-// checks are the health checks of the instances' track_scripts, nil when
-// there are none. The static mode does not follow checks: a note says so.
-func (cv *converter) checks(file string, dynamic bool) *yaml.Node {
+// checks are the health checks of the instances' track_scripts and
+// track_interfaces, nil when there are none. The static mode keeps
+// keepalived's semantics: a script's weight (or an instance's override),
+// and, for a check only some instances track, their VIPs. The dynamic mode
+// follows checks node-wide and without weights: a note says what changes.
+func (cv *converter) checks(dynamic bool) *yaml.Node {
 	c := cv.c
 	checks := seq()
+	type tracked struct {
+		weight, weightAt string
+		vips             []string
+		instances        int
+	}
+	var order []string
+	seen := map[string]*tracked{}
+	track := func(name, weight string, at *Stmt, in *Instance) {
+		t := seen[name]
+		if t == nil {
+			t = &tracked{weight: weight, weightAt: from(at, "weight")}
+			seen[name] = t
+			order = append(order, name)
+		} else if t.weight != weight {
+			cv.note(at, fmt.Sprintf("%s: weight %s here, %s elsewhere: garpd's check has one weight, %s", name, weight, t.weight, t.weight))
+		}
+		t.instances++
+		for _, v := range in.VIPs {
+			t.vips = append(t.vips, v.Prefix.Addr().String())
+		}
+	}
 	for _, in := range c.Instances {
 		for _, ts := range in.TrackScripts {
 			sc := c.Scripts[ts.Text]
-			if slices.ContainsFunc(checks.Content, func(n *yaml.Node) bool { return n.Content[1].Value == sc.Name }) {
-				continue
+			w := "0"
+			if sc.Weight != nil {
+				w = sc.Weight.Text
 			}
-			check, more := convertScript(sc)
-			cv.notes = append(cv.notes, more...)
-			checks.Content = append(checks.Content, check.n)
+			if o := in.TrackWeights[ts.Text]; o != nil {
+				w = o.Text
+			}
+			track("script:"+sc.Name, w, ts.At, in)
+		}
+		for _, ti := range in.TrackInterfaces {
+			w := "0"
+			if ti.Weight != nil {
+				w = ti.Weight.Text
+			}
+			track("interface:"+ti.Name, w, ti.At, in)
 		}
 	}
-	switch {
-	case len(checks.Content) == 0:
-		return nil
-	case !dynamic:
-		// Static priorities cannot follow checks: say what to do.
-		for _, ch := range checks.Content {
-			cv.notes = append(cv.notes, Note{Where: file, What: "track_script " + ch.Content[1].Value +
-				": the static mode does not follow health checks (keepalived's weight adjusts priorities); import with --dynamic to keep it"})
+	for _, key := range order {
+		t := seen[key]
+		kind, name, _ := strings.Cut(key, ":")
+		var m ymap
+		if kind == "script" {
+			var more []Note
+			m, more = convertScript(c.Scripts[name])
+			cv.notes = append(cv.notes, more...)
+		} else {
+			m = newMap()
+			m.set("name", "interface:"+name, "")
+			m.set("interface", name, "track_interface")
 		}
+		some := t.instances < len(c.Instances)
+		switch {
+		case !dynamic:
+			if t.weight != "0" {
+				w, err := strconv.Atoi(t.weight)
+				if err != nil {
+					cv.notes = append(cv.notes, Note{Where: name, What: fmt.Sprintf("weight %q is not a number: imported without a weight (FAULT while failing)", t.weight)})
+				} else {
+					m.set("weight", w, t.weightAt)
+				}
+			}
+			if some {
+				m.set("vips", t.vips, "the VIPs of the instances that track it")
+			}
+		default:
+			if t.weight != "0" {
+				cv.notes = append(cv.notes, Note{Where: name, What: "weight " + t.weight + ": in the dynamic mode a failing check moves the node's VIPs to their next-ranked nodes rather than shifting a priority"})
+			}
+			if some {
+				cv.notes = append(cv.notes, Note{Where: name, What: "tracked by some instances only: in the dynamic mode a check follows the whole node"})
+			}
+		}
+		checks.Content = append(checks.Content, m.n)
+	}
+	if len(checks.Content) == 0 {
 		return nil
 	}
 	return checks
+}
+
+// notify is the notify section: the first instance's notify scripts (garpd
+// runs one set for every router), nil when no instance has any.
+func (cv *converter) notify() *ymap {
+	var first *Instance
+	for _, in := range cv.c.Instances {
+		if len(in.Notify) == 0 {
+			continue
+		}
+		if first == nil {
+			first = in
+			continue
+		}
+		for k, v := range in.Notify {
+			if f := first.Notify[k]; f == nil || f.Text != v.Text {
+				cv.note(v.At, fmt.Sprintf("%s of %s differs from %s's: garpd runs one set of hooks for every router (GARPD_VRID and GARPD_VIPS tell them apart); %s's are imported", k, in.Name, first.Name, first.Name))
+			}
+		}
+	}
+	if first == nil {
+		return nil
+	}
+	m := newMap()
+	for _, k := range []string{"notify", "notify_master", "notify_backup", "notify_fault", "notify_stop"} {
+		v := first.Notify[k]
+		if v == nil {
+			continue
+		}
+		argv := splitCommand(v.Text)
+		if len(argv) == 0 || !strings.HasPrefix(argv[0], "/") {
+			cv.note(v.At, fmt.Sprintf("%s %q: garpd runs hooks by absolute path, without a shell: not imported; give the script's full path", k, v.Text))
+			continue
+		}
+		key := strings.TrimPrefix(strings.TrimPrefix(k, "notify"), "_")
+		if key == "" {
+			key = "exec"
+		}
+		m.set(key, argv, from(v.At, k))
+	}
+	if len(m.n.Content) == 0 {
+		return nil
+	}
+	return &m
 }
 
 // convertScript turns a vrrp_script into a health check: curl of a URL
@@ -489,10 +598,6 @@ func convertScript(sc *Script) (ymap, []Note) {
 	m.set("timeout", duration(timeout), "timeout (at most the interval)")
 	m.set("fall", sc.Fall, "fall")
 	m.set("rise", sc.Rise, "rise")
-	if sc.Weight != nil && sc.Weight.Text != "0" {
-		notes = append(notes, Note{Where: sc.Weight.At.Where(), What: "vrrp_script " + sc.Name +
-			": weight " + sc.Weight.Text + ": a failing check in garpd resigns the node's VIPs rather than shifting its priority"})
-	}
 	return m, notes
 }
 
