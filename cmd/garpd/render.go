@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/garpd/garpd/balancer"
+	"github.com/garpd/garpd/gossip"
 	"github.com/garpd/garpd/vrrp"
 	"github.com/garpd/garpd/vrrp/keepalived"
 )
@@ -120,6 +122,10 @@ func renderKeepalived(l *loaded, path string, names []string) ([]nodeFile, error
 	if l.dynamic() {
 		mode = "dynamic mode, planned over " + strings.Join(names, ", ")
 	}
+	checks, err := renderChecks(c.Health.Checks)
+	if err != nil {
+		return nil, err
+	}
 	var out []nodeFile
 	for _, node := range names {
 		routers := slices.Clone(l.routers)
@@ -127,10 +133,70 @@ func renderKeepalived(l *loaded, path string, names []string) ([]nodeFile, error
 			routers[i].Priority = uint8(prio[node][i])
 		}
 		conf := keepalived.Render(keepalived.Rendering{Node: node, Interface: c.Interface, VRRP: c.VRRP, GARP: c.GARP,
-			Routers: routers, Auth: renderAuth(l), Comment: fmt.Sprintf("rendered by garpd render keepalived from %s (%s)", filepath.Base(path), mode)})
+			Routers: routers, Auth: renderAuth(l), Checks: checks, Notify: renderNotify(c.Notify),
+			Comment: fmt.Sprintf("rendered by garpd render keepalived from %s (%s)", filepath.Base(path), mode)})
 		out = append(out, nodeFile{node: node, from: path, data: conf, secret: c.VRRP.AuthPass != "" || l.auth.Enabled()})
 	}
 	return out, nil
+}
+
+// renderChecks are the health checks as keepalived runs them: exec as its
+// command line, http as curl, interface as track_interface. A check
+// keepalived cannot run (tcp, kubernetes_pod) is refused by name.
+func renderChecks(checks []gossip.CheckConfig) ([]keepalived.Check, error) {
+	var out []keepalived.Check
+	for i, hc := range checks {
+		k := keepalived.Check{Name: hc.Name, Interface: hc.Interface, Interval: hc.Interval, Timeout: hc.Timeout,
+			Fall: hc.Fall, Rise: hc.Rise, Weight: hc.Weight}
+		for _, v := range hc.VIPs {
+			p, err := balancer.ParseVIP(v)
+			if err != nil {
+				return nil, fmt.Errorf("health.checks[%d].vips: %w", i, err)
+			}
+			k.VIPs = append(k.VIPs, p.Addr())
+		}
+		switch {
+		case hc.Interface != "":
+		case len(hc.Exec) > 0:
+			k.Script = shellJoin(hc.Exec)
+		case hc.HTTP != "":
+			curl := []string{"/usr/bin/curl", "-sf", "-o", "/dev/null", "--max-time", strconv.FormatFloat(hc.Timeout.Seconds(), 'f', -1, 64)}
+			if hc.Insecure {
+				curl = append(curl, "-k")
+			}
+			if hc.CAFile != "" {
+				curl = append(curl, "--cacert", hc.CAFile)
+			}
+			k.Script = shellJoin(append(curl, hc.HTTP))
+		default:
+			return nil, fmt.Errorf("health.checks[%d] (%s): keepalived has no counterpart for a tcp or kubernetes_pod check; write it as an exec check to render it", i, hc.Name)
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// shellJoin writes argv as one script line, quoting words with spaces.
+func shellJoin(argv []string) string {
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		if strings.ContainsAny(a, " \t'") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		out[i] = a
+	}
+	return strings.Join(out, " ")
+}
+
+// renderNotify are the notify hooks under keepalived's keys.
+func renderNotify(n balancer.NotifyConfig) map[string][]string {
+	out := map[string][]string{}
+	for key, argv := range map[string][]string{"notify": n.Exec, "notify_master": n.Master, "notify_backup": n.Backup, "notify_fault": n.Fault, "notify_stop": n.Stop} {
+		if len(argv) > 0 {
+			out[key] = argv
+		}
+	}
+	return out
 }
 
 // renderAuth is the auth_hmac block keepalived needs to speak with the

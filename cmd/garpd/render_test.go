@@ -135,3 +135,54 @@ func TestRenderAuthHMAC(t *testing.T) {
 		t.Errorf("the dynamic rendering lacks the derived key %q:\n%s", derived, text)
 	}
 }
+
+// Checks with weights and VIP scopes, tracked interfaces and notify hooks
+// render as keepalived's track_script, track_interface and notify lines,
+// and import back the same.
+func TestRenderChecksAndHooks(t *testing.T) {
+	src := `node: n1
+interface: eth0
+vips: [192.0.2.101, 192.0.2.102]
+priorities: {192.0.2.101: 200, 192.0.2.102: 150}
+health:
+  checks:
+    - {name: api, exec: [/etc/keepalived/check_apiserver.sh, --fast], interval: 3s, timeout: 2s, fall: 10, rise: 2, weight: -20, vips: [192.0.2.101]}
+    - {name: ingress, http: "http://127.0.0.1:10254/healthz", vips: [192.0.2.102]}
+track_interfaces: [{name: uplink0, weight: -50}]
+notify: {exec: [/usr/local/bin/notify.sh], master: [/usr/local/bin/became-master.sh, now]}
+`
+	l, err := parseConfig([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := renderKeepalived(l, "n1.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(out[0].data)
+	for _, want := range []string{"vrrp_script api {\n    script \"/etc/keepalived/check_apiserver.sh --fast\"\n    interval 3\n    timeout 2\n    fall 10\n    rise 2\n}",
+		"track_script {\n        api weight -20\n    }", "track_script {\n        ingress\n    }", "track_interface {\n        uplink0 weight -50\n    }",
+		`notify "/usr/local/bin/notify.sh"`, `notify_master "/usr/local/bin/became-master.sh now"`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("rendering lacks %q:\n%s", want, text)
+		}
+	}
+	back, _, err := importKeepalived(memFiles{"/k.conf": text}, []string{"/k.conf"}, importOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := checkImported(t, back)["n1"].cfg
+	byName := map[string]int{}
+	for _, hc := range c.Health.Checks {
+		byName[hc.Name] = hc.Weight
+		if hc.Name == "api" && (!reflect.DeepEqual(hc.VIPs, []string{"192.0.2.101"}) || hc.Fall != 10) {
+			t.Errorf("api came back as %+v", hc)
+		}
+	}
+	if !reflect.DeepEqual(byName, map[string]int{"api": -20, "ingress": 0, "interface:uplink0": -50}) {
+		t.Errorf("checks came back as %v", byName)
+	}
+	if !reflect.DeepEqual(c.Notify.Master, []string{"/usr/local/bin/became-master.sh", "now"}) || len(c.Notify.Exec) != 1 {
+		t.Errorf("notify came back as %+v", c.Notify)
+	}
+}

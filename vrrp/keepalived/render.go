@@ -3,6 +3,7 @@ package keepalived
 import (
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,8 +23,48 @@ type Rendering struct {
 	Routers   []vrrp.RouterSpec
 	// Auth, when set, is rendered as every instance's auth_hmac block.
 	Auth *vrrp.AuthHMACConfig
+	// Checks become vrrp_scripts (or track_interface lines) tracked by the
+	// routers they track, with their weights: keepalived's track_script.
+	Checks []Check
+	// Notify are the notify scripts by keepalived's key (notify,
+	// notify_master, ...), each an argv.
+	Notify map[string][]string
 	// Comment says where the rendering came from, on the file's first line.
 	Comment string
+}
+
+// Check is a health check as keepalived runs it: a script line, or a link
+// (Interface); VIPs empty tracks every router.
+type Check struct {
+	Name       string
+	Script     string
+	Interface  string
+	Interval   time.Duration
+	Timeout    time.Duration
+	Fall, Rise int
+	Weight     int
+	VIPs       []netip.Addr
+}
+
+// tracks reports whether c tracks router rt.
+func (c Check) tracks(rt vrrp.RouterSpec) bool {
+	if len(c.VIPs) == 0 {
+		return true
+	}
+	for _, p := range rt.VIPs {
+		if slices.Contains(c.VIPs, p.Addr()) {
+			return true
+		}
+	}
+	return false
+}
+
+// weightText is the " weight N" of a tracking line, "" for none.
+func weightText(w int) string {
+	if w == 0 {
+		return ""
+	}
+	return " weight " + strconv.Itoa(w)
 }
 
 // Render writes a keepalived.conf that runs r's virtual routers: one
@@ -43,6 +84,13 @@ func Render(r Rendering) []byte {
 		fmt.Fprintf(&b, "    vrrp_garp_master_refresh %d\n", max(1, int(r.GARP.Refresh.Round(time.Second)/time.Second)))
 	}
 	b.WriteString("}\n")
+	for _, ch := range r.Checks {
+		if ch.Script == "" {
+			continue
+		}
+		fmt.Fprintf(&b, "\nvrrp_script %s {\n    script \"%s\"\n    interval %s\n    timeout %s\n    fall %d\n    rise %d\n}\n",
+			scriptName(ch.Name), ch.Script, secondsText(ch.Interval), secondsText(ch.Timeout), ch.Fall, ch.Rise)
+	}
 	for _, rt := range r.Routers {
 		family := "ipv4"
 		if rt.V6() {
@@ -96,9 +144,40 @@ func Render(r Rendering) []byte {
 		for _, v := range rt.VIPs {
 			fmt.Fprintf(&b, "        %s dev %s\n", v, r.Interface)
 		}
-		b.WriteString("    }\n}\n")
+		b.WriteString("    }\n")
+		var scripts, links []string
+		for _, ch := range r.Checks {
+			switch {
+			case !ch.tracks(rt):
+			case ch.Interface != "":
+				links = append(links, "        "+ch.Interface+weightText(ch.Weight))
+			case ch.Script != "":
+				scripts = append(scripts, "        "+scriptName(ch.Name)+weightText(ch.Weight))
+			}
+		}
+		if len(scripts) > 0 {
+			fmt.Fprintf(&b, "    track_script {\n%s\n    }\n", strings.Join(scripts, "\n"))
+		}
+		if len(links) > 0 {
+			fmt.Fprintf(&b, "    track_interface {\n%s\n    }\n", strings.Join(links, "\n"))
+		}
+		for _, k := range slices.Sorted(maps.Keys(r.Notify)) {
+			fmt.Fprintf(&b, "    %s \"%s\"\n", k, strings.Join(r.Notify[k], " "))
+		}
+		b.WriteString("}\n")
 	}
 	return []byte(b.String())
+}
+
+// scriptName is a check's name as a vrrp_script name: keepalived's names
+// are words.
+func scriptName(name string) string {
+	return strings.Map(func(r rune) rune {
+		if r == ' ' || r == '\t' || r == '{' || r == '}' || r == '"' {
+			return '_'
+		}
+		return r
+	}, name)
 }
 
 // secondsText writes d as keepalived's seconds: 1, 0.1, 1.1.
