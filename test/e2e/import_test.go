@@ -135,7 +135,10 @@ func TestRenderedKeepalivedAgreesWithGarpd(t *testing.T) {
 func renderedAgrees(t *testing.T, keepalived, vrrpExtra string) {
 	l := newLab(t, 3)
 	cfg := filepath.Join(l.Dir, "dynamic.yaml")
-	dyn := strings.Replace(dynConfig(l, "n1", vips6, ""), "  advert_interval: 100ms\n", "  advert_interval: 100ms\n"+vrrpExtra, 1)
+	// A check and a notify hook render as keepalived's track_script and
+	// notify, which keepalived runs too.
+	const hooks = "health:\n  checks:\n    - {name: alive, exec: [/usr/bin/true], interval: 1s}\nnotify: {exec: [/usr/bin/true]}\n"
+	dyn := strings.Replace(dynConfig(l, "n1", vips6, hooks), "  advert_interval: 100ms\n", "  advert_interval: 100ms\n"+vrrpExtra, 1)
 	if err := os.WriteFile(cfg, []byte(dyn), 0o600); err != nil {
 		t.Fatal(err)
 	}

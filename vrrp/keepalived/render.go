@@ -83,6 +83,11 @@ func Render(r Rendering) []byte {
 	if r.GARP.Refresh > 0 && r.GARP.Schedule == "" {
 		fmt.Fprintf(&b, "    vrrp_garp_master_refresh %d\n", max(1, int(r.GARP.Refresh.Round(time.Second)/time.Second)))
 	}
+	if len(r.Notify) > 0 || slices.ContainsFunc(r.Checks, func(c Check) bool { return c.Script != "" }) {
+		// keepalived refuses to run scripts without it; garpd runs its
+		// hooks and checks as the agent's user, root.
+		b.WriteString("    script_user root\n    enable_script_security\n")
+	}
 	b.WriteString("}\n")
 	for _, ch := range r.Checks {
 		if ch.Script == "" {
