@@ -172,6 +172,8 @@ func TestHelmChart(t *testing.T) {
 		"monitoring": helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "--set", "serviceMonitor.enabled=true",
 			"--set", "prometheusRule.enabled=true", "--set", "http.listen=0.0.0.0:9496"),
 		"plain manifest": renderManifest(t, bins),
+		"per-check timings": helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "--set", "healthChecks.presets[0].name=kubelet",
+			"--set", "healthChecks.presets[0].interval=3s", "--set", "healthChecks.presets[0].fall=10", "--set", "healthChecks.presets[1]=ingress"),
 	}
 	key := labKey(l)
 	for name, manifest := range renders {
@@ -192,6 +194,10 @@ func TestHelmChart(t *testing.T) {
 		if out, err := exec.Command(garpdBin, "agent", "--check", "--config", cfgPath).CombinedOutput(); err != nil {
 			t.Errorf("%s: garpd agent --check refuses its config: %v\n%s\n%s", name, err, out, cfg)
 		}
+	}
+	if cfg := agentConfig(t, renders["per-check timings"]); !strings.Contains(cfg, "- fall: 10\n      http: http://127.0.0.1:10248/healthz\n      interval: 3s\n      name: kubelet") ||
+		!strings.Contains(cfg, "- fall: 2\n      http: http://127.0.0.1:10254/healthz\n      interval: 2s\n      name: ingress") {
+		t.Errorf("per-check timings: the kubelet check every 3s × 10 and the ingress check at the defaults, want both in:\n%s", cfg)
 	}
 	if !strings.Contains(renders["openshift"], "kind: SecurityContextConstraints") || strings.Contains(renders["defaults"], "SecurityContextConstraints") {
 		t.Error("openshift: true does not switch the SCC on, or the defaults render one")

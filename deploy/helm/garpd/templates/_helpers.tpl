@@ -45,17 +45,22 @@ the render, so the Secret and the pods' checksum see the same key. */}}
 {{- .Values.gossip.key.rendered -}}
 {{- end -}}
 
-{{/* The health checks: the presets asked for, then the listed ones. */}}
+{{/* The health checks: the presets asked for, then the listed ones. A
+preset is a name, or {name, interval, timeout, fall, rise, weight, vips}
+with its own timings (the kubelet every 3s × 10, the service every 2s × 2). */}}
 {{- define "garpd.checks" -}}
 {{- $h := .Values.healthChecks -}}
 {{- $urls := dict "ingress" $h.ingressURL "kubelet" "http://127.0.0.1:10248/healthz" "apiserver" "https://127.0.0.1:6443/readyz" "openshift-router" "http://127.0.0.1:1936/healthz/ready" -}}
 {{- $checks := list -}}
 {{- range $h.presets -}}
-{{- if not (hasKey $urls .) -}}
-{{- fail (printf "healthChecks.presets: %q is not a preset: use ingress, kubelet, apiserver or openshift-router" .) -}}
+{{- $p := . -}}
+{{- if kindIs "string" . -}}{{- $p = dict "name" . -}}{{- end -}}
+{{- if not (hasKey $urls $p.name) -}}
+{{- fail (printf "healthChecks.presets: %q is not a preset: use ingress, kubelet, apiserver or openshift-router" $p.name) -}}
 {{- end -}}
-{{- $c := dict "name" . "http" (get $urls .) "interval" $h.interval "timeout" $h.timeout "fall" $h.fall "rise" $h.rise -}}
-{{- if eq . "apiserver" -}}{{- $_ := set $c "insecure" true -}}{{- end -}}
+{{- $c := dict "name" $p.name "http" (get $urls $p.name) "interval" ($p.interval | default $h.interval) "timeout" ($p.timeout | default $h.timeout) "fall" ($p.fall | default $h.fall) "rise" ($p.rise | default $h.rise) -}}
+{{- range $k := list "weight" "vips" -}}{{- if hasKey $p $k -}}{{- $_ := set $c $k (get $p $k) -}}{{- end -}}{{- end -}}
+{{- if eq $p.name "apiserver" -}}{{- $_ := set $c "insecure" true -}}{{- end -}}
 {{- $checks = append $checks $c -}}
 {{- end -}}
 {{- concat $checks $h.checks | toYaml -}}
