@@ -34,6 +34,9 @@ func Digest(groups []Group, version int, interval time.Duration) string {
 		}
 		slices.Sort(ps)
 		keys[i] = fmt.Sprintf("%s/%d=%s", g.Family(), g.VRID, strings.Join(ps, ","))
+		if g.Prefer != "" {
+			keys[i] += ">" + g.Prefer
+		}
 	}
 	slices.Sort(keys)
 	for _, k := range keys {

@@ -243,6 +243,11 @@ func familyOf(g Group) int {
 //     counting what each holds once both are down.
 //  4. The remaining ranks follow the score.
 //
+// A group that prefers a known node is owned by it (step 1 counts it
+// against that node's share); steps 2 and 3 then spread its failure as any
+// other's. Preferences beyond a node's share cost balance: the groups left
+// over go to the least loaded nodes.
+//
 // Within one water-filling, which group goes to which node is again each
 // group's preference, in hash order.
 func Rank(nodes []Node, groups []Group) (Plan, error) {
@@ -319,12 +324,32 @@ func Rank(nodes []Node, groups []Group) (Plan, error) {
 	if !ok { // each family rounded on its own always places every group
 		targets, _ = ownerTargets(famCount, weights, tie, nil, false)
 	}
-	owner := make([]int, G)
+	owner := filled(G)
 	var owned [families][]int // per family and node
 	byOwner := make([][families][]int, N)
 	for f := range byHash {
 		owned[f] = make([]int, N)
-		assign(byHash[f], targets[f], owned[f], owner)
+		// Preferred groups go to their node first and count against its
+		// share; the rest fill the shares as they would.
+		var rest []int
+		for _, g := range byHash[f] {
+			if p, ok := slices.BinarySearchFunc(ns, groups[g].Prefer, func(n Node, s string) int { return cmp.Compare(n.Name, s) }); ok && groups[g].Prefer != "" {
+				owner[g] = p
+				owned[f][p]++
+			} else {
+				rest = append(rest, g)
+			}
+		}
+		assign(rest, targets[f], owned[f], owner)
+		// Preferences beyond a node's share leave groups no share is left
+		// for: each goes to the node then least loaded for its weight.
+		for _, g := range rest {
+			if owner[g] < 0 {
+				add := waterFill(1, owned[f], total(owned), weights, tie, nil)
+				owner[g] = slices.Index(add, 1)
+				owned[f][owner[g]]++
+			}
+		}
 		for _, g := range byHash[f] {
 			byOwner[owner[g]][f] = append(byOwner[owner[g]][f], g)
 		}
@@ -592,4 +617,34 @@ func (p Plan) Down(names []string) (map[string]bool, error) {
 		down[n] = true
 	}
 	return down, nil
+}
+
+// PreferenceCost is what the groups' preferences cost in balance over
+// nodes: the spread of VIPs owned (most minus fewest) with them, and with
+// them left out. Equal spreads: the preferences cost nothing.
+func PreferenceCost(nodes []Node, groups []Group) (with, without int, err error) {
+	p, err := Rank(nodes, groups)
+	if err != nil {
+		return 0, 0, err
+	}
+	plain := slices.Clone(groups)
+	for i := range plain {
+		plain[i].Prefer = ""
+	}
+	q, err := Rank(nodes, plain)
+	if err != nil {
+		return 0, 0, err
+	}
+	return ownedSpread(p.Owned()), ownedSpread(q.Owned()), nil
+}
+
+func ownedSpread(owned map[string]int) int {
+	lo, hi := -1, 0
+	for _, v := range owned {
+		if lo < 0 || v < lo {
+			lo = v
+		}
+		hi = max(hi, v)
+	}
+	return hi - max(lo, 0)
 }

@@ -365,3 +365,92 @@ func TestJoinForgetReport(t *testing.T) {
 func without(nodes []Node, name string) []Node {
 	return slices.DeleteFunc(slices.Clone(nodes), func(n Node) bool { return n.Name == name })
 }
+
+// Preferences the shares allow: over the property clusters, with a random
+// third of the groups preferring a random node (each node preferred by at
+// most its share rounded down), the preferred node owns each, the owners
+// are as balanced as without preferences, and with any one node down only
+// its groups move, the survivors within their shares.
+func TestRankPreferences(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 7))
+	for _, c := range clusters() {
+		W := 0
+		for _, n := range c.nodes {
+			W += n.Weight
+		}
+		var famCount [families]int
+		for _, g := range c.groups {
+			famCount[familyOf(g)]++
+		}
+		var prefCount [families]map[string]int
+		prefTotal := map[string]int{}
+		for f := range prefCount {
+			prefCount[f] = map[string]int{}
+		}
+		groups := slices.Clone(c.groups)
+		want := map[string]string{}
+		for i := range groups {
+			if r.IntN(3) != 0 {
+				continue
+			}
+			n := c.nodes[r.IntN(len(c.nodes))]
+			f := familyOf(groups[i])
+			if prefCount[f][n.Name]+1 > famCount[f]*n.Weight/W || prefTotal[n.Name]+1 > len(groups)*n.Weight/W {
+				continue
+			}
+			prefCount[f][n.Name]++
+			prefTotal[n.Name]++
+			groups[i].Prefer = n.Name
+			want[groups[i].Key()] = n.Name
+		}
+		p := mustRank(t, c.nodes, groups)
+		for _, g := range p.Groups {
+			if w, ok := want[g.Group.Key()]; ok && g.Owner() != w {
+				t.Fatalf("%s: %s prefers %s, owned by %s", c, g.Group.Key(), w, g.Owner())
+			}
+		}
+		if err := checkHeld(c.nodes, heldGroups(p, nil), nil, 0); err != nil {
+			t.Fatalf("%s with %d preferences, all up: %v", c, len(want), err)
+		}
+		slack := 0
+		if c.weighted {
+			slack = 1
+		}
+		for _, dead := range c.nodes {
+			down := map[string]bool{dead.Name: true}
+			for _, g := range p.Groups {
+				if g.Owner() != dead.Name && g.Holder(down) != g.Owner() {
+					t.Fatalf("%s, %s down: %s of live owner %s moved", c, dead.Name, g.Group.Key(), g.Owner())
+				}
+			}
+			if err := checkHeld(c.nodes, heldGroups(p, down), down, slack); err != nil {
+				t.Fatalf("%s with %d preferences, %s down: %v", c, len(want), dead.Name, err)
+			}
+		}
+	}
+}
+
+// Preferences beyond a node's share are honoured and cost balance: every
+// group preferring one node is owned by it; the plan still ranks every
+// member, and a preference for an unknown node is ignored.
+func TestRankPreferencesBeyondShare(t *testing.T) {
+	nodes := mkNodes(3)
+	groups := mkGroups(6)
+	for i := range groups {
+		groups[i].Prefer = nodes[0].Name
+	}
+	groups[5].Prefer = "gone"
+	p := mustRank(t, nodes, groups)
+	for _, g := range p.Groups[:5] {
+		if g.Owner() != nodes[0].Name {
+			t.Fatalf("%s owned by %s, prefers %s", g.Group.Key(), g.Owner(), nodes[0].Name)
+		}
+	}
+	if o := p.Owned(); o[nodes[0].Name] != 5 {
+		t.Fatalf("owned %v", o)
+	}
+	with, without, err := PreferenceCost(nodes, groups)
+	if err != nil || with <= without || without != 0 {
+		t.Fatalf("preference cost: spread %d with, %d without (%v); want more with, 0 without", with, without, err)
+	}
+}

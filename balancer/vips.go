@@ -14,6 +14,9 @@ import (
 type VIP struct {
 	Prefix netip.Prefix
 	VRID   int // 0: allocate from vrid_base
+	// Prefer names the node that should own the VIP (dynamic mode): the
+	// plan gives it to that node whenever it is a known member.
+	Prefer string
 }
 
 // ParseVIP accepts "ADDR" (a host route: /32 or /128) or "ADDR/PREFIX".
@@ -49,7 +52,8 @@ func checkVIPAddr(s string, a netip.Addr) error {
 	return nil
 }
 
-// UnmarshalYAML accepts "ADDR", "ADDR/PREFIX" or {address: ..., vrid: N}.
+// UnmarshalYAML accepts "ADDR", "ADDR/PREFIX" or {address: ..., vrid: N,
+// prefer: NODE}.
 func (v *VIP) UnmarshalYAML(n *yaml.Node) error {
 	var addr string
 	switch n.Kind {
@@ -59,6 +63,7 @@ func (v *VIP) UnmarshalYAML(n *yaml.Node) error {
 		var m struct {
 			Address string `yaml:"address"`
 			VRID    int    `yaml:"vrid"`
+			Prefer  string `yaml:"prefer"`
 		}
 		if err := n.Decode(&m); err != nil {
 			return err
@@ -69,7 +74,7 @@ func (v *VIP) UnmarshalYAML(n *yaml.Node) error {
 		if m.VRID < 0 || m.VRID > 255 || (m.VRID == 0 && strings.Contains(nodeText(n), "vrid")) {
 			return fmt.Errorf("line %d: vrid %d for %s: VRIDs are 1..255", n.Line, m.VRID, m.Address)
 		}
-		addr, v.VRID = m.Address, m.VRID
+		addr, v.VRID, v.Prefer = m.Address, m.VRID, m.Prefer
 	default:
 		return fmt.Errorf("line %d: a VIP is \"ADDR\", \"ADDR/PREFIX\" or {address, vrid}", n.Line)
 	}
@@ -91,10 +96,17 @@ func nodeText(n *yaml.Node) string {
 
 // MarshalYAML writes the short form when no VRID is pinned.
 func (v VIP) MarshalYAML() (any, error) {
-	if v.VRID == 0 {
+	if v.VRID == 0 && v.Prefer == "" {
 		return v.Prefix.String(), nil
 	}
-	return map[string]any{"address": v.Prefix.String(), "vrid": v.VRID}, nil
+	m := map[string]any{"address": v.Prefix.String()}
+	if v.VRID != 0 {
+		m["vrid"] = v.VRID
+	}
+	if v.Prefer != "" {
+		m["prefer"] = v.Prefer
+	}
+	return m, nil
 }
 
 // Group is what one virtual router carries and what the ranking balances:
@@ -104,6 +116,8 @@ type Group struct {
 	V6   bool
 	VRID int
 	VIPs []netip.Prefix
+	// Prefer is the node that should own the group ("": the plan picks).
+	Prefer string
 }
 
 // Family names the group's address family.
@@ -142,6 +156,7 @@ func AssignVRIDs(vips []VIP, base, limit int) (Allocation, error) {
 		return Allocation{}, fmt.Errorf("VRID range %d..%d: VRIDs are 1..255", base, limit)
 	}
 	seen := map[netip.Addr]bool{}
+	prefer := map[netip.Addr]string{}
 	type fam struct {
 		pinned map[int][]netip.Prefix
 		auto   []int // indexes into vips
@@ -153,6 +168,7 @@ func AssignVRIDs(vips []VIP, base, limit int) (Allocation, error) {
 			return Allocation{}, fmt.Errorf("VIP %s is listed twice", a)
 		}
 		seen[a] = true
+		prefer[a] = v.Prefer
 		f := &fams[b2i(a.Is6())]
 		if v.VRID != 0 {
 			f.pinned[v.VRID] = append(f.pinned[v.VRID], v.Prefix)
@@ -206,7 +222,17 @@ func AssignVRIDs(vips []VIP, base, limit int) (Allocation, error) {
 		}
 		slices.Sort(ids)
 		for _, id := range ids {
-			out.Groups = append(out.Groups, Group{V6: fi == 1, VRID: id, VIPs: byVRID[id]})
+			g := Group{V6: fi == 1, VRID: id, VIPs: byVRID[id]}
+			for _, p := range g.VIPs {
+				switch pr := prefer[p.Addr()]; {
+				case pr == "" || pr == g.Prefer:
+				case g.Prefer == "":
+					g.Prefer = pr
+				default:
+					return Allocation{}, fmt.Errorf("VIPs of VRID %d prefer %s and %s: one virtual router has one owner; give them one prefer", id, g.Prefer, pr)
+				}
+			}
+			out.Groups = append(out.Groups, g)
 		}
 	}
 	return out, nil

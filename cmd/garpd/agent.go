@@ -10,6 +10,8 @@ import (
 	"os/signal"
 	"reflect"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -453,5 +455,33 @@ func checkConfig(w io.Writer, path string) error {
 	for _, g := range l.alloc.Grouped {
 		fmt.Fprintf(w, "  note: %s\n", g)
 	}
+	if note := preferenceNote(l.alloc.Groups); note != "" {
+		fmt.Fprintf(w, "  note: %s\n", note)
+	}
 	return nil
+}
+
+// preferenceNote says when the VIPs' prefer: cannot be balanced over the
+// nodes they name (the least cluster they imply): a node preferred by more
+// VIPs than its share owns them all. "" when they cost nothing.
+func preferenceNote(groups []balancer.Group) string {
+	var names []string
+	for _, g := range groups {
+		if g.Prefer != "" && !slices.Contains(names, g.Prefer) {
+			names = append(names, g.Prefer)
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	nodes := make([]balancer.Node, len(names))
+	for i, n := range names {
+		nodes[i] = balancer.Node{Name: n, Weight: 1}
+	}
+	with, without, err := balancer.PreferenceCost(nodes, groups)
+	if err != nil || with <= without {
+		return ""
+	}
+	return fmt.Sprintf("prefer: over the %d nodes the VIPs prefer (%s), owners differ by up to %d VIPs with the preferences and %d without: a node preferred beyond its share owns all it is preferred for (garpd plan --prefer shows the layout)",
+		len(names), strings.Join(names, ", "), with, without)
 }

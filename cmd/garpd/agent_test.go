@@ -135,3 +135,26 @@ func TestReloadRotatesGossipKeys(t *testing.T) {
 		t.Fatalf("same keys again: %v", got)
 	}
 }
+
+// --check says when preferences cannot be balanced over the nodes they
+// name, and nothing when they cost nothing.
+func TestPreferenceNote(t *testing.T) {
+	load := func(prefs ...string) *loaded {
+		t.Helper()
+		y := "interface: eth0\ngossip: {insecure: true}\nvips:\n"
+		for i, p := range prefs {
+			y += fmt.Sprintf("  - {address: 192.0.2.%d, prefer: %s}\n", 101+i, p)
+		}
+		l, err := parseConfig([]byte(y))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	if n := preferenceNote(load("n1", "n2", "n3", "n1").alloc.Groups); n != "" {
+		t.Errorf("balanced preferences noted: %s", n)
+	}
+	if n := preferenceNote(load("n1", "n1", "n1", "n2").alloc.Groups); !strings.Contains(n, "up to 2 VIPs with the preferences and 0 without") {
+		t.Errorf("unbalanced preferences: note %q", n)
+	}
+}

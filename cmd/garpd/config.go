@@ -200,8 +200,11 @@ func parseConfig(raw []byte) (*loaded, error) {
 	section("health", c.Health.Validate())
 	section("notify", c.Notify.Validate())
 	vips := map[netip.Addr]bool{}
-	for _, v := range c.VIPs {
+	for i, v := range c.VIPs {
 		vips[v.Prefix.Addr()] = true
+		if v.Prefer != "" && c.Priorities != nil {
+			errs = append(errs, fmt.Errorf("vips[%d].prefer: the dynamic mode's: in the static mode priorities: says who owns %s", i, v.Prefix.Addr()))
+		}
 	}
 	for i, hc := range c.Health.Checks {
 		for _, v := range hc.VIPs {

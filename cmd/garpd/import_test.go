@@ -243,6 +243,15 @@ func TestImportActiveActiveV6(t *testing.T) {
 	if !got["lb2"].dynamic() || len(c.VIPs) != 3 || c.VIPs[2].VRID != 53 {
 		t.Errorf("dynamic lb2: dynamic %v, VIPs %v", got["lb2"].dynamic(), c.VIPs)
 	}
+	// Each VIP prefers the node keepalived made its master.
+	for i, want := range []string{"lb1", "lb2", "lb3"} {
+		if c.VIPs[i].Prefer != want {
+			t.Errorf("dynamic lb2: VIP %s prefers %q, want %s (keepalived's master)", c.VIPs[i].Prefix, c.VIPs[i].Prefer, want)
+		}
+	}
+	if n := preferenceNote(got["lb2"].alloc.Groups); n != "" {
+		t.Errorf("the imported preferences cost balance: %s", n)
+	}
 	if !slices.Equal(c.Gossip.Join, []string{"[2001:db8::11]:7946", "[2001:db8::13]:7946"}) {
 		t.Errorf("dynamic lb2: join %v, want the other nodes' unicast_src_ip", c.Gossip.Join)
 	}

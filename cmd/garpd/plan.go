@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,7 +19,7 @@ func newPlanCmd() *cobra.Command {
 	var nodesFlag, weightsFlag, vipsFlag, rangesFlag []string
 	var vridBase, vridMax int
 	var fail string
-	var downFlag []string
+	var downFlag, preferFlag []string
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "plan --nodes N1,N2,... --vips A,B,... [--vip-range FIRST-LAST] [--down X,Y] [--fail NODE] [--json]",
@@ -34,11 +35,14 @@ holder is the first node of its ranking that is up (what VRRP elects).
 --fail NODE is the readable what-if: which node VRRP hands each of NODE's
 VIPs to, and what every node holds then. Nothing else moves.
 
-A VIP may pin its VRID as ADDR@VRID. Exit code 2 on bad input.`,
+A VIP may pin its VRID as ADDR@VRID. --prefer ADDR=NODE makes NODE the
+VIP's owner (the config's prefer:); the plan then says what the preferences
+cost in balance. Exit code 2 on bad input.`,
 		Example: `  garpd plan --nodes n1,n2,n3 --vips 192.0.2.101,192.0.2.102,192.0.2.103
   garpd plan --nodes n1,n2,n3 --weights n1=2 --vip-range 192.0.2.101-192.0.2.200 --fail n2
   garpd plan --nodes n1,n2,n3,n4 --vip-range 192.0.2.101-192.0.2.112 --down n2,n4 --json
-  garpd plan --nodes n1,n2 --vips 192.0.2.101@51 --json`,
+  garpd plan --nodes n1,n2 --vips 192.0.2.101@51 --json
+  garpd plan --nodes n1,n2,n3 --vips 192.0.2.101,192.0.2.102,192.0.2.103 --prefer 192.0.2.101=n2`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			nodes, err := parseNodes(nodesFlag, weightsFlag)
@@ -47,6 +51,9 @@ A VIP may pin its VRID as ADDR@VRID. Exit code 2 on bad input.`,
 			}
 			vips, err := parsePlanVIPs(vipsFlag, rangesFlag)
 			if err != nil {
+				return usageError(err)
+			}
+			if err := applyPreferences(vips, preferFlag, nodes); err != nil {
 				return usageError(err)
 			}
 			alloc, err := balancer.AssignVRIDs(vips, vridBase, vridMax)
@@ -70,6 +77,13 @@ A VIP may pin its VRID as ADDR@VRID. Exit code 2 on bad input.`,
 				}
 			}
 			out := planOutput(plan, alloc, down, fail)
+			if len(preferFlag) > 0 {
+				with, without, err := balancer.PreferenceCost(nodes, alloc.Groups)
+				if err != nil {
+					return usageError(err)
+				}
+				out.Preferences = &planCost{Spread: with, SpreadWithout: without}
+			}
 			if asJSON {
 				return printJSON(cmd.OutOrStdout(), out)
 			}
@@ -85,8 +99,36 @@ A VIP may pin its VRID as ADDR@VRID. Exit code 2 on bad input.`,
 	f.IntVar(&vridMax, "vrid-max", 255, "last VRID to allocate; more VIPs than free VRIDs share them as groups")
 	f.StringVar(&fail, "fail", "", "show what happens when this node goes down as well")
 	f.StringSliceVar(&downFlag, "down", nil, "known members that are down: the ranking stays, holders skip them")
+	f.StringSliceVar(&preferFlag, "prefer", nil, "ADDR=NODE: the node that should own a VIP (repeatable)")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+// applyPreferences sets each --prefer ADDR=NODE on its VIP.
+func applyPreferences(vips []balancer.VIP, prefer []string, nodes []balancer.Node) error {
+	for _, kv := range prefer {
+		addr, node, ok := strings.Cut(kv, "=")
+		a, err := netip.ParseAddr(strings.TrimSpace(addr))
+		if !ok || err != nil {
+			return fmt.Errorf("--prefer %q: want ADDR=NODE", kv)
+		}
+		if !slices.ContainsFunc(nodes, func(n balancer.Node) bool { return n.Name == node }) {
+			return fmt.Errorf("--prefer %q: %q is not in --nodes", kv, node)
+		}
+		i := slices.IndexFunc(vips, func(v balancer.VIP) bool { return v.Prefix.Addr() == a })
+		if i < 0 {
+			return fmt.Errorf("--prefer %q: %s is not one of the VIPs", kv, a)
+		}
+		vips[i].Prefer = node
+	}
+	return nil
+}
+
+// planCost is what the preferences cost: the spread of VIPs owned with
+// them and without.
+type planCost struct {
+	Spread        int `json:"spread"`
+	SpreadWithout int `json:"spread_without"`
 }
 
 func parseNodes(names, weights []string) ([]balancer.Node, error) {
@@ -184,6 +226,8 @@ type planJSON struct {
 	Nodes   []string       `json:"nodes"`
 	Grouped []string       `json:"grouped,omitempty"`
 	Fail    *planFail      `json:"fail,omitempty"`
+	// Preferences, with --prefer: what they cost in balance.
+	Preferences *planCost `json:"preferences,omitempty"`
 }
 
 func planOutput(p balancer.Plan, alloc balancer.Allocation, down map[string]bool, fail string) planJSON {
@@ -242,6 +286,13 @@ func printPlan(w io.Writer, out planJSON) error {
 	}
 	for _, g := range out.Grouped {
 		fmt.Fprintf(w, "note: %s\n", g)
+	}
+	if c := out.Preferences; c != nil {
+		if c.Spread > c.SpreadWithout {
+			fmt.Fprintf(w, "preferences cost balance: owners differ by up to %d VIPs with them, %d without\n", c.Spread, c.SpreadWithout)
+		} else {
+			fmt.Fprintf(w, "preferences cost nothing in balance (owners differ by up to %d VIPs, as without them)\n", c.Spread)
+		}
 	}
 	if f := out.Fail; f != nil {
 		fmt.Fprintf(w, "\nIf %s goes down:\n", f.Node)

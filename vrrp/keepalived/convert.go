@@ -125,6 +125,9 @@ func duration(d time.Duration) string {
 func Convert(n Node, all []Node, dynamic bool) ([]byte, []Note, error) {
 	c := n.Config
 	cv := &converter{c: c, first: c.Instances[0]}
+	if dynamic && len(all) > 1 {
+		cv.all = all
+	}
 	first := cv.first
 	root := newMap()
 	mode := "static mode: keepalived's priorities, as they were"
@@ -213,6 +216,32 @@ type converter struct {
 	first *Instance
 	iface string
 	notes []Note
+	// all are the cluster's nodes when the dynamic mode keeps keepalived's
+	// masters as preferred owners; nil otherwise.
+	all []Node
+}
+
+// preferred is the node whose instance of in's VRID and family has the
+// highest priority, keepalived's master when all are up: "" on a tie.
+func (cv *converter) preferred(in *Instance) (string, int) {
+	best, prio, tie := "", 0, false
+	for _, n := range cv.all {
+		for _, o := range n.Config.Instances {
+			if o.VRID != in.VRID || o.IPv6 != in.IPv6 {
+				continue
+			}
+			switch {
+			case o.Priority > prio:
+				best, prio, tie = n.Name, o.Priority, false
+			case o.Priority == prio:
+				tie = true
+			}
+		}
+	}
+	if tie {
+		return "", 0
+	}
+	return best, prio
 }
 
 func (cv *converter) note(s *Stmt, what string) {
@@ -374,6 +403,10 @@ func (cv *converter) vips() (*yaml.Node, ymap) {
 			item.n.Style = yaml.FlowStyle
 			item.set("address", v.Prefix.String(), "")
 			item.set("vrid", in.VRID, "")
+			if node, prio := cv.preferred(in); node != "" {
+				item.set("prefer", node, "")
+				item.n.HeadComment = fmt.Sprintf("prefer %s: keepalived's master (priority %d)", node, prio)
+			}
 			item.n.LineComment = from(v.At, "vrrp_instance "+in.Name)
 			vips.Content = append(vips.Content, item.n)
 			if v.Dev != "" && v.Dev != iface {
