@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -288,4 +289,95 @@ func TestImportedKeepalivedV6ClusterKeepsItsMasters(t *testing.T) {
 		startImported(t, n, files[n.Name])
 	}
 	waitKeepalivedOwners(t, l, vips, want)
+}
+
+// Issue 21: the 3-node active-active-active keepalived cluster (rotated
+// 200/150/50, a track_script on each node) imported with --dynamic runs
+// with each VIP on the node keepalived had it on; killing each node in turn
+// moves only its VIP, and it comes back after settle; a failing check does
+// the same.
+func TestImportedDynamicKeepsKeepalivedMasters(t *testing.T) {
+	l := newLab(t, 3)
+	var paths []string
+	okFile := map[string]string{}
+	for k, n := range l.Nodes {
+		okFile[n.Name] = filepath.Join(l.Dir, "ok-"+n.Name)
+		touch(t, okFile[n.Name], true)
+		var b strings.Builder
+		fmt.Fprintf(&b, "global_defs {\n  router_id %s\n  vrrp_version 3\n}\n", n.Name)
+		fmt.Fprintf(&b, "vrrp_script chk_ok {\n  script \"/usr/bin/test -e %s\"\n  interval 1\n  timeout 1\n  rise 1\n  fall 1\n}\n", okFile[n.Name])
+		for i, v := range vips3 {
+			var peers []string
+			for _, p := range l.Nodes {
+				if p != n {
+					peers = append(peers, "    "+p.IPv4.String())
+				}
+			}
+			fmt.Fprintf(&b, "vrrp_instance VI_%d {\n  state BACKUP\n  interface eth0\n  virtual_router_id %d\n  priority %d\n  advert_int 0.1\n"+
+				"  unicast_src_ip %s\n  unicast_peer {\n%s\n  }\n  virtual_ipaddress {\n    %s/24 dev eth0\n  }\n  track_script {\n    chk_ok\n  }\n}\n",
+				i+1, 61+i, []int{200, 150, 50}[(k-i+3)%3], n.IPv4, strings.Join(peers, "\n"), v)
+		}
+		dir := filepath.Join(l.Dir, n.Name+"-keepalived")
+		os.MkdirAll(dir, 0o755)
+		path := filepath.Join(dir, "keepalived.conf")
+		if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, path)
+	}
+	out := filepath.Join(l.Dir, "imported")
+	if b, err := exec.Command(garpdBin, append([]string{"import", "keepalived", "--dynamic", "--out", out}, paths...)...).CombinedOutput(); err != nil {
+		t.Fatalf("import: %v\n%s", err, b)
+	}
+	config := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(out, name+".yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := strings.Replace(string(b), "/etc/garpd/gossip.key", labKey(l), 1)
+		return strings.Replace(cfg, "gossip:\n", "gossip:\n  settle: 3s\n", 1)
+	}
+	procs := map[string]*lab.Proc{}
+	start := func(name string) {
+		p, err := l.Node(name).StartGarpd(garpdBin, config(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		procs[name] = p
+	}
+	for _, n := range l.Nodes {
+		start(n.Name)
+	}
+	masters := map[netip.Addr]string{vips3[0]: "n1", vips3[1]: "n2", vips3[2]: "n3"}
+	waitKeepalivedOwners(t, l, vips3, masters)
+	waitSettled(t, l, "n1", "n2", "n3")
+
+	// onlyItsVIP waits until node's VIP is on another node and checks
+	// that nothing else moved; then undo brings it back after settle.
+	onlyItsVIP := func(what, node string, do, undo func()) {
+		t.Helper()
+		vip := vips3[slices.Index([]string{"n1", "n2", "n3"}, node)]
+		do()
+		waitFor(t, 15*time.Second, what+": "+node+"'s VIP elsewhere", func() (bool, string) {
+			now := routerOwners(t, l, vips3)
+			return now[vip] != "" && now[vip] != node, fmt.Sprint(now)
+		})
+		now := routerOwners(t, l, vips3)
+		for v, owner := range masters {
+			if v != vip && now[v] != owner {
+				t.Errorf("%s: %s moved from %s to %s; only %s's VIP may move", what, v, owner, now[v], node)
+			}
+		}
+		t.Logf("%s: %s's VIP went to %s, nothing else moved", what, node, now[vip])
+		undo()
+		waitKeepalivedOwners(t, l, vips3, masters)
+		waitSettled(t, l, "n1", "n2", "n3")
+	}
+	for _, n := range []string{"n1", "n2", "n3"} {
+		onlyItsVIP("SIGKILL", n, func() {
+			procs[n].Signal(syscall.SIGKILL)
+			procs[n].Wait(5 * time.Second)
+		}, func() { start(n) })
+	}
+	onlyItsVIP("n2's check fails", "n2", func() { touch(t, okFile["n2"], false) }, func() { touch(t, okFile["n2"], true) })
 }
