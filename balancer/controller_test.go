@@ -297,7 +297,10 @@ func (e *fakeEngine) Resign(_ context.Context, r bool) error {
 	e.resigned = r
 	return nil
 }
-func (e *fakeEngine) SetPeers(context.Context, []netip.Addr) error        { return nil }
+func (e *fakeEngine) SetPeers(context.Context, []netip.Addr) error { return nil }
+func (e *fakeEngine) SetFaults(context.Context, map[vrrp.RouterID]string) error {
+	return nil
+}
 func (e *fakeEngine) SetAdmission(context.Context, *vrrp.Admission) error { return nil }
 func (e *fakeEngine) LastForeignKeyed(context.Context) time.Time          { return time.Time{} }
 

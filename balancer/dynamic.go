@@ -38,6 +38,9 @@ type Plane interface {
 	Engine
 	Source(v6 bool) netip.Addr
 	SetEvents(vrrp.EventSink)
+	// SetFaults resigns the routers a failing check scoped to their VIPs
+	// tracks (health.checks[].vips).
+	SetFaults(ctx context.Context, faults map[vrrp.RouterID]string) error
 }
 
 // DynamicMetrics are the gauges the dynamic mode keeps, created once per
@@ -63,6 +66,10 @@ type Dynamic struct {
 	cancel   context.CancelFunc
 	stopAPI  context.CancelFunc
 	ctrlDone chan struct{}
+
+	// routers are the groups as routers: what a check scoped to some
+	// VIPs resigns.
+	routers []vrrp.RouterSpec
 
 	mu     sync.Mutex // the health checks, which a reload may replace
 	health *gossip.Health
@@ -109,7 +116,7 @@ func StartDynamic(cfg DynamicConfig, plane Plane, log zerolog.Logger, m DynamicM
 	}
 	// The controller exists before the watches that feed it; it reads
 	// membership once Run starts.
-	d := &Dynamic{plane: plane, log: log, checks: m.Checks, ctrlDone: make(chan struct{}),
+	d := &Dynamic{plane: plane, log: log, checks: m.Checks, ctrlDone: make(chan struct{}), routers: groupRouters(cfg.Groups),
 		ctrl: NewController(ControllerConfig{}, nil, plane, log, m.Members)}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.stopAPI = func() {}
@@ -218,7 +225,34 @@ func (d *Dynamic) SetHealth(cfg gossip.HealthConfig) error {
 	if d.api != nil {
 		pods = d.api
 	}
-	h, err := gossip.NewHealth(cfg, pods, d.log, d.checks, func(_ bool, failing []string) { d.ctrl.SetHealth(failing) })
+	// A check that names VIPs resigns their routers alone; the others
+	// take the node out of the plan.
+	var scoped []gossip.CheckConfig
+	nodeWide := map[string]bool{}
+	for _, c := range cfg.Checks {
+		if len(c.VIPs) > 0 {
+			scoped = append(scoped, c)
+		} else {
+			nodeWide[c.Name] = true
+		}
+	}
+	h, err := gossip.NewHealth(cfg, pods, d.log, d.checks, func(_ bool, failing []string) {
+		var node []string
+		failed := map[string]bool{}
+		for _, f := range failing {
+			if nodeWide[f] {
+				node = append(node, f)
+			}
+			failed[f] = true
+		}
+		d.ctrl.SetHealth(node)
+		if len(scoped) > 0 {
+			_, faults := StaticPriorities(d.routers, scoped, failed)
+			if err := d.plane.SetFaults(d.ctx, faults); err != nil && d.ctx.Err() == nil {
+				d.log.Error().Err(err).Msg("cannot resign the routers of a failing check")
+			}
+		}
+	})
 	if err != nil {
 		return err
 	}
@@ -237,12 +271,24 @@ func (d *Dynamic) SetHealth(cfg gossip.HealthConfig) error {
 			}
 		}
 		d.ctrl.SetHealth(nil)
+		if err := d.plane.SetFaults(d.ctx, nil); err != nil && d.ctx.Err() == nil {
+			return err
+		}
 	}
 	ctx, stop := context.WithCancel(d.ctx)
 	done := make(chan struct{})
 	go func() { h.Run(ctx); close(done) }()
 	d.health, d.stopHC, d.hcDone = h, stop, done
 	return nil
+}
+
+// groupRouters are the groups as routers, for the checks scoped to VIPs.
+func groupRouters(groups []Group) []vrrp.RouterSpec {
+	out := make([]vrrp.RouterSpec, len(groups))
+	for i, g := range groups {
+		out[i] = vrrp.RouterSpec{VRID: uint8(g.VRID), VIPs: g.VIPs, Priority: UnrankedPriority}
+	}
+	return out
 }
 
 // Forget drops a known member that is gone for good: every node

@@ -18,8 +18,9 @@ import (
 // recordingPlane is a Plane that counts what the controller asks of it.
 type recordingPlane struct {
 	fakeEngine
-	mu    sync.Mutex
-	calls int
+	mu     sync.Mutex
+	calls  int
+	faults map[vrrp.RouterID]string
 }
 
 func (p *recordingPlane) Update(ctx context.Context, s []vrrp.RouterSpec) error {
@@ -47,6 +48,12 @@ func (p *recordingPlane) Source(v6 bool) netip.Addr {
 	return netip.MustParseAddr("127.0.0.1")
 }
 func (p *recordingPlane) SetEvents(vrrp.EventSink) {}
+func (p *recordingPlane) SetFaults(_ context.Context, f map[vrrp.RouterID]string) error {
+	p.mu.Lock()
+	p.faults = f
+	p.mu.Unlock()
+	return nil
+}
 
 func memberNames(m *gossip.Membership) []string {
 	var out []string
@@ -112,4 +119,35 @@ func TestDynamicStopHandsOverBeforeLeaving(t *testing.T) {
 		t.Errorf("the controller drove the plane %d times after the hand-over", n-callsAtHandOver)
 	}
 	eventually(t, "n1 to leave gossip after the hand-over", func() bool { return slices.Equal(memberNames(peer), []string{"n2"}) })
+}
+
+// A check that names VIPs resigns their routers alone; the node stays in
+// the plan, healthy, holding the rest.
+func TestDynamicScopedCheck(t *testing.T) {
+	groups := mkGroups(3)
+	scoped := groups[1].VIPs[0].Addr().String()
+	cfg := DynamicConfig{Node: "n1", Interface: "lo", Groups: groups, Version: "test",
+		VRRP:   vrrp.Config{Version: 3, AdvertInterval: 100 * time.Millisecond, VRIDBase: 10}.WithDefaults(),
+		Gossip: gossip.Config{Bind: "127.0.0.1:0", Advertise: "127.0.0.1", Insecure: true, Settle: 50 * time.Millisecond, ForgetAfter: time.Hour},
+		Health: gossip.HealthConfig{Checks: []gossip.CheckConfig{
+			gossip.CheckConfig{Name: "scoped", Exec: []string{"/bin/false"}, VIPs: []string{scoped}, Interval: 100 * time.Millisecond, Fall: 1, Rise: 1}.WithDefaults(),
+			gossip.CheckConfig{Name: "node", Exec: []string{"/bin/true"}, Interval: 100 * time.Millisecond, Fall: 1, Rise: 1}.WithDefaults(),
+		}},
+	}
+	plane := &recordingPlane{}
+	d, err := StartDynamic(cfg, plane, zerolog.Nop(), DynamicMetrics{Members: NewMembersGauge(nil), Checks: gossip.NewHealthGauge(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop(func() error { return nil })
+	want := vrrp.RouterID{VRID: uint8(groups[1].VRID)}
+	eventually(t, "the scoped check to resign its router", func() bool {
+		plane.mu.Lock()
+		defer plane.mu.Unlock()
+		return len(plane.faults) == 1 && plane.faults[want] != ""
+	})
+	time.Sleep(300 * time.Millisecond)
+	if _, resigned := plane.owned(); resigned {
+		t.Fatal("a check scoped to one VIP resigned the whole node")
+	}
 }

@@ -217,8 +217,6 @@ func parseConfig(raw []byte) (*loaded, error) {
 			errs = append(errs, fmt.Errorf("health.checks[%d].kubernetes_pod: needs the kubernetes section (kubernetes: {} in a pod, or kubernetes.kubeconfig on a host), which is the dynamic mode's", i))
 		case c.Priorities == nil && hc.Weight != 0:
 			errs = append(errs, fmt.Errorf("health.checks[%d].weight: the static mode's (priorities:): in the dynamic mode a failing check moves the node's VIPs to their next-ranked nodes; remove the weight", i))
-		case c.Priorities == nil && len(hc.VIPs) > 0:
-			errs = append(errs, fmt.Errorf("health.checks[%d].vips: the static mode's for now: in the dynamic mode a failing check moves all of the node's VIPs; remove vips", i))
 		}
 	}
 	if c.Priorities == nil {
