@@ -389,6 +389,10 @@ func (h *Health) loop(ctx context.Context, i int) {
 	c := h.checks[i]
 	t := time.NewTicker(c.Interval)
 	defer t.Stop()
+	var links <-chan netlink.LinkUpdate
+	if c.Interface != "" {
+		links = linkChanges(ctx, h.log)
+	}
 	for {
 		pctx, cancel := context.WithTimeout(ctx, c.Timeout)
 		err := h.probes[i](pctx)
@@ -401,8 +405,31 @@ func (h *Health) loop(ctx context.Context, i int) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case _, ok := <-links: // an interface check probes at once
+			if !ok {
+				links = nil // polled from now on
+			}
 		}
 	}
+}
+
+// linkChanges streams the host's link changes until ctx ends, so an
+// interface check sees a link go down the moment the kernel says so
+// rather than at its next poll; nil if netlink will not tell.
+func linkChanges(ctx context.Context, log zerolog.Logger) <-chan netlink.LinkUpdate {
+	ch := make(chan netlink.LinkUpdate, 16)
+	done := make(chan struct{})
+	if err := netlink.LinkSubscribe(ch, done); err != nil {
+		log.Warn().Err(err).Msg("cannot watch link changes: interface checks poll on their interval")
+		return nil
+	}
+	go func() {
+		<-ctx.Done()
+		close(done)
+		for range ch { // the subscription ends once its sends are taken
+		}
+	}()
+	return ch
 }
 
 // record applies fall/rise and reports a change of verdict.

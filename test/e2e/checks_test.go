@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -101,8 +102,17 @@ func TestStaticChecksKeepalivedSemantics(t *testing.T) {
 		return d
 	}
 
-	// 1. A check without a weight: FAULT, and back.
-	moves("n1's check fails (no weight)", vips3[0], n3, func() { touch(t, okFile["n1"], false) })
+	// 1. A check without a weight: FAULT, and back. The router follows
+	// the check's verdict (the agent's log line) within skew time.
+	var removed time.Time
+	d := moves("n1's check fails (no weight)", vips3[0], n3, func() { removed = time.Now(); touch(t, okFile["n1"], false) })
+	if verdict, ok := logTime(procs["n1"].Output(), "health check failing", removed.Add(-time.Second)); !ok {
+		t.Error("n1 does not log its check's verdict")
+	} else if after := removed.Add(d).Sub(verdict); after > time.Second {
+		t.Errorf("the router followed n1's check verdict %s later", after)
+	} else {
+		t.Logf("the router followed n1's check verdict %s later", after.Round(time.Millisecond))
+	}
 	waitFor(t, 5*time.Second, "n1 to report its router in FAULT", func() (bool, string) {
 		out, err := lab.Exec(n1.NS, garpdBin, "status")
 		return err == nil && strings.Contains(out, " fault "), out
@@ -124,7 +134,7 @@ func TestStaticChecksKeepalivedSemantics(t *testing.T) {
 
 	// 3. A tracked interface down: VIP 3 leaves n3 within an advert
 	// interval and skew (its priority-0 advert makes n2 take over at once).
-	d := moves("n3's tracked uplink down", vips3[2], n2, func() {
+	d = moves("n3's tracked uplink down", vips3[2], n2, func() {
 		if _, err := lab.Exec(n3.NS, "ip", "link", "set", "uplink0", "down"); err != nil {
 			t.Fatal(err)
 		}
@@ -166,4 +176,21 @@ func TestStaticChecksKeepalivedSemantics(t *testing.T) {
 	if got := strings.Join(vrid10, " "); got != want {
 		t.Fatalf("n1's hook heard %q for VRID 10, want %q:\n%s", got, want, b)
 	}
+}
+
+// logTime is the time of the first JSON log line after since whose
+// message contains what.
+func logTime(output, what string, since time.Time) (time.Time, bool) {
+	for _, line := range strings.Split(output, "\n") {
+		if !strings.Contains(line, what) {
+			continue
+		}
+		var rec struct {
+			Time time.Time `json:"time"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Time.After(since) {
+			return rec.Time, true
+		}
+	}
+	return time.Time{}, false
 }
