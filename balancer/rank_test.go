@@ -45,16 +45,7 @@ func mustRank(t testing.TB, nodes []Node, groups []Group) Plan {
 	return p
 }
 
-func spread(m map[string]int) int {
-	lo, hi := -1, 0
-	for _, v := range m {
-		if lo < 0 || v < lo {
-			lo = v
-		}
-		hi = max(hi, v)
-	}
-	return hi - lo
-}
+func spread(m map[string]int) int { return ownedSpread(m) }
 
 // cluster is one random case: 2..64 nodes, 1..510 groups over both
 // families (at most 255 each), and in a third of the cases weights 1..4.

@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -70,32 +71,12 @@ type PodProber interface {
 // rise 2; an interface check every 100ms, fall 1, rise 1 (a link state
 // is no guess).
 func (c CheckConfig) WithDefaults() CheckConfig {
+	interval, timeout, fall, rise := 2*time.Second, time.Second, 2, 2
 	if c.Interface != "" {
-		if c.Interval == 0 {
-			c.Interval = 100 * time.Millisecond
-		}
-		if c.Timeout == 0 {
-			c.Timeout = c.Interval
-		}
-		if c.Fall == 0 {
-			c.Fall = 1
-		}
-		if c.Rise == 0 {
-			c.Rise = 1
-		}
+		interval, timeout, fall, rise = 100*time.Millisecond, 100*time.Millisecond, 1, 1
 	}
-	if c.Interval == 0 {
-		c.Interval = 2 * time.Second
-	}
-	if c.Timeout == 0 {
-		c.Timeout = time.Second
-	}
-	if c.Fall == 0 {
-		c.Fall = 2
-	}
-	if c.Rise == 0 {
-		c.Rise = 2
-	}
+	c.Interval, c.Timeout = cmp.Or(c.Interval, interval), cmp.Or(c.Timeout, timeout)
+	c.Fall, c.Rise = cmp.Or(c.Fall, fall), cmp.Or(c.Rise, rise)
 	return c
 }
 
