@@ -119,6 +119,9 @@ type ControllerConfig struct {
 	// Events, when set, hears the warnings an operator follows on the
 	// node's event stream (a member with another config).
 	Events vrrp.EventSink
+	// KeepalivedPeers are admitted at any priority (vrrp.keepalived_peers:
+	// a migration from keepalived).
+	KeepalivedPeers []netip.Addr
 }
 
 // Inputs are everything a decision depends on.
@@ -258,6 +261,9 @@ func Decide(cfg ControllerConfig, plan Plan, in Inputs) Decision {
 // higher.
 func admission(cfg ControllerConfig, plan Plan, in Inputs) *vrrp.Admission {
 	a := vrrp.NewAdmission()
+	for _, p := range cfg.KeepalivedPeers {
+		a.AllowAny(p)
+	}
 	for _, k := range in.Known {
 		m, ok := in.LastMeta[k.Name]
 		if !ok || k.Name == cfg.Local || m.Digest != cfg.Digest {

@@ -151,7 +151,12 @@ func StartDynamic(cfg DynamicConfig, plane Plane, log zerolog.Logger, m DynamicM
 	if err != nil {
 		return fail(err)
 	}
-	ccfg := ControllerConfig{
+	kaPeers, err := cfg.VRRP.KeepalivedPeerAddrs() // validated with the config
+	if err != nil {
+		members.Close()
+		return fail(&vrrp.ConfigError{Err: err})
+	}
+	ccfg := ControllerConfig{KeepalivedPeers: kaPeers,
 		Local: cfg.Node, Groups: cfg.Groups, Digest: meta.Digest, Settle: cfg.Gossip.Settle,
 		UnicastAuto: cfg.VRRP.UnicastAuto(), HasSeeds: len(cfg.Gossip.Join) > 0 || opts.Discoverer != nil, Events: ctrlEvents,
 	}

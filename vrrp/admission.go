@@ -18,6 +18,7 @@ type Admission struct {
 	max  map[admitKey]uint8
 	src  map[netip.Addr]bool
 	macs map[string]bool
+	any  map[netip.Addr]bool // AllowAny
 }
 
 type admitKey struct {
@@ -27,8 +28,12 @@ type admitKey struct {
 
 // NewAdmission returns an admission that accepts nobody until Allow.
 func NewAdmission() *Admission {
-	return &Admission{max: map[admitKey]uint8{}, src: map[netip.Addr]bool{}, macs: map[string]bool{}}
+	return &Admission{max: map[admitKey]uint8{}, src: map[netip.Addr]bool{}, macs: map[string]bool{}, any: map[netip.Addr]bool{}}
 }
+
+// AllowAny accepts src's adverts for every virtual router at any
+// priority: a keepalived node during a migration, which VRRP arbitrates.
+func (a *Admission) AllowAny(src netip.Addr) { a.any[src.WithZone("")] = true }
 
 // AllowMAC marks mac as a member's: its announcements of our VIPs are
 // VRRP's to arbitrate (a split brain heals by adverts), not a stranger's
@@ -65,6 +70,9 @@ func (a *Admission) Admits(src netip.Addr, v6 bool, vrid, prio uint8) bool {
 // verdict is "" when the advert is accepted, else the drop reason.
 func (a *Admission) verdict(src netip.Addr, k routerKey, prio uint8) string {
 	src = src.WithZone("")
+	if a.any[src] {
+		return ""
+	}
 	if !a.src[src] {
 		return "not_member"
 	}

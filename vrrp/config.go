@@ -18,6 +18,11 @@ type Config struct {
 	PreemptDelay   time.Duration `yaml:"preempt_delay" json:"preempt_delay"`
 	AuthPass       string        `yaml:"auth_pass" json:"-"`
 	UnicastPeers   []string      `yaml:"unicast_peers" json:"unicast_peers"`
+	// KeepalivedPeers are the addresses of keepalived nodes still running
+	// while a cluster moves to the dynamic mode node by node: their adverts
+	// count at any priority, as a member's would, so VRRP arbitrates
+	// between garpd and keepalived. Remove it after the last node.
+	KeepalivedPeers []string `yaml:"keepalived_peers" json:"keepalived_peers,omitempty"`
 	// UseVMAC puts a master's VIPs on a macvlan with the virtual router's
 	// MAC (RFC 5798 §7.3, keepalived's use_vmac), so the router's neighbour
 	// entry survives a failover unchanged: for networks that cache ARP
@@ -170,8 +175,11 @@ func (c Config) Validate() error {
 	if _, err := c.Auth(); err != nil {
 		errs = append(errs, err)
 	}
-	if c.AuthHMAC != nil && c.AuthPass != "" {
-		bad("auth_pass", "auth_hmac replaces the VRRPv2 password (keepalived drops the password too): remove auth_pass")
+	if _, err := c.KeepalivedPeerAddrs(); err != nil {
+		errs = append(errs, err)
+	}
+	if h := c.AuthHMAC; h != nil && c.AuthPass != "" && h.Mode != "off" && h.Mode != "receive-only" {
+		bad("auth_pass", "auth_hmac replaces the VRRPv2 password (keepalived drops the password too): remove auth_pass, or keep it beside auth_hmac mode off or receive-only while keepalived nodes run")
 	}
 	return errors.Join(errs...)
 }
@@ -192,6 +200,19 @@ func (c Config) Peers() ([]netip.Addr, error) {
 		a, err := netip.ParseAddr(s)
 		if err != nil {
 			return nil, fmt.Errorf("unicast_peers[%d]: %q is not an IP address (or use unicast_peers: [auto] alone, for the gossip members)", i, s)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// KeepalivedPeerAddrs parses KeepalivedPeers.
+func (c Config) KeepalivedPeerAddrs() ([]netip.Addr, error) {
+	var out []netip.Addr
+	for i, s := range c.KeepalivedPeers {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("keepalived_peers[%d]: %q is not an IP address (the keepalived node's VRRP source address)", i, s)
 		}
 		out = append(out, a)
 	}

@@ -227,6 +227,8 @@ func parseConfig(raw []byte) (*loaded, error) {
 				errs = append(errs, errors.New("gossip.join: kubernetes.peers finds the members; leave join out, or kubernetes.peers"))
 			}
 		}
+	} else if len(c.VRRP.KeepalivedPeers) > 0 {
+		errs = append(errs, errors.New("vrrp.keepalived_peers: the dynamic mode's (a migration from keepalived); the static mode admits every advert already"))
 	} else if c.VRRP.UnicastAuto() || c.Kubernetes != nil {
 		errs = append(errs, errors.New("priorities: static priorities cannot follow gossip or Kubernetes (unicast_peers: auto, kubernetes); remove priorities for the dynamic mode"))
 	}

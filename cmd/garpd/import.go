@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -25,6 +26,7 @@ func newImportCmd() *cobra.Command {
 func newImportKeepalivedCmd() *cobra.Command {
 	var node, outDir string
 	var dynamic, strict, anywhere bool
+	var join []string
 	cmd := &cobra.Command{
 		Use:   "keepalived FILE... [--node NAME] [--dynamic] [--strict] [--out DIR]",
 		Short: "Turn keepalived.conf files (one per node) into garpd configs",
@@ -61,7 +63,7 @@ that hold a password or keys are written mode 0600.`,
 			if node != "" && len(files) > 1 {
 				return usageError(errors.New("--node names the node of a single file; with several files each is named by its router_id or file name"))
 			}
-			out, notes, err := importKeepalived(keepalived.OSFiles{IncludeAnywhere: anywhere}, files, importOptions{node: node, dynamic: dynamic})
+			out, notes, err := importKeepalived(keepalived.OSFiles{IncludeAnywhere: anywhere}, files, importOptions{node: node, dynamic: dynamic, join: join})
 			if err != nil {
 				return &configError{err}
 			}
@@ -71,7 +73,13 @@ that hold a password or keys are written mode 0600.`,
 			if strict && len(notes) > 0 {
 				return &configError{fmt.Errorf("--strict: %d keepalived settings garpd cannot express (listed above)", len(notes))}
 			}
-			return writeNodeFiles(cmd.OutOrStdout(), cmd.ErrOrStderr(), outDir, ".yaml", out)
+			if err := writeNodeFiles(cmd.OutOrStdout(), cmd.ErrOrStderr(), outDir, ".yaml", out); err != nil {
+				return err
+			}
+			if dynamic {
+				printMigration(cmd.ErrOrStderr(), out, outDir)
+			}
+			return nil
 		},
 	}
 	cmd.Flags().StringVar(&node, "node", "", "the node's name, when one file is given (default: router_id, else the file name)")
@@ -79,12 +87,40 @@ that hold a password or keys are written mode 0600.`,
 	cmd.Flags().BoolVar(&strict, "strict", false, "fail (exit 2) on any keepalived setting garpd cannot express")
 	cmd.Flags().StringVar(&outDir, "out", "", "write DIR/NODE.yaml per node instead of printing them")
 	cmd.Flags().BoolVar(&anywhere, "include-anywhere", false, "follow include statements outside each config's directory")
+	cmd.Flags().StringSliceVar(&join, "join", nil, "with --dynamic: the gossip seeds, HOST:PORT (default: the nodes' unicast_src_ip, else the unicast peers)")
 	return cmd
+}
+
+// printMigration says how to move the imported keepalived cluster to
+// garpd node by node, with every VIP held by one node throughout.
+func printMigration(w io.Writer, out []nodeFile, dir string) {
+	var names []string
+	for _, f := range out {
+		names = append(names, f.node)
+	}
+	where := "the config above"
+	if dir != "" {
+		where = filepath.Join(dir, "NODE.yaml")
+	}
+	fmt.Fprintf(w, `
+Migrating %s from keepalived, one node at a time (every VIP keeps one holder):
+  1. Put the same gossip key on every node (/etc/garpd/gossip.key: head -c 32 /dev/urandom | base64).
+  2. On each node in turn (%s): stop keepalived (its VIPs go to their keepalived backups), then
+     start garpd with %s. A garpd node alone holds nothing; from the second one on, the garpd
+     nodes take the VIPs they prefer (keepalived's masters) and the rest of the plan, and
+     keepalived yields to their higher priorities. Wait until garpd status shows the node ranked.
+  3. While keepalived runs, the configs admit its nodes' adverts (vrrp.keepalived_peers) and
+     accept unsigned adverts (vrrp.auth_hmac mode receive-only), so VRRP arbitrates between the
+     two. After the last node: remove keepalived_peers and set vrrp.auth_hmac.mode: permissive
+     on every node (SIGHUP each), then remove auth_hmac (the dynamic mode enforces) and SIGHUP
+     each again.
+`, strings.Join(names, ", "), strings.Join(names, ", then "), where)
 }
 
 type importOptions struct {
 	node    string
 	dynamic bool
+	join    []string
 }
 
 // nodeFile is one node's output file: a garpd config from an import, or
@@ -144,14 +180,14 @@ func importKeepalived(files keepalived.Files, paths []string, opts importOptions
 		// The static form holds every VIP and VRRP setting the dynamic
 		// one does: if the agent's loader refuses it, say so now rather
 		// than write a config that will not start.
-		static, _, err := keepalived.Convert(n, nodes, false)
+		static, _, err := keepalived.Convert(n, nodes, keepalived.Options{})
 		if err != nil {
 			return nil, nil, err
 		}
 		if _, err := parseConfig(static); err != nil {
 			return nil, nil, fmt.Errorf("%s: garpd cannot run what it imports from this file: %w", n.File, err)
 		}
-		b, more, err := keepalived.Convert(n, nodes, opts.dynamic)
+		b, more, err := keepalived.Convert(n, nodes, keepalived.Options{Dynamic: opts.dynamic, Join: opts.join})
 		if err != nil {
 			return nil, nil, err
 		}

@@ -298,12 +298,24 @@ func TestImportTwoNodeVMAC(t *testing.T) {
 }
 
 func TestImportControlPlaneVIP(t *testing.T) {
-	out, notes, err := importKeepalived(controlPlane(), []string{"/etc/keepalived/keepalived.conf"}, importOptions{node: "cp1", dynamic: true})
+	// A multicast file names no peers: --dynamic needs --join.
+	if _, _, err := importKeepalived(controlPlane(), []string{"/etc/keepalived/keepalived.conf"}, importOptions{node: "cp1", dynamic: true}); err == nil ||
+		!strings.Contains(err.Error(), "--join") {
+		t.Fatalf("a multicast cluster imported --dynamic without --join: %v", err)
+	}
+	join := []string{"192.0.2.12:7946", "192.0.2.13:7946"}
+	out, notes, err := importKeepalived(controlPlane(), []string{"/etc/keepalived/keepalived.conf"}, importOptions{node: "cp1", dynamic: true, join: join})
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := checkImported(t, out)
 	c := got["cp1"].cfg
+	if !slices.Equal(c.Gossip.Join, join) {
+		t.Errorf("join %v, want --join's %v", c.Gossip.Join, join)
+	}
+	if got["cp1"].auth.Mode != vrrp.AuthReceiveOnly {
+		t.Errorf("auth_hmac mode %v: keepalived signs nothing, so the migration starts receive-only", got["cp1"].auth.Mode)
+	}
 	if c.VIPs[0].VRID != 51 || c.VRRP.Version != 2 || c.VRRP.AdvertInterval != time.Second || c.VRRP.AuthPass != "42" {
 		t.Errorf("cp1: %+v / %+v", c.VIPs, c.VRRP)
 	}

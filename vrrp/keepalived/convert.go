@@ -118,13 +118,24 @@ func duration(d time.Duration) string {
 	return d.String()
 }
 
+// Options say what Convert writes.
+type Options struct {
+	// Dynamic writes dynamic-mode configs: the same VIPs and VRIDs,
+	// balanced by garpd, each preferring keepalived's master.
+	Dynamic bool
+	// Join are the gossip seeds (HOST:PORT); empty: the nodes'
+	// unicast_src_ip, else this node's unicast peers.
+	Join []string
+}
+
 // Convert writes one node's garpd config: in the static mode keepalived's
 // priorities as they were, in the dynamic mode the same VIPs and VRIDs for
 // garpd to balance. all is every node of the cluster (for the gossip
 // seeds). Comments in the YAML cite the file and line of each value.
-func Convert(n Node, all []Node, dynamic bool) ([]byte, []Note, error) {
+func Convert(n Node, all []Node, o Options) ([]byte, []Note, error) {
+	dynamic := o.Dynamic
 	c := n.Config
-	cv := &converter{c: c, first: c.Instances[0]}
+	cv := &converter{c: c, first: c.Instances[0], dynamic: dynamic}
 	if dynamic && len(all) > 1 {
 		cv.all = all
 	}
@@ -153,6 +164,11 @@ func Convert(n Node, all []Node, dynamic bool) ([]byte, []Note, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if dynamic {
+		if peers := keepalivedPeers(n, all, o.Join); len(peers) > 0 {
+			vr.set("keepalived_peers", peers, "while keepalived runs on them; remove after the last node")
+		}
+	}
 	vips, prios := cv.vips()
 	root.set("vips", vips, "")
 	root.set("vrrp", vr, "")
@@ -167,7 +183,11 @@ func Convert(n Node, all []Node, dynamic bool) ([]byte, []Note, error) {
 		root.set("garp", garp, "")
 	}
 	if dynamic {
-		root.set("gossip", gossipSection(n, all), "")
+		gs, err := gossipSection(n, all, o.Join)
+		if err != nil {
+			return nil, nil, err
+		}
+		root.set("gossip", gs, "")
 	}
 	if checks := cv.checks(dynamic); checks != nil {
 		h := newMap()
@@ -189,7 +209,37 @@ func Convert(n Node, all []Node, dynamic bool) ([]byte, []Note, error) {
 
 // gossipSection is the dynamic mode's gossip section: the other nodes'
 // unicast source addresses are the seeds.
-func gossipSection(n Node, all []Node) ymap {
+// keepalivedPeers are the other nodes' addresses, which keepalived runs on
+// until each moves to garpd: the --join hosts, the others' unicast_src_ip,
+// this node's unicast peers.
+func keepalivedPeers(n Node, all []Node, join []string) []string {
+	var out []string
+	add := func(a string) {
+		if a != "" && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	own := ""
+	if src := n.Config.Instances[0].UnicastSrc; src != nil {
+		own = src.Text
+	}
+	for _, j := range join {
+		if h, _, err := net.SplitHostPort(j); err == nil && h != own {
+			add(h)
+		}
+	}
+	for _, other := range all {
+		if src := other.Config.Instances[0].UnicastSrc; other.Name != n.Name && src != nil {
+			add(src.Text)
+		}
+	}
+	for _, p := range n.Config.Instances[0].UnicastPeers {
+		add(p.Text)
+	}
+	return out
+}
+
+func gossipSection(n Node, all []Node, join []string) (ymap, error) {
 	gs := newMap()
 	var seeds []string
 	for _, other := range all {
@@ -200,13 +250,21 @@ func gossipSection(n Node, all []Node) ymap {
 			seeds = append(seeds, net.JoinHostPort(src.Text, "7946"))
 		}
 	}
-	if len(seeds) > 0 {
+	switch {
+	case len(join) > 0:
+		gs.set("join", join, "--join")
+	case len(seeds) > 0:
 		gs.set("join", seeds, "the other nodes' unicast_src_ip")
-	} else {
-		gs.set("join", []string{}, "list the other nodes as HOST:7946, or use kubernetes.peers")
+	case len(n.Config.Instances[0].UnicastPeers) > 0:
+		for _, p := range n.Config.Instances[0].UnicastPeers {
+			seeds = append(seeds, net.JoinHostPort(p.Text, "7946"))
+		}
+		gs.set("join", seeds, from(n.Config.Instances[0].UnicastPeers[0].At, "unicast_peer"))
+	default:
+		return gs, fmt.Errorf("%s: a multicast cluster imported with --dynamic: garpd nodes find each other by gossip, and the files name no peer addresses; give --join HOST:7946,... (every node's address), or use kubernetes.peers in place of gossip.join", n.File)
 	}
 	gs.set("secret_key_file", "/etc/garpd/gossip.key", "the same key on every node: head -c 32 /dev/urandom | base64")
-	return gs
+	return gs, nil
 }
 
 // converter holds one node's conversion: its config, its first instance
@@ -218,7 +276,8 @@ type converter struct {
 	notes []Note
 	// all are the cluster's nodes when the dynamic mode keeps keepalived's
 	// masters as preferred owners; nil otherwise.
-	all []Node
+	all     []Node
+	dynamic bool
 }
 
 // preferred is the node whose instance of in's VRID and family has the
@@ -299,6 +358,13 @@ func (cv *converter) vrrp() (ymap, error) {
 		case in.AuthPass != nil && authPass == nil:
 			authPass = in.AuthPass
 		}
+	}
+	if first.AuthHMAC == nil && cv.dynamic {
+		// The dynamic mode signs and enforces by default; keepalived's
+		// nodes sign nothing, and while both run they must hear each other.
+		h := newMap()
+		h.set("mode", "receive-only", "")
+		vr.set("auth_hmac", h, "keepalived signs nothing: accept its adverts while both run; after the last node, permissive, then remove for enforce")
 	}
 	if first.AuthHMAC != nil {
 		h, err := cv.authHMAC(first.AuthHMAC)

@@ -1,0 +1,108 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/garpd/garpd/test/lab"
+)
+
+// Issue 23: a running keepalived 2.2.7 cluster (3 nodes, 3 VIPs, rotated
+// 200/150/50, 100 ms adverts, multicast) is replaced by dynamic-mode garpd
+// one node at a time, with the configs garpd import keepalived --dynamic
+// makes of its files and the steps it prints. Throughout, every VIP has one
+// holder (the nodes' own addresses, from netlink): no VIP is without one
+// for longer than a failover, none has two for longer than an advert
+// interval; the router's table ends with each VIP on the node keepalived
+// had it on.
+func TestRollingMigrationFromKeepalived(t *testing.T) {
+	needKeepalived(t)
+	l := newLab(t, 3)
+	kas := map[string]*lab.Proc{}
+	var files []string
+	for k, n := range l.Nodes {
+		var insts []lab.KeepalivedInstance
+		for i, v := range vips3 {
+			insts = append(insts, lab.KeepalivedInstance{Name: fmt.Sprintf("VI_%d", i+1), Interface: "eth0", VRID: 10 + i,
+				Priority: []int{200, 150, 50}[(k-i+3)%3], Advert: "0.1", VIPs: []string{v.String() + "/32"}})
+		}
+		p, err := n.StartKeepalived(n.Name+"-keepalived", lab.KeepalivedConfig(n.Name, 3, insts...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		kas[n.Name] = p
+		files = append(files, filepath.Join(l.Dir, n.Name+"-keepalived", "keepalived.conf"))
+	}
+	masters := map[netip.Addr]string{vips3[0]: l.Nodes[0].MAC.String(), vips3[1]: l.Nodes[1].MAC.String(), vips3[2]: l.Nodes[2].MAC.String()}
+	waitNeigh(t, l, 15*time.Second, masters)
+
+	// The import: a multicast cluster names no peers, so --join.
+	dir := filepath.Join(l.Dir, "garpd")
+	var join []string
+	for _, n := range l.Nodes {
+		join = append(join, n.IPv4.String()+":7946")
+	}
+	cmd := exec.Command(garpdBin, append([]string{"import", "keepalived", "--dynamic", "--join", strings.Join(join, ","), "--out", dir}, files...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "one node at a time") {
+		t.Fatalf("import: %v\n%s", err, out)
+	}
+	config := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(dir, name+".yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := strings.Replace(string(b), "/etc/garpd/gossip.key", labKey(l), 1)
+		return strings.Replace(cfg, "gossip:\n", "gossip:\n  settle: 3s\n", 1)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	holders, err := l.WatchHolders(ctx, l.Nodes, vips3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	begin := time.Now()
+	var garpd []string
+	for _, n := range l.Nodes {
+		kas[n.Name].Signal(syscall.SIGTERM)
+		if _, err := kas[n.Name].Wait(10 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.StartGarpd(garpdBin, config(n.Name)); err != nil {
+			t.Fatal(err)
+		}
+		garpd = append(garpd, n.Name)
+		if len(garpd) == 1 {
+			// Alone, it holds nothing while keepalived runs: give it the
+			// time it would take to claim VIPs if it did.
+			time.Sleep(3 * time.Second)
+		} else {
+			waitSettled(t, l, garpd...)
+		}
+		t.Logf("%s: keepalived replaced by garpd (%s garpd now)", n.Name, strings.Join(garpd, ", "))
+	}
+	waitNeigh(t, l, 20*time.Second, masters)
+	end := time.Now()
+
+	const advert = 100 * time.Millisecond
+	failover := 3*advert + advert // master-down interval, with room for the skew
+	for a, s := range holders.Stats(begin, end) {
+		t.Logf("%s over the migration (%s): no holder %s in all (longest %s), two holders %s",
+			a, end.Sub(begin).Round(time.Second), s.NoHolder.Round(time.Millisecond), s.MaxNoHolder.Round(time.Millisecond), s.Multi.Round(time.Millisecond))
+		if s.MaxNoHolder > 2*failover {
+			t.Errorf("%s had no holder for %s at a stretch: longer than a failover (%s)", a, s.MaxNoHolder, failover)
+		}
+		if s.Multi > 2*advert {
+			t.Errorf("%s had two holders for %s: longer than an advert interval", a, s.Multi)
+		}
+	}
+}
