@@ -410,6 +410,9 @@ type verdict struct {
 	failing   []string
 	excluded  string
 	duplicate string // another node runs under this name, and was first
+	// keepalived replaces the config's keepalived peers (a reload), when
+	// set.
+	keepalived *[]netip.Addr
 }
 
 func (v verdict) healthy() bool { return len(v.failing) == 0 && v.excluded == "" && v.duplicate == "" }
@@ -421,6 +424,13 @@ func (v verdict) out() string {
 		return v.excluded + "; " + v.duplicate
 	}
 	return v.excluded + v.duplicate
+}
+
+// SetKeepalivedPeers replaces the keepalived nodes admitted at any
+// priority (a reload during, or at the end of, a migration).
+func (c *Controller) SetKeepalivedPeers(peers []netip.Addr) {
+	peers = slices.Clone(peers)
+	c.setVerdict(func(v *verdict) { v.keepalived = &peers })
 }
 
 // SetHealth reports the failing health checks; none is healthy.
@@ -552,7 +562,11 @@ func (c *Controller) recompute(ctx context.Context) {
 			delete(c.lastMeta, name) // forgotten
 		}
 	}
-	d := Decide(c.cfg, c.plan, Inputs{Known: known, Live: live, Healthy: c.healthy, Settled: c.healthy && c.settled,
+	cfg := c.cfg
+	if v := c.latestVerdict(); v.keepalived != nil {
+		cfg.KeepalivedPeers = *v.keepalived
+	}
+	d := Decide(cfg, c.plan, Inputs{Known: known, Live: live, Healthy: c.healthy, Settled: c.healthy && c.settled,
 		Starting: time.Since(c.started) < c.cfg.JoinGrace, LastMeta: c.lastMeta,
 		ForeignKeyed: c.alone && time.Since(c.engine.LastForeignKeyed(ctx)) < foreignKeyedFor})
 	for _, s := range memberStates {

@@ -300,6 +300,10 @@ func groupRouters(groups []Group) []vrrp.RouterSpec {
 // re-plans without it.
 func (d *Dynamic) Forget(name string) error { return d.members.Forget(name) }
 
+// SetKeepalivedPeers replaces vrrp.keepalived_peers in place: the
+// migration's keepalived nodes, admitted at any priority.
+func (d *Dynamic) SetKeepalivedPeers(peers []netip.Addr) { d.ctrl.SetKeepalivedPeers(peers) }
+
 // SetGossipKeys installs new gossip keys in place (a rotation step): the
 // first encrypts, all are accepted.
 func (d *Dynamic) SetGossipKeys(keys [][]byte) error { return d.members.SetKeys(keys) }

@@ -311,6 +311,7 @@ func classifyReload(cur, next *loaded) reloadKind {
 	inPlace.VRRP.AuthHMAC = c.VRRP.AuthHMAC // keys rotate in place
 	if c.Priorities == nil {
 		inPlace.Health, inPlace.TrackInterfaces = c.Health, c.TrackInterfaces
+		inPlace.VRRP.KeepalivedPeers = c.VRRP.KeepalivedPeers // a migration's steps
 	}
 	sameVRRP := n.VRRP
 	sameVRRP.AuthHMAC = c.VRRP.AuthHMAC
@@ -420,6 +421,11 @@ func (a *agent) applyInPlace(cur, l *loaded, stack *vrrp.Stack, dyn *balancer.Dy
 			return err
 		}
 		a.log.Info().Msg("garp settings applied")
+	}
+	if dyn != nil && !slices.Equal(cur.cfg.VRRP.KeepalivedPeers, l.cfg.VRRP.KeepalivedPeers) {
+		peers, _ := l.cfg.VRRP.KeepalivedPeerAddrs() // validated with the config
+		dyn.SetKeepalivedPeers(peers)
+		a.log.Info().Strs("keepalived_peers", l.cfg.VRRP.KeepalivedPeers).Msg("keepalived peers replaced")
 	}
 	if dyn != nil && !reflect.DeepEqual(cur.gossipKeys, l.gossipKeys) {
 		// Before the VRRP keys: a node that signs with the new key is

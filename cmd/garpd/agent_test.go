@@ -73,6 +73,7 @@ func TestClassifyReload(t *testing.T) {
 		{"static, priorities and a check", static, "interface: eth0\nvips: [192.0.2.101, 192.0.2.102]\npriorities: {192.0.2.101: 100, 192.0.2.102: 200}\nnode: n1\ntrack_interfaces: [eth1]\n", reloadRestart},
 		{"static, notify hooks", static, static + "notify: {exec: [/bin/true]}\n", reloadInPlace},
 		{"dynamic, a tracked interface", dyn, dyn + "track_interfaces: [eth1]\n", reloadInPlace},
+		{"dynamic, the migration's keepalived peers go", dyn + "vrrp: {keepalived_peers: [192.0.2.12]}\n", dyn, reloadInPlace},
 		{"static, auth_hmac added", static, static + authV2(1, 1), reloadInPlace},
 		{"static, a key rotates in", static + authV2(1, 1), static + authV2(2, 1), reloadInPlace},
 		{"static, the active key moves", static + authV2(2, 1), static + authV2(2, 2), reloadInPlace},

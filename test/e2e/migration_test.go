@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -72,14 +73,17 @@ func TestRollingMigrationFromKeepalived(t *testing.T) {
 	}
 	begin := time.Now()
 	var garpd []string
+	procs := map[string]*lab.Proc{}
 	for _, n := range l.Nodes {
 		kas[n.Name].Signal(syscall.SIGTERM)
 		if _, err := kas[n.Name].Wait(10 * time.Second); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := n.StartGarpd(garpdBin, config(n.Name)); err != nil {
+		p, err := n.StartGarpd(garpdBin, config(n.Name))
+		if err != nil {
 			t.Fatal(err)
 		}
+		procs[n.Name] = p
 		garpd = append(garpd, n.Name)
 		if len(garpd) == 1 {
 			// Alone, it holds nothing while keepalived runs: give it the
@@ -91,6 +95,45 @@ func TestRollingMigrationFromKeepalived(t *testing.T) {
 		t.Logf("%s: keepalived replaced by garpd (%s garpd now)", n.Name, strings.Join(garpd, ", "))
 	}
 	waitNeigh(t, l, 20*time.Second, masters)
+
+	// The steps after the last node, each a SIGHUP on every node in turn:
+	// keepalived_peers out and auth_hmac permissive (sign, accept
+	// unsigned), then auth_hmac out (the dynamic mode's enforce). Nothing
+	// moves: the router keeps every VIP where it is.
+	peersLine := regexp.MustCompile(`(?m)^  keepalived_peers:.*\n(    - .*\n)*`)
+	authBlock := regexp.MustCompile(`(?m)^  auth_hmac:.*\n(    .*\n)*`)
+	for step, edit := range []func(string) string{
+		func(c string) string {
+			return strings.Replace(peersLine.ReplaceAllString(c, ""), "mode: receive-only", "mode: permissive", 1)
+		},
+		func(c string) string { return authBlock.ReplaceAllString(c, "") },
+	} {
+		for _, n := range l.Nodes {
+			path := n.GarpdConfigPath()
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			next := edit(string(b))
+			if next == string(b) {
+				t.Fatalf("step %d changes nothing in %s:\n%s", step+1, path, b)
+			}
+			if err := os.WriteFile(path, []byte(next), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			procs[n.Name].Signal(syscall.SIGHUP)
+			time.Sleep(500 * time.Millisecond) // past an advert of every node
+		}
+	}
+	time.Sleep(time.Second)
+	if now := routerOwners(t, l, vips3); now[vips3[0]] != "n1" || now[vips3[1]] != "n2" || now[vips3[2]] != "n3" {
+		t.Errorf("after the last steps the router maps %v, want each VIP on its node", now)
+	}
+	for _, n := range l.Nodes {
+		if out := procs[n.Name].Output(); !strings.Contains(out, "auth_hmac keys applied") || strings.Contains(out, "restarting the VRRP engine") {
+			t.Errorf("%s did not apply the last steps in place:\n%s", n.Name, tail(out, 10))
+		}
+	}
 	end := time.Now()
 
 	const advert = 100 * time.Millisecond
