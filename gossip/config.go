@@ -14,8 +14,10 @@ package gossip
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -156,9 +158,13 @@ func checkSeed(s string) error {
 func LoadKeys(path string) ([][]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read key: %w", err)
+		hint := ""
+		if errors.Is(err, fs.ErrNotExist) {
+			hint = " (make one with: head -c 32 /dev/urandom | base64 > " + path + "; chmod 600 " + path + "; the same file on every node)"
+		}
+		return nil, fmt.Errorf("read key: %w%s", err, hint)
 	}
-	if validKeyLen(len(b)) { // as earlier versions read it, so no node reads another key
+	if validKeyLen(len(b)) && !isText(b) { // binary: head -c 32 /dev/urandom > key
 		return [][]byte{b}, nil
 	}
 	var keys [][]byte
@@ -167,9 +173,9 @@ func LoadKeys(path string) ([][]byte, error) {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		k, err := base64.StdEncoding.DecodeString(line)
-		if err != nil || !validKeyLen(len(k)) {
-			return nil, fmt.Errorf("%s line %d: a key must be 16, 24 or 32 bytes, raw or base64, one per line (make one with: head -c 32 /dev/urandom | base64)", path, i+1)
+		k, ok := decodeKey(line)
+		if !ok {
+			return nil, fmt.Errorf("%s line %d: a key is 16, 24 or 32 bytes in base64 (head -c 32 /dev/urandom | base64) or hex (openssl rand -hex 32), one per line; or the whole file 16, 24 or 32 raw bytes", path, i+1)
 		}
 		if slices.ContainsFunc(keys, func(o []byte) bool { return bytes.Equal(o, k) }) {
 			return nil, fmt.Errorf("%s line %d: the same key twice", path, i+1)
@@ -177,9 +183,30 @@ func LoadKeys(path string) ([][]byte, error) {
 		keys = append(keys, k)
 	}
 	if len(keys) == 0 {
-		return nil, fmt.Errorf("%s holds no key: the key must be 16, 24 or 32 bytes, raw or base64 (make one with: head -c 32 /dev/urandom | base64)", path)
+		return nil, fmt.Errorf("%s holds no key: write 16, 24 or 32 bytes in base64 (head -c 32 /dev/urandom | base64) or hex (openssl rand -hex 32)", path)
 	}
 	return keys, nil
+}
+
+// isText reports whether b is printable ASCII and white space only.
+func isText(b []byte) bool {
+	for _, c := range b {
+		if (c < 0x20 || c > 0x7e) && c != '\n' && c != '\r' && c != '\t' {
+			return false
+		}
+	}
+	return true
+}
+
+// decodeKey reads one key line: base64 (strict), else hex.
+func decodeKey(line string) ([]byte, bool) {
+	if k, err := base64.StdEncoding.Strict().DecodeString(line); err == nil && validKeyLen(len(k)) {
+		return k, true
+	}
+	if k, err := hex.DecodeString(line); err == nil && validKeyLen(len(k)) {
+		return k, true
+	}
+	return nil, false
 }
 
 // validKeyLen: AES-128, -192 or -256.

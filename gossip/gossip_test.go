@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -27,11 +28,29 @@ func TestLoadKeys(t *testing.T) {
 		return p
 	}
 	raw := []byte("0123456789abcdef0123456789abcdef")
-	if k, err := LoadKeys(write("raw", raw)); err != nil || len(k) != 1 || len(k[0]) != 32 {
+	binary := bytes.Repeat([]byte{0xff, 0x00}, 16)
+	if k, err := LoadKeys(write("raw", binary)); err != nil || len(k) != 1 || !bytes.Equal(k[0], binary) {
 		t.Fatalf("raw 32-byte key: %v", err)
 	}
+	// openssl rand -hex 32, with or without its newline.
+	hexKey := hex.EncodeToString(raw)
+	for _, text := range []string{hexKey, hexKey + "\n"} {
+		if k, err := LoadKeys(write("hex", []byte(text))); err != nil || len(k) != 1 || !bytes.Equal(k[0], raw) {
+			t.Fatalf("hex key %q: %v %v", text, k, err)
+		}
+	}
+	// The same base64 text is the same key, whatever its trailing newline.
+	b64of24 := base64.StdEncoding.EncodeToString(raw[:24])
+	for _, text := range []string{b64of24, b64of24 + "\n"} {
+		if k, err := LoadKeys(write("b64-24", []byte(text))); err != nil || len(k) != 1 || !bytes.Equal(k[0], raw[:24]) {
+			t.Fatalf("base64 of 24 bytes %q: %v %v", text, k, err)
+		}
+	}
+	if _, err := LoadKeys(filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "make one with") {
+		t.Fatalf("a missing key file: %v", err)
+	}
 	b64 := base64.StdEncoding.EncodeToString(raw[:16])
-	for _, text := range []string{b64 + "\n", " " + b64 + "\n\n"} {
+	for _, text := range []string{b64, b64 + "\n", " " + b64 + "\n\n"} {
 		if k, err := LoadKeys(write("b64", []byte(text))); err != nil || len(k) != 1 || !bytes.Equal(k[0], raw[:16]) {
 			t.Fatalf("base64 16-byte key %q: %v", text, err)
 		}
