@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -21,8 +22,9 @@ func newPlanCmd() *cobra.Command {
 	var fail string
 	var downFlag, preferFlag []string
 	var asJSON bool
+	var configPath string
 	cmd := &cobra.Command{
-		Use:   "plan --nodes N1,N2,... --vips A,B,... [--vip-range FIRST-LAST] [--down X,Y] [--fail NODE] [--json]",
+		Use:   "plan --nodes N1,N2,... (--vips A,B,... [--vip-range FIRST-LAST] | -c FILE) [--down X,Y] [--fail NODE] [--json]",
 		Short: "Show the balanced ranking of nodes for every VIP, and who holds it while members are down",
 		Long: `Compute, without any network, the ranking every garpd node derives from
 the same known member set: for each VIP its VRID, owner, backup order and
@@ -42,23 +44,40 @@ cost in balance. Exit code 2 on bad input.`,
   garpd plan --nodes n1,n2,n3 --weights n1=2 --vip-range 192.0.2.101-192.0.2.200 --fail n2
   garpd plan --nodes n1,n2,n3,n4 --vip-range 192.0.2.101-192.0.2.112 --down n2,n4 --json
   garpd plan --nodes n1,n2 --vips 192.0.2.101@51 --json
-  garpd plan --nodes n1,n2,n3 --vips 192.0.2.101,192.0.2.102,192.0.2.103 --prefer 192.0.2.101=n2`,
+  garpd plan --nodes n1,n2,n3 --vips 192.0.2.101,192.0.2.102,192.0.2.103 --prefer 192.0.2.101=n2
+  garpd plan --nodes n1,n2,n3 -c /etc/garpd/garpd.yaml --fail n2`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			nodes, err := parseNodes(nodesFlag, weightsFlag)
 			if err != nil {
 				return usageError(err)
 			}
-			vips, err := parsePlanVIPs(vipsFlag, rangesFlag)
-			if err != nil {
-				return usageError(err)
-			}
-			if err := applyPreferences(vips, preferFlag, nodes); err != nil {
-				return usageError(err)
-			}
-			alloc, err := balancer.AssignVRIDs(vips, vridBase, vridMax)
-			if err != nil {
-				return usageError(err)
+			var alloc balancer.Allocation
+			if configPath != "" {
+				if len(vipsFlag)+len(rangesFlag)+len(preferFlag) > 0 {
+					return usageError(errors.New("--config plans the config's VIPs (with their vrid and prefer): leave --vips, --vip-range and --prefer out"))
+				}
+				l, err := loadConfig(configPath)
+				if err != nil {
+					return err
+				}
+				alloc = l.alloc
+				for _, g := range alloc.Groups {
+					if g.Prefer != "" {
+						preferFlag = append(preferFlag, g.Prefer) // shows the cost below
+					}
+				}
+			} else {
+				vips, err := parsePlanVIPs(vipsFlag, rangesFlag)
+				if err != nil {
+					return usageError(err)
+				}
+				if err := applyPreferences(vips, preferFlag, nodes); err != nil {
+					return usageError(err)
+				}
+				if alloc, err = balancer.AssignVRIDs(vips, vridBase, vridMax); err != nil {
+					return usageError(err)
+				}
 			}
 			plan, err := balancer.Rank(nodes, alloc.Groups)
 			if err != nil {
@@ -100,6 +119,7 @@ cost in balance. Exit code 2 on bad input.`,
 	f.StringVar(&fail, "fail", "", "show what happens when this node goes down as well")
 	f.StringSliceVar(&downFlag, "down", nil, "known members that are down: the ranking stays, holders skip them")
 	f.StringSliceVar(&preferFlag, "prefer", nil, "ADDR=NODE: the node that should own a VIP (repeatable)")
+	f.StringVarP(&configPath, "config", "c", "", "plan the VIPs of this config (their VRIDs and preferences) over --nodes")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
@@ -228,10 +248,24 @@ type planJSON struct {
 	Fail    *planFail      `json:"fail,omitempty"`
 	// Preferences, with --prefer: what they cost in balance.
 	Preferences *planCost `json:"preferences,omitempty"`
+	// OwnedByFamily counts the VIPs each node owns per family, when the
+	// plan has both.
+	OwnedByFamily map[string]map[string]int `json:"owned_by_family,omitempty"`
 }
 
 func planOutput(p balancer.Plan, alloc balancer.Allocation, down map[string]bool, fail string) planJSON {
 	out := planJSON{Owned: p.Owned(), Held: p.Held(down), Grouped: alloc.Grouped}
+	byFamily := map[string]map[string]int{}
+	for _, r := range p.Groups {
+		f := r.Group.Family()
+		if byFamily[f] == nil {
+			byFamily[f] = map[string]int{}
+		}
+		byFamily[f][r.Owner()] += len(r.Group.VIPs)
+	}
+	if len(byFamily) > 1 {
+		out.OwnedByFamily = byFamily
+	}
 	for _, n := range p.Nodes {
 		out.Nodes = append(out.Nodes, n.Name)
 		if down[n.Name] {
@@ -270,7 +304,11 @@ func printPlan(w io.Writer, out planJSON) error {
 		for i, n := range v.Ranking {
 			pr[i] = fmt.Sprintf("%s=%d", n, v.Priorities[n])
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", v.Address, v.VRID, v.Holder, strings.Join(v.Ranking, " > "), strings.Join(pr, " "))
+		holder := v.Holder
+		if holder == "" {
+			holder = "(none: all down)"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", v.Address, v.VRID, holder, strings.Join(v.Ranking, " > "), strings.Join(pr, " "))
 	}
 	tw.Flush()
 	if len(out.Down) > 0 {
@@ -281,6 +319,10 @@ func printPlan(w io.Writer, out planJSON) error {
 	} else {
 		fmt.Fprintln(w, "\nVIPs owned per node:")
 		for _, n := range out.Nodes {
+			if f := out.OwnedByFamily; f != nil {
+				fmt.Fprintf(w, "  %-12s %d (ipv4 %d, ipv6 %d)\n", n, out.Owned[n], f["ipv4"][n], f["ipv6"][n])
+				continue
+			}
 			fmt.Fprintf(w, "  %-12s %d\n", n, out.Owned[n])
 		}
 	}

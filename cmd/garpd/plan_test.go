@@ -239,3 +239,50 @@ func TestAgentAddressForms(t *testing.T) {
 		t.Errorf("announce --agent config -c: %v (Authorization %q)", err, gotAuth)
 	}
 }
+
+// plan -c plans a config's VIPs, with their VRIDs and preferences, and
+// says what the preferences cost; --prefer does the same from flags; a
+// VIP whose nodes are all down says so; both families are counted apart.
+func TestPlanConfigAndPreferences(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "garpd.yaml")
+	cfg := "interface: eth0\ngossip: {insecure: true}\nvips:\n  - {address: 192.0.2.101, vrid: 51, prefer: n2}\n  - {address: 192.0.2.102, prefer: n2}\n  - 2001:db8::1\n"
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCLI("plan", "--nodes", "n1,n2,n3", "-c", path, "--down", "n1,n2,n3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"192.0.2.101  51", "(none: all down)", "preferences cost"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("plan -c lacks %q:\n%s", want, out)
+		}
+	}
+	if out, err := runCLI("plan", "--nodes", "n1,n2,n3", "-c", path); err != nil || !strings.Contains(out, "2 (ipv4 2, ipv6 0)") {
+		t.Errorf("plan -c without --down does not count the families apart: %v\n%s", err, out)
+	}
+	out, err = runCLI("plan", "--nodes", "n1,n2,n3", "-c", path, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		VIPs []struct {
+			Address string   `json:"address"`
+			Ranking []string `json:"ranking"`
+		} `json:"vips"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range got.VIPs {
+		if strings.HasPrefix(v.Address, "192.0.2.") && v.Ranking[0] != "n2" {
+			t.Errorf("%s is owned by %s, prefers n2", v.Address, v.Ranking[0])
+		}
+	}
+	if _, err := runCLI("plan", "--nodes", "n1,n2", "-c", path, "--vips", "192.0.2.9"); err == nil {
+		t.Error("plan -c with --vips accepted")
+	}
+	if _, err := runCLI("plan", "--nodes", "n1,n2", "--vips", "192.0.2.9", "--prefer", "192.0.2.9=n7"); err == nil {
+		t.Error("--prefer for a node not in --nodes accepted")
+	}
+}
