@@ -30,6 +30,17 @@ func ParseVIP(s string) (netip.Prefix, error) {
 		if p.Addr().Zone() != "" {
 			return netip.Prefix{}, fmt.Errorf("%q: a VIP has no zone", s)
 		}
+		if p.Bits() < 8 {
+			return netip.Prefix{}, fmt.Errorf("%q: /%d would route a whole range to the VIP's interface: give the segment's prefix length, such as /24 or /64", s, p.Bits())
+		}
+		if a := p.Addr(); a.Is4() && p.Bits() <= 30 {
+			if a == p.Masked().Addr() {
+				return netip.Prefix{}, fmt.Errorf("%q is the network address of %s: a VIP needs a host address", s, p.Masked())
+			}
+			if b := broadcast(p); a == b {
+				return netip.Prefix{}, fmt.Errorf("%q is the broadcast address of %s: a VIP needs a host address", s, p.Masked())
+			}
+		}
 		return p, checkVIPAddr(s, p.Addr())
 	}
 	a, err := netip.ParseAddr(s)
@@ -40,6 +51,14 @@ func ParseVIP(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("%q: a VIP has no zone", s)
 	}
 	return netip.PrefixFrom(a, a.BitLen()), checkVIPAddr(s, a)
+}
+
+// broadcast is an IPv4 prefix's broadcast address.
+func broadcast(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().As4()
+	host := uint32(1)<<(32-p.Bits()) - 1
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) | host
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
 func checkVIPAddr(s string, a netip.Addr) error {
@@ -223,6 +242,9 @@ func AssignVRIDs(vips []VIP, base, limit int) (Allocation, error) {
 		slices.Sort(ids)
 		for _, id := range ids {
 			g := Group{V6: fi == 1, VRID: id, VIPs: byVRID[id]}
+			if len(g.VIPs) > 255 {
+				return Allocation{}, fmt.Errorf("VRID %d would carry %d VIPs: an advert lists at most 255 addresses; give them more VRIDs (lower vrid_base) or fewer VIPs", id, len(g.VIPs))
+			}
 			for _, p := range g.VIPs {
 				switch pr := prefer[p.Addr()]; {
 				case pr == "" || pr == g.Prefer:

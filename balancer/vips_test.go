@@ -125,3 +125,17 @@ func TestParseVIPAndRange(t *testing.T) {
 		t.Error("a range of 16M addresses was accepted")
 	}
 }
+
+// An advert lists at most 255 addresses: a VRID that would carry more is
+// refused, naming it.
+func TestAssignVRIDsCapsAddressesPerVRID(t *testing.T) {
+	var vips []VIP
+	for i := range 300 {
+		a := netip.MustParseAddr("2001:db8::").As16()
+		a[14], a[15] = byte((i+1)>>8), byte(i+1)
+		vips = append(vips, VIP{Prefix: netip.PrefixFrom(netip.AddrFrom16(a), 128), VRID: 5})
+	}
+	if _, err := AssignVRIDs(vips, 10, 255); err == nil || !strings.Contains(err.Error(), "VRID 5 would carry 300 VIPs") {
+		t.Fatalf("300 VIPs on VRID 5: %v", err)
+	}
+}

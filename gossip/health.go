@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -108,6 +109,9 @@ func (h HealthConfig) Validate() error {
 		}
 		if len(c.Exec) > 0 {
 			kinds++
+			if strings.TrimSpace(c.Exec[0]) == "" {
+				bad("exec: %q: the first word is the program to run, such as [/usr/bin/curl, -sf, URL]", c.Exec)
+			}
 		}
 		if c.Interface != "" {
 			kinds++
@@ -128,8 +132,10 @@ func (h HealthConfig) Validate() error {
 			bad("weight: %d: use -253..253 (keepalived's range), or 0 for FAULT while failing", c.Weight)
 		}
 		if c.CAFile != "" {
-			if _, err := os.ReadFile(c.CAFile); err != nil {
+			if pem, err := os.ReadFile(c.CAFile); err != nil {
 				bad("ca_file: %v", err)
+			} else if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+				bad("ca_file: %s holds no PEM certificate", c.CAFile)
 			}
 		}
 		if c.Interval < 100*time.Millisecond || c.Interval > time.Hour {

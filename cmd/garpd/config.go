@@ -232,6 +232,9 @@ func parseConfig(raw []byte) (*loaded, error) {
 	} else if c.VRRP.UnicastAuto() || c.Kubernetes != nil {
 		errs = append(errs, errors.New("priorities: static priorities cannot follow gossip or Kubernetes (unicast_peers: auto, kubernetes); remove priorities for the dynamic mode"))
 	}
+	if _, port, err := net.SplitHostPort(c.HTTP.Listen); err != nil || port == "" {
+		errs = append(errs, fmt.Errorf("http.listen: %q: write HOST:PORT, e.g. 127.0.0.1:9496 (or 0.0.0.0:9496 for a ServiceMonitor)", c.HTTP.Listen))
+	}
 	token, err := c.Control.check(c.HTTP.Listen)
 	if err != nil {
 		errs = append(errs, err)

@@ -159,6 +159,12 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{base + "kubernetes: {}\nhealth: {checks: [{name: r, kubernetes_pod: {namespace: ingress}}]}\n", "kubernetes_pod.selector"},
 		{base + "kubernetes: {}\nhealth: {checks: [{name: r, http: http://127.0.0.1/, kubernetes_pod: {namespace: ingress, selector: a=b}}]}\n", "exactly one of"},
 		{base + "kubernetes: {exclude_labels: [\"not a label\"]}\n", "kubernetes.exclude_labels[0]"},
+		{base + "http: {listen: \"9496\"}\n", "http.listen"},
+		{"interface: eth0\nvips: [192.0.2.0/24]\n", "network address"},
+		{"interface: eth0\nvips: [192.0.2.255/24]\n", "broadcast address"},
+		{"interface: eth0\nvips: [192.0.2.1/0]\n", "/0"},
+		{base + "health: {checks: [{name: a, exec: [\"\"]}]}\n", "health.checks[0].exec"},
+		{base + "health: {checks: [{name: a, http: \"https://127.0.0.1/\", ca_file: /dev/null}]}\n", "holds no PEM"},
 	}
 	for _, c := range cases {
 		y := c.yaml
@@ -447,5 +453,21 @@ func TestControlConfig(t *testing.T) {
 		if (c.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.err)) {
 			t.Errorf("%q: %v, want %q", c.yaml, err, c.err)
 		}
+	}
+}
+
+// --check finds the interface on the host, or says it did not look.
+func TestCheckConfigHostFacts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "garpd.yaml")
+	if err := os.WriteFile(path, []byte("interface: nonexistent0\nvips: [192.0.2.101]\ngossip: {insecure: true}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := checkConfig(&out, path, true); err == nil || !strings.Contains(err.Error(), "nonexistent0") || !strings.Contains(err.Error(), "--offline") {
+		t.Fatalf("an interface not on this host: %v", err)
+	}
+	out.Reset()
+	if err := checkConfig(&out, path, false); err != nil || !strings.Contains(out.String(), "not checked (--offline)") {
+		t.Fatalf("--offline: %v\n%s", err, out.String())
 	}
 }

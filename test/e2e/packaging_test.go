@@ -191,7 +191,7 @@ func TestHelmChart(t *testing.T) {
 		if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if out, err := exec.Command(garpdBin, "agent", "--check", "--config", cfgPath).CombinedOutput(); err != nil {
+		if out, err := exec.Command(garpdBin, "agent", "--check", "--offline", "--config", cfgPath).CombinedOutput(); err != nil {
 			t.Errorf("%s: garpd agent --check refuses its config: %v\n%s\n%s", name, err, out, cfg)
 		}
 	}
