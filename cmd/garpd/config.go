@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -142,7 +143,7 @@ func parseConfig(raw []byte) (*loaded, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
-		return nil, explainYAML(err)
+		return nil, explainYAML(err, raw)
 	}
 	if c.Node == "" && c.Kubernetes != nil {
 		// The downward API's spec.nodeName, so the member is named as its
@@ -369,12 +370,13 @@ func (l *loaded) dynamicConfig() balancer.DynamicConfig {
 // explainYAML rewrites the YAML decoder's errors for an operator: "field
 // interfac not found in type main.agentConfig" becomes "line 2: interfac:
 // unknown key; did you mean interface?".
-func explainYAML(err error) error {
+func explainYAML(err error, raw []byte) error {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
 		return fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	keys := knownKeys(reflect.TypeFor[agentConfig]())
+	lines := strings.Split(string(raw), "\n")
 	msgs := make([]string, len(te.Errors))
 	for i, m := range te.Errors {
 		msgs[i] = m
@@ -383,8 +385,18 @@ func explainYAML(err error) error {
 		if n, _ := fmt.Sscanf(m, "line %d: cannot unmarshal !!int %s into time.Duration", &line, &field); n == 2 {
 			// YAML's number has no unit, and guessing one (seconds?
 			// nanoseconds?) would hide a mistake.
-			msgs[i] = fmt.Sprintf("line %d: %s is a number without a unit: write a duration such as 0s, 500ms or 60s", line, field)
+			msgs[i] = fmt.Sprintf("line %d: %s%s is a number without a unit: write a duration such as 0s, 500ms or 60s", line, keyAt(lines, line, field), field)
 			continue
+		}
+		if v, into, ok := cannotUnmarshal(m, &line); ok {
+			switch into {
+			case "time.Duration":
+				msgs[i] = fmt.Sprintf("line %d: %s%s is not a duration: write one such as 30s, 500ms or 1m30s", line, keyAt(lines, line, v), v)
+				continue
+			case "[]string":
+				msgs[i] = fmt.Sprintf("line %d: %s%s: write a list, one word an item, such as [/usr/bin/curl, -sf, URL]", line, keyAt(lines, line, v), v)
+				continue
+			}
 		}
 		if n, _ := fmt.Sscanf(m, "line %d: field %s not found in type %s", &line, &field, &typ); n < 3 {
 			continue
@@ -392,11 +404,73 @@ func explainYAML(err error) error {
 		msgs[i] = fmt.Sprintf("line %d: %s: unknown key", line, field)
 		if near := nearest(field, keys[typ]); near != "" {
 			msgs[i] += "; did you mean " + near + "?"
+		} else if elsewhere := keyPaths(reflect.TypeFor[agentConfig](), field); len(elsewhere) > 0 {
+			msgs[i] += "; did you mean " + strings.Join(elsewhere, " or ") + "?"
 		} else if len(keys[typ]) > 0 {
 			msgs[i] += " (known here: " + strings.Join(keys[typ], ", ") + ")"
 		}
 	}
 	return errors.New(strings.Join(msgs, "\n"))
+}
+
+// cannotUnmarshal reads yaml's "line N: cannot unmarshal !!T `V` into G":
+// the value (as yaml shortens it) and the Go type.
+func cannotUnmarshal(m string, line *int) (value, into string, ok bool) {
+	rest, found := strings.CutPrefix(m, "line ")
+	if !found {
+		return "", "", false
+	}
+	n, rest, found := strings.Cut(rest, ": cannot unmarshal ")
+	if _, err := fmt.Sscanf(n, "%d", line); !found || err != nil {
+		return "", "", false
+	}
+	_, rest, found = strings.Cut(rest, "`")
+	if !found {
+		return "", "", false
+	}
+	value, into, found = strings.Cut(rest, "` into ")
+	return value, into, found
+}
+
+// keyAt is "KEY: " for the key on line whose value starts with value
+// (yaml shortens long values with "..."), "" when it cannot tell.
+func keyAt(lines []string, line int, value string) string {
+	if line < 1 || line > len(lines) {
+		return ""
+	}
+	value = strings.TrimSuffix(value, "...")
+	re := regexp.MustCompile(`([A-Za-z_]+):\s*["']?` + regexp.QuoteMeta(value))
+	if m := re.FindStringSubmatch(lines[line-1]); m != nil {
+		return m[1] + ": "
+	}
+	return ""
+}
+
+// keyPaths are the dotted paths (vrrp.unicast_peers) where a key the
+// config has at another level is known.
+func keyPaths(t reflect.Type, key string) []string {
+	var out []string
+	var walk func(reflect.Type, string, int)
+	walk = func(t reflect.Type, prefix string, depth int) {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct || depth > 3 {
+			return
+		}
+		for f := range t.Fields() {
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if name == "-" || name == "" || !f.IsExported() {
+				continue
+			}
+			if name == key && prefix != "" {
+				out = append(out, prefix+name)
+			}
+			walk(f.Type, prefix+name+".", depth+1)
+		}
+	}
+	walk(t, "", 0)
+	return out
 }
 
 // knownKeys maps each struct type reachable from t, by the name the YAML
