@@ -67,6 +67,9 @@ fuzz:
 	$(GO) test ./vrrp -run '^$$' -fuzz '^FuzzAuthCheck$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./cmd/garpd -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gossip -run '^$$' -fuzz '^FuzzKnownSet$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./vrrp/keepalived -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./vrrp/keepalived -run '^$$' -fuzz '^FuzzExpand$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./cmd/garpd -run '^$$' -fuzz '^FuzzKeepalivedImport$$' -fuzztime $(FUZZTIME)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

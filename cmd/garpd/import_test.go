@@ -346,7 +346,7 @@ func TestImportControlPlaneVIP(t *testing.T) {
 func TestImportErrors(t *testing.T) {
 	base := controlPlane()["/etc/keepalived/keepalived.conf"]
 	for _, tc := range []struct{ text, want string }{
-		{strings.Replace(base, "192.0.2.100", "{{VIP1}}", 1), "keepalived.conf:19: template placeholder {{VIP1}}"},
+		{strings.Replace(base, "192.0.2.100", "{{VIP1}}", 1), "line 19: {{VIP1}}"},
 		{strings.Replace(base, "check_apiserver\n    }", "chk_missing\n    }", 1), "track_script chk_missing names no vrrp_script"},
 		{strings.Replace(base, "virtual_router_id 51", "virtual_router_id 300", 1), "keepalived.conf:12: virtual_router_id \"300\": use 1..255"},
 		{strings.TrimSuffix(base, "}\n"), "the block of vrrp_instance is not closed"},

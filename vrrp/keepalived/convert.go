@@ -38,7 +38,16 @@ func ReadNodes(files Files, paths []string, name string) ([]Node, []Note, error)
 	var notes []Note
 	seen := map[string]string{}
 	for _, p := range paths {
-		stmts, err := Parse(files, p)
+		// keepalived's config id is the host name by default: the node's
+		// name as the import names it.
+		id := name
+		if id == "" {
+			id = strings.TrimSuffix(filepath.Base(p), filepath.Ext(p))
+			if id == "keepalived" {
+				id = filepath.Base(filepath.Dir(p))
+			}
+		}
+		stmts, err := Parse(files, p, id)
 		if err != nil {
 			return nil, nil, err
 		}

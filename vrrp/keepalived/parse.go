@@ -115,11 +115,13 @@ const maxIncludeDepth = 8
 var placeholder = regexp.MustCompile(`\{\{[^}]*\}\}|\$\{[^}]*\}`)
 
 // Parse reads a keepalived config file and the files it includes.
-func Parse(files Files, path string) ([]*Stmt, error) {
-	return parseFile(files, path, 0, filepath.Dir(path))
+// configID is keepalived's config id (its -i option, by default the host
+// name), which @ID conditional lines are matched against; "" refuses them.
+func Parse(files Files, path, configID string) ([]*Stmt, error) {
+	return parseFile(files, path, 0, filepath.Dir(path), &expander{id: configID, vars: map[string]string{}})
 }
 
-func parseFile(files Files, path string, depth int, root string) ([]*Stmt, error) {
+func parseFile(files Files, path string, depth int, root string, ex *expander) ([]*Stmt, error) {
 	if depth > maxIncludeDepth {
 		return nil, fmt.Errorf("%s: includes nest deeper than %d (an include loop?)", path, maxIncludeDepth)
 	}
@@ -127,8 +129,12 @@ func parseFile(files Files, path string, depth int, root string) ([]*Stmt, error
 	if err != nil {
 		return nil, fmt.Errorf("read keepalived config: %w", err)
 	}
-	p := &parser{files: files, path: path, depth: depth, root: root}
-	return p.parse(string(raw))
+	text, err := ex.expand(path, string(raw))
+	if err != nil {
+		return nil, err
+	}
+	p := &parser{files: files, path: path, depth: depth, root: root, ex: ex}
+	return p.parse(text)
 }
 
 type parser struct {
@@ -136,6 +142,68 @@ type parser struct {
 	path  string
 	depth int
 	root  string // the directory of the file Parse was given
+	ex    *expander
+}
+
+// expander applies keepalived's own substitutions (keepalived.conf(5)):
+// "$NAME=value" lines define a variable, "$NAME" and "${NAME}" use it,
+// and a line that starts "@ID" (or "@^ID") counts only on the node whose
+// config id is (or is not) ID. Definitions carry into included files, as
+// keepalived reads them in order.
+type expander struct {
+	id   string
+	vars map[string]string
+}
+
+var (
+	varDef = regexp.MustCompile(`^\s*\$([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$`)
+	varUse = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)`)
+	condID = regexp.MustCompile(`^\s*@(\^?)(\S+)\s+(.*)$`)
+)
+
+// expand returns text with the definitions and conditionals applied, and
+// every placeholder left (a template's {{...}}, an undefined $VAR) listed
+// at once as the error.
+func (ex *expander) expand(path, text string) (string, error) {
+	lines := strings.Split(text, "\n")
+	var left []string
+	for i, line := range lines {
+		if m := condID.FindStringSubmatch(line); m != nil {
+			if ex.id == "" {
+				return "", fmt.Errorf("%s:%d: @%s%s: a line for some nodes only: name the node (garpd import --node, keepalived's config id)", path, i+1, m[1], m[2])
+			}
+			if (m[2] == ex.id) == (m[1] == "^") {
+				lines[i] = ""
+				continue
+			}
+			line = m[3]
+		}
+		if m := varDef.FindStringSubmatch(line); m != nil {
+			ex.vars[m[1]] = strings.TrimSpace(m[2])
+			lines[i] = ""
+			continue
+		}
+		code := stripComment(line)
+		code = varUse.ReplaceAllStringFunc(code, func(use string) string {
+			m := varUse.FindStringSubmatch(use)
+			name := m[1] + m[2]
+			if v, ok := ex.vars[name]; ok {
+				return v
+			}
+			left = append(left, fmt.Sprintf("%d: %s (undefined)", i+1, use))
+			return use
+		})
+		for _, m := range placeholder.FindAllString(code, -1) {
+			if !strings.HasPrefix(m, "${") { // undefined ${...} is listed above
+				left = append(left, fmt.Sprintf("%d: %s", i+1, m))
+			}
+		}
+		lines[i] = code
+	}
+	if len(left) > 0 {
+		return "", fmt.Errorf("%s: %d template placeholders left in the file: render the template first, or define the variables ($NAME=value):\n  line %s", path, len(left), strings.Join(left, "\n  line "))
+	}
+	return strings.Join(lines, "\n"), nil
 }
 
 // token is a word, "{" or "}", with its line.
@@ -152,9 +220,6 @@ func (p *parser) tokenize(text string) ([][]token, error) {
 	var lines [][]token
 	for i, line := range strings.Split(text, "\n") {
 		n := i + 1
-		if m := placeholder.FindString(stripComment(line)); m != "" {
-			return nil, fmt.Errorf("%s:%d: template placeholder %s left in the file: render the template first", p.path, n, m)
-		}
 		var toks []token
 		var cur strings.Builder
 		inQuote, quoted := false, false
@@ -285,7 +350,7 @@ func (p *parser) expandIncludes(stmts []*Stmt) ([]*Stmt, error) {
 			if o, ok := p.files.(OSFiles); ok && !o.IncludeAnywhere && !within(p.root, name) {
 				return nil, fmt.Errorf("%s: include %s: outside %s, the config's directory (--include-anywhere reads it)", s.Where(), name, p.root)
 			}
-			inc, err := parseFile(p.files, name, p.depth+1, p.root)
+			inc, err := parseFile(p.files, name, p.depth+1, p.root, p.ex)
 			if err != nil {
 				return nil, fmt.Errorf("%s: include: %w", s.Where(), err)
 			}
