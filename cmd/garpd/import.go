@@ -47,7 +47,8 @@ Every output comment says where a value came from. What garpd cannot
 express (notify scripts, track_interface, virtual_routes, LVS, sync
 groups, authentication on a VRRPv3 or IPv6 instance, which keepalived
 ignores too) is listed with its file and line on stderr; the import still
-succeeds, unless --strict makes any such line an error (exit 2).
+succeeds, unless --strict makes any such line that changes behaviour an error (exit 2);
+notes on what keepalived ignores too, or garpd does the same way, pass.
 Template placeholders left in a file ({{VIP1}}) are an error.
 
 The node is named by global_defs' router_id, else by the file name
@@ -67,11 +68,18 @@ that hold a password or keys are written mode 0600.`,
 			if err != nil {
 				return &configError{err}
 			}
+			changes := 0
 			for _, n := range notes {
-				fmt.Fprintf(cmd.ErrOrStderr(), "not imported: %s\n", n)
+				kind := "changes behaviour"
+				if n.Harmless {
+					kind = "same behaviour"
+				} else {
+					changes++
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "note (%s): %s\n", kind, n)
 			}
-			if strict && len(notes) > 0 {
-				return &configError{fmt.Errorf("--strict: %d keepalived settings garpd cannot express (listed above)", len(notes))}
+			if strict && changes > 0 {
+				return &configError{fmt.Errorf("--strict: %d keepalived settings garpd would run differently (the notes marked \"changes behaviour\" above)", changes)}
 			}
 			if err := writeNodeFiles(cmd.OutOrStdout(), cmd.ErrOrStderr(), outDir, ".yaml", out); err != nil {
 				return err

@@ -215,10 +215,23 @@ func TestImportActiveActiveV6(t *testing.T) {
 		}
 	}
 	n := notesText(notes)
-	for _, want := range []string{"keepalived.conf:", "authentication on a VRRPv3 or IPv6 instance"} {
+	for _, want := range []string{"lb1/keepalived.conf:", "authentication on a VRRPv3 or IPv6 instance", "curl without -f", "no garp settings"} {
 		if !strings.Contains(n, want) {
 			t.Errorf("notes lack %q:\n%s", want, n)
 		}
+	}
+	// What keepalived ignores too, or garpd does the same way, is harmless
+	// (--strict lets it pass); the behaviour changes are not.
+	for _, note := range notes {
+		harmless := strings.Contains(note.What, "keepalived ignores too") || strings.HasPrefix(note.What, "unicast_src_ip")
+		if note.Harmless != harmless {
+			t.Errorf("note %q marked harmless %v", note, note.Harmless)
+		}
+	}
+	master := merge(activeActiveV6(1), activeActiveV6(2), activeActiveV6(3))
+	master["/nodes/lb1/keepalived.conf"] = strings.Replace(master["/nodes/lb1/keepalived.conf"], "state BACKUP", "state MASTER", 1)
+	if _, mn, err := importKeepalived(master, paths, importOptions{}); err != nil || !strings.Contains(notesText(mn), "state MASTER") {
+		t.Errorf("state MASTER is not noted: %v\n%s", err, notesText(mn))
 	}
 	// The static mode keeps the track_script (no weight: FAULT while it
 	// fails, on every router, as keepalived) and the notify script.
@@ -261,7 +274,7 @@ func TestImportActiveActiveV6(t *testing.T) {
 		t.Errorf("dynamic lb2: checks %+v, want the kubelet curl as an insecure http check", hc)
 	}
 	// Comments say where each value came from.
-	if !strings.Contains(string(out[0].data), "virtual_router_id") && !strings.Contains(string(out[0].data), "vrrp_instance VI_1 (keepalived.conf:") {
+	if !strings.Contains(string(out[0].data), "virtual_router_id") && !strings.Contains(string(out[0].data), "vrrp_instance VI_1 (lb1/keepalived.conf:") {
 		t.Errorf("the output does not say where the VIPs came from:\n%s", out[0].data)
 	}
 }
@@ -289,7 +302,7 @@ func TestImportTwoNodeVMAC(t *testing.T) {
 	if !c.VRRP.UseVMAC || !c.VRRP.VMACXmitBase {
 		t.Errorf("use_vmac %v, vmac_xmit_base %v; want both imported", c.VRRP.UseVMAC, c.VRRP.VMACXmitBase)
 	}
-	if !strings.Contains(string(out[0].data), "use_vmac: true # use_vmac (lb1.conf:12)") {
+	if !strings.Contains(string(out[0].data), "use_vmac: true # use_vmac (nodes/lb1.conf:12)") {
 		t.Errorf("use_vmac's comment does not say where it came from:\n%s", out[0].data)
 	}
 	if n := notesText(notes); strings.Contains(n, "vmac") {

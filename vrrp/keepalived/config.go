@@ -33,6 +33,10 @@ type Value struct {
 type Note struct {
 	Where string
 	What  string
+	// Harmless: garpd behaves as keepalived does all the same (a setting
+	// keepalived ignores too, a source address the peers accept), so
+	// --strict lets it pass.
+	Harmless bool
 }
 
 // String is the note as a line for an operator: FILE:LINE: what.

@@ -178,6 +178,11 @@ func Convert(n Node, all []Node, o Options) ([]byte, []Note, error) {
 			vr.set("keepalived_peers", peers, "while keepalived runs on them; remove after the last node")
 		}
 	}
+	for _, in := range c.Instances {
+		if in.State != nil && strings.EqualFold(in.State.Text, "MASTER") {
+			cv.note(in.State.At, fmt.Sprintf("vrrp_instance %s: state MASTER: keepalived starts it as master (then elects); garpd starts every router as a backup and VRRP elects within the master-down interval, so a starting node never takes a VIP a running master holds", in.Name))
+		}
+	}
 	vips, prios := cv.vips()
 	root.set("vips", vips, "")
 	root.set("vrrp", vr, "")
@@ -316,6 +321,11 @@ func (cv *converter) note(s *Stmt, what string) {
 	cv.notes = append(cv.notes, Note{Where: s.Where(), What: what})
 }
 
+// harmless notes what garpd does as keepalived does all the same.
+func (cv *converter) harmless(s *Stmt, what string) {
+	cv.notes = append(cv.notes, Note{Where: s.Where(), What: what, Harmless: true})
+}
+
 // vrrp is the vrrp section: version, advert interval, authentication,
 // unicast peers, preemption and virtual MACs, which garpd's routers share.
 func (cv *converter) vrrp() (ymap, error) {
@@ -359,7 +369,7 @@ func (cv *converter) vrrp() (ymap, error) {
 		case in.AuthHMAC != nil:
 			note(in.AuthType.At, fmt.Sprintf("vrrp_instance %s: authentication beside auth_hmac, which keepalived drops too: not imported", in.Name))
 		case version == 3 || in.IPv6:
-			note(in.AuthType.At, fmt.Sprintf("vrrp_instance %s: authentication on a VRRPv3 or IPv6 instance, which keepalived ignores too: not imported", in.Name))
+			cv.harmless(in.AuthType.At, fmt.Sprintf("vrrp_instance %s: authentication on a VRRPv3 or IPv6 instance, which keepalived ignores too: not imported", in.Name))
 		case !strings.EqualFold(in.AuthType.Text, "PASS"):
 			note(in.AuthType.At, fmt.Sprintf("vrrp_instance %s: auth_type %s: garpd speaks PASS only (AH is deprecated, RFC 3768)", in.Name, in.AuthType.Text))
 		case in.AuthPass != nil && authPass != nil && in.AuthPass.Text != authPass.Text:
@@ -409,7 +419,7 @@ func (cv *converter) vrrp() (ymap, error) {
 			}
 		}
 		if in.UnicastSrc != nil && in == first {
-			note(in.UnicastSrc.At, fmt.Sprintf("unicast_src_ip %s: garpd sends from the interface's own address (IPv4: the primary one; IPv6: the link-local one, as RFC 5798 asks); the peers must accept it", in.UnicastSrc.Text))
+			cv.harmless(in.UnicastSrc.At, fmt.Sprintf("unicast_src_ip %s: garpd sends from the interface's own address (IPv4: the primary one; IPv6: the link-local one, as RFC 5798 asks); the peers must accept it", in.UnicastSrc.Text))
 		}
 	}
 	if len(peers) > 0 {
@@ -513,6 +523,9 @@ func (cv *converter) garp() (ymap, error) {
 	}
 	if first.GARP.MasterDelay != nil {
 		g.MasterDelay = first.GARP.MasterDelay
+	}
+	if g.MasterRepeat == nil && g.Interval == nil && g.MasterRefresh == nil && g.MasterDelay == nil {
+		note(first.At, "no garp settings: keepalived's defaults (5 gratuitous ARPs at once, 5 more after 5 s, no refresh) become garpd's (3 announcements 1.1 s apart, past the ARP lock time, and a rolling refresh every 60 s): set garp: to keep keepalived's")
 	}
 	if v := g.MasterRepeat; v != nil {
 		n, err := strconv.Atoi(v.Text)
@@ -686,6 +699,9 @@ func convertScript(sc *Script) (ymap, []Note) {
 	m.set("name", sc.Name, "")
 	argv := splitCommand(sc.Script.Text)
 	url, insecure := curlURL(argv)
+	if url != "" && !curlFails(argv) {
+		notes = append(notes, Note{Where: sc.Script.At.Where(), What: "vrrp_script " + sc.Name + ": curl without -f passes on any HTTP answer (a 500 too) in keepalived; garpd's http check fails on a status outside 200..399"})
+	}
 	if url != "" {
 		m.set("http", url, from(sc.Script.At, "curl"))
 		if insecure {
@@ -763,6 +779,17 @@ func curlURL(argv []string) (string, bool) {
 		}
 	}
 	return url, insecure
+}
+
+// curlFails reports whether a curl command fails on an HTTP error (-f,
+// --fail, --fail-with-body, or -f among short flags such as -sf).
+func curlFails(argv []string) bool {
+	for _, a := range argv[1:] {
+		if a == "--fail" || a == "--fail-with-body" || (strings.HasPrefix(a, "-") && !strings.HasPrefix(a, "--") && strings.Contains(a[1:], "f")) {
+			return true
+		}
+	}
+	return false
 }
 
 // authHMAC maps keepalived's auth_hmac block: the key forms are the same

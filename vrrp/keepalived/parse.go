@@ -32,7 +32,9 @@ type Stmt struct {
 }
 
 // Where is the statement's file and line, as a note or a comment cites it.
-func (s *Stmt) Where() string { return fmt.Sprintf("%s:%d", filepath.Base(s.File), s.Line) }
+func (s *Stmt) Where() string {
+	return fmt.Sprintf("%s:%d", filepath.Join(filepath.Base(filepath.Dir(s.File)), filepath.Base(s.File)), s.Line)
+}
 
 // Files is how the parser reads files and expands include patterns; the
 // operating system's by default, a map in tests.

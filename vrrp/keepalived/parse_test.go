@@ -47,8 +47,8 @@ include sub/*.conf
 	if got := dump(stmts); got != want {
 		t.Fatalf("parsed\n%s\nwant\n%s", got, want)
 	}
-	if w := stmts[3].Block[0].Where(); w != "a.conf:2" {
-		t.Errorf("included statement at %s, want a.conf:2", w)
+	if w := stmts[3].Block[0].Where(); w != "sub/a.conf:2" {
+		t.Errorf("included statement at %s, want sub/a.conf:2 (with its directory)", w)
 	}
 	if _, err := Parse(MapFiles{"/a": "include /a\n"}, "/a", ""); err == nil || !strings.Contains(err.Error(), "include loop") {
 		t.Errorf("an include loop: %v", err)
