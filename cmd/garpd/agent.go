@@ -52,8 +52,9 @@ with one thread, 1.5 % with two).
 Set GOMAXPROCS to use more.
 
 --check validates the config, checks that the interface exists on this
-host (--offline skips that, for a config checked elsewhere), prints the
-virtual routers it defines and exits, without touching the network.
+host and reads the gossip key (--offline skips those, for a config checked
+on a workstation), prints the virtual routers it defines and exits,
+without touching the network.
 
 Exit codes: 0 clean stop, 1 runtime failure, 2 invalid config.`,
 		Args: cobra.NoArgs,
@@ -448,7 +449,7 @@ func (a *agent) applyInPlace(cur, l *loaded, stack *vrrp.Stack, dyn *balancer.Dy
 
 // checkConfig validates a config file and prints what it would run.
 func checkConfig(w io.Writer, path string, host bool) error {
-	l, err := loadConfig(path)
+	l, err := loadConfigAs(path, !host)
 	if err != nil {
 		return err
 	}
@@ -473,7 +474,7 @@ func checkConfig(w io.Writer, path string, host bool) error {
 		fmt.Fprintf(w, "  note: %s\n", note)
 	}
 	if !host {
-		fmt.Fprintln(w, "  not checked (--offline): that the interface exists on the host")
+		fmt.Fprintln(w, "  not checked (--offline): that the interface exists on the host, and the gossip key file")
 	}
 	return nil
 }

@@ -124,19 +124,25 @@ const kubeNodeNameEnv = "NODE_NAME"
 
 // loadConfig reads, defaults and validates a config file. Every problem is
 // reported with the key it is about; nothing is used unless all is valid.
-func loadConfig(path string) (*loaded, error) {
+func loadConfig(path string) (*loaded, error) { return loadConfigAs(path, false) }
+
+// loadConfigAs is loadConfig; offline checks the file alone, without the
+// host's files it names (the gossip key), as on a workstation.
+func loadConfigAs(path string, offline bool) (*loaded, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, &configError{fmt.Errorf("read config: %w", err)}
 	}
-	l, err := parseConfig(raw)
+	l, err := parseConfigAs(raw, offline)
 	if err != nil {
 		return nil, &configError{fmt.Errorf("config %s: %w", path, err)}
 	}
 	return l, nil
 }
 
-func parseConfig(raw []byte) (*loaded, error) {
+func parseConfig(raw []byte) (*loaded, error) { return parseConfigAs(raw, false) }
+
+func parseConfigAs(raw []byte, offline bool) (*loaded, error) {
 	// Defaults go in first, so a key the file leaves out keeps its default
 	// while an explicit value, 0 included, is taken as written.
 	c := agentConfig{GARP: vrrp.DefaultGARPConfig(), Gossip: gossip.DefaultConfig()}
@@ -221,7 +227,11 @@ func parseConfig(raw []byte) (*loaded, error) {
 		}
 	}
 	if c.Priorities == nil {
-		section("gossip", c.Gossip.Validate())
+		g := c.Gossip
+		if offline && g.SecretKeyFile != "" {
+			g.SecretKeyFile, g.Insecure = "", true // named, not read
+		}
+		section("gossip", g.Validate())
 		if k := c.Kubernetes; k != nil {
 			section("kubernetes", k.Validate())
 			if k.Peers.Enabled() && len(c.Gossip.Join) > 0 {
@@ -268,7 +278,7 @@ func parseConfig(raw []byte) (*loaded, error) {
 	} else if l.routers, err = balancer.StaticRouters(l.alloc, c.Priorities); err != nil {
 		return nil, err
 	}
-	if l.dynamic() && c.Gossip.SecretKeyFile != "" {
+	if l.dynamic() && c.Gossip.SecretKeyFile != "" && !offline {
 		if l.gossipKeys, err = gossip.LoadKeys(c.Gossip.SecretKeyFile); err != nil {
 			return nil, fmt.Errorf("gossip.secret_key_file: %w", err)
 		}

@@ -473,4 +473,17 @@ func TestCheckConfigHostFacts(t *testing.T) {
 	if err := checkConfig(&out, path, false); err != nil || !strings.Contains(out.String(), "not checked (--offline)") {
 		t.Fatalf("--offline: %v\n%s", err, out.String())
 	}
+	// A dynamic config names a key that only the nodes have: --offline
+	// checks it on a workstation.
+	keyed := filepath.Join(t.TempDir(), "garpd.yaml")
+	if err := os.WriteFile(keyed, []byte("interface: lo\nvips: [192.0.2.101]\ngossip: {secret_key_file: /nonexistent/gossip.key}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := checkConfig(&out, keyed, false); err != nil {
+		t.Fatalf("--offline with the key elsewhere: %v", err)
+	}
+	if err := checkConfig(&out, keyed, true); err == nil || !strings.Contains(err.Error(), "make one with") {
+		t.Fatalf("on the host without the key: %v", err)
+	}
 }

@@ -203,5 +203,65 @@ func importKeepalived(files keepalived.Files, paths []string, opts importOptions
 		secret := slices.ContainsFunc(n.Config.Instances, func(in *keepalived.Instance) bool { return in.AuthPass != nil || in.AuthHMAC != nil })
 		out = append(out, nodeFile{node: n.Name, from: n.File, data: b, secret: secret})
 	}
+	if opts.dynamic {
+		if err := sameCluster(out); err != nil {
+			return nil, nil, err
+		}
+	}
 	return out, notes, nil
+}
+
+// sameCluster refuses dynamic-mode configs that would not be one cluster:
+// members must share the VIPs, their VRIDs and the VRRP version and
+// advert interval (the config digest), or they exclude each other as
+// config_mismatch. Each difference is named, with the nodes.
+func sameCluster(out []nodeFile) error {
+	type view struct {
+		node    string
+		vips    map[string]int // address → VRID
+		version int
+		advert  string
+	}
+	var views []view
+	for _, f := range out {
+		l, err := parseConfigAs(f.data, true) // the key is the nodes', not here
+		if err != nil {
+			return fmt.Errorf("%s: %w", f.from, err)
+		}
+		v := view{node: f.node, vips: map[string]int{}, version: l.cfg.VRRP.Version, advert: l.cfg.VRRP.AdvertInterval.String()}
+		for _, g := range l.alloc.Groups {
+			for _, p := range g.VIPs {
+				v.vips[p.Addr().String()] = g.VRID
+			}
+		}
+		views = append(views, v)
+	}
+	var diffs []string
+	for _, v := range views[1:] {
+		first := views[0]
+		if v.version != first.version {
+			diffs = append(diffs, fmt.Sprintf("VRRP version %d on %s, %d on %s", first.version, first.node, v.version, v.node))
+		}
+		if v.advert != first.advert {
+			diffs = append(diffs, fmt.Sprintf("advert_int %s on %s, %s on %s", first.advert, first.node, v.advert, v.node))
+		}
+		for a, vrid := range first.vips {
+			switch other, ok := v.vips[a]; {
+			case !ok:
+				diffs = append(diffs, fmt.Sprintf("VIP %s (VRID %d) is on %s, not on %s", a, vrid, first.node, v.node))
+			case other != vrid:
+				diffs = append(diffs, fmt.Sprintf("VIP %s has VRID %d on %s, %d on %s", a, vrid, first.node, other, v.node))
+			}
+		}
+		for a, vrid := range v.vips {
+			if _, ok := first.vips[a]; !ok {
+				diffs = append(diffs, fmt.Sprintf("VIP %s (VRID %d) is on %s, not on %s", a, vrid, v.node, first.node))
+			}
+		}
+	}
+	if len(diffs) == 0 {
+		return nil
+	}
+	slices.Sort(diffs)
+	return fmt.Errorf("the files do not describe one cluster, and dynamic-mode members must share the VIPs, VRIDs, version and advert interval (else they exclude each other as config_mismatch); make the files agree:\n  %s", strings.Join(diffs, "\n  "))
 }

@@ -228,6 +228,12 @@ func TestImportActiveActiveV6(t *testing.T) {
 			t.Errorf("note %q marked harmless %v", note, note.Harmless)
 		}
 	}
+	// Files that disagree are refused with --dynamic, each difference named.
+	odd := merge(activeActiveV6(1), activeActiveV6(2), activeActiveV6(3))
+	odd["/nodes/lb3/keepalived.conf"] = strings.Replace(odd["/nodes/lb3/keepalived.conf"], "advert_int 1", "advert_int 2", 1)
+	if _, _, err := importKeepalived(odd, paths, importOptions{dynamic: true}); err == nil || !strings.Contains(err.Error(), "advert_int 1s on lb1, 2s on lb3") {
+		t.Errorf("disagreeing files imported --dynamic: %v", err)
+	}
 	master := merge(activeActiveV6(1), activeActiveV6(2), activeActiveV6(3))
 	master["/nodes/lb1/keepalived.conf"] = strings.Replace(master["/nodes/lb1/keepalived.conf"], "state BACKUP", "state MASTER", 1)
 	if _, mn, err := importKeepalived(master, paths, importOptions{}); err != nil || !strings.Contains(notesText(mn), "state MASTER") {
