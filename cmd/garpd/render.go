@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -65,7 +66,7 @@ DIR/NODE.conf with --out. keepalived -t -f FILE accepts every file.`,
 		},
 	}
 	cmd.Flags().StringVarP(&config, "config", "c", "", "the garpd config")
-	cmd.Flags().StringVar(&nodes, "nodes", "", "dynamic mode: the members to plan over, comma-separated (the config's node among them)")
+	cmd.Flags().StringVar(&nodes, "nodes", "", "dynamic mode: the members to plan over, comma-separated (the config's node among them); NAME=ADDR gives a node's address, which a unicast config needs for each node's peers")
 	cmd.Flags().StringVar(&outDir, "out", "", "write DIR/NODE.conf per node instead of printing them")
 	return cmd
 }
@@ -74,7 +75,8 @@ DIR/NODE.conf with --out. keepalived -t -f FILE accepts every file.`,
 // own in static mode, each of names in dynamic mode.
 func renderKeepalived(l *loaded, path string, names []string) ([]nodeFile, error) {
 	c := l.cfg
-	prio := map[string][]int{} // node → priority per router, in l.routers' order
+	prio := map[string][]int{}       // node → priority per router, in l.routers' order
+	addrs := map[string]netip.Addr{} // --nodes NAME=ADDR: each node's VRRP address
 	switch {
 	case !l.dynamic():
 		if len(names) > 0 {
@@ -88,11 +90,23 @@ func renderKeepalived(l *loaded, path string, names []string) ([]nodeFile, error
 		return nil, usageError(errors.New("--nodes: a dynamic-mode config has no priorities until the membership is fixed: name the members, e.g. --nodes n1,n2,n3"))
 	default:
 		var nodes []balancer.Node
-		for _, n := range names {
-			if n == "" {
+		for i, n := range names {
+			name, addr, hasAddr := strings.Cut(n, "=")
+			if name == "" {
 				return nil, usageError(fmt.Errorf("--nodes %q: an empty node name", strings.Join(names, ",")))
 			}
-			nodes = append(nodes, balancer.Node{Name: n, Weight: 1})
+			if hasAddr {
+				a, err := netip.ParseAddr(addr)
+				if err != nil {
+					return nil, usageError(fmt.Errorf("--nodes %q: %q is not an IP address", n, addr))
+				}
+				addrs[name] = a
+			}
+			names[i] = name
+			nodes = append(nodes, balancer.Node{Name: name, Weight: 1})
+		}
+		if len(c.VRRP.UnicastPeers) > 0 && len(addrs) != len(names) {
+			return nil, usageError(errors.New("--nodes: the config sends unicast, and each node's keepalived.conf lists the others as peers: give every node's address, e.g. --nodes n1=192.0.2.11,n2=192.0.2.12,n3=192.0.2.13"))
 		}
 		plan, err := balancer.Rank(nodes, l.alloc.Groups)
 		if err != nil {
@@ -132,7 +146,17 @@ func renderKeepalived(l *loaded, path string, names []string) ([]nodeFile, error
 		for i := range routers {
 			routers[i].Priority = uint8(prio[node][i])
 		}
-		conf := keepalived.Render(keepalived.Rendering{Node: node, Interface: c.Interface, VRRP: c.VRRP, GARP: c.GARP,
+		vr := c.VRRP
+		if len(addrs) > 0 && len(vr.UnicastPeers) > 0 {
+			// Each node's peers are the others, never itself.
+			vr.UnicastPeers = nil
+			for _, other := range names {
+				if other != node {
+					vr.UnicastPeers = append(vr.UnicastPeers, addrs[other].String())
+				}
+			}
+		}
+		conf := keepalived.Render(keepalived.Rendering{Node: node, Interface: c.Interface, VRRP: vr, GARP: c.GARP,
 			Routers: routers, Auth: renderAuth(l), Checks: checks, Notify: renderNotify(c.Notify),
 			Comment: fmt.Sprintf("rendered by garpd render keepalived from %s (%s)", filepath.Base(path), mode)})
 		out = append(out, nodeFile{node: node, from: path, data: conf, secret: c.VRRP.AuthPass != "" || l.auth.Enabled()})

@@ -186,3 +186,31 @@ notify: {exec: [/usr/local/bin/notify.sh], master: [/usr/local/bin/became-master
 		t.Errorf("notify came back as %+v", c.Notify)
 	}
 }
+
+// A unicast dynamic config renders each node's peers as the other nodes,
+// never itself, from --nodes NAME=ADDR; without the addresses it says so.
+func TestRenderPerNodePeers(t *testing.T) {
+	l, err := parseConfig([]byte("node: n1\ninterface: eth0\nvips: [192.0.2.101, 192.0.2.102, 192.0.2.103]\nvrrp: {unicast_peers: [192.0.2.12, 192.0.2.13]}\ngossip: {insecure: true}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := renderKeepalived(l, "n1.yaml", []string{"n1", "n2", "n3"}); err == nil || !strings.Contains(err.Error(), "n1=192.0.2.11") {
+		t.Fatalf("unicast without the nodes' addresses: %v", err)
+	}
+	out, err := renderKeepalived(l, "n1.yaml", []string{"n1=192.0.2.11", "n2=192.0.2.12", "n3=192.0.2.13"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range out {
+		own := fmt.Sprintf("192.0.2.1%d", i+1)
+		text := string(f.data)
+		if strings.Contains(text, "        "+own+"\n") {
+			t.Errorf("%s peers with itself:\n%s", f.node, text)
+		}
+		for j := 1; j <= 3; j++ {
+			if other := fmt.Sprintf("192.0.2.1%d", j); other != own && !strings.Contains(text, "        "+other+"\n") {
+				t.Errorf("%s does not peer with %s", f.node, other)
+			}
+		}
+	}
+}
