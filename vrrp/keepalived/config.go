@@ -101,8 +101,8 @@ type Instance struct {
 	TrackInterfaces []TrackedInterface
 	// Notify are the instance's notify scripts by key (notify,
 	// notify_master, notify_backup, notify_fault, notify_stop).
-	Notify  map[string]*Value
-	UseVMAC *Stmt
+	Notify       map[string]*Value
+	UseVMAC      *Stmt
 	VMACXmitBase *Stmt
 	GARP         GARP
 	IPv6         bool // its VIPs are IPv6
