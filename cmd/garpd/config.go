@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -150,6 +151,9 @@ func parseConfigAs(raw []byte, offline bool) (*loaded, error) {
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
 		return nil, explainYAML(err, raw)
+	}
+	if err := strictValues(raw); err != nil {
+		return nil, err
 	}
 	if c.Node == "" && c.Kubernetes != nil {
 		// The downward API's spec.nodeName, so the member is named as its
@@ -421,6 +425,70 @@ func explainYAML(err error, raw []byte) error {
 		}
 	}
 	return errors.New(strings.Join(msgs, "\n"))
+}
+
+// defaultedWhenZero are the keys whose 0 means "the default" to the
+// packages: written out as 0, they are refused rather than silently
+// replaced.
+var defaultedWhenZero = map[string]string{
+	"vrid_base": "use 1..255, or leave vrid_base out for 10",
+	"fall":      "use 1..100, or leave fall out for the default",
+	"rise":      "use 1..100, or leave rise out for the default",
+	"interval":  "leave interval out for the default",
+	"timeout":   "leave timeout out for the default",
+}
+
+// strictValues refuses what YAML decoding lets through silently: a
+// fraction for a whole number (count: 2.9 would be 2) and an explicit 0
+// where the packages read 0 as "unset".
+func strictValues(raw []byte) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(raw, &doc); err != nil || len(doc.Content) == 0 {
+		return nil // the decoder has said what is wrong
+	}
+	var errs []error
+	var walk func(n *yaml.Node, t reflect.Type, path string)
+	walk = func(n *yaml.Node, t reflect.Type, path string) {
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		switch {
+		case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
+			for i, c := range n.Content {
+				walk(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
+			}
+		case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				key, val := n.Content[i].Value, n.Content[i+1]
+				f, ok := fieldByTag(t, key)
+				if !ok {
+					continue
+				}
+				p := strings.TrimPrefix(path+"."+key, ".")
+				ft := f.Type
+				isInt := ft.Kind() >= reflect.Int && ft.Kind() <= reflect.Int64 && ft != reflect.TypeFor[time.Duration]()
+				switch {
+				case val.Kind == yaml.ScalarNode && isInt && val.Tag == "!!float":
+					errs = append(errs, fmt.Errorf("line %d: %s: %s: a whole number", val.Line, p, val.Value))
+				case val.Kind == yaml.ScalarNode && (val.Value == "0" || val.Value == "0s") && defaultedWhenZero[key] != "" && (isInt || ft == reflect.TypeFor[time.Duration]()):
+					errs = append(errs, fmt.Errorf("line %d: %s: 0: %s", val.Line, p, defaultedWhenZero[key]))
+				}
+				walk(val, ft, p)
+			}
+		}
+	}
+	walk(doc.Content[0], reflect.TypeFor[agentConfig](), "")
+	return errors.Join(errs...)
+}
+
+// fieldByTag is t's field whose yaml tag names key.
+func fieldByTag(t reflect.Type, key string) (reflect.StructField, bool) {
+	for f := range t.Fields() {
+		if name, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); name == key {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
 }
 
 // cannotUnmarshal reads yaml's "line N: cannot unmarshal !!T `V` into G":
