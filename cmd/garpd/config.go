@@ -478,6 +478,21 @@ func strictValues(raw []byte) error {
 		}
 	}
 	walk(doc.Content[0], reflect.TypeFor[agentConfig](), "")
+	// garp: refresh and schedule are one choice: the schedule replaces the
+	// refresh, so both written is a mistake.
+	if root := doc.Content[0]; root.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(root.Content); i += 2 {
+			if g := root.Content[i+1]; root.Content[i].Value == "garp" && g.Kind == yaml.MappingNode {
+				keys := map[string]bool{}
+				for j := 0; j+1 < len(g.Content); j += 2 {
+					keys[g.Content[j].Value] = true
+				}
+				if keys["refresh"] && keys["schedule"] {
+					errs = append(errs, fmt.Errorf("line %d: garp: refresh and schedule both set: a schedule replaces the rolling refresh; keep one", g.Line))
+				}
+			}
+		}
+	}
 	return errors.Join(errs...)
 }
 

@@ -162,6 +162,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{base + "http: {listen: \"9496\"}\n", "http.listen"},
 		{base + "garp: {refresh: 30 sec}\n", "refresh: 30 sec is not a duration"},
 		{base + "garp: {count: 2.9}\n", "garp.count: 2.9: a whole number"},
+		{base + "garp: {refresh: 30s, schedule: \"@every 1m\"}\n", "refresh and schedule both set"},
 		{base + "vrrp: {vrid_base: 0}\n", "vrrp.vrid_base: 0"},
 		{base + "health: {checks: [{name: a, exec: [/bin/true], fall: 0}]}\n", "health.checks[0].fall: 0"},
 		{base + "health: {checks: [{name: a, exec: \"/usr/bin/curl -sf URL\"}]}\n", "exec: /usr/bi...: write a list"},

@@ -112,6 +112,7 @@ cost in balance. Exit code 2 on bad input.`,
 	f := cmd.Flags()
 	f.StringSliceVar(&nodesFlag, "nodes", nil, "member nodes, comma separated (required)")
 	f.StringSliceVar(&weightsFlag, "weights", nil, "NODE=WEIGHT pairs (default weight 1); a node's share of VIPs is proportional to its weight")
+	_ = f.MarkDeprecated("weights", "no config sets node weights: every member of a running cluster weighs 1, so a plan with weights is not one garpd runs")
 	f.StringSliceVar(&vipsFlag, "vips", nil, "VIPs: ADDR, ADDR/PREFIX, or ADDR@VRID to pin a VRID")
 	f.StringSliceVar(&rangesFlag, "vip-range", nil, "an inclusive range of VIPs, FIRST-LAST (repeatable)")
 	f.IntVar(&vridBase, "vrid-base", 10, "first VRID to allocate; VIP i gets vrid-base+i")
