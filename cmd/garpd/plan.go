@@ -41,7 +41,7 @@ A VIP may pin its VRID as ADDR@VRID. --prefer ADDR=NODE makes NODE the
 VIP's owner (the config's prefer:); the plan then says what the preferences
 cost in balance. Exit code 2 on bad input.`,
 		Example: `  garpd plan --nodes n1,n2,n3 --vips 192.0.2.101,192.0.2.102,192.0.2.103
-  garpd plan --nodes n1,n2,n3 --weights n1=2 --vip-range 192.0.2.101-192.0.2.200 --fail n2
+  garpd plan --nodes n1,n2,n3 --vip-range 192.0.2.101-192.0.2.200 --fail n2
   garpd plan --nodes n1,n2,n3,n4 --vip-range 192.0.2.101-192.0.2.112 --down n2,n4 --json
   garpd plan --nodes n1,n2 --vips 192.0.2.101@51 --json
   garpd plan --nodes n1,n2,n3 --vips 192.0.2.101,192.0.2.102,192.0.2.103 --prefer 192.0.2.101=n2
