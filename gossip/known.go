@@ -154,6 +154,23 @@ func LoadKnown(dir string) (k KnownSet, moved string, err error) {
 	return k, "", nil
 }
 
+// CheckKnown reads dir's known members without changing anything: what
+// LoadKnown would say of the file, for garpd agent --check.
+func CheckKnown(dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, knownFile))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read known members: %w", err)
+	}
+	var k KnownSet
+	if err := json.Unmarshal(b, &k); err != nil {
+		return fmt.Errorf("%s does not parse (%v): the agent will move it aside and start from this node alone; gossip refills it", filepath.Join(dir, knownFile), err)
+	}
+	return nil
+}
+
 // SaveKnown writes k to dir atomically and durably: a temporary file,
 // synced, renamed over the old one, and the directory synced, so neither
 // a crash nor a power cut leaves half a file.

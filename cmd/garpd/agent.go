@@ -474,7 +474,11 @@ func checkConfig(w io.Writer, path string, host bool) error {
 		fmt.Fprintf(w, "  note: %s\n", note)
 	}
 	if !host {
-		fmt.Fprintln(w, "  not checked (--offline): that the interface exists on the host, and the gossip key file")
+		fmt.Fprintln(w, "  not checked (--offline): that the interface exists on the host, the gossip key file and gossip.state_dir")
+	} else if dir := l.cfg.Gossip.StateDir; l.dynamic() && dir != "" {
+		if err := gossip.CheckKnown(dir); err != nil {
+			fmt.Fprintf(w, "  note: gossip.state_dir: %v\n", err)
+		}
 	}
 	return nil
 }

@@ -490,4 +490,21 @@ func TestCheckConfigHostFacts(t *testing.T) {
 	if err := checkConfig(&out, keyed, true); err == nil || !strings.Contains(err.Error(), "make one with") {
 		t.Fatalf("on the host without the key: %v", err)
 	}
+	// A truncated known-members file is reported, and left as it is.
+	state := t.TempDir()
+	known := filepath.Join(state, "known-members.json")
+	if err := os.WriteFile(known, []byte(`{"n1":{"g`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stateCfg := filepath.Join(t.TempDir(), "garpd.yaml")
+	if err := os.WriteFile(stateCfg, []byte("interface: lo\nvips: [192.0.2.101]\ngossip: {insecure: true, state_dir: "+state+"}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := checkConfig(&out, stateCfg, true); err != nil || !strings.Contains(out.String(), "does not parse") {
+		t.Fatalf("a truncated state file: %v\n%s", err, out.String())
+	}
+	if _, err := os.Stat(known); err != nil {
+		t.Fatalf("--check moved the state file: %v", err)
+	}
 }
