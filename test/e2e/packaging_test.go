@@ -195,6 +195,16 @@ func TestHelmChart(t *testing.T) {
 			t.Errorf("%s: garpd agent --check refuses its config: %v\n%s\n%s", name, err, out, cfg)
 		}
 	}
+	// The announce CronJob mounts the key the chart's config names, so its
+	// `garpd announce --config` loads; the API server takes it.
+	cron := filepath.Join(repoRoot(), "deploy", "kubernetes", "announce-cronjob.yaml")
+	if out, err := k.Kubectl("apply", "--dry-run=server", "-f", cron); err != nil {
+		t.Errorf("the announce CronJob: the API server refuses it: %v\n%s", err, out)
+	}
+	if b, err := os.ReadFile(cron); err != nil || !strings.Contains(string(b), "secretName: garpd-gossip-key") ||
+		!strings.Contains(agentConfig(t, renders["defaults"]), "secret_key_file: /etc/garpd-key/key") || !strings.Contains(string(b), "mountPath: /etc/garpd-key") {
+		t.Errorf("the announce CronJob does not mount the gossip key where the chart's config names it (%v)", err)
+	}
 	if cfg := agentConfig(t, renders["per-check timings"]); !strings.Contains(cfg, "- fall: 10\n      http: http://127.0.0.1:10248/healthz\n      interval: 3s\n      name: kubelet") ||
 		!strings.Contains(cfg, "- fall: 2\n      http: http://127.0.0.1:10254/healthz\n      interval: 2s\n      name: ingress") {
 		t.Errorf("per-check timings: the kubelet check every 3s × 10 and the ingress check at the defaults, want both in:\n%s", cfg)
