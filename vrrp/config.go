@@ -195,24 +195,22 @@ func (c Config) Peers() ([]netip.Addr, error) {
 	if c.UnicastAuto() {
 		return nil, nil
 	}
-	var out []netip.Addr
-	for i, s := range c.UnicastPeers {
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return nil, fmt.Errorf("unicast_peers[%d]: %q is not an IP address (or use unicast_peers: [auto] alone, for the gossip members)", i, s)
-		}
-		out = append(out, a)
-	}
-	return out, nil
+	return parseAddrs("unicast_peers", c.UnicastPeers, "or use unicast_peers: [auto] alone, for the gossip members")
 }
 
 // KeepalivedPeerAddrs parses KeepalivedPeers.
 func (c Config) KeepalivedPeerAddrs() ([]netip.Addr, error) {
+	return parseAddrs("keepalived_peers", c.KeepalivedPeers, "the keepalived node's VRRP source address")
+}
+
+// parseAddrs parses a list of addresses; an error names the key, the
+// item and what the item should be.
+func parseAddrs(key string, list []string, hint string) ([]netip.Addr, error) {
 	var out []netip.Addr
-	for i, s := range c.KeepalivedPeers {
+	for i, s := range list {
 		a, err := netip.ParseAddr(s)
 		if err != nil {
-			return nil, fmt.Errorf("keepalived_peers[%d]: %q is not an IP address (the keepalived node's VRRP source address)", i, s)
+			return nil, fmt.Errorf("%s[%d]: %q is not an IP address (%s)", key, i, s, hint)
 		}
 		out = append(out, a)
 	}

@@ -34,6 +34,18 @@ func routerOwners(t *testing.T, l *lab.Lab, vips []netip.Addr) map[netip.Addr]st
 	return out
 }
 
+// importedConfig is the dynamic-mode config garpd import keepalived --out
+// dir wrote for node, with the lab's gossip key and a 3 s settle.
+func importedConfig(t *testing.T, l *lab.Lab, dir, node string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, node+".yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(string(b), "/etc/garpd/gossip.key", labKey(l), 1)
+	return strings.Replace(cfg, "gossip:\n", "gossip:\n  settle: 3s\n", 1)
+}
+
 // startImported starts garpd on n with the config garpd import keepalived
 // makes of its keepalived file.
 func startImported(t *testing.T, n *lab.Node, file string) *lab.Proc {
@@ -329,14 +341,7 @@ func TestImportedDynamicKeepsKeepalivedMasters(t *testing.T) {
 	if b, err := exec.Command(garpdBin, append([]string{"import", "keepalived", "--dynamic", "--out", out}, paths...)...).CombinedOutput(); err != nil {
 		t.Fatalf("import: %v\n%s", err, b)
 	}
-	config := func(name string) string {
-		b, err := os.ReadFile(filepath.Join(out, name+".yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := strings.Replace(string(b), "/etc/garpd/gossip.key", labKey(l), 1)
-		return strings.Replace(cfg, "gossip:\n", "gossip:\n  settle: 3s\n", 1)
-	}
+	config := func(name string) string { return importedConfig(t, l, out, name) }
 	procs := map[string]*lab.Proc{}
 	start := func(name string) {
 		p, err := l.Node(name).StartGarpd(garpdBin, config(name))

@@ -56,14 +56,7 @@ func TestRollingMigrationFromKeepalived(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "one node at a time") {
 		t.Fatalf("import: %v\n%s", err, out)
 	}
-	config := func(name string) string {
-		b, err := os.ReadFile(filepath.Join(dir, name+".yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := strings.Replace(string(b), "/etc/garpd/gossip.key", labKey(l), 1)
-		return strings.Replace(cfg, "gossip:\n", "gossip:\n  settle: 3s\n", 1)
-	}
+	config := func(name string) string { return importedConfig(t, l, dir, name) }
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
