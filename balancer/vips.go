@@ -195,12 +195,8 @@ func AssignVRIDs(vips []VIP, base, limit int) (Allocation, error) {
 			f.auto = append(f.auto, i)
 		}
 	}
-	for vrid := range fams[0].pinned {
-		if v6, ok := fams[1].pinned[vrid]; ok {
-			return Allocation{}, fmt.Errorf("VRID %d is pinned by IPv4 VIP %s and IPv6 VIP %s: a virtual router carries one address family, give one of them another vrid",
-				vrid, fams[0].pinned[vrid][0].Addr(), v6[0].Addr())
-		}
-	}
+	// One VRID may serve an IPv4 and an IPv6 router: they are two virtual
+	// routers (RFC 5798 §7.3), each family's VRIDs apart.
 	var out Allocation
 	for fi := range fams {
 		f := &fams[fi]

@@ -184,9 +184,6 @@ func (e *Engine) addRouter(s RouterSpec) error {
 			return fmt.Errorf("VRID %d mixes IPv4 and IPv6 VIPs", s.VRID)
 		}
 	}
-	if s.V6() && e.cfg.Version != 3 {
-		return fmt.Errorf("VRID %d carries IPv6 VIPs, which need VRRP version 3", s.VRID)
-	}
 	k := s.key()
 	if _, dup := e.routers[k]; dup {
 		return fmt.Errorf("VRID %d is used twice for %s", s.VRID, k.family())
@@ -195,6 +192,10 @@ func (e *Engine) addRouter(s RouterSpec) error {
 	slices.SortFunc(addrs, netip.Addr.Compare)
 	local := e.deps.Transport.Source(s.V6()).WithZone("")
 	vrid := strconv.Itoa(int(k.vrid))
+	version := e.cfg.Version // vrrp.version is IPv4's: IPv6 is always VRRPv3
+	if s.V6() {
+		version = 3
+	}
 	vipLabel := joinAddrs(addrs)
 	e.routers[k] = &router{
 		spec:  s,
@@ -205,7 +206,7 @@ func (e *Engine) addRouter(s RouterSpec) error {
 			Preempt:      e.cfg.Preempt == nil || *e.cfg.Preempt,
 			PreemptDelay: e.cfg.PreemptDelay,
 			LocalAddr:    local,
-			Version:      e.cfg.Version,
+			Version:      version,
 		}),
 		vipLabel:   vipLabel,
 		recv:       e.deps.Metrics.AdvertsRecv.WithLabelValues(k.family(), vrid),

@@ -268,11 +268,6 @@ func parseConfigAs(raw []byte, offline bool) (*loaded, error) {
 	if l.alloc, err = balancer.AssignVRIDs(c.VIPs, c.VRRP.VRIDBase, 255); err != nil {
 		return nil, fmt.Errorf("vips: %w", err)
 	}
-	for _, g := range l.alloc.Groups {
-		if g.V6 && c.VRRP.Version == 2 {
-			return nil, fmt.Errorf("vips: %s is IPv6, which VRRPv2 cannot carry: set vrrp.version: 3", g.VIPs[0])
-		}
-	}
 	if l.dynamic() {
 		// Everything starts as a backup of last resort; the controller
 		// raises this node's priorities to its ranks once it has settled.

@@ -132,8 +132,6 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{base + "log: {format: xml}\n", "log.format"},
 		{base + "bogus_key: 1\n", "bogus_key"},
 		{"interface: eth0\nvips:\n  - {address: 192.0.2.101, vrid: 0}\n", "vrid"},
-		{"interface: eth0\nvips:\n  - 2001:db8::1\nvrrp: {version: 2}\n", "VRRPv2"},
-		{"interface: eth0\nvips:\n  - {address: 192.0.2.1, vrid: 5}\n  - {address: 2001:db8::1, vrid: 5}\n", "VRID 5"},
 		{base + "gossip: {bind: nowhere}\n", "gossip.bind"},
 		{base + "gossip: {join: [\"dns:nope\"]}\n", "gossip.join[0]"},
 		{base + "gossip: {settle: -1s}\n", "gossip.settle"},
@@ -506,5 +504,17 @@ func TestCheckConfigHostFacts(t *testing.T) {
 	}
 	if _, err := os.Stat(known); err != nil {
 		t.Fatalf("--check moved the state file: %v", err)
+	}
+}
+
+// Dual stack: vrrp.version is IPv4's (IPv6 is always VRRPv3), and one VRID
+// may serve an IPv4 and an IPv6 router.
+func TestDualStackConfig(t *testing.T) {
+	l, err := parseConfig([]byte("node: n1\ninterface: eth0\nvips:\n  - {address: 192.0.2.1, vrid: 5}\n  - {address: 2001:db8::1, vrid: 5}\npriorities: {192.0.2.1: 200, 2001:db8::1: 200}\nvrrp: {version: 2}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.routers) != 2 || l.routers[0].VRID != 5 || l.routers[1].VRID != 5 || l.routers[0].V6() == l.routers[1].V6() {
+		t.Fatalf("routers %+v, want an IPv4 and an IPv6 router on VRID 5", l.routers)
 	}
 }

@@ -131,7 +131,6 @@ func TestPlanBadInput(t *testing.T) {
 		{[]string{"--nodes", "a", "--vip-range", "192.0.2.9-192.0.2.1"}, "192.0.2.9-192.0.2.1"},
 		{[]string{"--nodes", "a", "--vip-range", "192.0.2.1-2001:db8::1"}, "mixes"},
 		{[]string{"--nodes", "a", "--vip-range", "bogus"}, "bogus"},
-		{[]string{"--nodes", "a", "--vips", "192.0.2.1@7,2001:db8::1@7"}, "VRID 7"},
 		{[]string{"--nodes", "a,b", "--weights", "a=0", "--vips", "192.0.2.1"}, "a=0"},
 		{[]string{"--nodes", "a,b", "--weights", "a=-2", "--vips", "192.0.2.1"}, "a=-2"},
 		{[]string{"--nodes", "a,b", "--weights", "c=2", "--vips", "192.0.2.1"}, `"c"`},
