@@ -483,3 +483,40 @@ func TestImportConfined(t *testing.T) {
 		t.Errorf("a directory as the config: %v", err)
 	}
 }
+
+// A dual-stack keepalived node (IPv4 at VRRPv2, IPv6 at v3, one VRID)
+// imports as it runs: version 2 for IPv4, the IPv6 router beside it.
+func TestImportDualStack(t *testing.T) {
+	files := memFiles{"/ds/keepalived.conf": `global_defs {
+  router_id ds1
+  vrrp_version 2
+}
+vrrp_instance VI_6 {
+  interface eth0
+  virtual_router_id 50
+  priority 200
+  advert_int 1
+  version 3
+  virtual_ipaddress {
+    2001:db8::150/128
+  }
+}
+vrrp_instance VI_4 {
+  interface eth0
+  virtual_router_id 50
+  priority 200
+  advert_int 1
+  virtual_ipaddress {
+    192.0.2.150/32
+  }
+}
+`}
+	out, _, err := importKeepalived(files, []string{"/ds/keepalived.conf"}, importOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := checkImported(t, out)["ds1"]
+	if l.cfg.VRRP.Version != 2 || len(l.routers) != 2 || l.routers[0].VRID != 50 || l.routers[1].VRID != 50 {
+		t.Fatalf("dual stack imported as version %d, routers %+v; want version 2 and both routers on VRID 50", l.cfg.VRRP.Version, l.routers)
+	}
+}

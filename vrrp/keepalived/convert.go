@@ -338,16 +338,21 @@ func (cv *converter) vrrp() (ymap, error) {
 		}
 		version, versionAt = v, from(c.Version.At, "vrrp_version")
 	}
-	if first.Version != nil {
-		v, err := strconv.Atoi(first.Version.Text)
-		if err != nil || (v != 2 && v != 3) {
-			return ymap{}, fmt.Errorf("%s: version %q: keepalived takes 2 or 3", first.Version.At.Where(), first.Version.Text)
-		}
-		version, versionAt = v, from(first.Version.At, "version")
+	// vrrp.version is IPv4's: IPv6 instances run VRRPv3 in keepalived and
+	// garpd alike, so the IPv4 instances say which version to keep.
+	ref := first
+	if i := slices.IndexFunc(c.Instances, func(in *Instance) bool { return !in.IPv6 }); i >= 0 {
+		ref = c.Instances[i]
 	}
-	anyV6 := slices.ContainsFunc(c.Instances, func(in *Instance) bool { return in.IPv6 })
-	if anyV6 && version == 2 {
-		// keepalived runs IPv6 instances as VRRPv3 whatever vrrp_version says.
+	if ref.Version != nil {
+		v, err := strconv.Atoi(ref.Version.Text)
+		if err != nil || (v != 2 && v != 3) {
+			return ymap{}, fmt.Errorf("%s: version %q: keepalived takes 2 or 3", ref.Version.At.Where(), ref.Version.Text)
+		}
+		version, versionAt = v, from(ref.Version.At, "version")
+	}
+	if ref.IPv6 && version == 2 {
+		// IPv6 alone: keepalived runs it as VRRPv3 whatever vrrp_version says.
 		version, versionAt = 3, "IPv6 instances run VRRPv3 (keepalived does the same)"
 	}
 
