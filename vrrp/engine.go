@@ -122,6 +122,8 @@ type Engine struct {
 	faults map[routerKey]string
 	// stopping: the engine is shutting down (hooks hear STOP).
 	stopping bool
+	// sendFails rate-limits the log of failed sends, per cause.
+	sendFails map[string]*sendFail
 	// admit, when set, limits adverts to members at their planned
 	// priorities; prevAdmit still counts until prevUntil.
 	admit, prevAdmit *Admission
@@ -409,7 +411,7 @@ func (e *Engine) sendAdvert(k routerKey, r *router, prio uint8) {
 		src := e.deps.Transport.Source(k.v6).WithZone("")
 		pdu, err := Encode(adv, src, src)
 		if err != nil {
-			e.deps.Log.Warn().Err(err).Str("vrid", k.String()).Msg("cannot send advert")
+			e.sendFailed(k, err)
 			return
 		}
 		adv.Signed, adv.Trailer = true, e.auth.sign(e.deps.Clock.Now(), pdu, k.v6, src)
@@ -422,10 +424,46 @@ func (e *Engine) sendAdvert(k routerKey, r *router, prio uint8) {
 		}
 	}
 	if err := e.deps.Transport.Send(k.v6, r.via, to, build); err != nil {
-		e.deps.Log.Warn().Err(err).Str("vrid", k.String()).Msg("cannot send advert")
+		e.sendFailed(k, err)
 		return
 	}
 	r.sent.Inc()
+}
+
+// sendFailEvery is how often at most one cause of failed sends is logged:
+// a cause that lasts (an IPv6 link-local address still tentative while DAD
+// runs, a link without carrier) fails every advert of every router.
+const sendFailEvery = 10 * time.Second
+
+// sendFailed logs a failed advert once per cause per sendFailEvery, with
+// how many were left out meanwhile.
+func (e *Engine) sendFailed(k routerKey, err error) {
+	cause := err.Error()
+	now := e.deps.Clock.Now()
+	if e.sendFails == nil {
+		e.sendFails = map[string]*sendFail{}
+	}
+	f := e.sendFails[cause]
+	if f != nil && now.Sub(f.logged) < sendFailEvery {
+		f.suppressed++
+		return
+	}
+	if f == nil {
+		if len(e.sendFails) >= maxLoggedSources {
+			clear(e.sendFails)
+		}
+		f = &sendFail{}
+		e.sendFails[cause] = f
+	}
+	e.deps.Log.Warn().Err(err).Str("vrid", k.String()).Int("like_it_since_last", f.suppressed).
+		Msg("cannot send advert (an IPv6 source still tentative waits for DAD; this cause is logged once per 10 s)")
+	f.logged, f.suppressed = now, 0
+}
+
+// sendFail is one cause of failed sends, as last logged.
+type sendFail struct {
+	logged     time.Time
+	suppressed int
 }
 
 // ErrNotRunning is what a command gets from an engine whose loop has

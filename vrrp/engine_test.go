@@ -1,7 +1,9 @@
 package vrrp
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -712,5 +714,19 @@ func TestEngineFault(t *testing.T) {
 	want := []string{"INIT>BACKUP:", "BACKUP>MASTER:", "MASTER>FAULT:check api fails", "FAULT>BACKUP:", "BACKUP>MASTER:", "MASTER>STOP:"}
 	if !slices.Equal(heard, want) {
 		t.Fatalf("hooks heard %v, want %v", heard, want)
+	}
+}
+
+// A cause that fails every advert (an IPv6 source still tentative) is
+// logged once per sendFailEvery, not once per advert: 30 s of 100 ms
+// adverts that all fail log 3 lines, not 300.
+func TestSendFailuresLoggedOncePerCause(t *testing.T) {
+	s := newSim(t)
+	var log bytes.Buffer
+	n := s.start("192.0.2.1", nodeOpts{prio: 200, cfg: v3cfg(), log: &log})
+	n.port.fail = errors.New("sendmsg: cannot assign requested address")
+	s.run(30 * time.Second)
+	if lines := strings.Count(log.String(), "cannot send advert"); lines < 1 || lines > 4 {
+		t.Fatalf("%d log lines for 30 s of failing adverts, want 3 (once per %s)", lines, sendFailEvery)
 	}
 }

@@ -1,6 +1,7 @@
 package vrrp
 
 import (
+	"io"
 	"net/netip"
 	"slices"
 	"sync"
@@ -34,6 +35,7 @@ type simPort struct {
 	// viaSent counts adverts sent from another interface (Transport.OpenVia).
 	viaSent     int
 	lastPayload []byte // the last advert as it went on the wire
+	fail        error  // when set, every Send fails with it
 }
 
 func (w *simWire) port(src string) *simPort {
@@ -55,6 +57,9 @@ func buildAdvert(src netip.Addr, build func(src, dst netip.Addr) ([]byte, error)
 
 // Send reaches every port, or only those whose address is in to.
 func (p *simPort) Send(_ bool, via Via, to []netip.Addr, build func(src, dst netip.Addr) ([]byte, error)) error {
+	if p.fail != nil {
+		return p.fail
+	}
 	if via != nil {
 		p.viaSent++
 	}
@@ -195,6 +200,7 @@ type nodeOpts struct {
 	vmac    bool // use_vmac: VIPs go to a fakeVMACs
 	auth    AuthKeys
 	notify  func(StateChange)
+	log     io.Writer // nil: discarded
 }
 
 // start creates an engine with one virtual router (VRID 10, testVIP) and
@@ -206,7 +212,11 @@ func (s *sim) start(src string, o nodeOpts) *simNode {
 	if o.stale {
 		n.kernel.vips[testVIP.Addr()] = true
 	}
-	deps := Deps{Transport: n.port, Addresses: n.kernel, Announcer: n.kernel, Refresh: o.refresh, Clock: s.clk, Log: zerolog.Nop(), Metrics: n.metrics, Events: o.events, Auth: o.auth, Notify: o.notify}
+	log := zerolog.Nop()
+	if o.log != nil {
+		log = zerolog.New(o.log)
+	}
+	deps := Deps{Transport: n.port, Addresses: n.kernel, Announcer: n.kernel, Refresh: o.refresh, Clock: s.clk, Log: log, Metrics: n.metrics, Events: o.events, Auth: o.auth, Notify: o.notify}
 	if o.vmac {
 		n.vmacs = &fakeVMACs{up: map[routerKey][]netip.Prefix{}}
 		deps.VMACs = n.vmacs
