@@ -520,3 +520,19 @@ vrrp_instance VI_4 {
 		t.Fatalf("dual stack imported as version %d, routers %+v; want version 2 and both routers on VRID 50", l.cfg.VRRP.Version, l.routers)
 	}
 }
+
+// One node's file imported --dynamic: its unicast peers are the seeds.
+func TestImportSingleFileUnicastSeeds(t *testing.T) {
+	files := activeActiveV6(1)
+	out, _, err := importKeepalived(files, []string{"/nodes/lb1/keepalived.conf"}, importOptions{node: "lb1", dynamic: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := checkImported(t, out)["lb1"].cfg
+	if !slices.Equal(c.Gossip.Join, []string{"[2001:db8::12]:7946", "[2001:db8::13]:7946"}) {
+		t.Fatalf("join %v, want the unicast peers", c.Gossip.Join)
+	}
+	if !slices.Equal(c.VRRP.KeepalivedPeers, []string{"2001:db8::12", "2001:db8::13"}) {
+		t.Fatalf("keepalived_peers %v, want the unicast peers", c.VRRP.KeepalivedPeers)
+	}
+}
