@@ -4,7 +4,10 @@
 // (rank.go), and Decide, the controller's logic as a function
 // (controller.go). Dynamic (dynamic.go) owns membership, health checks, the
 // Kubernetes watch and the controller, which is the only writer of this
-// node's member metadata; its Stop performs the hand-over order. VRRP, not
+// node's member metadata; its Stop performs the hand-over order. Static
+// (static.go) runs the static mode's checks with keepalived's track_script
+// semantics (FAULT, weights); Notifier (notify.go) runs the notify hooks
+// outside the VRRP loop. VRRP, not
 // the balancer, then arbitrates: the balancer only sets priorities and
 // admission, so failover never waits on it.
 //

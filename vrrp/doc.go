@@ -12,7 +12,8 @@
 //     announce.go: the takeover burst, re-assertions, the rolling refresh and
 //     waves; schedule.go: the refresh phase and cron waves; defend.go:
 //     answering other MACs' gratuitous ARPs; hold.go: the VIPs on the
-//     interface; update.go: commands that change the routers; status.go;
+//     interface; update.go: commands that change the routers (and FAULT);
+//     status.go; notify.go: the state changes the notify hooks hear;
 //     seams.go: the engine's interfaces to the world;
 //   - stack.go: Stack, the one owner of a running data plane (start and
 //     teardown order, link events, in-place GARP changes);
