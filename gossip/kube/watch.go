@@ -112,8 +112,11 @@ func (k *API) nodeInformer(ctx context.Context, name string) cache.SharedIndexIn
 }
 
 // downFollow is how often the watched Nodes are matched to the members
-// that are down.
-const downFollow = time.Second
+// that are down (an in-memory look at gossip's known set). Short: a member
+// whose Node was deleted while it was alive is forgotten once it goes down,
+// and every node must do that at nearly the same moment, or for a moment
+// their plans differ.
+const downFollow = 100 * time.Millisecond
 
 // followDown keeps a Node watch for each member that is down, until ctx
 // ends: when its Node is deleted, or found absent, the member is gone for
