@@ -98,14 +98,8 @@ func StartDynamic(cfg DynamicConfig, plane Plane, log zerolog.Logger, m DynamicM
 		meta.VRRP6 = a.String()
 	}
 	gcfg := cfg.Gossip
-	if gcfg.Advertise == "" {
-		// The interface's primary address, so members reach each other on
-		// the VIPs' segment whatever the bind address.
-		a := plane.Source(false)
-		if !a.IsValid() {
-			return nil, fmt.Errorf("gossip.advertise: %s has no IPv4 address to advertise; set gossip.advertise", cfg.Interface)
-		}
-		gcfg.Advertise = a.String()
+	if gcfg.Advertise, err = advertised(gcfg.Advertise, ifi, plane, cfg.Groups); err != nil {
+		return nil, err
 	}
 	if host, port, _ := gossip.SplitHostPort(gcfg.Bind); host == "" {
 		adv := gcfg.Advertise
@@ -285,6 +279,40 @@ func (d *Dynamic) SetHealth(cfg gossip.HealthConfig) error {
 	go func() { h.Run(ctx); close(done) }()
 	d.health, d.stopHC, d.hcDone = h, stop, done
 	return nil
+}
+
+// advertised is the address gossip advertises: adv when it is an
+// address; else the interface's address of the family adv names ("ipv4",
+// "ipv6"), or with adv empty its IPv4 address and, on IPv6-only nodes,
+// its global IPv6 one, so members reach each other on the VIPs' segment
+// with no per-node setting.
+func advertised(adv string, ifi *net.Interface, plane Plane, groups []Group) (string, error) {
+	if adv != "" && adv != gossip.AdvertiseIPv4 && adv != gossip.AdvertiseIPv6 {
+		return adv, nil
+	}
+	if a := plane.Source(false); a.IsValid() && adv != gossip.AdvertiseIPv6 {
+		return a.String(), nil
+	}
+	if adv == gossip.AdvertiseIPv4 {
+		return "", fmt.Errorf("gossip.advertise: ipv4: %s has no IPv4 address; add one, or set gossip.advertise to ipv6 or an address", ifi.Name)
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return "", fmt.Errorf("gossip.advertise: list addresses of %s: %w", ifi.Name, err)
+	}
+	vips := map[netip.Addr]bool{}
+	for _, g := range groups {
+		for _, v := range g.VIPs {
+			vips[v.Addr()] = true
+		}
+	}
+	for _, a := range addrs {
+		p, err := netip.ParsePrefix(a.String())
+		if err == nil && p.Addr().Is6() && p.Addr().IsGlobalUnicast() && !vips[p.Addr()] {
+			return p.Addr().String(), nil
+		}
+	}
+	return "", fmt.Errorf("gossip.advertise: %s has no IPv4 address and no global IPv6 address to advertise; add one, or set gossip.advertise", ifi.Name)
 }
 
 // groupRouters are the groups as routers, for the checks scoped to VIPs.

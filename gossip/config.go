@@ -32,7 +32,11 @@ type Config struct {
 	// Bind is HOST:PORT; without a host (the default, :7946) gossip binds
 	// the advertised address only, so nothing on the host's other
 	// networks reaches it.
-	Bind          string   `yaml:"bind" json:"bind"`
+	Bind string `yaml:"bind" json:"bind"`
+	// Advertise is the address the other members reach this node on: an
+	// IP or IP:PORT, or AdvertiseIPv4 / AdvertiseIPv6 for the interface's
+	// address of that family. Empty: the interface's IPv4 address, or its
+	// global IPv6 address on an IPv6-only node.
 	Advertise     string   `yaml:"advertise" json:"advertise"`
 	Join          []string `yaml:"join" json:"join"`
 	SecretKeyFile string   `yaml:"secret_key_file" json:"secret_key_file"`
@@ -59,6 +63,12 @@ type Config struct {
 	StateDir string `yaml:"state_dir" json:"state_dir,omitempty"`
 }
 
+// The family keywords gossip.advertise takes besides an address.
+const (
+	AdvertiseIPv4 = "ipv4"
+	AdvertiseIPv6 = "ipv6"
+)
+
 // DefaultConfig is the section when the file says nothing.
 func DefaultConfig() Config {
 	return Config{Bind: ":7946", Settle: 10 * time.Second, ForgetAfter: 24 * time.Hour}
@@ -70,10 +80,10 @@ func (c Config) Validate() error {
 	if _, _, err := SplitHostPort(c.Bind); err != nil {
 		errs = append(errs, fmt.Errorf("bind: %w", err))
 	}
-	if c.Advertise != "" {
+	if c.Advertise != "" && c.Advertise != AdvertiseIPv4 && c.Advertise != AdvertiseIPv6 {
 		if _, err := netip.ParseAddr(c.Advertise); err != nil {
 			if _, _, err := SplitHostPort(c.Advertise); err != nil {
-				errs = append(errs, fmt.Errorf("advertise: %q: want an IP address or IP:PORT", c.Advertise))
+				errs = append(errs, fmt.Errorf("advertise: %q: want an IP address, IP:PORT, ipv4 or ipv6", c.Advertise))
 			}
 		}
 	}

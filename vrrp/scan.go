@@ -25,9 +25,10 @@ type HeardRouter struct {
 
 // Scan listens on the interface's VRRP sockets for d and lists every
 // virtual router heard, so an operator can pick VRIDs nobody uses. IPv6 is
-// scanned when the interface has a link-local address.
+// scanned when the interface has a link-local address, IPv4 when it has an
+// IPv4 address.
 func Scan(ctx context.Context, ifname string, d time.Duration) ([]HeardRouter, error) {
-	tr, err := ListenTransport(TransportConfig{Interface: ifname, IPv4: true, IPv6: true})
+	tr, err := ListenTransport(TransportConfig{Interface: ifname, MaybeIPv4: true, IPv6: true})
 	if err != nil {
 		// No IPv6 on the interface: scan IPv4 alone.
 		if tr, err = ListenTransport(TransportConfig{Interface: ifname, IPv4: true}); err != nil {

@@ -18,8 +18,9 @@ type StackConfig struct {
 	VRRP      Config
 	GARP      GARPConfig
 	Routers   []RouterSpec
-	// IPv4 opens the IPv4 socket even without IPv4 routers: the dynamic
-	// mode gossips the node's IPv4 VRRP source.
+	// IPv4 opens the IPv4 socket even without IPv4 routers, if the
+	// interface has an IPv4 address: the dynamic mode gossips the node's
+	// IPv4 VRRP source. IPv6-only nodes open no IPv4 socket.
 	IPv4 bool
 	// DefendClaims answers other MACs' gratuitous ARPs for the VIPs this
 	// node is master of. Only the dynamic mode knows the members, so only
@@ -131,7 +132,7 @@ func StartStack(cfg StackConfig, k Kernel) (*Stack, error) {
 	fail := func(err error) (*Stack, error) { closeAll(); return nil, err }
 	s := &Stack{cfg: cfg, done: make(chan struct{})}
 	if s.tr, err = k.Listen(TransportConfig{Interface: cfg.Interface, UnicastPeers: peers, Unicast: cfg.VRRP.UnicastAuto(),
-		Metrics: cfg.Metrics, IPv4: has4 || cfg.IPv4, IPv6: has6}); err != nil {
+		Metrics: cfg.Metrics, IPv4: has4, MaybeIPv4: cfg.IPv4, IPv6: has6}); err != nil {
 		return fail(err)
 	}
 	undo = append(undo, func() { s.tr.Close() })

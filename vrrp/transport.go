@@ -68,6 +68,9 @@ type TransportConfig struct {
 	Interface string
 	IPv4      bool
 	IPv6      bool
+	// MaybeIPv4 opens the IPv4 socket too if the interface has an IPv4
+	// address, and skips it quietly if not (IPv6-only nodes).
+	MaybeIPv4 bool
 	// UnicastPeers, when not empty, replaces multicast: adverts of each
 	// family go to the peers of that family.
 	UnicastPeers []netip.Addr
@@ -103,10 +106,15 @@ func ListenTransport(cfg TransportConfig) (*LinuxTransport, error) {
 		return nil, fmt.Errorf("find interface %q: %w", cfg.Interface, err)
 	}
 	t := &LinuxTransport{cfg: cfg, ifi: ifi, packets: make(chan []Packet, batchQueue), done: make(chan struct{})}
-	if cfg.IPv4 {
-		if t.src4, err = interfaceAddr(ifi, false); err != nil {
-			return nil, err
+	if cfg.IPv4 || cfg.MaybeIPv4 {
+		if t.src4, err = interfaceAddr(ifi, false); err != nil && !cfg.IPv4 {
+			t.src4, err = netip.Addr{}, nil
 		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if t.src4.IsValid() {
 		if t.v4, _, err = listen(ifi, false, !cfg.Unicast && len(t.peers(false)) == 0, true); err != nil {
 			return nil, err
 		}

@@ -155,6 +155,10 @@ func TestHelmChart(t *testing.T) {
 	if err := os.WriteFile(minimal, []byte("interface: ens3\nvips: [198.51.100.10, 2001:db8::10]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	ipv6Only := filepath.Join(l.Dir, "ipv6-only-values.yaml")
+	if err := os.WriteFile(ipv6Only, []byte("vips: [2001:db8::101, 2001:db8::102, 2001:db8::103]\nhttp: {listen: \"[::1]:9496\"}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	kubeApply(t, l, k, "crds", strings.Join([]string{
 		standInCRD("security.openshift.io", "SecurityContextConstraints", "securitycontextconstraints", true),
 		standInCRD("monitoring.coreos.com", "ServiceMonitor", "servicemonitors", false),
@@ -172,6 +176,7 @@ func TestHelmChart(t *testing.T) {
 		"monitoring": helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "--set", "serviceMonitor.enabled=true",
 			"--set", "prometheusRule.enabled=true", "--set", "http.listen=0.0.0.0:9496"),
 		"plain manifest": renderManifest(t, bins),
+		"IPv6-only nodes": helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "-f", ipv6Only),
 		"per-check timings": helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "--set", "healthChecks.presets[0].name=kubelet",
 			"--set", "healthChecks.presets[0].interval=3s", "--set", "healthChecks.presets[0].fall=10", "--set", "healthChecks.presets[1]=ingress"),
 	}
@@ -208,6 +213,11 @@ func TestHelmChart(t *testing.T) {
 	if cfg := agentConfig(t, renders["per-check timings"]); !strings.Contains(cfg, "- fall: 10\n      http: http://127.0.0.1:10248/healthz\n      interval: 3s\n      name: kubelet") ||
 		!strings.Contains(cfg, "- fall: 2\n      http: http://127.0.0.1:10254/healthz\n      interval: 2s\n      name: ingress") {
 		t.Errorf("per-check timings: the kubelet check every 3s × 10 and the ingress check at the defaults, want both in:\n%s", cfg)
+	}
+	// IPv6-only nodes need no per-node value: gossip advertises each
+	// node's IPv6 address itself, and the probe reaches [::1].
+	if r := renders["IPv6-only nodes"]; !strings.Contains(r, "host: \"::1\"\n              port: 9496") || strings.Contains(agentConfig(t, r), "advertise") {
+		t.Errorf("IPv6-only nodes: want the probe on ::1 port 9496 and no per-node gossip address in:\n%s", r)
 	}
 	if !strings.Contains(renders["openshift"], "kind: SecurityContextConstraints") || strings.Contains(renders["defaults"], "SecurityContextConstraints") {
 		t.Error("openshift: true does not switch the SCC on, or the defaults render one")

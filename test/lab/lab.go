@@ -483,6 +483,11 @@ func (n *Node) LinkDown() error {
 	return run("ip", "-n", n.NS, "link", "set", "eth0", "down")
 }
 
+// DropIPv4 removes the node's IPv4 address from eth0: an IPv6-only node.
+func (n *Node) DropIPv4() error {
+	return run("ip", "-n", n.NS, "addr", "del", n.IPv4.String()+"/24", "dev", "eth0")
+}
+
 // LinkUp brings the node's eth0 back.
 func (n *Node) LinkUp() error {
 	return run("ip", "-n", n.NS, "link", "set", "eth0", "up")

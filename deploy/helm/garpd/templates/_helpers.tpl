@@ -65,3 +65,14 @@ with its own timings (the kubelet every 3s × 10, the service every 2s × 2). */
 {{- end -}}
 {{- concat $checks $h.checks | toYaml -}}
 {{- end -}}
+
+{{/* The address the liveness probe reaches http.listen on: its host
+without brackets, a wildcard as the loopback address of its family
+(":9496" and "0.0.0.0:9496" as 127.0.0.1, "[::]:9496" as ::1). */}}
+{{- define "garpd.probeHost" -}}
+{{- $host := regexReplaceAll ":[0-9]+$" .Values.http.listen "" | trimPrefix "[" | trimSuffix "]" -}}
+{{- if or (eq $host "") (eq $host "0.0.0.0") -}}127.0.0.1
+{{- else if eq $host "::" -}}::1
+{{- else -}}{{ $host }}
+{{- end -}}
+{{- end }}
