@@ -175,7 +175,7 @@ func TestHelmChart(t *testing.T) {
 		"minimal values": helm(t, bins, "template", "edge", chartDir(), "--namespace", "garpd", "-f", minimal),
 		"monitoring": helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "--set", "serviceMonitor.enabled=true",
 			"--set", "prometheusRule.enabled=true", "--set", "http.listen=0.0.0.0:9496"),
-		"plain manifest": renderManifest(t, bins),
+		"plain manifest":  renderManifest(t, bins),
 		"IPv6-only nodes": helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "-f", ipv6Only),
 		"per-check timings": helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "--set", "healthChecks.presets[0].name=kubelet",
 			"--set", "healthChecks.presets[0].interval=3s", "--set", "healthChecks.presets[0].fall=10", "--set", "healthChecks.presets[1]=ingress"),
