@@ -81,13 +81,14 @@ type vmacLink struct {
 	vips []netip.Prefix
 }
 
-type savedSysctl struct{ path, value string }
+type savedSysctl struct{ path, value, now string }
 
 // NewLinuxVMACs prepares virtual MACs on ifname. It removes virtual MAC
 // interfaces an earlier run left on it, and makes the base interface
 // answer ARP only for its own addresses (arp_ignore=1, arp_filter=1, as
-// keepalived does), so that it never answers for a VIP with its own MAC;
-// Close restores both. The engine opens the sockets adverts leave from
+// keepalived does), so that it never answers for a VIP with its own MAC,
+// and relaxes a strict rp_filter (relaxRPFilter); it logs each setting it
+// changes, and Close restores them. The engine opens the sockets adverts leave from
 // (Transport.OpenVia).
 func NewLinuxVMACs(ifname string, base interface{ Mode() AnnounceMode }, log zerolog.Logger) (*LinuxVMACs, error) {
 	parent, err := netlink.LinkByName(ifname)
@@ -109,10 +110,48 @@ func NewLinuxVMACs(ifname string, base interface{ Mode() AnnounceMode }, log zer
 				"(set net.ipv4.conf.%s.%s=%s on the host, e.g. in /etc/sysctl.d, or let garpd write /proc/sys)", ifname, err, ifname, s.key, s.value)
 		}
 	}
-	if all, _ := os.ReadFile("/proc/sys/net/ipv4/conf/all/rp_filter"); strings.TrimSpace(string(all)) == "1" {
-		log.Warn().Str("interface", ifname).Msg("use_vmac: net.ipv4.conf.all.rp_filter is 1 (strict): traffic to an IPv4 VIP arrives on its virtual MAC interface but routes back through the base interface, and strict reverse-path filtering drops it; set net.ipv4.conf.all.rp_filter to 0 or 2")
+	if err := v.relaxRPFilter(); err != nil {
+		v.restore()
+		return nil, err
+	}
+	for _, s := range v.saved {
+		log.Info().Str("sysctl", s.path).Str("was", s.value).Str("now", s.now).Msg("use_vmac: changed a host setting, restored on exit")
 	}
 	return v, nil
+}
+
+// relaxRPFilter lets traffic for an IPv4 VIP in through its virtual MAC
+// interface, although the route back leaves through the base interface.
+// The kernel applies the larger of net.ipv4.conf.all.rp_filter and the
+// interface's own value, so a strict "all" (1) drops that traffic whatever
+// the virtual MAC interface says. As keepalived does, "all" goes to 0, and
+// every other interface whose own value is lower takes "all"'s 1, so each
+// stays exactly as strict as it was; Close puts both back.
+func (v *LinuxVMACs) relaxRPFilter() error {
+	all := ipv4Conf("all", "rp_filter")
+	b, err := os.ReadFile(all)
+	if err != nil || strings.TrimSpace(string(b)) != "1" {
+		return nil // 0 or 2 (loose) let the traffic in; no IPv4: nothing to do
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		return fmt.Errorf("use_vmac: list interfaces: %w", err)
+	}
+	hint := " (or set net.ipv4.conf.all.rp_filter=2 on the host: strict reverse-path filtering drops traffic for a VIP that arrives on its virtual MAC interface)"
+	for _, l := range links {
+		path := ipv4Conf(l.Attrs().Name, "rp_filter")
+		cur, err := os.ReadFile(path)
+		if v.ours(l) || err != nil || strings.TrimSpace(string(cur)) != "0" {
+			continue // no IPv4 on it, or already as strict as "all"
+		}
+		if err := v.set(path, "1"); err != nil {
+			return fmt.Errorf("use_vmac: %w%s", err, hint)
+		}
+	}
+	if err := v.set(all, "0"); err != nil {
+		return fmt.Errorf("use_vmac: %w%s", err, hint)
+	}
+	return nil
 }
 
 // baseSysctls keep the base interface's MAC away from the VIPs: it answers
@@ -160,17 +199,26 @@ func (v *LinuxVMACs) setBase(path, value string) error {
 	if max(cur, allValue) >= want {
 		return nil
 	}
+	return v.set(path, value)
+}
+
+// set writes a sysctl, remembering the old value for restore.
+func (v *LinuxVMACs) set(path, value string) error {
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
 	if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
 		return fmt.Errorf("set %s to %s: %w", path, value, err)
 	}
-	v.saved = append(v.saved, savedSysctl{path: path, value: strings.TrimSpace(string(old))})
+	v.saved = append(v.saved, savedSysctl{path: path, value: strings.TrimSpace(string(old)), now: value})
 	return nil
 }
 
-// restore puts the base interface's settings back.
+// restore puts the host's settings back, last changed first.
 func (v *LinuxVMACs) restore() {
-	for _, s := range v.saved {
-		if err := os.WriteFile(s.path, []byte(s.value), 0o644); err != nil {
+	for _, s := range slices.Backward(v.saved) {
+		if err := os.WriteFile(s.path, []byte(s.value), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
 			v.log.Warn().Err(err).Str("sysctl", s.path).Msg("cannot restore an interface setting use_vmac changed")
 		}
 	}

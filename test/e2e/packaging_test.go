@@ -225,7 +225,8 @@ func TestHelmChart(t *testing.T) {
 }
 
 // The systemd unit passes systemd-analyze verify (with the built binary
-// standing in for /usr/bin/garpd), and grants only the two capabilities.
+// standing in for /usr/bin/garpd), grants only the two capabilities, and
+// of /proc/sys only the per-interface IPv4 settings use_vmac writes.
 func TestSystemdUnitVerifies(t *testing.T) {
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
@@ -239,7 +240,8 @@ func TestSystemdUnitVerifies(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW\n", "AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW\n",
-		"NoNewPrivileges=yes\n", "ProtectSystem=strict\n", "StateDirectory=garpd\n", "ExecReload=/bin/kill -HUP $MAINPID\n", "Restart=on-failure\n"} {
+		"NoNewPrivileges=yes\n", "ProtectSystem=strict\n", "StateDirectory=garpd\n", "ExecReload=/bin/kill -HUP $MAINPID\n", "Restart=on-failure\n",
+		"ProtectKernelTunables=yes\n", "ReadWritePaths=/proc/sys/net/ipv4/conf\n"} {
 		if !strings.Contains(string(raw), want) {
 			t.Errorf("the unit lacks %q", strings.TrimSpace(want))
 		}

@@ -515,3 +515,45 @@ func TestVirtualMACDynamicSpread(t *testing.T) {
 	start(n1)
 	waitVMACSpread(t, l, map[string]int{"n1": 2, "n2": 2, "n3": 2})
 }
+
+// Issue 22: a use_vmac node whose host starts with strict reverse-path
+// filtering (rp_filter=1, as many distributions ship) serves the IPv4 VIP
+// with nothing set by hand: the router's HTTP requests to the VIP are
+// answered through the virtual MAC. garpd relaxes "all" as keepalived does, keeps eth0 strict,
+// and puts the host back as it found it when it stops.
+func TestVirtualMACStrictRPFilter(t *testing.T) {
+	l := newLab(t, 1)
+	n := l.Node("n1")
+	sysctl := func(key string) string {
+		out, _ := lab.Exec(n.NS, "sysctl", "-n", "net.ipv4.conf."+key+".rp_filter")
+		return strings.TrimSpace(out)
+	}
+	for _, key := range []string{"all", "default", "eth0"} {
+		if _, err := lab.Exec(n.NS, "sysctl", "-qw", "net.ipv4.conf."+key+".rp_filter=1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := n.StartGarpd(garpdBin, vmacConfig("n1", 200, "")+"http:\n  listen: 0.0.0.0:9496\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkVMACHolder(t, l, n)
+	url := "http://" + vmacVIP4.String() + ":9496/healthz"
+	waitFor(t, 10*time.Second, "the router to reach "+url, func() (bool, string) {
+		out, err := lab.Exec(l.Router, "curl", "-sS", "--max-time", "1", url)
+		return err == nil, tail(out, 2)
+	})
+	if all, eth0 := sysctl("all"), sysctl("eth0"); all != "0" || eth0 != "1" {
+		t.Errorf("while garpd runs: rp_filter all=%s eth0=%s, want all relaxed to 0 and eth0 kept strict at 1", all, eth0)
+	}
+	if !strings.Contains(p.Output(), "use_vmac: changed a host setting") {
+		t.Errorf("garpd did not log the host settings it changed:\n%s", tail(p.Output(), 20))
+	}
+	p.Signal(syscall.SIGTERM)
+	if _, err := p.Wait(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if all, eth0 := sysctl("all"), sysctl("eth0"); all != "1" || eth0 != "1" {
+		t.Errorf("after garpd stopped: rp_filter all=%s eth0=%s, want both back at 1", all, eth0)
+	}
+}
