@@ -132,7 +132,7 @@ func StartStack(cfg StackConfig, k Kernel) (*Stack, error) {
 	fail := func(err error) (*Stack, error) { closeAll(); return nil, err }
 	s := &Stack{cfg: cfg, done: make(chan struct{})}
 	if s.tr, err = k.Listen(TransportConfig{Interface: cfg.Interface, UnicastPeers: peers, Unicast: cfg.VRRP.UnicastAuto(),
-		Metrics: cfg.Metrics, IPv4: has4, MaybeIPv4: cfg.IPv4, IPv6: has6}); err != nil {
+		Metrics: cfg.Metrics, IPv4: has4, MaybeIPv4: cfg.IPv4, IPv6: has6, Log: cfg.Log}); err != nil {
 		return fail(err)
 	}
 	undo = append(undo, func() { s.tr.Close() })

@@ -6,11 +6,16 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/vishvananda/netlink"
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/net/ipv4"
@@ -79,6 +84,8 @@ type TransportConfig struct {
 	Unicast bool
 	// Metrics counts read errors; nil: not counted.
 	Metrics *Metrics
+	// Log hears the wait for duplicate address detection.
+	Log zerolog.Logger
 }
 
 // LinuxTransport is the raw-socket Transport: one socket per address family
@@ -120,6 +127,10 @@ func ListenTransport(cfg TransportConfig) (*LinuxTransport, error) {
 		}
 	}
 	if cfg.IPv6 {
+		if err := waitDAD(ifi, cfg.Log); err != nil {
+			t.Close()
+			return nil, err
+		}
 		if t.src6, err = interfaceAddr(ifi, true); err != nil {
 			t.Close()
 			return nil, err
@@ -165,6 +176,49 @@ func interfaceAddr(ifi *net.Interface, v6 bool) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("interface %s has no IPv6 link-local address: VRRPv3 over IPv6 sends from it (is IPv6 disabled on the interface?)", ifi.Name)
 	}
 	return netip.Addr{}, fmt.Errorf("interface %s has no IPv4 address: VRRP over IPv4 needs one as the advert source", ifi.Name)
+}
+
+// dadWait bounds the wait for the IPv6 link-local address to pass
+// duplicate address detection, which takes about two seconds at most with
+// the kernel's defaults (a random delay of up to a second, one probe, a
+// second's wait).
+const dadWait = 5 * time.Second
+
+// waitDAD waits until the interface's IPv6 link-local address has passed
+// duplicate address detection, saying once that it waits: a tentative
+// address cannot send, so adverts would otherwise fail by the thousand
+// while the interface comes up. A failed detection is an error; an
+// address still missing after dadWait is left to interfaceAddr.
+func waitDAD(ifi *net.Interface, log zerolog.Logger) error {
+	if b, err := os.ReadFile("/proc/sys/net/ipv6/conf/" + ifi.Name + "/disable_ipv6"); err != nil || strings.TrimSpace(string(b)) == "1" {
+		return nil // no IPv6 here: interfaceAddr says so
+	}
+	link, err := netlink.LinkByIndex(ifi.Index)
+	if err != nil {
+		return fmt.Errorf("find interface %s: %w", ifi.Name, err)
+	}
+	start := time.Now()
+	for waited := false; ; waited = true {
+		addrs, err := netlink.AddrList(link, netlink.FAMILY_V6)
+		if err != nil {
+			return fmt.Errorf("list addresses of %s: %w", ifi.Name, err)
+		}
+		i := slices.IndexFunc(addrs, func(a netlink.Addr) bool { return a.IP.IsLinkLocalUnicast() })
+		switch {
+		case i >= 0 && addrs[i].Flags&unix.IFA_F_DADFAILED != 0:
+			return fmt.Errorf("interface %s: duplicate address detection failed for its link-local address %s: another host on the segment has it; give one of them another address", ifi.Name, addrs[i].IP)
+		case i >= 0 && (addrs[i].Flags&unix.IFA_F_TENTATIVE == 0 || addrs[i].Flags&unix.IFA_F_OPTIMISTIC != 0):
+			if waited {
+				log.Info().Str("interface", ifi.Name).Dur("waited", time.Since(start).Round(time.Millisecond)).Msg("the IPv6 link-local address passed duplicate address detection: adverts start")
+			}
+			return nil
+		case time.Since(start) > dadWait:
+			return nil
+		case !waited:
+			log.Info().Str("interface", ifi.Name).Msg("waiting for the IPv6 link-local address to pass duplicate address detection before sending adverts (about 2 s)")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // receiveBuffer is the socket receive buffer each VRRP socket asks for. A

@@ -72,3 +72,38 @@ func TestIPv6OnlyDynamic(t *testing.T) {
 		}
 	}
 }
+
+// Issue 22: an agent started while the interface's IPv6 link-local
+// address is still tentative (the link just came up, DAD on) waits for
+// duplicate address detection, says so once, and sends no advert that
+// fails; the router learns the VIP once the address is usable.
+func TestTentativeLinkLocalWaitsForDAD(t *testing.T) {
+	l := newLab(t, 1)
+	n := l.Node("n1")
+	vip := netip.MustParseAddr("2001:db8::150")
+	if _, err := lab.Exec(n.NS, "sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.LinkDown(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.LinkUp(); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := lab.Exec(n.NS, "ip", "-6", "addr", "show", "dev", "eth0", "scope", "link")
+	if !strings.Contains(out, "tentative") {
+		t.Fatalf("the link-local address is not tentative after the link came up, so this test proves nothing:\n%s", out)
+	}
+	p, err := n.StartGarpd(garpdBin, staticConfig("n1", []netip.Addr{vip}, []int{200}, cfgOpts{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitNeigh(t, l, 15*time.Second, map[netip.Addr]string{vip: n.MAC.String()})
+	log := p.Output()
+	if strings.Count(log, "waiting for the IPv6 link-local address") != 1 {
+		t.Errorf("want one line saying garpd waits for DAD:\n%s", tail(log, 20))
+	}
+	if c := strings.Count(log, "cannot send"); c > 0 {
+		t.Errorf("%d failed sends logged while the address was tentative:\n%s", c, tail(log, 20))
+	}
+}
