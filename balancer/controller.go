@@ -242,7 +242,7 @@ func Decide(cfg ControllerConfig, plan Plan, in Inputs) Decision {
 		if rank := r.RankOf(cfg.Local); rank >= 0 && !lastResort {
 			prio = PriorityForRank(rank, r.Len())
 		}
-		d.Specs = append(d.Specs, vrrp.RouterSpec{VRID: uint8(r.Group.VRID), VIPs: slices.Clone(r.Group.VIPs), Priority: uint8(prio)})
+		d.Specs = append(d.Specs, r.Group.Spec(uint8(prio)))
 		vs := VIPStatus{VRID: r.Group.VRID, Ranking: r.Ranking(), Holder: r.Holder(down), Priority: prio}
 		for _, p := range r.Group.VIPs {
 			vs.VIPs = append(vs.VIPs, p.Addr().String())

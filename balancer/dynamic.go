@@ -33,7 +33,7 @@ type DynamicConfig struct {
 
 // Plane is the data plane the dynamic mode drives: the engine's commands,
 // the VRRP source addresses it gossips, and where the engine's events go
-// (vrrp.Stack is one).
+// (vrrp.Stacks is one).
 type Plane interface {
 	Engine
 	Source(v6 bool) netip.Addr
@@ -319,7 +319,7 @@ func advertised(adv string, ifi *net.Interface, plane Plane, groups []Group) (st
 func groupRouters(groups []Group) []vrrp.RouterSpec {
 	out := make([]vrrp.RouterSpec, len(groups))
 	for i, g := range groups {
-		out[i] = vrrp.RouterSpec{VRID: uint8(g.VRID), VIPs: g.VIPs, Priority: UnrankedPriority}
+		out[i] = g.Spec(UnrankedPriority)
 	}
 	return out
 }

@@ -53,7 +53,7 @@ func StaticRouters(alloc Allocation, priorities map[string]int) ([]vrrp.RouterSp
 			}
 			prio = p
 		}
-		out = append(out, vrrp.RouterSpec{VRID: uint8(g.VRID), VIPs: slices.Clone(g.VIPs), Priority: uint8(prio)})
+		out = append(out, g.Spec(uint8(prio)))
 	}
 	for a := range byAddr {
 		if !known[a] {
@@ -117,7 +117,7 @@ func tracks(c gossip.CheckConfig, r vrrp.RouterSpec) bool {
 }
 
 // StaticPlane is what the static mode drives: the data plane's routers
-// and their faults (a *vrrp.Stack).
+// and their faults (a *vrrp.Stacks).
 type StaticPlane interface {
 	Update(ctx context.Context, specs []vrrp.RouterSpec) error
 	SetFaults(ctx context.Context, faults map[vrrp.RouterID]string) error

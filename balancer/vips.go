@@ -1,12 +1,16 @@
 package balancer
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/garpd/garpd/vrrp"
 )
 
 // VIP is one configured virtual IP: an address with the prefix length it is
@@ -17,6 +21,13 @@ type VIP struct {
 	// Prefer names the node that should own the VIP (dynamic mode): the
 	// plan gives it to that node whenever it is a known member.
 	Prefer string
+	// Interface runs the VIP's virtual router on another interface than
+	// the agent's (keepalived's vrrp_instance interface); "": the agent's.
+	Interface string
+	// Dev holds the address on another interface than the one its
+	// virtual router advertises on, and announces it there (keepalived's
+	// "dev" in virtual_ipaddress); "": the router's interface.
+	Dev string
 }
 
 // ParseVIP accepts "ADDR" (a host route: /32 or /128) or "ADDR/PREFIX".
@@ -72,7 +83,7 @@ func checkVIPAddr(s string, a netip.Addr) error {
 }
 
 // UnmarshalYAML accepts "ADDR", "ADDR/PREFIX" or {address: ..., vrid: N,
-// prefer: NODE}.
+// prefer: NODE, interface: IFACE, dev: IFACE}.
 func (v *VIP) UnmarshalYAML(n *yaml.Node) error {
 	var addr string
 	switch n.Kind {
@@ -80,9 +91,11 @@ func (v *VIP) UnmarshalYAML(n *yaml.Node) error {
 		addr = n.Value
 	case yaml.MappingNode:
 		var m struct {
-			Address string `yaml:"address"`
-			VRID    int    `yaml:"vrid"`
-			Prefer  string `yaml:"prefer"`
+			Address   string `yaml:"address"`
+			VRID      int    `yaml:"vrid"`
+			Prefer    string `yaml:"prefer"`
+			Interface string `yaml:"interface"`
+			Dev       string `yaml:"dev"`
 		}
 		if err := n.Decode(&m); err != nil {
 			return err
@@ -93,7 +106,7 @@ func (v *VIP) UnmarshalYAML(n *yaml.Node) error {
 		if m.VRID < 0 || m.VRID > 255 || (m.VRID == 0 && strings.Contains(nodeText(n), "vrid")) {
 			return fmt.Errorf("line %d: vrid %d for %s: VRIDs are 1..255", n.Line, m.VRID, m.Address)
 		}
-		addr, v.VRID, v.Prefer = m.Address, m.VRID, m.Prefer
+		addr, v.VRID, v.Prefer, v.Interface, v.Dev = m.Address, m.VRID, m.Prefer, m.Interface, m.Dev
 	default:
 		return fmt.Errorf("line %d: a VIP is \"ADDR\", \"ADDR/PREFIX\" or {address, vrid}", n.Line)
 	}
@@ -115,7 +128,7 @@ func nodeText(n *yaml.Node) string {
 
 // MarshalYAML writes the short form when no VRID is pinned.
 func (v VIP) MarshalYAML() (any, error) {
-	if v.VRID == 0 && v.Prefer == "" {
+	if v.VRID == 0 && v.Prefer == "" && v.Interface == "" && v.Dev == "" {
 		return v.Prefix.String(), nil
 	}
 	m := map[string]any{"address": v.Prefix.String()}
@@ -124,6 +137,12 @@ func (v VIP) MarshalYAML() (any, error) {
 	}
 	if v.Prefer != "" {
 		m["prefer"] = v.Prefer
+	}
+	if v.Interface != "" {
+		m["interface"] = v.Interface
+	}
+	if v.Dev != "" {
+		m["dev"] = v.Dev
 	}
 	return m, nil
 }
@@ -137,6 +156,17 @@ type Group struct {
 	VIPs []netip.Prefix
 	// Prefer is the node that should own the group ("": the plan picks).
 	Prefer string
+	// Interface is the interface the group's virtual router runs on
+	// ("": the agent's).
+	Interface string
+	// Dev maps the VIPs that live on another interface than Interface to
+	// theirs.
+	Dev map[netip.Addr]string
+}
+
+// Spec is the group's virtual router at priority prio.
+func (g Group) Spec(prio uint8) vrrp.RouterSpec {
+	return vrrp.RouterSpec{VRID: uint8(g.VRID), VIPs: slices.Clone(g.VIPs), Priority: prio, Interface: g.Interface}
 }
 
 // Family names the group's address family.
@@ -167,20 +197,27 @@ type Allocation struct {
 }
 
 // AssignVRIDs gives every VIP a VRID. VIP i (in config order) gets base+i
-// unless it names one; a VRID named by several VIPs of one family groups
-// them. When VIPs outnumber the free VRIDs from base to limit, the VIPs
-// without a pinned VRID share the free ones round-robin, and that is reported.
+// unless it names one; a VRID named by several VIPs of one family and
+// interface groups them. When VIPs outnumber the free VRIDs from base to
+// limit, the VIPs without a pinned VRID share the free ones round-robin,
+// and that is reported. Each interface's VRIDs are its own: two segments
+// may both use VRID 51.
 func AssignVRIDs(vips []VIP, base, limit int) (Allocation, error) {
 	if base < 1 || base > 255 || limit < base || limit > 255 {
 		return Allocation{}, fmt.Errorf("VRID range %d..%d: VRIDs are 1..255", base, limit)
 	}
 	seen := map[netip.Addr]bool{}
 	prefer := map[netip.Addr]string{}
+	dev := map[netip.Addr]string{}
+	type famKey struct {
+		iface string
+		v6    bool
+	}
 	type fam struct {
 		pinned map[int][]netip.Prefix
 		auto   []int // indexes into vips
 	}
-	fams := [2]fam{{pinned: map[int][]netip.Prefix{}}, {pinned: map[int][]netip.Prefix{}}}
+	fams := map[famKey]*fam{}
 	for i, v := range vips {
 		a := v.Prefix.Addr()
 		if seen[a] {
@@ -188,18 +225,33 @@ func AssignVRIDs(vips []VIP, base, limit int) (Allocation, error) {
 		}
 		seen[a] = true
 		prefer[a] = v.Prefer
-		f := &fams[b2i(a.Is6())]
+		if v.Dev != "" && v.Dev != v.Interface {
+			dev[a] = v.Dev
+		}
+		k := famKey{v.Interface, a.Is6()}
+		if fams[k] == nil {
+			fams[k] = &fam{pinned: map[int][]netip.Prefix{}}
+		}
+		f := fams[k]
 		if v.VRID != 0 {
 			f.pinned[v.VRID] = append(f.pinned[v.VRID], v.Prefix)
 		} else {
 			f.auto = append(f.auto, i)
 		}
 	}
-	// One VRID may serve an IPv4 and an IPv6 router: they are two virtual
-	// routers (RFC 5798 §7.3), each family's VRIDs apart.
+	// The agent's interface first, then the others by name; IPv4 before
+	// IPv6. One VRID may serve an IPv4 and an IPv6 router: they are two
+	// virtual routers (RFC 5798 §7.3), each family's VRIDs apart.
+	keys := slices.SortedFunc(maps.Keys(fams), func(a, b famKey) int {
+		return cmp.Or(strings.Compare(a.iface, b.iface), cmp.Compare(b2i(a.v6), b2i(b.v6)))
+	})
 	var out Allocation
-	for fi := range fams {
-		f := &fams[fi]
+	for _, fk := range keys {
+		f := fams[fk]
+		family := Group{V6: fk.v6}.Family()
+		if fk.iface != "" {
+			family += " on " + fk.iface
+		}
 		byVRID := map[int][]netip.Prefix{}
 		for vrid, ps := range f.pinned {
 			byVRID[vrid] = slices.Clone(ps)
@@ -211,11 +263,11 @@ func AssignVRIDs(vips []VIP, base, limit int) (Allocation, error) {
 			}
 		}
 		if len(f.auto) > 0 && len(free) == 0 {
-			return Allocation{}, fmt.Errorf("no free VRID in %d..%d for %d %s VIPs: lower vrid_base or pin fewer VRIDs", base, limit, len(f.auto), Group{V6: fi == 1}.Family())
+			return Allocation{}, fmt.Errorf("no free VRID in %d..%d for %d %s VIPs: lower vrid_base or pin fewer VRIDs", base, limit, len(f.auto), family)
 		}
 		if len(f.auto) > len(free) {
 			out.Grouped = append(out.Grouped, fmt.Sprintf("%d %s VIPs share %d free VRIDs (%d..%d): about %d VIPs per VRID move together",
-				len(f.auto), Group{V6: fi == 1}.Family(), len(free), base, limit, (len(f.auto)+len(free)-1)/len(free)))
+				len(f.auto), family, len(free), base, limit, (len(f.auto)+len(free)-1)/len(free)))
 			for j, i := range f.auto {
 				id := free[j%len(free)]
 				byVRID[id] = append(byVRID[id], vips[i].Prefix)
@@ -231,13 +283,8 @@ func AssignVRIDs(vips []VIP, base, limit int) (Allocation, error) {
 				byVRID[id] = append(byVRID[id], vips[i].Prefix)
 			}
 		}
-		ids := make([]int, 0, len(byVRID))
-		for id := range byVRID {
-			ids = append(ids, id)
-		}
-		slices.Sort(ids)
-		for _, id := range ids {
-			g := Group{V6: fi == 1, VRID: id, VIPs: byVRID[id]}
+		for _, id := range slices.Sorted(maps.Keys(byVRID)) {
+			g := Group{V6: fk.v6, VRID: id, VIPs: byVRID[id], Interface: fk.iface}
 			if len(g.VIPs) > 255 {
 				return Allocation{}, fmt.Errorf("VRID %d would carry %d VIPs: an advert lists at most 255 addresses; give them more VRIDs (lower vrid_base) or fewer VIPs", id, len(g.VIPs))
 			}
@@ -248,6 +295,12 @@ func AssignVRIDs(vips []VIP, base, limit int) (Allocation, error) {
 					g.Prefer = pr
 				default:
 					return Allocation{}, fmt.Errorf("VIPs of VRID %d prefer %s and %s: one virtual router has one owner; give them one prefer", id, g.Prefer, pr)
+				}
+				if d, ok := dev[p.Addr()]; ok {
+					if g.Dev == nil {
+						g.Dev = map[netip.Addr]string{}
+					}
+					g.Dev[p.Addr()] = d
 				}
 			}
 			out.Groups = append(out.Groups, g)

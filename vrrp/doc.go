@@ -15,8 +15,11 @@
 //     interface; update.go: commands that change the routers (and FAULT);
 //     status.go; notify.go: the state changes the notify hooks hear;
 //     seams.go: the engine's interfaces to the world;
-//   - stack.go: Stack, the one owner of a running data plane (start and
-//     teardown order, link events, in-place GARP changes);
+//   - stack.go: Stack, the one owner of an interface's data plane (start and
+//     teardown order, link events, in-place GARP changes); stacks.go:
+//     Stacks, an agent's Stacks over several interfaces driven as one;
+//     dev.go: VIPs held and announced on another interface than their
+//     router's;
 //   - the host behind small interfaces with Linux implementations:
 //     transport.go (raw VRRP sockets), addresses.go (netlink), announcer.go,
 //     arp.go and ndp.go (gratuitous ARP, unsolicited NA), vmac.go (use_vmac),

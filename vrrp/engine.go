@@ -18,6 +18,10 @@ type RouterSpec struct {
 	VRID     uint8
 	VIPs     []netip.Prefix // all of one family
 	Priority uint8
+	// Interface is the interface the router advertises on when it is not
+	// the agent's first ("": the first); Stacks hands the router to that
+	// interface's Stack.
+	Interface string
 }
 
 // V6 reports the router's address family.
@@ -25,14 +29,16 @@ func (r RouterSpec) V6() bool { return len(r.VIPs) > 0 && r.VIPs[0].Addr().Is6()
 
 func (r RouterSpec) key() routerKey { return routerKey{v6: r.V6(), vrid: r.VRID} }
 
-// RouterID names a virtual router on an interface: a VRID of a family.
+// RouterID names a virtual router: a VRID of a family on an interface
+// ("": the agent's first).
 type RouterID struct {
-	VRID uint8
-	V6   bool
+	VRID      uint8
+	V6        bool
+	Interface string
 }
 
 // ID is the router's RouterID.
-func (r RouterSpec) ID() RouterID { return RouterID{VRID: r.VRID, V6: r.V6()} }
+func (r RouterSpec) ID() RouterID { return RouterID{VRID: r.VRID, V6: r.V6(), Interface: r.Interface} }
 
 func (id RouterID) key() routerKey { return routerKey{v6: id.V6, vrid: id.VRID} }
 

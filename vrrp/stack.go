@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -18,10 +19,17 @@ type StackConfig struct {
 	VRRP      Config
 	GARP      GARPConfig
 	Routers   []RouterSpec
+	// Dev holds these VIPs on other interfaces than Interface, and
+	// announces them there (keepalived's "dev"): VRRP on one interface,
+	// the VIP on another.
+	Dev map[netip.Addr]string
 	// IPv4 opens the IPv4 socket even without IPv4 routers, if the
 	// interface has an IPv4 address: the dynamic mode gossips the node's
 	// IPv4 VRRP source. IPv6-only nodes open no IPv4 socket.
 	IPv4 bool
+	// OnLinkPeers sends unicast adverts only to the peers on the
+	// interface's own subnets (an agent's second interface).
+	OnLinkPeers bool
 	// DefendClaims answers other MACs' gratuitous ARPs for the VIPs this
 	// node is master of. Only the dynamic mode knows the members, so only
 	// it answers; the static mode, like keepalived, does not.
@@ -51,6 +59,7 @@ type Stack struct {
 	cfg    StackConfig
 	tr     Transport
 	ann    LinkAnnouncer
+	devs   []LinkAnnouncer // the announcers of the Dev interfaces
 	pacer  *Pacer
 	cancel context.CancelFunc
 	done   chan struct{} // closed after the teardown; err says why
@@ -109,6 +118,18 @@ func StartStack(cfg StackConfig, k Kernel) (*Stack, error) {
 	if err := k.CheckInterface(cfg.Interface, cfg.Routers); err != nil {
 		return nil, &ConfigError{err}
 	}
+	if len(cfg.Dev) > 0 && cfg.VRRP.UseVMAC {
+		return nil, &ConfigError{fmt.Errorf("vips: dev: use_vmac holds a master's VIPs on its virtual MAC interface on %s; a VIP on another interface cannot have it: leave out dev or use_vmac", cfg.Interface)}
+	}
+	for _, dev := range devNames(cfg.Dev) {
+		var on []netip.Prefix
+		for _, r := range cfg.Routers {
+			on = append(on, slices.DeleteFunc(slices.Clone(r.VIPs), func(p netip.Prefix) bool { return cfg.Dev[p.Addr()] != dev })...)
+		}
+		if err := k.CheckInterface(dev, []RouterSpec{{VIPs: on}}); err != nil {
+			return nil, &ConfigError{fmt.Errorf("vips: dev: %w", err)}
+		}
+	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
@@ -132,11 +153,11 @@ func StartStack(cfg StackConfig, k Kernel) (*Stack, error) {
 	fail := func(err error) (*Stack, error) { closeAll(); return nil, err }
 	s := &Stack{cfg: cfg, done: make(chan struct{})}
 	if s.tr, err = k.Listen(TransportConfig{Interface: cfg.Interface, UnicastPeers: peers, Unicast: cfg.VRRP.UnicastAuto(),
-		Metrics: cfg.Metrics, IPv4: has4, MaybeIPv4: cfg.IPv4, IPv6: has6, Log: cfg.Log}); err != nil {
+		Metrics: cfg.Metrics, IPv4: has4, MaybeIPv4: cfg.IPv4, IPv6: has6, Log: cfg.Log, OnLinkPeers: cfg.OnLinkPeers}); err != nil {
 		return fail(err)
 	}
 	undo = append(undo, func() { s.tr.Close() })
-	addrs, err := k.Addresses(cfg.Interface)
+	base, err := k.Addresses(cfg.Interface)
 	if err != nil {
 		return fail(err)
 	}
@@ -145,7 +166,25 @@ func StartStack(cfg StackConfig, k Kernel) (*Stack, error) {
 		return fail(err)
 	}
 	undo = append(undo, func() { s.ann.Close() })
-	var sender Sender = s.ann
+	addrs := byDev{AddressManager: base, Sender: s.ann}
+	for _, dev := range devNames(cfg.Dev) {
+		d, err := k.Addresses(dev)
+		if err != nil {
+			return fail(err)
+		}
+		a, err := k.Announcer(dev, mode)
+		if err != nil {
+			return fail(err)
+		}
+		undo = append(undo, func() { a.Close() })
+		s.devs = append(s.devs, a)
+		for vip, name := range cfg.Dev {
+			if name == dev {
+				addrs.set(vip, d, a)
+			}
+		}
+	}
+	var sender Sender = addrs
 	var vmacs LinkVMACs
 	if cfg.VRRP.UseVMAC {
 		if vmacs, err = k.VirtualMACs(cfg.Interface, s.ann, cfg.Log); err != nil {
@@ -171,9 +210,19 @@ func StartStack(cfg StackConfig, k Kernel) (*Stack, error) {
 	} else {
 		go s.followLink(ctx, events, replaced)
 	}
-	if cfg.DefendClaims && has4 {
-		if claims, err := k.WatchForeignClaims(ctx, cfg.Interface); err != nil {
-			cfg.Log.Warn().Err(err).Msg("other MACs' announcements of our VIPs are not watched")
+	for _, dev := range devNames(cfg.Dev) {
+		if events, err := k.WatchLink(ctx, dev, s.resynced); err != nil {
+			cfg.Log.Warn().Err(err).Str("dev", dev).Msg("VIPs removed from the interface by hand are not noticed")
+		} else {
+			go s.followDev(ctx, dev, events, replaced)
+		}
+	}
+	for _, ifname := range append([]string{cfg.Interface}, devNames(cfg.Dev)...) {
+		if !cfg.DefendClaims || !has4 {
+			break
+		}
+		if claims, err := k.WatchForeignClaims(ctx, ifname); err != nil {
+			cfg.Log.Warn().Err(err).Str("interface", ifname).Msg("other MACs' announcements of our VIPs are not watched")
 		} else {
 			go func() {
 				for cl := range claims {
@@ -220,12 +269,41 @@ func (s *Stack) followLink(ctx context.Context, events <-chan LinkEvent, replace
 			err = s.Engine.Resync(ctx)
 		case LinkReplaced:
 			s.cfg.Log.Warn().Msg("the interface was recreated: reopening the VRRP sockets")
-			replaced <- struct{}{}
+			select {
+			case replaced <- struct{}{}:
+			default: // the stack ends already
+			}
 			s.cancel()
 			return
 		}
 		if err != nil && ctx.Err() == nil {
 			s.cfg.Log.Error().Err(err).Str("event", ev.Kind.String()).Msg("cannot follow an interface change")
+		}
+	}
+}
+
+// followDev hands the engine what it must know of a dev interface until
+// the watch ends: VIPs removed there, and lost events. Its link state is
+// not the virtual routers' (they advertise on the stack's interface).
+func (s *Stack) followDev(ctx context.Context, dev string, events <-chan LinkEvent, replaced chan<- struct{}) {
+	for ev := range events {
+		var err error
+		switch ev.Kind {
+		case AddressRemoved:
+			err = s.Engine.AddressRemoved(ctx, ev.Addr)
+		case Resynced:
+			err = s.Engine.Resync(ctx)
+		case LinkReplaced:
+			s.cfg.Log.Warn().Str("dev", dev).Msg("a VIPs' interface was recreated: starting the data plane again")
+			select {
+			case replaced <- struct{}{}:
+			default: // the stack ends already
+			}
+			s.cancel()
+			return
+		}
+		if err != nil && ctx.Err() == nil {
+			s.cfg.Log.Error().Err(err).Str("dev", dev).Str("event", ev.Kind.String()).Msg("cannot follow an interface change")
 		}
 	}
 }
@@ -286,6 +364,9 @@ func (s *Stack) SetGARP(ctx context.Context, g GARPConfig) error {
 		return err
 	}
 	s.ann.SetMode(mode)
+	for _, a := range s.devs {
+		a.SetMode(mode)
+	}
 	s.pacer.SetRate(g.MaxRate)
 	return nil
 }

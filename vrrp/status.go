@@ -70,6 +70,7 @@ func (e *Engine) Responsive(ctx context.Context) bool { return e.call(ctx, func(
 
 // RouterStatus is one virtual router's state as /status reports it.
 type RouterStatus struct {
+	Interface      string    `json:"interface,omitempty"` // set by Stacks
 	Family         string    `json:"family"`
 	VRID           int       `json:"vrid"`
 	VIPs           []string  `json:"vips"`

@@ -82,6 +82,10 @@ type TransportConfig struct {
 	// Unicast sends only to the peers, even while there are none
 	// (unicast_peers: auto, before any member is known).
 	Unicast bool
+	// OnLinkPeers keeps of UnicastPeers those on the interface's own
+	// subnets (and link-local ones): an agent's second interface sends to
+	// the peers of its segment, not to every peer of the config.
+	OnLinkPeers bool
 	// Metrics counts read errors; nil: not counted.
 	Metrics *Metrics
 	// Log hears the wait for duplicate address detection.
@@ -111,6 +115,11 @@ func ListenTransport(cfg TransportConfig) (*LinuxTransport, error) {
 	ifi, err := net.InterfaceByName(cfg.Interface)
 	if err != nil {
 		return nil, fmt.Errorf("find interface %q: %w", cfg.Interface, err)
+	}
+	if cfg.OnLinkPeers {
+		if cfg.UnicastPeers, err = onLink(ifi, cfg.UnicastPeers); err != nil {
+			return nil, err
+		}
 	}
 	t := &LinuxTransport{cfg: cfg, ifi: ifi, packets: make(chan []Packet, batchQueue), done: make(chan struct{})}
 	if cfg.IPv4 || cfg.MaybeIPv4 {
@@ -150,6 +159,27 @@ func ListenTransport(cfg TransportConfig) (*LinuxTransport, error) {
 	}
 	go func() { t.wg.Wait(); close(t.packets) }()
 	return t, nil
+}
+
+// onLink keeps the peers on ifi's subnets, and the link-local ones.
+func onLink(ifi *net.Interface, peers []netip.Addr) ([]netip.Addr, error) {
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return nil, fmt.Errorf("list addresses of %s: %w", ifi.Name, err)
+	}
+	var out []netip.Addr
+	for _, p := range peers {
+		on := p.IsLinkLocalUnicast()
+		for _, a := range addrs {
+			if pf, err := netip.ParsePrefix(a.String()); err == nil && pf.Masked().Contains(p) {
+				on = true
+			}
+		}
+		if on {
+			out = append(out, p)
+		}
+	}
+	return out, nil
 }
 
 // interfaceAddr picks the advert source: the first IPv4 address, or the

@@ -148,7 +148,7 @@ type agent struct {
 	started    time.Time
 	mu         sync.Mutex
 	cur        *loaded
-	stack      *vrrp.Stack
+	stack      *vrrp.Stacks
 	dyn        *balancer.Dynamic
 	static     *balancer.Static   // the static mode's checks; nil without
 	notifier   *balancer.Notifier // runs the notify hooks
@@ -241,7 +241,7 @@ func (a *agent) start(l *loaded) error {
 	notifier := balancer.StartNotifier(l.cfg.Notify, l.cfg.Interface, a.notifyM, a.log)
 	sc := l.stackConfig(a.metrics, a.log)
 	sc.Notify = notifier.Notify
-	stack, err := vrrp.StartStack(sc, a.kernel)
+	stack, err := vrrp.StartStacks(sc, a.kernel)
 	if err != nil {
 		notifier.Stop()
 		return err
@@ -325,7 +325,7 @@ func classifyReload(cur, next *loaded) reloadKind {
 		return reloadNothing
 	case reflect.DeepEqual(c, inPlace):
 		return reloadInPlace
-	case c.Priorities != nil && n.Priorities != nil && c.Interface == n.Interface &&
+	case c.Priorities != nil && n.Priorities != nil && slices.Equal(cur.interfaces(), next.interfaces()) && reflect.DeepEqual(cur.dev(), next.dev()) &&
 		reflect.DeepEqual(c.VRRP, sameVRRP) && c.GARP == n.GARP && reflect.DeepEqual(c.Health, n.Health):
 		return reloadRouters
 	}
@@ -407,7 +407,7 @@ func (a *agent) reload(path string, srv *servers) (*servers, error) {
 
 // applyInPlace applies changed garp settings and health checks to the
 // running data plane and dynamic mode.
-func (a *agent) applyInPlace(cur, l *loaded, stack *vrrp.Stack, dyn *balancer.Dynamic) error {
+func (a *agent) applyInPlace(cur, l *loaded, stack *vrrp.Stacks, dyn *balancer.Dynamic) error {
 	if !reflect.DeepEqual(cur.cfg.Notify, l.cfg.Notify) {
 		a.mu.Lock()
 		a.notifier.SetConfig(l.cfg.Notify)
@@ -454,18 +454,30 @@ func checkConfig(w io.Writer, path string, host bool) error {
 		return err
 	}
 	if host {
-		if _, err := net.InterfaceByName(l.cfg.Interface); err != nil {
-			return &configError{fmt.Errorf("config %s: interface: %q is not on this host (%v): name one of ip link's, or check elsewhere with --check --offline", path, l.cfg.Interface, err)}
+		for _, name := range l.interfaces() {
+			if _, err := net.InterfaceByName(name); err != nil {
+				return &configError{fmt.Errorf("config %s: interface: %q is not on this host (%v): name one of ip link's, or check elsewhere with --check --offline", path, name, err)}
+			}
 		}
 	}
 	fmt.Fprintf(w, "%s: valid. node %s, interface %s, VRRPv%d every %s\n", path, l.cfg.Node, l.cfg.Interface,
 		l.cfg.VRRP.Version, l.cfg.VRRP.AdvertInterval)
+	dev := l.dev()
 	for _, r := range l.routers {
 		fam := "ipv4"
 		if r.V6() {
 			fam = "ipv6"
 		}
-		fmt.Fprintf(w, "  %s VRID %3d  priority %3d  %v\n", fam, r.VRID, r.Priority, r.VIPs)
+		where := ""
+		if r.Interface != "" {
+			where = "  on " + r.Interface
+		}
+		for _, p := range r.VIPs {
+			if d := dev[p.Addr()]; d != "" {
+				where += fmt.Sprintf("  %s on %s", p.Addr(), d)
+			}
+		}
+		fmt.Fprintf(w, "  %s VRID %3d  priority %3d  %v%s\n", fam, r.VRID, r.Priority, r.VIPs, where)
 	}
 	for _, g := range l.alloc.Grouped {
 		fmt.Fprintf(w, "  note: %s\n", g)

@@ -62,13 +62,14 @@ the agent's garp.max_rate.`,
 			if err != nil {
 				return usageError(fmt.Errorf("--mode %w", err))
 			}
+			ifaces := []string{iface}
 			if len(addrs) == 0 || iface == "" {
 				l, err := loadConfig(configPath)
 				if err != nil {
 					return fmt.Errorf("no --vips/--interface given, so reading them from the config: %w", err)
 				}
 				if iface == "" {
-					iface = l.cfg.Interface
+					ifaces = l.interfaces()
 				}
 				if len(addrs) == 0 {
 					for _, v := range l.cfg.VIPs {
@@ -76,11 +77,11 @@ the agent's garp.max_rate.`,
 					}
 				}
 			}
-			return announceAlone(cmd.Context(), out, iface, addrs, len(vips) > 0, count, interval, m)
+			return announceAlone(cmd.Context(), out, ifaces, addrs, len(vips) > 0, count, interval, m)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&iface, "interface", "i", "", "interface to announce on (default: the config's)")
+	f.StringVarP(&iface, "interface", "i", "", "interface to announce on (default: the config's, and those its VIPs name)")
 	f.StringSliceVar(&vips, "vips", nil, "VIPs to announce (default: the config's VIPs that are on the interface)")
 	f.StringVarP(&configPath, "config", "c", "/etc/garpd/garpd.yaml", "config to take the interface and VIPs from")
 	f.IntVar(&count, "count", 3, "announcements per VIP")
@@ -90,15 +91,19 @@ the agent's garp.max_rate.`,
 	return cmd
 }
 
-// vipHolders finds which of vips are configured on iface or on one of its
-// virtual MAC interfaces, and where.
-func vipHolders(iface string, vips []netip.Addr) (map[netip.Addr]string, error) {
-	names, err := vrrp.VirtualMACInterfaces(iface)
-	if err != nil {
-		return nil, err
+// vipHolders finds which of vips are configured on ifaces or on one of
+// their virtual MAC interfaces, and where.
+func vipHolders(ifaces []string, vips []netip.Addr) (map[netip.Addr]string, error) {
+	var names []string
+	for _, iface := range ifaces {
+		vmacs, err := vrrp.VirtualMACInterfaces(iface)
+		if err != nil {
+			return nil, err
+		}
+		names = append(append(names, iface), vmacs...)
 	}
 	out := map[netip.Addr]string{}
-	for _, name := range append([]string{iface}, names...) {
+	for _, name := range names {
 		addrs, err := vrrp.NewNetlinkAddresses(name)
 		if err != nil {
 			return nil, err
@@ -119,13 +124,14 @@ func vipHolders(iface string, vips []netip.Addr) (map[netip.Addr]string, error) 
 	return out, nil
 }
 
-// announceAlone announces the VIPs present on the interface, or on one of
-// its virtual MAC interfaces (use_vmac), from the interface that holds
-// each. explicit says the operator named the VIPs: then a missing one is
+// announceAlone announces the VIPs present on the interfaces, or on one
+// of their virtual MAC interfaces (use_vmac), from the interface that
+// holds each. explicit says the operator named the VIPs: then a missing one is
 // an error; VIPs taken from the config are only skipped, since a backup
 // node holds none.
-func announceAlone(ctx context.Context, out io.Writer, iface string, vips []netip.Addr, explicit bool, count int, interval time.Duration, mode vrrp.AnnounceMode) error {
-	holders, err := vipHolders(iface, vips)
+func announceAlone(ctx context.Context, out io.Writer, ifaces []string, vips []netip.Addr, explicit bool, count int, interval time.Duration, mode vrrp.AnnounceMode) error {
+	iface := strings.Join(ifaces, ", ")
+	holders, err := vipHolders(ifaces, vips)
 	if err != nil {
 		return err
 	}

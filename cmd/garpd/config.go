@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -213,6 +214,20 @@ func parseConfigAs(raw []byte, offline bool) (*loaded, error) {
 	vips := map[netip.Addr]bool{}
 	for i, v := range c.VIPs {
 		vips[v.Prefix.Addr()] = true
+		// The agent's interface is the default: say it the one way.
+		if v.Interface == c.Interface {
+			v.Interface = ""
+		}
+		if v.Dev == cmp.Or(v.Interface, c.Interface) {
+			v.Dev = ""
+		}
+		c.VIPs[i] = v
+		if v.Interface != "" && c.Priorities == nil {
+			errs = append(errs, fmt.Errorf("vips[%d].interface: the dynamic mode runs VRRP on interface (%s), where the members reach each other; to hold %s on %s, write dev: %s instead", i, c.Interface, v.Prefix.Addr(), v.Interface, v.Interface))
+		}
+		if v.Dev != "" && c.VRRP.UseVMAC {
+			errs = append(errs, fmt.Errorf("vips[%d].dev: use_vmac holds a master's VIPs on its virtual MAC interface on the VRRP interface; leave out dev for %s, or use_vmac", i, v.Prefix.Addr()))
+		}
 		if v.Prefer != "" && c.Priorities != nil {
 			errs = append(errs, fmt.Errorf("vips[%d].prefer: the dynamic mode's: in the static mode priorities: says who owns %s", i, v.Prefix.Addr()))
 		}
@@ -272,7 +287,7 @@ func parseConfigAs(raw []byte, offline bool) (*loaded, error) {
 		// Everything starts as a backup of last resort; the controller
 		// raises this node's priorities to its ranks once it has settled.
 		for _, g := range l.alloc.Groups {
-			l.routers = append(l.routers, vrrp.RouterSpec{VRID: uint8(g.VRID), VIPs: slices.Clone(g.VIPs), Priority: balancer.UnrankedPriority})
+			l.routers = append(l.routers, g.Spec(balancer.UnrankedPriority))
 		}
 	} else if l.routers, err = balancer.StaticRouters(l.alloc, c.Priorities); err != nil {
 		return nil, err
@@ -359,8 +374,34 @@ func (c controlConfig) check(httpListen string) ([]byte, error) {
 
 // stackConfig is the data plane's part of the config.
 func (l *loaded) stackConfig(m *vrrp.Metrics, log zerolog.Logger) vrrp.StackConfig {
-	return vrrp.StackConfig{Interface: l.cfg.Interface, VRRP: l.cfg.VRRP, GARP: l.cfg.GARP, Routers: l.routers,
+	return vrrp.StackConfig{Interface: l.cfg.Interface, VRRP: l.cfg.VRRP, GARP: l.cfg.GARP, Routers: l.routers, Dev: l.dev(),
 		IPv4: l.dynamic(), DefendClaims: l.dynamic(), Auth: l.auth, Metrics: m, Log: log}
+}
+
+// dev maps the VIPs held on another interface than their router's to it.
+func (l *loaded) dev() map[netip.Addr]string {
+	var out map[netip.Addr]string
+	for _, g := range l.alloc.Groups {
+		for a, d := range g.Dev {
+			if out == nil {
+				out = map[netip.Addr]string{}
+			}
+			out[a] = d
+		}
+	}
+	return out
+}
+
+// interfaces lists every interface the config uses: the agent's, the
+// other VRRP interfaces, the VIPs' devs.
+func (l *loaded) interfaces() []string {
+	out := []string{l.cfg.Interface}
+	for _, v := range l.cfg.VIPs {
+		out = append(out, v.Interface, v.Dev)
+	}
+	out = slices.DeleteFunc(out, func(s string) bool { return s == "" })
+	slices.Sort(out[1:])
+	return slices.Compact(out)
 }
 
 // staticChecks: the static mode runs health checks (keepalived's

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -535,4 +536,69 @@ func TestImportSingleFileUnicastSeeds(t *testing.T) {
 	if !slices.Equal(c.VRRP.KeepalivedPeers, []string{"2001:db8::12", "2001:db8::13"}) {
 		t.Fatalf("keepalived_peers %v, want the unicast peers", c.VRRP.KeepalivedPeers)
 	}
+}
+
+// Issue 22: instances on two interfaces, and a VIP on another interface
+// than its instance's (dev). The static mode runs each router where it
+// ran and holds the VIP on its dev; the dynamic mode runs VRRP on the
+// first interface only, so it leaves the other instance out and says so.
+func TestImportTwoInterfaces(t *testing.T) {
+	files := memFiles{"/two/keepalived.conf": `global_defs {
+  router_id two1
+}
+vrrp_instance VI_1 {
+  interface eth0
+  virtual_router_id 51
+  priority 200
+  advert_int 1
+  virtual_ipaddress {
+    192.0.2.101/32
+    198.51.100.102/24 dev eth1
+  }
+}
+vrrp_instance VI_2 {
+  interface eth1
+  virtual_router_id 51
+  priority 150
+  advert_int 1
+  virtual_ipaddress {
+    198.51.100.101/24
+  }
+}
+`}
+	out, _, err := importKeepalived(files, []string{"/two/keepalived.conf"}, importOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := checkImported(t, out)["two1"]
+	want := []vrrp.RouterSpec{
+		{VRID: 51, VIPs: mustPrefixes("192.0.2.101/32", "198.51.100.102/24"), Priority: 200},
+		{VRID: 51, VIPs: mustPrefixes("198.51.100.101/24"), Priority: 150, Interface: "eth1"},
+	}
+	if fmt.Sprint(l.routers) != fmt.Sprint(want) {
+		t.Errorf("static import: routers %+v, want %+v\n%s", l.routers, want, out[0].data)
+	}
+	if d := l.dev(); len(d) != 1 || d[mustPrefixes("198.51.100.102/32")[0].Addr()] != "eth1" {
+		t.Errorf("static import: dev %v, want 198.51.100.102 on eth1", d)
+	}
+	if got := l.interfaces(); !slices.Equal(got, []string{"eth0", "eth1"}) {
+		t.Errorf("interfaces %v, want [eth0 eth1]", got)
+	}
+
+	out, notes, err := importKeepalived(files, []string{"/two/keepalived.conf"}, importOptions{dynamic: true, join: []string{"192.0.2.12:7946"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l = checkImported(t, out)["two1"]
+	if len(l.routers) != 1 || len(l.routers[0].VIPs) != 2 || !strings.Contains(notesText(notes), "vrrp_instance VI_2 runs on eth1") {
+		t.Errorf("dynamic import: routers %+v, notes:\n%s\nwant VI_1 alone and a note on VI_2", l.routers, notesText(notes))
+	}
+}
+
+func mustPrefixes(s ...string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range s {
+		out = append(out, netip.MustParsePrefix(p))
+	}
+	return out
 }

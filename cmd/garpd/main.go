@@ -3,7 +3,7 @@
 // segment's ARP tables pointing at it.
 //
 // It is thin: it parses flags and the config file (config.go composes the
-// packages' sections), starts the data plane (vrrp.Stack) and, in the
+// packages' sections), starts the data plane (vrrp.Stacks) and, in the
 // dynamic mode, the dynamic mode over it (balancer.Dynamic), handles
 // signals and reloads over those two handles (agent.go), serves the HTTP
 // API (api.go) and prints. The logic lives in the packages.

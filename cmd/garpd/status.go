@@ -78,9 +78,9 @@ master it follows. --metrics prints the agent's Prometheus metrics instead.`,
 				fmt.Fprintln(out)
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "FAMILY\tVRID\tVIPS\tSTATE\tPRIORITY\tMASTER\tSINCE")
+			fmt.Fprintln(tw, "INTERFACE\tFAMILY\tVRID\tVIPS\tSTATE\tPRIORITY\tMASTER\tSINCE")
 			for _, r := range st.Routers {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%s (%d)\t%s\n", r.Family, r.VRID, strings.Join(r.VIPs, ","),
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%s (%d)\t%s\n", r.Interface, r.Family, r.VRID, strings.Join(r.VIPs, ","),
 					r.State, r.Priority, r.Master, r.MasterPriority, r.Since.Format(time.RFC3339))
 			}
 			return tw.Flush()

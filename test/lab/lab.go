@@ -62,7 +62,10 @@ type Node struct {
 	IPv4 netip.Addr
 	IPv6 netip.Addr
 	MAC  net.HardwareAddr
-	lab  *Lab
+	// Second is the node's eth1 on the second segment (Lab.AddSegment);
+	// nil without one.
+	Second *Port
+	lab    *Lab
 	idx  int
 }
 
@@ -201,14 +204,64 @@ func (l *Lab) Node(name string) *Node {
 	return nil
 }
 
-// NodeByMAC returns the node owning mac, or nil.
+// NodeByMAC returns the node owning mac (on either segment), or nil.
 func (l *Lab) NodeByMAC(mac string) *Node {
 	for _, n := range l.Nodes {
-		if strings.EqualFold(n.MAC.String(), mac) {
+		if strings.EqualFold(n.MAC.String(), mac) || (n.Second != nil && strings.EqualFold(n.Second.MAC.String(), mac)) {
 			return n
 		}
 	}
 	return nil
+}
+
+// Port is a node's interface on the second segment.
+type Port struct {
+	Name string // eth1
+	IPv4 netip.Addr
+	IPv6 netip.Addr
+	MAC  net.HardwareAddr
+}
+
+// Second segment addresses: the router's, on br1.
+var (
+	RouterV4Second = netip.MustParseAddr("198.51.100.1")
+	RouterV6Second = netip.MustParseAddr("2001:db8:1::1")
+)
+
+// AddSegment adds a second L2 segment: a bridge br1 in the router
+// namespace (198.51.100.1/24, 2001:db8:1::1/64, learning from gratuitous
+// ARP like br0) and an eth1 on every node, so an agent can run on two
+// interfaces. Neighbours then reads both bridges.
+func (l *Lab) AddSegment() error {
+	r := l.Router
+	steps := [][]string{
+		{"ip", "-n", r, "link", "add", "br1", "type", "bridge", "mcast_snooping", "0", "stp_state", "0", "forward_delay", "0"},
+		{"ip", "-n", r, "link", "set", "br1", "up"},
+		{"ip", "-n", r, "addr", "add", RouterV4Second.String() + "/24", "dev", "br1"},
+		{"ip", "-n", r, "addr", "add", RouterV6Second.String() + "/64", "dev", "br1", "nodad"},
+	}
+	for _, n := range l.Nodes {
+		n.Second = &Port{Name: "eth1",
+			IPv4: netip.AddrFrom4([4]byte{198, 51, 100, byte(10 + n.idx)}),
+			IPv6: netip.MustParseAddr(fmt.Sprintf("2001:db8:1::%x", 0x10+n.idx)),
+			MAC:  net.HardwareAddr{0x02, 0x67, 0x61, 0x72, 0x71, byte(n.idx)},
+		}
+		port := "q" + strconv.Itoa(n.idx)
+		steps = append(steps,
+			[]string{"ip", "-n", r, "link", "add", port, "type", "veth", "peer", "name", "eth1", "netns", n.NS},
+			[]string{"ip", "-n", r, "link", "set", port, "master", "br1"},
+			[]string{"ip", "-n", r, "link", "set", port, "up"},
+			[]string{"ip", "-n", n.NS, "link", "set", "eth1", "address", n.Second.MAC.String()},
+			[]string{"ip", "-n", n.NS, "addr", "add", n.Second.IPv4.String() + "/24", "dev", "eth1"},
+			[]string{"ip", "-n", n.NS, "addr", "add", n.Second.IPv6.String() + "/64", "dev", "eth1", "nodad"},
+			[]string{"ip", "-n", n.NS, "link", "set", "eth1", "up"})
+	}
+	for _, s := range steps {
+		if err := run(s...); err != nil {
+			return err
+		}
+	}
+	return sysctls(r, "net.ipv4.conf.br1.arp_accept=1", "net.ipv6.conf.br1.accept_untracked_na=1")
 }
 
 // Exec runs a short command inside ns and returns its combined output.
@@ -383,7 +436,7 @@ func (l *Lab) routerHandle() (*netlink.Handle, netns.NsHandle, error) {
 	return h, ns, nil
 }
 
-// Neighbours returns the router's neighbour table on the lab bridge: VIP
+// Neighbours returns the router's neighbour table on the lab bridges: VIP
 // address → MAC, only for entries that hold a MAC. This is "where does the
 // router send traffic for this address".
 func (l *Lab) Neighbours() (map[netip.Addr]string, error) {
@@ -393,22 +446,27 @@ func (l *Lab) Neighbours() (map[netip.Addr]string, error) {
 	}
 	defer ns.Close()
 	defer h.Close()
-	br, err := h.LinkByName("br0")
-	if err != nil {
-		return nil, err
-	}
 	out := map[netip.Addr]string{}
-	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		neighs, err := h.NeighList(br.Attrs().Index, fam)
+	for _, name := range []string{"br0", "br1"} {
+		br, err := h.LinkByName(name)
+		if name == "br1" && err != nil {
+			break // no second segment
+		}
 		if err != nil {
 			return nil, err
 		}
-		for _, n := range neighs {
-			if len(n.HardwareAddr) == 0 || n.State&(netlink.NUD_FAILED|netlink.NUD_INCOMPLETE) != 0 {
-				continue
+		for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+			neighs, err := h.NeighList(br.Attrs().Index, fam)
+			if err != nil {
+				return nil, err
 			}
-			if a, ok := netip.AddrFromSlice(n.IP); ok {
-				out[a.Unmap()] = n.HardwareAddr.String()
+			for _, n := range neighs {
+				if len(n.HardwareAddr) == 0 || n.State&(netlink.NUD_FAILED|netlink.NUD_INCOMPLETE) != 0 {
+					continue
+				}
+				if a, ok := netip.AddrFromSlice(n.IP); ok {
+					out[a.Unmap()] = n.HardwareAddr.String()
+				}
 			}
 		}
 	}

@@ -157,17 +157,16 @@ func Convert(n Node, all []Node, o Options) ([]byte, []Note, error) {
 	root.n.HeadComment = fmt.Sprintf("garpd config imported from %s by garpd import keepalived (%s).", n.File, mode)
 	root.set("node", n.Name, "from router_id or the file name")
 
-	// One interface per agent: garpd adds the VIPs and speaks VRRP there.
-	if first.Interface == nil {
-		return nil, nil, fmt.Errorf("%s: vrrp_instance %s has no interface", first.At.Where(), first.Name)
+	// The first instance's interface is the agent's; the static mode runs
+	// the others' routers where they ran, the dynamic mode on the agent's
+	// alone (where the members reach each other).
+	for _, in := range c.Instances {
+		if in.Interface == nil {
+			return nil, nil, fmt.Errorf("%s: vrrp_instance %s has no interface", in.At.Where(), in.Name)
+		}
 	}
 	iface := first.Interface.Text
 	root.set("interface", iface, from(first.Interface.At, "interface"))
-	for _, in := range c.Instances[1:] {
-		if in.Interface == nil || in.Interface.Text != iface {
-			cv.note(in.At, fmt.Sprintf("vrrp_instance %s runs on another interface than %s: one garpd agent serves one interface; import it into a config of its own", in.Name, iface))
-		}
-	}
 	cv.iface = iface
 	vr, err := cv.vrrp()
 	if err != nil {
@@ -488,20 +487,32 @@ func (cv *converter) vips() (*yaml.Node, ymap) {
 	vips := seq()
 	prios := newMap()
 	for _, in := range c.Instances {
+		on := in.Interface.Text
+		if on != iface && cv.dynamic {
+			note(in.At, fmt.Sprintf("vrrp_instance %s runs on %s: the dynamic mode runs VRRP on %s only, so its VIPs are not imported; import it into a config of its own (a second agent) or use the static mode", in.Name, on, iface))
+			continue
+		}
 		for _, v := range in.VIPs {
 			item := newMap()
 			item.n.Style = yaml.FlowStyle
 			item.set("address", v.Prefix.String(), "")
 			item.set("vrid", in.VRID, "")
+			if on != iface {
+				item.set("interface", on, "")
+			}
+			if v.Dev != "" && v.Dev != on {
+				if slices.ContainsFunc(c.Instances, func(in *Instance) bool { return in.UseVMAC != nil }) {
+					note(v.At, fmt.Sprintf("%s dev %s: with use_vmac garpd holds the VIP on its virtual MAC interface on %s", v.Prefix, v.Dev, on))
+				} else {
+					item.set("dev", v.Dev, "")
+				}
+			}
 			if node, prio := cv.preferred(in); node != "" {
 				item.set("prefer", node, "")
 				item.n.HeadComment = fmt.Sprintf("prefer %s: keepalived's master (priority %d)", node, prio)
 			}
 			item.n.LineComment = from(v.At, "vrrp_instance "+in.Name)
 			vips.Content = append(vips.Content, item.n)
-			if v.Dev != "" && v.Dev != iface {
-				note(v.At, fmt.Sprintf("%s dev %s: garpd adds its VIPs on %s", v.Prefix, v.Dev, iface))
-			}
 			prio, at := in.Priority, from(in.PriorityAt, "priority of "+in.Name)
 			if prio == 255 {
 				prio, at = 254, at+"; 255 (address owner) becomes 254: garpd never owns the addresses"

@@ -1,6 +1,7 @@
 package keepalived
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -21,6 +22,8 @@ type Rendering struct {
 	VRRP      vrrp.Config
 	GARP      vrrp.GARPConfig
 	Routers   []vrrp.RouterSpec
+	// Dev maps VIPs held on another interface than their router's to it.
+	Dev map[netip.Addr]string
 	// Auth, when set, is rendered as every instance's auth_hmac block.
 	Auth *vrrp.AuthHMACConfig
 	// Checks become vrrp_scripts (or track_interface lines) tracked by the
@@ -101,8 +104,12 @@ func Render(r Rendering) []byte {
 		if rt.V6() {
 			family = "ipv6"
 		}
-		fmt.Fprintf(&b, "\nvrrp_instance garpd_%s_%d {\n    state BACKUP\n    interface %s\n    virtual_router_id %d\n    priority %d\n    advert_int %s\n",
-			family, rt.VRID, r.Interface, rt.VRID, rt.Priority, secondsText(c.AdvertInterval))
+		iface, name := r.Interface, fmt.Sprintf("garpd_%s_%d", family, rt.VRID)
+		if rt.Interface != "" {
+			iface, name = rt.Interface, name+"_"+rt.Interface
+		}
+		fmt.Fprintf(&b, "\nvrrp_instance %s {\n    state BACKUP\n    interface %s\n    virtual_router_id %d\n    priority %d\n    advert_int %s\n",
+			name, iface, rt.VRID, rt.Priority, secondsText(c.AdvertInterval))
 		if rt.V6() && c.Version == 2 {
 			b.WriteString("    version 3\n")
 		}
@@ -147,7 +154,7 @@ func Render(r Rendering) []byte {
 		}
 		b.WriteString("    virtual_ipaddress {\n")
 		for _, v := range rt.VIPs {
-			fmt.Fprintf(&b, "        %s dev %s\n", v, r.Interface)
+			fmt.Fprintf(&b, "        %s dev %s\n", v, cmp.Or(r.Dev[v.Addr()], iface))
 		}
 		b.WriteString("    }\n")
 		var scripts, links []string
