@@ -66,7 +66,7 @@ type Node struct {
 	// nil without one.
 	Second *Port
 	lab    *Lab
-	idx  int
+	idx    int
 }
 
 // Available reports why the lab cannot run here, or nil.
