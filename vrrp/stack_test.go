@@ -48,27 +48,37 @@ func (k *stackKernel) step(name string) error {
 	return nil
 }
 
-func (k *stackKernel) CheckInterface(string, []RouterSpec) error { return k.step("check") }
-
-func (k *stackKernel) Listen(TransportConfig) (Transport, error) {
-	if err := k.step("transport"); err != nil {
-		return nil, err
+// on names a part of another interface than the test's eth0.
+func on(what, ifname string) string {
+	if ifname == "eth0" || ifname == "on eth0" {
+		return what
 	}
-	return &stackTransport{log: k.log, packets: make(chan []Packet)}, nil
+	return what + " " + ifname
 }
 
-func (k *stackKernel) Addresses(string) (AddressManager, error) {
-	if err := k.step("addresses"); err != nil {
-		return nil, err
-	}
-	return stackAddrs{k.log}, nil
+func (k *stackKernel) CheckInterface(ifname string, _ []RouterSpec) error {
+	return k.step(on("check", ifname))
 }
 
-func (k *stackKernel) Announcer(string, AnnounceMode) (LinkAnnouncer, error) {
-	if err := k.step("announcer"); err != nil {
+func (k *stackKernel) Listen(cfg TransportConfig) (Transport, error) {
+	if err := k.step(on("transport", cfg.Interface)); err != nil {
 		return nil, err
 	}
-	return &stackAnnouncer{log: k.log, name: "announcer"}, nil
+	return &stackTransport{log: k.log, name: on("transport", cfg.Interface), packets: make(chan []Packet)}, nil
+}
+
+func (k *stackKernel) Addresses(ifname string) (AddressManager, error) {
+	if err := k.step(on("addresses", ifname)); err != nil {
+		return nil, err
+	}
+	return stackAddrs{k.log, ifname}, nil
+}
+
+func (k *stackKernel) Announcer(ifname string, _ AnnounceMode) (LinkAnnouncer, error) {
+	if err := k.step(on("announcer", ifname)); err != nil {
+		return nil, err
+	}
+	return &stackAnnouncer{log: k.log, name: on("announcer", ifname)}, nil
 }
 
 func (k *stackKernel) VirtualMACs(string, LinkAnnouncer, zerolog.Logger) (LinkVMACs, error) {
@@ -78,8 +88,8 @@ func (k *stackKernel) VirtualMACs(string, LinkAnnouncer, zerolog.Logger) (LinkVM
 	return &stackVMACs{stackAnnouncer{log: k.log, name: "vmacs"}}, nil
 }
 
-func (k *stackKernel) WatchLink(ctx context.Context, _ string, _ func(error)) (<-chan LinkEvent, error) {
-	if err := k.step("link watch"); err != nil {
+func (k *stackKernel) WatchLink(ctx context.Context, ifname string, _ func(error)) (<-chan LinkEvent, error) {
+	if err := k.step(on("link watch", ifname)); err != nil {
 		return nil, err
 	}
 	out := make(chan LinkEvent)
@@ -97,8 +107,8 @@ func (k *stackKernel) WatchLink(ctx context.Context, _ string, _ func(error)) (<
 	return out, nil
 }
 
-func (k *stackKernel) WatchForeignClaims(ctx context.Context, _ string) (<-chan ForeignClaim, error) {
-	if err := k.step("claim watch"); err != nil {
+func (k *stackKernel) WatchForeignClaims(ctx context.Context, ifname string) (<-chan ForeignClaim, error) {
+	if err := k.step(on("claim watch", ifname)); err != nil {
 		return nil, err
 	}
 	out := make(chan ForeignClaim)
@@ -108,6 +118,7 @@ func (k *stackKernel) WatchForeignClaims(ctx context.Context, _ string) (<-chan 
 
 type stackTransport struct {
 	log     *stackLog
+	name    string
 	packets chan []Packet
 	once    sync.Once
 }
@@ -129,14 +140,23 @@ func (t *stackTransport) Source(v6 bool) netip.Addr {
 func (t *stackTransport) SetPeers([]netip.Addr)    {}
 func (t *stackTransport) Packets() <-chan []Packet { return t.packets }
 func (t *stackTransport) Close() error {
-	t.once.Do(func() { t.log.add("close transport"); close(t.packets) })
+	t.once.Do(func() { t.log.add("close %s", t.name); close(t.packets) })
 	return nil
 }
 
-type stackAddrs struct{ log *stackLog }
+type stackAddrs struct {
+	log    *stackLog
+	ifname string
+}
 
-func (a stackAddrs) AddVIP(p netip.Prefix) error     { a.log.add("add %s", p.Addr()); return nil }
-func (a stackAddrs) DelVIP(p netip.Prefix) error     { a.log.add("del %s", p.Addr()); return nil }
+func (a stackAddrs) AddVIP(p netip.Prefix) error {
+	a.log.add("%s", on("add "+p.Addr().String(), "on "+a.ifname))
+	return nil
+}
+func (a stackAddrs) DelVIP(p netip.Prefix) error {
+	a.log.add("%s", on("del "+p.Addr().String(), "on "+a.ifname))
+	return nil
+}
 func (a stackAddrs) HasVIP(netip.Addr) (bool, error) { return false, nil }
 
 type stackAnnouncer struct {
@@ -286,4 +306,56 @@ func TestStackEndsWhenTheInterfaceIsReplaced(t *testing.T) {
 func (k *stackKernel) kernel() Kernel {
 	return Kernel{CheckInterface: k.CheckInterface, Listen: k.Listen, Addresses: k.Addresses, Announcer: k.Announcer,
 		VirtualMACs: k.VirtualMACs, WatchLink: k.WatchLink, WatchForeignClaims: k.WatchForeignClaims}
+}
+
+// An agent on two interfaces, one VIP held on a third (dev): each
+// interface's Stack opens its own parts, the dev VIP is added on its
+// interface while its router advertises on eth0, a router is handed to
+// the Stack of its interface, and Stop stops both.
+func TestStacksOverInterfaces(t *testing.T) {
+	l := &stackLog{}
+	k := &stackKernel{log: l, link: make(chan LinkEvent)}
+	cfg := stackConfig(false)
+	devVIP := netip.MustParsePrefix("198.51.100.102/24")
+	cfg.Routers = []RouterSpec{
+		{VRID: 10, VIPs: []netip.Prefix{testVIP, devVIP}, Priority: 255},
+		{VRID: 10, VIPs: []netip.Prefix{netip.MustParsePrefix("203.0.113.10/24")}, Priority: 255, Interface: "eth2"},
+	}
+	cfg.Dev = map[netip.Addr]string{devVIP.Addr(): "eth1"}
+	ss, err := StartStacks(cfg, k.kernel())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStep(t, l, "add 198.51.100.102 on eth1")
+	waitStep(t, l, "add 203.0.113.10 on eth2")
+	got := l.all()
+	for _, want := range []string{"open transport", "open transport eth2", "open addresses eth1", "open announcer eth1",
+		"open link watch eth1", "open claim watch eth1", "add 192.0.2.101"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("no %q in %q", want, got)
+		}
+	}
+	if slices.Contains(got, "open transport eth1") || strings.Count(strings.Join(got, "\n"), "open addresses eth1") != 1 {
+		t.Errorf("a dev interface got VRRP sockets, or a Stack another's dev: %q", got)
+	}
+	if st := ss.Status(context.Background()); len(st) != 2 || st[0].Interface != "eth0" || st[1].Interface != "eth2" {
+		t.Errorf("status %+v, want eth0's router, then eth2's", st)
+	}
+	if err := ss.Update(context.Background(), []RouterSpec{{VRID: 11, VIPs: []netip.Prefix{testVIP}, Interface: "eth9"}}); err == nil {
+		t.Error("a router on an interface no Stack runs on was taken without a restart")
+	}
+	if err := ss.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	got = l.all()
+	for _, want := range []string{"del 198.51.100.102 on eth1", "del 203.0.113.10 on eth2", "close announcer eth1", "close transport eth2", "close transport"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("Stop: no %q in %q", want, got)
+		}
+	}
+	select {
+	case <-ss.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("Done not closed after Stop")
+	}
 }
