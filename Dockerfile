@@ -7,6 +7,11 @@
 # (--build-arg BASE=gcr.io/distroless/static-debian12@sha256:...).
 # (An ARG that a FROM uses must come before the first FROM.)
 ARG BASE=gcr.io/distroless/static-debian12
+# The -checks variant adds a shell and curl on Debian 12, for exec checks
+# that run scripts (keepalived's check_apiserver.sh):
+#   docker build --target checks -t garpd:VERSION-checks .
+# The chart selects it with image.flavor=checks.
+ARG CHECKS_BASE=debian:12-slim
 FROM golang:1.26.8-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
@@ -15,6 +20,13 @@ COPY . .
 ARG VERSION=dev
 RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/garpd ./cmd/garpd
 
+FROM ${CHECKS_BASE} AS checks
+RUN apt-get update && apt-get install -y --no-install-recommends curl ca-certificates && rm -rf /var/lib/apt/lists/*
+COPY --from=build /out/garpd /usr/bin/garpd
+ENTRYPOINT ["/usr/bin/garpd"]
+CMD ["agent", "--config", "/etc/garpd/garpd.yaml"]
+
+# The default image: the last stage.
 FROM ${BASE}
 ARG BASE
 ARG VERSION=dev

@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -43,25 +44,29 @@ func (c NotifyConfig) Enabled() bool {
 	return len(c.Exec)+len(c.Master)+len(c.Backup)+len(c.Fault)+len(c.Stop) > 0
 }
 
-func (c NotifyConfig) hooks() []struct {
-	name string
-	argv []string
-} {
-	return []struct {
-		name string
-		argv []string
-	}{{"exec", c.Exec}, {"master", c.Master}, {"backup", c.Backup}, {"fault", c.Fault}, {"stop", c.Stop}}
+// NotifyHook is one set hook: its key and its argv.
+type NotifyHook struct {
+	Name string
+	Argv []string
+}
+
+// Hooks lists the hooks that are set, in the order they run.
+func (c NotifyConfig) Hooks() []NotifyHook {
+	var out []NotifyHook
+	for _, h := range []NotifyHook{{"exec", c.Exec}, {"master", c.Master}, {"backup", c.Backup}, {"fault", c.Fault}, {"stop", c.Stop}} {
+		if len(h.Argv) > 0 {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // Validate checks the section; errors start with the key they are about.
 func (c NotifyConfig) Validate() error {
 	var errs []error
-	for _, h := range c.hooks() {
-		if len(h.argv) == 0 {
-			continue
-		}
-		if !strings.HasPrefix(h.argv[0], "/") {
-			errs = append(errs, fmt.Errorf("%s: %q: give the hook's absolute path (no shell runs it; for a shell line: [/bin/sh, -c, LINE])", h.name, h.argv[0]))
+	for _, h := range c.Hooks() {
+		if !strings.HasPrefix(h.Argv[0], "/") {
+			errs = append(errs, fmt.Errorf("%s: %q: give the hook's absolute path (no shell runs it; for a shell line: [/bin/sh, -c, LINE])", h.Name, h.Argv[0]))
 		}
 	}
 	if c.Timeout < 0 || c.Timeout > time.Hour {
@@ -115,14 +120,13 @@ type Notifier struct {
 // StartNotifier runs the hooks of cfg for the routers of iface until Stop.
 func StartNotifier(cfg NotifyConfig, iface string, m NotifyMetrics, log zerolog.Logger) *Notifier {
 	n := &Notifier{cfg: cfg.withDefaults(), iface: iface, log: log, metrics: m, queue: make(chan vrrp.StateChange, notifyQueue), done: make(chan struct{})}
-	for _, h := range cfg.hooks() {
-		if len(h.argv) == 0 {
-			continue
-		}
+	for _, h := range cfg.Hooks() {
 		// Not refused: the config may be checked on another host, and a
 		// hook installed later runs from then on.
-		if st, err := os.Stat(h.argv[0]); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
-			log.Warn().Str("hook", h.name).Str("path", h.argv[0]).Msg("notify hook is not an executable file: its runs will fail until it is one")
+		if st, err := os.Stat(h.Argv[0]); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
+			log.Warn().Str("hook", h.Name).Str("path", h.Argv[0]).Msg("notify hook is not an executable file: its runs will fail until it is one")
+		} else if err := gossip.Runnable(h.Argv[0]); err != nil {
+			log.Warn().Err(err).Str("hook", h.Name).Msg("notify hook cannot run here: its runs will fail until it can")
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -197,17 +201,15 @@ func (n *Notifier) hooks(ctx context.Context, c vrrp.StateChange) {
 	env := []string{"GARPD_INSTANCE=" + c.Instance(), "GARPD_STATE=" + c.To, "GARPD_PREVIOUS_STATE=" + c.From,
 		"GARPD_PRIORITY=" + strconv.Itoa(c.Priority), "GARPD_VRID=" + strconv.Itoa(int(c.Router.VRID)),
 		"GARPD_FAMILY=" + c.Router.Family(), "GARPD_VIPS=" + strings.Join(c.VIPs, ","),
-		"GARPD_INTERFACE=" + n.iface, "GARPD_FAULT=" + c.Fault}
+		"GARPD_INTERFACE=" + cmp.Or(c.Router.Interface, n.iface), "GARPD_FAULT=" + c.Fault}
 	cfg := n.config()
-	for _, h := range cfg.hooks() {
+	for _, h := range cfg.Hooks() {
 		switch {
-		case len(h.argv) == 0:
-			continue
-		case h.name == "exec":
-			argv := append(append([]string{}, h.argv...), "INSTANCE", c.Instance(), c.To, strconv.Itoa(c.Priority))
-			n.exec(ctx, cfg.Timeout, h.name, argv, env, c)
-		case strings.ToUpper(h.name) == c.To:
-			n.exec(ctx, cfg.Timeout, h.name, h.argv, env, c)
+		case h.Name == "exec":
+			argv := append(append([]string{}, h.Argv...), "INSTANCE", c.Instance(), c.To, strconv.Itoa(c.Priority))
+			n.exec(ctx, cfg.Timeout, h.Name, argv, env, c)
+		case strings.ToUpper(h.Name) == c.To:
+			n.exec(ctx, cfg.Timeout, h.Name, h.Argv, env, c)
 		}
 	}
 }

@@ -206,3 +206,34 @@ func TestExecCheckHungPipeline(t *testing.T) {
 		t.Fatalf("chatty failing check: %d bytes of error, want it capped", len(err.Error()))
 	}
 }
+
+// An exec check whose script cannot run here says why, not "no such
+// file": the interpreter it names is missing (a script in the distroless
+// image), or the program is.
+func TestRunnableSaysWhyAScriptCannotRun(t *testing.T) {
+	dir := t.TempDir()
+	script := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ok := script("ok.sh", "#!/bin/sh\nexit 0\n")
+	env := script("env.sh", "#!/usr/bin/env sh\nexit 0\n")
+	bash := script("bash.sh", "#!/nonexistent/bash\nexit 0\n")
+	for _, c := range []struct{ program, want string }{
+		{ok, ""}, {env, ""},
+		{bash, "runs under /nonexistent/bash, which is not here"},
+		{filepath.Join(dir, "missing.sh"), "not found here"},
+	} {
+		err := Runnable(c.program)
+		if (c.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("Runnable(%s) = %v, want %q", filepath.Base(c.program), err, c.want)
+		}
+	}
+	err := RunCommand(context.Background(), []string{bash}, nil)
+	if err == nil || !strings.Contains(err.Error(), "-checks variant") {
+		t.Errorf("running a script without its interpreter: %v, want the reason and the fix", err)
+	}
+}

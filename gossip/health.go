@@ -7,11 +7,14 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -249,8 +252,49 @@ func RunCommand(ctx context.Context, argv, env []string) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("did not finish in time (killed with its children): %s", out.b)
 	}
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, exec.ErrNotFound) {
+		if why := Runnable(argv[0]); why != nil {
+			return why
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("%w: %s", err, out.b)
+	}
+	return nil
+}
+
+// Runnable says why program (an exec check's or a hook's first word)
+// cannot run here: it is missing, not executable, or a script whose
+// interpreter is missing, which the kernel reports as the script itself
+// missing. In garpd's distroless image only garpd exists: scripts need the
+// image's "-checks" variant (sh and curl) and a mount.
+func Runnable(program string) error {
+	const hint = "; in a container, mount it and run the image's -checks variant (it has sh and curl), or use an http or tcp check"
+	path, err := exec.LookPath(program)
+	if err != nil {
+		return fmt.Errorf("exec: %s: not found here%s", program, hint)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("exec: %w", err)
+	}
+	defer f.Close()
+	head := make([]byte, 256)
+	n, _ := io.ReadFull(f, head)
+	line, _, _ := strings.Cut(string(head[:n]), "\n")
+	interp, ok := strings.CutPrefix(line, "#!")
+	if !ok {
+		return nil
+	}
+	words := strings.Fields(interp)
+	if len(words) == 0 {
+		return fmt.Errorf("exec: %s: an empty #! line", path)
+	}
+	if filepath.Base(words[0]) == "env" && len(words) > 1 {
+		words = words[1:] // #!/usr/bin/env bash: bash on the PATH
+	}
+	if _, err := exec.LookPath(words[0]); err != nil {
+		return fmt.Errorf("exec: %s runs under %s, which is not here%s", path, words[0], hint)
 	}
 	return nil
 }

@@ -18,7 +18,11 @@ type StateChange struct {
 // Instance is the instance name hooks see, as keepalived passes an
 // instance's name: garpd_ipv4_51.
 func (c StateChange) Instance() string {
-	return "garpd_" + routerKey{v6: c.Router.V6, vrid: c.Router.VRID}.family() + "_" + strconv.Itoa(int(c.Router.VRID))
+	name := "garpd_" + routerKey{v6: c.Router.V6, vrid: c.Router.VRID}.family() + "_" + strconv.Itoa(int(c.Router.VRID))
+	if c.Router.Interface != "" {
+		name += "_" + c.Router.Interface // as render names a second interface's instances
+	}
+	return name
 }
 
 // Family is "ipv4" or "ipv6".

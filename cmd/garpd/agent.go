@@ -459,6 +459,24 @@ func checkConfig(w io.Writer, path string, host bool) error {
 				return &configError{fmt.Errorf("config %s: interface: %q is not on this host (%v): name one of ip link's, or check elsewhere with --check --offline", path, name, err)}
 			}
 		}
+		// What exec checks and hooks run must run here: a script in a
+		// distroless image fails at every interval.
+		var errs []error
+		for i, hc := range l.cfg.Health.Checks {
+			if len(hc.Exec) > 0 {
+				if err := gossip.Runnable(hc.Exec[0]); err != nil {
+					errs = append(errs, fmt.Errorf("health.checks[%d] (%s): %w", i, hc.Name, err))
+				}
+			}
+		}
+		for _, h := range l.cfg.Notify.Hooks() {
+			if err := gossip.Runnable(h.Argv[0]); err != nil {
+				errs = append(errs, fmt.Errorf("notify.%s: %w", h.Name, err))
+			}
+		}
+		if len(errs) > 0 {
+			return &configError{fmt.Errorf("config %s: %w", path, errors.Join(errs...))}
+		}
 	}
 	fmt.Fprintf(w, "%s: valid. node %s, interface %s, VRRPv%d every %s\n", path, l.cfg.Node, l.cfg.Interface,
 		l.cfg.VRRP.Version, l.cfg.VRRP.AdvertInterval)
@@ -486,7 +504,7 @@ func checkConfig(w io.Writer, path string, host bool) error {
 		fmt.Fprintf(w, "  note: %s\n", note)
 	}
 	if !host {
-		fmt.Fprintln(w, "  not checked (--offline): that the interface exists on the host, the gossip key file and gossip.state_dir")
+		fmt.Fprintln(w, "  not checked (--offline): that the interfaces exist on the host, the gossip key file, gossip.state_dir, the checks' CA files, and that exec checks and hooks can run")
 	} else if dir := l.cfg.Gossip.StateDir; l.dynamic() && dir != "" {
 		if err := gossip.CheckKnown(dir); err != nil {
 			fmt.Fprintf(w, "  note: gossip.state_dir: %v\n", err)

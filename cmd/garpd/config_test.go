@@ -488,6 +488,33 @@ func TestCheckConfigHostFacts(t *testing.T) {
 	if err := checkConfig(&out, keyed, true); err == nil || !strings.Contains(err.Error(), "make one with") {
 		t.Fatalf("on the host without the key: %v", err)
 	}
+	// An exec check whose script's interpreter is missing (a script in the
+	// distroless image) and a CA file that is not here: --check on the
+	// host names both and the fix; --offline does not look.
+	dir := t.TempDir()
+	script := filepath.Join(dir, "check.sh")
+	if err := os.WriteFile(script, []byte("#!/nonexistent/bash\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	execCfg := filepath.Join(dir, "garpd.yaml")
+	if err := os.WriteFile(execCfg, []byte("interface: lo\nvips: [192.0.2.101]\npriorities: {192.0.2.101: 100}\n"+
+		"health: {checks: [{name: api, exec: ["+script+"]}, {name: ca, http: \"https://127.0.0.1:6443/\", ca_file: /nonexistent/ca.crt}]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := checkConfig(&out, execCfg, false); err != nil {
+		t.Fatalf("--offline with the script and CA elsewhere: %v", err)
+	}
+	if err := checkConfig(&out, execCfg, true); err == nil || !strings.Contains(err.Error(), "ca_file") {
+		t.Fatalf("on the host without the CA file: %v", err)
+	}
+	if err := os.WriteFile(execCfg, []byte("interface: lo\nvips: [192.0.2.101]\npriorities: {192.0.2.101: 100}\n"+
+		"health: {checks: [{name: api, exec: ["+script+"]}]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkConfig(&out, execCfg, true); err == nil || !strings.Contains(err.Error(), "health.checks[0] (api)") || !strings.Contains(err.Error(), "-checks variant") {
+		t.Fatalf("on the host, a script whose interpreter is missing: %v", err)
+	}
 	// A truncated known-members file is reported, and left as it is.
 	state := t.TempDir()
 	known := filepath.Join(state, "known-members.json")

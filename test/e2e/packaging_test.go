@@ -159,6 +159,21 @@ func TestHelmChart(t *testing.T) {
 	if err := os.WriteFile(ipv6Only, []byte("vips: [2001:db8::101, 2001:db8::102, 2001:db8::103]\nhttp: {listen: \"[::1]:9496\"}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	execChecks := filepath.Join(l.Dir, "exec-checks-values.yaml")
+	if err := os.WriteFile(execChecks, []byte(`image: {flavor: checks}
+healthChecks:
+  scripts:
+    check_apiserver.sh: |
+      #!/bin/sh
+      curl -sfk --max-time 2 https://127.0.0.1:6443/healthz -o /dev/null
+  checks:
+    - {name: apiserver, exec: [/etc/garpd-checks/check_apiserver.sh]}
+    - {name: apiserver-ca, http: "https://127.0.0.1:6443/readyz", ca_file: /etc/kubernetes/pki/ca.crt}
+extraVolumes: [{name: pki, hostPath: {path: /etc/kubernetes/pki, type: Directory}}]
+extraVolumeMounts: [{name: pki, mountPath: /etc/kubernetes/pki, readOnly: true}]
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	kubeApply(t, l, k, "crds", strings.Join([]string{
 		standInCRD("security.openshift.io", "SecurityContextConstraints", "securitycontextconstraints", true),
 		standInCRD("monitoring.coreos.com", "ServiceMonitor", "servicemonitors", false),
@@ -177,6 +192,7 @@ func TestHelmChart(t *testing.T) {
 			"--set", "prometheusRule.enabled=true", "--set", "http.listen=0.0.0.0:9496"),
 		"plain manifest":  renderManifest(t, bins),
 		"IPv6-only nodes": helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "-f", ipv6Only),
+		"exec checks": helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "-f", execChecks),
 		"per-check timings": helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "--set", "healthChecks.presets[0].name=kubelet",
 			"--set", "healthChecks.presets[0].interval=3s", "--set", "healthChecks.presets[0].fall=10", "--set", "healthChecks.presets[1]=ingress"),
 	}
@@ -218,6 +234,20 @@ func TestHelmChart(t *testing.T) {
 	// node's IPv6 address itself, and the probe reaches [::1].
 	if r := renders["IPv6-only nodes"]; !strings.Contains(r, "host: \"::1\"\n              port: 9496") || strings.Contains(agentConfig(t, r), "advertise") {
 		t.Errorf("IPv6-only nodes: want the probe on ::1 port 9496 and no per-node gossip address in:\n%s", r)
+	}
+	// Exec checks: the image with a shell, the scripts mounted executable,
+	// the CA's host directory mounted; scripts without that image are
+	// refused when the chart renders.
+	if r := renders["exec checks"]; !strings.Contains(r, `garpd:0.1.0-checks"`) || !strings.Contains(r, "check_apiserver.sh: |") ||
+		!strings.Contains(r, "{name: checks, mountPath: /etc/garpd-checks, readOnly: true}") || !strings.Contains(r, "defaultMode: 0555") ||
+		!strings.Contains(r, "mountPath: /etc/kubernetes/pki") {
+		t.Errorf("exec checks: want the -checks image, the scripts mounted at /etc/garpd-checks (0555) and the pki mount in:\n%s", r)
+	}
+	cmd := exec.Command(bins.Helm, "template", "garpd", chartDir(), "--set", "healthChecks.scripts.a=x")
+	home := t.TempDir()
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+home, "HELM_CONFIG_HOME="+home, "HELM_DATA_HOME="+home)
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "set image.flavor=checks") {
+		t.Errorf("scripts with the default image: %v, want a refusal that names image.flavor=checks:\n%s", err, out)
 	}
 	if !strings.Contains(renders["openshift"], "kind: SecurityContextConstraints") || strings.Contains(renders["defaults"], "SecurityContextConstraints") {
 		t.Error("openshift: true does not switch the SCC on, or the defaults render one")
