@@ -98,7 +98,7 @@ func StartDynamic(cfg DynamicConfig, plane Plane, log zerolog.Logger, m DynamicM
 		meta.VRRP6 = a.String()
 	}
 	gcfg := cfg.Gossip
-	if gcfg.Advertise, err = advertised(gcfg.Advertise, ifi, plane, cfg.Groups); err != nil {
+	if gcfg.Advertise, err = advertised(gcfg.Advertise, ifi, cfg.Groups); err != nil {
 		return nil, err
 	}
 	if host, port, _ := gossip.SplitHostPort(gcfg.Bind); host == "" {
@@ -282,19 +282,24 @@ func (d *Dynamic) SetHealth(cfg gossip.HealthConfig) error {
 }
 
 // advertised is the address gossip advertises: adv when it is an
-// address; else the interface's address of the family adv names ("ipv4",
-// "ipv6"), or with adv empty its IPv4 address and, on IPv6-only nodes,
-// its global IPv6 one, so members reach each other on the VIPs' segment
-// with no per-node setting.
-func advertised(adv string, ifi *net.Interface, plane Plane, groups []Group) (string, error) {
-	if adv != "" && adv != gossip.AdvertiseIPv4 && adv != gossip.AdvertiseIPv6 {
+// address; else an address of the VIPs' interface, or of the interface adv
+// names: of the family adv names ("ipv4", "ipv6"), or its IPv4 address and
+// on IPv6-only nodes its global IPv6 one, so members reach each other with
+// no per-node setting. VIPs are never advertised.
+func advertised(adv string, ifi *net.Interface, groups []Group) (string, error) {
+	if _, _, err := gossip.SplitHostPort(adv); err == nil && adv != "" {
 		return adv, nil
 	}
-	if a := plane.Source(false); a.IsValid() && adv != gossip.AdvertiseIPv6 {
-		return a.String(), nil
+	if _, err := netip.ParseAddr(adv); err == nil {
+		return adv, nil
 	}
-	if adv == gossip.AdvertiseIPv4 {
-		return "", fmt.Errorf("gossip.advertise: ipv4: %s has no IPv4 address; add one, or set gossip.advertise to ipv6 or an address", ifi.Name)
+	family := adv
+	if adv != "" && adv != gossip.AdvertiseIPv4 && adv != gossip.AdvertiseIPv6 {
+		other, err := net.InterfaceByName(adv)
+		if err != nil {
+			return "", fmt.Errorf("gossip.advertise: %q is not an address, ipv4, ipv6 or an interface here: %w", adv, err)
+		}
+		ifi, family = other, ""
 	}
 	addrs, err := ifi.Addrs()
 	if err != nil {
@@ -306,13 +311,26 @@ func advertised(adv string, ifi *net.Interface, plane Plane, groups []Group) (st
 			vips[v.Addr()] = true
 		}
 	}
+	var v4, v6 netip.Addr
 	for _, a := range addrs {
 		p, err := netip.ParsePrefix(a.String())
-		if err == nil && p.Addr().Is6() && p.Addr().IsGlobalUnicast() && !vips[p.Addr()] {
-			return p.Addr().String(), nil
+		switch ip := p.Addr(); {
+		case err != nil || vips[ip]:
+		case ip.Is4() && !v4.IsValid():
+			v4 = ip
+		case ip.Is6() && ip.IsGlobalUnicast() && !v6.IsValid():
+			v6 = ip
 		}
 	}
-	return "", fmt.Errorf("gossip.advertise: %s has no IPv4 address and no global IPv6 address to advertise; add one, or set gossip.advertise", ifi.Name)
+	switch {
+	case v4.IsValid() && family != gossip.AdvertiseIPv6:
+		return v4.String(), nil
+	case v6.IsValid() && family != gossip.AdvertiseIPv4:
+		return v6.String(), nil
+	case family == "":
+		return "", fmt.Errorf("gossip.advertise: %s has no IPv4 address and no global IPv6 address to advertise; add one, or set gossip.advertise", ifi.Name)
+	}
+	return "", fmt.Errorf("gossip.advertise: %s: %s has no such address; add one, or set gossip.advertise to the other family, an interface or an address", family, ifi.Name)
 }
 
 // groupRouters are the groups as routers, for the checks scoped to VIPs.

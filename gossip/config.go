@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,9 +35,10 @@ type Config struct {
 	// networks reaches it.
 	Bind string `yaml:"bind" json:"bind"`
 	// Advertise is the address the other members reach this node on: an
-	// IP or IP:PORT, or AdvertiseIPv4 / AdvertiseIPv6 for the interface's
-	// address of that family. Empty: the interface's IPv4 address, or its
-	// global IPv6 address on an IPv6-only node.
+	// IP or IP:PORT; AdvertiseIPv4 / AdvertiseIPv6 for the interface's
+	// address of that family; or another interface's name, for its
+	// address. Empty: the interface's IPv4 address, or its global IPv6
+	// address on an IPv6-only node.
 	Advertise     string   `yaml:"advertise" json:"advertise"`
 	Join          []string `yaml:"join" json:"join"`
 	SecretKeyFile string   `yaml:"secret_key_file" json:"secret_key_file"`
@@ -63,6 +65,9 @@ type Config struct {
 	StateDir string `yaml:"state_dir" json:"state_dir,omitempty"`
 }
 
+// interfaceName is what a Linux interface may be called (IFNAMSIZ).
+var interfaceName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.@-]{0,14}$`)
+
 // The family keywords gossip.advertise takes besides an address.
 const (
 	AdvertiseIPv4 = "ipv4"
@@ -80,10 +85,10 @@ func (c Config) Validate() error {
 	if _, _, err := SplitHostPort(c.Bind); err != nil {
 		errs = append(errs, fmt.Errorf("bind: %w", err))
 	}
-	if c.Advertise != "" && c.Advertise != AdvertiseIPv4 && c.Advertise != AdvertiseIPv6 {
+	if c.Advertise != "" && c.Advertise != AdvertiseIPv4 && c.Advertise != AdvertiseIPv6 && !interfaceName.MatchString(c.Advertise) {
 		if _, err := netip.ParseAddr(c.Advertise); err != nil {
 			if _, _, err := SplitHostPort(c.Advertise); err != nil {
-				errs = append(errs, fmt.Errorf("advertise: %q: want an IP address, IP:PORT, ipv4 or ipv6", c.Advertise))
+				errs = append(errs, fmt.Errorf("advertise: %q: want an IP address, IP:PORT, ipv4, ipv6 or an interface name", c.Advertise))
 			}
 		}
 	}
