@@ -24,9 +24,29 @@ type Metrics struct {
 	WaveDuration  prometheus.Histogram
 	// NetlinkResyncs counts lost netlink subscriptions of the link watch.
 	NetlinkResyncs prometheus.Counter
+
+	// base holds the vectors with their interface label free; the fields
+	// above have it set (On).
+	base *Metrics
 }
 
-// NewMetrics creates the collectors and registers them on reg (if not nil).
+// On is m with the per-router and per-socket collectors labelled with
+// the interface ifname, so an agent's Stacks on several interfaces (each
+// with its own VRIDs) keep their series apart.
+func (m *Metrics) On(ifname string) *Metrics {
+	b := m.base
+	c := *b
+	c.base = b
+	l := prometheus.Labels{"interface": ifname}
+	c.State = b.State.MustCurryWith(l)
+	for _, v := range []**prometheus.CounterVec{&c.Transitions, &c.AdvertsSent, &c.AdvertsRecv, &c.Dropped, &c.Collisions, &c.ReadErrors} {
+		*v = (*v).MustCurryWith(l)
+	}
+	return &c
+}
+
+// NewMetrics creates the collectors and registers them on reg (if not nil),
+// labelled with no interface until On.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
@@ -40,15 +60,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		RateLimit: gauge("garpd_announce_rate_limit", "The cap on announcement packets per second per interface (garp.max_rate); 0: none."),
 		State: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "garpd_vrrp_state",
-			Help: "VRRP state per virtual router: 0 initialize, 1 backup, 2 master, 3 fault (a failing check that tracks it)."}, []string{"family", "vrid", "vips"}),
-		Transitions: counter("garpd_vrrp_transitions_total", "VRRP state transitions per virtual router, by new state.", "family", "vrid", "to"),
-		AdvertsSent: counter("garpd_vrrp_adverts_sent_total", "VRRP adverts sent per virtual router.", "family", "vrid"),
-		AdvertsRecv: counter("garpd_vrrp_adverts_received_total", "Valid VRRP adverts received per virtual router.", "family", "vrid"),
-		Dropped:     counter("garpd_vrrp_packets_dropped_total", "Received VRRP packets dropped, by reason.", "family", "reason"),
+			Help: "VRRP state per virtual router: 0 initialize, 1 backup, 2 master, 3 fault (a failing check that tracks it)."}, []string{"interface", "family", "vrid", "vips"}),
+		Transitions: counter("garpd_vrrp_transitions_total", "VRRP state transitions per virtual router, by new state.", "interface", "family", "vrid", "to"),
+		AdvertsSent: counter("garpd_vrrp_adverts_sent_total", "VRRP adverts sent per virtual router.", "interface", "family", "vrid"),
+		AdvertsRecv: counter("garpd_vrrp_adverts_received_total", "Valid VRRP adverts received per virtual router.", "interface", "family", "vrid"),
+		Dropped:     counter("garpd_vrrp_packets_dropped_total", "Received VRRP packets dropped, by reason.", "interface", "family", "reason"),
 		Collisions: counter("garpd_vrrp_vrid_collisions_total",
-			"Adverts for one of our VRIDs with a different VIP list (another cluster using the same VRID); the sources are logged, once each.", "family", "vrid"),
+			"Adverts for one of our VRIDs with a different VIP list (another cluster using the same VRID); the sources are logged, once each.", "interface", "family", "vrid"),
 		ReadErrors: counter("garpd_vrrp_read_errors_total",
-			"Failed reads of a VRRP socket; the reader backs off, up to a second, while they last.", "family"),
+			"Failed reads of a VRRP socket; the reader backs off, up to a second, while they last.", "interface", "family"),
 		Announcements: counter("garpd_announcements_sent_total",
 			"Gratuitous ARP (kind garp) and unsolicited neighbour advertisements (kind na) sent, per VIP.", "vip", "kind"),
 		AnnounceWait: histogram("garpd_announce_queue_wait_seconds", "How long announcements waited for the per-interface rate cap (the queue lag).",
@@ -63,5 +83,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.State, m.Transitions, m.AdvertsSent, m.AdvertsRecv, m.Dropped, m.Collisions, m.ReadErrors,
 			m.Announcements, m.AnnounceWait, m.AnnounceQueue, m.WaveDuration, m.RateLimit, m.NetlinkResyncs)
 	}
-	return m
+	m.base = m
+	return m.On("")
 }

@@ -133,6 +133,7 @@ func StartStack(cfg StackConfig, k Kernel) (*Stack, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
+	cfg.Metrics = cfg.Metrics.On(cfg.Interface)
 	var has4, has6 bool
 	for _, r := range cfg.Routers {
 		has4, has6 = has4 || !r.V6(), has6 || r.V6()

@@ -84,6 +84,14 @@ log: {level: debug}
 	if err != nil || !regexp.MustCompile(`eth1\s+ipv4\s+10\s+198\.51\.100\.101/24\s+backup`).MatchString(out) {
 		t.Errorf("n1's status does not show B's router on eth1 as backup: %v\n%s", err, out)
 	}
+	// Metrics keep VRID 10 of each segment apart.
+	out, err = lab.Exec(n1.NS, garpdBin, "status", "--metrics")
+	for _, want := range []string{`garpd_vrrp_state{family="ipv4",interface="eth0",vips="192.0.2.101",vrid="10"} 2`,
+		`garpd_vrrp_state{family="ipv4",interface="eth1",vips="198.51.100.101",vrid="10"} 1`} {
+		if err != nil || !strings.Contains(out, want) {
+			t.Errorf("n1's metrics lack %s: %v", want, err)
+		}
+	}
 	out, err = lab.Exec(n1.NS, garpdBin, "announce", "-c", n1.GarpdConfigPath(), "--count", "1", "--interval", "10ms")
 	if err != nil || !strings.Contains(out, c.String()+": gratuitous ARP 1/1 sent on eth1") {
 		t.Errorf("garpd announce does not announce %s on eth1: %v\n%s", c, err, out)
