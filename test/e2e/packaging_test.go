@@ -192,7 +192,7 @@ extraVolumeMounts: [{name: pki, mountPath: /etc/kubernetes/pki, readOnly: true}]
 			"--set", "prometheusRule.enabled=true", "--set", "http.listen=0.0.0.0:9496"),
 		"plain manifest":  renderManifest(t, bins),
 		"IPv6-only nodes": helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "-f", ipv6Only),
-		"exec checks": helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "-f", execChecks),
+		"exec checks":     helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "-f", execChecks),
 		"per-check timings": helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "--set", "healthChecks.presets[0].name=kubelet",
 			"--set", "healthChecks.presets[0].interval=3s", "--set", "healthChecks.presets[0].fall=10", "--set", "healthChecks.presets[1]=ingress"),
 	}
