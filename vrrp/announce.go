@@ -96,7 +96,9 @@ func (e *Engine) setGARP(garp GARPConfig, refresh RefreshScheduler) {
 func (e *Engine) startBurst(now time.Time, r *router) {
 	r.burstLeft = e.garp.Count
 	r.lastReassert = now // the burst does what a re-announcement would
-	e.announce(r, true)
+	for _, p := range r.spec.VIPs {
+		e.deps.Announcer.Takeover(p.Addr())
+	}
 	r.burstLeft--
 	r.nextBurst = now.Add(e.garp.Interval)
 	if e.deps.Refresh != nil {

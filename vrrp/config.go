@@ -229,16 +229,27 @@ type GARPConfig struct {
 	// at its own phase; Schedule (cron) replaces it when set.
 	Refresh  time.Duration `yaml:"refresh" json:"refresh"`
 	Schedule string        `yaml:"schedule" json:"schedule"`
-	MaxRate  int           `yaml:"max_rate" json:"max_rate"`
-	Mode     string        `yaml:"mode" json:"mode"`
+	// MaxRate caps every announcement but the first of each VIP taken
+	// over: the rest of the bursts, the answers and the refreshes.
+	MaxRate int `yaml:"max_rate" json:"max_rate"`
+	// TakeoverRate caps the first announcement of each VIP taken over,
+	// which goes out ahead of everything else: packets in any one second.
+	TakeoverRate int    `yaml:"takeover_rate" json:"takeover_rate"`
+	Mode         string `yaml:"mode" json:"mode"`
 }
 
 // DefaultGARPConfig is the garp section when the file says nothing. The
 // takeover burst is three announcements spaced past the Linux 1 s ARP lock
 // time, so each one can update a neighbour entry; stale router entries are
-// repaired within a minute; 200 packets/s per interface at most.
+// repaired within a minute; 200 packets/s per interface at most. The
+// first announcements of a takeover may take 1000 packets in a second:
+// switches' and routers' ARP policers commonly pass about 1000 a second
+// with a burst of as many (and at least 1 Mb/s, some 2000 ARP packets),
+// so a node that takes over its 255 IPv4 VIPs (510 packets, request and
+// reply) and 255 IPv6 ones (255 NAs) is heard at once, a few milliseconds
+// of a gigabit link.
 func DefaultGARPConfig() GARPConfig {
-	return GARPConfig{Count: 3, Interval: 1100 * time.Millisecond, Refresh: 60 * time.Second, MaxRate: 200, Mode: "both"}
+	return GARPConfig{Count: 3, Interval: 1100 * time.Millisecond, Refresh: 60 * time.Second, MaxRate: 200, TakeoverRate: 1000, Mode: "both"}
 }
 
 // Validate checks g, the refresh schedule included.
@@ -246,6 +257,9 @@ func (g GARPConfig) Validate() error {
 	var errs []error
 	if g.MaxRate < 1 || g.MaxRate > 100000 {
 		errs = append(errs, fmt.Errorf("max_rate: %d: use 1..100000 packets per second", g.MaxRate))
+	}
+	if g.TakeoverRate < 1 || g.TakeoverRate > 100000 {
+		errs = append(errs, fmt.Errorf("takeover_rate: %d: use 1..100000 packets per second (the first announcement of each VIP taken over; the default, 1000, passes common switch ARP policers)", g.TakeoverRate))
 	}
 	if _, err := ParseAnnounceMode(g.Mode); err != nil {
 		errs = append(errs, fmt.Errorf("mode: %w", err))

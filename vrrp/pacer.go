@@ -20,7 +20,12 @@ type Sender interface {
 // Announcer is how the engine asks for announcements. Queuing, not
 // sending: the engine's loop never waits on the network or the rate cap.
 type Announcer interface {
-	// Announce queues one announcement; urgent ones (a takeover) go first.
+	// Takeover queues the first announcement of a VIP this node just took
+	// over: ahead of everything else, within the takeover rate of its own,
+	// so the router follows within moments of VRRP's decision.
+	Takeover(a netip.Addr)
+	// Announce queues one announcement; urgent ones (the rest of a
+	// takeover burst) go before defence answers and refreshes.
 	Announce(a netip.Addr, urgent bool)
 	// Defend queues an answer to another speaker (a MAC's announcement of
 	// a VIP, a lower-priority master's advert): after the takeovers,
@@ -35,10 +40,11 @@ type Announcer interface {
 }
 
 type pending struct {
-	addr   netip.Addr
-	queued time.Time
-	wave   *wave
-	answer bool // from the defend queue: counts against the answers' budget
+	addr     netip.Addr
+	queued   time.Time
+	wave     *wave
+	answer   bool // from the defend queue: counts against the answers' budget
+	takeover bool // from the takeover queue: counts against the takeover rate
 }
 
 type wave struct {
@@ -46,32 +52,41 @@ type wave struct {
 	left  int
 }
 
-// Pacer is the Announcer of one interface: it sends queued announcements
-// no faster than MaxRate packets per second, takeover announcements first,
-// and drops nothing: excess waits, and the wait is a metric.
+// Pacer is the Announcer of one interface: it sends the first
+// announcement of each VIP taken over within the takeover rate, and every
+// other announcement (the rest of the bursts first) within MaxRate packets
+// per second; it drops nothing: excess waits, and the wait is a metric.
 type Pacer struct {
-	sender  Sender
-	rate    int // packets per second; 0: unlimited
-	clock   Clock
-	metrics *Metrics
-	log     zerolog.Logger
+	sender       Sender
+	rate         int // packets per second; 0: unlimited
+	takeoverRate int // the takeover queue's; 0: unlimited
+	clock        Clock
+	metrics      *Metrics
+	log          zerolog.Logger
 
-	mu     sync.Mutex
-	urgent []pending
-	defend []pending
-	normal []pending
-	queued map[netip.Addr]bool // in normal, to queue each VIP once
-	// pressing: in urgent; defending: in defend. One pending announcement
-	// of a VIP serves every request of its kind until it goes out, so each
-	// queue holds at most one per VIP, however many foreign claims come.
-	pressing, defending map[netip.Addr]bool
-	wake                chan struct{}
-	// recent holds the sends of the last second: the cap is "at most rate
-	// packets in any one-second window", enforced exactly.
-	recent []sentPackets
-	inWin  int
-	// answersInWin are the packets of recent that were answers.
-	answersInWin int
+	mu       sync.Mutex
+	takeover []pending
+	urgent   []pending
+	defend   []pending
+	normal   []pending
+	queued   map[netip.Addr]bool // in normal, to queue each VIP once
+	// taking: in takeover; pressing: in urgent; defending: in defend. One
+	// pending announcement of a VIP serves every request of its kind until
+	// it goes out, so each queue holds at most one per VIP, however many
+	// foreign claims come.
+	taking, pressing, defending map[netip.Addr]bool
+	wake                        chan struct{}
+	// win holds the sends of the last second against rate, takeoverWin
+	// those against takeoverRate: each cap is "at most so many packets in
+	// any one-second window", enforced exactly.
+	win, takeoverWin window
+}
+
+// window is the packets sent in the last second.
+type window struct {
+	sent    []sentPackets
+	n       int // packets in sent
+	answers int // of them, answers
 }
 
 type sentPackets struct {
@@ -80,12 +95,60 @@ type sentPackets struct {
 	answer bool
 }
 
+// expire drops the sends a second old or older.
+func (w *window) expire(now time.Time) {
+	for len(w.sent) > 0 && !now.Before(w.sent[0].at.Add(time.Second)) {
+		w.n -= w.sent[0].n
+		if w.sent[0].answer {
+			w.answers -= w.sent[0].n
+		}
+		w.sent = w.sent[1:]
+	}
+}
+
+func (w *window) add(at time.Time, n int, answer bool) {
+	w.sent = append(w.sent, sentPackets{at: at, n: n, answer: answer})
+	w.n += n
+	if answer {
+		w.answers += n
+	}
+}
+
+// wait says how long until one more announcement (up to 2 packets) fits
+// under limit packets a second (0: now, or no limit); answers counts the
+// answers alone against it. Call expire first.
+func (w *window) wait(now time.Time, limit int, answers bool) time.Duration {
+	if limit <= 0 {
+		return 0
+	}
+	const maxPackets = 2 // an IPv4 announcement in mode both
+	need, used := min(maxPackets, limit), w.n
+	if answers {
+		used = w.answers
+	}
+	if used+need <= limit {
+		return 0
+	}
+	// Wait for enough of the oldest sends to leave the window.
+	free := limit - used
+	for _, s := range w.sent {
+		if answers && !s.answer {
+			continue
+		}
+		free += s.n
+		if free >= need {
+			return s.at.Add(time.Second).Sub(now)
+		}
+	}
+	return time.Second
+}
+
 // answerBudget is how many packets a second answers may take: half the
 // rate cap, so refreshes go on through a flood of foreign claims.
 func (p *Pacer) answerBudget() int { return max(2, p.rate/2) }
 
 // NewPacer creates a pacer; Run sends.
-func NewPacer(sender Sender, maxRate int, clock Clock, metrics *Metrics, log zerolog.Logger) *Pacer {
+func NewPacer(sender Sender, maxRate, takeoverRate int, clock Clock, metrics *Metrics, log zerolog.Logger) *Pacer {
 	if clock == nil {
 		clock = SystemClock{}
 	}
@@ -93,8 +156,8 @@ func NewPacer(sender Sender, maxRate int, clock Clock, metrics *Metrics, log zer
 		metrics = NewMetrics(nil)
 	}
 	metrics.RateLimit.Set(float64(maxRate))
-	return &Pacer{sender: sender, rate: maxRate, clock: clock, metrics: metrics, log: log,
-		queued: map[netip.Addr]bool{}, pressing: map[netip.Addr]bool{}, defending: map[netip.Addr]bool{}, wake: make(chan struct{}, 1)}
+	return &Pacer{sender: sender, rate: maxRate, takeoverRate: takeoverRate, clock: clock, metrics: metrics, log: log,
+		queued: map[netip.Addr]bool{}, taking: map[netip.Addr]bool{}, pressing: map[netip.Addr]bool{}, defending: map[netip.Addr]bool{}, wake: make(chan struct{}, 1)}
 }
 
 func (p *Pacer) poke() {
@@ -105,7 +168,19 @@ func (p *Pacer) poke() {
 }
 
 func (p *Pacer) queueLen() {
-	p.metrics.AnnounceQueue.Set(float64(len(p.urgent) + len(p.defend) + len(p.normal)))
+	p.metrics.AnnounceQueue.Set(float64(len(p.takeover) + len(p.urgent) + len(p.defend) + len(p.normal)))
+}
+
+// Takeover implements Announcer.
+func (p *Pacer) Takeover(a netip.Addr) {
+	p.mu.Lock()
+	if !p.taking[a] {
+		p.taking[a] = true
+		p.takeover = append(p.takeover, pending{addr: a, queued: p.clock.Now(), takeover: true})
+	}
+	p.queueLen()
+	p.mu.Unlock()
+	p.poke()
 }
 
 // Announce implements Announcer.
@@ -150,10 +225,12 @@ func (p *Pacer) Withdraw(a netip.Addr) {
 			return true
 		})
 	}
+	p.takeover = drop(p.takeover)
 	p.urgent = drop(p.urgent)
 	p.defend = drop(p.defend)
 	p.normal = drop(p.normal)
 	delete(p.queued, a)
+	delete(p.taking, a)
 	delete(p.pressing, a)
 	delete(p.defending, a)
 	p.queueLen()
@@ -193,19 +270,31 @@ func (p *Pacer) waveStep(w *wave) {
 	}
 }
 
-// pop takes the next announcement if the rate allows one now; otherwise it
-// says how long to wait (0: the queue is empty).
+// pop takes the next announcement if its rate allows one now; otherwise
+// it says how long to wait (0: the queues are empty).
 func (p *Pacer) pop() (pending, bool, time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.urgent) == 0 && len(p.defend) == 0 && len(p.normal) == 0 {
-		return pending{}, false, 0
-	}
 	now := p.clock.Now()
-	if wait := p.windowWait(now); wait > 0 {
+	p.win.expire(now)
+	p.takeoverWin.expire(now)
+	var wait time.Duration
+	if len(p.takeover) > 0 {
+		if wait = p.takeoverWin.wait(now, p.takeoverRate, false); wait == 0 {
+			it := p.takeover[0]
+			p.takeover = p.takeover[1:]
+			delete(p.taking, it.addr)
+			p.queueLen()
+			return it, true, 0
+		}
+	}
+	if len(p.urgent) == 0 && len(p.defend) == 0 && len(p.normal) == 0 {
 		return pending{}, false, wait
 	}
-	answerWait := p.answerWait(now)
+	if w := p.win.wait(now, p.rate, false); w > 0 {
+		return pending{}, false, minWait(wait, w)
+	}
+	answerWait := p.win.wait(now, p.answerBudget(), true)
 	var it pending
 	switch {
 	case len(p.urgent) > 0:
@@ -219,77 +308,27 @@ func (p *Pacer) pop() (pending, bool, time.Duration) {
 		it, p.normal = p.normal[0], p.normal[1:]
 		delete(p.queued, it.addr)
 	default: // only answers, over their budget
-		return pending{}, false, answerWait
+		return pending{}, false, minWait(wait, answerWait)
 	}
 	p.queueLen()
 	return it, true, 0
 }
 
-// SetRate changes the cap (packets per second; 0: unlimited) from now on.
-func (p *Pacer) SetRate(rate int) {
+// minWait is the sooner of two waits, where 0 is none.
+func minWait(a, b time.Duration) time.Duration {
+	if a == 0 || (b > 0 && b < a) {
+		return b
+	}
+	return a
+}
+
+// SetRate changes the caps (packets per second; 0: unlimited) from now on.
+func (p *Pacer) SetRate(rate, takeoverRate int) {
 	p.mu.Lock()
-	p.rate = rate
+	p.rate, p.takeoverRate = rate, takeoverRate
 	p.mu.Unlock()
 	p.metrics.RateLimit.Set(float64(rate))
-	select {
-	case p.wake <- struct{}{}:
-	default:
-	}
-}
-
-// windowWait drops sends older than a second and says how long to wait
-// until one more announcement (up to 2 packets) fits under the rate; callers
-// hold mu.
-func (p *Pacer) windowWait(now time.Time) time.Duration {
-	if p.rate <= 0 {
-		return 0
-	}
-	for len(p.recent) > 0 && !now.Before(p.recent[0].at.Add(time.Second)) {
-		p.inWin -= p.recent[0].n
-		if p.recent[0].answer {
-			p.answersInWin -= p.recent[0].n
-		}
-		p.recent = p.recent[1:]
-	}
-	const maxPackets = 2 // an IPv4 announcement in mode both
-	need := min(maxPackets, p.rate)
-	if p.inWin+need <= p.rate {
-		return 0
-	}
-	// Wait for enough of the oldest sends to leave the window.
-	free := p.rate - p.inWin
-	for _, s := range p.recent {
-		free += s.n
-		if free >= need {
-			return s.at.Add(time.Second).Sub(now)
-		}
-	}
-	return time.Second
-}
-
-// answerWait says how long until one more answer fits in the answers'
-// budget (0: now); callers hold mu, after windowWait.
-func (p *Pacer) answerWait(now time.Time) time.Duration {
-	if p.rate <= 0 {
-		return 0
-	}
-	const maxPackets = 2
-	budget := p.answerBudget()
-	need := min(maxPackets, budget)
-	if p.answersInWin+need <= budget {
-		return 0
-	}
-	free := budget - p.answersInWin
-	for _, s := range p.recent {
-		if !s.answer {
-			continue
-		}
-		free += s.n
-		if free >= need {
-			return s.at.Add(time.Second).Sub(now)
-		}
-	}
-	return time.Second
+	p.poke()
 }
 
 // Run sends until ctx ends; what is still queued then is dropped, as the
@@ -339,12 +378,12 @@ func (p *Pacer) send(it pending) {
 	p.metrics.AnnounceWait.Observe(now.Sub(it.queued).Seconds())
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.rate > 0 && n > 0 {
-		p.recent = append(p.recent, sentPackets{at: now, n: n, answer: it.answer})
-		p.inWin += n
-		if it.answer {
-			p.answersInWin += n
-		}
+	switch {
+	case n == 0:
+	case it.takeover && p.takeoverRate > 0:
+		p.takeoverWin.add(now, n, false)
+	case !it.takeover && p.rate > 0:
+		p.win.add(now, n, it.answer)
 	}
 	if it.wave != nil {
 		p.waveStep(it.wave)

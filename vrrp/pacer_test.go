@@ -55,7 +55,7 @@ func newFakePacer(rate int) (*Pacer, *recordingSender, *fakeClock, *Metrics) {
 	clk := &fakeClock{now: t0}
 	s := &recordingSender{clock: clk}
 	m := NewMetrics(prometheus.NewRegistry())
-	return NewPacer(s, rate, clk, m, zerolog.Nop()), s, clk, m
+	return NewPacer(s, rate, rate, clk, m, zerolog.Nop()), s, clk, m
 }
 
 // drainPacer sends what is due, moving fake time on by each wait the pacer
@@ -155,7 +155,7 @@ func TestPacerWave(t *testing.T) {
 // Run, the real loop, sends what is queued and ends with its context.
 func TestPacerRun(t *testing.T) {
 	s := &recordingSender{clock: SystemClock{}}
-	p := NewPacer(s, 0, nil, NewMetrics(prometheus.NewRegistry()), zerolog.Nop())
+	p := NewPacer(s, 0, 0, nil, NewMetrics(prometheus.NewRegistry()), zerolog.Nop())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { p.Run(ctx); close(done) }()
@@ -297,6 +297,65 @@ func TestPacerAnswersWithinBudget(t *testing.T) {
 					break
 				}
 			}
+		}
+	}
+}
+
+// The first announcements of a takeover go out ahead of everything at the
+// takeover rate, on a budget of their own: 255 VIPs taken over (510
+// packets) leave at once under a takeover rate of 1000 while refreshes
+// queued before them wait; the rest of the bursts, answers and refreshes
+// keep max_rate. No one-second window carries more first announcements
+// than the takeover rate, nor more of the rest than max_rate.
+func TestPacerTakeoverRate(t *testing.T) {
+	const maxRate, takeoverRate = 200, 1000
+	addrN := func(i int) netip.Addr { // more than 255 apart
+		return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(i >> 8), 15: byte(i)})
+	}
+	clk := &fakeClock{now: t0}
+	s := &recordingSender{clock: clk}
+	p := NewPacer(s, maxRate, takeoverRate, clk, NewMetrics(prometheus.NewRegistry()), zerolog.Nop())
+	for i := 1; i <= 150; i++ {
+		p.Announce(addrN(1000+i), false) // refreshes, queued first
+	}
+	first := map[netip.Addr]bool{}
+	for i := 1; i <= 255; i++ {
+		p.Takeover(addrN(i))
+		p.Announce(addrN(i), true) // the burst's second announcement
+		first[addrN(i)] = true
+	}
+	for i := 256; i <= 700; i++ { // more than a second's takeover budget
+		p.Takeover(addrN(i))
+		first[addrN(i)] = true
+	}
+	drainPacer(t, p, clk)
+	got := s.snapshot()
+	if len(got) != 150+255+255+445 {
+		t.Fatalf("sent %d announcements, want %d", len(got), 150+255+255+445)
+	}
+	// The first 255 VIPs' first announcements lead, all at t0.
+	for i := range 255 {
+		if got[i].addr != addrN(i+1) || !got[i].at.Equal(t0) {
+			t.Fatalf("send %d: %s at %s, want the first announcement of %s at once", i, got[i].addr, got[i].at.Sub(t0), addrN(i+1))
+		}
+	}
+	seen := map[netip.Addr]bool{}
+	isFirst := make([]bool, len(got))
+	for i, x := range got {
+		isFirst[i] = first[x.addr] && !seen[x.addr]
+		seen[x.addr] = true
+	}
+	for i := range got {
+		takeover, other := 0, 0
+		for j := i; j < len(got) && got[j].at.Sub(got[i].at) < time.Second; j++ {
+			if isFirst[j] {
+				takeover += 2
+			} else {
+				other += 2
+			}
+		}
+		if takeover > takeoverRate || other > maxRate {
+			t.Fatalf("a second from send %d carries %d first-announcement packets (cap %d) and %d others (cap %d)", i, takeover, takeoverRate, other, maxRate)
 		}
 	}
 }

@@ -133,6 +133,9 @@ func (k *fakeKernel) Announce(_ netip.Addr, urgent bool) {
 	}
 }
 
+// Takeover counts as an urgent announcement.
+func (k *fakeKernel) Takeover(a netip.Addr) { k.Announce(a, true) }
+
 // Defend counts as an urgent announcement: the tests time answers.
 func (k *fakeKernel) Defend(a netip.Addr) { k.Announce(a, true) }
 

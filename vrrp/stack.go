@@ -195,7 +195,7 @@ func StartStack(cfg StackConfig, k Kernel) (*Stack, error) {
 		sender = vmacs
 	}
 	refresh, _ := cfg.GARP.Scheduler() // validated above
-	s.pacer = NewPacer(sender, cfg.GARP.MaxRate, nil, cfg.Metrics, cfg.Log)
+	s.pacer = NewPacer(sender, cfg.GARP.MaxRate, cfg.GARP.TakeoverRate, nil, cfg.Metrics, cfg.Log)
 	deps := Deps{Transport: s.tr, Addresses: addrs, Announcer: s.pacer, Refresh: refresh, Log: cfg.Log, Metrics: cfg.Metrics, Events: s.event, Auth: cfg.Auth, Notify: cfg.Notify}
 	if vmacs != nil {
 		deps.VMACs = vmacs // not a typed nil: the engine tests VMACs against nil
@@ -368,7 +368,7 @@ func (s *Stack) SetGARP(ctx context.Context, g GARPConfig) error {
 	for _, a := range s.devs {
 		a.SetMode(mode)
 	}
-	s.pacer.SetRate(g.MaxRate)
+	s.pacer.SetRate(g.MaxRate, g.TakeoverRate)
 	return nil
 }
 

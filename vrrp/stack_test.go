@@ -180,7 +180,7 @@ func (v *stackVMACs) Down(vrid uint8, _ bool) error { v.log.add("vmac down %d", 
 func stackConfig(vmac bool) StackConfig {
 	cfg := v3cfg()
 	cfg.UseVMAC = vmac
-	return StackConfig{Interface: "eth0", VRRP: cfg, GARP: GARPConfig{Count: 1, Interval: time.Second, MaxRate: 100, Mode: "both"},
+	return StackConfig{Interface: "eth0", VRRP: cfg, GARP: GARPConfig{Count: 1, Interval: time.Second, MaxRate: 100, TakeoverRate: 1000, Mode: "both"},
 		Routers:      []RouterSpec{{VRID: 10, VIPs: []netip.Prefix{testVIP}, Priority: 255}},
 		DefendClaims: true, Metrics: NewMetrics(nil), Log: zerolog.Nop()}
 }
