@@ -10,14 +10,19 @@ import (
 	"time"
 
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
 
 	"github.com/rs/zerolog"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 )
 
 // Seeds are the other nodes' pods with a host IP, not those being deleted
@@ -181,7 +186,7 @@ func TestWatchesOnlyNamedNodes(t *testing.T) {
 	down := []string{"n2", "n3"} // n3 has no Node; n4 is alive
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	Start(ctx, client, Config{}, "n1", zerolog.Nop(), Handlers{
+	Start(ctx, fakeClient{client}, Config{}, "n1", zerolog.Nop(), Handlers{
 		Down:        func() []string { mu.Lock(); defer mu.Unlock(); return slices.Clone(down) },
 		NodeDeleted: func(name string) { mu.Lock(); gone[name]++; mu.Unlock() },
 	})
@@ -232,3 +237,33 @@ func TestWatchesOnlyNamedNodes(t *testing.T) {
 		t.Errorf("Nodes read: %v, want n1 (this node), n2 and n3 (down) only", named)
 	}
 }
+
+// fakeClient is Client over client-go's fake clientset, which records
+// every request.
+type fakeClient struct{ cs *fake.Clientset }
+
+func (f fakeClient) ListWatch(resource, namespace string, tweak func(*metav1.ListOptions)) cache.ListerWatcher {
+	ctx := context.Background()
+	return &cache.ListWatch{
+		ListFunc: func(o metav1.ListOptions) (runtime.Object, error) {
+			tweak(&o)
+			if resource == "nodes" {
+				return f.cs.CoreV1().Nodes().List(ctx, o)
+			}
+			return f.cs.CoreV1().Pods(namespace).List(ctx, o)
+		},
+		WatchFunc: func(o metav1.ListOptions) (watch.Interface, error) {
+			tweak(&o)
+			if resource == "nodes" {
+				return f.cs.CoreV1().Nodes().Watch(ctx, o)
+			}
+			return f.cs.CoreV1().Pods(namespace).Watch(ctx, o)
+		},
+	}
+}
+
+func (f fakeClient) Events() record.EventSink {
+	return &typedcorev1.EventSinkImpl{Interface: f.cs.CoreV1().Events("")}
+}
+
+func (f fakeClient) Version(context.Context) error { return nil }

@@ -20,13 +20,15 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
 )
 
 // Config is the `kubernetes:` section. Kubernetes feeds garpd facts
@@ -95,9 +97,23 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Client is what garpd asks of the Kubernetes API: lists and watches of
+// Nodes and Pods, Events, and the server's version. NewClient's speaks
+// REST with a scheme of core/v1 alone, so the agent links and initialises
+// none of the API's other groups; tests put a fake behind it.
+type Client interface {
+	// ListWatch lists and watches resource ("nodes", "pods") in namespace
+	// ("" for all), tweak narrowing every request.
+	ListWatch(resource, namespace string, tweak func(*metav1.ListOptions)) cache.ListerWatcher
+	// Events writes Events.
+	Events() record.EventSink
+	// Version asks the API server for its version.
+	Version(ctx context.Context) error
+}
+
 // NewClient connects to the API server as c says. It does not contact
 // it: an API server that is down must not stop the agent.
-func NewClient(c Config, userAgent string) (kubernetes.Interface, error) {
+func NewClient(c Config, userAgent string) (Client, error) {
 	var rc *rest.Config
 	var err error
 	if c.Kubeconfig != "" {
@@ -108,8 +124,62 @@ func NewClient(c Config, userAgent string) (kubernetes.Interface, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: %w", err)
 	}
+	rc = rest.CopyConfig(rc)
 	rc.UserAgent = userAgent
-	return kubernetes.NewForConfig(rc)
+	scheme := runtime.NewScheme()
+	if err := corev1.AddToScheme(scheme); err != nil {
+		return nil, fmt.Errorf("kubernetes: %w", err)
+	}
+	rc.GroupVersion, rc.APIPath = &corev1.SchemeGroupVersion, "/api"
+	rc.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
+	if rc.QPS == 0 {
+		rc.QPS, rc.Burst = 5, 10 // client-go's defaults
+	}
+	r, err := rest.RESTClientFor(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes: %w", err)
+	}
+	return restClient{r}, nil
+}
+
+// restClient is Client over the core/v1 REST API.
+type restClient struct{ rc *rest.RESTClient }
+
+func (c restClient) ListWatch(resource, namespace string, tweak func(*metav1.ListOptions)) cache.ListerWatcher {
+	return cache.NewFilteredListWatchFromClient(c.rc, resource, namespace, tweak)
+}
+
+func (c restClient) Events() record.EventSink { return eventSink(c) }
+
+func (c restClient) Version(ctx context.Context) error {
+	_, err := c.rc.Get().AbsPath("/version").Do(ctx).Raw()
+	return err
+}
+
+// eventSink writes Events as client-go's typed sink does.
+type eventSink restClient
+
+func (s eventSink) Create(e *corev1.Event) (*corev1.Event, error) {
+	out := &corev1.Event{}
+	return out, s.rc.Post().Namespace(e.Namespace).Resource("events").Body(e).Do(context.Background()).Into(out)
+}
+
+func (s eventSink) Update(e *corev1.Event) (*corev1.Event, error) {
+	out := &corev1.Event{}
+	return out, s.rc.Put().Namespace(e.Namespace).Resource("events").Name(e.Name).Body(e).Do(context.Background()).Into(out)
+}
+
+func (s eventSink) Patch(e *corev1.Event, data []byte) (*corev1.Event, error) {
+	out := &corev1.Event{}
+	return out, s.rc.Patch(types.StrategicMergePatchType).Namespace(e.Namespace).Resource("events").Name(e.Name).
+		Body(data).Do(context.Background()).Into(out)
+}
+
+// informer is an informer of resource in namespace, obj its type; the
+// caller sets its handlers and runs it.
+func informer(client Client, resource, namespace string, obj runtime.Object, tweak func(*metav1.ListOptions)) cache.SharedIndexInformer {
+	return cache.NewSharedIndexInformer(client.ListWatch(resource, namespace, tweak), obj, 0,
+		cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 }
 
 // syncWait bounds how long Seeds waits for the first pod list.
@@ -133,18 +203,15 @@ func (k *API) Peers(ctx context.Context, port string) (*Pods, error) {
 	return startPods(ctx, k.client, k.cfg.Peers, k.node, port, k.watchErrors)
 }
 
-func startPods(ctx context.Context, client kubernetes.Interface, p PeersConfig, self, port string, onErr func(cache.SharedIndexInformer, string)) (*Pods, error) {
+func startPods(ctx context.Context, client Client, p PeersConfig, self, port string, onErr func(cache.SharedIndexInformer, string)) (*Pods, error) {
 	sel, err := labels.Parse(p.Selector)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes.peers.selector: %w", err)
 	}
-	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(p.Namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = sel.String() }))
-	inf := f.Core().V1().Pods()
-	onErr(inf.Informer(), "pods "+p.Namespace+"/"+sel.String())
-	d := &Pods{pods: inf.Lister().Pods(p.Namespace), synced: inf.Informer().HasSynced, sel: sel, self: self, port: port}
-	f.Start(ctx.Done())
-	return d, nil
+	inf := informer(client, "pods", p.Namespace, &corev1.Pod{}, func(o *metav1.ListOptions) { o.LabelSelector = sel.String() })
+	onErr(inf, "pods "+p.Namespace+"/"+sel.String())
+	go inf.Run(ctx.Done())
+	return &Pods{pods: corelisters.NewPodLister(inf.GetIndexer()).Pods(p.Namespace), synced: inf.HasSynced, sel: sel, self: self, port: port}, nil
 }
 
 // Seeds implements Discoverer.

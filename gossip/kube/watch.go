@@ -16,11 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
@@ -47,7 +44,7 @@ type Handlers struct {
 // question from memory, so an API server that is down or slow only
 // freezes what garpd knows: VRRP and gossip go on with the last state.
 type API struct {
-	client kubernetes.Interface
+	client Client
 	cfg    Config
 	node   string
 	log    zerolog.Logger
@@ -74,41 +71,40 @@ const eventBurst = 2 * 255
 // Start starts watching the Nodes and recording Events until ctx
 // ends. node is this node's Kubernetes name, which is also its member
 // name (so a deleted Node names the member to forget).
-func Start(ctx context.Context, client kubernetes.Interface, cfg Config, node string, log zerolog.Logger, h Handlers) *API {
+func Start(ctx context.Context, client Client, cfg Config, node string, log zerolog.Logger, h Handlers) *API {
 	cfg = cfg.WithDefaults()
 	k := &API{client: client, cfg: cfg, node: node, log: log.With().Str("component", "kubernetes").Logger(), ctx: ctx,
 		podWatch: map[string]*podWatch{}, downWatch: map[string]context.CancelFunc{}, eligible: true}
 	k.broadcaster = record.NewBroadcaster(record.WithContext(ctx), record.WithCorrelatorOptions(record.CorrelatorOptions{
 		BurstSize: eventBurst, QPS: 1,
 	}))
-	k.broadcaster.StartRecordingToSink(retrySink{&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")}})
-	k.events = k.broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "garpd", Host: node})
+	k.broadcaster.StartRecordingToSink(retrySink{client.Events()})
+	// Events name their Node by an ObjectReference, which the recorder
+	// takes as it is: its scheme is never asked.
+	k.events = k.broadcaster.NewRecorder(runtime.NewScheme(), corev1.EventSource{Component: "garpd", Host: node})
 	go func() {
 		<-ctx.Done()
 		k.broadcaster.Shutdown()
 	}()
 
-	inf := k.nodeInformer(ctx, node)
+	inf := k.nodeInformer(node)
 	k.watchErrors(inf, "nodes")
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { k.nodeChanged(obj, h) },
 		UpdateFunc: func(_, obj any) { k.nodeChanged(obj, h) },
 	})
+	go inf.Run(ctx.Done())
 	if h.Down != nil && h.NodeDeleted != nil {
 		go k.followDown(ctx, h)
 	}
 	return k
 }
 
-// nodeInformer watches one Node, by name (a field selector), until ctx
-// ends.
-func (k *API) nodeInformer(ctx context.Context, name string) cache.SharedIndexInformer {
-	f := informers.NewSharedInformerFactoryWithOptions(k.client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+// nodeInformer watches one Node, by name (a field selector), once run.
+func (k *API) nodeInformer(name string) cache.SharedIndexInformer {
+	return informer(k.client, "nodes", "", &corev1.Node{}, func(o *metav1.ListOptions) {
 		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
-	}))
-	inf := f.Core().V1().Nodes().Informer()
-	f.Start(ctx.Done())
-	return inf
+	})
 }
 
 // downFollow is how often the watched Nodes are matched to the members
@@ -157,7 +153,7 @@ func (k *API) followDown(ctx context.Context, h Handlers) {
 
 // watchGone reports, once, that the Node name is deleted or absent.
 func (k *API) watchGone(ctx context.Context, name string, gone func(string)) {
-	inf := k.nodeInformer(ctx, name)
+	inf := k.nodeInformer(name)
 	var once sync.Once
 	report := func(how string) {
 		once.Do(func() {
@@ -166,6 +162,7 @@ func (k *API) watchGone(ctx context.Context, name string, gone func(string)) {
 		})
 	}
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{DeleteFunc: func(any) { report("deleted from") }})
+	go inf.Run(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
 		return
 	}
@@ -309,19 +306,17 @@ func (k *API) PodReadyProbe(namespace, selector string) (func(context.Context) e
 	k.mu.Lock()
 	w, ok := k.podWatch[key]
 	if !ok {
-		f := informers.NewSharedInformerFactoryWithOptions(k.client, 0, informers.WithNamespace(namespace),
-			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-				o.LabelSelector = sel.String()
-				o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", k.node).String()
-			}))
-		inf := f.Core().V1().Pods()
-		k.watchErrors(inf.Informer(), "pods "+key)
-		_, _ = inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		inf := informer(k.client, "pods", namespace, &corev1.Pod{}, func(o *metav1.ListOptions) {
+			o.LabelSelector = sel.String()
+			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", k.node).String()
+		})
+		k.watchErrors(inf, "pods "+key)
+		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc: func(any) { k.apiWorks() }, UpdateFunc: func(any, any) { k.apiWorks() }, DeleteFunc: func(any) { k.apiWorks() },
 		})
-		w = &podWatch{pods: inf.Lister().Pods(namespace), synced: inf.Informer().HasSynced, sel: sel}
+		w = &podWatch{pods: corelisters.NewPodLister(inf.GetIndexer()).Pods(namespace), synced: inf.HasSynced, sel: sel}
 		k.podWatch[key] = w
-		f.Start(k.ctx.Done())
+		go inf.Run(k.ctx.Done())
 	}
 	k.mu.Unlock()
 	return func(context.Context) error {
@@ -391,7 +386,7 @@ func (k *API) Status(ctx context.Context) Status {
 	st := Status{Node: k.node, NodeSeen: k.nodeSeen, Eligible: k.eligible, Why: k.why, APIError: k.apiErr, APIErrorSince: k.apiErrAt}
 	k.mu.Unlock()
 	st.API = "reachable"
-	if _, err := k.client.Discovery().RESTClient().Get().AbsPath("/version").Do(ctx).Raw(); err != nil {
+	if err := k.client.Version(ctx); err != nil {
 		st.API = "unreachable: " + err.Error()
 	}
 	if !st.NodeSeen {

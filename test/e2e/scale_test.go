@@ -1,0 +1,203 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/garpd/garpd/test/lab"
+)
+
+// durations prints min / median / max.
+type durations []time.Duration
+
+func (d durations) String() string {
+	if len(d) == 0 {
+		return "no runs"
+	}
+	c := slices.Clone(d)
+	slices.Sort(c)
+	r := func(x time.Duration) time.Duration { return x.Round(time.Millisecond) }
+	return fmt.Sprintf("min %s / median %s / max %s over %d runs", r(c[0]), r(c[len(c)/2]), r(c[len(c)-1]), len(c))
+}
+
+// takeover is one crash at scale as the router saw it.
+type takeover struct {
+	detect      time.Duration // crash → the backup's first router became master (garpd's log)
+	first, last time.Duration // crash → the router's first and last entry on the backup's MAC
+	peak        int           // the backup's ARP packets in its busiest second (garpd)
+}
+
+// crashAtScale: n1 holds vips, n2 is the backup; n1's link goes down and
+// its process is killed at once, and the router's neighbour table is
+// watched until every VIP maps to n2.
+func crashAtScale(t *testing.T, l *lab.Lab, master *lab.Proc, backup *lab.Proc, vips []netip.Addr) takeover {
+	t.Helper()
+	n1, n2 := l.Node("n1"), l.Node("n2")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events, err := l.WatchNeighbours(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	capture, err := l.Start(l.Router, "arp-capture", "tcpdump", "-i", "br0", "-n", "-tt", "-l", "arp and ether src "+n2.MAC.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // tcpdump listening
+	t0 := time.Now()
+	n1.LinkDown()
+	master.Signal(syscall.SIGKILL)
+	left := map[netip.Addr]bool{}
+	for _, v := range vips {
+		left[v] = true
+	}
+	var res takeover
+	deadline := time.After(20 * time.Second)
+	for len(left) > 0 {
+		select {
+		case ev := <-events:
+			if !left[ev.Addr] || ev.MAC != n2.MAC.String() {
+				continue
+			}
+			delete(left, ev.Addr)
+			if res.first == 0 {
+				res.first = ev.At.Sub(t0)
+			}
+			res.last = ev.At.Sub(t0)
+		case <-deadline:
+			t.Fatalf("20 s after the crash %d VIPs are not on n2", len(left))
+		}
+	}
+	time.Sleep(1500 * time.Millisecond) // the rest of the burst, for the busiest second
+	capture.Signal(syscall.SIGTERM)
+	capture.Wait(5 * time.Second)
+	var at []float64
+	for _, line := range strings.Split(capture.Output(), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && strings.Contains(line, "ARP") {
+			if x, err := strconv.ParseFloat(f[0], 64); err == nil {
+				at = append(at, x)
+			}
+		}
+	}
+	for i := range at {
+		n := 0
+		for j := i; j < len(at) && at[j]-at[i] < 1; j++ {
+			n++
+		}
+		res.peak = max(res.peak, n)
+	}
+	if tm, ok := logTime(backup.Output(), `"to":"master"`, t0); ok {
+		res.detect = tm.Sub(t0)
+	}
+	return res
+}
+
+// TestTakeoverAtScale is a measurement, not a check: 2 nodes, 255 IPv4
+// virtual routers (the most one family has), n1 master of all at
+// GARPD_SCALE_ADVERT (default 20ms); n1 crashes (link down and SIGKILL)
+// and the router's table is watched until it maps every VIP to n2; the
+// same with keepalived 2.2.7. Prints min / median / max of
+// GARPD_SCALE_RUNS runs:
+//
+//	GARPD_SCALE_RUNS=5 go test ./test/e2e -run TestTakeoverAtScale -v
+func TestTakeoverAtScale(t *testing.T) {
+	runs, _ := strconv.Atoi(os.Getenv("GARPD_SCALE_RUNS"))
+	if runs <= 0 {
+		t.Skip("a measurement: GARPD_SCALE_RUNS=5 go test ./test/e2e -run TestTakeoverAtScale -v")
+	}
+	needKeepalived(t)
+	advert, err := time.ParseDuration(cmpOr(os.Getenv("GARPD_SCALE_ADVERT"), "20ms"))
+	if err != nil || advert < 10*time.Millisecond {
+		t.Fatalf("GARPD_SCALE_ADVERT %q: a duration of at least 10ms", os.Getenv("GARPD_SCALE_ADVERT"))
+	}
+	vips := vips255
+	var gDetect, gDetectToLast, gLast, kLast durations
+	var gPeak []int
+	for run := range runs {
+		l := newLab(t, 2)
+		n1, n2 := l.Node("n1"), l.Node("n2")
+		cfg := func(node string, prio int) string {
+			var b strings.Builder
+			fmt.Fprintf(&b, "node: %s\ninterface: eth0\nvips:\n", node)
+			for _, v := range vips {
+				fmt.Fprintf(&b, "  - %s\n", v)
+			}
+			fmt.Fprintf(&b, "vrrp:\n  advert_interval: %s\n  vrid_base: 1\npriorities:\n", advert)
+			for _, v := range vips {
+				fmt.Fprintf(&b, "  %s: %d\n", v, prio)
+			}
+			b.WriteString("log:\n  level: info\n")
+			return b.String()
+		}
+		on := func(n *lab.Node) map[netip.Addr]string {
+			m := map[netip.Addr]string{}
+			for _, v := range vips {
+				m[v] = n.MAC.String()
+			}
+			return m
+		}
+		m, err := n1.StartGarpd(garpdBin, cfg("n1", 200))
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitNeigh(t, l, 60*time.Second, on(n1))
+		b, err := n2.StartGarpd(garpdBin, cfg("n2", 100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(3 * time.Second) // n2 settled as backup of all
+		g := crashAtScale(t, l, m, b, vips)
+		gDetect, gLast, gPeak = append(gDetect, g.detect), append(gLast, g.last), append(gPeak, g.peak)
+		gDetectToLast = append(gDetectToLast, g.last-g.detect)
+		t.Logf("run %d garpd: crash → detected %s, router first %s, last %s (%s after detection); busiest second %d ARP packets",
+			run+1, g.detect.Round(time.Millisecond), g.first.Round(time.Millisecond), g.last.Round(time.Millisecond), (g.last - g.detect).Round(time.Millisecond), g.peak)
+		b.Stop()
+		n1.LinkUp()
+
+		kaCfg := func(name string, prio int) string {
+			var insts []lab.KeepalivedInstance
+			for i, v := range vips {
+				insts = append(insts, lab.KeepalivedInstance{Name: fmt.Sprintf("VI_%d", i+1), Interface: "eth0",
+					VRID: i + 1, Priority: prio, Advert: strconv.FormatFloat(advert.Seconds(), 'f', -1, 64), VIPs: []string{v.String() + "/32"}})
+			}
+			return lab.KeepalivedConfig(name, 3, insts...)
+		}
+		km, err := n1.StartKeepalived("n1-keepalived", kaCfg("n1", 200))
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitNeigh(t, l, 120*time.Second, on(n1))
+		kb, err := n2.StartKeepalived("n2-keepalived", kaCfg("n2", 100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(12 * time.Second) // past the master's two GARP rounds
+		k := crashAtScale(t, l, km, kb, vips)
+		kLast = append(kLast, k.last)
+		t.Logf("run %d keepalived: crash → router first %s, last %s", run+1, k.first.Round(time.Millisecond), k.last.Round(time.Millisecond))
+		kb.Stop()
+		l.Close()
+	}
+	slices.Sort(gPeak)
+	t.Logf("255 IPv4 virtual routers at %s adverts, master crashed (link down + SIGKILL):", advert)
+	t.Logf("  garpd      crash → detection               %s", gDetect)
+	t.Logf("  garpd      detection → router holds all 255 %s", gDetectToLast)
+	t.Logf("  garpd      crash → router holds all 255     %s", gLast)
+	t.Logf("  keepalived crash → router holds all 255     %s", kLast)
+	t.Logf("  garpd      busiest second of the backup's ARP: %v packets (takeover_rate 1000 + max_rate 200)", gPeak)
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
