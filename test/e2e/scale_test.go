@@ -33,6 +33,7 @@ type takeover struct {
 	detect      time.Duration // crash → the backup's first router became master (garpd's log)
 	first, last time.Duration // crash → the router's first and last entry on the backup's MAC
 	peak        int           // the backup's ARP packets in its busiest second (garpd)
+	missing     int           // VIPs the router never saw on the backup within 20 s
 }
 
 // crashAtScale: n1 holds vips, n2 is the backup; n1's link goes down and
@@ -73,7 +74,8 @@ func crashAtScale(t *testing.T, l *lab.Lab, master *lab.Proc, backup *lab.Proc, 
 			}
 			res.last = ev.At.Sub(t0)
 		case <-deadline:
-			t.Fatalf("20 s after the crash %d VIPs are not on n2", len(left))
+			res.missing = len(left)
+			clear(left)
 		}
 	}
 	time.Sleep(1500 * time.Millisecond) // the rest of the burst, for the busiest second
@@ -120,7 +122,7 @@ func TestTakeoverAtScale(t *testing.T) {
 	}
 	vips := vips255
 	var gDetect, gDetectToLast, gLast, kLast durations
-	var gPeak []int
+	var gPeak, kMissing []int
 	for run := range runs {
 		l := newLab(t, 2)
 		n1, n2 := l.Node("n1"), l.Node("n2")
@@ -155,6 +157,9 @@ func TestTakeoverAtScale(t *testing.T) {
 		}
 		time.Sleep(3 * time.Second) // n2 settled as backup of all
 		g := crashAtScale(t, l, m, b, vips)
+		if g.missing > 0 {
+			t.Errorf("garpd: 20 s after the crash %d VIPs are not on n2", g.missing)
+		}
 		gDetect, gLast, gPeak = append(gDetect, g.detect), append(gLast, g.last), append(gPeak, g.peak)
 		gDetectToLast = append(gDetectToLast, g.last-g.detect)
 		t.Logf("run %d garpd: crash → detected %s, router first %s, last %s (%s after detection); busiest second %d ARP packets",
@@ -181,8 +186,13 @@ func TestTakeoverAtScale(t *testing.T) {
 		}
 		time.Sleep(12 * time.Second) // past the master's two GARP rounds
 		k := crashAtScale(t, l, km, kb, vips)
-		kLast = append(kLast, k.last)
-		t.Logf("run %d keepalived: crash → router first %s, last %s", run+1, k.first.Round(time.Millisecond), k.last.Round(time.Millisecond))
+		if k.missing > 0 {
+			kMissing = append(kMissing, k.missing)
+			t.Logf("run %d keepalived: crash → router first %s; %d VIPs never on n2 within 20 s", run+1, k.first.Round(time.Millisecond), k.missing)
+		} else {
+			kLast = append(kLast, k.last)
+			t.Logf("run %d keepalived: crash → router first %s, last %s", run+1, k.first.Round(time.Millisecond), k.last.Round(time.Millisecond))
+		}
 		kb.Stop()
 		l.Close()
 	}
@@ -191,7 +201,7 @@ func TestTakeoverAtScale(t *testing.T) {
 	t.Logf("  garpd      crash → detection               %s", gDetect)
 	t.Logf("  garpd      detection → router holds all 255 %s", gDetectToLast)
 	t.Logf("  garpd      crash → router holds all 255     %s", gLast)
-	t.Logf("  keepalived crash → router holds all 255     %s", kLast)
+	t.Logf("  keepalived crash → router holds all 255     %s; runs where some VIPs never moved: %v", kLast, kMissing)
 	t.Logf("  garpd      busiest second of the backup's ARP: %v packets (takeover_rate 1000 + max_rate 200)", gPeak)
 }
 
