@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -417,9 +416,11 @@ func (t *LinuxTransport) Send(v6 bool, via Via, to []netip.Addr, build func(src,
 			if c6 == nil {
 				return errors.New("send IPv6 advert: no IPv6 socket")
 			}
+			// The interface by index in the control message, not as the
+			// destination's zone: a zone string costs a dump of every
+			// link per send (Go's zone cache misses on an index).
 			cm := &ipv6.ControlMessage{HopLimit: 255, Src: src.AsSlice(), IfIndex: ifi.Index}
-			// The zone by index: see indexZoned.
-			_, err = c6.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice(), Zone: strconv.Itoa(ifi.Index)})
+			_, err = c6.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice()})
 		} else {
 			if c4 == nil {
 				return errors.New("send IPv4 advert: no IPv4 socket")

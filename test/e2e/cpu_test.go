@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"os"
@@ -60,16 +61,27 @@ func (s shares) String() string {
 }
 
 // TestReceiveCPU is a measurement, not a check: 2 nodes, 255 virtual
-// routers at 100 ms adverts, one node master of all; the CPU each process
+// routers at 100 ms adverts (GARPD_CPU_VRS=510: 255 IPv4 and 255 IPv6;
+// GARPD_CPU_ADVERT=20ms), one node master of all; the CPU each process
 // uses over 15 s, first for garpd, then for keepalived 2.2.7 on the same
-// lab. GARPD_CPU_RUNS=3 runs it.
+// lab, and whether every VIP had exactly one holder on the router
+// throughout. GARPD_CPU_RUNS=3 runs it.
 func TestReceiveCPU(t *testing.T) {
 	runs, _ := strconv.Atoi(os.Getenv("GARPD_CPU_RUNS"))
 	if runs <= 0 {
 		t.Skip("a measurement: GARPD_CPU_RUNS=3 go test ./test/e2e -run TestReceiveCPU -v")
 	}
 	needKeepalived(t)
-	const window = 15 * time.Second
+	window := 15 * time.Second
+	vips255 := vips255
+	if os.Getenv("GARPD_CPU_VRS") == "510" {
+		vips255, window = vips510, 30*time.Second
+	}
+	advert, err := time.ParseDuration(cmpOr(os.Getenv("GARPD_CPU_ADVERT"), "100ms"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gHeld, kHeld []string
 	var gMaster, gBackup, kMaster, kBackup shares
 	for range runs {
 		l := newLab(t, 2)
@@ -80,9 +92,9 @@ func TestReceiveCPU(t *testing.T) {
 			for _, v := range vips255 {
 				fmt.Fprintf(&b, "  - %s\n", v)
 			}
-			b.WriteString("vrrp:\n  advert_interval: 100ms\n  vrid_base: 1\ngarp:\n  count: 1\npriorities:\n")
+			fmt.Fprintf(&b, "vrrp:\n  advert_interval: %s\n  vrid_base: 1\ngarp:\n  count: 1\npriorities:\n", advert)
 			for _, v := range vips255 {
-				fmt.Fprintf(&b, "  %s: %d\n", v, prio)
+				fmt.Fprintf(&b, "  \"%s\": %d\n", v, prio)
 			}
 			b.WriteString("log:\n  level: warn\n")
 			if os.Getenv("GARPD_CPU_PROFILE") != "" {
@@ -98,8 +110,9 @@ func TestReceiveCPU(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitMasters(t, n1, 255, 60*time.Second)
+		waitMasters(t, n1, len(vips255), 60*time.Second)
 		time.Sleep(5 * time.Second) // past the takeover announcements
+		held := watchHeld(t, l, vips255)
 		if dir := os.Getenv("GARPD_CPU_PROFILE"); dir != "" {
 			// A CPU profile of each node over the window, for go tool pprof.
 			for _, n := range []*lab.Node{n1, n2} {
@@ -120,6 +133,7 @@ func TestReceiveCPU(t *testing.T) {
 				}
 			}
 		}
+		gHeld = append(gHeld, held())
 		gMaster, gBackup = append(gMaster, g[0]), append(gBackup, g[1])
 		t.Logf("garpd: master %.2f %%, backup %.2f %%", g[0], g[1])
 		m.Stop()
@@ -128,8 +142,9 @@ func TestReceiveCPU(t *testing.T) {
 		kaCfg := func(name string, prio int) string {
 			var insts []lab.KeepalivedInstance
 			for i, v := range vips255 {
-				insts = append(insts, lab.KeepalivedInstance{Name: fmt.Sprintf("VI_%d", i+1), Interface: "eth0",
-					VRID: i + 1, Priority: prio, Advert: "0.1", VIPs: []string{v.String() + "/32"}})
+				inst := lab.KeepalivedInstance{Name: fmt.Sprintf("VI_%d", i+1), Interface: "eth0",
+					VRID: i%255 + 1, Priority: prio, Advert: strconv.FormatFloat(advert.Seconds(), 'f', -1, 64), VIPs: []string{netip.PrefixFrom(v, v.BitLen()).String()}}
+				insts = append(insts, inst)
 			}
 			return lab.KeepalivedConfig(name, 3, insts...)
 		}
@@ -144,23 +159,55 @@ func TestReceiveCPU(t *testing.T) {
 			if err != nil {
 				return false, err.Error()
 			}
-			return len(addrs) >= 255, fmt.Sprintf("%d addresses", len(addrs))
+			return len(addrs) >= len(vips255), fmt.Sprintf("%d addresses", len(addrs))
 		})
 		kb, err := n2.StartKeepalived("n2-keepalived", kaCfg("n2", 100))
 		if err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(12 * time.Second) // past the master's two GARP rounds
+		held = watchHeld(t, l, vips255)
 		k := cpuShares(t, window, km, kb)
+		kHeld = append(kHeld, held())
 		kMaster, kBackup = append(kMaster, k[0]), append(kBackup, k[1])
 		t.Logf("keepalived: master %.2f %%, backup %.2f %%", k[0], k[1])
 		km.Stop()
 		kb.Stop()
 		l.Close()
 	}
-	t.Logf("255 virtual routers at 100 ms, CPU %% of one core over %s:", window)
+	t.Logf("%d virtual routers at %s, CPU %% of one core over %s:", len(vips255), advert, window)
 	t.Logf("  garpd      master %s", gMaster)
 	t.Logf("  garpd      backup %s", gBackup)
 	t.Logf("  keepalived master %s", kMaster)
 	t.Logf("  keepalived backup %s", kBackup)
+	t.Logf("  holders on the router through each window: garpd %v; keepalived %v", gHeld, kHeld)
+}
+
+// watchHeld watches the router's holders of vips from now; the function
+// it returns says, for the time since, how many VIPs had no holder or two
+// holders at some moment.
+func watchHeld(t *testing.T, l *lab.Lab, vips []netip.Addr) func() string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	tl, err := l.WatchHolders(ctx, l.Nodes, vips)
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := time.Now()
+	return func() string {
+		stats := tl.Stats(from, time.Now())
+		none, multi := 0, 0
+		for _, v := range vips {
+			st := stats[v]
+			if st.NoHolder > 0 {
+				none++
+			}
+			if st.Multi > 0 {
+				multi++
+			}
+		}
+		cancel()
+		return fmt.Sprintf("%d of %d VIPs without a holder at some moment, %d with two", none, len(vips), multi)
+	}
 }
