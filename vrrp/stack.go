@@ -270,11 +270,7 @@ func (s *Stack) followLink(ctx context.Context, events <-chan LinkEvent, replace
 			err = s.Engine.Resync(ctx)
 		case LinkReplaced:
 			s.cfg.Log.Warn().Msg("the interface was recreated: reopening the VRRP sockets")
-			select {
-			case replaced <- struct{}{}:
-			default: // the stack ends already
-			}
-			s.cancel()
+			s.replaced(replaced)
 			return
 		}
 		if err != nil && ctx.Err() == nil {
@@ -296,17 +292,22 @@ func (s *Stack) followDev(ctx context.Context, dev string, events <-chan LinkEve
 			err = s.Engine.Resync(ctx)
 		case LinkReplaced:
 			s.cfg.Log.Warn().Str("dev", dev).Msg("a VIPs' interface was recreated: starting the data plane again")
-			select {
-			case replaced <- struct{}{}:
-			default: // the stack ends already
-			}
-			s.cancel()
+			s.replaced(replaced)
 			return
 		}
 		if err != nil && ctx.Err() == nil {
 			s.cfg.Log.Error().Err(err).Str("dev", dev).Str("event", ev.Kind.String()).Msg("cannot follow an interface change")
 		}
 	}
+}
+
+// replaced ends the stack for a recreated interface: Err says so.
+func (s *Stack) replaced(replaced chan<- struct{}) {
+	select {
+	case replaced <- struct{}{}:
+	default: // the stack ends already
+	}
+	s.cancel()
 }
 
 // resynced logs and counts a lost netlink subscription, and each attempt

@@ -86,22 +86,11 @@ func TestReceiveCPU(t *testing.T) {
 	for range runs {
 		l := newLab(t, 2)
 		n1, n2 := l.Node("n1"), l.Node("n2")
-		garpdCfg := func(node string, prio int) string {
-			var b strings.Builder
-			fmt.Fprintf(&b, "node: %s\ninterface: eth0\nvips:\n", node)
-			for _, v := range vips255 {
-				fmt.Fprintf(&b, "  - %s\n", v)
-			}
-			fmt.Fprintf(&b, "vrrp:\n  advert_interval: %s\n  vrid_base: 1\ngarp:\n  count: 1\npriorities:\n", advert)
-			for _, v := range vips255 {
-				fmt.Fprintf(&b, "  \"%s\": %d\n", v, prio)
-			}
-			b.WriteString("log:\n  level: warn\n")
-			if os.Getenv("GARPD_CPU_PROFILE") != "" {
-				b.WriteString("http:\n  pprof: true\n")
-			}
-			return b.String()
+		extra := "garp:\n  count: 1\nlog:\n  level: warn\n"
+		if os.Getenv("GARPD_CPU_PROFILE") != "" {
+			extra += "http:\n  pprof: true\n"
 		}
+		garpdCfg := func(node string, prio int) string { return scaleConfig(node, prio, vips255, advert, extra) }
 		m, err := n1.StartGarpd(garpdBin, garpdCfg("n1", 200))
 		if err != nil {
 			t.Fatal(err)
@@ -139,15 +128,7 @@ func TestReceiveCPU(t *testing.T) {
 		m.Stop()
 		b.Stop()
 
-		kaCfg := func(name string, prio int) string {
-			var insts []lab.KeepalivedInstance
-			for i, v := range vips255 {
-				inst := lab.KeepalivedInstance{Name: fmt.Sprintf("VI_%d", i+1), Interface: "eth0",
-					VRID: i%255 + 1, Priority: prio, Advert: strconv.FormatFloat(advert.Seconds(), 'f', -1, 64), VIPs: []string{netip.PrefixFrom(v, v.BitLen()).String()}}
-				insts = append(insts, inst)
-			}
-			return lab.KeepalivedConfig(name, 3, insts...)
-		}
+		kaCfg := func(name string, prio int) string { return keepalivedScale(name, prio, vips255, advert) }
 		// The master first, so the backup starts as a backup: two keepalived
 		// that start together fight an election storm over 255 VRIDs.
 		km, err := n1.StartKeepalived("n1-keepalived", kaCfg("n1", 200))

@@ -48,7 +48,7 @@ func crashAtScale(t *testing.T, l *lab.Lab, master *lab.Proc, backup *lab.Proc, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	capture, err := l.Start(l.Router, "arp-capture", "tcpdump", "-i", "br0", "-n", "-tt", "-l", "arp and ether src "+n2.MAC.String())
+	capture, err := l.Start(l.Router, "arp-capture", "tcpdump", "-i", "br0", "-B", "16384", "-n", "-tt", "-l", "arp and ether src "+n2.MAC.String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,17 +127,7 @@ func TestTakeoverAtScale(t *testing.T) {
 		l := newLab(t, 2)
 		n1, n2 := l.Node("n1"), l.Node("n2")
 		cfg := func(node string, prio int) string {
-			var b strings.Builder
-			fmt.Fprintf(&b, "node: %s\ninterface: eth0\nvips:\n", node)
-			for _, v := range vips {
-				fmt.Fprintf(&b, "  - %s\n", v)
-			}
-			fmt.Fprintf(&b, "vrrp:\n  advert_interval: %s\n  vrid_base: 1\npriorities:\n", advert)
-			for _, v := range vips {
-				fmt.Fprintf(&b, "  %s: %d\n", v, prio)
-			}
-			b.WriteString("log:\n  level: info\n")
-			return b.String()
+			return scaleConfig(node, prio, vips, advert, "log:\n  level: info\n")
 		}
 		on := func(n *lab.Node) map[netip.Addr]string {
 			m := map[netip.Addr]string{}
@@ -167,14 +157,7 @@ func TestTakeoverAtScale(t *testing.T) {
 		b.Stop()
 		n1.LinkUp()
 
-		kaCfg := func(name string, prio int) string {
-			var insts []lab.KeepalivedInstance
-			for i, v := range vips {
-				insts = append(insts, lab.KeepalivedInstance{Name: fmt.Sprintf("VI_%d", i+1), Interface: "eth0",
-					VRID: i + 1, Priority: prio, Advert: strconv.FormatFloat(advert.Seconds(), 'f', -1, 64), VIPs: []string{v.String() + "/32"}})
-			}
-			return lab.KeepalivedConfig(name, 3, insts...)
-		}
+		kaCfg := func(name string, prio int) string { return keepalivedScale(name, prio, vips, advert) }
 		km, err := n1.StartKeepalived("n1-keepalived", kaCfg("n1", 200))
 		if err != nil {
 			t.Fatal(err)
@@ -203,6 +186,32 @@ func TestTakeoverAtScale(t *testing.T) {
 	t.Logf("  garpd      crash → router holds all 255     %s", gLast)
 	t.Logf("  keepalived crash → router holds all 255     %s; runs where some VIPs never moved: %v", kLast, kMissing)
 	t.Logf("  garpd      busiest second of the backup's ARP: %v packets (takeover_rate 1000 + max_rate 200)", gPeak)
+}
+
+// scaleConfig is a static config with a virtual router per VIP from
+// VRID 1 (IPv4 and IPv6 apart), all at prio, adverts every advert; extra
+// ends it.
+func scaleConfig(node string, prio int, vips []netip.Addr, advert time.Duration, extra string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "node: %s\ninterface: eth0\nvips:\n", node)
+	for _, v := range vips {
+		fmt.Fprintf(&b, "  - %s\n", v)
+	}
+	fmt.Fprintf(&b, "vrrp:\n  advert_interval: %s\n  vrid_base: 1\npriorities:\n", advert)
+	for _, v := range vips {
+		fmt.Fprintf(&b, "  \"%s\": %d\n", v, prio)
+	}
+	return b.String() + extra
+}
+
+// keepalivedScale is scaleConfig for keepalived: an instance per VIP.
+func keepalivedScale(name string, prio int, vips []netip.Addr, advert time.Duration) string {
+	var insts []lab.KeepalivedInstance
+	for i, v := range vips {
+		insts = append(insts, lab.KeepalivedInstance{Name: fmt.Sprintf("VI_%d", i+1), Interface: "eth0", VRID: i%255 + 1, Priority: prio,
+			Advert: strconv.FormatFloat(advert.Seconds(), 'f', -1, 64), VIPs: []string{netip.PrefixFrom(v, v.BitLen()).String()}})
+	}
+	return lab.KeepalivedConfig(name, 3, insts...)
 }
 
 func cmpOr(a, b string) string {
