@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -136,5 +137,35 @@ func TestAssignVRIDsCapsAddressesPerVRID(t *testing.T) {
 	}
 	if _, err := AssignVRIDs(vips, 10, 255); err == nil || !strings.Contains(err.Error(), "VRID 5 would carry 300 VIPs") {
 		t.Fatalf("300 VIPs on VRID 5: %v", err)
+	}
+}
+
+// Each interface's VRIDs are its own: one pinned VRID on two interfaces is
+// two virtual routers, not one group; the agent's interface comes first;
+// a VIP held on another interface (dev) stays in its router's group.
+func TestAssignVRIDsPerInterface(t *testing.T) {
+	vips := []VIP{
+		{Prefix: netip.MustParsePrefix("192.0.2.1/32"), VRID: 51},
+		{Prefix: netip.MustParsePrefix("198.51.100.1/24"), VRID: 51, Interface: "eth1"},
+		{Prefix: netip.MustParsePrefix("198.51.100.2/24"), VRID: 51, Dev: "eth1"},
+		{Prefix: netip.MustParsePrefix("198.51.100.3/24"), Interface: "eth1"},
+	}
+	a, err := AssignVRIDs(vips, 10, 255)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type got struct {
+		iface string
+		vrid  int
+		vips  int
+		dev   string
+	}
+	var gs []got
+	for _, g := range a.Groups {
+		gs = append(gs, got{g.Interface, g.VRID, len(g.VIPs), g.Dev[netip.MustParseAddr("198.51.100.2")]})
+	}
+	want := []got{{"", 51, 2, "eth1"}, {"eth1", 13, 1, ""}, {"eth1", 51, 1, ""}}
+	if fmt.Sprint(gs) != fmt.Sprint(want) {
+		t.Errorf("groups %+v, want %+v", gs, want)
 	}
 }
