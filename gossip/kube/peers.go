@@ -2,7 +2,9 @@
 // gossip proper does not link client-go: the peers from the pods of garpd's
 // DaemonSet (peers.go), this Node's eligibility, deleted Nodes, pod
 // readiness for kubernetes_pod checks and the Events recorder (watch.go).
-// Kubernetes feeds facts; it never gates holding a VIP.
+// Kubernetes feeds facts; it never gates holding a VIP. It speaks to the
+// API through Client, a REST client over core/v1 alone, so the agent
+// links one of the API's groups, not client-go's whole scheme.
 //
 // Imports: none of garpd's packages; its types satisfy gossip's seams
 // (Discoverer, PodProber) by shape. balancer imports it.
