@@ -13,20 +13,25 @@ import (
 type byDev struct {
 	AddressManager // the VRRP interface's
 	Sender         // the VRRP interface's
-	addrs          map[netip.Addr]AddressManager
-	senders        map[netip.Addr]Sender
+	dev            map[netip.Addr]devPort
+}
+
+// devPort is a dev interface's addresses and announcer.
+type devPort struct {
+	AddressManager
+	Sender
 }
 
 func (b *byDev) set(vip netip.Addr, a AddressManager, s Sender) {
-	if b.addrs == nil {
-		b.addrs, b.senders = map[netip.Addr]AddressManager{}, map[netip.Addr]Sender{}
+	if b.dev == nil {
+		b.dev = map[netip.Addr]devPort{}
 	}
-	b.addrs[vip], b.senders[vip] = a, s
+	b.dev[vip] = devPort{a, s}
 }
 
 func (b byDev) on(a netip.Addr) AddressManager {
-	if m, ok := b.addrs[a]; ok {
-		return m
+	if d, ok := b.dev[a]; ok {
+		return d
 	}
 	return b.AddressManager
 }
@@ -42,8 +47,8 @@ func (b byDev) HasVIP(a netip.Addr) (bool, error) { return b.on(a).HasVIP(a) }
 
 // Send implements Sender from the VIP's interface.
 func (b byDev) Send(a netip.Addr) (int, error) {
-	if s, ok := b.senders[a]; ok {
-		return s.Send(a)
+	if d, ok := b.dev[a]; ok {
+		return d.Send(a)
 	}
 	return b.Sender.Send(a)
 }

@@ -121,7 +121,8 @@ func StartStack(cfg StackConfig, k Kernel) (*Stack, error) {
 	if len(cfg.Dev) > 0 && cfg.VRRP.UseVMAC {
 		return nil, &ConfigError{fmt.Errorf("vips: dev: use_vmac holds a master's VIPs on its virtual MAC interface on %s; a VIP on another interface cannot have it: leave out dev or use_vmac", cfg.Interface)}
 	}
-	for _, dev := range devNames(cfg.Dev) {
+	devs := devNames(cfg.Dev)
+	for _, dev := range devs {
 		var on []netip.Prefix
 		for _, r := range cfg.Routers {
 			on = append(on, slices.DeleteFunc(slices.Clone(r.VIPs), func(p netip.Prefix) bool { return cfg.Dev[p.Addr()] != dev })...)
@@ -168,7 +169,7 @@ func StartStack(cfg StackConfig, k Kernel) (*Stack, error) {
 	}
 	undo = append(undo, func() { s.ann.Close() })
 	addrs := byDev{AddressManager: base, Sender: s.ann}
-	for _, dev := range devNames(cfg.Dev) {
+	for _, dev := range devs {
 		d, err := k.Addresses(dev)
 		if err != nil {
 			return fail(err)
@@ -211,17 +212,18 @@ func StartStack(cfg StackConfig, k Kernel) (*Stack, error) {
 	} else {
 		go s.followLink(ctx, events, replaced)
 	}
-	for _, dev := range devNames(cfg.Dev) {
+	for _, dev := range devs {
 		if events, err := k.WatchLink(ctx, dev, s.resynced); err != nil {
 			cfg.Log.Warn().Err(err).Str("dev", dev).Msg("VIPs removed from the interface by hand are not noticed")
 		} else {
 			go s.followDev(ctx, dev, events, replaced)
 		}
 	}
-	for _, ifname := range append([]string{cfg.Interface}, devNames(cfg.Dev)...) {
-		if !cfg.DefendClaims || !has4 {
-			break
-		}
+	var claimed []string // where other MACs' claims are answered
+	if cfg.DefendClaims && has4 {
+		claimed = append([]string{cfg.Interface}, devs...)
+	}
+	for _, ifname := range claimed {
 		if claims, err := k.WatchForeignClaims(ctx, ifname); err != nil {
 			cfg.Log.Warn().Err(err).Str("interface", ifname).Msg("other MACs' announcements of our VIPs are not watched")
 		} else {
