@@ -53,6 +53,7 @@ type Member struct {
 // Membership is this node's view of the cluster.
 type Membership struct {
 	ml      *memberlist.Memberlist
+	addr    string // LocalAddr: fixed at start, read without memberlist's lock
 	cfg     Config
 	log     zerolog.Logger
 	changes chan struct{}
@@ -467,6 +468,7 @@ func Start(ctx context.Context, cfg Config, name string, meta Meta, opts Options
 		return nil, fmt.Errorf("start gossip on %s: %w", cfg.Bind, err)
 	}
 	m.ml = ml
+	m.addr = ml.LocalNode().Address()
 	if cfg.StateDir != "" {
 		m.knownChanged()
 	}
@@ -791,7 +793,9 @@ func (m *Membership) joinAll(seeds []string) (int, error) {
 }
 
 // LocalAddr is the address other members reach this node at, HOST:PORT.
-func (m *Membership) LocalAddr() string { return m.ml.LocalNode().Address() }
+// memberlist rewrites its local node's fields on every metadata update, so
+// reading them later would race with UpdateMeta.
+func (m *Membership) LocalAddr() string { return m.addr }
 
 // Changes signals (coalesced) that the member list or someone's metadata changed.
 func (m *Membership) Changes() <-chan struct{} { return m.changes }
