@@ -135,6 +135,9 @@ func StartDynamic(cfg DynamicConfig, plane Plane, log zerolog.Logger, m DynamicM
 			if opts.Discoverer, err = d.kubePeers(gcfg); err != nil {
 				return fail(err)
 			}
+			if len(gcfg.Join) > 0 { // members outside the release too
+				opts.Discoverer = gossip.Discoverers{opts.Discoverer, gossip.SeedList{Join: gcfg.Join, Log: log}}
+			}
 			log.Info().Str("namespace", k.Peers.Namespace).Str("selector", k.Peers.Selector).
 				Msg("peers: the nodes of garpd's pods in the Kubernetes API")
 		}

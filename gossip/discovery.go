@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -14,6 +15,30 @@ import (
 // discoverer (the pods of the DaemonSet) plugs in here.
 type Discoverer interface {
 	Seeds(ctx context.Context) ([]string, error)
+}
+
+// Discoverers are several sources of seeds at once, e.g. the pods of
+// garpd's DaemonSet and the join list, for members outside the release
+// (nodes still on systemd while a cluster moves to the DaemonSet).
+type Discoverers []Discoverer
+
+// Seeds implements Discoverer: every source's seeds. A source that fails
+// does not hide the others'; it is an error only when all fail.
+func (ds Discoverers) Seeds(ctx context.Context) ([]string, error) {
+	var out []string
+	var errs []error
+	for _, d := range ds {
+		seeds, err := d.Seeds(ctx)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, seeds...)
+	}
+	if len(errs) == len(ds) && len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
 }
 
 // SeedList is the config's join list: HOST:PORT entries as they are, and

@@ -169,6 +169,27 @@ func TestSeedListResolves(t *testing.T) {
 	}
 }
 
+type failingSeeds struct{}
+
+func (failingSeeds) Seeds(context.Context) ([]string, error) { return nil, errors.New("API down") }
+
+// Several sources give all their seeds; one that fails hides no other's,
+// and only all failing is an error.
+func TestDiscoverersUnion(t *testing.T) {
+	ctx := context.Background()
+	pods := SeedList{Join: []string{"192.0.2.11:7946"}}
+	outside := SeedList{Join: []string{"192.0.2.12:7946", "192.0.2.13:7946"}}
+	if got, err := (Discoverers{pods, outside}).Seeds(ctx); err != nil || !slices.Equal(got, []string{"192.0.2.11:7946", "192.0.2.12:7946", "192.0.2.13:7946"}) {
+		t.Fatalf("seeds %v, %v: want both sources'", got, err)
+	}
+	if got, err := (Discoverers{failingSeeds{}, outside}).Seeds(ctx); err != nil || len(got) != 2 {
+		t.Fatalf("with the API down: %v, %v, want the join list's 2", got, err)
+	}
+	if _, err := (Discoverers{failingSeeds{}, failingSeeds{}}).Seeds(ctx); err == nil {
+		t.Fatal("every source failing is not an error")
+	}
+}
+
 // An exec check whose pipeline hangs fails at its timeout, and nothing it
 // started is left running; its output is capped.
 func TestExecCheckHungPipeline(t *testing.T) {

@@ -260,9 +260,6 @@ func parseConfigAs(raw []byte, offline bool) (*loaded, error) {
 		section("gossip", g.Validate())
 		if k := c.Kubernetes; k != nil {
 			section("kubernetes", k.Validate())
-			if k.Peers.Enabled() && len(c.Gossip.Join) > 0 {
-				errs = append(errs, errors.New("gossip.join: kubernetes.peers finds the members; leave join out, or kubernetes.peers"))
-			}
 		}
 	} else if len(c.VRRP.KeepalivedPeers) > 0 {
 		errs = append(errs, errors.New("vrrp.keepalived_peers: the dynamic mode's (a migration from keepalived); the static mode admits every advert already"))

@@ -150,7 +150,6 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{base + "vrrp: {unicast_peers: [auto, 192.0.2.1]}\n", "unicast_peers[0]"},
 		{base + "kubernetes: {peers: {selector: app=garpd}}\n", "kubernetes.peers.namespace"},
 		{base + "kubernetes: {peers: {namespace: garpd, selector: \"a=(b\"}}\n", "kubernetes.peers.selector"},
-		{base + "gossip: {insecure: true, join: [192.0.2.12:7946]}\nkubernetes: {peers: {namespace: garpd, selector: app=garpd}}\n", "gossip.join"},
 		{base + "priorities: {192.0.2.101: 10}\nkubernetes: {}\n", "static priorities"},
 		{base + "health: {checks: [{name: r, kubernetes_pod: {namespace: ingress, selector: app=router}}]}\n", "health.checks[0].kubernetes_pod: needs the kubernetes section"},
 		{base + "kubernetes: {}\nhealth: {checks: [{name: r, kubernetes_pod: {selector: app=router}}]}\n", "kubernetes_pod.namespace"},
