@@ -12,6 +12,14 @@ ARG BASE=gcr.io/distroless/static-debian12
 #   docker build --target checks -t garpd:VERSION-checks .
 # The chart selects it with image.flavor=checks.
 ARG CHECKS_BASE=debian:12-slim
+# BINARY picks where /usr/bin/garpd comes from: "build" compiles it in the
+# Go stage below; "prebuilt" takes a static binary named garpd from the
+# build context, so that the image builds offline, e.g. with buildah on a
+# base that is already local:
+#   CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o garpd ./cmd/garpd
+#   buildah bud --build-arg BINARY=prebuilt --build-arg BASE=scratch -t garpd .
+# (the lab's image tests do this, on a local base shaped like distroless).
+ARG BINARY=build
 FROM golang:1.26.8-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
@@ -20,9 +28,15 @@ COPY . .
 ARG VERSION=dev
 RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/garpd ./cmd/garpd
 
+FROM scratch AS prebuilt
+COPY garpd /out/garpd
+
+# Builders build only the stages the target needs: one of the two above.
+FROM ${BINARY} AS binary
+
 FROM ${CHECKS_BASE} AS checks
 RUN apt-get update && apt-get install -y --no-install-recommends curl ca-certificates && rm -rf /var/lib/apt/lists/*
-COPY --from=build /out/garpd /usr/bin/garpd
+COPY --from=binary /out/garpd /usr/bin/garpd
 ENTRYPOINT ["/usr/bin/garpd"]
 CMD ["agent", "--config", "/etc/garpd/garpd.yaml"]
 
@@ -39,7 +53,7 @@ LABEL org.opencontainers.image.title="garpd" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.base.name="${BASE}"
-COPY --from=build /out/garpd /usr/bin/garpd
+COPY --from=binary /out/garpd /usr/bin/garpd
 # Runs as root with only CAP_NET_ADMIN (the VIPs) and CAP_NET_RAW (VRRP,
 # gratuitous ARP), on the host network: the manifests in deploy/ grant
 # exactly those two and drop the rest. (A non-root user would not keep

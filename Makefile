@@ -47,13 +47,15 @@ bench: deps
 	GARPD_RSS_RUNS=3 $(GO) test -count=1 -timeout 60m -v -run 'TestFootprint' ./test/e2e/
 	$(GO) test -count=1 -run '^$$' -bench . -benchmem ./vrrp/
 
-# kube-apiserver and kubectl for the Kubernetes tests, built from the
-# test/kube module into the user's cache directory (the tests build them
-# on first use too; this only does it ahead, with the build's output).
+# The Kubernetes programs for the Kubernetes tests (control plane, kubelet,
+# kubectl, helm), built from the test/kube module into the user's cache
+# directory (the tests build them on first use too; this only does it
+# ahead, with the build's output).
 # The directory is the one lab.BuildKube uses.
 KUBE_DIR = $(shell echo "$${XDG_CACHE_HOME:-$$HOME/.cache}/garpd-test/kube-$$(sha256sum test/kube/go.sum | cut -c1-12)")
 kube-tools:
-	cd test/kube && $(GO) build -trimpath -o $(KUBE_DIR)/ ./cmd/kube-apiserver ./cmd/kubectl helm.sh/helm/v3/cmd/helm
+	cd test/kube && $(GO) build -trimpath -o $(KUBE_DIR)/ ./cmd/kube-apiserver ./cmd/kube-controller-manager \
+	    ./cmd/kube-scheduler ./cmd/kubelet ./cmd/kubectl helm.sh/helm/v3/cmd/helm
 	@echo "built into $(KUBE_DIR)"
 
 # The plain manifest is the Helm chart rendered with its defaults (the

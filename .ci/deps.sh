@@ -13,6 +13,11 @@ command -v promtool >/dev/null 2>&1 || need="$need prometheus" # promtool checks
 command -v curl >/dev/null 2>&1 || need="$need curl" # keepalived's kubelet check in the import test
 command -v python3 >/dev/null 2>&1 || need="$need python3" # health endpoints in the lab
 command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd" # verifies the unit
+# the image, built with buildah, run by containerd under the lab's kubelet
+command -v buildah >/dev/null 2>&1 || need="$need buildah"
+command -v containerd >/dev/null 2>&1 || need="$need containerd"
+command -v runc >/dev/null 2>&1 || need="$need runc"
+command -v nsenter >/dev/null 2>&1 || need="$need util-linux"
 # keepalived 2.4.3, built from ../shared for the auth_hmac interop tests
 command -v autoreconf >/dev/null 2>&1 || need="$need autoconf automake libtool"
 command -v pkg-config >/dev/null 2>&1 || need="$need pkg-config"

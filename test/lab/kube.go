@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,10 +19,20 @@ import (
 	"time"
 )
 
-// KubeBinaries are the kube-apiserver, kubectl and helm built from
-// test/kube.
+// KubeBinaries are the Kubernetes programs built from test/kube: the
+// control plane, the kubelet, kubectl and helm.
 type KubeBinaries struct {
-	APIServer, Kubectl, Helm string
+	APIServer, ControllerManager, Scheduler, Kubelet, Kubectl, Helm string
+}
+
+// all lists the binaries with the package each is built from.
+func (b KubeBinaries) all() map[string]string {
+	return map[string]string{
+		b.APIServer: "./cmd/kube-apiserver", b.ControllerManager: "./cmd/kube-controller-manager",
+		b.Scheduler: "./cmd/kube-scheduler", b.Kubelet: "./cmd/kubelet", b.Kubectl: "./cmd/kubectl",
+		// helm is a tool of the module (go.mod's tool line), pinned there.
+		b.Helm: "helm.sh/helm/v3/cmd/helm",
+	}
 }
 
 // kubeModule is test/kube, the Go module that builds the Kubernetes tools.
@@ -30,10 +41,10 @@ func kubeModule() string {
 	return filepath.Join(filepath.Dir(file), "..", "kube")
 }
 
-// BuildKube builds kube-apiserver and kubectl from test/kube, or reuses an
+// BuildKube builds the Kubernetes programs from test/kube, or reuses an
 // earlier build: binaries are cached under the user's cache directory,
 // keyed by test/kube's go.sum, so only the first build on a machine (about
-// 6 minutes on 2 cores) pays. progress gets a line before a long build.
+// 9 minutes on 2 cores) pays. progress gets a line before a long build.
 func BuildKube(progress func(string)) (KubeBinaries, error) {
 	sum, err := os.ReadFile(filepath.Join(kubeModule(), "go.sum"))
 	if err != nil {
@@ -45,9 +56,11 @@ func BuildKube(progress func(string)) (KubeBinaries, error) {
 		return KubeBinaries{}, fmt.Errorf("find a cache directory for the Kubernetes tools: %w", err)
 	}
 	dir := filepath.Join(cache, "garpd-test", "kube-"+hex.EncodeToString(h[:6]))
-	bins := KubeBinaries{APIServer: filepath.Join(dir, "kube-apiserver"), Kubectl: filepath.Join(dir, "kubectl"), Helm: filepath.Join(dir, "helm")}
+	in := func(name string) string { return filepath.Join(dir, name) }
+	bins := KubeBinaries{APIServer: in("kube-apiserver"), ControllerManager: in("kube-controller-manager"),
+		Scheduler: in("kube-scheduler"), Kubelet: in("kubelet"), Kubectl: in("kubectl"), Helm: in("helm")}
 	missing := false
-	for _, b := range []string{bins.APIServer, bins.Kubectl, bins.Helm} {
+	for b := range bins.all() {
 		if _, err := os.Stat(b); err != nil {
 			missing = true
 		}
@@ -55,7 +68,7 @@ func BuildKube(progress func(string)) (KubeBinaries, error) {
 	if !missing {
 		return bins, nil
 	}
-	progress(fmt.Sprintf("building kube-apiserver, kubectl and helm into %s (the first time on this machine takes several minutes)", dir))
+	progress(fmt.Sprintf("building the Kubernetes control plane, kubelet, kubectl and helm into %s (the first time on this machine takes several minutes)", dir))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return KubeBinaries{}, err
 	}
@@ -69,13 +82,16 @@ func BuildKube(progress func(string)) (KubeBinaries, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
 	start := time.Now()
-	// helm is a tool of the module (go.mod's tool line), pinned there.
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", tmp+"/", "./cmd/kube-apiserver", "./cmd/kubectl", "helm.sh/helm/v3/cmd/helm")
+	args := []string{"build", "-trimpath", "-o", tmp + "/"}
+	for _, pkg := range bins.all() {
+		args = append(args, pkg)
+	}
+	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = kubeModule()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return KubeBinaries{}, fmt.Errorf("build the Kubernetes tools in test/kube: %w: %s", err, out)
 	}
-	for _, b := range []string{bins.APIServer, bins.Kubectl, bins.Helm} {
+	for b := range bins.all() {
 		if err := os.Rename(filepath.Join(tmp, filepath.Base(b)), b); err != nil {
 			return KubeBinaries{}, err
 		}
@@ -103,6 +119,8 @@ type Kube struct {
 	URL       string
 	Etcd      *Proc
 	APIServer *Proc
+	// ControllerManager and Scheduler run after StartControllers.
+	ControllerManager, Scheduler *Proc
 	// Admin is a kubeconfig for a cluster administrator (system:masters).
 	Admin string
 	// Agents holds a kubeconfig per lab node for garpd's ServiceAccount
@@ -175,7 +193,7 @@ func (k *Kube) StartAPIServer() error {
 		"--service-account-issuer", "https://kubernetes.default.svc",
 		"--service-account-key-file", filepath.Join(k.dir, "sa.key"),
 		"--service-account-signing-key-file", filepath.Join(k.dir, "sa.key"),
-		// Only an API object here; nothing is routed to it.
+		// Nothing routes it but ServiceProxy, on the nodes that need it.
 		"--service-cluster-ip-range", "198.51.100.240/28",
 		"--profiling=false", "--v=1")
 	if err != nil {
@@ -196,6 +214,45 @@ func (k *Kube) StartAPIServer() error {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// ServiceIP is the API server's ClusterIP (the first of the service range):
+// what in-cluster clients dial, through ServiceProxy.
+var ServiceIP = netip.MustParseAddr("198.51.100.241")
+
+// StartControllers starts the controller manager and the scheduler beside
+// the API server, so that workloads run: DaemonSets, Jobs and CronJobs get
+// pods, pods get nodes, service accounts get the cluster's CA.
+func (k *Kube) StartControllers() error {
+	var err error
+	k.ControllerManager, err = k.lab.Start(k.lab.Router, "kube-controller-manager", k.bins.ControllerManager,
+		"--kubeconfig", k.Admin, "--leader-elect=false", "--secure-port", "0",
+		"--root-ca-file", filepath.Join(k.dir, "certs", "apiserver.crt"),
+		"--service-account-private-key-file", filepath.Join(k.dir, "sa.key"),
+		"--use-service-account-credentials=false", "--v=1")
+	if err != nil {
+		return err
+	}
+	k.Scheduler, err = k.lab.Start(k.lab.Router, "kube-scheduler", k.bins.Scheduler,
+		"--kubeconfig", k.Admin, "--leader-elect=false", "--secure-port", "0", "--v=1")
+	return err
+}
+
+// ServiceProxy does on node n what kube-proxy does for the API server's
+// Service: connections from the node to ServiceIP:443 go to the API server.
+// In-cluster clients (a pod's service account) dial that address.
+func (k *Kube) ServiceProxy(n *Node) error {
+	// A route first: the NAT hook runs after the routing decision.
+	if _, err := Exec(n.NS, "ip", "route", "add", netip.PrefixFrom(ServiceIP, 32).String(), "via", RouterV4.String(), "dev", "eth0"); err != nil {
+		return err
+	}
+	return n.Firewall(fmt.Sprintf(`table ip garpd-lab-kube-proxy {
+	chain output {
+		type nat hook output priority -100;
+		ip daddr %s tcp dport 443 dnat to %s:6443
+	}
+}
+`, ServiceIP, RouterV4))
 }
 
 // Kubectl runs kubectl as the administrator in the router namespace.

@@ -50,9 +50,10 @@ type Lab struct {
 	Dir    string // configs and logs
 	Nodes  []*Node
 
-	mu     sync.Mutex
-	procs  []*Proc
-	closed bool
+	mu       sync.Mutex
+	procs    []*Proc
+	cleanups []func() error // run after the namespaces are gone, last first
+	closed   bool
 }
 
 // Node is one namespace on the lab segment.
@@ -288,18 +289,28 @@ type Proc struct {
 // Start runs args inside ns, logging to Dir/name.log. `ip netns exec`
 // execs in place, so the Proc's PID is the program's own.
 func (l *Lab) Start(ns, name string, args ...string) (*Proc, error) {
+	p, err := l.StartCommand(name, append([]string{"ip", "netns", "exec", ns}, args...)...)
+	if err != nil {
+		return nil, fmt.Errorf("in %s: %w", ns, err)
+	}
+	return p, nil
+}
+
+// StartCommand runs argv as it is (it enters any namespace itself), logging
+// to Dir/name.log, and stops it when the lab closes.
+func (l *Lab) StartCommand(name string, argv ...string) (*Proc, error) {
 	logPath := filepath.Join(l.Dir, name+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = f, f
 	// Die with the test process even if it is killed before cleanup runs.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("start %s in %s: %w", name, ns, err)
+		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	p := &Proc{Name: name, Cmd: cmd, Log: logPath, done: make(chan struct{})}
 	go func() {
@@ -380,7 +391,18 @@ func (l *Lab) Close() error {
 		errs = append(errs, deleteNS(n.NS))
 	}
 	errs = append(errs, deleteNS(l.Router))
+	for i := len(l.cleanups) - 1; i >= 0; i-- {
+		errs = append(errs, l.cleanups[i]())
+	}
 	return errors.Join(errs...)
+}
+
+// OnClose registers f to run when the lab closes, after its processes and
+// namespaces are gone: for what lives outside the namespaces (cgroups).
+func (l *Lab) OnClose(f func() error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cleanups = append(l.cleanups, f)
 }
 
 func deleteNS(ns string) error {
