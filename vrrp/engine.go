@@ -76,6 +76,7 @@ const (
 type router struct {
 	spec      RouterSpec
 	addrs     []netip.Addr // sorted, for comparing with received adverts
+	advAddrs  []netip.Addr // in the spec's order, as adverts carry them
 	m         *Machine
 	burstLeft int
 	nextBurst time.Time
@@ -152,6 +153,14 @@ type Engine struct {
 	drops map[dropKey]prometheus.Counter
 	// auth signs and checks adverts; nil while auth_hmac is off.
 	auth *auth
+	// outbox holds a tick's adverts until flushAdverts sends them together
+	// (batching: a tick is running); wire, offsets and batch are their
+	// encoding, reused by every flush.
+	outbox   []pendingAdvert
+	batching bool
+	wire     []byte
+	offsets  []int
+	batch    []Outgoing
 	// foreignKeyed is when an advert for our VIPs last came signed with a
 	// key we do not have.
 	foreignKeyed time.Time
@@ -206,8 +215,9 @@ func (e *Engine) addRouter(s RouterSpec) error {
 	}
 	vipLabel := joinAddrs(addrs)
 	e.routers[k] = &router{
-		spec:  s,
-		addrs: addrs,
+		spec:     s,
+		addrs:    addrs,
+		advAddrs: s.addrs(),
 		m: NewMachine(MachineConfig{
 			Priority:     s.Priority,
 			Interval:     e.cfg.IntervalCS(),
@@ -349,7 +359,10 @@ func (r *router) deadline() time.Time {
 // tick runs everything due at now and recomputes the next deadline.
 func (e *Engine) tick(now time.Time) {
 	e.next = time.Time{}
+	e.batching = true
 	defer func() {
+		e.batching = false
+		e.flushAdverts()
 		for _, r := range e.routers {
 			e.next = earliest(e.next, r.deadline())
 		}
@@ -402,7 +415,7 @@ func (e *Engine) sendAdvert(k routerKey, r *router, prio uint8) {
 		VRID:      k.vrid,
 		Priority:  prio,
 		Interval:  e.cfg.IntervalCS(),
-		Addresses: r.spec.addrs(),
+		Addresses: r.advAddrs,
 	}
 	if k.v6 {
 		adv.Version = 3
@@ -422,18 +435,100 @@ func (e *Engine) sendAdvert(k routerKey, r *router, prio uint8) {
 		}
 		adv.Signed, adv.Trailer = true, e.auth.sign(e.deps.Clock.Now(), pdu, k.v6, src)
 	}
-	build := func(src, dst netip.Addr) ([]byte, error) { return Encode(adv, src, dst) }
 	var to []netip.Addr
 	if e.deps.Clock.Now().Before(r.membersOnlyUntil) {
 		if to = e.memberPeers(k.v6); to == nil {
 			to = []netip.Addr{} // no member to send to: nothing goes out
 		}
 	}
-	if err := e.deps.Transport.Send(k.v6, r.via, to, build); err != nil {
-		e.sendFailed(k, err)
-		return
+	e.outbox = append(e.outbox, pendingAdvert{k: k, r: r, adv: adv, to: to})
+	if !e.batching {
+		e.flushAdverts()
 	}
-	r.sent.Inc()
+}
+
+// pendingAdvert is an advert waiting for flushAdverts, and where its
+// payloads sit in the batch.
+type pendingAdvert struct {
+	k   routerKey
+	r   *router
+	adv Advert
+	to  []netip.Addr // nil: the transport's destinations
+	// from and end delimit its payloads in the batch; from is -1 when
+	// it could not be encoded.
+	from, end int
+}
+
+// flushAdverts sends the queued adverts: one batch per family and socket,
+// so a tick's adverts cost one system call per socket.
+func (e *Engine) flushAdverts() {
+	out := e.outbox
+	for len(out) > 0 {
+		n := 1
+		for n < len(out) && out[n].k.v6 == out[0].k.v6 && out[n].r.via == out[0].r.via {
+			n++
+		}
+		e.sendBatch(out[:n])
+		out = out[n:]
+	}
+	clear(e.outbox) // holds no router or payload past the flush
+	e.outbox = e.outbox[:0]
+}
+
+// sendBatch encodes adverts of one family and socket for each of their
+// destinations into the engine's reused buffers and sends them together.
+func (e *Engine) sendBatch(group []pendingAdvert) {
+	v6, via := group[0].k.v6, group[0].r.via
+	src := e.deps.Transport.Source(v6).WithZone("")
+	e.wire, e.batch, e.offsets = e.wire[:0], e.batch[:0], e.offsets[:0]
+	for i := range group {
+		p := &group[i]
+		dsts := p.to
+		if dsts == nil {
+			dsts = e.deps.Transport.Destinations(v6)
+		}
+		p.from = len(e.batch)
+		for _, dst := range dsts {
+			w, err := AppendAdvert(e.wire, p.adv, src, dst)
+			if err != nil {
+				e.sendFailed(p.k, err)
+				p.from = -1
+				break
+			}
+			e.offsets = append(e.offsets, len(e.wire))
+			e.wire = w
+			e.batch = append(e.batch, Outgoing{Dst: dst})
+		}
+		p.end = len(e.batch)
+	}
+	// Appending may have moved the buffer: slice the payloads at the end.
+	for i := range e.batch {
+		end := len(e.wire)
+		if i+1 < len(e.offsets) {
+			end = e.offsets[i+1]
+		}
+		e.batch[i].Payload = e.wire[e.offsets[i]:end]
+	}
+	var err error
+	if len(e.batch) > 0 {
+		err = e.deps.Transport.SendBatch(v6, via, e.batch)
+	}
+	for i := range group {
+		p := &group[i]
+		if p.from < 0 {
+			continue // its encoding failed, logged above
+		}
+		sendErr := err
+		for j := p.from; j < p.end && sendErr == nil; j++ {
+			sendErr = e.batch[j].Err
+		}
+		if sendErr != nil {
+			e.sendFailed(p.k, sendErr)
+			continue
+		}
+		p.r.sent.Inc()
+	}
+	clear(e.batch) // keeps no payload or error alive
 }
 
 // sendFailEvery is how often at most one cause of failed sends is logged:

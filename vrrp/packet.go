@@ -94,6 +94,12 @@ func ReasonOf(err error) DecodeReason {
 // dst. src and dst are needed because VRRPv3 checksums cover the IP
 // pseudo-header; VRRPv2 ignores them.
 func Encode(adv Advert, src, dst netip.Addr) ([]byte, error) {
+	return AppendAdvert(nil, adv, src, dst)
+}
+
+// AppendAdvert is Encode appending to buf: the engine encodes every tick's
+// adverts into one buffer it reuses, so sending allocates nothing.
+func AppendAdvert(buf []byte, adv Advert, src, dst netip.Addr) ([]byte, error) {
 	if adv.Version != 2 && adv.Version != 3 {
 		return nil, fmt.Errorf("vrrp encode: version %d is not 2 or 3", adv.Version)
 	}
@@ -116,7 +122,10 @@ func Encode(adv Advert, src, dst netip.Addr) ([]byte, error) {
 	if adv.Signed {
 		n += TrailerLen
 	}
-	b := make([]byte, n)
+	start := len(buf)
+	buf = slices.Grow(buf, n)[:start+n]
+	b := buf[start:]
+	clear(b)
 	b[0] = byte(adv.Version<<4 | typeAdvertisement)
 	b[1] = adv.VRID
 	b[2] = adv.Priority
@@ -148,7 +157,7 @@ func Encode(adv Advert, src, dst netip.Addr) ([]byte, error) {
 		putTrailer(b, adv.Trailer)
 	}
 	binary.BigEndian.PutUint16(b[6:8], checksum(b[:checksummed(v6, pdu, len(b))], adv.Version, src, dst))
-	return b, nil
+	return buf, nil
 }
 
 // checksummed is how much of a packet of n bytes whose PDU has pdu bytes

@@ -44,26 +44,39 @@ func (w *simWire) port(src string) *simPort {
 	return p
 }
 
-// buildAdvert builds an advert from src to the IPv4 group, as a transport
-// would, and decodes it back for the test to inspect.
-func buildAdvert(src netip.Addr, build func(src, dst netip.Addr) ([]byte, error)) ([]byte, Advert, error) {
-	b, err := build(src, GroupV4)
-	if err != nil {
-		return nil, Advert{}, err
-	}
-	adv, err := Decode(b, src, GroupV4, false)
-	return b, adv, err
+// decodeSent decodes a payload a fake transport was given to send.
+func decodeSent(src netip.Addr, m Outgoing) (Advert, error) {
+	return Decode(m.Payload, src, m.Dst, m.Dst.Is6())
 }
 
-// Send reaches every port, or only those whose address is in to.
-func (p *simPort) Send(_ bool, via Via, to []netip.Addr, build func(src, dst netip.Addr) ([]byte, error)) error {
+// Destinations is the group: every port hears it.
+func (p *simPort) Destinations(bool) []netip.Addr { return []netip.Addr{GroupV4} }
+
+// SendBatch reaches every port for the group, or the port a payload is
+// addressed to.
+func (p *simPort) SendBatch(_ bool, via Via, msgs []Outgoing) error {
 	if p.fail != nil {
 		return p.fail
 	}
-	if via != nil {
-		p.viaSent++
+	for i, m := range msgs {
+		if via != nil {
+			p.viaSent++
+		}
+		adv, err := decodeSent(p.src, m)
+		if err != nil {
+			msgs[i].Err = err
+			continue
+		}
+		b := slices.Clone(m.Payload) // the engine reuses its buffer
+		p.sent = append(p.sent, adv)
+		p.last, p.lastPayload = p.wire.clock.Now(), b
+		for _, o := range p.wire.ports {
+			if o != p && o.up && (m.Dst == GroupV4 || m.Dst == o.src) {
+				o.inbox = append(o.inbox, Packet{Payload: b, Src: p.src, Dst: m.Dst, TTL: 255})
+			}
+		}
 	}
-	return p.send(build, func(o *simPort) bool { return to == nil || slices.Contains(to, o.src) })
+	return nil
 }
 
 // OpenVia hands out a socket that only counts what it sent.
@@ -72,21 +85,6 @@ func (p *simPort) OpenVia(bool, string) (Via, error) { return simVia{}, nil }
 type simVia struct{}
 
 func (simVia) Close() error { return nil }
-
-func (p *simPort) send(build func(src, dst netip.Addr) ([]byte, error), reaches func(*simPort) bool) error {
-	b, adv, err := buildAdvert(p.src, build)
-	if err != nil {
-		return err
-	}
-	p.sent = append(p.sent, adv)
-	p.last, p.lastPayload = p.wire.clock.Now(), b
-	for _, o := range p.wire.ports {
-		if o != p && o.up && reaches(o) {
-			o.inbox = append(o.inbox, Packet{Payload: b, Src: p.src, Dst: GroupV4, TTL: 255})
-		}
-	}
-	return nil
-}
 
 func (p *simPort) Source(bool) netip.Addr   { return p.src }
 func (p *simPort) Packets() <-chan []Packet { return nil }

@@ -123,12 +123,18 @@ type stackTransport struct {
 	once    sync.Once
 }
 
-func (t *stackTransport) Send(_ bool, _ Via, _ []netip.Addr, build func(src, dst netip.Addr) ([]byte, error)) error {
-	_, adv, err := buildAdvert(netip.MustParseAddr("192.0.2.11"), build)
-	if err == nil && adv.Priority == 0 {
-		t.log.add("resign")
+func (t *stackTransport) Destinations(bool) []netip.Addr { return []netip.Addr{GroupV4} }
+func (t *stackTransport) SendBatch(_ bool, _ Via, msgs []Outgoing) error {
+	for _, m := range msgs {
+		adv, err := decodeSent(netip.MustParseAddr("192.0.2.11"), m)
+		if err != nil {
+			return err
+		}
+		if adv.Priority == 0 {
+			t.log.add("resign")
+		}
 	}
-	return err
+	return nil
 }
 func (t *stackTransport) OpenVia(bool, string) (Via, error) { return nil, nil }
 func (t *stackTransport) Source(v6 bool) netip.Addr {

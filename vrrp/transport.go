@@ -40,13 +40,17 @@ type Packet struct {
 // Transport carries adverts for every virtual router on one interface. It is
 // the seam between the engine and the network, so tests can use a fake wire.
 type Transport interface {
-	// Send sends a VRRP payload of the given family, built with Encode
-	// from the source and destination it is given. It goes to the
-	// multicast group or every unicast peer of that family; or, when to is
-	// not nil, to those addresses alone (a master keeps its adverts from a
-	// speaker outside the cluster by sending them to the members only). It
-	// leaves from via when that is not nil.
-	Send(v6 bool, via Via, to []netip.Addr, build func(src, dst netip.Addr) ([]byte, error)) error
+	// Destinations are where adverts of a family go: every unicast peer
+	// of that family, or the multicast group. The caller must not change
+	// the slice.
+	Destinations(v6 bool) []netip.Addr
+	// SendBatch sends VRRP payloads of one family (built with Encode from
+	// Source and their destination), leaving from via when that is not
+	// nil: all in one system call per socket (sendmmsg), so a master of
+	// hundreds of virtual routers pays one per tick, not one per advert. A
+	// payload the kernel refused gets its Err; the error returned is one
+	// that stopped the whole batch (no socket of that family).
+	SendBatch(v6 bool, via Via, msgs []Outgoing) error
 	// OpenVia opens a send-only socket on another interface with the same
 	// source address: a use_vmac master advertises from its virtual MAC
 	// interface this way (RFC 5798 §7.3), so the switch keeps the virtual
@@ -62,6 +66,13 @@ type Transport interface {
 	// their memory, so a receiver must copy what it keeps.
 	Packets() <-chan []Packet
 	Close() error
+}
+
+// Outgoing is one payload of a SendBatch and where it goes.
+type Outgoing struct {
+	Payload []byte
+	Dst     netip.Addr
+	Err     error // set by SendBatch when this payload was not sent
 }
 
 // Via is a socket on another interface that Transport.OpenVia opened.
@@ -103,8 +114,24 @@ type LinuxTransport struct {
 	packets chan []Packet
 	done    chan struct{}
 	peersMu sync.Mutex
-	wg      sync.WaitGroup
-	close   sync.Once
+	// dests are Destinations per family (IPv4, IPv6), replaced whole by
+	// SetPeers.
+	dests [2][]netip.Addr
+	// The send path's memory, reused by every SendBatch (the engine's
+	// goroutine is its only caller): messages, socket addresses per
+	// destination, and the control message per interface and source.
+	sendMsgs  []ipv4.Message
+	sendBufs  [][1][]byte
+	sendAddrs map[netip.Addr]*net.IPAddr
+	oobs      map[oobKey][]byte
+	wg        sync.WaitGroup
+	close     sync.Once
+}
+
+// oobKey is what a control message says: the family, source and interface.
+type oobKey struct {
+	src     netip.Addr
+	ifindex int
 }
 
 // ListenTransport opens the raw sockets for cfg. The IPv4 source is the
@@ -121,6 +148,7 @@ func ListenTransport(cfg TransportConfig) (*LinuxTransport, error) {
 		}
 	}
 	t := &LinuxTransport{cfg: cfg, ifi: ifi, packets: make(chan []Packet, batchQueue), done: make(chan struct{})}
+	t.SetPeers(cfg.UnicastPeers)
 	if cfg.IPv4 || cfg.MaybeIPv4 {
 		if t.src4, err = interfaceAddr(ifi, false); err != nil && !cfg.IPv4 {
 			t.src4, err = netip.Addr{}, nil
@@ -130,7 +158,7 @@ func ListenTransport(cfg TransportConfig) (*LinuxTransport, error) {
 		return nil, err
 	}
 	if t.src4.IsValid() {
-		if t.v4, _, err = listen(ifi, false, !cfg.Unicast && len(t.peers(false)) == 0, true); err != nil {
+		if t.v4, _, err = listen(ifi, false, t.multicast(false), true); err != nil {
 			return nil, err
 		}
 	}
@@ -143,7 +171,7 @@ func ListenTransport(cfg TransportConfig) (*LinuxTransport, error) {
 			t.Close()
 			return nil, err
 		}
-		if _, t.v6, err = listen(ifi, true, !cfg.Unicast && len(t.peers(true)) == 0, true); err != nil {
+		if _, t.v6, err = listen(ifi, true, t.multicast(true), true); err != nil {
 			t.Close()
 			return nil, err
 		}
@@ -363,20 +391,36 @@ func listen(ifi *net.Interface, v6, multicast, receive bool) (*ipv4.PacketConn, 
 // SetPeers implements Transport.
 func (t *LinuxTransport) SetPeers(peers []netip.Addr) {
 	t.peersMu.Lock()
+	defer t.peersMu.Unlock()
 	t.cfg.UnicastPeers = slices.Clone(peers)
-	t.peersMu.Unlock()
+	for i, group := range []netip.Addr{GroupV4, GroupV6} {
+		var out []netip.Addr
+		for _, p := range peers {
+			if p.Is6() == (i == 1) {
+				out = append(out, p)
+			}
+		}
+		if len(out) == 0 && !t.cfg.Unicast {
+			out = []netip.Addr{group}
+		}
+		t.dests[i] = out
+	}
 }
 
-func (t *LinuxTransport) peers(v6 bool) []netip.Addr {
+// multicast reports whether adverts of a family go to the group.
+func (t *LinuxTransport) multicast(v6 bool) bool {
+	d := t.Destinations(v6)
+	return len(d) == 1 && d[0].IsMulticast()
+}
+
+// Destinations implements Transport.
+func (t *LinuxTransport) Destinations(v6 bool) []netip.Addr {
 	t.peersMu.Lock()
 	defer t.peersMu.Unlock()
-	var out []netip.Addr
-	for _, p := range t.cfg.UnicastPeers {
-		if p.Is6() == v6 {
-			out = append(out, p)
-		}
+	if v6 {
+		return t.dests[1]
 	}
-	return out
+	return t.dests[0]
 }
 
 // Source implements Transport.
@@ -390,49 +434,75 @@ func (t *LinuxTransport) Source(v6 bool) netip.Addr {
 // Packets implements Transport.
 func (t *LinuxTransport) Packets() <-chan []Packet { return t.packets }
 
-// Send implements Transport.
-func (t *LinuxTransport) Send(v6 bool, via Via, to []netip.Addr, build func(src, dst netip.Addr) ([]byte, error)) error {
-	if to == nil {
-		to = t.peers(v6)
-		if len(to) == 0 && !t.cfg.Unicast {
-			to = []netip.Addr{GroupV4}
-			if v6 {
-				to = []netip.Addr{GroupV6}
-			}
-		}
-	}
+// SendBatch implements Transport.
+func (t *LinuxTransport) SendBatch(v6 bool, via Via, msgs []Outgoing) error {
 	ifi, c4, c6 := t.ifi, t.v4, t.v6
 	if v, ok := via.(*viaConn); ok && v != nil {
 		ifi, c4, c6 = v.ifi, v.v4, v.v6
 	}
-	var errs []error
-	for _, dst := range to {
-		src := t.Source(v6)
-		b, err := build(src.WithZone(""), dst)
-		if err != nil {
-			return err
+	write := func(ms []ipv4.Message) (int, error) { return c4.WriteBatch(ms, 0) }
+	if v6 {
+		if c6 == nil {
+			return errors.New("send IPv6 adverts: no IPv6 socket")
 		}
-		if v6 {
-			if c6 == nil {
-				return errors.New("send IPv6 advert: no IPv6 socket")
-			}
-			// The interface by index in the control message, not as the
-			// destination's zone: a zone string costs a dump of every
-			// link per send (Go's zone cache misses on an index).
-			cm := &ipv6.ControlMessage{HopLimit: 255, Src: src.AsSlice(), IfIndex: ifi.Index}
-			_, err = c6.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice()})
-		} else {
-			if c4 == nil {
-				return errors.New("send IPv4 advert: no IPv4 socket")
-			}
-			cm := &ipv4.ControlMessage{Src: src.AsSlice(), IfIndex: ifi.Index}
-			_, err = c4.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice()})
+		write = func(ms []ipv4.Message) (int, error) { return c6.WriteBatch(ms, 0) }
+	} else if c4 == nil {
+		return errors.New("send IPv4 adverts: no IPv4 socket")
+	}
+	oob := t.oob(v6, t.Source(v6), ifi.Index)
+	if t.sendAddrs == nil {
+		t.sendAddrs = map[netip.Addr]*net.IPAddr{}
+	}
+	if cap(t.sendMsgs) < len(msgs) {
+		t.sendMsgs = make([]ipv4.Message, len(msgs))
+		t.sendBufs = make([][1][]byte, len(msgs))
+	}
+	ms := t.sendMsgs[:len(msgs)]
+	for i := range msgs {
+		addr, ok := t.sendAddrs[msgs[i].Dst]
+		if !ok {
+			addr = &net.IPAddr{IP: msgs[i].Dst.AsSlice()}
+			t.sendAddrs[msgs[i].Dst] = addr
 		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("send advert to %s via %s: %w", dst, ifi.Name, err))
+		t.sendBufs[i][0] = msgs[i].Payload
+		ms[i] = ipv4.Message{Buffers: t.sendBufs[i][:], OOB: oob, Addr: addr}
+	}
+	// sendmmsg stops at a message the kernel refuses, reports what went
+	// before it, and the refusal on the next call: skip past it.
+	for i := 0; i < len(ms); {
+		n, err := write(ms[i:])
+		i += n
+		if err != nil && i < len(ms) {
+			msgs[i].Err = fmt.Errorf("send advert to %s via %s: %w", msgs[i].Dst, ifi.Name, err)
+			i++
+		} else if n == 0 {
+			break
 		}
 	}
-	return errors.Join(errs...)
+	clear(t.sendBufs[:len(msgs)]) // keep no payload alive
+	return nil
+}
+
+// oob is the control message adverts leave with: the source address, the
+// interface by index (not as the destination's zone: a zone string costs a
+// dump of every link per send, Go's zone cache missing on an index) and,
+// for IPv6, the hop limit 255 VRRP requires. It is built once per source.
+func (t *LinuxTransport) oob(v6 bool, src netip.Addr, ifindex int) []byte {
+	k := oobKey{src: src, ifindex: ifindex}
+	if b, ok := t.oobs[k]; ok {
+		return b
+	}
+	if t.oobs == nil {
+		t.oobs = map[oobKey][]byte{}
+	}
+	var b []byte
+	if v6 {
+		b = (&ipv6.ControlMessage{HopLimit: 255, Src: src.WithZone("").AsSlice(), IfIndex: ifindex}).Marshal()
+	} else {
+		b = (&ipv4.ControlMessage{Src: src.AsSlice(), IfIndex: ifindex}).Marshal()
+	}
+	t.oobs[k] = b
+	return b
 }
 
 // viaConn is a send-only socket on another interface.
