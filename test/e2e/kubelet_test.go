@@ -78,12 +78,12 @@ func startKubelet(t *testing.T, n *lab.Node, kubeconfig string) *lab.Kubelet {
 	return kl
 }
 
-// waitLivenessProbed waits until the kubelet's liveness probe of the garpd
-// container has succeeded, and fails on any failed probe.
-func waitLivenessProbed(t *testing.T, kl *lab.Kubelet) {
+// waitLivenessProbed waits until the kubelet's liveness probe of pod's
+// garpd container has succeeded, and fails on any failed probe.
+func waitLivenessProbed(t *testing.T, kl *lab.Kubelet, pod string) {
 	t.Helper()
-	waitFor(t, 45*time.Second, "a successful liveness probe of garpd", func() (bool, string) {
-		r, err := kl.ProbeResults("garpd")
+	waitFor(t, 45*time.Second, "a successful liveness probe of "+pod, func() (bool, string) {
+		r, err := kl.ProbeResults(pod, "garpd")
 		if err != nil {
 			return false, err.Error()
 		}
@@ -141,7 +141,7 @@ func TestStaticPodOnKubelet(t *testing.T) {
 	t.Logf("1/1/1 on the router %s after the agents started, n1's agent in the static pod", d.Round(10*time.Millisecond))
 	// garpd status on n1's host reaches the pod's agent: host network.
 	waitSettled(t, l, "n1", "n2", "n3")
-	waitLivenessProbed(t, kl)
+	waitLivenessProbed(t, kl, "garpd-n1")
 
 	// Removing the manifest: the kubelet stops the pod with SIGTERM and
 	// garpd hands its VIP to a survivor before it exits.
@@ -274,7 +274,7 @@ func TestChartOnKubelet(t *testing.T) {
 	d := waitSpread(t, l, vips, 90*time.Second, map[string]int{"n1": 1, "n2": 1, "n3": 1})
 	t.Logf("1/1/1 on the router %s after the direct agents started", d.Round(10*time.Millisecond))
 	waitSettled(t, l, "n1", "n2", "n3")
-	waitLivenessProbed(t, kl)
+	waitLivenessProbed(t, kl, first)
 	neigh, err := l.Neighbours()
 	if err != nil {
 		t.Fatal(err)
@@ -298,7 +298,10 @@ func TestChartOnKubelet(t *testing.T) {
 		t.Fatal(err)
 	}
 	from := time.Now()
-	helmOnline("upgrade", "garpd", chartDir(), "--namespace", "garpd", "--reuse-values", "--set", "garp.refresh=30s")
+	// The new config listens on every address, IPv6 included: the probe
+	// must then go to [::1].
+	helmOnline("upgrade", "garpd", chartDir(), "--namespace", "garpd", "--reuse-values", "--set", "garp.refresh=30s",
+		"--set", "http.listen=[::]:9496")
 	var second string
 	waitFor(t, 120*time.Second, "a new pod to replace "+first, func() (bool, string) {
 		second = podReady("a Ready pod")
@@ -307,6 +310,7 @@ func TestChartOnKubelet(t *testing.T) {
 	waitSpread(t, l, vips, 60*time.Second, map[string]int{"n1": 1, "n2": 1, "n3": 1})
 	waitSettled(t, l, "n1", "n2", "n3")
 	to := time.Now()
+	waitLivenessProbed(t, kl, second)
 	for v, s := range holdersOf.Stats(from, to) {
 		t.Logf("%s over the upgrade (%s): longest without a holder %s, with two %s", v, to.Sub(from).Round(time.Second),
 			s.MaxNoHolder.Round(time.Millisecond), s.Multi.Round(time.Millisecond))

@@ -376,17 +376,18 @@ func (k *Kubelet) RunningContainers() ([]string, error) {
 	return names, nil
 }
 
-// ProbeResults counts the kubelet's probe results for a container by
-// probe type and result (e.g. "Liveness/successful"), from its
+// ProbeResults counts the kubelet's probe results for a pod's container
+// by probe type and result (e.g. "Liveness/successful"), from its
 // /metrics/probes on the node's loopback.
-func (k *Kubelet) ProbeResults(container string) (map[string]int, error) {
+func (k *Kubelet) ProbeResults(pod, container string) (map[string]int, error) {
 	out, err := Exec(k.node.NS, "curl", "-sk", "--max-time", "5", "https://127.0.0.1:10250/metrics/probes")
 	if err != nil {
 		return nil, err
 	}
 	counts := map[string]int{}
 	for _, line := range strings.Split(out, "\n") {
-		if !strings.HasPrefix(line, "prober_probe_total{") || !strings.Contains(line, `container="`+container+`"`) {
+		if !strings.HasPrefix(line, "prober_probe_total{") || !strings.Contains(line, `container="`+container+`"`) ||
+			!strings.Contains(line, `pod="`+pod+`"`) {
 			continue
 		}
 		label := func(name string) string {
