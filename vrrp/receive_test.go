@@ -16,17 +16,27 @@ type receiveBench struct {
 	adverts []Packet
 }
 
-func newReceiveBench(tb testing.TB) *receiveBench {
-	tb.Helper()
+// fullInterface is 255 virtual routers of one VIP each at prio: the most
+// one family of an interface can have.
+func fullInterface(prio uint8) []RouterSpec {
 	var specs []RouterSpec
-	var adverts []Packet
 	for vrid := 1; vrid <= 255; vrid++ {
 		vip := netip.AddrFrom4([4]byte{192, 0, 2, byte(vrid)})
 		if vrid == 255 {
 			vip = netip.MustParseAddr("198.51.100.1")
 		}
-		specs = append(specs, RouterSpec{VRID: uint8(vrid), VIPs: []netip.Prefix{netip.PrefixFrom(vip, 32)}, Priority: 100})
-		b, err := Encode(Advert{Version: 3, VRID: uint8(vrid), Priority: 200, Interval: 10, Addresses: []netip.Addr{vip}}, peerSrc, GroupV4)
+		specs = append(specs, RouterSpec{VRID: uint8(vrid), VIPs: []netip.Prefix{netip.PrefixFrom(vip, 32)}, Priority: prio})
+	}
+	return specs
+}
+
+func newReceiveBench(tb testing.TB) *receiveBench {
+	tb.Helper()
+	specs := fullInterface(100)
+	var adverts []Packet
+	for _, s := range specs {
+		vip := s.VIPs[0].Addr()
+		b, err := Encode(Advert{Version: 3, VRID: s.VRID, Priority: 200, Interval: 10, Addresses: []netip.Addr{vip}}, peerSrc, GroupV4)
 		if err != nil {
 			tb.Fatal(err)
 		}

@@ -41,14 +41,7 @@ type sendBench struct {
 
 func newSendBench(tb testing.TB) *sendBench {
 	tb.Helper()
-	var specs []RouterSpec
-	for vrid := 1; vrid <= 255; vrid++ {
-		vip := netip.AddrFrom4([4]byte{192, 0, 2, byte(vrid)})
-		if vrid == 255 {
-			vip = netip.MustParseAddr("198.51.100.1")
-		}
-		specs = append(specs, RouterSpec{VRID: uint8(vrid), VIPs: []netip.Prefix{netip.PrefixFrom(vip, 32)}, Priority: 255})
-	}
+	specs := fullInterface(255)
 	clk := &fakeClock{now: t0}
 	k := &fakeKernel{vips: map[netip.Addr]bool{}, clock: clk}
 	port := &countingPort{src: netip.MustParseAddr("192.0.2.11"), groupDestination: []netip.Addr{GroupV4}}
