@@ -79,6 +79,7 @@ demo-static: deps
 fuzz:
 	$(GO) test ./vrrp -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./vrrp -run '^$$' -fuzz '^FuzzAuthCheck$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./vrrp -run '^$$' -fuzz '^FuzzParsePacketInfo$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./cmd/garpd -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./gossip -run '^$$' -fuzz '^FuzzKnownSet$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./vrrp/keepalived -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)

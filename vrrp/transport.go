@@ -2,6 +2,7 @@ package vrrp
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -558,7 +559,6 @@ const batchQueue = 8
 const maxIPv4Header = 60
 
 func (t *LinuxTransport) readV4() {
-	var cm ipv4.ControlMessage // reused: Parse keeps its Dst storage
 	oob := ipv4.NewControlMessage(ipv4.FlagTTL | ipv4.FlagDst | ipv4.FlagInterface)
 	t.readLoop(false, len(oob), func(ms []ipv4.Message, flags int) (int, error) { return t.v4.ReadBatch(ms, flags) },
 		func(m *ipv4.Message) (payload []byte, src, dst netip.Addr, ttl, ifindex int) {
@@ -572,16 +572,12 @@ func (t *LinuxTransport) readV4() {
 			if a, ok := m.Addr.(*net.IPAddr); ok {
 				src, _ = netip.AddrFromSlice(a.IP.To4())
 			}
-			if cm.Parse(m.OOB[:m.NN]) == nil {
-				ifindex = cm.IfIndex
-				dst, _ = netip.AddrFromSlice(cm.Dst.To4())
-			}
+			dst, ifindex, _ = parsePacketInfo(m.OOB[:m.NN], false)
 			return payload, src, dst, ttl, ifindex
 		})
 }
 
 func (t *LinuxTransport) readV6() {
-	var cm ipv6.ControlMessage
 	oob := ipv6.NewControlMessage(ipv6.FlagHopLimit | ipv6.FlagDst | ipv6.FlagInterface)
 	t.readLoop(true, len(oob), func(ms []ipv6.Message, flags int) (int, error) { return t.v6.ReadBatch(ms, flags) },
 		func(m *ipv6.Message) (payload []byte, src, dst netip.Addr, ttl, ifindex int) {
@@ -589,12 +585,37 @@ func (t *LinuxTransport) readV6() {
 			if a, ok := m.Addr.(*net.IPAddr); ok {
 				src, _ = netip.AddrFromSlice(a.IP.To16())
 			}
-			if cm.Parse(m.OOB[:m.NN]) == nil {
-				ttl, ifindex = cm.HopLimit, cm.IfIndex
-				dst, _ = netip.AddrFromSlice(cm.Dst.To16())
-			}
+			dst, ifindex, ttl = parsePacketInfo(m.OOB[:m.NN], true)
 			return payload, src, dst, ttl, ifindex
 		})
+}
+
+// parsePacketInfo reads a received packet's control messages: its
+// destination and interface (IP_PKTINFO, IPV6_PKTINFO) and, for IPv6, its
+// hop limit (-1 when absent). x/net's ControlMessage.Parse would do the
+// same with two allocations per packet, thousands a second on a backup.
+func parsePacketInfo(oob []byte, v6 bool) (dst netip.Addr, ifindex, hopLimit int) {
+	hopLimit = -1
+	for len(oob) > 0 {
+		h, data, rest, err := unix.ParseOneSocketControlMessage(oob)
+		if err != nil {
+			break
+		}
+		oob = rest
+		switch {
+		case !v6 && h.Level == unix.SOL_IP && h.Type == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
+			// struct in_pktinfo: ifindex, local address, header destination.
+			ifindex = int(int32(binary.NativeEndian.Uint32(data[0:4])))
+			dst = netip.AddrFrom4([4]byte(data[8:12]))
+		case v6 && h.Level == unix.SOL_IPV6 && h.Type == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
+			// struct in6_pktinfo: destination, ifindex.
+			dst = netip.AddrFrom16([16]byte(data[0:16]))
+			ifindex = int(binary.NativeEndian.Uint32(data[16:20]))
+		case v6 && h.Level == unix.SOL_IPV6 && h.Type == unix.IPV6_HOPLIMIT && len(data) >= 4:
+			hopLimit = int(int32(binary.NativeEndian.Uint32(data[0:4])))
+		}
+	}
+	return dst, ifindex, hopLimit
 }
 
 // readLoop delivers one family's packets until its socket is closed: it
