@@ -472,7 +472,7 @@ func (t *LinuxTransport) SendBatch(v6 bool, via Via, msgs []Outgoing) error {
 	// before it, and the refusal on the next call: skip past it.
 	for i := 0; i < len(ms); {
 		n, err := write(ms[i:])
-		i += n
+		i += max(n, 0) // -1 with the error of a call that sent nothing
 		if err != nil && i < len(ms) {
 			msgs[i].Err = fmt.Errorf("send advert to %s via %s: %w", msgs[i].Dst, ifi.Name, err)
 			i++
