@@ -445,15 +445,18 @@ func SweepStale() {
 }
 
 // routerHandle opens a netlink handle inside the router namespace.
-func (l *Lab) routerHandle() (*netlink.Handle, netns.NsHandle, error) {
-	ns, err := netns.GetFromName(l.Router)
+func (l *Lab) routerHandle() (*netlink.Handle, netns.NsHandle, error) { return nsHandle(l.Router) }
+
+// nsHandle opens a netlink handle inside the named namespace.
+func nsHandle(name string) (*netlink.Handle, netns.NsHandle, error) {
+	ns, err := netns.GetFromName(name)
 	if err != nil {
-		return nil, 0, fmt.Errorf("open namespace %s: %w", l.Router, err)
+		return nil, 0, fmt.Errorf("open namespace %s: %w", name, err)
 	}
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		ns.Close()
-		return nil, 0, fmt.Errorf("netlink in %s: %w", l.Router, err)
+		return nil, 0, fmt.Errorf("netlink in %s: %w", name, err)
 	}
 	return h, ns, nil
 }
@@ -587,19 +590,26 @@ func (n *Node) Addresses() ([]netip.Addr, error) { return n.AddressesOn("eth0") 
 
 // AddressesOn lists the node's addresses on dev (a virtual MAC interface).
 func (n *Node) AddressesOn(dev string) ([]netip.Addr, error) {
-	out, err := Exec(n.NS, "ip", "-o", "addr", "show", "dev", dev)
+	// Over netlink, not `ip addr`: no process to start, which a machine
+	// busy with thousands of adverts a second can delay for seconds.
+	h, ns, err := nsHandle(n.NS)
 	if err != nil {
 		return nil, err
 	}
-	var addrs []netip.Addr
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		for i := 0; i+1 < len(f); i++ {
-			if f[i] == "inet" || f[i] == "inet6" {
-				if p, err := netip.ParsePrefix(f[i+1]); err == nil {
-					addrs = append(addrs, p.Addr())
-				}
-			}
+	defer ns.Close()
+	defer h.Close()
+	link, err := h.LinkByName(dev)
+	if err != nil {
+		return nil, fmt.Errorf("find %s in %s: %w", dev, n.NS, err)
+	}
+	list, err := h.AddrList(link, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("list the addresses of %s in %s: %w", dev, n.NS, err)
+	}
+	addrs := make([]netip.Addr, 0, len(list))
+	for _, a := range list {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+			addrs = append(addrs, ip.Unmap())
 		}
 	}
 	return addrs, nil
