@@ -593,27 +593,43 @@ func (t *LinuxTransport) readV6() {
 // parsePacketInfo reads a received packet's control messages: its
 // destination and interface (IP_PKTINFO, IPV6_PKTINFO) and, for IPv6, its
 // hop limit (-1 when absent). x/net's ControlMessage.Parse would do the
-// same with two allocations per packet, thousands a second on a backup.
+// same with two allocations per packet, thousands a second on a backup;
+// the headers are read by value, so no buffer shape can fault.
 func parsePacketInfo(oob []byte, v6 bool) (dst netip.Addr, ifindex, hopLimit int) {
 	hopLimit = -1
-	for len(oob) > 0 {
-		h, data, rest, err := unix.ParseOneSocketControlMessage(oob)
-		if err != nil {
+	hdr := unix.CmsgLen(0) // the header, aligned: where the data starts
+	for len(oob) >= hdr {
+		// struct cmsghdr, read by value: len (size_t), level, type.
+		var n int
+		var level, typ int32
+		if unix.SizeofCmsghdr == 16 {
+			n = int(binary.NativeEndian.Uint64(oob[0:8]))
+			level, typ = int32(binary.NativeEndian.Uint32(oob[8:12])), int32(binary.NativeEndian.Uint32(oob[12:16]))
+		} else {
+			n = int(binary.NativeEndian.Uint32(oob[0:4]))
+			level, typ = int32(binary.NativeEndian.Uint32(oob[4:8])), int32(binary.NativeEndian.Uint32(oob[8:12]))
+		}
+		if n < hdr || n > len(oob) {
 			break
 		}
-		oob = rest
+		data := oob[hdr:n]
 		switch {
-		case !v6 && h.Level == unix.SOL_IP && h.Type == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
+		case !v6 && level == unix.SOL_IP && typ == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
 			// struct in_pktinfo: ifindex, local address, header destination.
 			ifindex = int(int32(binary.NativeEndian.Uint32(data[0:4])))
 			dst = netip.AddrFrom4([4]byte(data[8:12]))
-		case v6 && h.Level == unix.SOL_IPV6 && h.Type == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
+		case v6 && level == unix.SOL_IPV6 && typ == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
 			// struct in6_pktinfo: destination, ifindex.
 			dst = netip.AddrFrom16([16]byte(data[0:16]))
 			ifindex = int(binary.NativeEndian.Uint32(data[16:20]))
-		case v6 && h.Level == unix.SOL_IPV6 && h.Type == unix.IPV6_HOPLIMIT && len(data) >= 4:
+		case v6 && level == unix.SOL_IPV6 && typ == unix.IPV6_HOPLIMIT && len(data) >= 4:
 			hopLimit = int(int32(binary.NativeEndian.Uint32(data[0:4])))
 		}
+		next := unix.CmsgSpace(n - hdr)
+		if next > len(oob) {
+			break
+		}
+		oob = oob[next:]
 	}
 	return dst, ifindex, hopLimit
 }
