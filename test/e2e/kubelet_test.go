@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -154,6 +155,9 @@ func TestStaticPodOnKubelet(t *testing.T) {
 		if l.NodeByMAC(neigh[v]) == n1 {
 			vip = v
 		}
+	}
+	if names, err := kl.RunningContainers(); err != nil || !slices.Contains(names, "garpd") {
+		t.Fatalf("containerd runs %v (%v), want the pod's garpd", names, err)
 	}
 	removed := time.Now()
 	if err := os.Remove(podPath); err != nil {
