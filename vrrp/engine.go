@@ -403,6 +403,7 @@ func (e *Engine) apply(now time.Time, k routerKey, r *router, acts []Action) {
 		case ActReassert:
 			e.reassert(now, k, r)
 		case ActRelease:
+			e.flushAdverts() // before a virtual MAC's socket closes
 			e.stopAnnouncing(r)
 			e.dropVIPs(k, r)
 		}
@@ -441,7 +442,11 @@ func (e *Engine) sendAdvert(k routerKey, r *router, prio uint8) {
 			to = []netip.Addr{} // no member to send to: nothing goes out
 		}
 	}
-	e.outbox = append(e.outbox, pendingAdvert{k: k, r: r, adv: adv, to: to})
+	// The socket is the one of this moment: a new master's first advert
+	// leaves from the interface before its virtual MAC is up, so that a
+	// node still master with that virtual MAC hears it (Linux hands a
+	// multicast frame from a local macvlan's MAC to that macvlan alone).
+	e.outbox = append(e.outbox, pendingAdvert{k: k, r: r, via: r.via, adv: adv, to: to})
 	if !e.batching {
 		e.flushAdverts()
 	}
@@ -452,6 +457,7 @@ func (e *Engine) sendAdvert(k routerKey, r *router, prio uint8) {
 type pendingAdvert struct {
 	k   routerKey
 	r   *router
+	via Via // the socket to leave from, as it was when queued
 	adv Advert
 	to  []netip.Addr // nil: the transport's destinations
 	// from and end delimit its payloads in the batch; from is -1 when
@@ -465,7 +471,7 @@ func (e *Engine) flushAdverts() {
 	out := e.outbox
 	for len(out) > 0 {
 		n := 1
-		for n < len(out) && out[n].k.v6 == out[0].k.v6 && out[n].r.via == out[0].r.via {
+		for n < len(out) && out[n].k.v6 == out[0].k.v6 && out[n].via == out[0].via {
 			n++
 		}
 		e.sendBatch(out[:n])
@@ -478,7 +484,7 @@ func (e *Engine) flushAdverts() {
 // sendBatch encodes adverts of one family and socket for each of their
 // destinations into the engine's reused buffers and sends them together.
 func (e *Engine) sendBatch(group []pendingAdvert) {
-	v6, via := group[0].k.v6, group[0].r.via
+	v6, via := group[0].k.v6, group[0].via
 	src := e.deps.Transport.Source(v6).WithZone("")
 	e.wire, e.batch, e.offsets = e.wire[:0], e.batch[:0], e.offsets[:0]
 	for i := range group {

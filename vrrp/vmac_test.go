@@ -132,6 +132,30 @@ func TestEngineSendsAdvertsFromTheVirtualMAC(t *testing.T) {
 	}
 }
 
+// A new master's first advert leaves from the interface's own MAC, before
+// its virtual MAC is up: a node that is still master with that virtual MAC
+// hears it there (Linux hands a multicast frame from a local macvlan's MAC
+// to that macvlan alone), and steps down. Later adverts use the virtual MAC.
+func TestNewMastersFirstAdvertLeavesFromTheInterface(t *testing.T) {
+	s := newSim(t)
+	cfg := v3cfg()
+	cfg.UseVMAC = true
+	a := s.start("192.0.2.11", nodeOpts{prio: 200, cfg: cfg, vmac: true})
+	for i := 0; len(a.port.sent) == 0; i++ {
+		if i > 1000 {
+			t.Fatal("no advert within 10 s")
+		}
+		s.run(10 * time.Millisecond)
+	}
+	if a.port.viaSent != 0 {
+		t.Fatalf("the new master's first advert left from its virtual MAC, want the interface")
+	}
+	s.run(time.Second)
+	if a.port.viaSent == 0 {
+		t.Fatal("no later advert left from the virtual MAC")
+	}
+}
+
 func TestConfigVMACXmitBaseNeedsUseVMAC(t *testing.T) {
 	c := v3cfg()
 	c.VMACXmitBase = true
