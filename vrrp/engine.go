@@ -398,6 +398,11 @@ func (e *Engine) apply(now time.Time, k routerKey, r *router, acts []Action) {
 		case ActSendResign:
 			e.sendAdvert(k, r, 0)
 		case ActTakeover:
+			// RFC 5798 §6.4.1: the advert, then the gratuitous ARP. The
+			// pacer sends the ARP from its own goroutine at once, so the
+			// queued advert goes first, or the router could learn the new
+			// master before the old one hears it and lets go.
+			e.flushAdverts()
 			e.holdVIPs(k, r)
 			e.startBurst(now, r)
 		case ActReassert:

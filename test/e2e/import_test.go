@@ -69,13 +69,17 @@ func waitKeepalivedOwners(t *testing.T, l *lab.Lab, vips []netip.Addr, want map[
 		now := routerOwners(t, l, vips)
 		return maps.Equal(now, want), fmt.Sprintf("now %v, keepalived had %v", now, want)
 	})
-	for v, owner := range want {
-		for _, n := range l.Nodes {
-			if held := n.HasAddress(v); held != (n.Name == owner) {
-				t.Errorf("%s on %s: held %v, want it on %s only", v, n.Name, held, owner)
+	// The old master lets go when it hears the new one's advert: poll.
+	waitFor(t, 5*time.Second, "each VIP held by its owner alone", func() (bool, string) {
+		for v, owner := range want {
+			for _, n := range l.Nodes {
+				if held := n.HasAddress(v); held != (n.Name == owner) {
+					return false, fmt.Sprintf("%s on %s: held %v, want it on %s only", v, n.Name, held, owner)
+				}
 			}
 		}
-	}
+		return true, ""
+	})
 }
 
 // Issue 13: a keepalived cluster (3 nodes, 6 VIPs, rotated priorities,
