@@ -499,10 +499,13 @@ func (e *Engine) sendBatch(group []pendingAdvert) {
 			dsts = e.deps.Transport.Destinations(v6)
 		}
 		p.from = len(e.batch)
+		wireLen := len(e.wire)
 		for _, dst := range dsts {
 			w, err := AppendAdvert(e.wire, p.adv, src, dst)
 			if err != nil {
 				e.sendFailed(p.k, err)
+				// None of its copies goes out.
+				e.wire, e.batch, e.offsets = e.wire[:wireLen], e.batch[:p.from], e.offsets[:p.from]
 				p.from = -1
 				break
 			}
