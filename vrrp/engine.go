@@ -97,10 +97,10 @@ type router struct {
 	// The router's metric children, looked up once: per advert the engine
 	// only increments them.
 	vipLabel   string
-	recv       prometheus.Counter
-	sent       prometheus.Counter
-	collisions prometheus.Counter
-	state      prometheus.Gauge
+	recv       *Series
+	sent       *Series
+	collisions *Series
+	state      *Series
 }
 
 // event records an event if there is a sink.

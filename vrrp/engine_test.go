@@ -54,7 +54,7 @@ func TestEngineElectsAndFailsOver(t *testing.T) {
 		}
 	}
 	// a advertised at 320ms and then every 100ms up to 4s: 37 adverts.
-	if got := testutil.ToFloat64(b.metrics.AdvertsRecv.WithLabelValues("ipv4", "10")); got != 37 {
+	if got := b.metrics.AdvertsRecv.WithLabelValues("ipv4", "10").Value(); got != 37 {
 		t.Fatalf("b received %v adverts from a in its 3.68s as master at 100ms, want 37", got)
 	}
 
@@ -132,7 +132,7 @@ func TestEngineDropsInvalid(t *testing.T) {
 			t.Errorf("dropped %s: %v, want %v", reason, got, want)
 		}
 	}
-	if got := testutil.ToFloat64(n.metrics.Collisions.WithLabelValues("ipv4", "10")); got != 2 {
+	if got := n.metrics.Collisions.WithLabelValues("ipv4", "10").Value(); got != 2 {
 		t.Errorf("collisions %v, want 2 (one per foreign advert)", got)
 	}
 	// None of them counted as a master: the node still takes over.
@@ -164,7 +164,7 @@ func TestEngineV2Auth(t *testing.T) {
 	if got := testutil.ToFloat64(n.metrics.Dropped.WithLabelValues("ipv4", "interval_mismatch")); got != 1 {
 		t.Errorf("interval_mismatch drops %v, want 1", got)
 	}
-	if got := testutil.ToFloat64(n.metrics.AdvertsRecv.WithLabelValues("ipv4", "10")); got != 1 {
+	if got := n.metrics.AdvertsRecv.WithLabelValues("ipv4", "10").Value(); got != 1 {
 		t.Errorf("accepted %v adverts, want 1", got)
 	}
 }
@@ -701,7 +701,7 @@ func TestEngineFault(t *testing.T) {
 	if st[0].State != "fault" || st[0].Fault != "check api fails" {
 		t.Fatalf("status %+v, want fault with why", st[0])
 	}
-	if v := testutil.ToFloat64(n1.metrics.State.WithLabelValues("ipv4", "10", testVIP.Addr().String())); v != stateFault {
+	if v := n1.metrics.State.WithLabelValues("ipv4", "10", testVIP.Addr().String()).Value(); v != stateFault {
 		t.Fatalf("garpd_vrrp_state %v, want %d", v, stateFault)
 	}
 	s.run(10 * time.Second)

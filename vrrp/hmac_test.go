@@ -291,7 +291,7 @@ func TestEngineAuthHMAC(t *testing.T) {
 		return b
 	}
 	toMaster := func(n *simNode) float64 {
-		return testutil.ToFloat64(n.metrics.Transitions.WithLabelValues("ipv4", "10", "master"))
+		return n.metrics.Transitions.WithLabelValues("ipv4", "10", "master").Value()
 	}
 	bMaster := toMaster(b)
 	for range 30 { // forged priority-0 adverts from a's address, each right after a's own

@@ -11,14 +11,14 @@ type Metrics struct {
 	// RateLimit is the announcement cap, so a dashboard can draw the
 	// rate against it.
 	RateLimit     prometheus.Gauge
-	State         *prometheus.GaugeVec
-	Transitions   *prometheus.CounterVec
-	AdvertsSent   *prometheus.CounterVec
-	AdvertsRecv   *prometheus.CounterVec
+	State         *SeriesVec
+	Transitions   *SeriesVec
+	AdvertsSent   *SeriesVec
+	AdvertsRecv   *SeriesVec
 	Dropped       *prometheus.CounterVec
-	Collisions    *prometheus.CounterVec
+	Collisions    *SeriesVec
 	ReadErrors    *prometheus.CounterVec
-	Announcements *prometheus.CounterVec
+	Announcements *SeriesVec
 	AnnounceWait  prometheus.Histogram
 	AnnounceQueue prometheus.Gauge
 	WaveDuration  prometheus.Histogram
@@ -38,8 +38,10 @@ func (m *Metrics) On(ifname string) *Metrics {
 	c := *b
 	c.base = b
 	l := prometheus.Labels{"interface": ifname}
-	c.State = b.State.MustCurryWith(l)
-	for _, v := range []**prometheus.CounterVec{&c.Transitions, &c.AdvertsSent, &c.AdvertsRecv, &c.Dropped, &c.Collisions, &c.ReadErrors} {
+	for _, v := range []**SeriesVec{&c.State, &c.Transitions, &c.AdvertsSent, &c.AdvertsRecv, &c.Collisions} {
+		*v = (*v).curry(ifname)
+	}
+	for _, v := range []**prometheus.CounterVec{&c.Dropped, &c.ReadErrors} {
 		*v = (*v).MustCurryWith(l)
 	}
 	return &c
@@ -51,6 +53,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 	}
+	series := func(name, help string, labels ...string) *SeriesVec {
+		return newSeriesVec(prometheus.CounterValue, name, help, labels...)
+	}
 	gauge := func(name, help string) prometheus.Gauge {
 		return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
 	}
@@ -59,17 +64,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m := &Metrics{
 		RateLimit: gauge("garpd_announce_rate_limit", "The cap on announcement packets per second per interface (garp.max_rate); 0: none."),
-		State: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "garpd_vrrp_state",
-			Help: "VRRP state per virtual router: 0 initialize, 1 backup, 2 master, 3 fault (a failing check that tracks it)."}, []string{"interface", "family", "vrid", "vips"}),
-		Transitions: counter("garpd_vrrp_transitions_total", "VRRP state transitions per virtual router, by new state.", "interface", "family", "vrid", "to"),
-		AdvertsSent: counter("garpd_vrrp_adverts_sent_total", "VRRP adverts sent per virtual router.", "interface", "family", "vrid"),
-		AdvertsRecv: counter("garpd_vrrp_adverts_received_total", "Valid VRRP adverts received per virtual router.", "interface", "family", "vrid"),
+		State: newSeriesVec(prometheus.GaugeValue, "garpd_vrrp_state",
+			"VRRP state per virtual router: 0 initialize, 1 backup, 2 master, 3 fault (a failing check that tracks it).", "interface", "family", "vrid", "vips"),
+		Transitions: series("garpd_vrrp_transitions_total", "VRRP state transitions per virtual router, by new state.", "interface", "family", "vrid", "to"),
+		AdvertsSent: series("garpd_vrrp_adverts_sent_total", "VRRP adverts sent per virtual router.", "interface", "family", "vrid"),
+		AdvertsRecv: series("garpd_vrrp_adverts_received_total", "Valid VRRP adverts received per virtual router.", "interface", "family", "vrid"),
 		Dropped:     counter("garpd_vrrp_packets_dropped_total", "Received VRRP packets dropped, by reason.", "interface", "family", "reason"),
-		Collisions: counter("garpd_vrrp_vrid_collisions_total",
+		Collisions: series("garpd_vrrp_vrid_collisions_total",
 			"Adverts for one of our VRIDs with a different VIP list (another cluster using the same VRID); the sources are logged, once each.", "interface", "family", "vrid"),
 		ReadErrors: counter("garpd_vrrp_read_errors_total",
 			"Failed reads of a VRRP socket; the reader backs off, up to a second, while they last.", "interface", "family"),
-		Announcements: counter("garpd_announcements_sent_total",
+		Announcements: series("garpd_announcements_sent_total",
 			"Gratuitous ARP (kind garp) and unsolicited neighbour advertisements (kind na) sent, per VIP.", "vip", "kind"),
 		AnnounceWait: histogram("garpd_announce_queue_wait_seconds", "How long announcements waited for the per-interface rate cap (the queue lag).",
 			0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),

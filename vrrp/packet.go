@@ -17,10 +17,11 @@ const (
 	headerLen         = 8
 	authDataLen       = 8 // VRRPv2 trailer, present whatever the auth type
 	maxAddrs          = 255
-	// maxPacket is the largest VRRP payload: 255 IPv6 addresses (or a
-	// VRRPv2 trailer) and an auth_hmac trailer. Receive buffers hold that
-	// much.
-	maxPacket = headerLen + maxAddrs*16 + authDataLen + TrailerLen
+	// maxPacket4 and maxPacket6 are the largest VRRP payloads of each
+	// family: 255 addresses, a VRRPv2 trailer and an auth_hmac trailer.
+	// Each family's receive buffers hold that much.
+	maxPacket4 = headerLen + maxAddrs*4 + authDataLen + TrailerLen
+	maxPacket6 = headerLen + maxAddrs*16 + authDataLen + TrailerLen
 )
 
 // AuthType is the VRRPv2 authentication type. VRRPv3 has none.

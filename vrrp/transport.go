@@ -560,7 +560,7 @@ const maxIPv4Header = 60
 
 func (t *LinuxTransport) readV4() {
 	oob := ipv4.NewControlMessage(ipv4.FlagTTL | ipv4.FlagDst | ipv4.FlagInterface)
-	t.readLoop(false, len(oob), func(ms []ipv4.Message, flags int) (int, error) { return t.v4.ReadBatch(ms, flags) },
+	t.readLoop(false, maxIPv4Header+maxPacket4, len(oob), func(ms []ipv4.Message, flags int) (int, error) { return t.v4.ReadBatch(ms, flags) },
 		func(m *ipv4.Message) (payload []byte, src, dst netip.Addr, ttl, ifindex int) {
 			// Read in a batch, a raw IPv4 socket's packets keep their IP
 			// header (ReadFrom strips it); IPv6 ones never carry it.
@@ -579,7 +579,7 @@ func (t *LinuxTransport) readV4() {
 
 func (t *LinuxTransport) readV6() {
 	oob := ipv6.NewControlMessage(ipv6.FlagHopLimit | ipv6.FlagDst | ipv6.FlagInterface)
-	t.readLoop(true, len(oob), func(ms []ipv6.Message, flags int) (int, error) { return t.v6.ReadBatch(ms, flags) },
+	t.readLoop(true, maxPacket6, len(oob), func(ms []ipv6.Message, flags int) (int, error) { return t.v6.ReadBatch(ms, flags) },
 		func(m *ipv6.Message) (payload []byte, src, dst netip.Addr, ttl, ifindex int) {
 			payload, ttl = m.Buffers[0][:m.N], -1
 			if a, ok := m.Addr.(*net.IPAddr); ok {
@@ -640,13 +640,13 @@ func parsePacketInfo(oob []byte, v6 bool) (dst netip.Addr, ifindex, hopLimit int
 // batch. Packets of other interfaces and our own (a unicast peer list that
 // names this node loops them back) are skipped. ipv4.Message and
 // ipv6.Message are one type, so one loop serves both families.
-func (t *LinuxTransport) readLoop(v6 bool, oobLen int, read func(ms []ipv4.Message, flags int) (int, error),
+func (t *LinuxTransport) readLoop(v6 bool, bufLen, oobLen int, read func(ms []ipv4.Message, flags int) (int, error),
 	meta func(*ipv4.Message) (payload []byte, src, dst netip.Addr, ttl, ifindex int)) {
 	defer t.wg.Done()
 	own := t.Source(v6).WithZone("")
 	ms := make([]ipv4.Message, readBatch)
 	for i := range ms {
-		ms[i].Buffers = [][]byte{make([]byte, maxIPv4Header+maxPacket)}
+		ms[i].Buffers = [][]byte{make([]byte, bufLen)}
 		ms[i].OOB = make([]byte, oobLen)
 	}
 	type batchBuf struct {
