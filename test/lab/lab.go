@@ -150,7 +150,19 @@ func (l *Lab) setupRouter() error {
 			return err
 		}
 	}
-	return sysctls(r, "net.ipv4.conf.br0.arp_accept=1", "net.ipv6.conf.br0.accept_untracked_na=1")
+	if err := sysctls(r, "net.ipv4.conf.br0.arp_accept=1", "net.ipv6.conf.br0.accept_untracked_na=1"); err != nil {
+		return err
+	}
+	// The bridge is the segment's switch: what it forwards skips netfilter.
+	// Hosts that run containers load br_netfilter, which otherwise passes
+	// every bridged frame through this namespace's iptables hooks; on veth
+	// that work runs in the sending node's system call, a fifth of a
+	// master's measured CPU at 510 virtual routers.
+	if _, err := os.Stat("/proc/sys/net/bridge"); err == nil {
+		return sysctls(r, "net.bridge.bridge-nf-call-iptables=0", "net.bridge.bridge-nf-call-ip6tables=0",
+			"net.bridge.bridge-nf-call-arptables=0")
+	}
+	return nil
 }
 
 // AddNode adds a namespace named name with eth0 on the lab bridge.
