@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,13 +53,20 @@ func (m megabytes) String() string {
 // TestFootprint is a measurement, not a check: the RSS of one node master
 // of all its VIPs, 10 s after it took them, in the static mode, the
 // dynamic mode and the dynamic mode with Kubernetes (a real API server),
-// at 6 and at 510 virtual routers:
+// at 6, 255 and 510 virtual routers, of the binary as released (static,
+// stripped: lab.BuildRelease):
 //
 //	GARPD_RSS_RUNS=3 go test ./test/e2e -run TestFootprint -v
 func TestFootprint(t *testing.T) {
 	runs, _ := strconv.Atoi(os.Getenv("GARPD_RSS_RUNS"))
 	if runs <= 0 {
 		t.Skip("a measurement: GARPD_RSS_RUNS=3 go test ./test/e2e -run TestFootprint -v")
+	}
+	bin := filepath.Join(t.TempDir(), "garpd")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := lab.BuildRelease(ctx, bin, "./cmd/garpd"); err != nil {
+		t.Fatal(err)
 	}
 	l := newLab(t, 1)
 	n := l.Node("n1")
@@ -93,10 +102,10 @@ func TestFootprint(t *testing.T) {
 			lines = append(lines, "  dynamic+kubernetes: skipped (no etcd)")
 			continue
 		}
-		for _, vips := range [][]netip.Addr{vips6, vips510} {
+		for _, vips := range [][]netip.Addr{vips6, vips255, vips510} {
 			var rss megabytes
 			for range runs {
-				p, err := n.StartGarpd(garpdBin, config(mode, vips))
+				p, err := n.StartGarpd(bin, config(mode, vips))
 				if err != nil {
 					t.Fatal(err)
 				}

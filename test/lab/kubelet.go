@@ -98,15 +98,7 @@ func BuildImages(dir, garpdRef string) (Images, error) {
 		}
 		return nil
 	}
-	goBuild := func(out, pkg string) error {
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=lab", "-o", out, pkg)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		cmd.Dir = repoRoot()
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("build %s: %w: %s", pkg, err, b)
-		}
-		return nil
-	}
+	goBuild := func(out, pkg string) error { return BuildRelease(ctx, out, pkg) }
 
 	// The base: what the image's program can expect of distroless/static.
 	base := filepath.Join(dir, "base")
