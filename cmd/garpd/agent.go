@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"reflect"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -49,7 +50,10 @@ loop, a reader per address family, the announcer, gossip and HTTP; none
 gains from parallel threads, and each idle extra thread is woken on every
 advert burst (255 routers at 100 ms: a backup measured 1.3 % of a core
 with one thread, 1.5 % with two).
-Set GOMAXPROCS to use more.
+Set GOMAXPROCS to use more. GOGC, when unset, is 50: the agent's live
+heap is about 2 MB and it allocates nothing per advert, so Go's default
+(a heap twice the live one, 4 MB at least) was a fifth of its memory,
+while a collection every few seconds costs well under 0.1 % of a core.
 
 --check validates the config, checks that the interface exists on this
 host and reads the gossip key (--offline skips those, for a config checked
@@ -67,6 +71,9 @@ Exit codes: 0 clean stop, 1 runtime failure, 2 invalid config.`,
 			}
 			if os.Getenv("GOMAXPROCS") == "" {
 				runtime.GOMAXPROCS(1)
+			}
+			if os.Getenv("GOGC") == "" {
+				debug.SetGCPercent(agentGCPercent)
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
@@ -289,6 +296,10 @@ func (a *agent) restart(l *loaded) error {
 	}
 	return a.start(l)
 }
+
+// agentGCPercent is the agent's GOGC when the environment sets none: its
+// heap is small and steady, so the collector's headroom is cut by half.
+const agentGCPercent = 50
 
 // reloadKind is what a reload has to do to apply a new config.
 type reloadKind int
