@@ -14,7 +14,9 @@
 //     answering other MACs' gratuitous ARPs; hold.go: the VIPs on the
 //     interface; update.go: commands that change the routers (and FAULT);
 //     status.go; notify.go: the state changes the notify hooks hear;
-//     seams.go: the engine's interfaces to the world;
+//     seams.go: the engine's interfaces to the world; metrics.go: the
+//     Prometheus collectors, series.go: the per-router and per-VIP series
+//     (a map entry and a word each, exported at scrape time);
 //   - stack.go: Stack, the one owner of an interface's data plane (start and
 //     teardown order, link events, in-place GARP changes); stacks.go:
 //     Stacks, an agent's Stacks over several interfaces driven as one;
