@@ -24,8 +24,9 @@ type SeriesVec struct {
 	labels int      // how many label values a series has
 	fixed  []string // the leading label values of a curried view (curry)
 
-	// shared by the vector and its curried views
-	mu     *sync.Mutex
+	// shared by the vector and its curried views; a scrape reads under
+	// the read lock, so counting into an existing series never waits
+	mu     *sync.RWMutex
 	series map[string]*Series
 }
 
@@ -40,7 +41,7 @@ func newSeriesVec(kind prometheus.ValueType, name, help string, labels ...string
 		desc:   prometheus.NewDesc(name, help, labels, nil),
 		kind:   kind,
 		labels: len(labels),
-		mu:     new(sync.Mutex),
+		mu:     new(sync.RWMutex),
 		series: map[string]*Series{},
 	}
 }
@@ -71,13 +72,19 @@ func (v *SeriesVec) key(rest []string) string {
 // ones), created at zero on first use.
 func (v *SeriesVec) WithLabelValues(values ...string) *Series {
 	key := v.key(values)
+	v.mu.RLock()
+	s, ok := v.series[key]
+	v.mu.RUnlock()
+	if ok {
+		return s
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	s, ok := v.series[key]
-	if !ok {
-		s = new(Series)
-		v.series[key] = s
+	if s, ok := v.series[key]; ok {
+		return s
 	}
+	s = new(Series)
+	v.series[key] = s
 	return s
 }
 
@@ -98,8 +105,8 @@ func (v *SeriesVec) Describe(ch chan<- *prometheus.Desc) { ch <- v.desc }
 // Collect implements prometheus.Collector: every series of the vector,
 // whichever view it is called on.
 func (v *SeriesVec) Collect(ch chan<- prometheus.Metric) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
+	v.mu.RLock()
+	defer v.mu.RUnlock()
 	for key, s := range v.series {
 		ch <- prometheus.MustNewConstMetric(v.desc, v.kind, s.Value(), strings.Split(key, labelSep)...)
 	}

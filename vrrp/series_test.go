@@ -3,6 +3,7 @@ package vrrp
 import (
 	"bytes"
 	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -89,4 +90,51 @@ func BenchmarkSeriesPerRouter(b *testing.B) {
 			}
 		}
 	})
+}
+
+// Series are counted, created and scraped from different goroutines (the
+// engine, the pacer, the HTTP server): under -race, nothing races and no
+// count is lost.
+func TestSeriesVecConcurrentScrape(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	v := newSeriesVec(prometheus.CounterValue, "test_total", "A counter.", "vrid")
+	reg.MustRegister(v)
+	const workers, each = 4, 20000
+	start, done := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			<-start
+			for i := range each {
+				v.WithLabelValues(strconv.Itoa((w + i) % 255)).Inc()
+			}
+		})
+	}
+	scraped := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-done:
+				scraped <- n
+				return
+			default:
+			}
+			if _, err := reg.Gather(); err != nil {
+				t.Error(err)
+			}
+			n++
+		}
+	}()
+	close(start)
+	wg.Wait()
+	close(done)
+	t.Logf("%d scrapes while counting", <-scraped)
+	var sum float64
+	for vrid := range 255 {
+		sum += v.WithLabelValues(strconv.Itoa(vrid)).Value()
+	}
+	if sum != workers*each {
+		t.Fatalf("the series sum to %v, want %d", sum, workers*each)
+	}
 }
