@@ -54,16 +54,18 @@ func (v *SeriesVec) curry(fixed ...string) *SeriesVec {
 	return &c
 }
 
-// labelSep separates a series' label values in its key, as it does in
-// client_golang's hashes: no label value garpd makes contains it.
-const labelSep = "\xff"
+// labelSep separates a series' label values in its key. No label value
+// garpd makes can contain it: Linux refuses '/' in interface names (and so
+// in IPv6 zones), and addresses, families, VRIDs, states and kinds have
+// none. A value holding it would split into too many at scrape time.
+const labelSep = "/"
 
 // key is the key of a series of v: its full label values, checked like
 // client_golang checks them (a wrong count is a programming error).
 func (v *SeriesVec) key(rest []string) string {
 	all := slices.Concat(v.fixed, rest)
-	if len(all) != v.labels {
-		panic(fmt.Sprintf("vrrp: %s: label values %q, want %d", v.desc, all, v.labels))
+	if len(all) != v.labels || slices.ContainsFunc(all, func(s string) bool { return strings.Contains(s, labelSep) }) {
+		panic(fmt.Sprintf("vrrp: %s: label values %q, want %d without %q", v.desc, all, v.labels, labelSep))
 	}
 	return strings.Join(all, labelSep)
 }

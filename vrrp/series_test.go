@@ -138,3 +138,15 @@ func TestSeriesVecConcurrentScrape(t *testing.T) {
 		t.Fatalf("the series sum to %v, want %d", sum, workers*each)
 	}
 }
+
+// A label value that holds the key's separator would come apart at scrape
+// time (and panic the registry's collector there): it is refused when the
+// series is made, as a wrong label count is.
+func TestSeriesVecRefusesTheSeparator(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Fatal("a label value with the separator made a series")
+		}
+	}()
+	newSeriesVec(prometheus.CounterValue, "x_total", "x", "interface").WithLabelValues("eth0" + labelSep + "1")
+}
