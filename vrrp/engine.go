@@ -94,7 +94,7 @@ type router struct {
 	// its adverts leave from (nil with vmac_xmit_base).
 	via   Via
 	since time.Time
-	// The router's metric children, looked up once: per advert the engine
+	// The router's metric series, looked up once: per advert the engine
 	// only increments them.
 	vipLabel   string
 	recv       *Series
