@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"cmp"
+	"encoding/binary"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -33,43 +34,32 @@ type VIP struct {
 // ParseVIP accepts "ADDR" (a host route: /32 or /128) or "ADDR/PREFIX".
 func ParseVIP(s string) (netip.Prefix, error) {
 	s = strings.TrimSpace(s)
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("%q is not an address or ADDR/PREFIX", s)
-		}
-		if p.Addr().Zone() != "" {
-			return netip.Prefix{}, fmt.Errorf("%q: a VIP has no zone", s)
-		}
-		if p.Bits() < 8 {
-			return netip.Prefix{}, fmt.Errorf("%q: /%d would route a whole range to the VIP's interface: give the segment's prefix length, such as /24 or /64", s, p.Bits())
-		}
-		if a := p.Addr(); a.Is4() && p.Bits() <= 30 {
-			if a == p.Masked().Addr() {
-				return netip.Prefix{}, fmt.Errorf("%q is the network address of %s: a VIP needs a host address", s, p.Masked())
-			}
-			if b := broadcast(p); a == b {
-				return netip.Prefix{}, fmt.Errorf("%q is the broadcast address of %s: a VIP needs a host address", s, p.Masked())
-			}
-		}
-		return p, checkVIPAddr(s, p.Addr())
-	}
 	a, err := netip.ParseAddr(s)
-	if err != nil {
+	p := netip.PrefixFrom(a, a.BitLen())
+	if strings.Contains(s, "/") {
+		p, err = netip.ParsePrefix(s) // refuses a zone
+		a = p.Addr()
+	}
+	switch v4net := a.Is4() && p.Bits() <= 30; {
+	case err != nil:
 		return netip.Prefix{}, fmt.Errorf("%q is not an address or ADDR/PREFIX", s)
-	}
-	if a.Zone() != "" {
+	case a.Zone() != "":
 		return netip.Prefix{}, fmt.Errorf("%q: a VIP has no zone", s)
+	case p.Bits() < 8:
+		return netip.Prefix{}, fmt.Errorf("%q: /%d would route a whole range to the VIP's interface: give the segment's prefix length, such as /24 or /64", s, p.Bits())
+	case v4net && a == p.Masked().Addr():
+		return netip.Prefix{}, fmt.Errorf("%q is the network address of %s: a VIP needs a host address", s, p.Masked())
+	case v4net && a == broadcast(p):
+		return netip.Prefix{}, fmt.Errorf("%q is the broadcast address of %s: a VIP needs a host address", s, p.Masked())
 	}
-	return netip.PrefixFrom(a, a.BitLen()), checkVIPAddr(s, a)
+	return p, checkVIPAddr(s, a)
 }
 
 // broadcast is an IPv4 prefix's broadcast address.
 func broadcast(p netip.Prefix) netip.Addr {
 	b := p.Masked().Addr().As4()
-	host := uint32(1)<<(32-p.Bits()) - 1
-	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) | host
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+	v := binary.BigEndian.Uint32(b[:]) | (1<<(32-p.Bits()) - 1)
+	return netip.AddrFrom4([4]byte(binary.BigEndian.AppendUint32(nil, v)))
 }
 
 func checkVIPAddr(s string, a netip.Addr) error {
@@ -124,27 +114,6 @@ func nodeText(n *yaml.Node) string {
 		keys = append(keys, n.Content[i].Value)
 	}
 	return strings.Join(keys, ",")
-}
-
-// MarshalYAML writes the short form when no VRID is pinned.
-func (v VIP) MarshalYAML() (any, error) {
-	if v.VRID == 0 && v.Prefer == "" && v.Interface == "" && v.Dev == "" {
-		return v.Prefix.String(), nil
-	}
-	m := map[string]any{"address": v.Prefix.String()}
-	if v.VRID != 0 {
-		m["vrid"] = v.VRID
-	}
-	if v.Prefer != "" {
-		m["prefer"] = v.Prefer
-	}
-	if v.Interface != "" {
-		m["interface"] = v.Interface
-	}
-	if v.Dev != "" {
-		m["dev"] = v.Dev
-	}
-	return m, nil
 }
 
 // Group is what one virtual router carries and what the ranking balances:

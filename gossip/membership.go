@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -97,13 +98,11 @@ type delegate struct{ m *Membership }
 
 func (d delegate) NodeMeta(limit int) []byte {
 	d.m.mu.Lock()
-	b, _ := json.Marshal(d.m.meta)
+	m := d.m.meta
 	d.m.mu.Unlock()
+	b, _ := json.Marshal(m)
 	if len(b) > limit {
 		// Drop the failing-check names first; the rest always fits.
-		d.m.mu.Lock()
-		m := d.m.meta
-		d.m.mu.Unlock()
 		m.Failing = nil
 		b, _ = json.Marshal(m)
 	}
@@ -407,24 +406,13 @@ func Start(ctx context.Context, cfg Config, name string, meta Meta, opts Options
 			mc.AdvertiseAddr, mc.AdvertisePort = h, p
 		}
 	}
-	if opts.ProbeInterval > 0 {
-		mc.ProbeInterval = opts.ProbeInterval
-	}
-	if opts.ProbeTimeout > 0 {
-		mc.ProbeTimeout = opts.ProbeTimeout
-	}
-	if opts.GossipInterval > 0 {
-		mc.GossipInterval = opts.GossipInterval
-	}
-	if opts.SuspicionMult > 0 {
-		mc.SuspicionMult = opts.SuspicionMult
-	}
+	mc.ProbeInterval = cmp.Or(opts.ProbeInterval, mc.ProbeInterval)
+	mc.ProbeTimeout = cmp.Or(opts.ProbeTimeout, mc.ProbeTimeout)
+	mc.GossipInterval = cmp.Or(opts.GossipInterval, mc.GossipInterval)
+	mc.SuspicionMult = cmp.Or(opts.SuspicionMult, mc.SuspicionMult)
 	// The known set travels in push-pull: sync more often than the LAN
 	// default (30 s), so an operator's forget reaches every node soon.
-	mc.PushPullInterval = 10 * time.Second
-	if opts.PushPullInterval > 0 {
-		mc.PushPullInterval = opts.PushPullInterval
-	}
+	mc.PushPullInterval = cmp.Or(opts.PushPullInterval, 10*time.Second)
 	if cfg.SecretKeyFile != "" {
 		keys, err := LoadKeys(cfg.SecretKeyFile)
 		if err != nil {

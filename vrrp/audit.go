@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -79,11 +80,7 @@ func Audit(ctx context.Context, ifname string, vips []netip.Addr, expected map[n
 	}
 	out := make([]AuditResult, 0, len(vips))
 	for _, v := range vips {
-		var macs []string
-		for m := range answers[v] {
-			macs = append(macs, m)
-		}
-		slices.Sort(macs)
+		macs := slices.Sorted(maps.Keys(answers[v]))
 		out = append(out, AuditResult{VIP: v.String(), Status: Classify(macs, expected[v]), MACs: macs, Expected: expected[v]})
 	}
 	return out, nil
@@ -111,8 +108,7 @@ func probeARP(ifi *net.Interface, vips []netip.Addr, answers map[netip.Addr]map[
 	for {
 		p, _, err := c.Read()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
 				return nil
 			}
 			return fmt.Errorf("read ARP answers: %w", err)
@@ -159,8 +155,7 @@ func probeNDP(ifi *net.Interface, vips []netip.Addr, answers map[netip.Addr]map[
 	for {
 		msg, _, _, err := c.ReadFrom()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
 				return nil
 			}
 			return fmt.Errorf("read neighbour advertisements: %w", err)

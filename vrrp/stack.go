@@ -1,6 +1,7 @@
 package vrrp
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -186,44 +187,41 @@ func StartStack(cfg StackConfig, k Kernel) (*Stack, error) {
 			}
 		}
 	}
+	deps := Deps{Transport: s.tr, Addresses: addrs, Log: cfg.Log, Metrics: cfg.Metrics, Events: s.event, Auth: cfg.Auth, Notify: cfg.Notify}
 	var sender Sender = addrs
-	var vmacs LinkVMACs
 	if cfg.VRRP.UseVMAC {
-		if vmacs, err = k.VirtualMACs(cfg.Interface, s.ann, cfg.Log); err != nil {
+		vmacs, err := k.VirtualMACs(cfg.Interface, s.ann, cfg.Log)
+		if err != nil {
 			return fail(err)
 		}
-		undo = append(undo, s.closeVMACs(vmacs))
-		sender = vmacs
+		undo = append(undo, func() {
+			if err := vmacs.Close(); err != nil {
+				cfg.Log.Warn().Err(err).Msg("cannot remove every virtual MAC interface")
+			}
+		})
+		sender, deps.VMACs = vmacs, vmacs
 	}
-	refresh, _ := cfg.GARP.Scheduler() // validated above
+	deps.Refresh, _ = cfg.GARP.Scheduler() // validated above
 	s.pacer = NewPacer(sender, cfg.GARP.MaxRate, cfg.GARP.TakeoverRate, nil, cfg.Metrics, cfg.Log)
-	deps := Deps{Transport: s.tr, Addresses: addrs, Announcer: s.pacer, Refresh: refresh, Log: cfg.Log, Metrics: cfg.Metrics, Events: s.event, Auth: cfg.Auth, Notify: cfg.Notify}
-	if vmacs != nil {
-		deps.VMACs = vmacs // not a typed nil: the engine tests VMACs against nil
-	}
+	deps.Announcer = s.pacer
 	if s.Engine, err = NewEngine(cfg.VRRP, cfg.GARP, cfg.Routers, deps); err != nil {
 		return fail(&ConfigError{err})
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	replaced := make(chan struct{}, 1)
-	if events, err := k.WatchLink(ctx, cfg.Interface, s.resynced); err != nil {
-		cfg.Log.Warn().Err(err).Msg("interface changes are not watched: a link flap or a recreated interface needs a restart")
-	} else {
-		go s.followLink(ctx, events, replaced)
-	}
-	for _, dev := range devs {
-		if events, err := k.WatchLink(ctx, dev, s.resynced); err != nil {
-			cfg.Log.Warn().Err(err).Str("dev", dev).Msg("VIPs removed from the interface by hand are not noticed")
+	// The link watch, and where other MACs' claims are answered, of the
+	// interface and each dev.
+	for _, dev := range append([]string{""}, devs...) {
+		ifname := cmp.Or(dev, cfg.Interface)
+		if events, err := k.WatchLink(ctx, ifname, s.resynced); err != nil {
+			cfg.Log.Warn().Err(err).Str("interface", ifname).Msg("interface changes are not watched: a link flap, a recreated interface or VIPs removed by hand need a restart")
 		} else {
-			go s.followDev(ctx, dev, events, replaced)
+			go s.follow(ctx, dev, events, replaced)
 		}
-	}
-	var claimed []string // where other MACs' claims are answered
-	if cfg.DefendClaims && has4 {
-		claimed = append([]string{cfg.Interface}, devs...)
-	}
-	for _, ifname := range claimed {
+		if !cfg.DefendClaims || !has4 {
+			continue
+		}
 		if claims, err := k.WatchForeignClaims(ctx, ifname); err != nil {
 			cfg.Log.Warn().Err(err).Str("interface", ifname).Msg("other MACs' announcements of our VIPs are not watched")
 		} else {
@@ -250,66 +248,40 @@ func StartStack(cfg StackConfig, k Kernel) (*Stack, error) {
 	return s, nil
 }
 
-func (s *Stack) closeVMACs(v LinkVMACs) func() {
-	return func() {
-		if err := v.Close(); err != nil {
-			s.cfg.Log.Warn().Err(err).Msg("cannot remove every virtual MAC interface")
-		}
+// follow hands the engine an interface's changes until the watch ends:
+// dev is "" for the stack's own interface, whose link state is the
+// virtual routers'; a dev interface's is not (they advertise on the
+// stack's), only its VIPs are. A recreated interface ends the stack: its
+// sockets are deaf.
+func (s *Stack) follow(ctx context.Context, dev string, events <-chan LinkEvent, replaced chan<- struct{}) {
+	log := s.cfg.Log
+	if dev != "" {
+		log = log.With().Str("dev", dev).Logger()
 	}
-}
-
-// followLink hands the interface's changes to the engine until the watch
-// ends. A recreated interface ends the engine: its sockets are deaf.
-func (s *Stack) followLink(ctx context.Context, events <-chan LinkEvent, replaced chan<- struct{}) {
 	for ev := range events {
 		var err error
 		switch ev.Kind {
 		case LinkUp, LinkDown:
-			err = s.Engine.SetLink(ctx, ev.Kind == LinkUp)
+			if dev == "" {
+				err = s.Engine.SetLink(ctx, ev.Kind == LinkUp)
+			}
 		case AddressRemoved:
 			err = s.Engine.AddressRemoved(ctx, ev.Addr)
 		case Resynced:
 			err = s.Engine.Resync(ctx)
 		case LinkReplaced:
-			s.cfg.Log.Warn().Msg("the interface was recreated: reopening the VRRP sockets")
-			s.replaced(replaced)
+			log.Warn().Msg("the interface was recreated: starting the data plane again, with new sockets")
+			select {
+			case replaced <- struct{}{}:
+			default: // the stack ends already
+			}
+			s.cancel()
 			return
 		}
 		if err != nil && ctx.Err() == nil {
-			s.cfg.Log.Error().Err(err).Str("event", ev.Kind.String()).Msg("cannot follow an interface change")
+			log.Error().Err(err).Str("event", ev.Kind.String()).Msg("cannot follow an interface change")
 		}
 	}
-}
-
-// followDev hands the engine what it must know of a dev interface until
-// the watch ends: VIPs removed there, and lost events. Its link state is
-// not the virtual routers' (they advertise on the stack's interface).
-func (s *Stack) followDev(ctx context.Context, dev string, events <-chan LinkEvent, replaced chan<- struct{}) {
-	for ev := range events {
-		var err error
-		switch ev.Kind {
-		case AddressRemoved:
-			err = s.Engine.AddressRemoved(ctx, ev.Addr)
-		case Resynced:
-			err = s.Engine.Resync(ctx)
-		case LinkReplaced:
-			s.cfg.Log.Warn().Str("dev", dev).Msg("a VIPs' interface was recreated: starting the data plane again")
-			s.replaced(replaced)
-			return
-		}
-		if err != nil && ctx.Err() == nil {
-			s.cfg.Log.Error().Err(err).Str("dev", dev).Str("event", ev.Kind.String()).Msg("cannot follow an interface change")
-		}
-	}
-}
-
-// replaced ends the stack for a recreated interface: Err says so.
-func (s *Stack) replaced(replaced chan<- struct{}) {
-	select {
-	case replaced <- struct{}{}:
-	default: // the stack ends already
-	}
-	s.cancel()
 }
 
 // resynced logs and counts a lost netlink subscription, and each attempt

@@ -148,7 +148,8 @@ func ListenTransport(cfg TransportConfig) (*LinuxTransport, error) {
 			return nil, err
 		}
 	}
-	t := &LinuxTransport{cfg: cfg, ifi: ifi, packets: make(chan []Packet, batchQueue), done: make(chan struct{})}
+	t := &LinuxTransport{cfg: cfg, ifi: ifi, packets: make(chan []Packet, batchQueue), done: make(chan struct{}),
+		sendAddrs: map[netip.Addr]*net.IPAddr{}, oobs: map[oobKey][]byte{}}
 	t.SetPeers(cfg.UnicastPeers)
 	if cfg.IPv4 || cfg.MaybeIPv4 {
 		if t.src4, err = interfaceAddr(ifi, false); err != nil && !cfg.IPv4 {
@@ -164,26 +165,23 @@ func ListenTransport(cfg TransportConfig) (*LinuxTransport, error) {
 		}
 	}
 	if cfg.IPv6 {
-		if err := waitDAD(ifi, cfg.Log); err != nil {
-			t.Close()
-			return nil, err
+		err = waitDAD(ifi, cfg.Log)
+		if err == nil {
+			t.src6, err = interfaceAddr(ifi, true)
 		}
-		if t.src6, err = interfaceAddr(ifi, true); err != nil {
-			t.Close()
-			return nil, err
+		if err == nil {
+			_, t.v6, err = listen(ifi, true, t.multicast(true), true)
 		}
-		if _, t.v6, err = listen(ifi, true, t.multicast(true), true); err != nil {
+		if err != nil {
 			t.Close()
 			return nil, err
 		}
 	}
 	if t.v4 != nil {
-		t.wg.Add(1)
-		go t.readV4()
+		t.wg.Go(t.readV4)
 	}
 	if t.v6 != nil {
-		t.wg.Add(1)
-		go t.readV6()
+		t.wg.Go(t.readV6)
 	}
 	go func() { t.wg.Wait(); close(t.packets) }()
 	return t, nil
@@ -451,9 +449,6 @@ func (t *LinuxTransport) SendBatch(v6 bool, via Via, msgs []Outgoing) error {
 		return errors.New("send IPv4 adverts: no IPv4 socket")
 	}
 	oob := t.oob(v6, t.Source(v6), ifi.Index)
-	if t.sendAddrs == nil {
-		t.sendAddrs = map[netip.Addr]*net.IPAddr{}
-	}
 	if cap(t.sendMsgs) < len(msgs) {
 		t.sendMsgs = make([]ipv4.Message, len(msgs))
 		t.sendBufs = make([][1][]byte, len(msgs))
@@ -492,9 +487,6 @@ func (t *LinuxTransport) oob(v6 bool, src netip.Addr, ifindex int) []byte {
 	k := oobKey{src: src, ifindex: ifindex}
 	if b, ok := t.oobs[k]; ok {
 		return b
-	}
-	if t.oobs == nil {
-		t.oobs = map[oobKey][]byte{}
 	}
 	var b []byte
 	if v6 {
@@ -642,7 +634,6 @@ func parsePacketInfo(oob []byte, v6 bool) (dst netip.Addr, ifindex, hopLimit int
 // ipv6.Message are one type, so one loop serves both families.
 func (t *LinuxTransport) readLoop(v6 bool, bufLen, oobLen int, read func(ms []ipv4.Message, flags int) (int, error),
 	meta func(*ipv4.Message) (payload []byte, src, dst netip.Addr, ttl, ifindex int)) {
-	defer t.wg.Done()
 	own := t.Source(v6).WithZone("")
 	ms := make([]ipv4.Message, readBatch)
 	for i := range ms {

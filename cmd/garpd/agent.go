@@ -123,21 +123,18 @@ func (o *logOutput) set(c logConfig) {
 	o.level.Store(int32(lvl))
 }
 
-// enabled tells a logger's hook whether an event is kept: disabled events
-// are not even formatted.
-func (o *logOutput) enabled(l zerolog.Level) bool { return l >= zerolog.Level(o.level.Load()) }
-
 func (o *logOutput) Write(p []byte) (int, error) { return (*o.w.Load()).Write(p) }
 
 func (o *logOutput) logger() zerolog.Logger {
 	return zerolog.New(o).Hook(levelHook{o}).With().Timestamp().Logger()
 }
 
-// levelHook discards events below the current level before they are written.
+// levelHook discards events below the current level before they are
+// formatted.
 type levelHook struct{ o *logOutput }
 
 func (h levelHook) Run(e *zerolog.Event, l zerolog.Level, _ string) {
-	if l != zerolog.NoLevel && !h.o.enabled(l) {
+	if l != zerolog.NoLevel && l < zerolog.Level(h.o.level.Load()) {
 		e.Discard()
 	}
 }
@@ -361,24 +358,20 @@ func (a *agent) reload(path string, srv *servers) (*servers, error) {
 		a.log.Info().Msg("reload: the config is unchanged; nothing to do")
 		return srv, nil
 	case reloadInPlace:
-		if err := a.applyInPlace(cur, l, stack, dyn); err != nil {
-			a.log.Error().Err(err).Msg("reload rejected; keeping the running config")
-			return srv, nil
-		}
+		err = a.applyInPlace(cur, l, stack, dyn)
 	case reloadRouters:
 		a.mu.Lock()
 		static := a.static
 		a.mu.Unlock()
-		update := func() error { return stack.Update(context.Background(), l.routers) }
 		if static != nil {
-			update = func() error { return static.SetRouters(l.routers) }
+			err = static.SetRouters(l.routers)
+		} else {
+			err = stack.Update(context.Background(), l.routers)
 		}
-		if err := update(); err != nil {
-			a.log.Error().Err(err).Msg("reload rejected; keeping the running config")
-			return srv, nil
-		}
-		if err := a.applyInPlace(cur, l, stack, dyn); err != nil {
-			a.log.Error().Err(err).Msg("reload: the routers changed, but not the rest")
+		if err == nil {
+			if err := a.applyInPlace(cur, l, stack, dyn); err != nil {
+				a.log.Error().Err(err).Msg("reload: the routers changed, but not the rest")
+			}
 		}
 	case reloadRestart:
 		a.log.Warn().Msg("reload changes interface, vrrp or garp settings, or runs the dynamic mode: restarting the VRRP engine (and gossip)")
@@ -389,6 +382,10 @@ func (a *agent) reload(path string, srv *servers) (*servers, error) {
 			}
 			return srv, nil
 		}
+	}
+	if err != nil {
+		a.log.Error().Err(err).Msg("reload rejected; keeping the running config")
+		return srv, nil
 	}
 	a.mu.Lock()
 	a.cur = l

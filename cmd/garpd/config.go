@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -113,7 +114,8 @@ type loaded struct {
 // dynamic: no static priorities, so gossip and the balancer set them.
 func (l *loaded) dynamic() bool { return l.cfg.Priorities == nil }
 
-// configError marks a config problem: the agent exits 2 for it.
+// configError marks bad input, a config or a flag: the command exits 2
+// for it.
 type configError struct{ err error }
 
 func (e *configError) Error() string { return e.err.Error() }
@@ -169,18 +171,10 @@ func parseConfigAs(raw []byte, offline bool) (*loaded, error) {
 		c.Node = h
 	}
 	c.VRRP = c.VRRP.WithDefaults()
-	if c.HTTP.Listen == "" {
-		c.HTTP.Listen = "127.0.0.1:9496"
-	}
-	if c.Control.Listen == "" {
-		c.Control.Listen = defaultControlListen
-	}
-	if c.Log.Level == "" {
-		c.Log.Level = "info"
-	}
-	if c.Log.Format == "" {
-		c.Log.Format = "json"
-	}
+	c.HTTP.Listen = cmp.Or(c.HTTP.Listen, "127.0.0.1:9496")
+	c.Control.Listen = cmp.Or(c.Control.Listen, defaultControlListen)
+	c.Log.Level = cmp.Or(c.Log.Level, "info")
+	c.Log.Format = cmp.Or(c.Log.Format, "json")
 
 	var errs []error
 	section := func(name string, err error) {
@@ -384,14 +378,9 @@ func (l *loaded) stackConfig(m *vrrp.Metrics, log zerolog.Logger) vrrp.StackConf
 
 // dev maps the VIPs held on another interface than their router's to it.
 func (l *loaded) dev() map[netip.Addr]string {
-	var out map[netip.Addr]string
+	out := map[netip.Addr]string{}
 	for _, g := range l.alloc.Groups {
-		for a, d := range g.Dev {
-			if out == nil {
-				out = map[netip.Addr]string{}
-			}
-			out[a] = d
-		}
+		maps.Copy(out, g.Dev)
 	}
 	return out
 }
@@ -425,11 +414,11 @@ func (l *loaded) dynamicConfig() balancer.DynamicConfig {
 // interfac not found in type main.agentConfig" becomes "line 2: interfac:
 // unknown key; did you mean interface?".
 func explainYAML(err error, raw []byte) error {
-	var te *yaml.TypeError
-	if !errors.As(err, &te) {
+	te, ok := errors.AsType[*yaml.TypeError](err)
+	if !ok {
 		return fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
 	}
-	keys := knownKeys(reflect.TypeFor[agentConfig]())
+	keys, paths := configKeys(reflect.TypeFor[agentConfig]())
 	lines := strings.Split(string(raw), "\n")
 	msgs := make([]string, len(te.Errors))
 	for i, m := range te.Errors {
@@ -458,7 +447,7 @@ func explainYAML(err error, raw []byte) error {
 		msgs[i] = fmt.Sprintf("line %d: %s: unknown key", line, field)
 		if near := nearest(field, keys[typ]); near != "" {
 			msgs[i] += "; did you mean " + near + "?"
-		} else if elsewhere := keyPaths(reflect.TypeFor[agentConfig](), field); len(elsewhere) > 0 {
+		} else if elsewhere := paths[field]; len(elsewhere) > 0 {
 			msgs[i] += "; did you mean " + strings.Join(elsewhere, " or ") + "?"
 		} else if len(keys[typ]) > 0 {
 			msgs[i] += " (known here: " + strings.Join(keys[typ], ", ") + ")"
@@ -579,62 +568,36 @@ func keyAt(lines []string, line int, value string) string {
 	return ""
 }
 
-// keyPaths are the dotted paths (vrrp.unicast_peers) where a key the
-// config has at another level is known.
-func keyPaths(t reflect.Type, key string) []string {
-	var out []string
+// configKeys maps each struct type reachable from t, by the name the YAML
+// decoder prints (main.agentConfig, vrrp.Config), to its keys, and each
+// key below the top to the dotted paths it is known at (vrrp.unicast_peers).
+func configKeys(t reflect.Type) (byType, paths map[string][]string) {
+	byType, paths = map[string][]string{}, map[string][]string{}
 	var walk func(reflect.Type, string, int)
 	walk = func(t reflect.Type, prefix string, depth int) {
 		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
 			t = t.Elem()
 		}
-		if t.Kind() != reflect.Struct || depth > 3 {
-			return
-		}
-		for f := range t.Fields() {
-			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-			if name == "-" || name == "" || !f.IsExported() {
-				continue
-			}
-			if name == key && prefix != "" {
-				out = append(out, prefix+name)
-			}
-			walk(f.Type, prefix+name+".", depth+1)
-		}
-	}
-	walk(t, "", 0)
-	return out
-}
-
-// knownKeys maps each struct type reachable from t, by the name the YAML
-// decoder prints (main.agentConfig, vrrp.Config), to its keys.
-func knownKeys(t reflect.Type) map[string][]string {
-	out := map[string][]string{}
-	var walk func(reflect.Type)
-	walk = func(t reflect.Type) {
-		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
-			t = t.Elem()
-		}
-		if t.Kind() != reflect.Struct || out[t.String()] != nil {
+		if t.Kind() != reflect.Struct || depth > 5 {
 			return
 		}
 		var keys []string
-		out[t.String()] = keys
 		for f := range t.Fields() {
 			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 			if name == "-" || !f.IsExported() {
 				continue
 			}
-			if name == "" {
-				name = strings.ToLower(f.Name)
-			}
+			name = cmp.Or(name, strings.ToLower(f.Name))
 			keys = append(keys, name)
-			walk(f.Type)
+			if prefix != "" {
+				paths[name] = append(paths[name], prefix+name)
+			}
+			walk(f.Type, prefix+name+".", depth+1)
 		}
-		out[t.String()] = keys
+		byType[t.String()] = keys
 	}
-	walk(t)
-	return out
+	walk(t, "", 0)
+	return byType, paths
 }
 
 // nearest is the known key closest to a misspelt one, if any is close:

@@ -31,21 +31,17 @@ var version = "dev"
 // exitCode maps an error to the process exit status: 2 for bad input
 // (config or flags), 1 for everything else.
 func exitCode(err error) int {
-	var ce *configError
-	var ue *usageErr
-	var se *vrrp.ConfigError
-	if errors.As(err, &ce) || errors.As(err, &ue) || errors.As(err, &se) {
+	_, bad := errors.AsType[*configError](err)
+	_, refused := errors.AsType[*vrrp.ConfigError](err)
+	if bad || refused {
 		return 2
 	}
 	return 1
 }
 
-type usageErr struct{ err error }
-
-func (e *usageErr) Error() string { return e.err.Error() }
-func (e *usageErr) Unwrap() error { return e.err }
-
-func usageError(err error) error { return &usageErr{err} }
+// usageError marks a bad flag: the command exits 2 for it, as for a bad
+// config.
+func usageError(err error) error { return &configError{err} }
 
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{

@@ -290,7 +290,7 @@ func (c *Config) loadInstance(b *Stmt) (*Instance, error) {
 	if len(b.Args) != 1 {
 		return nil, fmt.Errorf("%s: vrrp_instance needs a name", b.Where())
 	}
-	in := &Instance{Name: b.Args[0], At: b, Priority: 100, AdvertInt: time.Second}
+	in := &Instance{Name: b.Args[0], At: b, Priority: 100, AdvertInt: time.Second, TrackWeights: map[string]*Value{}, Notify: map[string]*Value{}}
 	var err error
 	for _, s := range b.Block {
 		switch s.Key {
@@ -342,9 +342,6 @@ func (c *Config) loadInstance(b *Stmt) (*Instance, error) {
 			for _, t := range s.Block {
 				in.TrackScripts = append(in.TrackScripts, Value{Text: t.Key, At: t})
 				if w := weightArg(t); w != nil {
-					if in.TrackWeights == nil {
-						in.TrackWeights = map[string]*Value{}
-					}
 					in.TrackWeights[t.Key] = w
 				}
 			}
@@ -353,9 +350,6 @@ func (c *Config) loadInstance(b *Stmt) (*Instance, error) {
 				in.TrackInterfaces = append(in.TrackInterfaces, TrackedInterface{Name: t.Key, Weight: weightArg(t), At: t})
 			}
 		case "notify", "notify_master", "notify_backup", "notify_fault", "notify_stop":
-			if in.Notify == nil {
-				in.Notify = map[string]*Value{}
-			}
 			in.Notify[s.Key] = &Value{Text: strings.Join(s.Args, " "), At: s}
 		case "use_vmac":
 			in.UseVMAC = s

@@ -38,16 +38,13 @@ func ReadNodes(files Files, paths []string, name string) ([]Node, []Note, error)
 	var notes []Note
 	seen := map[string]string{}
 	for _, p := range paths {
+		byFile := strings.TrimSuffix(filepath.Base(p), filepath.Ext(p))
+		if byFile == "keepalived" {
+			byFile = filepath.Base(filepath.Dir(p))
+		}
 		// keepalived's config id is the host name by default: the node's
 		// name as the import names it.
-		id := name
-		if id == "" {
-			id = strings.TrimSuffix(filepath.Base(p), filepath.Ext(p))
-			if id == "keepalived" {
-				id = filepath.Base(filepath.Dir(p))
-			}
-		}
-		stmts, err := Parse(files, p, id)
+		stmts, err := Parse(files, p, cmp.Or(name, byFile))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -59,15 +56,10 @@ func ReadNodes(files Files, paths []string, name string) ([]Node, []Note, error)
 			return nil, nil, fmt.Errorf("%s: no vrrp_instance to import", p)
 		}
 		n := name
-		if n == "" && c.RouterID != nil && c.RouterID.Text != "" {
+		if n == "" && c.RouterID != nil {
 			n = c.RouterID.Text
 		}
-		if n == "" {
-			n = strings.TrimSuffix(filepath.Base(p), filepath.Ext(p))
-			if n == "keepalived" {
-				n = filepath.Base(filepath.Dir(p))
-			}
-		}
+		n = cmp.Or(n, byFile)
 		if !nodeName.MatchString(n) {
 			return nil, nil, fmt.Errorf("%s: the node name %q (from router_id or the file name) is not a host name: use letters, digits, '-' and '.', or name it with --node", p, n)
 		}
@@ -220,8 +212,6 @@ func Convert(n Node, all []Node, o Options) ([]byte, []Note, error) {
 	return buf.Bytes(), cv.notes, nil
 }
 
-// gossipSection is the dynamic mode's gossip section: the other nodes'
-// unicast source addresses are the seeds.
 // keepalivedPeers are the other nodes' addresses, which keepalived runs on
 // until each moves to garpd: the --join hosts, the others' unicast_src_ip,
 // this node's unicast peers.
@@ -252,6 +242,8 @@ func keepalivedPeers(n Node, all []Node, join []string) []string {
 	return out
 }
 
+// gossipSection is the dynamic mode's gossip section: the other nodes'
+// unicast source addresses are the seeds.
 func gossipSection(n Node, all []Node, join []string) (ymap, error) {
 	gs := newMap()
 	var seeds []string
@@ -330,25 +322,24 @@ func (cv *converter) harmless(s *Stmt, what string) {
 func (cv *converter) vrrp() (ymap, error) {
 	c, first, note := cv.c, cv.first, cv.note
 	version, versionAt := 2, "keepalived's default vrrp_version"
-	if c.Version != nil {
-		v, err := strconv.Atoi(c.Version.Text)
-		if err != nil || (v != 2 && v != 3) {
-			return ymap{}, fmt.Errorf("%s: vrrp_version %q: keepalived takes 2 or 3", c.Version.At.Where(), c.Version.Text)
-		}
-		version, versionAt = v, from(c.Version.At, "vrrp_version")
-	}
 	// vrrp.version is IPv4's: IPv6 instances run VRRPv3 in keepalived and
 	// garpd alike, so the IPv4 instances say which version to keep.
 	ref := first
 	if i := slices.IndexFunc(c.Instances, func(in *Instance) bool { return !in.IPv6 }); i >= 0 {
 		ref = c.Instances[i]
 	}
-	if ref.Version != nil {
-		v, err := strconv.Atoi(ref.Version.Text)
-		if err != nil || (v != 2 && v != 3) {
-			return ymap{}, fmt.Errorf("%s: version %q: keepalived takes 2 or 3", ref.Version.At.Where(), ref.Version.Text)
+	for _, set := range []struct {
+		key string
+		v   *Value
+	}{{"vrrp_version", c.Version}, {"version", ref.Version}} {
+		if set.v == nil {
+			continue
 		}
-		version, versionAt = v, from(ref.Version.At, "version")
+		v, err := strconv.Atoi(set.v.Text)
+		if err != nil || (v != 2 && v != 3) {
+			return ymap{}, fmt.Errorf("%s: %s %q: keepalived takes 2 or 3", set.v.At.Where(), set.key, set.v.Text)
+		}
+		version, versionAt = v, from(set.v.At, set.key)
 	}
 	if ref.IPv6 && version == 2 {
 		// IPv6 alone: keepalived runs it as VRRPv3 whatever vrrp_version says.
