@@ -135,10 +135,8 @@ func (h HealthConfig) Validate() error {
 			bad("weight: %d: use -253..253 (keepalived's range), or 0 for FAULT while failing", c.Weight)
 		}
 		if c.CAFile != "" {
-			if pem, err := os.ReadFile(c.CAFile); err != nil {
+			if _, err := loadCA(c.CAFile); err != nil {
 				bad("ca_file: %v", err)
-			} else if !x509.NewCertPool().AppendCertsFromPEM(pem) {
-				bad("ca_file: %s holds no PEM certificate", c.CAFile)
 			}
 		}
 		if c.Interval < 100*time.Millisecond || c.Interval > time.Hour {
@@ -157,6 +155,19 @@ func (h HealthConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
+// loadCA reads an http check's ca_file.
+func loadCA(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", file)
+	}
+	return pool, nil
+}
+
 // probe runs one check once.
 type probe func(ctx context.Context) error
 
@@ -171,13 +182,9 @@ func newProbe(c CheckConfig, pods PodProber) (probe, error) {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: c.Insecure} //nolint:gosec // operator's explicit choice
 		if c.CAFile != "" {
-			pem, err := os.ReadFile(c.CAFile)
+			pool, err := loadCA(c.CAFile)
 			if err != nil {
 				return nil, err
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("%s holds no PEM certificate", c.CAFile)
 			}
 			tr.TLSClientConfig.RootCAs = pool
 		}
@@ -410,8 +417,7 @@ func (h *Health) States() []CheckState {
 func (h *Health) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for i := range h.checks {
-		wg.Add(1)
-		go func() { defer wg.Done(); h.loop(ctx, i) }()
+		wg.Go(func() { h.loop(ctx, i) })
 	}
 	wg.Wait()
 }

@@ -14,7 +14,6 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -150,15 +149,21 @@ type agent struct {
 	notifyM    balancer.NotifyMetrics
 	kernel     vrrp.Kernel
 	started    time.Time
-	mu         sync.Mutex
-	cur        *loaded
-	stack      *vrrp.Stacks
-	dyn        *balancer.Dynamic
-	static     *balancer.Static   // the static mode's checks; nil without
-	notifier   *balancer.Notifier // runs the notify hooks
+	// run is what runs now: the main loop replaces it whole, the HTTP
+	// handlers read it.
+	run atomic.Pointer[running]
 	// pprof follows http.pprof; read per request, so a reload turns the
 	// profiler on or off without a new listener.
 	pprof atomic.Bool
+}
+
+// running is the agent's running config and the parts started from it.
+type running struct {
+	cur      *loaded
+	stack    *vrrp.Stacks
+	dyn      *balancer.Dynamic  // the dynamic mode; nil in the static one
+	static   *balancer.Static   // the static mode's checks; nil without
+	notifier *balancer.Notifier // runs the notify hooks
 }
 
 func newAgent(l *loaded, stderr io.Writer, kernel vrrp.Kernel) *agent {
@@ -205,9 +210,8 @@ func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.
 		a.log.Warn().Msg(g)
 	}
 	for {
-		a.mu.Lock()
-		stack, cur := a.stack, a.cur
-		a.mu.Unlock()
+		run := a.run.Load()
+		stack := run.stack
 		select {
 		case <-ctx.Done():
 			a.log.Info().Msg("stopping: resigning masters and removing VIPs")
@@ -226,7 +230,7 @@ func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.
 				srv.close()
 				return fmt.Errorf("VRRP engine stopped: %w", stack.Err())
 			}
-			if err := a.restart(cur); err != nil {
+			if err := a.restart(run.cur); err != nil {
 				srv.close()
 				return fmt.Errorf("restart on the recreated interface: %w", err)
 			}
@@ -262,9 +266,7 @@ func (a *agent) start(l *loaded) error {
 		notifier.Stop()
 		return err
 	}
-	a.mu.Lock()
-	a.cur, a.stack, a.dyn, a.static, a.notifier = l, stack, dyn, static, notifier
-	a.mu.Unlock()
+	a.run.Store(&running{cur: l, stack: stack, dyn: dyn, static: static, notifier: notifier})
 	return nil
 }
 
@@ -273,17 +275,15 @@ func (a *agent) start(l *loaded) error {
 // step, in the order it documents. The notify hooks run last, so they hear
 // every router's STOP.
 func (a *agent) stop() error {
-	a.mu.Lock()
-	stack, dyn, static, notifier := a.stack, a.dyn, a.static, a.notifier
-	a.mu.Unlock()
-	defer notifier.Stop()
-	if static != nil {
-		static.Stop()
+	run := a.run.Load()
+	defer run.notifier.Stop()
+	if run.static != nil {
+		run.static.Stop()
 	}
-	if dyn == nil {
-		return stack.Stop()
+	if run.dyn == nil {
+		return run.stack.Stop()
 	}
-	return dyn.Stop(stack.Stop)
+	return run.dyn.Stop(run.stack.Stop)
 }
 
 // restart stops what runs (handing over first) and starts l.
@@ -350,26 +350,22 @@ func (a *agent) reload(path string, srv *servers) (*servers, error) {
 		a.log.Error().Err(err).Msg("reload rejected; keeping the running config")
 		return srv, nil
 	}
-	a.mu.Lock()
-	cur, stack, dyn := a.cur, a.stack, a.dyn
-	a.mu.Unlock()
+	run := a.run.Load()
+	cur := run.cur
 	switch classifyReload(cur, l) {
 	case reloadNothing:
 		a.log.Info().Msg("reload: the config is unchanged; nothing to do")
 		return srv, nil
 	case reloadInPlace:
-		err = a.applyInPlace(cur, l, stack, dyn)
+		err = a.applyInPlace(run, l)
 	case reloadRouters:
-		a.mu.Lock()
-		static := a.static
-		a.mu.Unlock()
-		if static != nil {
-			err = static.SetRouters(l.routers)
+		if run.static != nil {
+			err = run.static.SetRouters(l.routers)
 		} else {
-			err = stack.Update(context.Background(), l.routers)
+			err = run.stack.Update(context.Background(), l.routers)
 		}
 		if err == nil {
-			if err := a.applyInPlace(cur, l, stack, dyn); err != nil {
+			if err := a.applyInPlace(run, l); err != nil {
 				a.log.Error().Err(err).Msg("reload: the routers changed, but not the rest")
 			}
 		}
@@ -387,9 +383,9 @@ func (a *agent) reload(path string, srv *servers) (*servers, error) {
 		a.log.Error().Err(err).Msg("reload rejected; keeping the running config")
 		return srv, nil
 	}
-	a.mu.Lock()
-	a.cur = l
-	a.mu.Unlock()
+	next := *a.run.Load() // the same parts, or restart's new ones
+	next.cur = l
+	a.run.Store(&next)
 	if l.cfg.Log != cur.cfg.Log {
 		a.logOut.set(l.cfg.Log)
 		a.log.Info().Str("level", l.cfg.Log.Level).Str("format", l.cfg.Log.Format).Msg("log settings changed")
@@ -415,11 +411,10 @@ func (a *agent) reload(path string, srv *servers) (*servers, error) {
 
 // applyInPlace applies changed garp settings and health checks to the
 // running data plane and dynamic mode.
-func (a *agent) applyInPlace(cur, l *loaded, stack *vrrp.Stacks, dyn *balancer.Dynamic) error {
+func (a *agent) applyInPlace(run *running, l *loaded) error {
+	cur, stack, dyn := run.cur, run.stack, run.dyn
 	if !reflect.DeepEqual(cur.cfg.Notify, l.cfg.Notify) {
-		a.mu.Lock()
-		a.notifier.SetConfig(l.cfg.Notify)
-		a.mu.Unlock()
+		run.notifier.SetConfig(l.cfg.Notify)
 		a.log.Info().Bool("hooks", l.cfg.Notify.Enabled()).Msg("notify hooks replaced")
 	}
 	if dyn != nil && !reflect.DeepEqual(cur.cfg.Health, l.cfg.Health) {

@@ -150,12 +150,9 @@ func (a *agent) metricsHandler() http.Handler {
 func (a *agent) public(mux *http.ServeMux) {
 	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		a.mu.Lock()
-		stack := a.stack
-		a.mu.Unlock()
 		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 		defer cancel()
-		if stack == nil || !stack.Responsive(ctx) {
+		if run := a.run.Load(); run == nil || !run.stack.Responsive(ctx) {
 			http.Error(w, "VRRP engine is not running or does not answer within 1s", http.StatusServiceUnavailable)
 			return
 		}
@@ -185,10 +182,7 @@ func (a *agent) controlHandler(token []byte) http.Handler {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		a.mu.Lock()
-		stack := a.stack
-		a.mu.Unlock()
-		queued, notHeld, err := stack.Wave(r.Context(), only)
+		queued, notHeld, err := a.run.Load().stack.Wave(r.Context(), only)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
@@ -205,9 +199,7 @@ func (a *agent) controlHandler(token []byte) http.Handler {
 			http.Error(w, "body: want {\"node\": NAME}", http.StatusBadRequest)
 			return
 		}
-		a.mu.Lock()
-		dyn := a.dyn
-		a.mu.Unlock()
+		dyn := a.run.Load().dyn
 		if dyn == nil {
 			http.Error(w, "this agent runs the static mode: there are no known members to forget", http.StatusConflict)
 			return
@@ -219,9 +211,8 @@ func (a *agent) controlHandler(token []byte) http.Handler {
 		fmt.Fprintf(w, "forgot %s: every node re-plans without it\n", req.Node)
 	})
 	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
-		a.mu.Lock()
-		cur, stack, dyn := a.cur, a.stack, a.dyn
-		a.mu.Unlock()
+		run := a.run.Load()
+		cur, stack, dyn := run.cur, run.stack, run.dyn
 		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 		defer cancel()
 		st := statusJSON{

@@ -391,6 +391,7 @@ func TestAuthKeys(t *testing.T) {
 // and with a token every request needs it.
 func TestControlSurface(t *testing.T) {
 	a := &agent{reg: prometheus.NewRegistry()}
+	a.run.Store(&running{}) // a static-mode agent
 	a.pprof.Store(true)
 	do := func(h http.Handler, method, path, ctype, auth string) *httptest.ResponseRecorder {
 		body := strings.NewReader(`{"node": "n4"}`)
