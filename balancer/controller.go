@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -395,12 +396,8 @@ func NewController(cfg ControllerConfig, members Members, engine Engine, log zer
 // attach gives the controller its config and membership, which Run reads;
 // until then it only collects the verdict (SetHealth, SetEligible).
 func (c *Controller) attach(cfg ControllerConfig, members Members) {
-	if cfg.Debounce == 0 {
-		cfg.Debounce = 100 * time.Millisecond
-	}
-	if cfg.JoinGrace == 0 {
-		cfg.JoinGrace = max(cfg.Settle, 5*time.Second)
-	}
+	cfg.Debounce = cmp.Or(cfg.Debounce, 100*time.Millisecond)
+	cfg.JoinGrace = cmp.Or(cfg.JoinGrace, max(cfg.Settle, 5*time.Second))
 	c.cfg, c.members = cfg, members
 }
 

@@ -144,9 +144,7 @@ func (n *Notifier) SetConfig(cfg NotifyConfig) {
 }
 
 func (c NotifyConfig) withDefaults() NotifyConfig {
-	if c.Timeout == 0 {
-		c.Timeout = defaultNotifyTimeout
-	}
+	c.Timeout = cmp.Or(c.Timeout, defaultNotifyTimeout)
 	return c
 }
 

@@ -350,9 +350,7 @@ type Options struct {
 // Start creates the member list and starts joining the seeds in the
 // background: a node that cannot join works alone and keeps trying.
 func Start(ctx context.Context, cfg Config, name string, meta Meta, opts Options, logger zerolog.Logger) (*Membership, error) {
-	if meta.Started == 0 {
-		meta.Started = time.Now().UnixNano()
-	}
+	meta.Started = cmp.Or(meta.Started, time.Now().UnixNano())
 	m := &Membership{cfg: cfg, log: logger, changes: make(chan struct{}, 1), meta: meta, bad: map[string]bool{},
 		nodes: map[string]Member{}, local: name, known: KnownSet{}, downSince: map[string]time.Time{}, deleted: map[string]bool{},
 		lastAddr: map[string]netip.Addr{}, seeds: map[netip.Addr]bool{}, seedKick: make(chan struct{}, 1)}
@@ -439,9 +437,7 @@ func Start(ctx context.Context, cfg Config, name string, meta Meta, opts Options
 	}
 	if port == 0 { // tests: the port the kernel picked
 		mc.BindPort = nt.GetAutoBindPort()
-		if mc.AdvertisePort == 0 {
-			mc.AdvertisePort = mc.BindPort
-		}
+		mc.AdvertisePort = cmp.Or(mc.AdvertisePort, mc.BindPort)
 	}
 	m.filter = newSourceFilter(nt, bindIP, m.admitted, logger)
 	mc.Transport = m.filter

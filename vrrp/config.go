@@ -1,6 +1,7 @@
 package vrrp
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -77,10 +78,7 @@ func (c Config) Auth() (AuthKeys, error) {
 	out := AuthKeys{Keys: map[uint8][]byte{}, Mode: mode}
 	switch h.AntiReplay {
 	case "", "time":
-		out.Window = h.TimeWindow
-		if out.Window == 0 {
-			out.Window = max(3*c.AdvertInterval, 5*time.Second).Round(time.Second)
-		}
+		out.Window = cmp.Or(h.TimeWindow, max(3*c.AdvertInterval, 5*time.Second).Round(time.Second))
 		if out.Window < time.Second || out.Window > 300*time.Second || out.Window%time.Second != 0 {
 			return AuthKeys{}, fmt.Errorf("auth_hmac.time_window: %s: use whole seconds, 1s..300s", out.Window)
 		}
@@ -119,15 +117,9 @@ const (
 
 // WithDefaults returns c with unset fields filled in.
 func (c Config) WithDefaults() Config {
-	if c.Version == 0 {
-		c.Version = DefaultVersion
-	}
-	if c.AdvertInterval == 0 {
-		c.AdvertInterval = DefaultAdvertInterval
-	}
-	if c.VRIDBase == 0 {
-		c.VRIDBase = DefaultVRIDBase
-	}
+	c.Version = cmp.Or(c.Version, DefaultVersion)
+	c.AdvertInterval = cmp.Or(c.AdvertInterval, DefaultAdvertInterval)
+	c.VRIDBase = cmp.Or(c.VRIDBase, DefaultVRIDBase)
 	if c.Preempt == nil {
 		t := true
 		c.Preempt = &t

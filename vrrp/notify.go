@@ -1,6 +1,9 @@
 package vrrp
 
-import "strconv"
+import (
+	"cmp"
+	"strconv"
+)
 
 // StateChange is one virtual router's move, in keepalived's words, for
 // the notify hooks (Deps.Notify). The engine hands it over without
@@ -61,10 +64,7 @@ func (e *Engine) notify(k routerKey, r *router) {
 	if to == r.notified {
 		return
 	}
-	from := r.notified
-	if from == "" {
-		from = "INIT"
-	}
+	from := cmp.Or(r.notified, "INIT")
 	r.notified = to
 	vips := make([]string, len(r.spec.VIPs))
 	for i, p := range r.spec.VIPs {

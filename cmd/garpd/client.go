@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -40,9 +41,7 @@ func (t agentTarget) resolve() (string, *http.Client, []byte, error) {
 		}
 		token = l.token
 	}
-	if addr == "" {
-		addr = defaultControlListen
-	}
+	addr = cmp.Or(addr, defaultControlListen)
 	client := &http.Client{Timeout: 10 * time.Second}
 	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
 		client.Transport = &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {

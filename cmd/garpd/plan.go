@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -174,11 +175,7 @@ func parseNodes(names, weights []string) ([]balancer.Node, error) {
 	nodes := make([]balancer.Node, len(names))
 	for i, n := range names {
 		n = strings.TrimSpace(n)
-		wt := w[n]
-		if wt == 0 {
-			wt = 1
-		}
-		nodes[i] = balancer.Node{Name: n, Weight: wt}
+		nodes[i] = balancer.Node{Name: n, Weight: cmp.Or(w[n], 1)}
 	}
 	if err := balancer.CheckNodes(nodes); err != nil {
 		return nil, fmt.Errorf("--nodes: %w", err)
@@ -305,10 +302,7 @@ func printPlan(w io.Writer, out planJSON) error {
 		for i, n := range v.Ranking {
 			pr[i] = fmt.Sprintf("%s=%d", n, v.Priorities[n])
 		}
-		holder := v.Holder
-		if holder == "" {
-			holder = "(none: all down)"
-		}
+		holder := cmp.Or(v.Holder, "(none: all down)")
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", v.Address, v.VRID, holder, strings.Join(v.Ranking, " > "), strings.Join(pr, " "))
 	}
 	tw.Flush()

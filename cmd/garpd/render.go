@@ -112,18 +112,8 @@ func renderKeepalived(l *loaded, path string, names []string) ([]nodeFile, error
 		if err != nil {
 			return nil, usageError(fmt.Errorf("--nodes: %w", err))
 		}
-		for _, r := range l.routers {
-			var ranked balancer.Ranked
-			found := false
-			for i, g := range l.alloc.Groups {
-				if g.V6 == r.V6() && g.VRID == int(r.VRID) {
-					ranked, found = plan.Groups[i], true
-				}
-			}
-			if !found {
-				return nil, fmt.Errorf("router %d has no group in the plan (a bug)", r.VRID)
-			}
-			p := ranked.Priorities()
+		for i := range l.routers { // the dynamic mode's routers are the groups, in order
+			p := plan.Groups[i].Priorities()
 			for _, n := range names {
 				prio[n] = append(prio[n], p[n])
 			}

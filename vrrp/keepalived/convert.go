@@ -685,10 +685,7 @@ func (cv *converter) notify() *ymap {
 			cv.note(v.At, fmt.Sprintf("%s %q: garpd runs hooks by absolute path, without a shell: not imported; give the script's full path", k, v.Text))
 			continue
 		}
-		key := strings.TrimPrefix(strings.TrimPrefix(k, "notify"), "_")
-		if key == "" {
-			key = "exec"
-		}
+		key := cmp.Or(strings.TrimPrefix(strings.TrimPrefix(k, "notify"), "_"), "exec")
 		m.set(key, argv, from(v.At, k))
 	}
 	if len(m.n.Content) == 0 {

@@ -11,6 +11,7 @@
 package keepalived
 
 import (
+	"cmp"
 	"fmt"
 	"io/fs"
 	"os"
@@ -290,10 +291,7 @@ func (p *parser) parse(text string) ([]*Stmt, error) {
 			top := stack[len(stack)-1]
 			switch {
 			case t.text == "{" && !t.quoted:
-				owner := cur
-				if owner == nil {
-					owner = last
-				}
+				owner := cmp.Or(cur, last)
 				if owner == nil {
 					return nil, fmt.Errorf("%s:%d: a block opens without a statement before it", p.path, t.line)
 				}
