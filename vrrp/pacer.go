@@ -171,45 +171,36 @@ func (p *Pacer) queueLen() {
 	p.metrics.AnnounceQueue.Set(float64(len(p.takeover) + len(p.urgent) + len(p.defend) + len(p.normal)))
 }
 
-// Takeover implements Announcer.
-func (p *Pacer) Takeover(a netip.Addr) {
+// enqueue appends it to q unless q holds its VIP already (in says which
+// VIPs q holds), and wakes Run.
+func (p *Pacer) enqueue(q *[]pending, in map[netip.Addr]bool, it pending) {
 	p.mu.Lock()
-	if !p.taking[a] {
-		p.taking[a] = true
-		p.takeover = append(p.takeover, pending{addr: a, queued: p.clock.Now(), takeover: true})
+	if !in[it.addr] {
+		in[it.addr] = true
+		it.queued = p.clock.Now()
+		*q = append(*q, it)
 	}
 	p.queueLen()
 	p.mu.Unlock()
 	p.poke()
+}
+
+// Takeover implements Announcer.
+func (p *Pacer) Takeover(a netip.Addr) {
+	p.enqueue(&p.takeover, p.taking, pending{addr: a, takeover: true})
 }
 
 // Announce implements Announcer.
 func (p *Pacer) Announce(a netip.Addr, urgent bool) {
-	p.mu.Lock()
-	now := p.clock.Now()
-	if urgent && !p.pressing[a] {
-		p.pressing[a] = true
-		p.urgent = append(p.urgent, pending{addr: a, queued: now})
-	} else if !urgent && !p.queued[a] {
-		p.queued[a] = true
-		p.normal = append(p.normal, pending{addr: a, queued: now})
+	if urgent {
+		p.enqueue(&p.urgent, p.pressing, pending{addr: a})
+	} else {
+		p.enqueue(&p.normal, p.queued, pending{addr: a})
 	}
-	p.queueLen()
-	p.mu.Unlock()
-	p.poke()
 }
 
 // Defend implements Announcer.
-func (p *Pacer) Defend(a netip.Addr) {
-	p.mu.Lock()
-	if !p.defending[a] {
-		p.defending[a] = true
-		p.defend = append(p.defend, pending{addr: a, queued: p.clock.Now()})
-	}
-	p.queueLen()
-	p.mu.Unlock()
-	p.poke()
-}
+func (p *Pacer) Defend(a netip.Addr) { p.enqueue(&p.defend, p.defending, pending{addr: a}) }
 
 // Withdraw implements Announcer.
 func (p *Pacer) Withdraw(a netip.Addr) {
