@@ -38,6 +38,9 @@ type stackKernel struct {
 	log    *stackLog
 	failAt string
 	link   chan LinkEvent
+	// devLink, when set, feeds the watches of the other interfaces than
+	// eth0; link feeds them otherwise.
+	devLink chan LinkEvent
 }
 
 func (k *stackKernel) step(name string) error {
@@ -92,6 +95,10 @@ func (k *stackKernel) WatchLink(ctx context.Context, ifname string, _ func(error
 	if err := k.step(on("link watch", ifname)); err != nil {
 		return nil, err
 	}
+	in := k.link
+	if ifname != "eth0" && k.devLink != nil {
+		in = k.devLink
+	}
 	out := make(chan LinkEvent)
 	go func() {
 		defer close(out)
@@ -99,7 +106,7 @@ func (k *stackKernel) WatchLink(ctx context.Context, ifname string, _ func(error
 			select {
 			case <-ctx.Done():
 				return
-			case ev := <-k.link:
+			case ev := <-in:
 				out <- ev
 			}
 		}
@@ -306,6 +313,51 @@ func TestStackEndsWhenTheInterfaceIsReplaced(t *testing.T) {
 	}
 	if err := s.Stop(); err != nil {
 		t.Fatalf("Stop after the end: %v", err)
+	}
+}
+
+// A dev interface carries VIPs, not the virtual routers: a VIP removed
+// there by hand is added again, but its link going down leaves the master
+// as it is. The routers' own interface going down makes them let go.
+func TestStackFollowsADevsVIPsNotItsLink(t *testing.T) {
+	l := &stackLog{}
+	k := &stackKernel{log: l, link: make(chan LinkEvent), devLink: make(chan LinkEvent)}
+	cfg := stackConfig(false)
+	devVIP := netip.MustParsePrefix("198.51.100.102/24")
+	cfg.Routers[0].VIPs = append(cfg.Routers[0].VIPs, devVIP)
+	cfg.Dev = map[netip.Addr]string{devVIP.Addr(): "eth1"}
+	s, err := StartStack(cfg, k.kernel())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	added := "add 198.51.100.102 on eth1"
+	waitStep(t, l, added)
+	state := func() string {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		return s.Status(ctx)[0].State
+	}
+	// The dev follower takes events in order: once the removed VIP is
+	// back, the link-down before it has been handled.
+	k.devLink <- LinkEvent{Kind: LinkDown}
+	k.devLink <- LinkEvent{Kind: AddressRemoved, Addr: devVIP.Addr()}
+	deadline := time.Now().Add(5 * time.Second)
+	for strings.Count(strings.Join(l.all(), "\n"), added) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the VIP removed on the dev was not added again (state %s): %q", state(), l.all())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if st := state(); st != Master.String() {
+		t.Fatalf("after the dev's link went down: %s, want %s", st, Master)
+	}
+	k.link <- LinkEvent{Kind: LinkDown}
+	for st := state(); st == Master.String(); st = state() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the routers' interface went down and the router is still %s", st)
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 
