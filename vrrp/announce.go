@@ -38,7 +38,7 @@ func (e *Engine) Wave(ctx context.Context, only []netip.Addr) (queued, notHeld [
 		held := map[netip.Addr]bool{}
 		for _, k := range e.order {
 			r := e.routers[k]
-			if r.m.State() != Master {
+			if !r.m.Holds() {
 				continue
 			}
 			for _, p := range r.spec.VIPs {
@@ -76,7 +76,7 @@ func (e *Engine) setGARP(garp GARPConfig, refresh RefreshScheduler) {
 	now := e.deps.Clock.Now()
 	for _, k := range e.order {
 		r := e.routers[k]
-		if r.m.State() != Master {
+		if !r.m.Holds() {
 			continue
 		}
 		r.refresh = nil
@@ -117,6 +117,9 @@ func (e *Engine) startBurst(now time.Time, r *router) {
 // announcements stop within an advert interval of its last advert, so ours
 // comes last.
 func (e *Engine) reassert(now time.Time, k routerKey, r *router) {
+	if !r.m.Holds() {
+		return // still claiming: nothing announced to win back
+	}
 	if now.Sub(r.lastReassert) < reassertEvery {
 		r.reassertDue = later(now.Add(e.contestQuiet()), r.lastReassert.Add(reassertEvery))
 		return
@@ -137,7 +140,7 @@ func (e *Engine) announceDue(now time.Time, k routerKey, r *router) {
 	}
 	if !r.reassertDue.IsZero() && !now.Before(r.reassertDue) {
 		r.reassertDue = time.Time{}
-		if r.m.State() == Master {
+		if r.m.Holds() {
 			r.lastReassert = now
 			e.deps.Log.Info().Str("vrid", k.String()).Msg("the other speaker has been quiet since: re-announcing the VIPs once more, so the router's last word is ours")
 			e.answer(r)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
@@ -39,11 +40,16 @@ func TestEngineElectsAndFailsOver(t *testing.T) {
 	if a.kernel.holds(testVIP.Addr()) {
 		t.Fatal("a took over before its master-down interval (320ms)")
 	}
-	s.run(10 * time.Millisecond)
-	if !a.kernel.holds(testVIP.Addr()) || b.kernel.holds(testVIP.Addr()) {
-		t.Fatalf("at 320ms: a holds %v, b holds %v; want a only", a.kernel.holds(testVIP.Addr()), b.kernel.holds(testVIP.Addr()))
+	// Nobody answers its claim (ClaimWindow: 25 ms at 100 ms adverts).
+	s.run(10*time.Millisecond + ClaimWindow(10) - time.Millisecond)
+	if a.kernel.holds(testVIP.Addr()) {
+		t.Fatal("a took the VIP before its claim ran out (345ms)")
 	}
-	s.run(3680 * time.Millisecond) // to t0+4s
+	s.run(time.Millisecond)
+	if !a.kernel.holds(testVIP.Addr()) || b.kernel.holds(testVIP.Addr()) {
+		t.Fatalf("at 345ms: a holds %v, b holds %v; want a only", a.kernel.holds(testVIP.Addr()), b.kernel.holds(testVIP.Addr()))
+	}
+	s.run(3655 * time.Millisecond) // to t0+4s
 	ann := slices.Clone(a.kernel.announced)
 	if len(ann) != 3 {
 		t.Fatalf("takeover burst announced %d times, want garp.count = 3", len(ann))
@@ -53,9 +59,10 @@ func TestEngineElectsAndFailsOver(t *testing.T) {
 			t.Fatalf("burst gap %s, want garp.interval 1.1s", gap)
 		}
 	}
-	// a advertised at 320ms and then every 100ms up to 4s: 37 adverts.
-	if got := b.metrics.AdvertsRecv.WithLabelValues("ipv4", "10").Value(); got != 37 {
-		t.Fatalf("b received %v adverts from a in its 3.68s as master at 100ms, want 37", got)
+	// a advertised at 320ms, claimed claimAdverts-1 times more until
+	// 345ms, and then every 100ms up to 4s: 37 adverts and the claims.
+	if got, want := b.metrics.AdvertsRecv.WithLabelValues("ipv4", "10").Value(), float64(37+claimAdverts-1); got != want {
+		t.Fatalf("b received %v adverts from a in its 3.68s as master at 100ms, want %v", got, want)
 	}
 
 	// a shuts down: it resigns, so b takes over after its skew time
@@ -78,7 +85,7 @@ func TestEngineElectsAndFailsOver(t *testing.T) {
 }
 
 // A killed master (no priority-0 advert) is replaced after the backup's
-// master-down interval: 3×10 + (256-100)×10/256 = 36 cs.
+// master-down interval, 3×10 + (256-100)×10/256 = 36 cs, and its claim.
 func TestEngineMasterDown(t *testing.T) {
 	s := newSim(t)
 	a := s.start("192.0.2.11", nodeOpts{prio: 200, cfg: v3cfg()})
@@ -94,8 +101,12 @@ func TestEngineMasterDown(t *testing.T) {
 		t.Fatal("b took over before master-down (360ms after a's last advert)")
 	}
 	s.run(10 * time.Millisecond)
+	if b.kernel.holds(testVIP.Addr()) {
+		t.Fatal("b took the VIP at master-down, before its claim")
+	}
+	s.run(ClaimWindow(10))
 	if !b.kernel.holds(testVIP.Addr()) {
-		t.Fatal("b did not take over at master-down")
+		t.Fatal("b did not take over at master-down and its claim")
 	}
 }
 
@@ -732,4 +743,46 @@ func TestSendFailuresLoggedOncePerCause(t *testing.T) {
 	if lines := strings.Count(log.String(), "cannot send advert"); lines < 1 || lines > 4 {
 		t.Fatalf("%d log lines for 30 s of failing adverts, want 3 (once per %s)", lines, sendFailEvery)
 	}
+}
+
+// With a quarter of the adverts each node receives lost, backups keep
+// finding the master silent (three lost in a row) and become master; the
+// master answers their claims, so they step down before taking the VIP:
+// the router never learns a backup's MAC. Without the claim every such
+// backup announced the VIP, and the master re-announced it.
+func TestLossyBackupsClaimAndStepDown(t *testing.T) {
+	s := newSim(t)
+	a := s.start("192.0.2.11", nodeOpts{prio: 200, cfg: v3cfg()})
+	b := s.start("192.0.2.12", nodeOpts{prio: 150, cfg: v3cfg()})
+	c := s.start("192.0.2.13", nodeOpts{prio: 50, cfg: v3cfg()})
+	s.run(2 * time.Second)
+	if !a.kernel.holds(testVIP.Addr()) {
+		t.Fatal("a is not master")
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, n := range s.nodes {
+		n.port.lose = func() bool { return rng.IntN(4) == 0 }
+	}
+	masters := func() float64 {
+		var sum float64
+		for _, n := range []*simNode{b, c} {
+			sum += n.metrics.Transitions.WithLabelValues("ipv4", "10", "master").Value()
+		}
+		return sum
+	}
+	before, announced := masters(), len(b.kernel.announced)+len(c.kernel.announced)
+	for range 300 {
+		s.run(100 * time.Millisecond)
+		if b.kernel.holds(testVIP.Addr()) || c.kernel.holds(testVIP.Addr()) {
+			t.Fatalf("at %s a backup holds the VIP", s.clk.Now().Sub(t0))
+		}
+	}
+	claims := masters() - before
+	if claims < 3 {
+		t.Fatalf("backups became master %v times in 30 s of 25 %% loss: the test exercises nothing", claims)
+	}
+	if got := len(b.kernel.announced) + len(c.kernel.announced) - announced; got != 0 {
+		t.Fatalf("backups announced the VIP %d times", got)
+	}
+	t.Logf("backups claimed %v times, took nothing", claims)
 }

@@ -72,7 +72,7 @@ func (e *Engine) dropVIPs(k routerKey, r *router) {
 func (e *Engine) masterOf(a netip.Addr) *router {
 	for _, k := range e.order {
 		r := e.routers[k]
-		if r.m.State() != Master {
+		if !r.m.Holds() {
 			continue
 		}
 		for _, p := range r.spec.VIPs {
@@ -108,7 +108,7 @@ func (e *Engine) addressRemoved(a netip.Addr) {
 func (e *Engine) Resync(ctx context.Context) error {
 	return e.call(ctx, func() {
 		for _, k := range e.order {
-			if r := e.routers[k]; r.m.State() == Master {
+			if r := e.routers[k]; r.m.Holds() {
 				e.holdVIPs(k, r)
 			}
 		}

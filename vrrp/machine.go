@@ -78,23 +78,60 @@ type Machine struct {
 	// MasterAddr is the last master heard from (Backup) or our own address.
 	masterAddr     netip.Addr
 	masterPriority uint8
-	// lastAnswer is when, as Master, it last advertised out of turn to
-	// answer another speaker: at most once per advert interval, so a
-	// flood of spoofed adverts makes it send no more than twice its rate.
-	lastAnswer time.Time
+	// answersFrom and answers count, as Master, the adverts sent out of
+	// turn to answer other speakers in the advert interval that began at
+	// answersFrom: at most claimAdverts, so a flood of spoofed adverts
+	// makes it send no more than claimAdverts+1 times its rate, while a
+	// claiming backup (see claimUntil) gets an answer to each claim.
+	answersFrom time.Time
+	answers     int
+	// preempting: in Backup, the Master_Down_Timer runs because this
+	// router discards a lower master's adverts (preemption), not because
+	// they stopped. vacated: the master resigned (priority 0).
+	preempting, vacated bool
+	// claimUntil, while non-zero, is when a Master that found the old
+	// master silent takes the VIPs; until then it claims the router with
+	// an advert every claimWindow/claimAdverts (claimNext). A master that
+	// is alive and outranks it (its adverts lost, not stopped) answers a
+	// claim at once, and this router steps down before the router has
+	// learnt its MAC: packet loss costs no move. claimsLeft counts the
+	// claims still to send.
+	claimUntil, claimNext time.Time
+	claimsLeft            int
+}
+
+// claimAdverts is how many adverts a backup that found the master silent
+// sends before it takes the VIPs: with 25 % loss each way, one claim and
+// its answer both arrive with probability 0.56, one of seven with 0.997.
+const claimAdverts = 7
+
+// ClaimWindow is how long a backup that found the master silent claims
+// the virtual router before it takes the VIPs (and announces them): a
+// quarter of the advert interval, at most 50 ms. Failover after a
+// master's crash takes that much longer; a preemption or a master's
+// resignation does not wait.
+func ClaimWindow(masterAdverInterval uint16) time.Duration {
+	return min(cs(int(masterAdverInterval))/4, 50*time.Millisecond)
 }
 
 // answerNow reports whether a Master may advertise out of turn at now,
 // and if so books it and restarts the advert timer.
 func (m *Machine) answerNow(now time.Time) bool {
 	interval := cs(int(m.cfg.Interval))
-	if !m.lastAnswer.IsZero() && now.Sub(m.lastAnswer) < interval {
+	if m.answersFrom.IsZero() || now.Sub(m.answersFrom) >= interval {
+		m.answersFrom, m.answers = now, 0
+	}
+	if m.answers >= claimAdverts {
 		return false
 	}
-	m.lastAnswer = now
+	m.answers++
 	m.adverTimer = now.Add(interval)
 	return true
 }
+
+// Holds reports whether the router is Master and has taken its VIPs
+// (it is past its claim): only then are they announced or defended.
+func (m *Machine) Holds() bool { return m.state == Master && m.claimUntil.IsZero() }
 
 // NewMachine returns a machine in Initialize.
 func NewMachine(cfg MachineConfig) *Machine {
@@ -148,6 +185,12 @@ func (m *Machine) masterDown() time.Duration {
 func (m *Machine) NextDeadline() time.Time {
 	switch m.state {
 	case Master:
+		if m.claimsLeft > 0 {
+			return earliest(m.adverTimer, earliest(m.claimNext, m.claimUntil))
+		}
+		if !m.claimUntil.IsZero() {
+			return earliest(m.adverTimer, m.claimUntil)
+		}
 		return m.adverTimer
 	case Backup:
 		return m.masterDownTimer
@@ -161,7 +204,7 @@ func (m *Machine) Startup(now time.Time) []Action {
 		return nil
 	}
 	if m.cfg.Priority == 255 {
-		return m.becomeMaster(now)
+		return m.becomeMaster(now, false)
 	}
 	m.masterAdverInterval = m.cfg.Interval
 	m.becomeBackup(now)
@@ -171,11 +214,15 @@ func (m *Machine) Startup(now time.Time) []Action {
 // Shutdown handles the Shutdown event (§6.4.2, §6.4.3): a Master sends a
 // priority-0 advert so a backup takes over after Skew_Time, and releases the VIPs.
 func (m *Machine) Shutdown(now time.Time) []Action {
-	prev := m.state
+	prev, held := m.state, m.Holds()
 	m.state = Initialize
 	m.adverTimer, m.masterDownTimer, m.preemptAfter = time.Time{}, time.Time{}, time.Time{}
-	if prev == Master {
+	m.claimUntil, m.claimNext, m.claimsLeft = time.Time{}, time.Time{}, 0
+	switch {
+	case held:
 		return []Action{ActSendResign, ActRelease}
+	case prev == Master:
+		return []Action{ActSendResign} // it claimed, but took nothing
 	}
 	return nil
 }
@@ -184,17 +231,31 @@ func (m *Machine) Shutdown(now time.Time) []Action {
 // that the hottest path allocates nothing. Callers only read actions.
 var sendAdvertOnly = []Action{ActSendAdvert}
 
+// takeoverOnly is the action of a claim that nobody answered.
+var takeoverOnly = []Action{ActTakeover}
+
 // Tick fires whichever timer has expired at now.
 func (m *Machine) Tick(now time.Time) []Action {
 	switch m.state {
 	case Master:
+		if !m.claimUntil.IsZero() && !now.Before(m.claimUntil) {
+			m.claimUntil, m.claimNext, m.claimsLeft = time.Time{}, time.Time{}, 0
+			return takeoverOnly
+		}
+		if m.claimsLeft > 0 && !now.Before(m.claimNext) {
+			m.claimsLeft--
+			m.claimNext = m.claimNext.Add(ClaimWindow(m.cfg.Interval) / claimAdverts)
+			return sendAdvertOnly
+		}
 		if !m.adverTimer.IsZero() && !now.Before(m.adverTimer) {
 			m.adverTimer = now.Add(cs(int(m.cfg.Interval)))
 			return sendAdvertOnly
 		}
 	case Backup:
 		if !m.masterDownTimer.IsZero() && !now.Before(m.masterDownTimer) {
-			return m.becomeMaster(now)
+			// A master that was preempted or resigned is not there to
+			// answer a claim: take over at once.
+			return m.becomeMaster(now, !m.preempting && !m.vacated)
 		}
 	}
 	return nil
@@ -241,17 +302,21 @@ func (m *Machine) HandleAdvert(now time.Time, src netip.Addr, adv Advert) []Acti
 			// As if started Master_Down_Interval before it expires, so a
 			// priority change recomputes it consistently.
 			m.downFrom = now.Add(m.skew() - m.masterDown())
+			m.vacated = true
 			return nil
 		}
 		if !m.cfg.Preempt || adv.Priority >= m.cfg.Priority || m.preemptHeldOff(now) {
 			m.masterAddr, m.masterPriority = src, adv.Priority
 			m.masterAdverInterval = adv.Interval
 			m.masterDownTimer, m.downFrom = now.Add(m.masterDown()), now
+			m.preempting, m.vacated = false, false
 			if adv.Priority >= m.cfg.Priority {
 				m.preemptAfter = time.Time{}
 			}
+			return nil
 		}
 		// Otherwise discard: the master-down timer runs out and we preempt.
+		m.preempting = true
 		return nil
 	case Master:
 		if adv.Priority == 0 {
@@ -262,10 +327,14 @@ func (m *Machine) HandleAdvert(now time.Time, src netip.Addr, adv Advert) []Acti
 		}
 		if adv.Priority > m.cfg.Priority ||
 			(adv.Priority == m.cfg.Priority && src.Compare(m.cfg.LocalAddr) > 0) {
+			held := m.Holds()
 			m.masterAddr, m.masterPriority = src, adv.Priority
 			m.masterAdverInterval = adv.Interval
 			m.becomeBackup(now)
 			m.preemptAfter = time.Time{}
+			if !held {
+				return nil // a claim answered: nothing was taken or announced
+			}
 			// One last advert at our priority tells the winner that there
 			// were two masters, so it re-announces (ActReassert): the
 			// router may hold this node's MAC. Backups treat it like any
@@ -275,7 +344,13 @@ func (m *Machine) HandleAdvert(now time.Time, src netip.Addr, adv Advert) []Acti
 		// Another master that loses to this one: answer at once, so it
 		// steps down now rather than at our next advert, and re-announce,
 		// as keepalived does by default (the engine rate-limits that).
-		if !m.answerNow(now) {
+		// While claiming, there is nothing to re-announce yet.
+		switch answer := m.answerNow(now); {
+		case !m.Holds() && answer:
+			return sendAdvertOnly
+		case !m.Holds():
+			return nil
+		case !answer:
 			return []Action{ActReassert}
 		}
 		return []Action{ActSendAdvert, ActReassert}
@@ -297,15 +372,24 @@ func (m *Machine) preemptHeldOff(now time.Time) bool {
 
 func (m *Machine) becomeBackup(now time.Time) {
 	m.state = Backup
-	m.adverTimer = time.Time{}
+	m.adverTimer, m.claimUntil, m.claimNext, m.claimsLeft = time.Time{}, time.Time{}, time.Time{}, 0
+	m.preempting, m.vacated = false, false
 	m.masterDownTimer, m.downFrom = now.Add(m.masterDown()), now
 }
 
-func (m *Machine) becomeMaster(now time.Time) []Action {
+// becomeMaster advertises and takes the VIPs, or with claim advertises
+// and takes them after ClaimWindow unless a better master answers.
+func (m *Machine) becomeMaster(now time.Time, claim bool) []Action {
 	m.state = Master
 	m.masterDownTimer, m.preemptAfter = time.Time{}, time.Time{}
+	m.preempting, m.vacated = false, false
 	m.masterAddr, m.masterPriority = m.cfg.LocalAddr, m.cfg.Priority
 	m.masterAdverInterval = m.cfg.Interval
 	m.adverTimer = now.Add(cs(int(m.cfg.Interval)))
+	if claim {
+		window := ClaimWindow(m.cfg.Interval)
+		m.claimUntil, m.claimNext, m.claimsLeft = now.Add(window), now.Add(window/claimAdverts), claimAdverts-1
+		return sendAdvertOnly
+	}
 	return []Action{ActSendAdvert, ActTakeover}
 }

@@ -122,14 +122,54 @@ func TestBackupShutdown(t *testing.T) {
 	wantActs(t, m.Tick(at(time.Hour)))
 }
 
-// §6.4.2: Backup, Master_Down_Timer fires → advert, GARP, Master.
+// takeOver ticks a Backup through its master-down interval and its
+// claim, to a Master that holds the VIPs.
+func takeOver(t *testing.T, m *Machine) {
+	t.Helper()
+	for range 20 {
+		if m.Holds() {
+			return
+		}
+		m.Tick(m.NextDeadline())
+	}
+	t.Fatalf("state %s, not holding after 20 ticks", m.State())
+}
+
+// §6.4.2: Backup, Master_Down_Timer fires → advert, Master. The master
+// went silent, so the VIPs are taken after the claim: claimAdverts
+// adverts over ClaimWindow, each an answer's chance for a master whose
+// adverts were only lost.
 func TestBackupMasterDown(t *testing.T) {
 	m := newM(100, true)
 	m.Startup(t0)
 	wantActs(t, m.Tick(at(3599*time.Millisecond)))
 	wantState(t, m, Backup)
-	wantActs(t, m.Tick(at(3600*time.Millisecond)), ActSendAdvert, ActTakeover)
+	wantActs(t, m.Tick(at(3600*time.Millisecond)), ActSendAdvert)
 	wantState(t, m, Master)
+	if m.Holds() {
+		t.Fatal("holds the VIPs before its claim ran out")
+	}
+	window := ClaimWindow(100) // 1 s adverts: 50 ms
+	step := window / claimAdverts
+	claims := 1
+	for now := at(3600 * time.Millisecond); ; {
+		now = m.NextDeadline()
+		acts := m.Tick(now)
+		if slices.Equal(acts, []Action{ActTakeover}) {
+			if want := at(3600*time.Millisecond + window); now != want {
+				t.Fatalf("took over at %s, want %s", now.Sub(t0), want.Sub(t0))
+			}
+			break
+		}
+		wantActs(t, acts, ActSendAdvert)
+		if want := at(3600*time.Millisecond + time.Duration(claims)*step); now != want {
+			t.Fatalf("claim %d at %s, want %s", claims+1, now.Sub(t0), want.Sub(t0))
+		}
+		claims++
+	}
+	if claims != claimAdverts || !m.Holds() {
+		t.Fatalf("%d claims, holds %v; want %d and holding", claims, m.Holds(), claimAdverts)
+	}
 	if m.NextDeadline() != at(4600*time.Millisecond) {
 		t.Fatalf("adver timer at %s, want 4.6s", m.NextDeadline().Sub(t0))
 	}
@@ -277,8 +317,7 @@ func TestMasterPreempted(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			m := newM(150, true)
 			m.Startup(t0)
-			m.Tick(m.NextDeadline()) // → Master
-			wantState(t, m, Master)
+			takeOver(t, m)
 			now := at(5 * time.Second)
 			got := m.HandleAdvert(now, c.src, adv(c.prio, 50))
 			if !c.stepDown {
@@ -339,17 +378,16 @@ func TestIgnoredEvents(t *testing.T) {
 	wantState(t, m, Backup)
 }
 
-// A master answers other speakers out of turn at most once per advert
-// interval, whatever arrives: over any flood of lower-priority or
-// priority-0 adverts (every spacing, both kinds) it sends at most twice
-// its own advert rate, and never stops its own adverts.
-func TestMasterAnswersAtMostOncePerInterval(t *testing.T) {
+// A master answers other speakers out of turn at most claimAdverts times
+// per advert interval, whatever arrives: over any flood of lower-priority
+// or priority-0 adverts (every spacing, both kinds) it sends at most
+// claimAdverts+1 times its own advert rate, and never stops its own adverts.
+func TestMasterAnswersBoundedPerInterval(t *testing.T) {
 	for _, prio := range []uint8{0, 100} {
 		for _, every := range []time.Duration{time.Millisecond, 10 * time.Millisecond, 300 * time.Millisecond, time.Second} {
 			m := newM(200, true)
 			m.Startup(t0)
-			m.Tick(m.NextDeadline()) // → Master, first advert
-			wantState(t, m, Master)
+			takeOver(t, m)
 			start := m.NextDeadline().Add(-time.Second)
 			sent, now := 1, start
 			for now.Before(start.Add(10 * time.Second)) {
@@ -368,10 +406,75 @@ func TestMasterAnswersAtMostOncePerInterval(t *testing.T) {
 				}
 				wantState(t, m, Master)
 			}
-			// 10 s at 1 s adverts: 11 of its own at most, and as many answers.
-			if sent > 22 || sent < 10 {
-				t.Errorf("priority %d every %s: %d adverts in 10 s, want 10..22", prio, every, sent)
+			// 10 s at 1 s adverts: 11 of its own at most, and claimAdverts
+			// answers in each of its intervals.
+			if most := 11 * (claimAdverts + 1); sent > most || sent < 10 {
+				t.Errorf("priority %d every %s: %d adverts in 10 s, want 10..%d", prio, every, sent, most)
 			}
 		}
 	}
+}
+
+// A backup that finds the master silent claims the router before it takes
+// the VIPs: a master that was only unheard (its adverts lost) answers, and
+// the claimant steps down having taken and announced nothing.
+func TestClaimAnsweredTakesNothing(t *testing.T) {
+	m := newM(100, true)
+	m.Startup(t0)
+	wantActs(t, m.HandleAdvert(at(time.Second), upperIP, adv(200, 100)))
+	down := m.NextDeadline()
+	wantActs(t, m.Tick(down), ActSendAdvert)
+	// A lower speaker is answered, with nothing to re-announce yet.
+	wantActs(t, m.HandleAdvert(down.Add(time.Millisecond), lowerIP, adv(50, 100)), ActSendAdvert)
+	wantActs(t, m.HandleAdvert(down.Add(2*time.Millisecond), upperIP, adv(200, 100)))
+	wantState(t, m, Backup)
+	if m.Holds() {
+		t.Fatal("a backup holds")
+	}
+	if want := down.Add(2*time.Millisecond + MasterDownInterval(100, 100)); m.NextDeadline() != want {
+		t.Fatalf("master down at %s, want %s", m.NextDeadline().Sub(t0), want.Sub(t0))
+	}
+	// Shut down mid-claim: it resigns, with nothing to release.
+	m2 := newM(100, true)
+	m2.Startup(t0)
+	m2.Tick(m2.NextDeadline())
+	wantActs(t, m2.Shutdown(m2.NextDeadline()), ActSendResign)
+}
+
+// Only a silent master is claimed: a backup that preempts a lower master
+// (it discards that master's adverts), or follows a master's resignation,
+// takes the VIPs at once.
+func TestPreemptAndResignTakeOverAtOnce(t *testing.T) {
+	m := newM(200, true)
+	m.Startup(t0)
+	wantActs(t, m.HandleAdvert(at(time.Second), upperIP, adv(100, 100))) // discarded
+	wantActs(t, m.Tick(m.NextDeadline()), ActSendAdvert, ActTakeover)
+	if !m.Holds() {
+		t.Fatal("a preempting backup does not hold at once")
+	}
+	m = newM(100, true)
+	m.Startup(t0)
+	wantActs(t, m.HandleAdvert(at(time.Second), upperIP, adv(200, 100)))
+	wantActs(t, m.HandleAdvert(at(2*time.Second), upperIP, adv(0, 100)))
+	wantActs(t, m.Tick(m.NextDeadline()), ActSendAdvert, ActTakeover)
+	// A master heard again after a resignation is a master like any.
+	m = newM(100, true)
+	m.Startup(t0)
+	wantActs(t, m.HandleAdvert(at(time.Second), upperIP, adv(0, 100)))
+	wantActs(t, m.HandleAdvert(at(1100*time.Millisecond), upperIP, adv(200, 100)))
+	wantActs(t, m.Tick(m.NextDeadline()), ActSendAdvert)
+}
+
+// A master answers each claim of a backup that found it silent, up to
+// claimAdverts in one of its advert intervals: every claim has its chance.
+func TestMasterAnswersEveryClaim(t *testing.T) {
+	m := newM(200, true)
+	m.Startup(t0)
+	takeOver(t, m)
+	now := m.NextDeadline().Add(-500 * time.Millisecond)
+	step := ClaimWindow(100) / claimAdverts
+	for i := range claimAdverts {
+		wantActs(t, m.HandleAdvert(now.Add(time.Duration(i)*step), lowerIP, adv(100, 100)), ActSendAdvert, ActReassert)
+	}
+	wantActs(t, m.HandleAdvert(now.Add(claimAdverts*step), lowerIP, adv(100, 100)), ActReassert)
 }

@@ -157,7 +157,7 @@ func (e *Engine) refuse(now time.Time, k routerKey, r *router, src netip.Addr, p
 		e.deps.Log.Error().Str("vrid", k.String()).Str("source", src.String()).Int("priority", int(prio)).Str("reason", reason).Msg(hint)
 		e.event(true, event, msg)
 	}
-	if r.m.State() != Master {
+	if !r.m.Holds() {
 		return
 	}
 	// Only the dynamic mode knows the members to send to instead.

@@ -36,6 +36,8 @@ type simPort struct {
 	viaSent     int
 	lastPayload []byte // the last advert as it went on the wire
 	fail        error  // when set, every Send fails with it
+	// lose, when set, says whether a packet sent to this port is lost.
+	lose func() bool
 }
 
 func (w *simWire) port(src string) *simPort {
@@ -71,7 +73,7 @@ func (p *simPort) SendBatch(_ bool, via Via, msgs []Outgoing) error {
 		p.sent = append(p.sent, adv)
 		p.last, p.lastPayload = p.wire.clock.Now(), b
 		for _, o := range p.wire.ports {
-			if o != p && o.up && (m.Dst == GroupV4 || m.Dst == o.src) {
+			if o != p && o.up && (m.Dst == GroupV4 || m.Dst == o.src) && (o.lose == nil || !o.lose()) {
 				o.inbox = append(o.inbox, Packet{Payload: b, Src: p.src, Dst: m.Dst, TTL: 255})
 			}
 		}

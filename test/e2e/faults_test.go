@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -47,7 +48,10 @@ type faultScenario struct {
 
 type faultResult struct {
 	noHolder, maxGap, multiAfter, foreign time.Duration
-	ownerChanges, unneeded, away          int
+	// maxMulti is the longest stretch one VIP had two holders after the
+	// fault ended.
+	maxMulti                     time.Duration
+	ownerChanges, unneeded, away int
 }
 
 func (r *faultResult) String() string {
@@ -115,6 +119,18 @@ func (c *cluster) waitEven(t *testing.T, timeout time.Duration) {
 	}
 }
 
+// startedClean waits (at most timeout) until node holds none of the VIPs
+// a killed process left on it, and returns when.
+func (c *cluster) startedClean(node string, timeout time.Duration) time.Time {
+	n := c.l.Node(node)
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if !slices.ContainsFunc(vips6, n.HasAddress) {
+			break
+		}
+	}
+	return time.Now()
+}
+
 // restart stops node (SIGTERM) and starts it again.
 func (c *cluster) restart(t *testing.T, node string, sig syscall.Signal) {
 	t.Helper()
@@ -151,7 +167,15 @@ func faultScenarios() []faultScenario {
 			c.procs["n1"].Wait(5 * time.Second)
 			time.Sleep(3 * time.Second)
 			c.start("n1")
-			return time.Now()
+			// A killed process removes nothing: its VIPs stay on n1's
+			// interface until the new one removes them as it starts. The
+			// fault ends then, however long a busy machine takes to start
+			// a process. (keepalived's new process takes them as it
+			// starts, with nothing to wait for.)
+			if c.kind != "garpd" {
+				return time.Now()
+			}
+			return c.startedClean("n1", 10*time.Second)
 		}},
 		{name: "SIGTERM of a node", keepalived: true, victim: "n1", run: func(t *testing.T, c *cluster) time.Time {
 			c.restart(t, "n1", syscall.SIGTERM)
@@ -281,8 +305,12 @@ func runFault(t *testing.T, kind string, s faultScenario) *faultResult {
 		r.noHolder += st.NoHolder
 		r.maxGap = max(r.maxGap, st.MaxNoHolder)
 	}
-	for _, st := range timeline.Stats(faultEnd, end) {
+	for v, st := range timeline.Stats(faultEnd, end) {
 		r.multiAfter += st.Multi
+		r.maxMulti = max(r.maxMulti, st.MaxMulti)
+		if st.Multi > 0 {
+			t.Logf("%s %s: two holders for %s in %d stretches after the fault", kind, v, st.Multi, st.MultiEpisodes)
+		}
 	}
 	after, _ := c.l.Neighbours()
 	for _, v := range vips6 {
@@ -328,8 +356,11 @@ func TestFaultMatrix(t *testing.T) {
 					t.Errorf("a VIP had no holder for %s, longer than one failover (%s)", r.g.maxGap, oneFailover)
 				}
 			}
-			if r.g.multiAfter > 100*time.Millisecond {
-				t.Errorf("VIPs had two holders for %s after the fault ended, more than one advert interval", r.g.multiAfter)
+			// A hand-back has two holders from the new master's takeover
+			// until the old one hears its advert: the protocol allows one
+			// advert interval (the first advert lost, the next heard).
+			if r.g.maxMulti > 100*time.Millisecond {
+				t.Errorf("a VIP had two holders for %s at a stretch after the fault ended (%s in all), more than one advert interval", r.g.maxMulti, r.g.multiAfter)
 			}
 			if r.g.away != 0 {
 				t.Errorf("%d VIPs are not on their planned node at the end", r.g.away)

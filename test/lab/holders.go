@@ -34,6 +34,10 @@ type HolderStats struct {
 	NoHolder    time.Duration // total time nobody held it
 	MaxNoHolder time.Duration // the longest such stretch
 	Multi       time.Duration // total time two or more held it
+	// MultiEpisodes counts the stretches with two or more holders;
+	// MaxMulti is the longest.
+	MultiEpisodes int
+	MaxMulti      time.Duration
 }
 
 // WatchHolders watches addrs on the nodes' eth0 until ctx ends.
@@ -121,6 +125,7 @@ func (h *HolderTimeline) Stats(from, to time.Time) map[netip.Addr]HolderStats {
 	}
 	out := map[netip.Addr]HolderStats{}
 	gapStart := map[netip.Addr]time.Time{}
+	multiStart := map[netip.Addr]time.Time{}
 	last := from
 	account := func(until time.Time) {
 		d := until.Sub(last)
@@ -141,6 +146,14 @@ func (h *HolderTimeline) Stats(from, to time.Time) map[netip.Addr]HolderStats {
 				s.MaxNoHolder = max(s.MaxNoHolder, until.Sub(gapStart[a]))
 			case n >= 2:
 				s.Multi += d
+				if multiStart[a].IsZero() {
+					s.MultiEpisodes++
+					multiStart[a] = last
+				}
+				s.MaxMulti = max(s.MaxMulti, until.Sub(multiStart[a]))
+			}
+			if n < 2 {
+				multiStart[a] = time.Time{}
 			}
 			if n != 0 {
 				gapStart[a] = time.Time{}
