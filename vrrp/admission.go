@@ -82,15 +82,29 @@ func (a *Admission) verdict(src netip.Addr, k routerKey, prio uint8) string {
 	return ""
 }
 
-// members returns the admitted sources of one family, in no order.
+// members returns the admitted sources of one family, in no order:
+// the members and the keepalived nodes (AllowAny).
 func (a *Admission) members(v6 bool) []netip.Addr {
 	var out []netip.Addr
-	for src := range a.src {
-		if src.Is6() == v6 {
-			out = append(out, src)
+	for _, set := range []map[netip.Addr]bool{a.src, a.any} {
+		for src := range set {
+			if src.Is6() == v6 {
+				out = append(out, src)
+			}
 		}
 	}
 	return out
+}
+
+// keepalivedPeers reports whether a keepalived node (AllowAny) of the
+// family is admitted.
+func (a *Admission) keepalivedPeers(v6 bool) bool {
+	for src := range a.any {
+		if src.Is6() == v6 {
+			return true
+		}
+	}
+	return false
 }
 
 // membersOnlyFor is how long a master sends a virtual router's adverts to
@@ -170,9 +184,23 @@ func (e *Engine) previousAdmission(now time.Time) *Admission {
 	return nil
 }
 
-// memberPeers are the members of one family an advert goes to when it
-// must reach them alone: the admitted sources (also those of the previous
-// admission while its grace lasts), this node's own excepted.
+// membersOnlyReachesAll reports whether a virtual router's adverts sent
+// to the members alone (memberPeers) still reach every node the cluster
+// admits. Not while keepalived nodes (vrrp.keepalived_peers) hear the
+// adverts on the multicast group: keepalived drops a unicast advert in
+// multicast mode, and would take the VIPs of a master it stops hearing.
+// Then a speaker we refuse changes nothing about where adverts go.
+func (e *Engine) membersOnlyReachesAll(v6 bool) bool {
+	if e.admit == nil || !e.admit.keepalivedPeers(v6) {
+		return true
+	}
+	return !slices.ContainsFunc(e.deps.Transport.Destinations(v6), netip.Addr.IsMulticast)
+}
+
+// memberPeers are the nodes of one family an advert goes to when it
+// must reach them alone: the admitted sources, members and keepalived
+// nodes (also those of the previous admission while its grace lasts),
+// this node's own excepted.
 func (e *Engine) memberPeers(v6 bool) []netip.Addr {
 	var out []netip.Addr
 	if e.admit != nil {

@@ -160,8 +160,9 @@ func (e *Engine) refuse(now time.Time, k routerKey, r *router, src netip.Addr, p
 	if !r.m.Holds() {
 		return
 	}
-	// Only the dynamic mode knows the members to send to instead.
-	if reason != "priority_above_plan" && e.admit != nil && prio >= r.m.Priority() {
+	// Only the dynamic mode knows the members to send to instead, and
+	// only where they are every node that must hear us.
+	if reason != "priority_above_plan" && e.admit != nil && prio >= r.m.Priority() && e.membersOnlyReachesAll(k.v6) {
 		if !now.Before(r.membersOnlyUntil) {
 			e.deps.Log.Info().Str("vrid", k.String()).Str("source", src.String()).
 				Dur("for_at_least", membersOnlyFor).Msg("a speaker we do not accept claims this virtual router: sending its adverts to the members only, so it cannot answer them")

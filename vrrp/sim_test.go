@@ -38,6 +38,8 @@ type simPort struct {
 	fail        error  // when set, every Send fails with it
 	// lose, when set, says whether a packet sent to this port is lost.
 	lose func() bool
+	// unicast, when set, are the destinations instead of the group.
+	unicast []netip.Addr
 }
 
 func (w *simWire) port(src string) *simPort {
@@ -51,8 +53,13 @@ func decodeSent(src netip.Addr, m Outgoing) (Advert, error) {
 	return Decode(m.Payload, src, m.Dst, m.Dst.Is6())
 }
 
-// Destinations is the group: every port hears it.
-func (p *simPort) Destinations(bool) []netip.Addr { return []netip.Addr{GroupV4} }
+// Destinations is the group, which every port hears, or the unicast peers.
+func (p *simPort) Destinations(bool) []netip.Addr {
+	if p.unicast != nil {
+		return p.unicast
+	}
+	return []netip.Addr{GroupV4}
+}
 
 // SendBatch reaches every port for the group, or the port a payload is
 // addressed to.
