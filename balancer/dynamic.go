@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/garpd/garpd/balancer/health"
 	"github.com/garpd/garpd/gossip"
 	"github.com/garpd/garpd/gossip/kube"
 	"github.com/garpd/garpd/vrrp"
@@ -26,7 +27,7 @@ type DynamicConfig struct {
 	Groups     []Group
 	VRRP       vrrp.Config
 	Gossip     gossip.Config
-	Health     gossip.HealthConfig
+	Health     health.Config
 	Kubernetes *kube.Config // nil: no Kubernetes
 	Version    string       // garpd's, gossiped to the members
 }
@@ -47,7 +48,7 @@ type Plane interface {
 // process: a reload starts a new Dynamic on the same ones.
 type DynamicMetrics struct {
 	Members *prometheus.GaugeVec // NewMembersGauge
-	Checks  *prometheus.GaugeVec // gossip.NewHealthGauge
+	Checks  *prometheus.GaugeVec // health.NewGauge
 }
 
 // Dynamic owns the dynamic mode: membership (gossip), the health checks,
@@ -72,7 +73,7 @@ type Dynamic struct {
 	routers []vrrp.RouterSpec
 
 	mu     sync.Mutex // the health checks, which a reload may replace
-	health *gossip.Health
+	health *health.Checker
 	stopHC context.CancelFunc
 	hcDone chan struct{}
 }
@@ -222,14 +223,14 @@ func (d *Dynamic) kubePeers(g gossip.Config) (gossip.Discoverer, error) {
 // SetHealth starts the checks of cfg in place of the running ones (at
 // start, and on a reload that changes only them). New checks start
 // passing, as at start: the verdict follows them.
-func (d *Dynamic) SetHealth(cfg gossip.HealthConfig) error {
-	var pods gossip.PodProber
+func (d *Dynamic) SetHealth(cfg health.Config) error {
+	var pods health.PodProber
 	if d.api != nil {
 		pods = d.api
 	}
 	// A check that names VIPs resigns their routers alone; the others
 	// take the node out of the plan.
-	var scoped []gossip.CheckConfig
+	var scoped []health.CheckConfig
 	nodeWide := map[string]bool{}
 	for _, c := range cfg.Checks {
 		if len(c.VIPs) > 0 {
@@ -238,7 +239,7 @@ func (d *Dynamic) SetHealth(cfg gossip.HealthConfig) error {
 			nodeWide[c.Name] = true
 		}
 	}
-	h, err := gossip.NewHealth(cfg, pods, d.log, d.checks, func(_ bool, failing []string) {
+	h, err := health.NewChecker(cfg, pods, d.log, d.checks, func(_ bool, failing []string) {
 		var node []string
 		failed := map[string]bool{}
 		for _, f := range failing {
@@ -249,7 +250,7 @@ func (d *Dynamic) SetHealth(cfg gossip.HealthConfig) error {
 		}
 		d.ctrl.SetHealth(node)
 		if len(scoped) > 0 {
-			_, faults := StaticPriorities(d.routers, scoped, failed)
+			_, faults := health.StaticPriorities(d.routers, scoped, failed)
 			if err := d.plane.SetFaults(d.ctx, faults); err != nil && d.ctx.Err() == nil {
 				d.log.Error().Err(err).Msg("cannot resign the routers of a failing check")
 			}
@@ -394,7 +395,7 @@ func (d *Dynamic) Stop(handOver func() error) error {
 // DynamicStatus is the dynamic mode's part of `garpd status`.
 type DynamicStatus struct {
 	ControllerStatus
-	Health     []gossip.CheckState `json:"health_checks"`
+	Health     []health.CheckState `json:"health_checks"`
 	Kubernetes *kube.Status        `json:"kubernetes,omitempty"`
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/garpd/garpd/balancer/health"
 	"github.com/garpd/garpd/gossip"
 	"github.com/garpd/garpd/vrrp"
 )
@@ -78,7 +79,7 @@ func TestDynamicStopHandsOverBeforeLeaving(t *testing.T) {
 		Gossip: gossip.Config{Bind: ":0", Advertise: "127.0.0.1", Insecure: true, Settle: 50 * time.Millisecond, ForgetAfter: time.Hour},
 	}
 	plane := &recordingPlane{}
-	d, err := StartDynamic(cfg, plane, zerolog.Nop(), DynamicMetrics{Members: NewMembersGauge(nil), Checks: gossip.NewHealthGauge(nil)})
+	d, err := StartDynamic(cfg, plane, zerolog.Nop(), DynamicMetrics{Members: NewMembersGauge(nil), Checks: health.NewGauge(nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,13 +131,13 @@ func TestDynamicScopedCheck(t *testing.T) {
 	cfg := DynamicConfig{Node: "n1", Interface: "lo", Groups: groups, Version: "test",
 		VRRP:   vrrp.Config{Version: 3, AdvertInterval: 100 * time.Millisecond, VRIDBase: 10}.WithDefaults(),
 		Gossip: gossip.Config{Bind: "127.0.0.1:0", Advertise: "127.0.0.1", Insecure: true, Settle: 50 * time.Millisecond, ForgetAfter: time.Hour},
-		Health: gossip.HealthConfig{Checks: []gossip.CheckConfig{
-			gossip.CheckConfig{Name: "scoped", Exec: []string{"/bin/false"}, VIPs: []string{scoped}, Interval: 100 * time.Millisecond, Fall: 1, Rise: 1}.WithDefaults(),
-			gossip.CheckConfig{Name: "node", Exec: []string{"/bin/true"}, Interval: 100 * time.Millisecond, Fall: 1, Rise: 1}.WithDefaults(),
+		Health: health.Config{Checks: []health.CheckConfig{
+			health.CheckConfig{Name: "scoped", Exec: []string{"/bin/false"}, VIPs: []string{scoped}, Interval: 100 * time.Millisecond, Fall: 1, Rise: 1}.WithDefaults(),
+			health.CheckConfig{Name: "node", Exec: []string{"/bin/true"}, Interval: 100 * time.Millisecond, Fall: 1, Rise: 1}.WithDefaults(),
 		}},
 	}
 	plane := &recordingPlane{}
-	d, err := StartDynamic(cfg, plane, zerolog.Nop(), DynamicMetrics{Members: NewMembersGauge(nil), Checks: gossip.NewHealthGauge(nil)})
+	d, err := StartDynamic(cfg, plane, zerolog.Nop(), DynamicMetrics{Members: NewMembersGauge(nil), Checks: health.NewGauge(nil)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package balancer
 
 import (
 	"cmp"
-	"encoding/binary"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -29,47 +28,6 @@ type VIP struct {
 	// virtual router advertises on, and announces it there (keepalived's
 	// "dev" in virtual_ipaddress); "": the router's interface.
 	Dev string
-}
-
-// ParseVIP accepts "ADDR" (a host route: /32 or /128) or "ADDR/PREFIX".
-func ParseVIP(s string) (netip.Prefix, error) {
-	s = strings.TrimSpace(s)
-	a, err := netip.ParseAddr(s)
-	p := netip.PrefixFrom(a, a.BitLen())
-	if strings.Contains(s, "/") {
-		p, err = netip.ParsePrefix(s) // refuses a zone
-		a = p.Addr()
-	}
-	switch v4net := a.Is4() && p.Bits() <= 30; {
-	case err != nil:
-		return netip.Prefix{}, fmt.Errorf("%q is not an address or ADDR/PREFIX", s)
-	case a.Zone() != "":
-		return netip.Prefix{}, fmt.Errorf("%q: a VIP has no zone", s)
-	case p.Bits() < 8:
-		return netip.Prefix{}, fmt.Errorf("%q: /%d would route a whole range to the VIP's interface: give the segment's prefix length, such as /24 or /64", s, p.Bits())
-	case v4net && a == p.Masked().Addr():
-		return netip.Prefix{}, fmt.Errorf("%q is the network address of %s: a VIP needs a host address", s, p.Masked())
-	case v4net && a == broadcast(p):
-		return netip.Prefix{}, fmt.Errorf("%q is the broadcast address of %s: a VIP needs a host address", s, p.Masked())
-	}
-	return p, checkVIPAddr(s, a)
-}
-
-// broadcast is an IPv4 prefix's broadcast address.
-func broadcast(p netip.Prefix) netip.Addr {
-	b := p.Masked().Addr().As4()
-	v := binary.BigEndian.Uint32(b[:]) | (1<<(32-p.Bits()) - 1)
-	return netip.AddrFrom4([4]byte(binary.BigEndian.AppendUint32(nil, v)))
-}
-
-func checkVIPAddr(s string, a netip.Addr) error {
-	if a.Is4In6() {
-		return fmt.Errorf("%q: write IPv4 VIPs as IPv4", s)
-	}
-	if !a.IsGlobalUnicast() || a.IsLinkLocalUnicast() {
-		return fmt.Errorf("%q is not a unicast address a VIP can use", s)
-	}
-	return nil
 }
 
 // UnmarshalYAML accepts "ADDR", "ADDR/PREFIX" or {address: ..., vrid: N,
@@ -100,7 +58,7 @@ func (v *VIP) UnmarshalYAML(n *yaml.Node) error {
 	default:
 		return fmt.Errorf("line %d: a VIP is \"ADDR\", \"ADDR/PREFIX\" or {address, vrid}", n.Line)
 	}
-	p, err := ParseVIP(addr)
+	p, err := vrrp.ParseVIP(addr)
 	if err != nil {
 		return fmt.Errorf("line %d: %w", n.Line, err)
 	}
@@ -319,8 +277,8 @@ func ParseRange(s string) ([]netip.Prefix, error) {
 		if len(out) == MaxRange {
 			return nil, fmt.Errorf("range %q has more than %d addresses", s, MaxRange)
 		}
-		p := netip.PrefixFrom(a, a.BitLen())
-		if err := checkVIPAddr(a.String(), a); err != nil {
+		p, err := vrrp.ParseVIP(a.String())
+		if err != nil {
 			return nil, fmt.Errorf("range %q: %w", s, err)
 		}
 		out = append(out, p)

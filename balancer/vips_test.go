@@ -5,10 +5,12 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/garpd/garpd/vrrp"
 )
 
 func vip(s string, vrid int) VIP {
-	p, err := ParseVIP(s)
+	p, err := vrrp.ParseVIP(s)
 	if err != nil {
 		panic(err)
 	}
@@ -107,14 +109,14 @@ func TestAssignVRIDsErrors(t *testing.T) {
 
 func TestParseVIPAndRange(t *testing.T) {
 	for in, want := range map[string]string{"192.0.2.1": "192.0.2.1/32", "192.0.2.1/24": "192.0.2.1/24", "2001:db8::1": "2001:db8::1/128"} {
-		p, err := ParseVIP(in)
+		p, err := vrrp.ParseVIP(in)
 		if err != nil || p.String() != want {
-			t.Errorf("ParseVIP(%q) = %v, %v; want %s", in, p, err, want)
+			t.Errorf("vrrp.ParseVIP(%q) = %v, %v; want %s", in, p, err, want)
 		}
 	}
 	for _, bad := range []string{"", "x", "224.0.0.1", "fe80::1", "127.0.0.1", "0.0.0.0", "::ffff:192.0.2.1", "fe80::1%eth0"} {
-		if _, err := ParseVIP(bad); err == nil {
-			t.Errorf("ParseVIP(%q) accepted", bad)
+		if _, err := vrrp.ParseVIP(bad); err == nil {
+			t.Errorf("vrrp.ParseVIP(%q) accepted", bad)
 		}
 	}
 	ps, err := ParseRange("2001:db8::fe-2001:db8::101")

@@ -1,8 +1,8 @@
 // Package gossip is how garpd nodes find each other and what they tell each
 // other: membership over hashicorp/memberlist, the known set, each node's
 // metadata (health, exclusion, config digest, VRRP source addresses, MAC,
-// version), the encryption key, seed discovery, and the local health checks
-// whose result the node gossips.
+// version), the encryption key and seed discovery. The health checks whose
+// verdict a node gossips are balancer/health's.
 //
 // It decides nothing about VIPs: the balancer turns the member list into a
 // ranking, and VRRP arbitrates.

@@ -786,3 +786,49 @@ func TestLossyBackupsClaimAndStepDown(t *testing.T) {
 	}
 	t.Logf("backups claimed %v times, took nothing", claims)
 }
+
+// A refused advert above the master's priority (a forgery: its priority
+// is not authenticated) never cuts off the keepalived nodes of a
+// migration (vrrp.keepalived_peers): on the multicast group the master's
+// adverts stay there, since keepalived drops unicast ones in multicast
+// mode; with unicast peers, the members-only list names them too.
+func TestEngineRefusalKeepsKeepalivedPeers(t *testing.T) {
+	for _, unicast := range []bool{false, true} {
+		s := newSim(t)
+		a := s.start("192.0.2.11", nodeOpts{prio: 200, cfg: v3cfg()})
+		b := s.start("192.0.2.12", nodeOpts{prio: 100, cfg: v3cfg()})
+		ka := s.wire.port("192.0.2.13") // a keepalived node: it only listens
+		rogue := s.wire.port("192.0.2.66")
+		kaAddr := netip.MustParseAddr("192.0.2.13")
+		if unicast {
+			a.port.unicast = []netip.Addr{netip.MustParseAddr("192.0.2.12"), kaAddr}
+			b.port.unicast = []netip.Addr{netip.MustParseAddr("192.0.2.11"), kaAddr}
+		}
+		for _, n := range []*simNode{a, b} {
+			adm := NewAdmission()
+			adm.Allow(netip.MustParseAddr("192.0.2.11"), false, 10, 200)
+			adm.Allow(netip.MustParseAddr("192.0.2.12"), false, 10, 100)
+			adm.AllowAny(kaAddr)
+			n.eng.setAdmission(adm)
+		}
+		s.run(time.Second)
+		if !a.kernel.holds(testVIP.Addr()) {
+			t.Fatal("a is not master")
+		}
+		ka.inbox, rogue.inbox = nil, nil
+		for range 20 {
+			s.inject(a, testAdvert(t, "192.0.2.66", 254))
+			s.inject(b, testAdvert(t, "192.0.2.66", 254))
+			s.run(100 * time.Millisecond)
+		}
+		if n := len(ka.inbox); n < 15 {
+			t.Errorf("unicast %v: the keepalived peer heard %d of the master's adverts in 2 s of forged ones, want about 20", unicast, n)
+		}
+		if !a.kernel.holds(testVIP.Addr()) || b.kernel.holds(testVIP.Addr()) {
+			t.Errorf("unicast %v: a lost the VIP, or b took it", unicast)
+		}
+		if !unicast && len(rogue.inbox) < 15 {
+			t.Errorf("the adverts left the group (the forger heard %d): a refusal changed where they go", len(rogue.inbox))
+		}
+	}
+}

@@ -80,9 +80,11 @@ type Machine struct {
 	masterPriority uint8
 	// answersFrom and answers count, as Master, the adverts sent out of
 	// turn to answer other speakers in the advert interval that began at
-	// answersFrom: at most claimAdverts, so a flood of spoofed adverts
-	// makes it send no more than claimAdverts+1 times its rate, while a
-	// claiming backup (see claimUntil) gets an answer to each claim.
+	// answersFrom: to lower-priority adverts at most claimAdverts, so a
+	// claiming backup (see claimUntil) gets an answer to each claim, to
+	// priority-0 ones at most one. A flood of spoofed adverts makes it
+	// send no more than claimAdverts+1 times its rate, and never more
+	// adverts than it received.
 	answersFrom time.Time
 	answers     int
 	// preempting: in Backup, the Master_Down_Timer runs because this
@@ -115,13 +117,14 @@ func ClaimWindow(masterAdverInterval uint16) time.Duration {
 }
 
 // answerNow reports whether a Master may advertise out of turn at now,
-// and if so books it and restarts the advert timer.
-func (m *Machine) answerNow(now time.Time) bool {
+// having answered fewer than limit times in this interval, and if so
+// books it and restarts the advert timer.
+func (m *Machine) answerNow(now time.Time, limit int) bool {
 	interval := cs(int(m.cfg.Interval))
 	if m.answersFrom.IsZero() || now.Sub(m.answersFrom) >= interval {
 		m.answersFrom, m.answers = now, 0
 	}
-	if m.answers >= claimAdverts {
+	if m.answers >= limit {
 		return false
 	}
 	m.answers++
@@ -320,7 +323,7 @@ func (m *Machine) HandleAdvert(now time.Time, src netip.Addr, adv Advert) []Acti
 		return nil
 	case Master:
 		if adv.Priority == 0 {
-			if !m.answerNow(now) {
+			if !m.answerNow(now, 1) {
 				return nil // our next advert answers it
 			}
 			return []Action{ActSendAdvert}
@@ -345,7 +348,7 @@ func (m *Machine) HandleAdvert(now time.Time, src netip.Addr, adv Advert) []Acti
 		// steps down now rather than at our next advert, and re-announce,
 		// as keepalived does by default (the engine rate-limits that).
 		// While claiming, there is nothing to re-announce yet.
-		switch answer := m.answerNow(now); {
+		switch answer := m.answerNow(now, claimAdverts); {
 		case !m.Holds() && answer:
 			return sendAdvertOnly
 		case !m.Holds():

@@ -1,4 +1,4 @@
-package gossip
+package health
 
 import (
 	"cmp"
@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,8 +28,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 )
 
-// HealthConfig is the `health:` section.
-type HealthConfig struct {
+// Config is the `health:` section.
+type Config struct {
 	Checks []CheckConfig `yaml:"checks" json:"checks"`
 }
 
@@ -85,7 +86,7 @@ func (c CheckConfig) WithDefaults() CheckConfig {
 }
 
 // Validate checks the section (after WithDefaults on each check).
-func (h HealthConfig) Validate() error {
+func (h Config) Validate() error {
 	var errs []error
 	names := map[string]bool{}
 	for i, c := range h.Checks {
@@ -106,8 +107,10 @@ func (h HealthConfig) Validate() error {
 		}
 		if c.TCP != "" {
 			kinds++
-			if _, _, err := SplitHostPort(c.TCP); err != nil {
-				bad("tcp: %v", err)
+			if _, port, err := net.SplitHostPort(c.TCP); err != nil {
+				bad("tcp: %q: want HOST:PORT", c.TCP)
+			} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+				bad("tcp: %q: port must be 1..65535", c.TCP)
 			}
 		}
 		if len(c.Exec) > 0 {
@@ -332,8 +335,8 @@ type CheckState struct {
 	passes    int
 }
 
-// Health runs the checks and reports the overall verdict on every change.
-type Health struct {
+// Checker runs the checks and reports the overall verdict on every change.
+type Checker struct {
 	checks   []CheckConfig
 	probes   []probe
 	log      zerolog.Logger
@@ -344,8 +347,8 @@ type Health struct {
 	state []CheckState
 }
 
-// NewHealthGauge creates the per-check metric, once per process; reg may be nil.
-func NewHealthGauge(reg prometheus.Registerer) *prometheus.GaugeVec {
+// NewGauge creates the per-check metric, once per process; reg may be nil.
+func NewGauge(reg prometheus.Registerer) *prometheus.GaugeVec {
 	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "garpd_health_check_passing",
 		Help: "1 while a local health check passes (after rise), 0 while it fails (after fall).",
@@ -356,12 +359,12 @@ func NewHealthGauge(reg prometheus.Registerer) *prometheus.GaugeVec {
 	return g
 }
 
-// NewHealth prepares the checks; onChange is called (from check goroutines,
+// NewChecker prepares the checks; onChange is called (from check goroutines,
 // serialised) whenever the set of failing checks changes. pods makes the
 // kubernetes_pod checks, and may be nil when there are none; gauge may be
 // nil.
-func NewHealth(cfg HealthConfig, pods PodProber, log zerolog.Logger, gauge *prometheus.GaugeVec, onChange func(healthy bool, failing []string)) (*Health, error) {
-	h := &Health{log: log, onChange: onChange, gauge: gauge}
+func NewChecker(cfg Config, pods PodProber, log zerolog.Logger, gauge *prometheus.GaugeVec, onChange func(healthy bool, failing []string)) (*Checker, error) {
+	h := &Checker{log: log, onChange: onChange, gauge: gauge}
 	for _, c := range cfg.Checks {
 		c = c.WithDefaults()
 		p, err := newProbe(c, pods)
@@ -378,7 +381,7 @@ func NewHealth(cfg HealthConfig, pods PodProber, log zerolog.Logger, gauge *prom
 	return h, nil
 }
 
-func (h *Health) setGauge(name string, passing bool) {
+func (h *Checker) setGauge(name string, passing bool) {
 	if h.gauge == nil {
 		return
 	}
@@ -390,13 +393,13 @@ func (h *Health) setGauge(name string, passing bool) {
 }
 
 // Healthy reports whether every check passes, and which fail.
-func (h *Health) Healthy() (bool, []string) {
+func (h *Checker) Healthy() (bool, []string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.verdict()
 }
 
-func (h *Health) verdict() (bool, []string) {
+func (h *Checker) verdict() (bool, []string) {
 	var failing []string
 	for _, s := range h.state {
 		if !s.Passing {
@@ -407,14 +410,14 @@ func (h *Health) verdict() (bool, []string) {
 }
 
 // States returns every check's state.
-func (h *Health) States() []CheckState {
+func (h *Checker) States() []CheckState {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return slices.Clone(h.state)
 }
 
 // Run probes every check on its interval until ctx ends.
-func (h *Health) Run(ctx context.Context) {
+func (h *Checker) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for i := range h.checks {
 		wg.Go(func() { h.loop(ctx, i) })
@@ -422,7 +425,7 @@ func (h *Health) Run(ctx context.Context) {
 	wg.Wait()
 }
 
-func (h *Health) loop(ctx context.Context, i int) {
+func (h *Checker) loop(ctx context.Context, i int) {
 	c := h.checks[i]
 	t := time.NewTicker(c.Interval)
 	defer t.Stop()
@@ -470,7 +473,7 @@ func linkChanges(ctx context.Context, log zerolog.Logger) <-chan netlink.LinkUpd
 }
 
 // record applies fall/rise and reports a change of verdict.
-func (h *Health) record(i int, err error) {
+func (h *Checker) record(i int, err error) {
 	c := h.checks[i]
 	h.mu.Lock()
 	s := &h.state[i]

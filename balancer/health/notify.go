@@ -1,4 +1,4 @@
-package balancer
+package health
 
 import (
 	"cmp"
@@ -14,7 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
-	"github.com/garpd/garpd/gossip"
 	"github.com/garpd/garpd/vrrp"
 )
 
@@ -125,7 +124,7 @@ func StartNotifier(cfg NotifyConfig, iface string, m NotifyMetrics, log zerolog.
 		// hook installed later runs from then on.
 		if st, err := os.Stat(h.Argv[0]); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
 			log.Warn().Str("hook", h.Name).Str("path", h.Argv[0]).Msg("notify hook is not an executable file: its runs will fail until it is one")
-		} else if err := gossip.Runnable(h.Argv[0]); err != nil {
+		} else if err := Runnable(h.Argv[0]); err != nil {
 			log.Warn().Err(err).Str("hook", h.Name).Msg("notify hook cannot run here: its runs will fail until it can")
 		}
 	}
@@ -216,7 +215,7 @@ func (n *Notifier) exec(ctx context.Context, timeout time.Duration, hook string,
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
-	err := gossip.RunCommand(ctx, argv, env)
+	err := RunCommand(ctx, argv, env)
 	result := "ok"
 	switch {
 	case ctx.Err() != nil:

@@ -1,4 +1,4 @@
-package balancer
+package health
 
 import (
 	"context"
@@ -11,7 +11,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/garpd/garpd/gossip"
 	"github.com/garpd/garpd/vrrp"
 )
 
@@ -27,7 +26,7 @@ func TestStaticPrioritiesEveryVerdict(t *testing.T) {
 		{VRID: 3, VIPs: p("192.0.2.103/32"), Priority: 5},
 		{VRID: 4, VIPs: p("2001:db8::4/128"), Priority: 250},
 	}
-	checks := []gossip.CheckConfig{
+	checks := []CheckConfig{
 		{Name: "api", VIPs: []string{"192.0.2.101"}},                                 // FAULT for router 1
 		{Name: "ingress", Weight: -60, VIPs: []string{"192.0.2.102", "192.0.2.103"}}, // routers 2 and 3
 		{Name: "bonus", Weight: 10},                                                  // every router, while passing
@@ -96,7 +95,7 @@ func (f *fakeStaticPlane) SetFaults(_ context.Context, faults map[vrrp.RouterID]
 // check's verdict moves the routers it tracks.
 func TestStaticFollowsTheChecks(t *testing.T) {
 	routers := []vrrp.RouterSpec{{VRID: 7, VIPs: []netip.Prefix{netip.MustParsePrefix("192.0.2.107/32")}, Priority: 100}}
-	checks := gossip.HealthConfig{Checks: []gossip.CheckConfig{
+	checks := Config{Checks: []CheckConfig{
 		{Name: "plus", Exec: []string{"/bin/true"}, Weight: 20},
 		{Name: "hard", Exec: []string{"/bin/true"}},
 	}}

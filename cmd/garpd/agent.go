@@ -24,6 +24,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/garpd/garpd/balancer"
+	"github.com/garpd/garpd/balancer/health"
 	"github.com/garpd/garpd/gossip"
 	"github.com/garpd/garpd/vrrp"
 )
@@ -146,7 +147,7 @@ type agent struct {
 	reg        *prometheus.Registry
 	metrics    *vrrp.Metrics
 	dynMetrics balancer.DynamicMetrics
-	notifyM    balancer.NotifyMetrics
+	notifyM    health.NotifyMetrics
 	kernel     vrrp.Kernel
 	started    time.Time
 	// run is what runs now: the main loop replaces it whole, the HTTP
@@ -161,9 +162,9 @@ type agent struct {
 type running struct {
 	cur      *loaded
 	stack    *vrrp.Stacks
-	dyn      *balancer.Dynamic  // the dynamic mode; nil in the static one
-	static   *balancer.Static   // the static mode's checks; nil without
-	notifier *balancer.Notifier // runs the notify hooks
+	dyn      *balancer.Dynamic // the dynamic mode; nil in the static one
+	static   *health.Static    // the static mode's checks; nil without
+	notifier *health.Notifier  // runs the notify hooks
 }
 
 func newAgent(l *loaded, stderr io.Writer, kernel vrrp.Kernel) *agent {
@@ -171,8 +172,8 @@ func newAgent(l *loaded, stderr io.Writer, kernel vrrp.Kernel) *agent {
 	a := &agent{log: logOut.logger(), logOut: logOut, reg: prometheus.NewRegistry(), started: time.Now(), kernel: kernel}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.metrics = vrrp.NewMetrics(a.reg)
-	a.dynMetrics = balancer.DynamicMetrics{Members: balancer.NewMembersGauge(a.reg), Checks: gossip.NewHealthGauge(a.reg)}
-	a.notifyM = balancer.NewNotifyMetrics(a.reg)
+	a.dynMetrics = balancer.DynamicMetrics{Members: balancer.NewMembersGauge(a.reg), Checks: health.NewGauge(a.reg)}
+	a.notifyM = health.NewNotifyMetrics(a.reg)
 	// garpd_node_info names the node behind a scrape target, so
 	// dashboards show node names rather than addresses.
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -246,7 +247,7 @@ func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.
 // start starts the data plane of l and, in the dynamic mode, the dynamic
 // mode over it.
 func (a *agent) start(l *loaded) error {
-	notifier := balancer.StartNotifier(l.cfg.Notify, l.cfg.Interface, a.notifyM, a.log)
+	notifier := health.StartNotifier(l.cfg.Notify, l.cfg.Interface, a.notifyM, a.log)
 	sc := l.stackConfig(a.metrics, a.log)
 	sc.Notify = notifier.Notify
 	stack, err := vrrp.StartStacks(sc, a.kernel)
@@ -255,11 +256,11 @@ func (a *agent) start(l *loaded) error {
 		return err
 	}
 	var dyn *balancer.Dynamic
-	var static *balancer.Static
+	var static *health.Static
 	if l.dynamic() {
 		dyn, err = balancer.StartDynamic(l.dynamicConfig(), stack, a.log, a.dynMetrics)
 	} else if l.staticChecks() {
-		static, err = balancer.StartStatic(l.routers, l.cfg.Health, stack, a.log, a.dynMetrics.Checks)
+		static, err = health.StartStatic(l.routers, l.cfg.Health, stack, a.log, a.dynMetrics.Checks)
 	}
 	if err != nil {
 		stack.Stop()
@@ -467,13 +468,13 @@ func checkConfig(w io.Writer, path string, host bool) error {
 		var errs []error
 		for i, hc := range l.cfg.Health.Checks {
 			if len(hc.Exec) > 0 {
-				if err := gossip.Runnable(hc.Exec[0]); err != nil {
+				if err := health.Runnable(hc.Exec[0]); err != nil {
 					errs = append(errs, fmt.Errorf("health.checks[%d] (%s): %w", i, hc.Name, err))
 				}
 			}
 		}
 		for _, h := range l.cfg.Notify.Hooks() {
-			if err := gossip.Runnable(h.Argv[0]); err != nil {
+			if err := health.Runnable(h.Argv[0]); err != nil {
 				errs = append(errs, fmt.Errorf("notify.%s: %w", h.Name, err))
 			}
 		}

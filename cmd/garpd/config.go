@@ -17,32 +17,34 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/rs/zerolog"
+
 	"github.com/garpd/garpd/balancer"
+	"github.com/garpd/garpd/balancer/health"
 	"github.com/garpd/garpd/gossip"
 	"github.com/garpd/garpd/gossip/kube"
 	"github.com/garpd/garpd/vrrp"
-	"github.com/rs/zerolog"
 )
 
 // agentConfig is the agent's YAML file: the packages' sections composed.
 type agentConfig struct {
-	Node       string              `yaml:"node"`
-	Interface  string              `yaml:"interface"`
-	VIPs       []balancer.VIP      `yaml:"vips"`
-	VRRP       vrrp.Config         `yaml:"vrrp"`
-	Priorities map[string]int      `yaml:"priorities"`
-	GARP       vrrp.GARPConfig     `yaml:"garp"`
-	Gossip     gossip.Config       `yaml:"gossip"`
-	Health     gossip.HealthConfig `yaml:"health"`
+	Node       string          `yaml:"node"`
+	Interface  string          `yaml:"interface"`
+	VIPs       []balancer.VIP  `yaml:"vips"`
+	VRRP       vrrp.Config     `yaml:"vrrp"`
+	Priorities map[string]int  `yaml:"priorities"`
+	GARP       vrrp.GARPConfig `yaml:"garp"`
+	Gossip     gossip.Config   `yaml:"gossip"`
+	Health     health.Config   `yaml:"health"`
 	// TrackInterfaces are links whose loss resigns (or shifts by a
 	// weight) the routers: keepalived's track_interface. Each becomes an
 	// interface check.
-	TrackInterfaces []trackInterface      `yaml:"track_interfaces"`
-	Notify          balancer.NotifyConfig `yaml:"notify"`
-	Kubernetes      *kube.Config          `yaml:"kubernetes"`
-	HTTP            httpConfig            `yaml:"http"`
-	Control         controlConfig         `yaml:"control"`
-	Log             logConfig             `yaml:"log"`
+	TrackInterfaces []trackInterface    `yaml:"track_interfaces"`
+	Notify          health.NotifyConfig `yaml:"notify"`
+	Kubernetes      *kube.Config        `yaml:"kubernetes"`
+	HTTP            httpConfig          `yaml:"http"`
+	Control         controlConfig       `yaml:"control"`
+	Log             logConfig           `yaml:"log"`
 }
 
 // trackInterface is one entry of track_interfaces: a name, or
@@ -64,8 +66,8 @@ func (t *trackInterface) UnmarshalYAML(n *yaml.Node) error {
 }
 
 // check is the interface check a tracked interface becomes.
-func (t trackInterface) check() gossip.CheckConfig {
-	return gossip.CheckConfig{Name: "interface:" + t.Name, Interface: t.Name, Weight: t.Weight, VIPs: t.VIPs}
+func (t trackInterface) check() health.CheckConfig {
+	return health.CheckConfig{Name: "interface:" + t.Name, Interface: t.Name, Weight: t.Weight, VIPs: t.VIPs}
 }
 
 type httpConfig struct {
@@ -235,7 +237,7 @@ func parseConfigAs(raw []byte, offline bool) (*loaded, error) {
 	}
 	for i, hc := range c.Health.Checks {
 		for _, v := range hc.VIPs {
-			if p, err := balancer.ParseVIP(v); err != nil || !vips[p.Addr()] {
+			if p, err := vrrp.ParseVIP(v); err != nil || !vips[p.Addr()] {
 				errs = append(errs, fmt.Errorf("health.checks[%d].vips: %q is not one of the configured vips", i, v))
 			}
 		}

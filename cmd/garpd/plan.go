@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/garpd/garpd/balancer"
+	"github.com/garpd/garpd/vrrp"
 )
 
 func newPlanCmd() *cobra.Command {
@@ -187,7 +188,7 @@ func parsePlanVIPs(list, ranges []string) ([]balancer.VIP, error) {
 	var vips []balancer.VIP
 	for _, s := range list {
 		addr, vrid, pinned := strings.Cut(s, "@")
-		p, err := balancer.ParseVIP(addr)
+		p, err := vrrp.ParseVIP(addr)
 		if err != nil {
 			return nil, fmt.Errorf("--vips: %w", err)
 		}

@@ -13,7 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/garpd/garpd/balancer"
-	"github.com/garpd/garpd/gossip"
+	"github.com/garpd/garpd/balancer/health"
 	"github.com/garpd/garpd/vrrp"
 	"github.com/garpd/garpd/vrrp/keepalived"
 )
@@ -157,13 +157,13 @@ func renderKeepalived(l *loaded, path string, names []string) ([]nodeFile, error
 // renderChecks are the health checks as keepalived runs them: exec as its
 // command line, http as curl, interface as track_interface. A check
 // keepalived cannot run (tcp, kubernetes_pod) is refused by name.
-func renderChecks(checks []gossip.CheckConfig) ([]keepalived.Check, error) {
+func renderChecks(checks []health.CheckConfig) ([]keepalived.Check, error) {
 	var out []keepalived.Check
 	for i, hc := range checks {
 		k := keepalived.Check{Name: hc.Name, Interface: hc.Interface, Interval: hc.Interval, Timeout: hc.Timeout,
 			Fall: hc.Fall, Rise: hc.Rise, Weight: hc.Weight}
 		for _, v := range hc.VIPs {
-			p, err := balancer.ParseVIP(v)
+			p, err := vrrp.ParseVIP(v)
 			if err != nil {
 				return nil, fmt.Errorf("health.checks[%d].vips: %w", i, err)
 			}
@@ -203,7 +203,7 @@ func shellJoin(argv []string) string {
 }
 
 // renderNotify are the notify hooks under keepalived's keys.
-func renderNotify(n balancer.NotifyConfig) map[string][]string {
+func renderNotify(n health.NotifyConfig) map[string][]string {
 	out := map[string][]string{}
 	for key, argv := range map[string][]string{"notify": n.Exec, "notify_master": n.Master, "notify_backup": n.Backup, "notify_fault": n.Fault, "notify_stop": n.Stop} {
 		if len(argv) > 0 {

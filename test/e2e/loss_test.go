@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,21 +31,24 @@ func lossRun(t *testing.T, kind string, d time.Duration) lossResult {
 	for i, v := range vips3 {
 		want[v.String()] = l.Nodes[i].MAC.String()
 	}
+	var procs []*lab.Proc
 	for _, name := range []string{"n1", "n2", "n3"} {
 		var err error
+		var p *lab.Proc
 		if kind == "keepalived" {
 			var insts []lab.KeepalivedInstance
 			for i, v := range vips3 {
 				insts = append(insts, lab.KeepalivedInstance{Name: fmt.Sprintf("VI_%d", i), Interface: "eth0", VRID: 10 + i,
 					Priority: rotated[name][i], Advert: "0.1", VIPs: []string{v.String() + "/32"}})
 			}
-			_, err = l.Node(name).StartKeepalived(name+"-keepalived", lab.KeepalivedConfig(name, 3, insts...))
+			p, err = l.Node(name).StartKeepalived(name+"-keepalived", lab.KeepalivedConfig(name, 3, insts...))
 		} else {
-			_, err = l.Node(name).StartGarpd(garpdBin, staticConfig(name, vips3, rotated[name], cfgOpts{advert: "100ms"}))
+			p, err = l.Node(name).StartGarpd(garpdBin, staticConfig(name, vips3, rotated[name], cfgOpts{advert: "100ms"}))
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
+		procs = append(procs, p)
 	}
 	waitFor(t, 20*time.Second, "each VIP on its owner", func() (bool, string) {
 		got, err := l.Neighbours()
@@ -87,6 +91,16 @@ func lossRun(t *testing.T, kind string, d time.Duration) lossResult {
 	for _, st := range timeline.Stats(start, time.Now()) {
 		r.twoHolders += st.Multi
 		r.episodes += st.MultiEpisodes
+	}
+	if r.ownerChanges > 0 && kind == "garpd" {
+		// What made each move: the nodes' state changes.
+		for _, p := range procs {
+			for line := range strings.Lines(p.Output()) {
+				if strings.Contains(line, "state change") && strings.Contains(line, `"to":"master"`) {
+					t.Logf("%s: %s", p.Name, strings.TrimSpace(line))
+				}
+			}
+		}
 	}
 	return r
 }
