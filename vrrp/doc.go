@@ -4,10 +4,13 @@
 // the master.
 //
 // Files follow the wire and one concern each:
-//   - packet.go: the pure codec; machine.go: the pure RFC 5798 state machine,
-//     driven by explicit times;
+//   - packet.go: the pure codec; hmac.go: keepalived's auth_hmac trailer;
+//     vip.go: what a VIP may be; machine.go: the pure RFC 5798 state
+//     machine, driven by explicit times, with the claim a backup makes
+//     before it takes the VIPs of a master gone silent;
 //   - engine.go: the loop that owns every machine of one interface, its tick
-//     and the actions; receive.go: the §7.1 checks of a received advert;
+//     and the actions; send.go: adverts queued by a tick and sent in one
+//     batch per socket; receive.go: the §7.1 checks of a received advert;
 //     admission.go: which speakers count (the dynamic mode's members);
 //     announce.go: the takeover burst, re-assertions, the rolling refresh and
 //     waves; schedule.go: the refresh phase and cron waves; defend.go:
