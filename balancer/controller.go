@@ -533,22 +533,9 @@ func (c *Controller) publish() {
 // recompute decides and carries the decision out.
 func (c *Controller) recompute(ctx context.Context) {
 	known := c.members.Known()
-	names := make([]string, len(known))
-	nodes := make([]Node, len(known))
-	for i, k := range known {
-		names[i], nodes[i] = k.Name, Node{Name: k.Name, Weight: 1}
-	}
-	if !slices.Equal(names, c.known) || c.plan.Groups == nil {
-		plan, err := Rank(nodes, c.cfg.Groups)
-		if err != nil {
-			c.log.Error().Err(err).Msg("cannot rank")
-			return
-		}
-		if c.known != nil {
-			c.log.Info().Strs("known", names).Strs("before", c.known).Int("vips_changing_owner", len(Moves(c.plan, plan, nil))).
-				Msg("known members changed: re-planned")
-		}
-		c.plan, c.known = plan, names
+	names, ok := c.replan(known)
+	if !ok {
+		return
 	}
 	live := c.members.Members()
 	for _, m := range live {
@@ -569,17 +556,7 @@ func (c *Controller) recompute(ctx context.Context) {
 	for _, s := range memberStates {
 		c.gauge.WithLabelValues(string(s)).Set(float64(d.Counts[s]))
 	}
-	for _, m := range live {
-		if m.Meta.Digest != c.cfg.Digest && c.mismatch[m.Name] != m.Meta.Digest {
-			c.mismatch[m.Name] = m.Meta.Digest
-			c.log.Error().Str("member", m.Name).Str("their_digest", m.Meta.Digest).Str("our_digest", c.cfg.Digest).
-				Msg("member's config differs from ours (VIPs, VRIDs, VRRP version or interval). Give every node the same vips and vrrp settings")
-			if c.cfg.Events != nil {
-				c.cfg.Events(true, "ConfigMismatch", fmt.Sprintf("member %s runs another config (digest %s, ours %s): give every node the same vips and vrrp settings",
-					m.Name, m.Meta.Digest, c.cfg.Digest))
-			}
-		}
-	}
+	c.noteMismatches(live)
 	if d.Minority != c.minority {
 		c.minority = d.Minority
 		if d.Minority {
@@ -615,26 +592,8 @@ func (c *Controller) recompute(ctx context.Context) {
 			}
 		}
 	}
-	if d.Resign {
-		if !c.resigned {
-			if err := c.engine.Resign(ctx, true); err == nil {
-				c.resigned = true
-				if d.OtherKey {
-					c.log.Error().Msg("alone, and adverts for our VIPs come signed with a key this node does not have: its gossip key (or vrrp.auth_hmac) is not the cluster's; taking no VIP. Give it the cluster's key")
-				} else if d.Joining {
-					c.log.Warn().Dur("join_grace", c.cfg.JoinGrace).Msg("starting and no member seen yet: taking no VIP until the cluster is seen or the join grace ends")
-				} else {
-					c.log.Warn().Bool("healthy", c.healthy).Bool("config_minority", d.Minority).Msg("resigned every VIP (priority-0 adverts)")
-				}
-			}
-		}
+	if c.setResigned(ctx, d) {
 		return
-	}
-	if c.resigned {
-		if err := c.engine.Resign(ctx, false); err == nil {
-			c.resigned = false
-			c.log.Info().Dur("settle", c.cfg.Settle).Msg("back in VRRP as a backup; this node's own VIPs come back after settle")
-		}
 	}
 	if slices.EqualFunc(d.Specs, c.applied, func(a, b vrrp.RouterSpec) bool {
 		return a.VRID == b.VRID && a.Priority == b.Priority && slices.Equal(a.VIPs, b.VIPs)
@@ -653,6 +612,76 @@ func (c *Controller) recompute(ctx context.Context) {
 		}
 	}
 	c.log.Info().Strs("known", names).Int("owner_of", owned).Int("vips", countVIPs(d.Specs)).Msg("priorities updated")
+}
+
+// replan ranks the known members again when they changed, and returns
+// their names; false when they cannot be ranked.
+func (c *Controller) replan(known []gossip.KnownMember) ([]string, bool) {
+	names := make([]string, len(known))
+	nodes := make([]Node, len(known))
+	for i, k := range known {
+		names[i], nodes[i] = k.Name, Node{Name: k.Name, Weight: 1}
+	}
+	if slices.Equal(names, c.known) && c.plan.Groups != nil {
+		return names, true
+	}
+	plan, err := Rank(nodes, c.cfg.Groups)
+	if err != nil {
+		c.log.Error().Err(err).Msg("cannot rank")
+		return nil, false
+	}
+	if c.known != nil {
+		c.log.Info().Strs("known", names).Strs("before", c.known).Int("vips_changing_owner", len(Moves(c.plan, plan, nil))).
+			Msg("known members changed: re-planned")
+	}
+	c.plan, c.known = plan, names
+	return names, true
+}
+
+// noteMismatches logs, and records as an Event, each live member whose
+// config digest differs from ours, once per digest.
+func (c *Controller) noteMismatches(live []gossip.Member) {
+	for _, m := range live {
+		if m.Meta.Digest == c.cfg.Digest || c.mismatch[m.Name] == m.Meta.Digest {
+			continue
+		}
+		c.mismatch[m.Name] = m.Meta.Digest
+		c.log.Error().Str("member", m.Name).Str("their_digest", m.Meta.Digest).Str("our_digest", c.cfg.Digest).
+			Msg("member's config differs from ours (VIPs, VRIDs, VRRP version or interval). Give every node the same vips and vrrp settings")
+		if c.cfg.Events != nil {
+			c.cfg.Events(true, "ConfigMismatch", fmt.Sprintf("member %s runs another config (digest %s, ours %s): give every node the same vips and vrrp settings",
+				m.Name, m.Meta.Digest, c.cfg.Digest))
+		}
+	}
+}
+
+// setResigned resigns every VIP when the decision says so, or comes back
+// as a backup when it no longer does; true while resigned.
+func (c *Controller) setResigned(ctx context.Context, d Decision) bool {
+	if !d.Resign {
+		if c.resigned {
+			if err := c.engine.Resign(ctx, false); err == nil {
+				c.resigned = false
+				c.log.Info().Dur("settle", c.cfg.Settle).Msg("back in VRRP as a backup; this node's own VIPs come back after settle")
+			}
+		}
+		return false
+	}
+	if c.resigned {
+		return true
+	}
+	if err := c.engine.Resign(ctx, true); err == nil {
+		c.resigned = true
+		switch {
+		case d.OtherKey:
+			c.log.Error().Msg("alone, and adverts for our VIPs come signed with a key this node does not have: its gossip key (or vrrp.auth_hmac) is not the cluster's; taking no VIP. Give it the cluster's key")
+		case d.Joining:
+			c.log.Warn().Dur("join_grace", c.cfg.JoinGrace).Msg("starting and no member seen yet: taking no VIP until the cluster is seen or the join grace ends")
+		default:
+			c.log.Warn().Bool("healthy", c.healthy).Bool("config_minority", d.Minority).Msg("resigned every VIP (priority-0 adverts)")
+		}
+	}
+	return true
 }
 
 func countVIPs(specs []vrrp.RouterSpec) int {

@@ -4,8 +4,9 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"slices"
+
+	"github.com/garpd/garpd/vrrp"
 )
 
 // Node is a known member. Weight scales its share of owned groups (default 1).
@@ -191,26 +192,9 @@ func CheckNodes(nodes []Node) error {
 	return nil
 }
 
-// hash64 is FNV-1a finished with the splitmix64 mixer, so nearby names
-// land far apart.
-func hash64(s string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(s))
-	return mix64(h.Sum64())
-}
-
-func mix64(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
-}
-
 // score is the rendezvous weight of node n for group g: the higher, the
 // more the group prefers the node. It depends only on the two names.
-func score(gh, nh uint64) uint64 { return mix64(gh ^ nh*0x9e3779b97f4a7c15) }
+func score(gh, nh uint64) uint64 { return vrrp.Mix64(gh ^ nh*0x9e3779b97f4a7c15) }
 
 // families are the two address families a plan balances separately.
 const families = 2
@@ -250,6 +234,10 @@ func familyOf(g Group) int {
 //
 // Within one water-filling, which group goes to which node is again each
 // group's preference, in hash order.
+//
+// It is one function of about 200 lines on purpose: every node must
+// compute the same plan from the same inputs, and an auditor checks that
+// by reading the four steps above in order, against the loads they share.
 func Rank(nodes []Node, groups []Group) (Plan, error) {
 	if err := CheckNodes(nodes); err != nil {
 		return Plan{}, err
@@ -260,7 +248,7 @@ func Rank(nodes []Node, groups []Group) (Plan, error) {
 	weights := make([]int, N)
 	nh := make([]uint64, N)
 	for i, n := range ns {
-		weights[i], nh[i] = n.Weight, hash64(n.Name)
+		weights[i], nh[i] = n.Weight, vrrp.Hash64(n.Name)
 	}
 	if N > 1<<16 {
 		return Plan{}, fmt.Errorf("%d nodes: at most 65536 can be ranked", N)
@@ -270,7 +258,7 @@ func Rank(nodes []Node, groups []Group) (Plan, error) {
 	gkey := make([]string, G)
 	for g := range groups {
 		gkey[g] = groups[g].Key()
-		gh[g] = hash64(gkey[g])
+		gh[g] = vrrp.Hash64(gkey[g])
 	}
 	// assign gives each group of gs, in order, its most preferred node
 	// (highest key) that is still below its quota, recording it in to;

@@ -211,29 +211,38 @@ func AssignVRIDs(vips []VIP, base, limit int) (Allocation, error) {
 			}
 		}
 		for _, id := range slices.Sorted(maps.Keys(byVRID)) {
-			g := Group{V6: fk.v6, VRID: id, VIPs: byVRID[id], Interface: fk.iface}
-			if len(g.VIPs) > 255 {
-				return Allocation{}, fmt.Errorf("VRID %d would carry %d VIPs: an advert lists at most 255 addresses; give them more VRIDs (lower vrid_base) or fewer VIPs", id, len(g.VIPs))
-			}
-			for _, p := range g.VIPs {
-				switch pr := prefer[p.Addr()]; {
-				case pr == "" || pr == g.Prefer:
-				case g.Prefer == "":
-					g.Prefer = pr
-				default:
-					return Allocation{}, fmt.Errorf("VIPs of VRID %d prefer %s and %s: one virtual router has one owner; give them one prefer", id, g.Prefer, pr)
-				}
-				if d, ok := dev[p.Addr()]; ok {
-					if g.Dev == nil {
-						g.Dev = map[netip.Addr]string{}
-					}
-					g.Dev[p.Addr()] = d
-				}
+			g, err := newGroup(Group{V6: fk.v6, VRID: id, VIPs: byVRID[id], Interface: fk.iface}, prefer, dev)
+			if err != nil {
+				return Allocation{}, err
 			}
 			out.Groups = append(out.Groups, g)
 		}
 	}
 	return out, nil
+}
+
+// newGroup completes a group with its VIPs' owner preference and dev
+// interfaces, refusing what one virtual router cannot carry.
+func newGroup(g Group, prefer, dev map[netip.Addr]string) (Group, error) {
+	if len(g.VIPs) > 255 {
+		return g, fmt.Errorf("VRID %d would carry %d VIPs: an advert lists at most 255 addresses; give them more VRIDs (lower vrid_base) or fewer VIPs", g.VRID, len(g.VIPs))
+	}
+	for _, p := range g.VIPs {
+		switch pr := prefer[p.Addr()]; {
+		case pr == "" || pr == g.Prefer:
+		case g.Prefer == "":
+			g.Prefer = pr
+		default:
+			return g, fmt.Errorf("VIPs of VRID %d prefer %s and %s: one virtual router has one owner; give them one prefer", g.VRID, g.Prefer, pr)
+		}
+		if d, ok := dev[p.Addr()]; ok {
+			if g.Dev == nil {
+				g.Dev = map[netip.Addr]string{}
+			}
+			g.Dev[p.Addr()] = d
+		}
+	}
+	return g, nil
 }
 
 func firstUnused(free []int, used map[int]bool) int {

@@ -271,18 +271,8 @@ func Start(ctx context.Context, cfg Config, name string, meta Meta, opts Options
 	if cfg.ForgetAfter <= 0 {
 		m.cfg.ForgetAfter = DefaultConfig().ForgetAfter
 	}
-	if cfg.StateDir != "" {
-		k, moved, err := LoadKnown(cfg.StateDir)
-		if err != nil {
-			return nil, fmt.Errorf("gossip.state_dir: %w", err)
-		}
-		if moved != "" {
-			logger.Warn().Str("moved_to", moved).Msg("the known members' file in gossip.state_dir does not parse: moved aside; starting from this node alone, gossip refills the set")
-		}
-		m.known = k
-		if names := k.Names(meta.Digest); len(names) > 0 {
-			logger.Info().Strs("known", names).Msg("known members from gossip.state_dir")
-		}
+	if err := m.loadKnown(); err != nil {
+		return nil, err
 	}
 	m.known.Join(name, meta.Digest)
 	for _, n := range m.known.Names(meta.Digest) {
@@ -320,22 +310,8 @@ func Start(ctx context.Context, cfg Config, name string, meta Meta, opts Options
 	// The known set travels in push-pull: sync more often than the LAN
 	// default (30 s), so an operator's forget reaches every node soon.
 	mc.PushPullInterval = cmp.Or(opts.PushPullInterval, 10*time.Second)
-	if cfg.SecretKeyFile != "" {
-		keys, err := LoadKeys(cfg.SecretKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("gossip.secret_key_file: %w", err)
-		}
-		if mc.Keyring, err = memberlist.NewKeyring(keys[1:], keys[0]); err != nil {
-			return nil, fmt.Errorf("gossip.secret_key_file: %w", err)
-		}
-		m.keyring = mc.Keyring
-		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
-		if st, err := os.Stat(cfg.SecretKeyFile); err == nil && st.Mode().Perm()&0o004 != 0 {
-			logger.Warn().Str("file", cfg.SecretKeyFile).Str("mode", st.Mode().Perm().String()).
-				Msg("the gossip key is readable by every user of this host: chmod 600 it (in Kubernetes, defaultMode: 0400 on the secret volume)")
-		}
-	} else {
-		logger.Warn().Msg("gossip is not encrypted (gossip.insecure: true): anyone who reaches the gossip port can join and steer VIPs; set gossip.secret_key_file")
+	if err := m.setKeyring(mc); err != nil {
+		return nil, err
 	}
 	d := delegate{m: m}
 	mc.Delegate, mc.Events, mc.Conflict = d, d, conflictDelegate{m: m, notify: opts.Duplicate}
@@ -369,6 +345,49 @@ func Start(ctx context.Context, cfg Config, name string, meta Meta, opts Options
 	go m.forgetLoop(ctx)
 	go m.seedLoop(ctx)
 	return m, nil
+}
+
+// loadKnown starts the known set from gossip.state_dir, if set.
+func (m *Membership) loadKnown() error {
+	if m.cfg.StateDir == "" {
+		return nil
+	}
+	k, moved, err := LoadKnown(m.cfg.StateDir)
+	if err != nil {
+		return fmt.Errorf("gossip.state_dir: %w", err)
+	}
+	if moved != "" {
+		m.log.Warn().Str("moved_to", moved).Msg("the known members' file in gossip.state_dir does not parse: moved aside; starting from this node alone, gossip refills the set")
+	}
+	m.known = k
+	if names := k.Names(m.meta.Digest); len(names) > 0 {
+		m.log.Info().Strs("known", names).Msg("known members from gossip.state_dir")
+	}
+	return nil
+}
+
+// setKeyring gives memberlist the keys of gossip.secret_key_file, or
+// warns that gossip is not encrypted.
+func (m *Membership) setKeyring(mc *memberlist.Config) error {
+	file := m.cfg.SecretKeyFile
+	if file == "" {
+		m.log.Warn().Msg("gossip is not encrypted (gossip.insecure: true): anyone who reaches the gossip port can join and steer VIPs; set gossip.secret_key_file")
+		return nil
+	}
+	keys, err := LoadKeys(file)
+	if err != nil {
+		return fmt.Errorf("gossip.secret_key_file: %w", err)
+	}
+	if mc.Keyring, err = memberlist.NewKeyring(keys[1:], keys[0]); err != nil {
+		return fmt.Errorf("gossip.secret_key_file: %w", err)
+	}
+	m.keyring = mc.Keyring
+	mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	if st, err := os.Stat(file); err == nil && st.Mode().Perm()&0o004 != 0 {
+		m.log.Warn().Str("file", file).Str("mode", st.Mode().Perm().String()).
+			Msg("the gossip key is readable by every user of this host: chmod 600 it (in Kubernetes, defaultMode: 0400 on the secret volume)")
+	}
+	return nil
 }
 
 // listenGossip opens memberlist's UDP and TCP sockets; port 0 (tests)

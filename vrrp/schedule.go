@@ -16,12 +16,12 @@ func Phase(vip netip.Addr, period time.Duration) time.Duration {
 	if period <= 0 {
 		return 0
 	}
-	return time.Duration(phaseHash(vip.String()) % uint64(period))
+	return time.Duration(Hash64(vip.String()) % uint64(period))
 }
 
 // phaseFraction is Phase as a fraction of the period, in [0, 1).
 func phaseFraction(vip netip.Addr) float64 {
-	return float64(phaseHash(vip.String())>>11) / float64(1<<53)
+	return float64(Hash64(vip.String())>>11) / float64(1<<53)
 }
 
 // Periodic announces each VIP once per Period, at its phase. Slots are
@@ -122,12 +122,18 @@ func (g GARPConfig) Scheduler() (RefreshScheduler, error) {
 	return Periodic{Period: g.Refresh}, nil
 }
 
-// phaseHash is FNV-1a finished with the splitmix64 mixer, so nearby
-// addresses get far-apart phases.
-func phaseHash(s string) uint64 {
+// Hash64 is FNV-1a finished with the splitmix64 mixer (Mix64), so nearby
+// strings land far apart: the refresh phase of a VIP here, and the
+// ranking's scores in balancer. Every node computes the same values, so
+// it must never change.
+func Hash64(s string) uint64 {
 	h := fnv.New64a()
 	h.Write([]byte(s))
-	x := h.Sum64()
+	return Mix64(h.Sum64())
+}
+
+// Mix64 is splitmix64's finaliser.
+func Mix64(x uint64) uint64 {
 	x ^= x >> 30
 	x *= 0xbf58476d1ce4e5b9
 	x ^= x >> 27

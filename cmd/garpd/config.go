@@ -214,6 +214,74 @@ func parseConfigAs(raw []byte, offline bool) (*loaded, error) {
 	}
 	section("health", hv.Validate())
 	section("notify", c.Notify.Validate())
+	errs = append(errs, c.checkVIPs()...)
+	if c.Priorities == nil {
+		g := c.Gossip
+		if offline && g.SecretKeyFile != "" {
+			g.SecretKeyFile, g.Insecure = "", true // named, not read
+		}
+		section("gossip", g.Validate())
+		if k := c.Kubernetes; k != nil {
+			section("kubernetes", k.Validate())
+		}
+	} else if len(c.VRRP.KeepalivedPeers) > 0 {
+		errs = append(errs, errors.New("vrrp.keepalived_peers: the dynamic mode's (a migration from keepalived); the static mode admits every advert already"))
+	} else if c.VRRP.UnicastAuto() || c.Kubernetes != nil {
+		errs = append(errs, errors.New("priorities: static priorities cannot follow gossip or Kubernetes (unicast_peers: auto, kubernetes); remove priorities for the dynamic mode"))
+	}
+	if _, port, err := net.SplitHostPort(c.HTTP.Listen); err != nil || port == "" {
+		errs = append(errs, fmt.Errorf("http.listen: %q: write HOST:PORT, e.g. 127.0.0.1:9496 (or 0.0.0.0:9496 for a ServiceMonitor)", c.HTTP.Listen))
+	}
+	token, err := c.Control.check(c.HTTP.Listen)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := parseLevel(c.Log.Level); err != nil {
+		errs = append(errs, fmt.Errorf("log.level: %w", err))
+	}
+	if c.Log.Format != "json" && c.Log.Format != "console" {
+		errs = append(errs, fmt.Errorf("log.format: %q: use json or console", c.Log.Format))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+
+	return newLoaded(c, token, offline)
+}
+
+// newLoaded allocates the validated config's VRIDs, makes its routers and
+// reads its keys.
+func newLoaded(c agentConfig, token []byte, offline bool) (*loaded, error) {
+	var err error
+	l := &loaded{cfg: c, token: token}
+	if l.alloc, err = balancer.AssignVRIDs(c.VIPs, c.VRRP.VRIDBase, 255); err != nil {
+		return nil, fmt.Errorf("vips: %w", err)
+	}
+	if l.dynamic() {
+		// Everything starts as a backup of last resort; the controller
+		// raises this node's priorities to its ranks once it has settled.
+		for _, g := range l.alloc.Groups {
+			l.routers = append(l.routers, g.Spec(balancer.UnrankedPriority))
+		}
+	} else if l.routers, err = balancer.StaticRouters(l.alloc, c.Priorities); err != nil {
+		return nil, err
+	}
+	if l.dynamic() && c.Gossip.SecretKeyFile != "" && !offline {
+		if l.gossipKeys, err = gossip.LoadKeys(c.Gossip.SecretKeyFile); err != nil {
+			return nil, fmt.Errorf("gossip.secret_key_file: %w", err)
+		}
+	}
+	if l.auth, err = authKeys(c, l.gossipKeys); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// checkVIPs normalises each VIP's interface and dev (the agent's interface
+// is said the one way) and checks the VIPs against the mode and the
+// checks that name them.
+func (c *agentConfig) checkVIPs() []error {
+	var errs []error
 	vips := map[netip.Addr]bool{}
 	for i, v := range c.VIPs {
 		vips[v.Prefix.Addr()] = true
@@ -248,59 +316,7 @@ func parseConfigAs(raw []byte, offline bool) (*loaded, error) {
 			errs = append(errs, fmt.Errorf("health.checks[%d].weight: the static mode's (priorities:): in the dynamic mode a failing check moves the node's VIPs to their next-ranked nodes; remove the weight", i))
 		}
 	}
-	if c.Priorities == nil {
-		g := c.Gossip
-		if offline && g.SecretKeyFile != "" {
-			g.SecretKeyFile, g.Insecure = "", true // named, not read
-		}
-		section("gossip", g.Validate())
-		if k := c.Kubernetes; k != nil {
-			section("kubernetes", k.Validate())
-		}
-	} else if len(c.VRRP.KeepalivedPeers) > 0 {
-		errs = append(errs, errors.New("vrrp.keepalived_peers: the dynamic mode's (a migration from keepalived); the static mode admits every advert already"))
-	} else if c.VRRP.UnicastAuto() || c.Kubernetes != nil {
-		errs = append(errs, errors.New("priorities: static priorities cannot follow gossip or Kubernetes (unicast_peers: auto, kubernetes); remove priorities for the dynamic mode"))
-	}
-	if _, port, err := net.SplitHostPort(c.HTTP.Listen); err != nil || port == "" {
-		errs = append(errs, fmt.Errorf("http.listen: %q: write HOST:PORT, e.g. 127.0.0.1:9496 (or 0.0.0.0:9496 for a ServiceMonitor)", c.HTTP.Listen))
-	}
-	token, err := c.Control.check(c.HTTP.Listen)
-	if err != nil {
-		errs = append(errs, err)
-	}
-	if _, err := parseLevel(c.Log.Level); err != nil {
-		errs = append(errs, fmt.Errorf("log.level: %w", err))
-	}
-	if c.Log.Format != "json" && c.Log.Format != "console" {
-		errs = append(errs, fmt.Errorf("log.format: %q: use json or console", c.Log.Format))
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-
-	l := &loaded{cfg: c, token: token}
-	if l.alloc, err = balancer.AssignVRIDs(c.VIPs, c.VRRP.VRIDBase, 255); err != nil {
-		return nil, fmt.Errorf("vips: %w", err)
-	}
-	if l.dynamic() {
-		// Everything starts as a backup of last resort; the controller
-		// raises this node's priorities to its ranks once it has settled.
-		for _, g := range l.alloc.Groups {
-			l.routers = append(l.routers, g.Spec(balancer.UnrankedPriority))
-		}
-	} else if l.routers, err = balancer.StaticRouters(l.alloc, c.Priorities); err != nil {
-		return nil, err
-	}
-	if l.dynamic() && c.Gossip.SecretKeyFile != "" && !offline {
-		if l.gossipKeys, err = gossip.LoadKeys(c.Gossip.SecretKeyFile); err != nil {
-			return nil, fmt.Errorf("gossip.secret_key_file: %w", err)
-		}
-	}
-	if l.auth, err = authKeys(c, l.gossipKeys); err != nil {
-		return nil, err
-	}
-	return l, nil
+	return errs
 }
 
 // authKeys resolves vrrp.auth_hmac. The dynamic mode signs and enforces

@@ -54,32 +54,9 @@ cost in balance. Exit code 2 on bad input.`,
 			if err != nil {
 				return usageError(err)
 			}
-			var alloc balancer.Allocation
-			if configPath != "" {
-				if len(vipsFlag)+len(rangesFlag)+len(preferFlag) > 0 {
-					return usageError(errors.New("--config plans the config's VIPs (with their vrid and prefer): leave --vips, --vip-range and --prefer out"))
-				}
-				l, err := loadConfig(configPath)
-				if err != nil {
-					return err
-				}
-				alloc = l.alloc
-				for _, g := range alloc.Groups {
-					if g.Prefer != "" {
-						preferFlag = append(preferFlag, g.Prefer) // shows the cost below
-					}
-				}
-			} else {
-				vips, err := parsePlanVIPs(vipsFlag, rangesFlag)
-				if err != nil {
-					return usageError(err)
-				}
-				if err := applyPreferences(vips, preferFlag, nodes); err != nil {
-					return usageError(err)
-				}
-				if alloc, err = balancer.AssignVRIDs(vips, vridBase, vridMax); err != nil {
-					return usageError(err)
-				}
+			alloc, prefers, err := planAllocation(configPath, vipsFlag, rangesFlag, preferFlag, nodes, vridBase, vridMax)
+			if err != nil {
+				return err
 			}
 			plan, err := balancer.Rank(nodes, alloc.Groups)
 			if err != nil {
@@ -98,7 +75,7 @@ cost in balance. Exit code 2 on bad input.`,
 				}
 			}
 			out := planOutput(plan, alloc, down, fail)
-			if len(preferFlag) > 0 {
+			if prefers {
 				with, without, err := balancer.PreferenceCost(nodes, alloc.Groups)
 				if err != nil {
 					return usageError(err)
@@ -125,6 +102,34 @@ cost in balance. Exit code 2 on bad input.`,
 	f.StringVarP(&configPath, "config", "c", "", "plan the VIPs of this config (their VRIDs and preferences) over --nodes")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+// planAllocation is the VIPs to plan, from the config or from the
+// flags, and whether any has a preferred owner.
+func planAllocation(configPath string, vipsFlag, rangesFlag, preferFlag []string, nodes []balancer.Node, vridBase, vridMax int) (balancer.Allocation, bool, error) {
+	if configPath == "" {
+		vips, err := parsePlanVIPs(vipsFlag, rangesFlag)
+		if err != nil {
+			return balancer.Allocation{}, false, usageError(err)
+		}
+		if err := applyPreferences(vips, preferFlag, nodes); err != nil {
+			return balancer.Allocation{}, false, usageError(err)
+		}
+		alloc, err := balancer.AssignVRIDs(vips, vridBase, vridMax)
+		if err != nil {
+			return balancer.Allocation{}, false, usageError(err)
+		}
+		return alloc, len(preferFlag) > 0, nil
+	}
+	if len(vipsFlag)+len(rangesFlag)+len(preferFlag) > 0 {
+		return balancer.Allocation{}, false, usageError(errors.New("--config plans the config's VIPs (with their vrid and prefer): leave --vips, --vip-range and --prefer out"))
+	}
+	l, err := loadConfig(configPath)
+	if err != nil {
+		return balancer.Allocation{}, false, err
+	}
+	prefers := slices.ContainsFunc(l.alloc.Groups, func(g balancer.Group) bool { return g.Prefer != "" })
+	return l.alloc, prefers, nil
 }
 
 // applyPreferences sets each --prefer ADDR=NODE on its VIP.

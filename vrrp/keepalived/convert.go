@@ -273,6 +273,9 @@ func (cv *converter) harmless(s *Stmt, what string) {
 
 // vrrp is the vrrp section: version, advert interval, authentication,
 // unicast peers, preemption and virtual MACs, which garpd's routers share.
+//
+// Over 100 lines as a flat list, one block per keepalived keyword in the
+// order of the section it writes, so a keyword is found by reading down.
 func (cv *converter) vrrp() (ymap, error) {
 	c, first, note := cv.c, cv.first, cv.note
 	version, versionAt := 2, "keepalived's default vrrp_version"

@@ -125,21 +125,8 @@ func Render(r Rendering) []byte {
 				b.WriteString("    vmac_xmit_base\n")
 			}
 		}
-		if a := r.Auth; a != nil {
-			b.WriteString("    auth_hmac {\n")
-			for _, id := range slices.Sorted(maps.Keys(a.Keys)) {
-				fmt.Fprintf(&b, "        key %d %s\n", id, a.Keys[id])
-			}
-			fmt.Fprintf(&b, "        active_key %d\n", a.ActiveKey)
-			if a.AntiReplay == "monotonic" {
-				b.WriteString("        anti_replay monotonic\n")
-			} else if a.TimeWindow > 0 {
-				fmt.Fprintf(&b, "        anti_replay time\n        time_window %d\n", int(a.TimeWindow/time.Second))
-			}
-			if a.Mode != "" {
-				fmt.Fprintf(&b, "        mode %s\n", a.Mode)
-			}
-			b.WriteString("    }\n")
+		if r.Auth != nil {
+			writeAuthHMAC(&b, r.Auth)
 		} else if c.AuthPass != "" && c.Version == 2 && !rt.V6() {
 			fmt.Fprintf(&b, "    authentication {\n        auth_type PASS\n        auth_pass %s\n    }\n", c.AuthPass)
 		}
@@ -157,28 +144,52 @@ func Render(r Rendering) []byte {
 			fmt.Fprintf(&b, "        %s dev %s\n", v, cmp.Or(r.Dev[v.Addr()], iface))
 		}
 		b.WriteString("    }\n")
-		var scripts, links []string
-		for _, ch := range r.Checks {
-			switch {
-			case !ch.tracks(rt):
-			case ch.Interface != "":
-				links = append(links, "        "+ch.Interface+weightText(ch.Weight))
-			case ch.Script != "":
-				scripts = append(scripts, "        "+scriptName(ch.Name)+weightText(ch.Weight))
-			}
-		}
-		if len(scripts) > 0 {
-			fmt.Fprintf(&b, "    track_script {\n%s\n    }\n", strings.Join(scripts, "\n"))
-		}
-		if len(links) > 0 {
-			fmt.Fprintf(&b, "    track_interface {\n%s\n    }\n", strings.Join(links, "\n"))
-		}
+		writeTracks(&b, r.Checks, rt)
 		for _, k := range slices.Sorted(maps.Keys(r.Notify)) {
 			fmt.Fprintf(&b, "    %s \"%s\"\n", k, strings.Join(r.Notify[k], " "))
 		}
 		b.WriteString("}\n")
 	}
 	return []byte(b.String())
+}
+
+// writeAuthHMAC writes an instance's auth_hmac block.
+func writeAuthHMAC(b *strings.Builder, a *vrrp.AuthHMACConfig) {
+	b.WriteString("    auth_hmac {\n")
+	for _, id := range slices.Sorted(maps.Keys(a.Keys)) {
+		fmt.Fprintf(b, "        key %d %s\n", id, a.Keys[id])
+	}
+	fmt.Fprintf(b, "        active_key %d\n", a.ActiveKey)
+	if a.AntiReplay == "monotonic" {
+		b.WriteString("        anti_replay monotonic\n")
+	} else if a.TimeWindow > 0 {
+		fmt.Fprintf(b, "        anti_replay time\n        time_window %d\n", int(a.TimeWindow/time.Second))
+	}
+	if a.Mode != "" {
+		fmt.Fprintf(b, "        mode %s\n", a.Mode)
+	}
+	b.WriteString("    }\n")
+}
+
+// writeTracks writes the track_script and track_interface blocks of the
+// checks that track router rt.
+func writeTracks(b *strings.Builder, checks []Check, rt vrrp.RouterSpec) {
+	var scripts, links []string
+	for _, ch := range checks {
+		switch {
+		case !ch.tracks(rt):
+		case ch.Interface != "":
+			links = append(links, "        "+ch.Interface+weightText(ch.Weight))
+		case ch.Script != "":
+			scripts = append(scripts, "        "+scriptName(ch.Name)+weightText(ch.Weight))
+		}
+	}
+	if len(scripts) > 0 {
+		fmt.Fprintf(b, "    track_script {\n%s\n    }\n", strings.Join(scripts, "\n"))
+	}
+	if len(links) > 0 {
+		fmt.Fprintf(b, "    track_interface {\n%s\n    }\n", strings.Join(links, "\n"))
+	}
 }
 
 // scriptName is a check's name as a vrrp_script name: keepalived's names
