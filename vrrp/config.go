@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -198,11 +199,21 @@ func (c Config) KeepalivedPeerAddrs() ([]netip.Addr, error) {
 // parseAddrs parses a list of addresses; an error names the key, the
 // item and what the item should be.
 func parseAddrs(key string, list []string, hint string) ([]netip.Addr, error) {
-	var out []netip.Addr
+	out, err := ParseAddrs(list)
+	if err != nil {
+		return nil, fmt.Errorf("%s%w (%s)", key, err, hint)
+	}
+	return out, nil
+}
+
+// ParseAddrs reads a list of IP addresses (blanks around each ignored),
+// naming the first that is none by its index and value.
+func ParseAddrs(list []string) ([]netip.Addr, error) {
+	out := make([]netip.Addr, 0, len(list))
 	for i, s := range list {
-		a, err := netip.ParseAddr(s)
+		a, err := netip.ParseAddr(strings.TrimSpace(s))
 		if err != nil {
-			return nil, fmt.Errorf("%s[%d]: %q is not an IP address (%s)", key, i, s, hint)
+			return nil, fmt.Errorf("[%d]: %q is not an IP address", i, s)
 		}
 		out = append(out, a)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync/atomic"
@@ -123,7 +124,8 @@ func StartStack(cfg StackConfig, k Kernel) (*Stack, error) {
 		return nil, &ConfigError{err}
 	}
 	if len(cfg.Dev) > 0 && cfg.VRRP.UseVMAC {
-		return nil, &ConfigError{fmt.Errorf("vips: dev: use_vmac holds a master's VIPs on its virtual MAC interface on %s; a VIP on another interface cannot have it: leave out dev or use_vmac", cfg.Interface)}
+		vip := slices.MinFunc(slices.Collect(maps.Keys(cfg.Dev)), netip.Addr.Compare)
+		return nil, &ConfigError{fmt.Errorf("vips: dev: %s", VMACRefusesDev(vip, cfg.Interface))}
 	}
 	devs := devNames(cfg.Dev)
 	for _, dev := range devs {

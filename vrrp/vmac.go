@@ -445,3 +445,9 @@ func (v *LinuxVMACs) Close() error {
 	v.restore()
 	return errors.Join(errs...)
 }
+
+// VMACRefusesDev says why a VIP cannot have a dev with use_vmac: the one
+// wording of the config check, the data plane and the import.
+func VMACRefusesDev(vip netip.Addr, iface string) string {
+	return fmt.Sprintf("use_vmac holds a master's VIPs on its virtual MAC interface on %s, not on another interface: leave out dev for %s, or use_vmac", iface, vip)
+}

@@ -40,9 +40,9 @@ the agent's garp.max_rate.`,
   garpd announce --agent config -c /etc/garpd/garpd.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			addrs, err := parseAddrs(vips)
+			addrs, err := vrrp.ParseAddrs(vips)
 			if err != nil {
-				return usageError(fmt.Errorf("--vips: %w", err))
+				return usageError(fmt.Errorf("--vips%w", err))
 			}
 			out := cmd.OutOrStdout()
 			if agentURL != "" {

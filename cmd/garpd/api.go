@@ -34,18 +34,6 @@ type announceResponse struct {
 	NotHeld []string `json:"not_held"`
 }
 
-func parseAddrs(ss []string) ([]netip.Addr, error) {
-	out := make([]netip.Addr, 0, len(ss))
-	for _, s := range ss {
-		a, err := netip.ParseAddr(strings.TrimSpace(s))
-		if err != nil {
-			return nil, fmt.Errorf("%q is not an IP address", s)
-		}
-		out = append(out, a)
-	}
-	return out, nil
-}
-
 func addrStrings(as []netip.Addr) []string {
 	out := make([]string, len(as))
 	for i, a := range as {
@@ -177,9 +165,9 @@ func (a *agent) controlHandler(token []byte) http.Handler {
 				return
 			}
 		}
-		only, err := parseAddrs(req.VIPs)
+		only, err := vrrp.ParseAddrs(req.VIPs)
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
+			http.Error(w, "vips"+err.Error(), http.StatusBadRequest)
 			return
 		}
 		queued, notHeld, err := a.run.Load().stack.Wave(r.Context(), only)

@@ -34,9 +34,9 @@ Exit code 0 only when every VIP is ok; 1 otherwise; 2 on bad input.`,
 			if iface == "" {
 				return usageError(fmt.Errorf("--interface is required"))
 			}
-			addrs, err := parseAddrs(vips)
+			addrs, err := vrrp.ParseAddrs(vips)
 			if err != nil {
-				return usageError(fmt.Errorf("--vips: %w", err))
+				return usageError(fmt.Errorf("--vips%w", err))
 			}
 			if len(addrs) == 0 {
 				return usageError(fmt.Errorf("--vips is required"))

@@ -297,7 +297,7 @@ func (c *agentConfig) checkVIPs() []error {
 			errs = append(errs, fmt.Errorf("vips[%d].interface: the dynamic mode runs VRRP on interface (%s), where the members reach each other; to hold %s on %s, write dev: %s instead", i, c.Interface, v.Prefix.Addr(), v.Interface, v.Interface))
 		}
 		if v.Dev != "" && c.VRRP.UseVMAC {
-			errs = append(errs, fmt.Errorf("vips[%d].dev: use_vmac holds a master's VIPs on its virtual MAC interface on the VRRP interface; leave out dev for %s, or use_vmac", i, v.Prefix.Addr()))
+			errs = append(errs, fmt.Errorf("vips[%d].dev: %s", i, vrrp.VMACRefusesDev(v.Prefix.Addr(), cmp.Or(v.Interface, c.Interface))))
 		}
 		if v.Prefer != "" && c.Priorities != nil {
 			errs = append(errs, fmt.Errorf("vips[%d].prefer: the dynamic mode's: in the static mode priorities: says who owns %s", i, v.Prefix.Addr()))

@@ -450,7 +450,7 @@ func (cv *converter) vips() (*yaml.Node, ymap) {
 			}
 			if v.Dev != "" && v.Dev != on {
 				if slices.ContainsFunc(c.Instances, func(in *Instance) bool { return in.UseVMAC != nil }) {
-					note(v.At, fmt.Sprintf("%s dev %s: with use_vmac garpd holds the VIP on its virtual MAC interface on %s", v.Prefix, v.Dev, on))
+					note(v.At, fmt.Sprintf("dev %s left out: %s", v.Dev, vrrp.VMACRefusesDev(v.Prefix.Addr(), on)))
 				} else {
 					item.set("dev", v.Dev, "")
 				}
