@@ -169,7 +169,10 @@ func StartStack(cfg StackConfig, k Kernel) (*Stack, error) {
 	if err != nil {
 		return fail(err)
 	}
-	mode, _ := ParseAnnounceMode(cfg.GARP.Mode) // validated above
+	mode, err := ParseAnnounceMode(cfg.GARP.Mode)
+	if err != nil {
+		return fail(&ConfigError{fmt.Errorf("garp.mode: %w", err)})
+	}
 	if s.ann, err = k.Announcer(cfg.Interface, mode); err != nil {
 		return fail(err)
 	}
@@ -206,7 +209,9 @@ func StartStack(cfg StackConfig, k Kernel) (*Stack, error) {
 		})
 		sender, deps.VMACs = vmacs, vmacs
 	}
-	deps.Refresh, _ = cfg.GARP.Scheduler() // validated above
+	if deps.Refresh, err = cfg.GARP.Scheduler(); err != nil {
+		return fail(&ConfigError{fmt.Errorf("garp.%w", err)})
+	}
 	s.pacer = NewPacer(sender, cfg.GARP.MaxRate, cfg.GARP.TakeoverRate, nil, cfg.Metrics, cfg.Log)
 	deps.Announcer = s.pacer
 	if s.Engine, err = NewEngine(cfg.VRRP, cfg.GARP, cfg.Routers, deps); err != nil {
