@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 )
@@ -25,6 +26,20 @@ type Config struct {
 	// count at any priority, as a member's would, so VRRP arbitrates
 	// between garpd and keepalived. Remove it after the last node.
 	KeepalivedPeers []string `yaml:"keepalived_peers" json:"keepalived_peers,omitempty"`
+	// Source is the adverts' source address, at most one per family
+	// (keepalived's unicast_src_ip): an address of the interface. Unset,
+	// IPv4 adverts leave from the interface's first IPv4 address and IPv6
+	// ones from its link-local address, as RFC 5798 asks.
+	Source []string `yaml:"source" json:"source,omitempty"`
+	// AcceptHopLimitFrom are unicast peers whose adverts count below hop
+	// limit 255 although auth_hmac does not enforce: keepalived nodes
+	// that send IPv6 unicast adverts with hop limit 64 and cannot sign
+	// (before 2.4). RFC 5798's hop limit check is what keeps a forger off
+	// the link out; without it, anyone who can route a packet here with
+	// a listed source address can claim the VIPs. Where auth_hmac
+	// enforces, every unicast peer is accepted below 255 without this:
+	// the HMAC keeps forgers out instead.
+	AcceptHopLimitFrom []string `yaml:"accept_hop_limit_from" json:"accept_hop_limit_from,omitempty"`
 	// UseVMAC puts a master's VIPs on a macvlan with the virtual router's
 	// MAC (RFC 5798 §7.3, keepalived's use_vmac), so the router's neighbour
 	// entry survives a failover unchanged: for networks that cache ARP
@@ -171,6 +186,18 @@ func (c Config) Validate() error {
 	if _, err := c.KeepalivedPeerAddrs(); err != nil {
 		errs = append(errs, err)
 	}
+	if _, _, err := c.Sources(); err != nil {
+		errs = append(errs, err)
+	}
+	if lax, err := parseAddrs("accept_hop_limit_from", c.AcceptHopLimitFrom, "a unicast peer's address"); err != nil {
+		errs = append(errs, err)
+	} else if peers, _ := c.Peers(); len(lax) > 0 {
+		for _, a := range lax {
+			if !slices.Contains(peers, a) {
+				bad("accept_hop_limit_from", "%s is not one of unicast_peers: only a unicast peer's adverts may come from off the link", a)
+			}
+		}
+	}
 	if h := c.AuthHMAC; h != nil && c.AuthPass != "" && h.Mode != "off" && h.Mode != "receive-only" {
 		bad("auth_pass", "auth_hmac replaces the VRRPv2 password (keepalived drops the password too): remove auth_pass, or keep it beside auth_hmac mode off or receive-only while keepalived nodes run")
 	}
@@ -189,6 +216,26 @@ func (c Config) Peers() ([]netip.Addr, error) {
 		return nil, nil
 	}
 	return parseAddrs("unicast_peers", c.UnicastPeers, "or use unicast_peers: [auto] alone, for the gossip members")
+}
+
+// Sources parses Source: the IPv4 and IPv6 advert source, each invalid
+// when not set.
+func (c Config) Sources() (v4, v6 netip.Addr, err error) {
+	addrs, err := parseAddrs("source", c.Source, "an address of the interface, one per family")
+	if err != nil {
+		return v4, v6, err
+	}
+	for _, a := range addrs {
+		at := &v4
+		if a.Is6() {
+			at = &v6
+		}
+		if at.IsValid() {
+			return netip.Addr{}, netip.Addr{}, fmt.Errorf("source: %s and %s: give at most one address per family", *at, a)
+		}
+		*at = a
+	}
+	return v4, v6, nil
 }
 
 // KeepalivedPeerAddrs parses KeepalivedPeers.

@@ -164,6 +164,9 @@ type Engine struct {
 	// foreignKeyed is when an advert for our VIPs last came signed with a
 	// key we do not have.
 	foreignKeyed time.Time
+	// offLinkOK are the unicast peers whose adverts count below hop limit
+	// 255 unsigned (vrrp.accept_hop_limit_from).
+	offLinkOK []netip.Addr
 }
 
 // NewEngine checks the specs and prepares an engine; Run starts it.
@@ -178,6 +181,10 @@ func NewEngine(cfg Config, garp GARPConfig, specs []RouterSpec, deps Deps) (*Eng
 		claims: map[netip.Addr]time.Time{}, defended: map[netip.Addr]defense{},
 		cmds: make(chan func()), done: make(chan struct{}), drops: map[dropKey]prometheus.Counter{}}
 	e.setAuth(deps.Auth)
+	var err error
+	if e.offLinkOK, err = parseAddrs("accept_hop_limit_from", cfg.AcceptHopLimitFrom, "a unicast peer's address"); err != nil {
+		return nil, err
+	}
 	for _, s := range specs {
 		if err := e.addRouter(s); err != nil {
 			return nil, err

@@ -832,3 +832,72 @@ func TestEngineRefusalKeepsKeepalivedPeers(t *testing.T) {
 		}
 	}
 }
+
+// RFC 5798 §7.1 drops adverts below hop limit 255: a forger off the link
+// cannot claim a VIP. keepalived sends IPv6 unicast adverts with hop
+// limit 64, so a unicast peer's count below 255 where auth_hmac enforces
+// (the HMAC keeps forgers out instead) or where the operator lists the
+// peer in vrrp.accept_hop_limit_from; nothing else does: not a source
+// outside the peers, not a multicast one, not an unsigned one while
+// auth_hmac enforces.
+func TestEngineOffLinkAdvertsOnlyFromUnicastPeers(t *testing.T) {
+	peer := netip.MustParseAddr("192.0.2.50")
+	keys := AuthKeys{Keys: map[uint8][]byte{1: bytes.Repeat([]byte{7}, 32)}, Active: 1, Mode: AuthEnforce, Window: 5 * time.Second}
+	cases := []struct {
+		name    string
+		lax     []string
+		auth    bool
+		signed  bool
+		src     netip.Addr
+		group   bool
+		counted bool
+		reason  string
+	}{
+		{name: "unlisted", src: peer, reason: "bad_ttl"},
+		{name: "listed", lax: []string{"192.0.2.50"}, src: peer, counted: true},
+		{name: "listed, another source", lax: []string{"192.0.2.50"}, src: netip.MustParseAddr("192.0.2.51"), reason: "bad_ttl"},
+		{name: "listed, to the group", lax: []string{"192.0.2.50"}, src: peer, group: true, reason: "bad_ttl"},
+		{name: "enforced, signed", auth: true, signed: true, src: peer, counted: true},
+		{name: "enforced, unsigned", auth: true, src: peer, reason: authMissing},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSim(t)
+			cfg := v3cfg()
+			cfg.AcceptHopLimitFrom = c.lax
+			o := nodeOpts{prio: 100, cfg: cfg}
+			if c.auth {
+				o.auth = keys
+			}
+			n := s.start("192.0.2.11", o)
+			n.port.unicast = []netip.Addr{peer}
+			adv := Advert{Version: 3, VRID: 10, Priority: 200, Interval: 10, Addresses: []netip.Addr{testVIP.Addr()}}
+			dst := netip.MustParseAddr("192.0.2.11")
+			if c.group {
+				dst = GroupV4
+			}
+			if c.signed { // as sendAdvert signs
+				pdu, err := Encode(adv, c.src, c.src)
+				if err != nil {
+					t.Fatal(err)
+				}
+				adv.Signed, adv.Trailer = true, newAuth(keys).sign(s.clk.Now(), pdu, false, c.src)
+			}
+			b, err := Encode(adv, c.src, dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.inject(n, Packet{Payload: b, Src: c.src, Dst: dst, TTL: 64})
+			got := n.metrics.AdvertsRecv.WithLabelValues("ipv4", "10").Value()
+			off := testutil.ToFloat64(n.metrics.OffLink.WithLabelValues("ipv4"))
+			if c.counted != (got == 1) || c.counted != (off == 1) {
+				t.Fatalf("counted %v, off-link %v; want counted %v", got, off, c.counted)
+			}
+			if c.reason != "" {
+				if d := testutil.ToFloat64(n.metrics.Dropped.WithLabelValues("ipv4", c.reason)); d != 1 {
+					t.Fatalf("dropped as %s: %v, want 1", c.reason, d)
+				}
+			}
+		})
+	}
+}

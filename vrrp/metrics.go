@@ -24,6 +24,9 @@ type Metrics struct {
 	WaveDuration  prometheus.Histogram
 	// NetlinkResyncs counts lost netlink subscriptions of the link watch.
 	NetlinkResyncs prometheus.Counter
+	// OffLink counts adverts accepted below hop limit 255 (from unicast
+	// peers; see Engine.mayComeOffLink).
+	OffLink *prometheus.CounterVec
 
 	// base holds the vectors with their interface label free; the fields
 	// above have it set (On).
@@ -41,7 +44,7 @@ func (m *Metrics) On(ifname string) *Metrics {
 	for _, v := range []**SeriesVec{&c.State, &c.Transitions, &c.AdvertsSent, &c.AdvertsRecv, &c.Collisions} {
 		*v = (*v).curry(ifname)
 	}
-	for _, v := range []**prometheus.CounterVec{&c.Dropped, &c.ReadErrors} {
+	for _, v := range []**prometheus.CounterVec{&c.Dropped, &c.ReadErrors, &c.OffLink} {
 		*v = (*v).MustCurryWith(l)
 	}
 	return &c
@@ -72,6 +75,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Dropped:     counter("garpd_vrrp_packets_dropped_total", "Received VRRP packets dropped, by reason.", "interface", "family", "reason"),
 		Collisions: series("garpd_vrrp_vrid_collisions_total",
 			"Adverts for one of our VRIDs with a different VIP list (another cluster using the same VRID); the sources are logged, once each.", "interface", "family", "vrid"),
+		OffLink: counter("garpd_vrrp_adverts_off_link_total",
+			"Adverts accepted below hop limit 255: from unicast peers, signed with auth_hmac enforcing, or listed in vrrp.accept_hop_limit_from.", "interface", "family"),
 		ReadErrors: counter("garpd_vrrp_read_errors_total",
 			"Failed reads of a VRRP socket; the reader backs off, up to a second, while they last.", "interface", "family"),
 		Announcements: series("garpd_announcements_sent_total",
@@ -85,7 +90,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			0.01, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120),
 	}
 	if reg != nil {
-		reg.MustRegister(m.State, m.Transitions, m.AdvertsSent, m.AdvertsRecv, m.Dropped, m.Collisions, m.ReadErrors,
+		reg.MustRegister(m.State, m.Transitions, m.AdvertsSent, m.AdvertsRecv, m.Dropped, m.Collisions, m.ReadErrors, m.OffLink,
 			m.Announcements, m.AnnounceWait, m.AnnounceQueue, m.WaveDuration, m.RateLimit, m.NetlinkResyncs)
 	}
 	m.base = m

@@ -50,7 +50,7 @@ func (e *Engine) drop(v6 bool, reason string) {
 // handlePacket validates a received packet (RFC 5798 §7.1, RFC 3768 §7.1)
 // and hands it to its virtual router.
 func (e *Engine) handlePacket(p Packet) {
-	if p.TTL != 255 {
+	if p.TTL != 255 && !e.mayComeOffLink(p) {
 		e.drop(p.V6, "bad_ttl")
 		return
 	}
@@ -107,7 +107,28 @@ func (e *Engine) handlePacket(p Packet) {
 		return
 	}
 	r.recv.Inc()
+	if p.TTL != 255 {
+		e.deps.Metrics.OffLink.WithLabelValues(k.family()).Inc()
+	}
 	e.transition(now, k, r, func(m *Machine) []Action { return m.HandleAdvert(now, p.Src, *adv) })
+}
+
+// mayComeOffLink reports whether an advert below hop limit 255 still
+// counts: one sent to this node alone by a unicast peer (keepalived sends
+// IPv6 unicast adverts with hop limit 64), where auth_hmac enforces (the
+// HMAC, checked next, keeps forgers out in place of the hop limit) or the
+// operator listed the peer in vrrp.accept_hop_limit_from. Nothing else
+// from off the link counts (RFC 5798 §7.1).
+func (e *Engine) mayComeOffLink(p Packet) bool {
+	if p.Dst.IsMulticast() {
+		return false
+	}
+	src := p.Src.WithZone("")
+	if !slices.Contains(e.deps.Transport.Destinations(p.V6), src) {
+		return false
+	}
+	enforced := e.auth != nil && e.auth.keys.Mode == AuthEnforce
+	return enforced || slices.Contains(e.offLinkOK, src)
 }
 
 // firstRejection reports whether src is rejected for the first time, so

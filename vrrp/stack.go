@@ -160,7 +160,11 @@ func StartStack(cfg StackConfig, k Kernel) (*Stack, error) {
 	}
 	fail := func(err error) (*Stack, error) { closeAll(); return nil, err }
 	s := &Stack{cfg: cfg, done: make(chan struct{})}
-	if s.tr, err = k.Listen(TransportConfig{Interface: cfg.Interface, UnicastPeers: peers, Unicast: cfg.VRRP.UnicastAuto(),
+	src4, src6, err := cfg.VRRP.Sources()
+	if err != nil {
+		return fail(&ConfigError{fmt.Errorf("vrrp.%w", err)})
+	}
+	if s.tr, err = k.Listen(TransportConfig{Interface: cfg.Interface, UnicastPeers: peers, Unicast: cfg.VRRP.UnicastAuto(), Source4: src4, Source6: src6,
 		Metrics: cfg.Metrics, IPv4: has4, MaybeIPv4: cfg.IPv4, IPv6: has6, Log: cfg.Log, OnLinkPeers: cfg.OnLinkPeers}); err != nil {
 		return fail(err)
 	}

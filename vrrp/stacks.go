@@ -42,6 +42,7 @@ func StartStacks(cfg StackConfig, k Kernel) (*Stacks, error) {
 		c.Routers = byName[name]
 		if name != "" {
 			c.Interface, c.IPv4, c.OnLinkPeers = name, false, true
+			c.VRRP.Source = nil // the agent's interface's addresses
 			c.Notify = namedNotify(name, cfg.Notify)
 		}
 		c.Dev = devsOf(cfg.Dev, c.Routers)

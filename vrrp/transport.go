@@ -93,6 +93,10 @@ type TransportConfig struct {
 	// Unicast sends only to the peers, even while there are none
 	// (unicast_peers: auto, before any member is known).
 	Unicast bool
+	// Source4 and Source6, when valid, are the advert sources instead of
+	// the interface's first IPv4 and its link-local IPv6 address
+	// (vrrp.source); each must be an address of the interface.
+	Source4, Source6 netip.Addr
 	// OnLinkPeers keeps of UnicastPeers those on the interface's own
 	// subnets (and link-local ones): an agent's second interface sends to
 	// the peers of its segment, not to every peer of the config.
@@ -152,7 +156,7 @@ func ListenTransport(cfg TransportConfig) (*LinuxTransport, error) {
 		sendAddrs: map[netip.Addr]*net.IPAddr{}, oobs: map[oobKey][]byte{}}
 	t.SetPeers(cfg.UnicastPeers)
 	if cfg.IPv4 || cfg.MaybeIPv4 {
-		if t.src4, err = interfaceAddr(ifi, false); err != nil && !cfg.IPv4 {
+		if t.src4, err = interfaceAddr(ifi, false, cfg.Source4); err != nil && !cfg.IPv4 {
 			t.src4, err = netip.Addr{}, nil
 		}
 	}
@@ -167,7 +171,7 @@ func ListenTransport(cfg TransportConfig) (*LinuxTransport, error) {
 	if cfg.IPv6 {
 		err = waitDAD(ifi, cfg.Log)
 		if err == nil {
-			t.src6, err = interfaceAddr(ifi, true)
+			t.src6, err = interfaceAddr(ifi, true, cfg.Source6)
 		}
 		if err == nil {
 			_, t.v6, err = listen(ifi, true, t.multicast(true), true)
@@ -208,9 +212,10 @@ func onLink(ifi *net.Interface, peers []netip.Addr) ([]netip.Addr, error) {
 	return out, nil
 }
 
-// interfaceAddr picks the advert source: the first IPv4 address, or the
-// IPv6 link-local address.
-func interfaceAddr(ifi *net.Interface, v6 bool) (netip.Addr, error) {
+// interfaceAddr picks the advert source: want (vrrp.source) if the
+// interface has it, else the first IPv4 address, or the IPv6 link-local
+// address.
+func interfaceAddr(ifi *net.Interface, v6 bool, want netip.Addr) (netip.Addr, error) {
 	addrs, err := ifi.Addrs()
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("list addresses of %s: %w", ifi.Name, err)
@@ -221,12 +226,21 @@ func interfaceAddr(ifi *net.Interface, v6 bool) (netip.Addr, error) {
 			continue
 		}
 		ip := p.Addr()
+		if want.IsValid() {
+			if ip == want {
+				return ip, nil
+			}
+			continue
+		}
 		if !v6 && ip.Is4() {
 			return ip, nil
 		}
 		if v6 && ip.Is6() && ip.IsLinkLocalUnicast() {
 			return ip.WithZone(ifi.Name), nil
 		}
+	}
+	if want.IsValid() {
+		return netip.Addr{}, fmt.Errorf("vrrp.source: %s is not an address of %s: add it, or give one the interface has", want, ifi.Name)
 	}
 	if v6 {
 		return netip.Addr{}, fmt.Errorf("interface %s has no IPv6 link-local address: VRRPv3 over IPv6 sends from it (is IPv6 disabled on the interface?)", ifi.Name)

@@ -138,13 +138,16 @@ func renderKeepalived(l *loaded, path string, names []string) ([]nodeFile, error
 		}
 		vr := c.VRRP
 		if len(addrs) > 0 && len(vr.UnicastPeers) > 0 {
-			// Each node's peers are the others, never itself.
-			vr.UnicastPeers = nil
+			// Each node's peers are the others, never itself, and its
+			// source is its own address.
+			vr.UnicastPeers, vr.Source = nil, []string{addrs[node].String()}
 			for _, other := range names {
 				if other != node {
 					vr.UnicastPeers = append(vr.UnicastPeers, addrs[other].String())
 				}
 			}
+		} else if node != c.Node {
+			vr.Source = nil // the config's source is its own node's address
 		}
 		conf := keepalived.Render(keepalived.Rendering{Node: node, Interface: c.Interface, VRRP: vr, GARP: c.GARP,
 			Routers: routers, Dev: l.dev(), Auth: renderAuth(l), Checks: checks, Notify: renderNotify(c.Notify),

@@ -207,6 +207,9 @@ func TestRenderPerNodePeers(t *testing.T) {
 		if strings.Contains(text, "        "+own+"\n") {
 			t.Errorf("%s peers with itself:\n%s", f.node, text)
 		}
+		if !strings.Contains(text, "    unicast_src_ip "+own+"\n") {
+			t.Errorf("%s does not send from its own address %s:\n%s", f.node, own, text)
+		}
 		for j := 1; j <= 3; j++ {
 			if other := fmt.Sprintf("192.0.2.1%d", j); other != own && !strings.Contains(text, "        "+other+"\n") {
 				t.Errorf("%s does not peer with %s", f.node, other)

@@ -271,6 +271,57 @@ func (cv *converter) harmless(s *Stmt, what string) {
 	cv.notes = append(cv.notes, Note{Where: s.Where(), What: what, Harmless: true})
 }
 
+// sources keeps each family's unicast_src_ip as vrrp.source, and, where
+// keepalived does not sign, accepts its IPv6 unicast peers' adverts below
+// hop limit 255: keepalived sends them with hop limit 64.
+func (cv *converter) sources(vr ymap, peers []string) error {
+	var src [2]*Value
+	for _, in := range cv.c.Instances {
+		v := in.UnicastSrc
+		if v == nil {
+			continue
+		}
+		a, err := netip.ParseAddr(v.Text)
+		if err != nil {
+			return fmt.Errorf("%s: unicast_src_ip %q is not an address", v.At.Where(), v.Text)
+		}
+		f := b2i(a.Is6())
+		switch {
+		case src[f] == nil:
+			src[f] = v
+		case src[f].Text != v.Text:
+			cv.note(v.At, fmt.Sprintf("vrrp_instance %s: unicast_src_ip %s, another than %s: garpd's routers share one source per family; imported as %s", in.Name, v.Text, src[f].Text, src[f].Text))
+		}
+	}
+	var list []string
+	var at *Stmt
+	for _, v := range src {
+		if v != nil {
+			list, at = append(list, v.Text), cmp.Or(at, v.At)
+		}
+	}
+	if len(list) > 0 {
+		vr.set("source", list, from(at, "unicast_src_ip"))
+	}
+	var v6 []string
+	for _, p := range peers {
+		if a, _ := netip.ParseAddr(p); a.Is6() {
+			v6 = append(v6, p)
+		}
+	}
+	if len(v6) > 0 && cv.first.AuthHMAC == nil {
+		vr.set("accept_hop_limit_from", v6, "keepalived sends IPv6 unicast adverts with hop limit 64 and, without auth_hmac, unsigned: accept them from its nodes while they run; remove after the last node (or enforce auth_hmac)")
+	}
+	return nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // vrrp is the vrrp section: version, advert interval, authentication,
 // unicast peers, preemption and virtual MACs, which garpd's routers share.
 //
@@ -370,12 +421,12 @@ func (cv *converter) vrrp() (ymap, error) {
 				peerAt = p.At
 			}
 		}
-		if in.UnicastSrc != nil && in == first {
-			cv.harmless(in.UnicastSrc.At, fmt.Sprintf("unicast_src_ip %s: garpd sends from the interface's own address (IPv4: the primary one; IPv6: the link-local one, as RFC 5798 asks); the peers must accept it", in.UnicastSrc.Text))
-		}
 	}
 	if len(peers) > 0 {
 		vr.set("unicast_peers", peers, from(peerAt, "unicast_peer"))
+	}
+	if err := cv.sources(vr, peers); err != nil {
+		return ymap{}, err
 	}
 	noPreempt := 0
 	for _, in := range c.Instances {

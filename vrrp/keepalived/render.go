@@ -77,6 +77,7 @@ func weightText(w int) string {
 func Render(r Rendering) []byte {
 	c := r.VRRP
 	peers, _ := c.Peers() // validated with the config
+	src4, src6, _ := c.Sources()
 	var b strings.Builder
 	fmt.Fprintf(&b, "# keepalived.conf for %s, %s.\n", r.Node, r.Comment)
 	fmt.Fprintf(&b, "# garpd's rolling refresh is rendered as keepalived's periodic one; garp.max_rate has no keepalived counterpart.\n")
@@ -137,6 +138,13 @@ func Render(r Rendering) []byte {
 			}
 		}
 		if len(peerLines) > 0 {
+			src := src4
+			if rt.V6() {
+				src = src6
+			}
+			if src.IsValid() && rt.Interface == "" { // vrrp.source is the agent's interface's
+				fmt.Fprintf(&b, "    unicast_src_ip %s\n", src)
+			}
 			fmt.Fprintf(&b, "    unicast_peer {\n%s\n    }\n", strings.Join(peerLines, "\n"))
 		}
 		b.WriteString("    virtual_ipaddress {\n")
