@@ -2,6 +2,7 @@ package vrrp
 
 import (
 	"context"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -126,28 +127,38 @@ const admissionGrace = 10 * time.Second
 // source, however many sources are spoofed.
 const maxLoggedSources = 64
 
-// onceSet remembers which keys were logged, up to maxLoggedSources, so a
-// source is logged once and the memory for it stays bounded however many
-// sources are spoofed. The zero value is ready to use.
+// loggedFor is how long a key stays logged: one that keeps coming is
+// logged again after it, and spoofed keys that filled the set make room
+// for a real speaker's.
+const loggedFor = 10 * time.Minute
+
+// onceSet remembers which keys were logged, and when, up to
+// maxLoggedSources, so a source is logged once per loggedFor and the
+// memory for it stays bounded however many sources are spoofed. The zero
+// value is ready to use.
 type onceSet[K comparable] struct {
-	seen map[K]bool
+	seen map[K]time.Time
 	full bool
 }
 
-// first reports whether k is new and may be logged; overflow is true the
-// one time the set fills up, to log that further keys are not.
-func (o *onceSet[K]) first(k K) (first, overflow bool) {
-	if o.seen[k] {
+// first reports whether k is new (or was logged loggedFor ago) and may be
+// logged at now; overflow is true the one time the set fills up, to log
+// that further keys are not, until entries age out.
+func (o *onceSet[K]) first(k K, now time.Time) (first, overflow bool) {
+	if at, ok := o.seen[k]; ok && now.Sub(at) < loggedFor {
 		return false, false
+	}
+	if len(o.seen) >= maxLoggedSources {
+		maps.DeleteFunc(o.seen, func(_ K, at time.Time) bool { return now.Sub(at) >= loggedFor })
 	}
 	if len(o.seen) >= maxLoggedSources {
 		overflow, o.full = !o.full, true
 		return false, overflow
 	}
 	if o.seen == nil {
-		o.seen = map[K]bool{}
+		o.seen = map[K]time.Time{}
 	}
-	o.seen[k] = true
+	o.seen[k], o.full = now, false
 	return true, false
 }
 

@@ -163,7 +163,7 @@ func (e *Engine) foreignClaim(a netip.Addr, mac net.HardwareAddr) {
 	if !d.last.IsZero() && now.Sub(d.last) < answeredWithin {
 		// An answer follows a claim, which set every: never below defendEvery.
 		d.every = min(2*d.every, maxDefendEvery)
-		if first, _ := e.warLogged.first(a); first && member {
+		if first, _ := e.warLogged.first(a, e.deps.Clock.Now()); first && member {
 			e.deps.Log.Warn().Str("vip", a.String()).Str("mac", mac.String()).Dur("at_most_every", maxDefendEvery).
 				Msg("a member answers our announcements of this VIP: both are master (VRRP between us cut: check the firewall for protocol 112); answering less and less often until VRRP heals")
 		} else if first {
@@ -184,7 +184,7 @@ func (e *Engine) foreignClaim(a netip.Addr, mac net.HardwareAddr) {
 	}
 	e.claims[a] = due
 	e.next = earliest(e.next, due)
-	if first, _ := e.claimLogged.first(mac.String()); !first {
+	if first, _ := e.claimLogged.first(mac.String(), e.deps.Clock.Now()); !first {
 		return
 	}
 	if member {

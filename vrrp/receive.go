@@ -134,7 +134,7 @@ func (e *Engine) mayComeOffLink(p Packet) bool {
 // firstRejection reports whether src is rejected for the first time, so
 // it is logged once.
 func (e *Engine) firstRejection(src netip.Addr) bool {
-	first, overflow := e.rejected.first(src)
+	first, overflow := e.rejected.first(src, e.deps.Clock.Now())
 	if overflow {
 		e.deps.Log.Error().Int("sources", maxLoggedSources).Msg("adverts rejected from many sources: not logging further ones (see garpd_vrrp_packets_dropped_total)")
 	}

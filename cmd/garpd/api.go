@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"mime"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sys/unix"
 
 	"github.com/garpd/garpd/balancer"
 	"github.com/garpd/garpd/vrrp"
@@ -62,17 +64,12 @@ const (
 )
 
 // listenHTTP serves h on addr: HOST:PORT, or unix:PATH for a socket only
-// its owner may use (mode 0600; a stale one is replaced).
+// its owner may use (see listenUnix).
 func listenHTTP(key, addr string, h http.Handler) (*http.Server, error) {
 	var ln net.Listener
 	var err error
 	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
-		os.Remove(path)
-		if ln, err = net.Listen("unix", path); err == nil {
-			if err = os.Chmod(path, 0o600); err != nil {
-				ln.Close()
-			}
-		}
+		ln, err = listenUnix(path)
 	} else {
 		ln, err = net.Listen("tcp", addr)
 	}
@@ -83,6 +80,29 @@ func listenHTTP(key, addr string, h http.Handler) (*http.Server, error) {
 		WriteTimeout: writeTimeout, IdleTimeout: idleTimeout}
 	go srv.Serve(ln)
 	return srv, nil
+}
+
+// listenUnix listens on a unix socket at path that is mode 0600 from the
+// moment it exists (made under umask 0177, not chmodded after). Only a
+// stale socket at path is replaced: anything else there, a file or a
+// link, is refused and left as it is, and so is a socket another process
+// still serves.
+func listenUnix(path string) (net.Listener, error) {
+	if st, err := os.Lstat(path); err == nil {
+		if st.Mode().Type() != fs.ModeSocket {
+			return nil, fmt.Errorf("%s exists and is not a socket (%s): remove it, or give another path", path, st.Mode().Type())
+		}
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("%s is served by another process (another agent?): stop it, or give another path", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("replace the stale socket %s: %w", path, err)
+		}
+	}
+	old := unix.Umask(0o177)
+	defer unix.Umask(old)
+	return net.Listen("unix", path)
 }
 
 // servers are the agent's two listeners: http.listen, which may face the

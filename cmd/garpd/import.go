@@ -165,13 +165,33 @@ func writeNodeFiles(stdout, stderr io.Writer, dir, ext string, files []nodeFile)
 		if f.secret {
 			mode = 0o600
 		}
-		if err := os.WriteFile(path, f.data, mode); err != nil {
-			return err
-		}
-		if err := os.Chmod(path, mode); err != nil { // an existing file keeps its mode otherwise
+		if err := replaceFile(path, f.data, mode); err != nil {
 			return err
 		}
 		fmt.Fprintf(stderr, "wrote %s (node %s, from %s)\n", path, f.node, f.from)
+	}
+	return nil
+}
+
+// replaceFile writes data to path as a new file of this process's with
+// mode: written to a file created exclusively beside it, then renamed over
+// path. A link planted at path is replaced, never followed, and a file
+// someone created there in advance never receives the data (it may hold
+// secrets), nor keeps its owner or mode.
+func replaceFile(path string, data []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	err = errors.Join(err, f.Chmod(mode), f.Close())
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -607,4 +608,49 @@ func mustPrefixes(s ...string) []netip.Prefix {
 		out = append(out, netip.MustParsePrefix(p))
 	}
 	return out
+}
+
+// import --out and render --out write each file anew: a link planted at a
+// node's path is replaced, not followed (as root, it would overwrite its
+// target), and a file created there in advance (by someone who hopes to
+// read the secrets) is replaced by one of ours with the file's mode.
+func TestWriteNodeFilesReplacesWhatWasPlanted(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("precious\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, filepath.Join(dir, "n1.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "n2.yaml"), nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	files := []nodeFile{{node: "n1", data: []byte("a: 1\n")}, {node: "n2", data: []byte("secret: 2\n"), secret: true}}
+	if err := writeNodeFiles(io.Discard, io.Discard, dir, ".yaml", files); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "precious\n" {
+		t.Errorf("the link's target was written: %q", b)
+	}
+	for _, c := range []struct {
+		node string
+		mode os.FileMode
+		data string
+	}{{"n1", 0o644, "a: 1\n"}, {"n2", 0o600, "secret: 2\n"}} {
+		path := filepath.Join(dir, c.node+".yaml")
+		st, err := os.Lstat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !st.Mode().IsRegular() || st.Mode().Perm() != c.mode {
+			t.Errorf("%s: %s, want a regular file %s", path, st.Mode(), c.mode)
+		}
+		if b, _ := os.ReadFile(path); string(b) != c.data {
+			t.Errorf("%s holds %q", path, b)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".*")); len(left) > 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
 }

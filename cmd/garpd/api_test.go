@@ -1,0 +1,48 @@
+package main
+
+import (
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// The control socket is the operator's: made mode 0600 from the start;
+// what else sits at its path (a file, a link, a socket another agent
+// serves) is refused and left alone; only a stale socket is replaced.
+func TestListenUnixReplacesOnlyAStaleSocket(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, []byte("keep\n"), 0o644)
+	link := filepath.Join(dir, "link")
+	os.Symlink(file, link)
+	for _, p := range []string{file, link} {
+		if ln, err := listenUnix(p); err == nil {
+			ln.Close()
+			t.Fatalf("listened on %s over what was there", p)
+		}
+		if b, _ := os.ReadFile(file); string(b) != "keep\n" {
+			t.Fatalf("%s was changed", file)
+		}
+	}
+	sock := filepath.Join(dir, "control.sock")
+	ln, err := listenUnix(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Lstat(sock); st.Mode().Perm() != 0o600 || st.Mode().Type() != fs.ModeSocket {
+		t.Fatalf("socket mode %s, want srw-------", st.Mode())
+	}
+	if second, err := listenUnix(sock); err == nil {
+		second.Close()
+		t.Fatal("a second listener took a socket that is served")
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close() // stale: the file stays, nobody serves it
+	ln, err = listenUnix(sock)
+	if err != nil {
+		t.Fatalf("a stale socket was not replaced: %v", err)
+	}
+	ln.Close()
+}
