@@ -150,6 +150,7 @@ type agent struct {
 	notifyM    health.NotifyMetrics
 	kernel     vrrp.Kernel
 	started    time.Time
+	alive      liveness // /healthz
 	// run is what runs now: the main loop replaces it whole, the HTTP
 	// handlers read it.
 	run atomic.Pointer[running]

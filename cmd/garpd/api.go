@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -158,14 +159,42 @@ func (a *agent) metricsHandler() http.Handler {
 func (a *agent) public(mux *http.ServeMux) {
 	mux.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
-		defer cancel()
-		if run := a.run.Load(); run == nil || !run.stack.Responsive(ctx) {
+		if !a.alive.check(func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			run := a.run.Load()
+			return run != nil && run.stack.Responsive(ctx)
+		}) {
 			http.Error(w, "VRRP engine is not running or does not answer within 1s", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")
 	})
+}
+
+// liveness answers /healthz from one probe of the VRRP engines at a time,
+// reused for a second: however many requests come, the engines' loop
+// answers at most one a second, and adverts never queue behind a flood.
+type liveness struct {
+	mu  sync.Mutex
+	at  time.Time
+	ok  bool
+	now func() time.Time // nil: time.Now
+}
+
+// check returns probe's answer, from the last second if there is one.
+func (l *liveness) check(probe func() bool) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now
+	if now == nil {
+		now = time.Now
+	}
+	if l.at.IsZero() || now().Sub(l.at) >= time.Second {
+		l.ok = probe()
+		l.at = now()
+	}
+	return l.ok
 }
 
 // controlHandler serves the operator, control.listen: everything, behind

@@ -5,7 +5,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // The control socket is the operator's: made mode 0600 from the start;
@@ -45,4 +48,29 @@ func TestListenUnixReplacesOnlyAStaleSocket(t *testing.T) {
 		t.Fatalf("a stale socket was not replaced: %v", err)
 	}
 	ln.Close()
+}
+
+// A flood of /healthz requests reaches the VRRP engines at most once a
+// second: each probe runs on the engines' loop, between adverts.
+func TestHealthzProbesOncePerSecond(t *testing.T) {
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := liveness{now: func() time.Time { return clock }}
+	var probes atomic.Int32
+	var wg sync.WaitGroup
+	for range 200 {
+		wg.Go(func() {
+			if !l.check(func() bool { probes.Add(1); time.Sleep(10 * time.Millisecond); return true }) {
+				t.Error("not alive")
+			}
+		})
+	}
+	wg.Wait()
+	if n := probes.Load(); n != 1 {
+		t.Fatalf("%d probes for 200 requests within a second, want 1", n)
+	}
+	clock = clock.Add(time.Second)
+	l.check(func() bool { probes.Add(1); return true })
+	if n := probes.Load(); n != 2 {
+		t.Fatalf("no new probe a second later (%d in all)", n)
+	}
 }
