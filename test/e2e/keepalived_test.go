@@ -79,9 +79,12 @@ func TestKeepalivedInterop(t *testing.T) {
 				t.Logf("%s: router follows after %s", what, time.Since(start).Round(10*time.Millisecond))
 			}
 			step("garpd 200 vs keepalived 150: garpd is master", g.MAC.String())
-			if !g.HasAddress(vip) || k.HasAddress(vip) {
-				t.Fatalf("VIP holders: garpd %v keepalived %v, want garpd only", g.HasAddress(vip), k.HasAddress(vip))
-			}
+			// keepalived, master for a moment at start, lets go once it
+			// hears garpd: on a busy machine a little after the router
+			// followed garpd.
+			waitFor(t, 5*time.Second, "garpd alone to hold the VIP", func() (bool, string) {
+				return g.HasAddress(vip) && !k.HasAddress(vip), fmt.Sprintf("garpd %v, keepalived %v", g.HasAddress(vip), k.HasAddress(vip))
+			})
 
 			start = time.Now()
 			gp.Signal(syscall.SIGKILL)
