@@ -188,13 +188,11 @@ func (m *Machine) masterDown() time.Duration {
 func (m *Machine) NextDeadline() time.Time {
 	switch m.state {
 	case Master:
+		next := earliest(m.adverTimer, m.claimUntil)
 		if m.claimsLeft > 0 {
-			return earliest(m.adverTimer, earliest(m.claimNext, m.claimUntil))
+			next = earliest(next, m.claimNext)
 		}
-		if !m.claimUntil.IsZero() {
-			return earliest(m.adverTimer, m.claimUntil)
-		}
-		return m.adverTimer
+		return next
 	case Backup:
 		return m.masterDownTimer
 	}

@@ -42,8 +42,8 @@ func TestKeepalivedIPv6UnicastInterop(t *testing.T) {
 		}
 		return p
 	}
-	startG := func() *lab.Proc {
-		p, err := g.StartGarpd(garpdBin, garpdCfg(100))
+	startG := func(prio int) *lab.Proc {
+		p, err := g.StartGarpd(garpdBin, garpdCfg(prio))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -66,7 +66,7 @@ func TestKeepalivedIPv6UnicastInterop(t *testing.T) {
 		}
 	}
 	ka := startKA()
-	gp := startG()
+	gp := startG(100)
 	// keepalived 150 over garpd 100.
 	settledOn(k, g, "keepalived the master")
 	m := scrape(t, g)
@@ -94,13 +94,7 @@ func TestKeepalivedIPv6UnicastInterop(t *testing.T) {
 	gp.Signal(syscall.SIGKILL)
 	gp.Wait(5 * time.Second)
 	waitNeigh(t, l, 5*time.Second, map[netip.Addr]string{vip: k.MAC.String()})
-	if err := os.WriteFile(g.GarpdConfigPath(), []byte(garpdCfg(200)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	gp, err := g.StartGarpd(garpdBin, garpdCfg(200))
-	if err != nil {
-		t.Fatal(err)
-	}
+	startG(200)
 	settledOn(g, k, "garpd back")
 
 	out := ka.Output()
@@ -112,5 +106,4 @@ func TestKeepalivedIPv6UnicastInterop(t *testing.T) {
 	if bad := keepalivedAuthComplaints.FindAllString(out, -1); len(bad) > 0 {
 		t.Errorf("keepalived refused garpd's signatures (%v):\n%s", bad, tail(out, 20))
 	}
-	_ = gp
 }
