@@ -45,6 +45,7 @@ bench: deps
 	for a in 20ms 100ms 1s; do \
 		GARPD_SCALE_RUNS=$(BENCH_RUNS) GARPD_SCALE_ADVERT=$$a $(GO) test -count=1 -timeout 60m -v -run 'TestTakeoverAtScale' ./test/e2e/ || exit 1; \
 	done
+	GARPD_POLICED_RUNS=$(BENCH_RUNS) $(GO) test -count=1 -timeout 60m -v -run 'TestPolicedRouterTakeover' ./test/e2e/
 	GARPD_CPU_RUNS=3 $(GO) test -count=1 -timeout 60m -v -run 'TestReceiveCPU' ./test/e2e/
 	GARPD_CPU_RUNS=3 GARPD_CPU_VRS=510 GARPD_CPU_ADVERT=20ms $(GO) test -count=1 -timeout 60m -v -run 'TestReceiveCPU' ./test/e2e/
 	GARPD_RSS_RUNS=$(BENCH_RUNS) $(GO) test -count=1 -timeout 60m -v -run 'TestFootprint' ./test/e2e/

@@ -10,6 +10,7 @@ command -v nft >/dev/null 2>&1 || need="$need nftables"
 command -v tc >/dev/null 2>&1 || need="$need iproute2"
 command -v etcd >/dev/null 2>&1 || need="$need etcd-server"
 command -v promtool >/dev/null 2>&1 || need="$need prometheus" # promtool checks the alert rules
+command -v tshark >/dev/null 2>&1 || need="$need tshark" # an independent decoder reads the lab's captures
 command -v curl >/dev/null 2>&1 || need="$need curl" # keepalived's kubelet check in the import test
 command -v python3 >/dev/null 2>&1 || need="$need python3" # health endpoints in the lab
 command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd" # verifies the unit

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"reflect"
@@ -53,14 +54,17 @@ type MemberState string
 // member is in the ranking whatever its state; the state says whether it
 // takes part in VRRP now.
 const (
-	StateRanked    MemberState = "ranked"   // up, healthy, settled: holds its share
-	StateSettling  MemberState = "settling" // up and healthy, not settled yet
-	StateDown      MemberState = "down"     // known, not alive
+	StateRanked   MemberState = "ranked"   // up, healthy, settled: holds its share
+	StateSettling MemberState = "settling" // up and healthy, not settled yet
+	// StateHeld: up and healthy, held out of its VIPs for coming back
+	// too often (move damping).
+	StateHeld      MemberState = "held_down"
+	StateDown      MemberState = "down" // known, not alive
 	StateUnhealthy MemberState = "unhealthy"
 	StateMismatch  MemberState = "config_mismatch"
 )
 
-var memberStates = []MemberState{StateRanked, StateSettling, StateDown, StateUnhealthy, StateMismatch}
+var memberStates = []MemberState{StateRanked, StateSettling, StateHeld, StateDown, StateUnhealthy, StateMismatch}
 
 // ConfigMinority reports whether the members sharing digest are outnumbered
 // by the members of another digest (a tie goes to the smaller digest), so
@@ -139,6 +143,10 @@ type Inputs struct {
 	// LastMeta is the last metadata seen from each known member, live or
 	// not: a member that gossip lost may still speak VRRP.
 	LastMeta map[string]gossip.Meta
+	// Holds are the hold-downs this node imposes on members that keep
+	// coming back; SelfHeld: this node is held out (by the others) now.
+	Holds    map[string]Hold
+	SelfHeld bool
 }
 
 // Decision is what this node does, and what it shows, for one set of
@@ -187,6 +195,8 @@ func Decide(cfg ControllerConfig, plan Plan, in Inputs) Decision {
 			st = StateMismatch
 		case !m.Meta.Healthy:
 			st = StateUnhealthy
+		case !m.Meta.Settled && in.Holds[k.Name].Returns > 0:
+			st = StateHeld
 		case !m.Meta.Settled:
 			st = StateSettling
 		default:
@@ -195,6 +205,9 @@ func Decide(cfg ControllerConfig, plan Plan, in Inputs) Decision {
 		states[k.Name] = st
 		d.Counts[st]++
 		ms := MemberStatus{Name: k.Name, State: st}
+		if h, ok := in.Holds[k.Name]; ok {
+			ms.HeldUntil, ms.HoldReason = h.Until.UTC().Format(time.RFC3339), h.Reason()
+		}
 		if alive {
 			ms.Addr, ms.Failing, ms.Excluded, ms.Digest, ms.Version = m.Addr.String(), m.Meta.Failing, m.Meta.Excluded, m.Meta.Digest, m.Meta.Version
 		}
@@ -295,6 +308,8 @@ func localState(in Inputs) MemberState {
 	switch {
 	case !in.Healthy:
 		return StateUnhealthy
+	case !in.Settled && in.SelfHeld:
+		return StateHeld
 	case !in.Settled:
 		return StateSettling
 	}
@@ -335,7 +350,10 @@ type Controller struct {
 	healthy   bool
 	readyFrom time.Time // healthy since
 	started   time.Time
-	known     []string // the plan's members
+	damp      *damper
+	published map[string]int64 // the hold-downs gossiped
+	selfHold  time.Time        // the longest the others impose on this node
+	known     []string         // the plan's members
 	plan      Plan
 }
 
@@ -352,10 +370,14 @@ type MemberStatus struct {
 	Addr      string      `json:"addr,omitempty"`
 	State     MemberState `json:"state"`
 	DownSince string      `json:"down_since,omitempty"`
-	Failing   []string    `json:"failing_checks,omitempty"`
-	Excluded  string      `json:"excluded,omitempty"` // why the platform took it out
-	Digest    string      `json:"digest,omitempty"`
-	Version   string      `json:"version,omitempty"`
+	// HeldUntil and HoldReason: the member keeps coming back, and this
+	// node holds it out of its VIPs until then (move damping).
+	HeldUntil  string   `json:"held_until,omitempty"`
+	HoldReason string   `json:"hold_reason,omitempty"`
+	Failing    []string `json:"failing_checks,omitempty"`
+	Excluded   string   `json:"excluded,omitempty"` // why the platform took it out
+	Digest     string   `json:"digest,omitempty"`
+	Version    string   `json:"version,omitempty"`
 }
 
 // VIPStatus is one group's ranking, who VRRP elects from it now, and this
@@ -373,7 +395,7 @@ type VIPStatus struct {
 func NewMembersGauge(reg prometheus.Registerer) *prometheus.GaugeVec {
 	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "garpd_members",
-		Help: "Known members by state: ranked, settling, down, unhealthy, config_mismatch.",
+		Help: "Known members by state: ranked, settling, held_down (move damping), down, unhealthy, config_mismatch.",
 	}, []string{"state"})
 	if reg != nil {
 		reg.MustRegister(g)
@@ -399,6 +421,7 @@ func (c *Controller) attach(cfg ControllerConfig, members Members) {
 	cfg.Debounce = cmp.Or(cfg.Debounce, 100*time.Millisecond)
 	cfg.JoinGrace = cmp.Or(cfg.JoinGrace, max(cfg.Settle, 5*time.Second))
 	c.cfg, c.members = cfg, members
+	c.damp = newDamper(cfg.Settle)
 }
 
 // verdict is what takes this node out of the plan while it lasts: failing
@@ -487,7 +510,7 @@ func (c *Controller) Run(ctx context.Context) {
 		}
 		var settle <-chan time.Time
 		if c.healthy && !c.settled {
-			settle = time.After(max(time.Until(c.readyFrom.Add(c.cfg.Settle)), 0))
+			settle = time.After(max(time.Until(later(c.readyFrom.Add(c.cfg.Settle), c.selfHold)), 0))
 		}
 		select {
 		case <-ctx.Done():
@@ -504,6 +527,9 @@ func (c *Controller) Run(ctx context.Context) {
 			}
 			c.publish()
 		case <-settle:
+			if time.Now().Before(c.selfHold) {
+				continue // held longer meanwhile
+			}
 			c.settled = true
 			c.log.Info().Dur("settle", c.cfg.Settle).Msg("settled: raising this node's priorities to its ranks")
 			c.recompute(ctx)
@@ -550,8 +576,10 @@ func (c *Controller) recompute(ctx context.Context) {
 	if v := c.latestVerdict(); v.keepalived != nil {
 		cfg.KeepalivedPeers = *v.keepalived
 	}
+	c.dampMoves(live, known)
 	d := Decide(cfg, c.plan, Inputs{Known: known, Live: live, Healthy: c.healthy, Settled: c.healthy && c.settled,
 		Starting: time.Since(c.started) < c.cfg.JoinGrace, LastMeta: c.lastMeta,
+		Holds: c.damp.holds, SelfHeld: time.Now().Before(c.selfHold),
 		ForeignKeyed: c.alone && time.Since(c.engine.LastForeignKeyed(ctx)) < foreignKeyedFor})
 	for _, s := range memberStates {
 		c.gauge.WithLabelValues(string(s)).Set(float64(d.Counts[s]))
@@ -612,6 +640,44 @@ func (c *Controller) recompute(ctx context.Context) {
 		}
 	}
 	c.log.Info().Strs("known", names).Int("owner_of", owned).Int("vips", countVIPs(d.Specs)).Msg("priorities updated")
+}
+
+// dampMoves counts the members' returns, holds out those that keep coming
+// back and gossips the hold-downs; and learns the longest the others
+// impose on this node, which it settles after.
+func (c *Controller) dampMoves(live []gossip.Member, known []gossip.KnownMember) {
+	now := time.Now()
+	for _, name := range c.damp.observe(now, live, c.cfg.Local) {
+		h := c.damp.holds[name]
+		c.log.Warn().Str("member", name).Int("returns", h.Returns).Time("held_until", h.Until).Msg("member keeps coming back: " + h.Reason())
+		if c.cfg.Events != nil {
+			c.cfg.Events(true, "MemberHeldDown", "member "+name+" "+h.Reason())
+		}
+	}
+	c.damp.forget(func(name string) bool {
+		return slices.ContainsFunc(known, func(k gossip.KnownMember) bool { return k.Name == name })
+	})
+	if pub := c.damp.published(); !maps.Equal(pub, c.published) {
+		c.published = pub
+		c.members.UpdateMeta(func(m *gossip.Meta) { m.Hold = pub })
+	}
+	if until := heldBy(live, c.cfg.Local, now); until.After(c.selfHold) {
+		c.selfHold = until
+		if !c.settled {
+			c.log.Warn().Time("held_until", until).Msg("this node keeps coming back: the other members hold it out of its VIPs until then (move damping); it stays a backup meanwhile")
+			if c.cfg.Events != nil {
+				c.cfg.Events(true, "HeldDown", "this node came back too often: held out of its VIPs until "+until.UTC().Format(time.RFC3339)+" (move damping), so no VIP moves often enough to trip EVPN duplicate detection")
+			}
+		}
+	}
+}
+
+// later is the later of two times.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // replan ranks the known members again when they changed, and returns

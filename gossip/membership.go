@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -41,6 +42,10 @@ type Meta struct {
 	// Started is when this process started (Unix nanoseconds): of two
 	// nodes running under one name, the later one resigns.
 	Started int64 `json:"st,omitempty"`
+	// Hold are the hold-downs this node imposes on members that keep
+	// coming back (move damping): until when, in Unix seconds, by name.
+	// A member settles only once every live member's hold on it is over.
+	Hold map[string]int64 `json:"ho,omitempty"`
 }
 
 // Member is one live member as this node sees it.
@@ -503,7 +508,8 @@ func (m *Membership) UpdateMeta(change func(*Meta)) {
 	change(&meta)
 	same := slices.Equal(m.meta.Failing, meta.Failing) && m.meta.Healthy == meta.Healthy &&
 		m.meta.Settled == meta.Settled && m.meta.Digest == meta.Digest && m.meta.VRRP4 == meta.VRRP4 &&
-		m.meta.VRRP6 == meta.VRRP6 && m.meta.MAC == meta.MAC && m.meta.Version == meta.Version
+		m.meta.VRRP6 == meta.VRRP6 && m.meta.MAC == meta.MAC && m.meta.Version == meta.Version &&
+		m.meta.Excluded == meta.Excluded && maps.Equal(m.meta.Hold, meta.Hold)
 	m.meta = meta
 	m.mu.Unlock()
 	if same {

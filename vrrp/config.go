@@ -279,40 +279,112 @@ type GARPConfig struct {
 	// at its own phase; Schedule (cron) replaces it when set.
 	Refresh  time.Duration `yaml:"refresh" json:"refresh"`
 	Schedule string        `yaml:"schedule" json:"schedule"`
-	// MaxRate caps every announcement but the first of each VIP taken
-	// over: the rest of the bursts, the answers and the refreshes.
+	// Profile names the announcement budget that fits the segment's
+	// switches: default, dai or open (see Budget).
+	Profile string `yaml:"profile" json:"profile"`
+	// MaxRate, when set, replaces the profile's packets per second.
 	MaxRate int `yaml:"max_rate" json:"max_rate"`
-	// TakeoverRate caps the first announcement of each VIP taken over,
-	// which goes out ahead of everything else: packets in any one second.
+	// TakeoverRate is what a takeover's first announcements once had as a
+	// budget of their own. They share the one budget now, first in line;
+	// a set value is accepted, and ignored with a warning.
 	TakeoverRate int    `yaml:"takeover_rate" json:"takeover_rate"`
 	Mode         string `yaml:"mode" json:"mode"`
+	// First is the kind that goes first when mode is both: request or
+	// reply. A takeover sends it for every VIP before the other kind.
+	First string `yaml:"first" json:"first"`
+	// Verify checks that the router holds each VIP on this node's MAC.
+	Verify VerifyConfig `yaml:"verify" json:"verify"`
 }
 
 // DefaultGARPConfig is the garp section when the file says nothing. The
 // takeover burst is three announcements spaced past the Linux 1 s ARP lock
 // time, so each one can update a neighbour entry; stale router entries are
-// repaired within a minute; 200 packets/s per interface at most. The
-// first announcements of a takeover may take 1000 packets in a second:
-// switches' and routers' ARP policers commonly pass about 1000 a second
-// with a burst of as many (and at least 1 Mb/s, some 2000 ARP packets),
-// so a node that takes over its 255 IPv4 VIPs (510 packets, request and
-// reply) and 255 IPv6 ones (255 NAs) is heard at once, a few milliseconds
-// of a gigabit link.
+// repaired within a minute; the default budget (see Budget).
 func DefaultGARPConfig() GARPConfig {
-	return GARPConfig{Count: 3, Interval: 1100 * time.Millisecond, Refresh: 60 * time.Second, MaxRate: 200, TakeoverRate: 1000, Mode: "both"}
+	return GARPConfig{Count: 3, Interval: 1100 * time.Millisecond, Refresh: 60 * time.Second, Profile: "default", Mode: "both", First: "request"}
+}
+
+// Budget is the one announcement budget of an interface: everything
+// garpd sends that a switch's ARP/ND policer counts (takeovers, bursts,
+// defence, waves, refreshes) shares it, and no sliding window of a
+// second carries more than PerSecond packets, nor one of 100 ms more than
+// PerTick.
+type Budget struct {
+	PerSecond int
+	PerTick   int // per 100 ms
+}
+
+// Budget profiles. A per-box policer sees the sum over the nodes behind
+// it, so the default leaves room for five: Juniper QFX/PTX pass 500 ARP
+// packets a second for the whole box, SONiC's ARP+ND trap 600 a switch;
+// 10 per 100 ms keeps a segment of two nodes under Wireshark's ARP storm
+// heuristic (30 per 100 ms). Catalyst DAI err-disables an access port
+// past 15 a second: dai keeps 3 a second of it for the kernel's own ARP.
+// open is for routers that police nothing: a node's 255 VIPs in one go.
+var budgets = map[string]Budget{
+	"default": {PerSecond: 100, PerTick: 10},
+	"dai":     {PerSecond: 12, PerTick: 2},
+	"open":    {PerSecond: 1000, PerTick: 1000},
+}
+
+// Budget is g's announcement budget: the profile's, with max_rate in place
+// of its packets per second when set (and a 100 ms share in proportion).
+func (g GARPConfig) Budget() Budget {
+	b, ok := budgets[cmp.Or(g.Profile, "default")]
+	if !ok {
+		b = budgets["default"]
+	}
+	if g.MaxRate > 0 && g.MaxRate != b.PerSecond {
+		tick := b.PerTick * g.MaxRate / b.PerSecond
+		b = Budget{PerSecond: g.MaxRate, PerTick: min(g.MaxRate, max(2, tick))}
+	}
+	return b
+}
+
+// AnnounceMode is the announcement mode of mode and first together.
+func (g GARPConfig) AnnounceMode() (AnnounceMode, error) {
+	m, err := ParseAnnounceMode(g.Mode)
+	if err != nil {
+		return 0, fmt.Errorf("mode: %w", err)
+	}
+	switch g.First {
+	case "", "request":
+	case "reply":
+		if m == AnnounceBoth {
+			m = AnnounceBothReplyFirst
+		}
+	default:
+		return 0, fmt.Errorf("first: %q: use request or reply (the kind a takeover sends for every VIP before the other)", g.First)
+	}
+	return m, nil
+}
+
+// MoveTime is how long the first announcement of n VIPs takes at b: the
+// floor of a takeover's time to move a router that polices at b.
+func (b Budget) MoveTime(n int) time.Duration {
+	if n <= b.PerTick || b.PerSecond <= 0 {
+		return 0
+	}
+	return time.Duration(float64(n-min(n, b.PerTick)) / float64(min(b.PerSecond, 10*b.PerTick)) * float64(time.Second))
 }
 
 // Validate checks g, the refresh schedule included.
 func (g GARPConfig) Validate() error {
 	var errs []error
-	if g.MaxRate < 1 || g.MaxRate > 100000 {
-		errs = append(errs, fmt.Errorf("max_rate: %d: use 1..100000 packets per second", g.MaxRate))
+	if _, ok := budgets[cmp.Or(g.Profile, "default")]; !ok {
+		errs = append(errs, fmt.Errorf("profile: %q: use default (switches that police ARP per box, such as Juniper QFX/PTX or SONiC), dai (Catalyst dynamic ARP inspection, 15 a second per port) or open (routers that police nothing)", g.Profile))
 	}
-	if g.TakeoverRate < 1 || g.TakeoverRate > 100000 {
-		errs = append(errs, fmt.Errorf("takeover_rate: %d: use 1..100000 packets per second (the first announcement of each VIP taken over; the default, 1000, passes common switch ARP policers)", g.TakeoverRate))
+	if g.MaxRate < 0 || g.MaxRate > 100000 {
+		errs = append(errs, fmt.Errorf("max_rate: %d: use 1..100000 packets per second, or leave it out for the profile's", g.MaxRate))
 	}
-	if _, err := ParseAnnounceMode(g.Mode); err != nil {
-		errs = append(errs, fmt.Errorf("mode: %w", err))
+	if g.TakeoverRate < 0 || g.TakeoverRate > 100000 {
+		errs = append(errs, fmt.Errorf("takeover_rate: %d: leave it out: takeovers share the profile's budget now, first in line", g.TakeoverRate))
+	}
+	if _, err := g.AnnounceMode(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := g.Verify.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("verify.%w", err))
 	}
 	if g.Count < 1 || g.Count > 100 {
 		errs = append(errs, fmt.Errorf("count: %d: use 1..100", g.Count))
@@ -324,4 +396,26 @@ func (g GARPConfig) Validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// slowMove is how long the first announcements of a takeover may take
+// before the configuration check says so: past it, a router that polices
+// ARP sends some VIPs' traffic to the dead node for longer than VRRP took
+// to notice.
+const slowMove = 3 * time.Second
+
+// Notes says what an operator should know of g for vips VIPs on one
+// interface: a deprecated setting, and a budget too small to move them
+// all in time (use_vmac moves them with one advert).
+func (g GARPConfig) Notes(vips int, useVMAC bool) []string {
+	var out []string
+	if g.TakeoverRate > 0 {
+		out = append(out, fmt.Sprintf("garp.takeover_rate (%d) is ignored: a takeover's first announcements share the one budget now (garp.profile, garp.max_rate), first in line; remove the setting", g.TakeoverRate))
+	}
+	b := g.Budget()
+	if t := b.MoveTime(vips); t > slowMove && !useVMAC {
+		out = append(out, fmt.Sprintf("garp: at %d packets a second (profile %s), the first announcement of all %d VIPs takes %.1fs after a takeover, and a router that polices ARP moves no faster: use_vmac moves them all with one advert (the router's ARP entries never change; the switch learns the virtual MAC's new port), or raise garp.max_rate if every switch on the path passes it",
+			b.PerSecond, cmp.Or(g.Profile, "default"), vips, t.Seconds()))
+	}
+	return out
 }

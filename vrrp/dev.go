@@ -46,11 +46,11 @@ func (b byDev) DelVIP(p netip.Prefix) error { return b.on(p.Addr()).DelVIP(p) }
 func (b byDev) HasVIP(a netip.Addr) (bool, error) { return b.on(a).HasVIP(a) }
 
 // Send implements Sender from the VIP's interface.
-func (b byDev) Send(a netip.Addr) (int, error) {
+func (b byDev) Send(a netip.Addr, part Part) (int, error) {
 	if d, ok := b.dev[a]; ok {
-		return d.Send(a)
+		return d.Send(a, part)
 	}
-	return b.Sender.Send(a)
+	return b.Sender.Send(a, part)
 }
 
 // devNames lists the interfaces of dev once each, sorted.

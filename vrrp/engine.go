@@ -427,6 +427,21 @@ var ErrNotRunning = errors.New("VRRP engine is not running")
 
 // call runs f on the engine goroutine, where every router's state lives;
 // ErrNotRunning if the engine has stopped or ctx ends first.
+// Held lists the VIPs this node holds now (master, past its claim).
+func (e *Engine) Held(ctx context.Context) ([]netip.Addr, error) {
+	var out []netip.Addr
+	err := e.call(ctx, func() {
+		for _, k := range e.order {
+			if r := e.routers[k]; r.m.Holds() {
+				for _, p := range r.spec.VIPs {
+					out = append(out, p.Addr())
+				}
+			}
+		}
+	})
+	return out, err
+}
+
 func (e *Engine) call(ctx context.Context, f func()) error {
 	ran := make(chan struct{})
 	select {

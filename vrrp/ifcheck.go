@@ -33,15 +33,16 @@ func CheckInterface(ifname string, routers []RouterSpec) error {
 }
 
 // checkRouters is CheckInterface without the kernel. An interface address
-// equal to a VIP with the VIP's own prefix length is taken for a VIP an
-// earlier run left behind (the engine removes those); with another length
-// it is the node's own address.
+// equal to a VIP as garpd adds VIPs (a host address: /32, /128), or with
+// the VIP's own prefix length (as releases before added them), is taken
+// for a VIP an earlier run left behind (the engine removes those); with
+// another length it is the node's own address.
 func checkRouters(ifname string, mtu int, own []netip.Prefix, routers []RouterSpec) error {
 	var errs []error
 	for _, r := range routers {
 		for _, v := range r.VIPs {
 			for _, o := range own {
-				if o.Addr() == v.Addr() && o.Bits() != v.Bits() {
+				if o.Addr() == v.Addr() && o.Bits() != v.Bits() && o.Bits() != v.Addr().BitLen() {
 					errs = append(errs, fmt.Errorf("vips: %s is an address of %s (%s), not a free virtual IP: as a backup the node would remove it and cut itself off; use an unused address", v.Addr(), ifname, o))
 				}
 			}

@@ -27,19 +27,21 @@ const (
 	LinkReplaced
 	// AddressRemoved: an address left the interface.
 	AddressRemoved
+	// AddressAdded: an IPv4 address came to the interface.
+	AddressAdded
 	// Resynced: the watch lost events and subscribed again: what it may
 	// have missed is to be checked (the VIPs of every master).
 	Resynced
 )
 
 func (k LinkEventKind) String() string {
-	return [...]string{"down", "up", "replaced", "address removed", "resynced"}[k]
+	return [...]string{"down", "up", "replaced", "address removed", "address added", "resynced"}[k]
 }
 
 // LinkEvent is one change of the VRRP interface.
 type LinkEvent struct {
 	Kind LinkEventKind
-	Addr netip.Addr // AddressRemoved only
+	Addr netip.Addr // AddressRemoved and AddressAdded only
 }
 
 // WatchLink streams the changes of the named interface until ctx ends,
@@ -197,10 +199,18 @@ func follow(ctx context.Context, name string, links <-chan netlink.LinkUpdate, a
 			if !ok {
 				return true
 			}
-			if u.NewAddr || u.LinkIndex != *index {
+			a, ok := netip.AddrFromSlice(u.LinkAddress.IP)
+			if !ok || u.LinkIndex != *index {
 				continue
 			}
-			if a, ok := netip.AddrFromSlice(u.LinkAddress.IP); ok && !emit(LinkEvent{Kind: AddressRemoved, Addr: a.Unmap()}) {
+			kind := AddressRemoved
+			if u.NewAddr {
+				if !a.Unmap().Is4() {
+					continue
+				}
+				kind = AddressAdded
+			}
+			if !emit(LinkEvent{Kind: kind, Addr: a.Unmap()}) {
 				return false
 			}
 		}

@@ -27,6 +27,12 @@ type Metrics struct {
 	// OffLink counts adverts accepted below hop limit 255 (from unicast
 	// peers; see Engine.mayComeOffLink).
 	OffLink *prometheus.CounterVec
+	// Unverified is 1 per VIP the router does not send to this node
+	// (garp.verify), VerifyProbes the probes by result, VerifyRepairs the
+	// re-announcements they caused.
+	Unverified    *prometheus.GaugeVec
+	VerifyProbes  *prometheus.CounterVec
+	VerifyRepairs prometheus.Counter
 
 	// base holds the vectors with their interface label free; the fields
 	// above have it set (On).
@@ -66,7 +72,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		return prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets})
 	}
 	m := &Metrics{
-		RateLimit: gauge("garpd_announce_rate_limit", "The cap on announcement packets per second per interface (garp.max_rate); 0: none."),
+		RateLimit: gauge("garpd_announce_rate_limit", "The announcement budget in packets per second per interface (garp.profile, garp.max_rate); 0: none."),
 		State: newSeriesVec(prometheus.GaugeValue, "garpd_vrrp_state",
 			"VRRP state per virtual router: 0 initialize, 1 backup, 2 master, 3 fault (a failing check that tracks it).", "interface", "family", "vrid", "vips"),
 		Transitions: series("garpd_vrrp_transitions_total", "VRRP state transitions per virtual router, by new state.", "interface", "family", "vrid", "to"),
@@ -86,12 +92,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		AnnounceQueue: gauge("garpd_announce_queue_length", "Announcements waiting for the rate cap."),
 		NetlinkResyncs: prometheus.NewCounter(prometheus.CounterOpts{Name: "garpd_netlink_resyncs_total",
 			Help: "Times the link and address watch lost netlink events and subscribed again, with a resync."}),
+		Unverified: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "garpd_vip_unverified",
+			Help: "1 while the router does not send the VIP to this node, its master (garp.verify: 3 probes in a row unanswered); 0 once it does again."}, []string{"vip"}),
+		VerifyProbes: counter("garpd_verify_probes_total", "Echoes from held VIPs to the router (garp.verify), by result: answered, unanswered, unjudged (the router did not answer the host either), error.", "result"),
+		VerifyRepairs: prometheus.NewCounter(prometheus.CounterOpts{Name: "garpd_verify_repairs_total",
+			Help: "Re-announcements of VIPs the router did not send to this node (to the router first, then to all)."}),
 		WaveDuration: histogram("garpd_announce_wave_duration_seconds", "Time from the start of an on-demand wave to its last announcement.",
 			0.01, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120),
 	}
 	if reg != nil {
 		reg.MustRegister(m.State, m.Transitions, m.AdvertsSent, m.AdvertsRecv, m.Dropped, m.Collisions, m.ReadErrors, m.OffLink,
-			m.Announcements, m.AnnounceWait, m.AnnounceQueue, m.WaveDuration, m.RateLimit, m.NetlinkResyncs)
+			m.Announcements, m.AnnounceWait, m.AnnounceQueue, m.WaveDuration, m.RateLimit, m.NetlinkResyncs,
+			m.Unverified, m.VerifyProbes, m.VerifyRepairs)
 	}
 	m.base = m
 	return m.On("")

@@ -22,15 +22,26 @@ type recordingSender struct {
 }
 
 type sent struct {
-	at   time.Time
-	addr netip.Addr
+	at      time.Time
+	addr    netip.Addr
+	part    Part
+	packets int
 }
 
-func (s *recordingSender) Send(a netip.Addr) (int, error) {
+// Send takes an IPv4 VIP's announcement for a request and a reply, an
+// IPv6 one's for one NA.
+func (s *recordingSender) Send(a netip.Addr, part Part) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.sends = append(s.sends, sent{s.clock.Now(), a})
-	return 2, nil // request and reply
+	n := 2
+	switch {
+	case part == PartSecond && a.Is6():
+		return 0, nil
+	case part != PartAll || a.Is6():
+		n = 1
+	}
+	s.sends = append(s.sends, sent{s.clock.Now(), a, part, n})
+	return n, nil
 }
 
 func (s *recordingSender) snapshot() []sent {
@@ -55,7 +66,7 @@ func newFakePacer(rate int) (*Pacer, *recordingSender, *fakeClock, *Metrics) {
 	clk := &fakeClock{now: t0}
 	s := &recordingSender{clock: clk}
 	m := NewMetrics(prometheus.NewRegistry())
-	return NewPacer(s, rate, rate, clk, m, zerolog.Nop()), s, clk, m
+	return NewPacer(s, Budget{PerSecond: rate, PerTick: rate}, clk, m, zerolog.Nop()), s, clk, m
 }
 
 // drainPacer sends what is due, moving fake time on by each wait the pacer
@@ -155,7 +166,7 @@ func TestPacerWave(t *testing.T) {
 // Run, the real loop, sends what is queued and ends with its context.
 func TestPacerRun(t *testing.T) {
 	s := &recordingSender{clock: SystemClock{}}
-	p := NewPacer(s, 0, 0, nil, NewMetrics(prometheus.NewRegistry()), zerolog.Nop())
+	p := NewPacer(s, Budget{}, nil, NewMetrics(prometheus.NewRegistry()), zerolog.Nop())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { p.Run(ctx); close(done) }()
@@ -301,61 +312,73 @@ func TestPacerAnswersWithinBudget(t *testing.T) {
 	}
 }
 
-// The first announcements of a takeover go out ahead of everything at the
-// takeover rate, on a budget of their own: 255 VIPs taken over (510
-// packets) leave at once under a takeover rate of 1000 while refreshes
-// queued before them wait; the rest of the bursts, answers and refreshes
-// keep max_rate. No one-second window carries more first announcements
-// than the takeover rate, nor more of the rest than max_rate.
-func TestPacerTakeoverRate(t *testing.T) {
-	const maxRate, takeoverRate = 200, 1000
-	addrN := func(i int) netip.Addr { // more than 255 apart
-		return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(i >> 8), 15: byte(i)})
-	}
-	clk := &fakeClock{now: t0}
-	s := &recordingSender{clock: clk}
-	p := NewPacer(s, maxRate, takeoverRate, clk, NewMetrics(prometheus.NewRegistry()), zerolog.Nop())
-	for i := 1; i <= 150; i++ {
-		p.Announce(addrN(1000+i), false) // refreshes, queued first
-	}
-	first := map[netip.Addr]bool{}
-	for i := 1; i <= 255; i++ {
-		p.Takeover(addrN(i))
-		p.Announce(addrN(i), true) // the burst's second announcement
-		first[addrN(i)] = true
-	}
-	for i := 256; i <= 700; i++ { // more than a second's takeover budget
-		p.Takeover(addrN(i))
-		first[addrN(i)] = true
-	}
-	drainPacer(t, p, clk)
-	got := s.snapshot()
-	if len(got) != 150+255+255+445 {
-		t.Fatalf("sent %d announcements, want %d", len(got), 150+255+255+445)
-	}
-	// The first 255 VIPs' first announcements lead, all at t0.
-	for i := range 255 {
-		if got[i].addr != addrN(i+1) || !got[i].at.Equal(t0) {
-			t.Fatalf("send %d: %s at %s, want the first announcement of %s at once", i, got[i].addr, got[i].at.Sub(t0), addrN(i+1))
+// One budget for everything, over every profile: a takeover of 255 IPv4
+// and 16 IPv6 VIPs sends the first kind of every VIP before the second
+// kind of any, the second kinds before the rest of the bursts, and those
+// before the refreshes queued earlier; no window of a second carries more
+// than the profile's packets a second, nor one of 100 ms more than its
+// share; nothing is dropped; and the first kinds are out within the
+// budget's MoveTime (the default moves 255 VIPs in 2.5 s, open at once).
+func TestPacerOneBudget(t *testing.T) {
+	addr6 := func(i int) netip.Addr { return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i)}) }
+	for name, budget := range budgets {
+		clk := &fakeClock{now: t0}
+		s := &recordingSender{clock: clk}
+		p := NewPacer(s, budget, clk, NewMetrics(prometheus.NewRegistry()), zerolog.Nop())
+		refresh := netip.MustParseAddr("192.0.2.250")
+		p.Announce(refresh, false) // queued first, goes last
+		var taken []netip.Addr
+		for i := 1; i <= 255; i++ {
+			taken = append(taken, netip.AddrFrom4([4]byte{198, 51, byte(100 + i/200), byte(i)}))
 		}
-	}
-	seen := map[netip.Addr]bool{}
-	isFirst := make([]bool, len(got))
-	for i, x := range got {
-		isFirst[i] = first[x.addr] && !seen[x.addr]
-		seen[x.addr] = true
-	}
-	for i := range got {
-		takeover, other := 0, 0
-		for j := i; j < len(got) && got[j].at.Sub(got[i].at) < time.Second; j++ {
-			if isFirst[j] {
-				takeover += 2
-			} else {
-				other += 2
+		for i := 1; i <= 16; i++ {
+			taken = append(taken, addr6(i))
+		}
+		for _, a := range taken {
+			p.Takeover(a)
+			p.Announce(a, true) // the burst's next announcement
+		}
+		drainPacer(t, p, clk)
+		got := s.snapshot()
+		if want := 271 + 255 + 271 + 1; len(got) != want {
+			t.Fatalf("%s: sent %d announcements, want %d", name, len(got), want)
+		}
+		phase := func(x sent) int {
+			switch {
+			case x.addr == refresh:
+				return 3
+			case x.part == PartFirst:
+				return 0
+			case x.part == PartSecond:
+				return 1
+			}
+			return 2
+		}
+		for i := 1; i < len(got); i++ {
+			if phase(got[i]) < phase(got[i-1]) {
+				t.Fatalf("%s: send %d (%s, part %d) after send %d (%s, part %d): want every first kind, then the second kinds, the bursts, the refresh",
+					name, i, got[i].addr, got[i].part, i-1, got[i-1].addr, got[i-1].part)
 			}
 		}
-		if takeover > takeoverRate || other > maxRate {
-			t.Fatalf("a second from send %d carries %d first-announcement packets (cap %d) and %d others (cap %d)", i, takeover, takeoverRate, other, maxRate)
+		for i, a := range got {
+			second, short := 0, 0
+			for _, b := range got[i:] {
+				if b.at.Sub(a.at) < time.Second {
+					second += b.packets
+				}
+				if b.at.Sub(a.at) < tick {
+					short += b.packets
+				}
+			}
+			if second > budget.PerSecond || short > budget.PerTick {
+				t.Fatalf("%s: from %s, %d packets in a second (budget %d) and %d in 100 ms (budget %d)",
+					name, a.at.Sub(t0), second, budget.PerSecond, short, budget.PerTick)
+			}
 		}
+		lastFirst := got[270].at.Sub(t0)
+		if floor := budget.MoveTime(271); lastFirst > floor+tick {
+			t.Fatalf("%s: the first kinds of 271 VIPs took %s, want at most %s", name, lastFirst, floor+tick)
+		}
+		t.Logf("%s: the first kind of 271 VIPs out in %s, everything in %s", name, lastFirst, got[len(got)-1].at.Sub(t0))
 	}
 }

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"reflect"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -58,15 +60,26 @@ var ErrInterfaceReplaced = errors.New("the interface was recreated")
 // open whatever fails. Its embedded Engine takes the commands.
 type Stack struct {
 	*Engine
-	cfg    StackConfig
-	tr     Transport
-	ann    LinkAnnouncer
-	devs   []LinkAnnouncer // the announcers of the Dev interfaces
-	pacer  *Pacer
-	cancel context.CancelFunc
-	done   chan struct{} // closed after the teardown; err says why
-	err    error
-	events atomic.Pointer[EventSink]
+	cfg   StackConfig
+	tr    Transport
+	ann   LinkAnnouncer
+	devs  []LinkAnnouncer // the announcers of the Dev interfaces
+	pacer *Pacer
+	// hosts are the address managers that keep the host's own address
+	// first, per dev ("": the interface's).
+	hosts  map[string]hostFirst
+	kernel Kernel
+	ctx    context.Context // the stack's lifetime
+	// verifyMu guards the running verification: its config, its end and
+	// when it has ended.
+	verifyMu     sync.Mutex
+	verifyCfg    VerifyConfig
+	verifyCancel context.CancelFunc
+	verifyDone   chan struct{}
+	cancel       context.CancelFunc
+	done         chan struct{} // closed after the teardown; err says why
+	err          error
+	events       atomic.Pointer[EventSink]
 }
 
 // Kernel opens the parts of a Stack on the host. LinuxKernel is the real
@@ -79,6 +92,8 @@ type Kernel struct {
 	VirtualMACs        func(ifname string, base LinkAnnouncer, log zerolog.Logger) (LinkVMACs, error)
 	WatchLink          func(ctx context.Context, ifname string, resynced func(error)) (<-chan LinkEvent, error)
 	WatchForeignClaims func(ctx context.Context, ifname string) (<-chan ForeignClaim, error)
+	// Prober, when set, verifies announcements (garp.verify).
+	Prober func(ifname string) (Prober, error)
 }
 
 // LinuxKernel is the Kernel of a Linux host.
@@ -93,6 +108,7 @@ func LinuxKernel() Kernel {
 		},
 		WatchLink:          WatchLink,
 		WatchForeignClaims: WatchForeignClaims,
+		Prober:             func(ifname string) (Prober, error) { return NewLinuxProber(ifname) },
 	}
 }
 
@@ -164,7 +180,13 @@ func StartStack(cfg StackConfig, k Kernel) (*Stack, error) {
 	if err != nil {
 		return fail(&ConfigError{fmt.Errorf("vrrp.%w", err)})
 	}
-	if s.tr, err = k.Listen(TransportConfig{Interface: cfg.Interface, UnicastPeers: peers, Unicast: cfg.VRRP.UnicastAuto(), Source4: src4, Source6: src6,
+	var vips []netip.Addr
+	for _, r := range cfg.Routers {
+		for _, p := range r.VIPs {
+			vips = append(vips, p.Addr())
+		}
+	}
+	if s.tr, err = k.Listen(TransportConfig{Interface: cfg.Interface, UnicastPeers: peers, Unicast: cfg.VRRP.UnicastAuto(), Source4: src4, Source6: src6, VIPs: vips,
 		Metrics: cfg.Metrics, IPv4: has4, MaybeIPv4: cfg.IPv4, IPv6: has6, Log: cfg.Log, OnLinkPeers: cfg.OnLinkPeers}); err != nil {
 		return fail(err)
 	}
@@ -173,19 +195,26 @@ func StartStack(cfg StackConfig, k Kernel) (*Stack, error) {
 	if err != nil {
 		return fail(err)
 	}
-	mode, err := ParseAnnounceMode(cfg.GARP.Mode)
+	mode, err := cfg.GARP.AnnounceMode()
 	if err != nil {
-		return fail(&ConfigError{fmt.Errorf("garp.mode: %w", err)})
+		return fail(&ConfigError{fmt.Errorf("garp.%w", err)})
 	}
 	if s.ann, err = k.Announcer(cfg.Interface, mode); err != nil {
 		return fail(err)
 	}
 	undo = append(undo, func() { s.ann.Close() })
 	addrs := byDev{AddressManager: base, Sender: s.ann}
+	s.hosts = map[string]hostFirst{}
+	if h, ok := base.(hostFirst); ok {
+		s.hosts[""] = h
+	}
 	for _, dev := range devs {
 		d, err := k.Addresses(dev)
 		if err != nil {
 			return fail(err)
+		}
+		if h, ok := d.(hostFirst); ok {
+			s.hosts[dev] = h
 		}
 		a, err := k.Announcer(dev, mode)
 		if err != nil {
@@ -216,13 +245,13 @@ func StartStack(cfg StackConfig, k Kernel) (*Stack, error) {
 	if deps.Refresh, err = cfg.GARP.Scheduler(); err != nil {
 		return fail(&ConfigError{fmt.Errorf("garp.%w", err)})
 	}
-	s.pacer = NewPacer(sender, cfg.GARP.MaxRate, cfg.GARP.TakeoverRate, nil, cfg.Metrics, cfg.Log)
+	s.pacer = NewPacer(sender, cfg.GARP.Budget(), nil, cfg.Metrics, cfg.Log)
 	deps.Announcer = s.pacer
 	if s.Engine, err = NewEngine(cfg.VRRP, cfg.GARP, cfg.Routers, deps); err != nil {
 		return fail(&ConfigError{err})
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
+	s.cancel, s.ctx, s.kernel = cancel, ctx, k
 	replaced := make(chan struct{}, 1)
 	// The link watch, and where other MACs' claims are answered, of the
 	// interface and each dev.
@@ -248,6 +277,7 @@ func StartStack(cfg StackConfig, k Kernel) (*Stack, error) {
 	}
 	pacerDone := make(chan struct{})
 	go func() { s.pacer.Run(ctx); close(pacerDone) }()
+	s.startVerify(cfg.GARP.Verify)
 	go func() {
 		err := s.Engine.Run(ctx)
 		if len(replaced) > 0 {
@@ -255,6 +285,7 @@ func StartStack(cfg StackConfig, k Kernel) (*Stack, error) {
 		}
 		cancel()
 		<-pacerDone
+		s.stopVerify()
 		closeAll()
 		s.err = err
 		close(s.done)
@@ -280,7 +311,18 @@ func (s *Stack) follow(ctx context.Context, dev string, events <-chan LinkEvent,
 				err = s.Engine.SetLink(ctx, ev.Kind == LinkUp)
 			}
 		case AddressRemoved:
+			if h := s.hosts[dev]; h != nil && h.Moved(ev.Addr) {
+				continue // put behind the host's address, not removed
+			}
 			err = s.Engine.AddressRemoved(ctx, ev.Addr)
+		case AddressAdded:
+			if h := s.hosts[dev]; h != nil {
+				var moved []netip.Addr
+				if moved, err = h.KeepHostFirst(ev.Addr); len(moved) > 0 {
+					log.Info().Str("address", ev.Addr.String()).Int("vips", len(moved)).
+						Msg("the host's own address came back behind VIPs (a re-plug, a DHCP renewal): VIPs added again behind it, so it is the interface's first address and never a VIP")
+				}
+			}
 		case Resynced:
 			err = s.Engine.Resync(ctx)
 		case LinkReplaced:
@@ -296,6 +338,75 @@ func (s *Stack) follow(ctx context.Context, dev string, events <-chan LinkEvent,
 			log.Error().Err(err).Str("event", ev.Kind.String()).Msg("cannot follow an interface change")
 		}
 	}
+}
+
+// startVerify starts verifying the announcements with v, where it is on
+// and there are targets (v's, or the interface's default gateways).
+func (s *Stack) startVerify(v VerifyConfig) {
+	s.verifyMu.Lock()
+	defer s.verifyMu.Unlock()
+	s.verifyCfg = v
+	log := s.cfg.Log
+	if !v.On() || s.kernel.Prober == nil {
+		return
+	}
+	targets, _ := v.targets() // validated
+	if len(targets) == 0 {
+		var err error
+		if targets, err = defaultGateways(s.cfg.Interface); err != nil {
+			log.Warn().Err(err).Msg("announcements are not verified: cannot read the default gateways")
+			return
+		}
+	}
+	if len(targets) == 0 {
+		log.Info().Msg("announcements are not verified: the interface has no default gateway; name the router in garp.verify.targets")
+		return
+	}
+	prober, err := s.kernel.Prober(s.cfg.Interface)
+	if err != nil {
+		log.Warn().Err(err).Msg("announcements are not verified")
+		return
+	}
+	for _, a := range append([]LinkAnnouncer{s.ann}, s.devs...) {
+		if t, ok := a.(interface{ SetTargets([]netip.Addr) }); ok {
+			t.SetTargets(targets)
+		}
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	done := make(chan struct{})
+	s.verifyCancel, s.verifyDone = cancel, done
+	vf := &verifier{cfg: v, targets: targets, prober: prober, held: s.Engine.Held, repair: s.pacer.Repair,
+		event: s.event, metrics: s.cfg.Metrics, log: log}
+	go func() {
+		defer close(done)
+		vf.run(ctx)
+		prober.Close()
+	}()
+	strs := make([]string, len(targets))
+	for i, t := range targets {
+		strs[i] = t.String()
+	}
+	log.Info().Strs("targets", strs).Dur("interval", cmp.Or(v.Interval, defaultVerifyInterval)).
+		Msg("verifying that the router sends each held VIP to this node (an echo from the VIP); re-announcing those it does not")
+}
+
+// stopVerify ends verification and waits for it.
+func (s *Stack) stopVerify() {
+	s.verifyMu.Lock()
+	cancel, done := s.verifyCancel, s.verifyDone
+	s.verifyCancel, s.verifyDone = nil, nil
+	s.verifyMu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+// hostFirst is the part of an AddressManager that keeps the host's own
+// IPv4 address ahead of the VIPs (NetlinkAddresses).
+type hostFirst interface {
+	KeepHostFirst(added netip.Addr) ([]netip.Addr, error)
+	Moved(a netip.Addr) bool
 }
 
 // resynced logs and counts a lost netlink subscription, and each attempt
@@ -340,24 +451,31 @@ func (s *Stack) event(warning bool, reason, message string) {
 }
 
 // SetGARP applies a new garp section in place: the takeover burst and the
-// refresh schedule, the announcement mode and the rate cap.
+// refresh schedule, the announcement mode and the budget.
 func (s *Stack) SetGARP(ctx context.Context, g GARPConfig) error {
 	refresh, err := g.Scheduler()
 	if err != nil {
 		return fmt.Errorf("garp.%w", err)
 	}
-	mode, err := ParseAnnounceMode(g.Mode)
+	mode, err := g.AnnounceMode()
 	if err != nil {
-		return fmt.Errorf("garp.mode: %w", err)
+		return fmt.Errorf("garp.%w", err)
 	}
 	if err := s.Engine.SetGARP(ctx, g, refresh); err != nil {
 		return err
+	}
+	s.verifyMu.Lock()
+	changed := !reflect.DeepEqual(s.verifyCfg, g.Verify)
+	s.verifyMu.Unlock()
+	if changed {
+		s.stopVerify()
+		s.startVerify(g.Verify)
 	}
 	s.ann.SetMode(mode)
 	for _, a := range s.devs {
 		a.SetMode(mode)
 	}
-	s.pacer.SetRate(g.MaxRate, g.TakeoverRate)
+	s.pacer.SetBudget(g.Budget())
 	return nil
 }
 

@@ -177,10 +177,10 @@ type stackAnnouncer struct {
 	name string
 }
 
-func (a *stackAnnouncer) Send(netip.Addr) (int, error) { return 2, nil }
-func (a *stackAnnouncer) Mode() AnnounceMode           { return AnnounceBoth }
-func (a *stackAnnouncer) SetMode(AnnounceMode)         {}
-func (a *stackAnnouncer) Close() error                 { a.log.add("close %s", a.name); return nil }
+func (a *stackAnnouncer) Send(netip.Addr, Part) (int, error) { return 2, nil }
+func (a *stackAnnouncer) Mode() AnnounceMode                 { return AnnounceBoth }
+func (a *stackAnnouncer) SetMode(AnnounceMode)               {}
+func (a *stackAnnouncer) Close() error                       { a.log.add("close %s", a.name); return nil }
 
 type stackVMACs struct{ stackAnnouncer }
 

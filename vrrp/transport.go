@@ -97,6 +97,9 @@ type TransportConfig struct {
 	// the interface's first IPv4 and its link-local IPv6 address
 	// (vrrp.source); each must be an address of the interface.
 	Source4, Source6 netip.Addr
+	// VIPs are never the IPv4 source: after a re-plug a VIP can be the
+	// interface's first address when the agent starts.
+	VIPs []netip.Addr
 	// OnLinkPeers keeps of UnicastPeers those on the interface's own
 	// subnets (and link-local ones): an agent's second interface sends to
 	// the peers of its segment, not to every peer of the config.
@@ -156,7 +159,7 @@ func ListenTransport(cfg TransportConfig) (*LinuxTransport, error) {
 		sendAddrs: map[netip.Addr]*net.IPAddr{}, oobs: map[oobKey][]byte{}}
 	t.SetPeers(cfg.UnicastPeers)
 	if cfg.IPv4 || cfg.MaybeIPv4 {
-		if t.src4, err = interfaceAddr(ifi, false, cfg.Source4); err != nil && !cfg.IPv4 {
+		if t.src4, err = interfaceAddr(ifi, false, cfg.Source4, cfg.VIPs); err != nil && !cfg.IPv4 {
 			t.src4, err = netip.Addr{}, nil
 		}
 	}
@@ -171,7 +174,7 @@ func ListenTransport(cfg TransportConfig) (*LinuxTransport, error) {
 	if cfg.IPv6 {
 		err = waitDAD(ifi, cfg.Log)
 		if err == nil {
-			t.src6, err = interfaceAddr(ifi, true, cfg.Source6)
+			t.src6, err = interfaceAddr(ifi, true, cfg.Source6, nil)
 		}
 		if err == nil {
 			_, t.v6, err = listen(ifi, true, t.multicast(true), true)
@@ -213,9 +216,9 @@ func onLink(ifi *net.Interface, peers []netip.Addr) ([]netip.Addr, error) {
 }
 
 // interfaceAddr picks the advert source: want (vrrp.source) if the
-// interface has it, else the first IPv4 address, or the IPv6 link-local
-// address.
-func interfaceAddr(ifi *net.Interface, v6 bool, want netip.Addr) (netip.Addr, error) {
+// interface has it, else the first IPv4 address that is not one of vips,
+// or the IPv6 link-local address.
+func interfaceAddr(ifi *net.Interface, v6 bool, want netip.Addr, vips []netip.Addr) (netip.Addr, error) {
 	addrs, err := ifi.Addrs()
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("list addresses of %s: %w", ifi.Name, err)
@@ -232,7 +235,7 @@ func interfaceAddr(ifi *net.Interface, v6 bool, want netip.Addr) (netip.Addr, er
 			}
 			continue
 		}
-		if !v6 && ip.Is4() {
+		if !v6 && ip.Is4() && !slices.Contains(vips, ip) {
 			return ip, nil
 		}
 		if v6 && ip.Is6() && ip.IsLinkLocalUnicast() {
@@ -245,7 +248,7 @@ func interfaceAddr(ifi *net.Interface, v6 bool, want netip.Addr) (netip.Addr, er
 	if v6 {
 		return netip.Addr{}, fmt.Errorf("interface %s has no IPv6 link-local address: VRRPv3 over IPv6 sends from it (is IPv6 disabled on the interface?)", ifi.Name)
 	}
-	return netip.Addr{}, fmt.Errorf("interface %s has no IPv4 address: VRRP over IPv4 needs one as the advert source", ifi.Name)
+	return netip.Addr{}, fmt.Errorf("interface %s has no IPv4 address but VIPs: VRRP over IPv4 needs the host's own as the advert source", ifi.Name)
 }
 
 // dadWait bounds the wait for the IPv6 link-local address to pass

@@ -421,13 +421,16 @@ func (v *LinuxVMACs) down(k routerKey) error {
 
 // Send implements Sender: the VIP is announced from the virtual MAC that
 // holds it, with the base announcer's current mode.
-func (v *LinuxVMACs) Send(a netip.Addr) (int, error) {
+func (v *LinuxVMACs) Send(a netip.Addr, part Part) (int, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	for _, vl := range v.up { // at most 510: one per virtual router
 		if slices.ContainsFunc(vl.vips, func(p netip.Prefix) bool { return p.Addr() == a }) {
 			vl.ann.SetMode(v.base.Mode())
-			return vl.ann.Send(a)
+			if t, ok := v.base.(interface{ Targets() []netip.Addr }); ok {
+				vl.ann.SetTargets(t.Targets())
+			}
+			return vl.ann.Send(a, part)
 		}
 	}
 	return 0, nil // released meanwhile: a backup announces nothing

@@ -211,6 +211,9 @@ func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.
 	for _, g := range l.alloc.Grouped {
 		a.log.Warn().Msg(g)
 	}
+	for _, n := range l.cfg.GARP.Notes(l.vipCount(), l.cfg.VRRP.UseVMAC) {
+		a.log.Warn().Msg(n)
+	}
 	for {
 		run := a.run.Load()
 		stack := run.stack
@@ -336,7 +339,7 @@ func classifyReload(cur, next *loaded) reloadKind {
 	case reflect.DeepEqual(c, inPlace):
 		return reloadInPlace
 	case c.Priorities != nil && n.Priorities != nil && slices.Equal(cur.interfaces(), next.interfaces()) && reflect.DeepEqual(cur.dev(), next.dev()) &&
-		reflect.DeepEqual(c.VRRP, sameVRRP) && c.GARP == n.GARP && reflect.DeepEqual(c.Health, n.Health):
+		reflect.DeepEqual(c.VRRP, sameVRRP) && reflect.DeepEqual(c.GARP, n.GARP) && reflect.DeepEqual(c.Health, n.Health):
 		return reloadRouters
 	}
 	return reloadRestart
@@ -425,7 +428,7 @@ func (a *agent) applyInPlace(run *running, l *loaded) error {
 		}
 		a.log.Info().Int("checks", len(l.cfg.Health.Checks)).Msg("health checks replaced")
 	}
-	if cur.cfg.GARP != l.cfg.GARP {
+	if !reflect.DeepEqual(cur.cfg.GARP, l.cfg.GARP) {
 		if err := stack.SetGARP(context.Background(), l.cfg.GARP); err != nil {
 			return err
 		}
@@ -507,6 +510,9 @@ func checkConfig(w io.Writer, path string, host bool) error {
 	}
 	if note := preferenceNote(l.alloc.Groups); note != "" {
 		fmt.Fprintf(w, "  note: %s\n", note)
+	}
+	for _, n := range l.cfg.GARP.Notes(l.vipCount(), l.cfg.VRRP.UseVMAC) {
+		fmt.Fprintf(w, "  note: %s\n", n)
 	}
 	if !host {
 		fmt.Fprintln(w, "  not checked (--offline): that the interfaces exist on the host, the gossip key file, gossip.state_dir, the checks' CA files, and that exec checks and hooks can run")

@@ -178,7 +178,7 @@ func announceAlone(ctx context.Context, out io.Writer, ifaces []string, vips []n
 		}
 		for _, h := range order {
 			for _, v := range present[h] {
-				n, err := senders[h].Send(v)
+				n, err := senders[h].Send(v, vrrp.PartAll)
 				if err != nil {
 					return err
 				}

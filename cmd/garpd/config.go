@@ -403,6 +403,16 @@ func (l *loaded) dev() map[netip.Addr]string {
 	return out
 }
 
+// vipCount is the most VIPs one interface's announcement budget may have
+// to move at once.
+func (l *loaded) vipCount() int {
+	per := map[string]int{}
+	for _, r := range l.routers {
+		per[r.Interface] += len(r.VIPs)
+	}
+	return slices.Max(append(slices.Collect(maps.Values(per)), 0))
+}
+
 // interfaces lists every interface the config uses: the agent's, the
 // other VRRP interfaces, the VIPs' devs.
 func (l *loaded) interfaces() []string {

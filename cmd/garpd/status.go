@@ -53,6 +53,11 @@ master it follows. --metrics prints the agent's Prometheus metrics instead.`,
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Addr, m.State, m.DownSince, strings.Join(failing, ","), m.Digest)
 				}
 				tw.Flush()
+				for _, m := range d.Members {
+					if m.HoldReason != "" {
+						fmt.Fprintf(out, "member %s %s\n", m.Name, m.HoldReason)
+					}
+				}
 				fmt.Fprintln(out)
 				tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "VIPS\tVRID\tHOLDER\tRANKING\tOUR PRIORITY")

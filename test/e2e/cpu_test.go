@@ -135,13 +135,7 @@ func TestReceiveCPU(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 120*time.Second, "keepalived on n1 to hold all 255", func() (bool, string) {
-			addrs, err := n1.Addresses()
-			if err != nil {
-				return false, err.Error()
-			}
-			return len(addrs) >= len(vips255), fmt.Sprintf("%d addresses", len(addrs))
-		})
+		waitAddresses(t, n1, len(vips255), 120*time.Second)
 		kb, err := n2.StartKeepalived("n2-keepalived", kaCfg("n2", 100))
 		if err != nil {
 			t.Fatal(err)

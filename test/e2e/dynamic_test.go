@@ -43,6 +43,21 @@ func dynConfig(l *lab.Lab, node string, vips []netip.Addr, extra string) string 
 	return b.String()
 }
 
+// startAll starts garpd on every node of the lab with cfg(node), and
+// returns the processes by node.
+func startAll(t *testing.T, l *lab.Lab, cfg func(node string) string) map[string]*lab.Proc {
+	t.Helper()
+	procs := map[string]*lab.Proc{}
+	for _, n := range l.Nodes {
+		p, err := n.StartGarpd(garpdBin, cfg(n.Name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		procs[n.Name] = p
+	}
+	return procs
+}
+
 // labKey is the gossip key every dynamic-mode node of the lab shares,
 // written into the lab's directory with the mode an operator should use.
 func labKey(l *lab.Lab) string {
@@ -183,14 +198,7 @@ func balanceFailoverReturn(t *testing.T, vrrpExtra string) {
 	cfg := func(node string) string {
 		return insertAfter(dynConfig(l, node, vips6, ""), "  advert_interval: 100ms\n", vrrpExtra)
 	}
-	procs := map[string]*lab.Proc{}
-	for _, n := range l.Nodes {
-		p, err := n.StartGarpd(garpdBin, cfg(n.Name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		procs[n.Name] = p
-	}
+	procs := startAll(t, l, cfg)
 	d := waitSpread(t, l, vips6, 20*time.Second, even)
 	t.Logf("2/2/2 on the router %s after start", d.Round(10*time.Millisecond))
 	waitSettled(t, l, "n1", "n2", "n3")

@@ -112,10 +112,13 @@ func TestDashboardsAndAlertsNameExportedMetrics(t *testing.T) {
 		t.Errorf("promtool is not installed (apt-get install prometheus): the rules are not checked")
 	} else if out, err := exec.Command(promtool, "check", "rules", rules).CombinedOutput(); err != nil {
 		t.Errorf("promtool check rules: %v\n%s", err, out)
+	} else if out, err := exec.Command(promtool, "test", "rules", strings.TrimSuffix(rules, ".yaml")+".test.yaml").CombinedOutput(); err != nil {
+		t.Errorf("promtool test rules: %v\n%s", err, out)
 	}
 
 	l := newLab(t, 2)
-	check := "health:\n  checks:\n    - {name: router, exec: [\"true\"], interval: 500ms, timeout: 500ms}\n"
+	check := "health:\n  checks:\n    - {name: router, exec: [\"true\"], interval: 500ms, timeout: 500ms}\n" +
+		"garp:\n  verify:\n    targets: [192.0.2.1]\n" // verification's metrics too
 	for _, n := range l.Nodes {
 		if _, err := n.StartGarpd(garpdBin, dynConfig(l, n.Name, vips6, check)); err != nil {
 			t.Fatal(err)

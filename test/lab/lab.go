@@ -510,6 +510,34 @@ func (l *Lab) Neighbours() (map[netip.Addr]string, error) {
 	return out, nil
 }
 
+// BehaveLikeHardware makes the router behave as the routers garpd's users
+// run do: its ARP input is policed at rate packets a second with a burst
+// of burst (nftables' arp family, as a switch's control-plane policer), and
+// its neighbour entries are kept for an hour without re-probing, so an
+// entry a dropped announcement left wrong stays wrong until something
+// fixes it (a Cisco keeps them for 4 h).
+func (l *Lab) BehaveLikeHardware(rate, burst int) error {
+	if err := sysctls(l.Router, "net.ipv4.neigh.br0.base_reachable_time_ms=3600000", "net.ipv4.neigh.br0.gc_stale_time=3600",
+		"net.ipv6.neigh.br0.base_reachable_time_ms=3600000", "net.ipv6.neigh.br0.gc_stale_time=3600"); err != nil {
+		return err
+	}
+	rule := fmt.Sprintf("table arp lab_police { chain input { type filter hook input priority 0; policy accept; limit rate over %d/second burst %d packets counter drop; }; }", rate, burst)
+	return run("ip", "netns", "exec", l.Router, "nft", rule)
+}
+
+// PolicedDrops is how many ARP packets the router's policer dropped.
+func (l *Lab) PolicedDrops() (int, error) {
+	out, err := Exec(l.Router, "nft", "list", "chain", "arp", "lab_police", "input")
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(out[strings.Index(out, "counter")+len("counter"):])
+	if len(f) < 2 || f[0] != "packets" {
+		return 0, fmt.Errorf("no counter in %q", out)
+	}
+	return strconv.Atoi(f[1])
+}
+
 // SetNeighbour overwrites the router's entry for addr, as a stale or
 // poisoned ARP cache would hold it.
 func (l *Lab) SetNeighbour(addr netip.Addr, mac string) error {
@@ -625,6 +653,54 @@ func (n *Node) AddressesOn(dev string) ([]netip.Addr, error) {
 		}
 	}
 	return addrs, nil
+}
+
+// SourceFor is the source address the node's kernel picks for its own
+// traffic to dst (the netlink query of `ip route get`); the zero Addr when
+// it has no route.
+func (n *Node) SourceFor(dst netip.Addr) (netip.Addr, error) {
+	h, ns, err := nsHandle(n.NS)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	defer ns.Close()
+	defer h.Close()
+	routes, err := h.RouteGet(dst.AsSlice())
+	if err != nil || len(routes) == 0 {
+		return netip.Addr{}, nil // unreachable: no source at all
+	}
+	src, _ := netip.AddrFromSlice(routes[0].Src)
+	return src.Unmap(), nil
+}
+
+// Replug does to the node's own addresses on dev what a cable re-plug, a
+// DHCP renewal or a network manager re-applying its profile does: removes
+// them, waits gap, and adds them back.
+func (n *Node) Replug(dev string, gap time.Duration) error {
+	v4, v6 := n.IPv4, n.IPv6
+	if dev != "eth0" {
+		v4, v6 = n.Second.IPv4, n.Second.IPv6
+	}
+	steps := [][]string{
+		{"ip", "-n", n.NS, "addr", "del", v4.String() + "/24", "dev", dev},
+		{"ip", "-n", n.NS, "addr", "del", v6.String() + "/64", "dev", dev},
+	}
+	for _, s := range steps {
+		if err := run(s...); err != nil {
+			return err
+		}
+	}
+	time.Sleep(gap)
+	steps = [][]string{
+		{"ip", "-n", n.NS, "addr", "add", v4.String() + "/24", "dev", dev},
+		{"ip", "-n", n.NS, "addr", "add", v6.String() + "/64", "dev", dev, "nodad"},
+	}
+	for _, s := range steps {
+		if err := run(s...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // HasAddress reports whether the node has addr on eth0.
