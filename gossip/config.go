@@ -17,6 +17,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/netip"
@@ -164,6 +165,32 @@ func checkSeed(s string) error {
 	return err
 }
 
+// maxKeyFile bounds a gossip key file: a keyring of a few keys in base64
+// with comments fits many times over.
+const maxKeyFile = 64 << 10
+
+// ReadSecretFile reads a file that holds a secret (a key, a token): a
+// regular file, so a device such as /dev/zero cannot run the reader out
+// of memory, of at most max bytes.
+func ReadSecretFile(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file: give the file that holds the secret", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%s is larger than %d bytes: it holds one secret", path, max)
+	}
+	return b, nil
+}
+
 // LoadKeys reads the gossip encryption keys: one key of 16, 24 or 32
 // bytes (AES-128, -192, -256) raw, or base64 keys one per line (blank
 // lines and # comments skipped). The first is the primary, which encrypts;
@@ -171,7 +198,7 @@ func checkSeed(s string) error {
 // the new key second everywhere, move it first everywhere, drop the old
 // one, with a SIGHUP after each step.
 func LoadKeys(path string) ([][]byte, error) {
-	b, err := os.ReadFile(path)
+	b, err := ReadSecretFile(path, maxKeyFile)
 	if err != nil {
 		hint := ""
 		if errors.Is(err, fs.ErrNotExist) {

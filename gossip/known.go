@@ -45,11 +45,26 @@ const maxGenStep = 1 << 16
 // late node hears of the forget; then every node drops it.
 const tombstoneHorizon = 7 * 24 * time.Hour
 
+// Bounds on what a peer's set may add: a member's name is a host name
+// (at most 253 characters), and the set holds at most maxKnown names, far
+// above any cluster, so a broken or hostile key holder cannot grow every
+// node's memory without end.
+const (
+	maxNameLen = 253
+	maxKnown   = 4096
+)
+
 // Merge folds other into k and reports whether k changed.
 func (k KnownSet) Merge(other KnownSet) bool {
 	changed := false
 	for name, o := range other {
+		if name == "" || len(name) > maxNameLen {
+			continue
+		}
 		cur, ok := k[name]
+		if !ok && len(k) >= maxKnown {
+			continue
+		}
 		if o.Gen > cur.Gen && o.Gen-cur.Gen > maxGenStep {
 			continue
 		}
@@ -62,16 +77,24 @@ func (k KnownSet) Merge(other KnownSet) bool {
 }
 
 // Prune drops the entries forgotten longer than tombstoneHorizon before
-// now, and reports whether any went.
+// now, and reports whether anything changed. A tombstone that came without
+// its time (an older release's, or a broken peer's) is stamped now, so it
+// goes after the horizon too; the stamps converge as the latest wins.
 func (k KnownSet) Prune(now time.Time) bool {
-	pruned := false
+	changed := false
 	for name, e := range k {
-		if e.Forgotten && e.At != 0 && now.Sub(time.Unix(e.At, 0)) > tombstoneHorizon {
+		switch {
+		case !e.Forgotten:
+		case e.At == 0:
+			e.At = now.Unix()
+			k[name] = e
+			changed = true
+		case now.Sub(time.Unix(e.At, 0)) > tombstoneHorizon:
 			delete(k, name)
-			pruned = true
+			changed = true
 		}
 	}
-	return pruned
+	return changed
 }
 
 func newer(a, b Known) bool {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -149,6 +150,32 @@ func TestKnownSetBounded(t *testing.T) {
 	}
 	if !k.Prune(now.Add(tombstoneHorizon+time.Minute)) || len(k) != 1 {
 		t.Fatalf("after the horizon: %v, want the tombstone gone", k)
+	}
+}
+
+// A tombstone without its time is stamped when it comes and goes after
+// the horizon like any other; a name longer than a host name, or one
+// beyond maxKnown names, is not taken in.
+func TestKnownSetTombstonesAgeAndNamesAreCapped(t *testing.T) {
+	k := KnownSet{}
+	now := time.Now()
+	k.Merge(KnownSet{"old": {Gen: 1, Forgotten: true, Digest: "d"}})
+	if !k.Prune(now) || k["old"].At != now.Unix() {
+		t.Fatalf("a tombstone without a time: %+v, want it stamped now", k["old"])
+	}
+	if !k.Prune(now.Add(tombstoneHorizon+time.Minute)) || len(k) != 0 {
+		t.Fatalf("after the horizon: %v, want it gone", k)
+	}
+	if k.Merge(KnownSet{strings.Repeat("n", maxNameLen+1): {Gen: 1, Digest: "d"}, "": {Gen: 1, Digest: "d"}}) || len(k) != 0 {
+		t.Fatalf("took in names no host has: %v", k)
+	}
+	many := KnownSet{}
+	for i := range maxKnown + 10 {
+		many[fmt.Sprintf("n%d", i)] = Known{Gen: 1, Digest: "d"}
+	}
+	k.Merge(many)
+	if len(k) != maxKnown {
+		t.Fatalf("%d names after merging %d, want at most %d", len(k), len(many), maxKnown)
 	}
 }
 

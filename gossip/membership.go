@@ -388,9 +388,9 @@ func (m *Membership) setKeyring(mc *memberlist.Config) error {
 	}
 	m.keyring = mc.Keyring
 	mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
-	if st, err := os.Stat(file); err == nil && st.Mode().Perm()&0o004 != 0 {
+	if st, err := os.Stat(file); err == nil && st.Mode().Perm()&0o077 != 0 {
 		m.log.Warn().Str("file", file).Str("mode", st.Mode().Perm().String()).
-			Msg("the gossip key is readable by every user of this host: chmod 600 it (in Kubernetes, defaultMode: 0400 on the secret volume)")
+			Msg("the gossip key is readable by group or others on this host: chmod 600 it (in Kubernetes, defaultMode: 0400 on the secret volume)")
 	}
 	return nil
 }

@@ -94,7 +94,7 @@ func (c Config) Auth() (AuthKeys, error) {
 	out := AuthKeys{Keys: map[uint8][]byte{}, Mode: mode}
 	switch h.AntiReplay {
 	case "", "time":
-		out.Window = cmp.Or(h.TimeWindow, max(3*c.AdvertInterval, 5*time.Second).Round(time.Second))
+		out.Window = cmp.Or(h.TimeWindow, DefaultAuthWindow(c.AdvertInterval))
 		if out.Window < time.Second || out.Window > 300*time.Second || out.Window%time.Second != 0 {
 			return AuthKeys{}, fmt.Errorf("auth_hmac.time_window: %s: use whole seconds, 1s..300s", out.Window)
 		}
@@ -122,6 +122,15 @@ func (c Config) Auth() (AuthKeys, error) {
 		out.Active = uint8(h.ActiveKey)
 	}
 	return out, nil
+}
+
+// DefaultAuthWindow is auth_hmac's time window when the config gives
+// none, as keepalived 2.4 derives it: three advert intervals in whole
+// seconds (the interval's fraction dropped first), at least 5 s and at
+// most 300 s.
+func DefaultAuthWindow(advert time.Duration) time.Duration {
+	w := 3 * (advert / time.Second) * time.Second
+	return min(max(w, 5*time.Second), 300*time.Second)
 }
 
 // Defaults for Config, chosen to interoperate with a default keepalived.

@@ -143,7 +143,9 @@ type Engine struct {
 	claims      map[netip.Addr]time.Time
 	defended    map[netip.Addr]defense
 	claimLogged onceSet[string]
-	warLogged   onceSet[netip.Addr]
+	// skewLogged holds the sources whose clock drift was logged.
+	skewLogged onceSet[netip.Addr]
+	warLogged  onceSet[netip.Addr]
 	// next is a lower bound of every router's next deadline (zero: none).
 	// Events only ever pull it earlier; tick, which runs when it passes,
 	// recomputes it exactly. So a packet costs no scan of all routers.

@@ -901,3 +901,45 @@ func TestEngineOffLinkAdvertsOnlyFromUnicastPeers(t *testing.T) {
 		})
 	}
 }
+
+// A peer whose clock drifts past half the auth_hmac time window is still
+// heard, and said once (log and Event), before its adverts turn stale;
+// one within half the window is not.
+func TestEngineWarnsOfClockSkew(t *testing.T) {
+	keys := AuthKeys{Keys: map[uint8][]byte{1: bytes.Repeat([]byte{7}, 32)}, Active: 1, Mode: AuthEnforce, Window: 6 * time.Second}
+	for _, c := range []struct {
+		skew time.Duration
+		warn bool
+	}{{2 * time.Second, false}, {4 * time.Second, true}, {-4 * time.Second, true}} {
+		var events []string
+		s := newSim(t)
+		n := s.start("192.0.2.11", nodeOpts{prio: 100, cfg: v3cfg(), auth: keys, events: func(_ bool, reason, _ string) { events = append(events, reason) }})
+		src := netip.MustParseAddr("192.0.2.50")
+		for range 3 {
+			adv := Advert{Version: 3, VRID: 10, Priority: 200, Interval: 10, Addresses: []netip.Addr{testVIP.Addr()}}
+			pdu, err := Encode(adv, src, src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			adv.Signed, adv.Trailer = true, newAuth(keys).sign(s.clk.Now().Add(-c.skew), pdu, false, src)
+			b, err := Encode(adv, src, GroupV4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.inject(n, Packet{Payload: b, Src: src, Dst: GroupV4, TTL: 255})
+			s.clk.advance(100 * time.Millisecond)
+		}
+		if got := n.metrics.AdvertsRecv.WithLabelValues("ipv4", "10").Value(); got != 3 {
+			t.Fatalf("skew %s: %v adverts counted, want 3", c.skew, got)
+		}
+		warned := 0
+		for _, e := range events {
+			if e == "ClockSkew" {
+				warned++
+			}
+		}
+		if c.warn && warned != 1 || !c.warn && warned != 0 {
+			t.Fatalf("skew %s of a 6 s window: %d ClockSkew events, want %v", c.skew, warned, c.warn)
+		}
+	}
+}

@@ -5,10 +5,10 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"net/netip"
 	"os"
 	"slices"
@@ -167,35 +167,97 @@ func (a AuthKeys) Enabled() bool { return a.Mode != AuthOff && len(a.Keys) > 0 }
 // Signs reports whether adverts carry a trailer.
 func (a AuthKeys) Signs() bool { return a.Enabled() && a.Mode != AuthReceiveOnly }
 
-// ParseAuthKey reads key material as keepalived writes it: "hex:" and hex
-// digits, "file:" and a path whose file holds either form, or the bytes of
-// the text itself.
+// ParseAuthKey reads key material exactly as keepalived 2.4 does: "hex:"
+// and hex digits (a byte of one or two digits, blanks between bytes
+// skipped), "file:" and a path whose file holds either form (its trailing
+// line ends dropped, nothing else), or the bytes of the text itself.
 func ParseAuthKey(s string) ([]byte, error) {
-	var key []byte
-	switch {
-	case strings.HasPrefix(s, "file:"):
-		path := strings.TrimPrefix(s, "file:")
-		b, err := os.ReadFile(path)
+	if path, ok := strings.CutPrefix(s, "file:"); ok {
+		text, err := readKeyFile(path)
 		if err != nil {
-			return nil, fmt.Errorf("read key: %w", err)
+			return nil, err
 		}
-		text := strings.TrimSpace(string(b))
-		if strings.HasPrefix(text, "file:") {
-			return nil, fmt.Errorf("%s names another file: write the key itself (hex:... or text)", path)
-		}
-		return ParseAuthKey(text)
-	case strings.HasPrefix(s, "hex:"):
-		var err error
-		if key, err = hex.DecodeString(strings.TrimPrefix(s, "hex:")); err != nil {
-			return nil, errors.New("hex: is followed by something that is not hex digits (make one with: openssl rand -hex 32)")
-		}
-	default:
-		key = []byte(s)
+		s = text
+	}
+	key, err := decodeAuthKey(s)
+	if err != nil {
+		return nil, err
 	}
 	if len(key) < AuthKeyMin || len(key) > AuthKeyMax {
 		return nil, fmt.Errorf("%d bytes: a key has %d to %d (make one with: openssl rand -hex 32, and write hex:DIGITS)", len(key), AuthKeyMin, AuthKeyMax)
 	}
 	return key, nil
+}
+
+// keyFileMax is the most a key file holds, as keepalived reads one: "hex:",
+// the longest key in hex digits, and a little slack.
+const keyFileMax = 4 + AuthKeyMax*2 + 7
+
+// readKeyFile reads a key file: a regular file (a device such as
+// /dev/zero would never end) of at most keyFileMax bytes, its trailing
+// line ends dropped.
+func readKeyFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("read key: %w", err)
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return "", fmt.Errorf("read key: %s is not a regular file: give the file that holds the key", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, keyFileMax+1))
+	if err != nil {
+		return "", fmt.Errorf("read key: %w", err)
+	}
+	if len(b) > keyFileMax {
+		return "", fmt.Errorf("read key: %s is too large: a key file holds one key, at most %d bytes", path, keyFileMax)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+// decodeAuthKey decodes an inline value: "hex:" digits, or text.
+func decodeAuthKey(s string) ([]byte, error) {
+	digits, ok := strings.CutPrefix(s, "hex:")
+	if !ok {
+		return []byte(s), nil
+	}
+	var out []byte
+	for i := 0; ; {
+		for i < len(digits) && (digits[i] == ' ' || digits[i] == '\t') {
+			i++
+		}
+		if i == len(digits) {
+			break
+		}
+		v, ok := hexDigit(digits[i])
+		i++
+		if ok && i < len(digits) && digits[i] != ' ' {
+			var w byte
+			w, ok = hexDigit(digits[i])
+			v = v<<4 | w
+			i++
+		}
+		if !ok {
+			return nil, errors.New("hex: is followed by something that is not hex digits (make one with: openssl rand -hex 32)")
+		}
+		out = append(out, v)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("hex: is followed by no digits (make one with: openssl rand -hex 32)")
+	}
+	return out, nil
+}
+
+func hexDigit(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }
 
 // DeriveAuthKey is the VRRP key of a gossip key: HMAC-SHA256 of a fixed

@@ -210,6 +210,8 @@ func TestParseAuthKey(t *testing.T) {
 	dir := t.TempDir()
 	hexFile := filepath.Join(dir, "hex")
 	os.WriteFile(hexFile, []byte("hex:"+hex.EncodeToString(vectorKey)+"\n"), 0o600)
+	big := filepath.Join(dir, "big")
+	os.WriteFile(big, bytes.Repeat([]byte("k"), keyFileMax+1), 0o600)
 	for _, c := range []struct {
 		in, err string
 	}{
@@ -218,12 +220,43 @@ func TestParseAuthKey(t *testing.T) {
 		{strings.Repeat("k", 40), ""},
 		{"hex:00ff", "2 bytes"},
 		{"hex:zz", "not hex"},
+		{"hex:", "no digits"},
 		{"file:" + filepath.Join(dir, "missing"), "read key"},
+		{"file:/dev/zero", "not a regular file"},
+		{"file:" + dir, "not a regular file"},
+		{"file:" + big, "too large"},
 		{"short", "make one with"},
 	} {
 		_, err := ParseAuthKey(c.in)
 		if (c.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.err)) {
 			t.Errorf("%q: %v, want %q", c.in, err, c.err)
+		}
+	}
+	// As keepalived 2.4.3 reads them: blanks between hex bytes skipped, a
+	// byte of one digit where a blank follows it; a file's trailing line
+	// ends dropped and nothing else, so surrounding blanks are the key's.
+	hexKey := hex.EncodeToString(vectorKey)
+	var spaced strings.Builder
+	for i := 0; i < len(hexKey); i += 2 {
+		spaced.WriteString(hexKey[i:i+2] + " \t")
+	}
+	blankText := " " + strings.Repeat("k", 32) + " "
+	blankFile := filepath.Join(dir, "blank")
+	os.WriteFile(blankFile, []byte(blankText+"\r\n\n"), 0o600)
+	for in, want := range map[string][]byte{
+		"hex:" + spaced.String():          vectorKey,
+		"hex:" + strings.Repeat("a ", 32): bytes.Repeat([]byte{0x0a}, 32),
+		"file:" + blankFile:               []byte(blankText),
+	} {
+		got, err := ParseAuthKey(in)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%q: %x, %v; want %x as keepalived reads it", in, got, err, want)
+		}
+	}
+	for advert, want := range map[time.Duration]time.Duration{100 * time.Millisecond: 5 * time.Second, time.Second: 5 * time.Second,
+		2500 * time.Millisecond: 6 * time.Second, 3 * time.Second: 9 * time.Second, 255 * time.Second: 300 * time.Second} {
+		if got := DefaultAuthWindow(advert); got != want {
+			t.Errorf("advert_interval %s: time window %s, keepalived's %s", advert, got, want)
 		}
 	}
 	id1, k1 := DeriveAuthKey([]byte("0123456789abcdef0123456789abcdef"))

@@ -106,6 +106,7 @@ func (e *Engine) handlePacket(p Packet) {
 		e.refuse(now, k, r, p.Src, adv.Priority, reason)
 		return
 	}
+	e.noteSkew(now, k, p.Src, adv)
 	r.recv.Inc()
 	if p.TTL != 255 {
 		e.deps.Metrics.OffLink.WithLabelValues(k.family()).Inc()
@@ -139,6 +140,24 @@ func (e *Engine) firstRejection(src netip.Addr) bool {
 		e.deps.Log.Error().Int("sources", maxLoggedSources).Msg("adverts rejected from many sources: not logging further ones (see garpd_vrrp_packets_dropped_total)")
 	}
 	return first
+}
+
+// noteSkew warns, once per source while it lasts, when an accepted
+// advert's clock is more than half the time window away from ours: a
+// little more drift and its adverts are refused as stale (keepalived warns
+// alike).
+func (e *Engine) noteSkew(now time.Time, k routerKey, src netip.Addr, adv *Advert) {
+	if e.auth == nil || !adv.Signed || e.auth.keys.Window == 0 {
+		return
+	}
+	skew := time.Duration(now.Unix()-int64(adv.Trailer.Seq>>32)) * time.Second
+	if w := e.auth.keys.Window; max(skew, -skew) > w/2 {
+		if first, _ := e.skewLogged.first(src, now); first {
+			msg := fmt.Sprintf("%s's clock is %s from ours, past half the auth_hmac time window (%s): its adverts are refused once it drifts past the window; fix its time (NTP)", src, skew, w)
+			e.deps.Log.Warn().Str("vrid", k.String()).Str("source", src.String()).Dur("skew", skew).Msg(msg)
+			e.event(true, "ClockSkew", msg)
+		}
+	}
 }
 
 // authenticate is "" when auth_hmac is off or passes the advert, else

@@ -159,6 +159,23 @@ func (h Config) Validate() error {
 }
 
 // loadCA reads an http check's ca_file.
+// httpTransport is an HTTP check's transport: its TLS settings, and no
+// proxy: the check asks the service itself, never a proxy the agent's
+// environment names (HTTP_PROXY would answer for it).
+func httpTransport(c CheckConfig) (*http.Transport, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil
+	tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: c.Insecure} //nolint:gosec // operator's explicit choice
+	if c.CAFile != "" {
+		pool, err := loadCA(c.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		tr.TLSClientConfig.RootCAs = pool
+	}
+	return tr, nil
+}
+
 func loadCA(file string) (*x509.CertPool, error) {
 	pem, err := os.ReadFile(file)
 	if err != nil {
@@ -182,14 +199,9 @@ func newProbe(c CheckConfig, pods PodProber) (probe, error) {
 		}
 		return pods.PodReadyProbe(c.KubernetesPod.Namespace, c.KubernetesPod.Selector)
 	case c.HTTP != "":
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: c.Insecure} //nolint:gosec // operator's explicit choice
-		if c.CAFile != "" {
-			pool, err := loadCA(c.CAFile)
-			if err != nil {
-				return nil, err
-			}
-			tr.TLSClientConfig.RootCAs = pool
+		tr, err := httpTransport(c)
+		if err != nil {
+			return nil, err
 		}
 		client := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 		return func(ctx context.Context) error {
@@ -202,8 +214,8 @@ func newProbe(c CheckConfig, pods PodProber) (probe, error) {
 				return err
 			}
 			resp.Body.Close()
-			if resp.StatusCode < 200 || resp.StatusCode > 399 {
-				return fmt.Errorf("status %s", resp.Status)
+			if resp.StatusCode < 200 || resp.StatusCode > 299 {
+				return fmt.Errorf("status %s: a check passes on 2xx only (a redirect is not the service's health)", resp.Status)
 			}
 			return nil
 		}, nil

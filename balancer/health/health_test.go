@@ -106,6 +106,32 @@ func TestHealthCheckKinds(t *testing.T) {
 	}
 }
 
+// An HTTP check passes on 2xx only, not on a redirect (to a login page, a
+// maintenance site), and asks the service itself, whatever proxy the
+// environment names.
+func TestHTTPCheckPassesOn2xxOnly(t *testing.T) {
+	if tr, err := httpTransport(CheckConfig{}); err != nil || tr.Proxy != nil {
+		t.Fatalf("the check's transport takes a proxy from the environment (%v)", err)
+	}
+	for code, pass := range map[int]bool{200: true, 204: true, 302: false, 301: false, 404: false} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			if code/100 == 3 {
+				w.Header().Set("Location", "/login")
+			}
+			w.WriteHeader(code)
+		}))
+		probe, err := newProbe(CheckConfig{HTTP: srv.URL + "/healthz"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = probe(context.Background())
+		srv.Close()
+		if (err == nil) != pass {
+			t.Errorf("status %d: check error %v, want passing %v", code, err, pass)
+		}
+	}
+}
+
 func TestExecCheckHungPipeline(t *testing.T) {
 	marker := fmt.Sprintf("%d.%d", os.Getpid(), time.Now().UnixNano()%1000)
 	p, err := newProbe(CheckConfig{Exec: []string{"sh", "-c", "sleep 3" + marker + " | cat"}}, nil)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/signal"
@@ -211,7 +212,7 @@ func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.
 	for _, g := range l.alloc.Grouped {
 		a.log.Warn().Msg(g)
 	}
-	for _, n := range l.cfg.GARP.Notes(l.vipCount(), l.cfg.VRRP.UseVMAC) {
+	for _, n := range append(l.cfg.GARP.Notes(l.vipCount(), l.cfg.VRRP.UseVMAC), l.secretNotes(false)...) {
 		a.log.Warn().Msg(n)
 	}
 	for {
@@ -486,8 +487,8 @@ func checkConfig(w io.Writer, path string, host bool) error {
 			return &configError{fmt.Errorf("config %s: %w", path, errors.Join(errs...))}
 		}
 	}
-	fmt.Fprintf(w, "%s: valid. node %s, interface %s, VRRPv%d every %s\n", path, l.cfg.Node, l.cfg.Interface,
-		l.cfg.VRRP.Version, l.cfg.VRRP.AdvertInterval)
+	fmt.Fprintf(w, "%s: valid. node %s, interface %s, %s every %s\n", path, l.cfg.Node, l.cfg.Interface,
+		versions(l.cfg.VRRP.Version, l.routers), l.cfg.VRRP.AdvertInterval)
 	dev := l.dev()
 	for _, r := range l.routers {
 		fam := "ipv4"
@@ -514,6 +515,13 @@ func checkConfig(w io.Writer, path string, host bool) error {
 	for _, n := range l.cfg.GARP.Notes(l.vipCount(), l.cfg.VRRP.UseVMAC) {
 		fmt.Fprintf(w, "  note: %s\n", n)
 	}
+	notes := l.dynamicNotes(host)
+	if host {
+		notes = append(notes, l.secretNotes(true)...)
+	}
+	for _, n := range notes {
+		fmt.Fprintf(w, "  note: %s\n", n)
+	}
 	if !host {
 		fmt.Fprintln(w, "  not checked (--offline): that the interfaces exist on the host, the gossip key file, gossip.state_dir, the checks' CA files, and that exec checks and hooks can run")
 	} else if dir := l.cfg.Gossip.StateDir; l.dynamic() && dir != "" {
@@ -522,6 +530,68 @@ func checkConfig(w io.Writer, path string, host bool) error {
 		}
 	}
 	return nil
+}
+
+// dynamicNotes says what --check knows of a dynamic config beyond its
+// validity: the priorities it prints, a cluster nobody can join, a key
+// others can read (on the host).
+func (l *loaded) dynamicNotes(host bool) []string {
+	if !l.dynamic() {
+		return nil
+	}
+	out := []string{fmt.Sprintf("priority %d above is every VIP's until this node has settled in a cluster; then each VIP's comes from its rank in the plan (garpd plan shows it)", balancer.UnrankedPriority)}
+	if h := l.cfg.VRRP.AuthHMAC; len(l.gossipKeys) > 0 && len(l.gossipKeys[0]) < vrrp.AuthKeyMin && (h == nil || len(h.Keys) == 0) {
+		out = append(out, fmt.Sprintf("the gossip key has %d bytes, so the VRRP key derived from it has %d bits of entropy, below keepalived's floor of %d bytes: use a %d-byte gossip key (head -c 32 /dev/urandom | base64)",
+			len(l.gossipKeys[0]), 8*len(l.gossipKeys[0]), vrrp.AuthKeyMin, vrrp.AuthKeyMin))
+	}
+	if len(l.cfg.Gossip.Join) == 0 && l.cfg.Kubernetes == nil {
+		out = append(out, "gossip.join is empty and there is no kubernetes section: this node finds no member by itself and forms a cluster only if others join it; list seeds in gossip.join")
+	}
+	return out
+}
+
+// secretNotes names the key files group or others can read (keepalived
+// flags its auth_hmac key files alike): auth_hmac's file: keys, the
+// control token and, with gossipKey, the gossip key (gossip warns of it
+// itself when it starts).
+func (l *loaded) secretNotes(gossipKey bool) []string {
+	files := map[string]string{}
+	if f := l.cfg.Gossip.SecretKeyFile; f != "" && l.dynamic() && gossipKey {
+		files[f] = "gossip.secret_key_file"
+	}
+	if h := l.cfg.VRRP.AuthHMAC; h != nil {
+		for id, k := range h.Keys {
+			if f, ok := strings.CutPrefix(k, "file:"); ok {
+				files[f] = fmt.Sprintf("vrrp.auth_hmac.keys.%d", id)
+			}
+		}
+	}
+	if f := l.cfg.Control.TokenFile; f != "" {
+		files[f] = "control.token_file"
+	}
+	var out []string
+	for _, f := range slices.Sorted(maps.Keys(files)) {
+		if st, err := os.Stat(f); err == nil && st.Mode().Perm()&0o077 != 0 {
+			out = append(out, fmt.Sprintf("%s %s is readable by group or others (mode %s): chmod 600 it", files[f], f, st.Mode().Perm()))
+		}
+	}
+	return out
+}
+
+// versions says which VRRP versions the routers speak: vrrp.version is
+// IPv4's, and IPv6 is always VRRPv3.
+func versions(v4 int, routers []vrrp.RouterSpec) string {
+	has4, has6 := false, false
+	for _, r := range routers {
+		has4, has6 = has4 || !r.V6(), has6 || r.V6()
+	}
+	switch {
+	case has6 && !has4:
+		return "VRRPv3"
+	case has6 && v4 != 3:
+		return fmt.Sprintf("VRRPv%d for IPv4 and VRRPv3 for IPv6", v4)
+	}
+	return fmt.Sprintf("VRRPv%d", v4)
 }
 
 // preferenceNote says when the VIPs' prefer: cannot be balanced over the

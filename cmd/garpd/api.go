@@ -106,6 +106,20 @@ func listenUnix(path string) (net.Listener, error) {
 	return net.Listen("unix", path)
 }
 
+// loopbackHost reports whether a request's Host names this machine's
+// loopback: localhost or a loopback address, with or without a port.
+func loopbackHost(host string) bool {
+	h, _, err := net.SplitHostPort(host)
+	if err != nil {
+		h = strings.Trim(host, "[]")
+	}
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(h)
+	return err == nil && a.IsLoopback()
+}
+
 // servers are the agent's two listeners: http.listen, which may face the
 // network, and control.listen, the operator's.
 type servers struct{ metrics, control *http.Server }
@@ -115,7 +129,8 @@ func (a *agent) serve(l *loaded) (*servers, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := listenHTTP("control.listen", l.cfg.Control.Listen, a.controlHandler(l.token))
+	_, onSocket := strings.CutPrefix(l.cfg.Control.Listen, "unix:")
+	c, err := listenHTTP("control.listen", l.cfg.Control.Listen, a.controlHandler(l.token, !onSocket))
 	if err != nil {
 		m.Close()
 		return nil, err
@@ -198,9 +213,12 @@ func (l *liveness) check(probe func() bool) bool {
 }
 
 // controlHandler serves the operator, control.listen: everything, behind
-// the bearer token when there is one. POSTs take JSON only, so a browser
-// cannot be made to send one from another site.
-func (a *agent) controlHandler(token []byte) http.Handler {
+// the bearer token when there is one. Every POST must say it is JSON, so
+// a browser cannot be made to send one from another site (it would ask
+// first, and nobody answers); without a token, on a TCP listener
+// (checkHost), a request must name a loopback host, so a web page whose
+// name an attacker points at 127.0.0.1 (DNS rebinding) is refused.
+func (a *agent) controlHandler(token []byte, checkHost bool) http.Handler {
 	mux := http.NewServeMux()
 	a.public(mux)
 	mux.HandleFunc("/announce", func(w http.ResponseWriter, r *http.Request) {
@@ -281,9 +299,13 @@ func (a *agent) controlHandler(token []byte) http.Handler {
 			http.Error(w, "control.token_file is set: send Authorization: Bearer TOKEN (garpd status -c FILE reads it)", http.StatusUnauthorized)
 			return
 		}
-		if r.Method == http.MethodPost && r.ContentLength != 0 {
+		if len(token) == 0 && checkHost && !loopbackHost(r.Host) {
+			http.Error(w, fmt.Sprintf("Host %q is not this machine's loopback: the control endpoints answer requests for 127.0.0.1, [::1] or localhost (or set control.token_file)", r.Host), http.StatusForbidden)
+			return
+		}
+		if r.Method == http.MethodPost {
 			if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
-				http.Error(w, "POST a JSON body, with Content-Type: application/json", http.StatusUnsupportedMediaType)
+				http.Error(w, "POST with Content-Type: application/json (an empty body is fine where the body is optional)", http.StatusUnsupportedMediaType)
 				return
 			}
 		}

@@ -367,7 +367,7 @@ func (c controlConfig) check(httpListen string) ([]byte, error) {
 	}
 	var token []byte
 	if c.TokenFile != "" {
-		b, err := os.ReadFile(c.TokenFile)
+		b, err := gossip.ReadSecretFile(c.TokenFile, 4096)
 		if err != nil {
 			return nil, fmt.Errorf("control.token_file: %w", err)
 		}
@@ -466,6 +466,9 @@ func explainYAML(err error, raw []byte) error {
 				continue
 			case "[]string":
 				msgs[i] = fmt.Sprintf("line %d: %s%s: write a list, one word an item, such as [/usr/bin/curl, -sf, URL]", line, keyAt(lines, line, v), v)
+				continue
+			case "bool":
+				msgs[i] = fmt.Sprintf("line %d: %s%q is text, not true or false: write true or false without quotes", line, keyAt(lines, line, v), v)
 				continue
 			}
 		}

@@ -139,6 +139,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{base + "gossip: {join: [\"dns:nope\"]}\n", "gossip.join[0]"},
 		{base + "gossip: {settle: -1s}\n", "gossip.settle"},
 		{base + "gossip: {secret_key_file: /nonexistent}\n", "gossip.secret_key_file"},
+		{base + "gossip: {secret_key_file: /dev/zero}\n", "/dev/zero is not a regular file"},
 		{base + "gossip: {settle: 5s}\n", "gossip.secret_key_file: required"},
 		{base + "health: {checks: [{name: a}]}\n", "health.checks[0]"},
 		{base + "health: {checks: [{name: a, tcp: x}]}\n", "health.checks[0].tcp"},
@@ -162,6 +163,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{base + "http: {listen: \"9496\"}\n", "http.listen"},
 		{base + "garp: {refresh: 30 sec}\n", "refresh: 30 sec is not a duration"},
 		{base + "garp: {count: 2.9}\n", "garp.count: 2.9: a whole number"},
+		{base + "vrrp: {preempt: \"false\"}\n", `preempt: "false" is text, not true or false: write true or false without quotes`},
 		{base + "garp: {refresh: 30s, schedule: \"@every 1m\"}\n", "refresh and schedule both set"},
 		{base + "vrrp: {vrid_base: 0}\n", "vrrp.vrid_base: 0"},
 		{base + "health: {checks: [{name: a, exec: [/bin/true], fall: 0}]}\n", "health.checks[0].fall: 0"},
@@ -293,10 +295,12 @@ func TestPProfSwitch(t *testing.T) {
 		t.Fatal("http.pprof: true not parsed")
 	}
 	a := &agent{reg: prometheus.NewRegistry()}
-	h := a.controlHandler(nil)
+	h := a.controlHandler(nil, true)
 	get := func() int {
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/pprof/", nil))
+		r := httptest.NewRequest(http.MethodGet, "/debug/pprof/", nil)
+		r.Host = "127.0.0.1:9497"
+		h.ServeHTTP(rec, r)
 		return rec.Code
 	}
 	if code := get(); code != http.StatusNotFound {
@@ -400,6 +404,7 @@ func TestControlSurface(t *testing.T) {
 		body := strings.NewReader(`{"node": "n4"}`)
 		r := httptest.NewRequest(method, path, body)
 		r.RemoteAddr = "198.51.100.7:40000" // from the network
+		r.Host = "127.0.0.1:9497"
 		if ctype != "" {
 			r.Header.Set("Content-Type", ctype)
 		}
@@ -420,16 +425,45 @@ func TestControlSurface(t *testing.T) {
 		t.Errorf("http.listen /metrics: %d", rec.Code)
 	}
 
-	control := a.controlHandler(nil)
+	control := a.controlHandler(nil, true)
 	for _, ct := range []string{"text/plain", "application/x-www-form-urlencoded", ""} {
 		if rec := do(control, http.MethodPost, "/forget", ct, ""); rec.Code != http.StatusUnsupportedMediaType {
 			t.Errorf("control /forget with Content-Type %q: %d, want 415", ct, rec.Code)
 		}
 	}
+	// A bodiless POST a browser may send from any site starts no wave.
+	r := httptest.NewRequest(http.MethodPost, "/announce", nil)
+	r.Host = "localhost:9497"
+	if rec := httptest.NewRecorder(); func() int { control.ServeHTTP(rec, r); return rec.Code }() != http.StatusUnsupportedMediaType {
+		t.Errorf("control /announce, empty body, no Content-Type: %d %q, want 415", rec.Code, rec.Body.String())
+	}
+	// Without a token, a page whose name points at 127.0.0.1 (DNS
+	// rebinding) is refused; loopback names pass; a unix socket or a
+	// token does not need the check.
+	for host, want := range map[string]int{"evil.example:9497": http.StatusForbidden, "garpd": http.StatusForbidden,
+		"127.0.0.1:9497": http.StatusOK, "[::1]:9497": http.StatusOK, "localhost": http.StatusOK, "LOCALHOST:9497": http.StatusOK} {
+		r := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+		r.Host = host
+		rec := httptest.NewRecorder()
+		control.ServeHTTP(rec, r)
+		if rec.Code != want {
+			t.Errorf("Host %q: %d, want %d", host, rec.Code, want)
+		}
+	}
+	for _, h := range []http.Handler{a.controlHandler(nil, false), a.controlHandler([]byte("0123456789abcdef"), true)} {
+		r := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+		r.Host = "garpd"
+		r.Header.Set("Authorization", "Bearer 0123456789abcdef")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if rec.Code != http.StatusOK {
+			t.Errorf("a unix socket, or a token: Host garpd answered %d", rec.Code)
+		}
+	}
 	if rec := do(control, http.MethodPost, "/forget", "application/json", ""); rec.Code != http.StatusConflict {
 		t.Errorf("control /forget, JSON, static mode: %d %q, want 409", rec.Code, rec.Body.String())
 	}
-	guarded := a.controlHandler([]byte("0123456789abcdef"))
+	guarded := a.controlHandler([]byte("0123456789abcdef"), true)
 	for _, auth := range []string{"", "Bearer wrong", "0123456789abcdef"} {
 		if rec := do(guarded, http.MethodGet, "/metrics", "", auth); rec.Code != http.StatusUnauthorized {
 			t.Errorf("token set, Authorization %q: %d, want 401", auth, rec.Code)
@@ -455,6 +489,7 @@ func TestControlConfig(t *testing.T) {
 		{base + "control: {listen: 0.0.0.0:9497}\n", "control.listen: 0.0.0.0:9497 is not loopback: set control.token_file"},
 		{base + "control: {listen: 0.0.0.0:9497, token_file: " + good + "}\n", ""},
 		{base + "control: {listen: 0.0.0.0:9497, token_file: " + short + "}\n", "use at least 16"},
+		{base + "control: {token_file: /dev/zero}\n", "/dev/zero is not a regular file"},
 		{base + "http: {listen: 127.0.0.1:9497}\n", "control.listen: 127.0.0.1:9497 is http.listen too"},
 	} {
 		_, err := parseConfig([]byte(c.yaml))
@@ -490,6 +525,25 @@ func TestCheckConfigHostFacts(t *testing.T) {
 	}
 	if err := checkConfig(&out, keyed, true); err == nil || !strings.Contains(err.Error(), "make one with") {
 		t.Fatalf("on the host without the key: %v", err)
+	}
+	// A dynamic config on the host with a key others can read and no way
+	// to find members: --check says so, and what its priority 1 means.
+	key := filepath.Join(t.TempDir(), "gossip.key")
+	if err := os.WriteFile(key, []byte("MDEyMzQ1Njc4OWFiY2RlZg==\n"), 0o644); err != nil { // 16 bytes
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyed, []byte("interface: lo\nvips: [192.0.2.101]\ngossip: {secret_key_file: "+key+"}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := checkConfig(&out, keyed, true); err != nil {
+		t.Fatalf("a dynamic config on the host: %v", err)
+	}
+	for _, want := range []string{"gossip.secret_key_file " + key + " is readable by group or others (mode -rw-r--r--): chmod 600", "gossip.join is empty", "priority 1 above is every VIP's until",
+		"the gossip key has 16 bytes, so the VRRP key derived from it has 128 bits"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("--check does not say %q:\n%s", want, out.String())
+		}
 	}
 	// An exec check whose script's interpreter is missing (a script in the
 	// distroless image) and a CA file that is not here: --check on the
@@ -546,5 +600,11 @@ func TestDualStackConfig(t *testing.T) {
 	}
 	if len(l.routers) != 2 || l.routers[0].VRID != 5 || l.routers[1].VRID != 5 || l.routers[0].V6() == l.routers[1].V6() {
 		t.Fatalf("routers %+v, want an IPv4 and an IPv6 router on VRID 5", l.routers)
+	}
+	if got, want := versions(2, l.routers), "VRRPv2 for IPv4 and VRRPv3 for IPv6"; got != want {
+		t.Errorf("--check says %q, want %q", got, want)
+	}
+	if got := versions(2, l.routers[1:]); got != "VRRPv3" {
+		t.Errorf("an IPv6-only config: --check says %q, want VRRPv3", got)
 	}
 }
