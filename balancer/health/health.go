@@ -261,6 +261,9 @@ const execOutputLimit = 200
 // child that left the group still holds. The error carries the start of
 // the output.
 func RunCommand(ctx context.Context, argv, env []string) error {
+	if err := ScriptSafe(argv[0]); err != nil {
+		return err
+	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	if env != nil {
 		cmd.Env = append(os.Environ(), env...)
@@ -296,6 +299,9 @@ func Runnable(program string) error {
 	if err != nil {
 		return fmt.Errorf("exec: %s: not found here%s", program, hint)
 	}
+	if err := ScriptSafe(program); err != nil {
+		return err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("exec: %w", err)
@@ -319,6 +325,48 @@ func Runnable(program string) error {
 		return fmt.Errorf("exec: %s runs under %s, which is not here%s", path, words[0], hint)
 	}
 	return nil
+}
+
+// ScriptSafe refuses, as keepalived's script_security does, a program an
+// agent running as root would run although someone else could change it:
+// the file, or a directory on its path (links resolved), that is not
+// owned by root, or that group (other than root's) or others may write
+// (a directory with the sticky bit, such as /tmp, is safe: nobody else
+// can replace what is in it). An agent that does not run as root runs
+// nothing with more rights than the script's writers: it checks nothing.
+func ScriptSafe(program string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	path, err := exec.LookPath(program)
+	if err != nil {
+		return nil // RunCommand and Runnable say it is missing
+	}
+	if path, err = filepath.Abs(path); err == nil {
+		path, err = filepath.EvalSymlinks(path)
+	}
+	if err != nil {
+		return fmt.Errorf("exec: %s: %w", program, err)
+	}
+	for p := path; ; p = filepath.Dir(p) {
+		st, err := os.Lstat(p)
+		if err != nil {
+			return fmt.Errorf("exec: %w", err)
+		}
+		sys, _ := st.Sys().(*syscall.Stat_t)
+		mode := st.Mode()
+		sticky := mode.IsDir() && mode&fs.ModeSticky != 0
+		groupWrite := sys != nil && sys.Gid != 0 && mode.Perm()&0o020 != 0
+		switch {
+		case sys != nil && sys.Uid != 0:
+			return fmt.Errorf("exec: %s runs as root but %s belongs to uid %d, who could change it: chown root it (keepalived's script_security refuses it too)", program, p, sys.Uid)
+		case !sticky && (groupWrite || mode.Perm()&0o002 != 0):
+			return fmt.Errorf("exec: %s runs as root but %s is writable by group or others (mode %s): chmod go-w it (keepalived's script_security refuses it too)", program, p, mode.Perm())
+		}
+		if p == "/" || p == filepath.Dir(p) {
+			return nil
+		}
+	}
 }
 
 // cappedBuffer keeps the first limit bytes written to it.

@@ -195,3 +195,58 @@ func TestRunnableSaysWhyAScriptCannotRun(t *testing.T) {
 		t.Errorf("running a script without its interpreter: %v, want the reason and the fix", err)
 	}
 }
+
+// An agent running as root refuses, as keepalived's script_security does,
+// a script someone else could change: writable by group or others, in a
+// directory they may write (not a sticky one like /tmp), or owned by
+// another user, links resolved; it runs what only root can change.
+func TestScriptSafeRefusesWhatOthersCanChange(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: ScriptSafe checks only for an agent running as root")
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	script := filepath.Join(dir, "check.sh")
+	marker := filepath.Join(dir, "ran")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\ntouch "+marker+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := ScriptSafe(script); err != nil {
+		t.Fatalf("a root-owned 0755 script in a root-owned directory: %v", err)
+	}
+	link := filepath.Join(dir, "link.sh")
+	os.Symlink(script, link)
+	for _, c := range []struct {
+		name  string
+		setup func()
+		undo  func()
+		want  string
+	}{
+		{"world-writable script", func() { os.Chmod(script, 0o757) }, func() { os.Chmod(script, 0o755) }, "writable by group or others"},
+		{"group-writable directory", func() { os.Chown(dir, 0, 100); os.Chmod(dir, 0o775) }, func() { os.Chown(dir, 0, 0); os.Chmod(dir, 0o755) }, "writable by group or others"},
+		{"another user's script", func() { os.Chown(script, 65534, 0) }, func() { os.Chown(script, 0, 0) }, "belongs to uid 65534"},
+	} {
+		c.setup()
+		for _, p := range []string{script, link} {
+			if err := ScriptSafe(p); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("%s (%s): %v, want %q", c.name, filepath.Base(p), err, c.want)
+			}
+		}
+		if err := RunCommand(context.Background(), []string{script}, nil); err == nil {
+			t.Errorf("%s: RunCommand ran it", c.name)
+		}
+		if _, err := os.Stat(marker); err == nil {
+			t.Fatalf("%s: the script ran", c.name)
+		}
+		c.undo()
+	}
+	// A sticky directory (like /tmp) is safe: nobody else can replace
+	// what is in it.
+	os.Chmod(dir, 0o777|os.ModeSticky)
+	if err := RunCommand(context.Background(), []string{script}, nil); err != nil {
+		t.Fatalf("in a sticky directory: %v", err)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatal("the safe script did not run")
+	}
+}
