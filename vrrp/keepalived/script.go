@@ -1,7 +1,9 @@
 package keepalived
 
 import (
+	"net"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -16,14 +18,24 @@ func convertScript(sc *Script) (ymap, []Note) {
 	argv := splitCommand(sc.Script.Text)
 	url, insecure := curlURL(argv)
 	if url != "" && !curlFails(argv) {
-		notes = append(notes, Note{Where: sc.Script.At.Where(), What: "vrrp_script " + sc.Name + ": curl without -f passes on any HTTP answer (a 500 too) in keepalived; garpd's http check fails on a status outside 200..399"})
+		notes = append(notes, Note{Where: sc.Script.At.Where(), What: "vrrp_script " + sc.Name + ": curl without -f passes on any HTTP answer (a 500 too) in keepalived; garpd's http check fails on a status outside 2xx"})
 	}
-	if url != "" {
+	tcp, udp := devTCP(sc.Script.Text)
+	switch {
+	case tcp != "":
+		m.set("tcp", tcp, from(sc.Script.At, "bash's /dev/tcp: a TCP connect"))
+	case udp:
+		notes = append(notes, Note{Where: sc.Script.At.Where(), What: "vrrp_script " + sc.Name + ": bash's /dev/udp sends a datagram and never fails on a closed port; garpd has no udp check: it is an exec check of the same command under bash"})
+		m.set("exec", []string{"/bin/bash", "-c", sc.Script.Text}, from(sc.Script.At, "script"))
+	case url != "":
 		m.set("http", url, from(sc.Script.At, "curl"))
 		if insecure {
 			m.set("insecure", true, "curl -k")
 		}
-	} else {
+	case strings.ContainsAny(sc.Script.Text, "|&;<>()$`"):
+		// Shell syntax: a shell's words, not a program's.
+		m.set("exec", []string{"/bin/sh", "-c", sc.Script.Text}, from(sc.Script.At, "script, under sh: it is shell syntax"))
+	default:
 		m.set("exec", argv, from(sc.Script.At, "script"))
 	}
 	interval := sc.Interval
@@ -39,6 +51,25 @@ func convertScript(sc *Script) (ymap, []Note) {
 	m.set("fall", sc.Fall, "fall")
 	m.set("rise", sc.Rise, "rise")
 	return m, notes
+}
+
+// devTCPLine is a script that only opens bash's /dev/tcp/HOST/PORT (or
+// /dev/udp), bare or under bash -c / sh -c: "</dev/tcp/192.0.2.1/80",
+// "bash -c 'cat < /dev/tcp/127.0.0.1/6443'", "echo > /dev/tcp/h/p".
+var devTCPLine = regexp.MustCompile(`^\s*(?:(?:/usr)?(?:/bin/)?(?:ba)?sh\s+-c\s+)?['"]?\s*(?:(?:cat|echo|:|true|exec)\s*)?[<>]\s*/dev/(tcp|udp)/(\[[^\]]+\]|[^/\s'"]+)/([0-9]{1,5})\s*['"]?\s*$`)
+
+// devTCP is the HOST:PORT of a script that only connects to bash's
+// /dev/tcp (a TCP check, as ipfailover's own), and whether it is /dev/udp
+// instead.
+func devTCP(script string) (tcp string, udp bool) {
+	m := devTCPLine.FindStringSubmatch(script)
+	if m == nil {
+		return "", false
+	}
+	if m[1] == "udp" {
+		return "", true
+	}
+	return net.JoinHostPort(strings.Trim(m[2], "[]"), m[3]), false
 }
 
 // splitCommand splits a script line as a shell would for simple words and
