@@ -221,6 +221,9 @@ func parseConfigAs(raw []byte, offline bool) (*loaded, error) {
 			g.SecretKeyFile, g.Insecure = "", true // named, not read
 		}
 		section("gossip", g.Validate())
+		if p := c.VRRP.Preempt; p != nil && !*p {
+			errs = append(errs, errors.New("vrrp.preempt: false is the static mode's: the dynamic mode hands a returning owner its VIPs back once it has settled (gossip.settle holds it back); remove it, or give priorities for the static mode"))
+		}
 		if k := c.Kubernetes; k != nil {
 			section("kubernetes", k.Validate())
 		}

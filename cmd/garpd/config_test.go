@@ -138,6 +138,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{base + "gossip: {bind: nowhere}\n", "gossip.bind"},
 		{base + "gossip: {join: [\"dns:nope\"]}\n", "gossip.join[0]"},
 		{base + "gossip: {settle: -1s}\n", "gossip.settle"},
+		{base + "gossip: {secret_key_file: /dev/null}\nvrrp: {preempt: false}\n", "vrrp.preempt: false is the static mode's"},
 		{base + "gossip: {secret_key_file: /nonexistent}\n", "gossip.secret_key_file"},
 		{base + "gossip: {secret_key_file: /dev/zero}\n", "/dev/zero is not a regular file"},
 		{base + "gossip: {settle: 5s}\n", "gossip.secret_key_file: required"},

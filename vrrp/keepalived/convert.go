@@ -435,6 +435,8 @@ func (cv *converter) vrrp() (ymap, error) {
 		}
 	}
 	switch {
+	case noPreempt > 0 && cv.dynamic:
+		note(first.At, "nopreempt: the dynamic mode hands a returning owner its VIPs back once it has settled (gossip.settle holds it back; garpd plan shows the layout); imported with preemption")
 	case noPreempt == len(c.Instances):
 		vr.set("preempt", false, from(first.NoPreempt, "nopreempt"))
 	case noPreempt > 0:
