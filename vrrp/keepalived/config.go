@@ -3,7 +3,6 @@ package keepalived
 import (
 	"fmt"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -70,7 +69,10 @@ func (g *GARP) set(key string, s *Stmt) {
 type VIP struct {
 	Prefix netip.Prefix
 	Dev    string
-	At     *Stmt
+	// Dropped are the options garpd has no counterpart for (label,
+	// scope, brd, no_track …), as written.
+	Dropped []string
+	At      *Stmt
 }
 
 // Instance is a vrrp_instance.
@@ -382,6 +384,10 @@ func (c *Config) loadInstance(b *Stmt) (*Instance, error) {
 }
 
 // parseVIP reads "ADDR[/LEN] [dev IF] [label ...] ...".
+// vipOptionTakesValue are the virtual_ipaddress options followed by a
+// value.
+var vipOptionTakesValue = map[string]bool{"label": true, "scope": true, "brd": true, "broadcast": true, "peer": true, "track_group": true, "preferred_lft": true}
+
 func parseVIP(s *Stmt) (VIP, error) {
 	v := VIP{At: s}
 	a := s.Key
@@ -397,8 +403,17 @@ func parseVIP(s *Stmt) (VIP, error) {
 		return v, fmt.Errorf("%s: virtual_ipaddress %q is not ADDR/LEN", s.Where(), s.Key)
 	}
 	v.Prefix = p
-	if i := slices.Index(s.Args, "dev"); i >= 0 && i+1 < len(s.Args) {
-		v.Dev = s.Args[i+1]
+	for i := 0; i < len(s.Args); i++ {
+		switch {
+		case s.Args[i] == "dev" && i+1 < len(s.Args):
+			v.Dev = s.Args[i+1]
+			i++
+		case vipOptionTakesValue[s.Args[i]] && i+1 < len(s.Args):
+			v.Dropped = append(v.Dropped, s.Args[i]+" "+s.Args[i+1])
+			i++
+		default:
+			v.Dropped = append(v.Dropped, s.Args[i])
+		}
 	}
 	return v, nil
 }

@@ -508,6 +508,9 @@ func (cv *converter) vips() (*yaml.Node, ymap) {
 					item.set("dev", v.Dev, "")
 				}
 			}
+			if len(v.Dropped) > 0 {
+				note(v.At, fmt.Sprintf("virtual_ipaddress %s: %s left out: garpd adds a VIP as a host address (/32, /128) with no label or other options, so it never becomes the host's own address", v.Prefix, strings.Join(v.Dropped, ", ")))
+			}
 			if node, prio := cv.preferred(in); node != "" {
 				item.set("prefer", node, "")
 				item.n.HeadComment = fmt.Sprintf("prefer %s: keepalived's master (priority %d)", node, prio)

@@ -2,6 +2,7 @@ package keepalived
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -129,4 +130,16 @@ func FuzzExpand(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A VIP's options garpd has no counterpart for are kept for the import's
+// note, dev is the VIP's interface.
+func TestParseVIPOptions(t *testing.T) {
+	v, err := parseVIP(&Stmt{Key: "192.0.2.10/24", Args: []string{"dev", "eth1", "label", "eth1:vip", "no_track"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Dev != "eth1" || !slices.Equal(v.Dropped, []string{"label eth1:vip", "no_track"}) {
+		t.Fatalf("dev %q, dropped %q", v.Dev, v.Dropped)
+	}
 }
