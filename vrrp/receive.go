@@ -91,8 +91,8 @@ func (e *Engine) handlePacket(p Packet) {
 		if e.firstRejection(p.Src) {
 			e.deps.Log.Error().Str("vrid", k.String()).Str("source", p.Src.String()).
 				Str("their_vips", joinAddrs(got)).Str("our_vips", joinAddrs(r.addrs)).
-				Msg("VRID collision: another VRRP router uses this VRID with a different VIP list; ignoring its adverts. Another cluster on this segment probably uses the same VRID: give one side a different vrid_base (run `garpd scan` to list the VRIDs in use)")
-			e.event(true, "VRIDCollision", fmt.Sprintf("%s uses VRRP %s for %s, ours is %s: give one side another vrid_base (garpd scan lists the VRIDs in use)",
+				Msg("VRID collision: another VRRP router uses this VRID with a different VIP list; ignoring its adverts. Another cluster on this segment probably uses the same VRID: give one side other VRIDs (vrrp.vrid_base, or the VIPs' vrid: where a config pins them; `garpd scan` lists the VRIDs in use)")
+			e.event(true, "VRIDCollision", fmt.Sprintf("%s uses VRRP %s for %s, ours is %s: give one side other VRIDs (vrrp.vrid_base, or the VIPs' vrid: where pinned; garpd scan lists the VRIDs in use)",
 				p.Src, k, joinAddrs(got), joinAddrs(r.addrs)))
 		}
 		return
