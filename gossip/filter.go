@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
@@ -27,30 +28,85 @@ type sourceFilter struct {
 	stop    sync.Once
 	wg      sync.WaitGroup
 	refused refusals
+	// open holds a token per admitted stream memberlist has not closed
+	// yet: at most maxStreams at once, each read up to maxStreamBytes.
+	open chan struct{}
+	busy atomic.Uint64
+}
+
+// Stream bounds. memberlist buffers a stream's whole message (up to
+// 20 MB, more compressed) before it decrypts it, so any process on an
+// admitted address could make it hold 20 MB per stream, without limit on
+// their number. A push-pull of 1,000 members is well under a megabyte.
+const (
+	maxStreams     = 8
+	maxStreamBytes = 2 << 20
+)
+
+// cappedConn is an admitted stream: reads past maxStreamBytes fail, and
+// closing it frees its token.
+type cappedConn struct {
+	net.Conn
+	left    int64
+	release func()
+	once    sync.Once
+}
+
+func (c *cappedConn) Read(b []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, errStreamTooLong
+	}
+	if int64(len(b)) > c.left {
+		b = b[:c.left]
+	}
+	n, err := c.Conn.Read(b)
+	c.left -= int64(n)
+	return n, err
+}
+
+func (c *cappedConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
+}
+
+var errStreamTooLong = errors.New("gossip stream longer than garpd reads (2 MiB): closed")
+
+// bound admits a stream while fewer than maxStreams are open, capped;
+// otherwise it is closed unread.
+func (f *sourceFilter) bound(c net.Conn) (net.Conn, bool) {
+	select {
+	case f.open <- struct{}{}:
+		return &cappedConn{Conn: c, left: maxStreamBytes, release: func() { <-f.open }}, true
+	default:
+		c.Close()
+		f.busy.Add(1)
+		return nil, false
+	}
 }
 
 // newSourceFilter wraps nt; local is the bound address (invalid: any).
 func newSourceFilter(nt *memberlist.NetTransport, local netip.Addr, admit func(netip.Addr) bool, log zerolog.Logger) *sourceFilter {
 	f := &sourceFilter{NetTransport: nt, admit: admit, packets: make(chan *memberlist.Packet), streams: make(chan net.Conn),
-		done: make(chan struct{}), refused: refusals{log: log}}
+		done: make(chan struct{}), refused: refusals{log: log}, open: make(chan struct{}, maxStreams)}
 	if local.IsValid() && !local.IsUnspecified() {
 		f.dialer.LocalAddr = &net.TCPAddr{IP: local.AsSlice()}
 	}
 	f.wg.Add(2)
 	go func() {
 		defer f.wg.Done()
-		forward(f, nt.PacketCh(), f.packets, func(p *memberlist.Packet) net.Addr { return p.From }, func(*memberlist.Packet) {})
+		forward(f, nt.PacketCh(), f.packets, func(p *memberlist.Packet) net.Addr { return p.From }, func(*memberlist.Packet) {},
+			func(p *memberlist.Packet) (*memberlist.Packet, bool) { return p, true })
 	}()
 	go func() {
 		defer f.wg.Done()
-		forward(f, nt.StreamCh(), f.streams, net.Conn.RemoteAddr, func(c net.Conn) { c.Close() })
+		forward(f, nt.StreamCh(), f.streams, net.Conn.RemoteAddr, func(c net.Conn) { c.Close() }, f.bound)
 	}()
 	return f
 }
 
-// forward passes what comes from admitted sources on to memberlist and
-// drops the rest, until the transport shuts down.
-func forward[T any](f *sourceFilter, in <-chan T, out chan<- T, from func(T) net.Addr, drop func(T)) {
+// forward passes what comes from admitted sources on to memberlist, as
+// bound lets it, and drops the rest, until the transport shuts down.
+func forward[T any](f *sourceFilter, in <-chan T, out chan<- T, from func(T) net.Addr, drop func(T), bound func(T) (T, bool)) {
 	for {
 		var v T
 		select {
@@ -61,6 +117,10 @@ func forward[T any](f *sourceFilter, in <-chan T, out chan<- T, from func(T) net
 		if src := addrOf(from(v)); !f.admit(src) {
 			drop(v)
 			f.refused.add(src)
+			continue
+		}
+		var ok bool
+		if v, ok = bound(v); !ok {
 			continue
 		}
 		select {
@@ -114,6 +174,10 @@ func (f *sourceFilter) Shutdown() error {
 
 // Refused is how many packets and streams were dropped for their source.
 func (f *sourceFilter) Refused() uint64 { return f.refused.total.Load() }
+
+// Busy is how many admitted streams were closed unread because
+// maxStreams were open.
+func (f *sourceFilter) Busy() uint64 { return f.busy.Load() }
 
 // refusals counts dropped sources and says so at most once per logEvery.
 type refusals struct {

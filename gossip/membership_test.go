@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -338,4 +339,54 @@ func TestKeyRotationKeepsMembers(t *testing.T) {
 	if n := len(stale.Members()); n != 1 {
 		t.Fatalf("a node with the old key joined (%d members)", n)
 	}
+}
+
+// An admitted source cannot make memberlist buffer without bound: at most
+// maxStreams streams are open at once (more are closed unread), and each
+// is read up to maxStreamBytes, whatever its header announces.
+func TestStreamsAreBounded(t *testing.T) {
+	f := &sourceFilter{open: make(chan struct{}, maxStreams)}
+	var conns []net.Conn
+	for i := range maxStreams + 1 {
+		local, remote := net.Pipe()
+		t.Cleanup(func() { local.Close(); remote.Close() })
+		c, ok := f.bound(local)
+		if i < maxStreams {
+			if !ok {
+				t.Fatalf("stream %d of %d refused", i+1, maxStreams)
+			}
+			conns = append(conns, c)
+			continue
+		}
+		if ok {
+			t.Fatalf("stream %d admitted with %d open", i+1, maxStreams)
+		}
+		remote.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := remote.Read(make([]byte, 1)); err == nil {
+			t.Fatal("the refused stream was not closed")
+		}
+	}
+	if f.Busy() != 1 {
+		t.Fatalf("busy %d, want 1", f.Busy())
+	}
+	conns[0].Close()
+	local, remote := net.Pipe()
+	defer remote.Close()
+	c, ok := f.bound(local)
+	if !ok {
+		t.Fatal("a stream was refused after one closed")
+	}
+	go func() {
+		chunk := make([]byte, 64<<10)
+		for {
+			if _, err := remote.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	n, err := io.Copy(io.Discard, c)
+	if n != maxStreamBytes || !errors.Is(err, errStreamTooLong) {
+		t.Fatalf("read %d bytes (%v) of an endless stream, want %d and the cap's error", n, err, maxStreamBytes)
+	}
+	c.Close()
 }
