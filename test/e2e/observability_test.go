@@ -129,7 +129,13 @@ func TestDashboardsAndAlertsNameExportedMetrics(t *testing.T) {
 	if _, err := lab.Exec(l.Node("n1").NS, garpdBin, "announce", "--agent", "127.0.0.1:9497"); err != nil {
 		t.Fatal(err)
 	}
-	ex := scrape(t, l.Node("n1")).families(t)
+	// Verification's per-VIP series exist once each held VIP was probed:
+	// within a round (1 s) of the takeover.
+	var ex exported
+	waitFor(t, 20*time.Second, "n1's first verification round", func() (bool, string) {
+		ex = scrape(t, l.Node("n1")).families(t)
+		return ex["garpd_vip_unverified"] != nil, "no garpd_vip_unverified yet"
+	})
 
 	var exprs []string
 	raw, err := os.ReadFile(rules)
