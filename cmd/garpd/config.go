@@ -221,9 +221,7 @@ func parseConfigAs(raw []byte, offline bool) (*loaded, error) {
 			g.SecretKeyFile, g.Insecure = "", true // named, not read
 		}
 		section("gossip", g.Validate())
-		if p := c.VRRP.Preempt; p != nil && !*p {
-			errs = append(errs, errors.New("vrrp.preempt: false is the static mode's: the dynamic mode hands a returning owner its VIPs back once it has settled (gossip.settle holds it back); remove it, or give priorities for the static mode"))
-		}
+		section("vrrp", noPreemptOff(c.VRRP))
 		if k := c.Kubernetes; k != nil {
 			section("kubernetes", k.Validate())
 		}
@@ -488,6 +486,15 @@ func explainYAML(err error, raw []byte) error {
 		}
 	}
 	return errors.New(strings.Join(msgs, "\n"))
+}
+
+// noPreemptOff refuses preempt: false in the dynamic mode, which hands a
+// returning owner its VIPs back once it has settled.
+func noPreemptOff(v vrrp.Config) error {
+	if p := v.Preempt; p != nil && !*p {
+		return errors.New("preempt: false is the static mode's: the dynamic mode hands a returning owner its VIPs back once it has settled (gossip.settle holds it back); remove it, or give priorities for the static mode")
+	}
+	return nil
 }
 
 // defaultedWhenZero are the keys whose 0 means "the default" to the
