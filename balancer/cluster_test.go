@@ -14,9 +14,9 @@ import (
 
 // planOf is the ranking a member computes from its own known set.
 func planOf(t *testing.T, m *gossip.Membership, groups []Group) string {
-	var nodes []Node
+	var nodes []string
 	for _, k := range m.Known() {
-		nodes = append(nodes, Node{Name: k.Name, Weight: 1})
+		nodes = append(nodes, k.Name)
 	}
 	p, err := Rank(nodes, groups)
 	if err != nil {

@@ -86,17 +86,6 @@ func ConfigMinority(members []gossip.Member, digest string) bool {
 // settled (or is cut off): a backup of last resort, never an owner.
 const UnrankedPriority = 1
 
-// Engine is the part of the VRRP engine the controller drives.
-type Engine interface {
-	Update(ctx context.Context, specs []vrrp.RouterSpec) error
-	Resign(ctx context.Context, resigned bool) error
-	SetPeers(ctx context.Context, peers []netip.Addr) error
-	SetAdmission(ctx context.Context, a *vrrp.Admission) error
-	// LastForeignKeyed is when an advert for our VIPs last came signed
-	// with a key this node does not have (zero: never).
-	LastForeignKeyed(ctx context.Context) time.Time
-}
-
 // Members is the part of the membership the controller reads and writes.
 type Members interface {
 	Members() []gossip.Member
@@ -326,7 +315,7 @@ const foreignKeyedFor = 15 * time.Second
 type Controller struct {
 	cfg     ControllerConfig
 	members Members
-	engine  Engine
+	engine  Plane
 	log     zerolog.Logger
 	gauge   *prometheus.GaugeVec
 	// The newest verdict, and a coalescing signal that it changed.
@@ -404,7 +393,7 @@ func NewMembersGauge(reg prometheus.Registerer) *prometheus.GaugeVec {
 }
 
 // NewController wires the controller.
-func NewController(cfg ControllerConfig, members Members, engine Engine, log zerolog.Logger, gauge *prometheus.GaugeVec) *Controller {
+func NewController(cfg ControllerConfig, members Members, engine Plane, log zerolog.Logger, gauge *prometheus.GaugeVec) *Controller {
 	if gauge == nil {
 		gauge = NewMembersGauge(nil)
 	}
@@ -684,14 +673,13 @@ func later(a, b time.Time) time.Time {
 // their names; false when they cannot be ranked.
 func (c *Controller) replan(known []gossip.KnownMember) ([]string, bool) {
 	names := make([]string, len(known))
-	nodes := make([]Node, len(known))
 	for i, k := range known {
-		names[i], nodes[i] = k.Name, Node{Name: k.Name, Weight: 1}
+		names[i] = k.Name
 	}
 	if slices.Equal(names, c.known) && c.plan.Groups != nil {
 		return names, true
 	}
-	plan, err := Rank(nodes, c.cfg.Groups)
+	plan, err := Rank(names, c.cfg.Groups)
 	if err != nil {
 		c.log.Error().Err(err).Msg("cannot rank")
 		return nil, false

@@ -35,7 +35,7 @@ func known(names ...string) []gossip.KnownMember {
 func TestDecide(t *testing.T) {
 	groups := mkGroups(6)
 	cfg := ControllerConfig{Local: "a", Groups: groups, Digest: "d"}
-	plan := mustRank(t, []Node{{"a", 1}, {"b", 1}, {"c", 1}}, groups)
+	plan := mustRank(t, []string{"a", "b", "c"}, groups)
 	self := gossip.Member{Name: "a", Self: true, Meta: gossip.Meta{Healthy: true, Settled: true, Digest: "d"}}
 	all := []gossip.Member{self, member("b", true, true, "d"), member("c", true, true, "d")}
 
@@ -92,7 +92,7 @@ func TestDecide(t *testing.T) {
 func TestDecideAdmission(t *testing.T) {
 	groups := mkGroups(6)
 	cfg := ControllerConfig{Local: "a", Groups: groups, Digest: "d"}
-	plan := mustRank(t, []Node{{"a", 1}, {"b", 1}, {"c", 1}}, groups)
+	plan := mustRank(t, []string{"a", "b", "c"}, groups)
 	src := map[string]netip.Addr{"b": netip.MustParseAddr("192.0.2.12"), "c": netip.MustParseAddr("192.0.2.13")}
 	mac := map[string]net.HardwareAddr{"b": {2, 0, 0, 0, 0, 0x12}, "c": {2, 0, 0, 0, 0, 0x13}}
 	live := []gossip.Member{{Name: "a", Self: true, Meta: gossip.Meta{Healthy: true, Settled: true, Digest: "d"}}}
@@ -147,15 +147,15 @@ func TestDecideOtherKey(t *testing.T) {
 	cfg := ControllerConfig{Local: "a", Groups: groups, Digest: "d", HasSeeds: true}
 	self := gossip.Member{Name: "a", Self: true, Meta: gossip.Meta{Healthy: true, Digest: "d"}}
 	alone := Inputs{Known: known("a"), Live: []gossip.Member{self}, Healthy: true, Settled: true, ForeignKeyed: true}
-	if d := Decide(cfg, mustRank(t, []Node{{"a", 1}}, groups), alone); !d.OtherKey || !d.Resign {
+	if d := Decide(cfg, mustRank(t, []string{"a"}, groups), alone); !d.OtherKey || !d.Resign {
 		t.Fatalf("alone, never knew a member, another key heard: other key %v resign %v, want both", d.OtherKey, d.Resign)
 	}
 	alone.ForeignKeyed = false
-	if d := Decide(cfg, mustRank(t, []Node{{"a", 1}}, groups), alone); d.OtherKey || d.Resign {
+	if d := Decide(cfg, mustRank(t, []string{"a"}, groups), alone); d.OtherKey || d.Resign {
 		t.Fatalf("alone, nothing heard: other key %v resign %v, want a backup of last resort", d.OtherKey, d.Resign)
 	}
 	knew := Inputs{Known: known("a", "b"), Live: []gossip.Member{self}, Healthy: true, Settled: true, ForeignKeyed: true}
-	if d := Decide(cfg, mustRank(t, []Node{{"a", 1}, {"b", 1}}, groups), knew); d.OtherKey || d.Resign {
+	if d := Decide(cfg, mustRank(t, []string{"a", "b"}, groups), knew); d.OtherKey || d.Resign {
 		t.Fatalf("cut off after knowing b: other key %v resign %v, want its ranks kept", d.OtherKey, d.Resign)
 	}
 }
@@ -166,7 +166,7 @@ func TestDecideOtherKey(t *testing.T) {
 func TestDecideJoining(t *testing.T) {
 	groups := mkGroups(6)
 	cfg := ControllerConfig{Local: "a", Groups: groups, Digest: "d", HasSeeds: true}
-	plan := mustRank(t, []Node{{"a", 1}, {"b", 1}}, groups)
+	plan := mustRank(t, []string{"a", "b"}, groups)
 	self := gossip.Member{Name: "a", Self: true, Meta: gossip.Meta{Healthy: true, Digest: "d"}}
 	in := Inputs{Known: known("a", "b"), Live: []gossip.Member{self}, Healthy: true, Starting: true}
 	if d := Decide(cfg, plan, in); !d.Joining || !d.Resign {
@@ -279,32 +279,34 @@ func (f *fakeMembers) poke() {
 	}
 }
 
-type fakeEngine struct {
+type fakePlane struct {
 	mu       sync.Mutex
 	specs    []vrrp.RouterSpec
 	resigned bool
 }
 
-func (e *fakeEngine) Update(_ context.Context, s []vrrp.RouterSpec) error {
+func (e *fakePlane) Update(_ context.Context, s []vrrp.RouterSpec) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.specs = s
 	return nil
 }
-func (e *fakeEngine) Resign(_ context.Context, r bool) error {
+func (e *fakePlane) Resign(_ context.Context, r bool) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.resigned = r
 	return nil
 }
-func (e *fakeEngine) SetPeers(context.Context, []netip.Addr) error { return nil }
-func (e *fakeEngine) SetFaults(context.Context, map[vrrp.RouterID]string) error {
+func (e *fakePlane) SetPeers(context.Context, []netip.Addr) error { return nil }
+func (e *fakePlane) SetFaults(context.Context, map[vrrp.RouterID]string) error {
 	return nil
 }
-func (e *fakeEngine) SetAdmission(context.Context, *vrrp.Admission) error { return nil }
-func (e *fakeEngine) LastForeignKeyed(context.Context) time.Time          { return time.Time{} }
+func (e *fakePlane) SetAdmission(context.Context, *vrrp.Admission) error { return nil }
+func (e *fakePlane) LastForeignKeyed(context.Context) time.Time          { return time.Time{} }
+func (e *fakePlane) Source(bool) netip.Addr                              { return netip.Addr{} }
+func (e *fakePlane) SetEvents(vrrp.EventSink)                            {}
 
-func (e *fakeEngine) owned() (int, bool) {
+func (e *fakePlane) owned() (int, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	n := 0
@@ -335,7 +337,7 @@ func TestControllerFollowsMembersAndHealth(t *testing.T) {
 	digest := Digest(groups, 3, time.Second)
 	fm := &fakeMembers{changes: make(chan struct{}, 1), self: gossip.Meta{Healthy: true, Digest: digest}}
 	fm.list = []gossip.Member{{Name: "a", Self: true}}
-	fe := &fakeEngine{}
+	fe := &fakePlane{}
 	c := NewController(ControllerConfig{Local: "a", Groups: groups, Digest: digest, Settle: 200 * time.Millisecond, Debounce: 10 * time.Millisecond},
 		fm, fe, zerolog.Nop(), nil)
 	ctx, cancel := context.WithCancel(context.Background())

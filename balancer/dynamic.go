@@ -32,11 +32,18 @@ type DynamicConfig struct {
 	Version    string       // garpd's, gossiped to the members
 }
 
-// Plane is the data plane the dynamic mode drives: the engine's commands,
-// the VRRP source addresses it gossips, and where the engine's events go
-// (vrrp.Stacks is one).
+// Plane is the vrrp command surface the dynamic mode drives (vrrp.Stacks
+// is one): the routers, their resignation, peers and admission for the
+// controller; the VRRP source addresses it gossips; where the engine's
+// events go; the faults of checks scoped to VIPs.
 type Plane interface {
-	Engine
+	Update(ctx context.Context, specs []vrrp.RouterSpec) error
+	Resign(ctx context.Context, resigned bool) error
+	SetPeers(ctx context.Context, peers []netip.Addr) error
+	SetAdmission(ctx context.Context, a *vrrp.Admission) error
+	// LastForeignKeyed is when an advert for our VIPs last came signed
+	// with a key this node does not have (zero: never).
+	LastForeignKeyed(ctx context.Context) time.Time
 	Source(v6 bool) netip.Addr
 	SetEvents(vrrp.EventSink)
 	// SetFaults resigns the routers a failing check scoped to their VIPs
@@ -98,16 +105,15 @@ func StartDynamic(cfg DynamicConfig, plane Plane, log zerolog.Logger, m DynamicM
 	if a := plane.Source(true); a.IsValid() {
 		meta.VRRP6 = a.String()
 	}
-	gcfg := cfg.Gossip
-	if gcfg.Advertise, err = advertised(gcfg.Advertise, ifi, cfg.Groups); err != nil {
-		return nil, err
-	}
-	if host, port, _ := gossip.SplitHostPort(gcfg.Bind); host == "" {
-		adv := gcfg.Advertise
-		if h, _, err := gossip.SplitHostPort(adv); err == nil {
-			adv = h
+	vips := map[netip.Addr]bool{}
+	for _, g := range cfg.Groups {
+		for _, v := range g.VIPs {
+			vips[v.Addr()] = true
 		}
-		gcfg.Bind = net.JoinHostPort(adv, strconv.Itoa(port))
+	}
+	gcfg, err := cfg.Gossip.Resolve(ifi, vips)
+	if err != nil {
+		return nil, err
 	}
 	// The controller exists before the watches that feed it; it reads
 	// membership once Run starts.
@@ -283,58 +289,6 @@ func (d *Dynamic) SetHealth(cfg health.Config) error {
 	go func() { h.Run(ctx); close(done) }()
 	d.health, d.stopHC, d.hcDone = h, stop, done
 	return nil
-}
-
-// advertised is the address gossip advertises: adv when it is an
-// address; else an address of the VIPs' interface, or of the interface adv
-// names: of the family adv names ("ipv4", "ipv6"), or its IPv4 address and
-// on IPv6-only nodes its global IPv6 one, so members reach each other with
-// no per-node setting. VIPs are never advertised.
-func advertised(adv string, ifi *net.Interface, groups []Group) (string, error) {
-	if _, _, err := gossip.SplitHostPort(adv); err == nil && adv != "" {
-		return adv, nil
-	}
-	if _, err := netip.ParseAddr(adv); err == nil {
-		return adv, nil
-	}
-	family := adv
-	if adv != "" && adv != gossip.AdvertiseIPv4 && adv != gossip.AdvertiseIPv6 {
-		other, err := net.InterfaceByName(adv)
-		if err != nil {
-			return "", fmt.Errorf("gossip.advertise: %q is not an address, ipv4, ipv6 or an interface here: %w", adv, err)
-		}
-		ifi, family = other, ""
-	}
-	addrs, err := ifi.Addrs()
-	if err != nil {
-		return "", fmt.Errorf("gossip.advertise: list addresses of %s: %w", ifi.Name, err)
-	}
-	vips := map[netip.Addr]bool{}
-	for _, g := range groups {
-		for _, v := range g.VIPs {
-			vips[v.Addr()] = true
-		}
-	}
-	var v4, v6 netip.Addr
-	for _, a := range addrs {
-		p, err := netip.ParsePrefix(a.String())
-		switch ip := p.Addr(); {
-		case err != nil || vips[ip]:
-		case ip.Is4() && !v4.IsValid():
-			v4 = ip
-		case ip.Is6() && ip.IsGlobalUnicast() && !v6.IsValid():
-			v6 = ip
-		}
-	}
-	switch {
-	case v4.IsValid() && family != gossip.AdvertiseIPv6:
-		return v4.String(), nil
-	case v6.IsValid() && family != gossip.AdvertiseIPv4:
-		return v6.String(), nil
-	case family == "":
-		return "", fmt.Errorf("gossip.advertise: %s has no IPv4 address and no global IPv6 address to advertise; add one, or set gossip.advertise", ifi.Name)
-	}
-	return "", fmt.Errorf("gossip.advertise: %s: %s has no such address; add one, or set gossip.advertise to the other family, an interface or an address", family, ifi.Name)
 }
 
 // groupRouters are the groups as routers, for the checks scoped to VIPs.

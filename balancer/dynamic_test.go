@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,7 +18,7 @@ import (
 
 // recordingPlane is a Plane that counts what the controller asks of it.
 type recordingPlane struct {
-	fakeEngine
+	fakePlane
 	mu     sync.Mutex
 	calls  int
 	faults map[vrrp.RouterID]string
@@ -27,11 +26,11 @@ type recordingPlane struct {
 
 func (p *recordingPlane) Update(ctx context.Context, s []vrrp.RouterSpec) error {
 	p.count()
-	return p.fakeEngine.Update(ctx, s)
+	return p.fakePlane.Update(ctx, s)
 }
 func (p *recordingPlane) Resign(ctx context.Context, r bool) error {
 	p.count()
-	return p.fakeEngine.Resign(ctx, r)
+	return p.fakePlane.Resign(ctx, r)
 }
 func (p *recordingPlane) count() {
 	p.mu.Lock()
@@ -151,37 +150,5 @@ func TestDynamicScopedCheck(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if _, resigned := plane.owned(); resigned {
 		t.Fatal("a check scoped to one VIP resigned the whole node")
-	}
-}
-
-// gossip.advertise: an address as given; else an address of the VIPs'
-// interface or of the interface named, by family; never a VIP.
-func TestAdvertisedAddress(t *testing.T) {
-	lo, err := net.InterfaceByName("lo")
-	if err != nil {
-		t.Skip("no loopback interface:", err)
-	}
-	vip := []Group{{VIPs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}}
-	for _, c := range []struct {
-		adv    string
-		groups []Group
-		want   string // or the error's text
-	}{
-		{"192.0.2.11", nil, "192.0.2.11"},
-		{"[2001:db8::11]:7946", nil, "[2001:db8::11]:7946"},
-		{"", nil, "127.0.0.1"},
-		{"ipv4", nil, "127.0.0.1"},
-		{"lo", nil, "127.0.0.1"},
-		{"ipv6", nil, "ipv6: lo has no such address"},   // ::1 is no global address
-		{"", vip, "no IPv4 address and no global IPv6"}, // the VIP is not advertised
-		{"nonexistent0", nil, "not an address, ipv4, ipv6 or an interface"},
-	} {
-		got, err := advertised(c.adv, lo, c.groups)
-		if err != nil {
-			got = err.Error()
-		}
-		if !strings.Contains(got, c.want) {
-			t.Errorf("advertise %q: %q, want %q", c.adv, got, c.want)
-		}
 	}
 }

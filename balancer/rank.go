@@ -9,12 +9,6 @@ import (
 	"github.com/garpd/garpd/vrrp"
 )
 
-// Node is a known member. Weight scales its share of owned groups (default 1).
-type Node struct {
-	Name   string
-	Weight int
-}
-
 // Priorities express the ranking to VRRP. They are spaced, not consecutive:
 // VRRP breaks the race between backups by Skew_Time, (256-priority) x
 // interval / 256 in whole centiseconds, which is the same for 249 and 248
@@ -54,7 +48,7 @@ type Ranked struct {
 
 // rankContext is what every Ranked of one plan shares.
 type rankContext struct {
-	nodes []Node // sorted by name
+	nodes []string // sorted
 	nh    []uint64
 }
 
@@ -83,7 +77,7 @@ func (r Ranked) Ranking() []string {
 	idx := r.order()
 	out := make([]string, len(idx))
 	for i, n := range idx {
-		out[i] = r.ctx.nodes[n].Name
+		out[i] = r.ctx.nodes[n]
 	}
 	return out
 }
@@ -94,9 +88,9 @@ func (r Ranked) Owner() string { return r.At(0) }
 // At returns the node at rank i.
 func (r Ranked) At(i int) string {
 	if i < len(r.head) {
-		return r.ctx.nodes[r.head[i]].Name
+		return r.ctx.nodes[r.head[i]]
 	}
-	return r.ctx.nodes[r.order()[i]].Name
+	return r.ctx.nodes[r.order()[i]]
 }
 
 // Len is the number of ranked nodes.
@@ -105,7 +99,7 @@ func (r Ranked) Len() int { return len(r.ctx.nodes) }
 // RankOf returns the rank of the named node, or -1: all a node needs for
 // its own priority, counted without sorting.
 func (r Ranked) RankOf(name string) int {
-	i, ok := slices.BinarySearchFunc(r.ctx.nodes, name, func(n Node, s string) int { return cmp.Compare(n.Name, s) })
+	i, ok := slices.BinarySearch(r.ctx.nodes, name)
 	if !ok {
 		return -1
 	}
@@ -125,13 +119,13 @@ func (r Ranked) RankOf(name string) int {
 // the first of the ranking that is up ("" when all are down).
 func (r Ranked) Holder(down map[string]bool) string {
 	for _, n := range r.head {
-		if !down[r.ctx.nodes[n].Name] {
-			return r.ctx.nodes[n].Name
+		if !down[r.ctx.nodes[n]] {
+			return r.ctx.nodes[n]
 		}
 	}
 	for _, n := range r.order()[len(r.head):] {
-		if !down[r.ctx.nodes[n].Name] {
-			return r.ctx.nodes[n].Name
+		if !down[r.ctx.nodes[n]] {
+			return r.ctx.nodes[n]
 		}
 	}
 	return ""
@@ -142,7 +136,7 @@ func (r Ranked) Priorities() map[string]int {
 	idx := r.order()
 	p := make(map[string]int, len(idx))
 	for i, n := range idx {
-		p[r.ctx.nodes[n].Name] = PriorityForRank(i, len(idx))
+		p[r.ctx.nodes[n]] = PriorityForRank(i, len(idx))
 	}
 	return p
 }
@@ -150,7 +144,7 @@ func (r Ranked) Priorities() map[string]int {
 // Plan is the ranking of every group over one known member set.
 type Plan struct {
 	Groups []Ranked // in the order the groups were given
-	Nodes  []Node   // sorted by name
+	Nodes  []string // member names, sorted
 }
 
 // Owned counts the VIPs (not groups) each node owns.
@@ -161,7 +155,7 @@ func (p Plan) Owned() map[string]int { return p.Held(nil) }
 func (p Plan) Held(down map[string]bool) map[string]int {
 	o := make(map[string]int, len(p.Nodes))
 	for _, n := range p.Nodes {
-		o[n.Name] = 0
+		o[n] = 0
 	}
 	for _, r := range p.Groups {
 		if h := r.Holder(down); h != "" {
@@ -171,23 +165,20 @@ func (p Plan) Held(down map[string]bool) map[string]int {
 	return o
 }
 
-// CheckNodes validates a member list: names present and unique, weights positive.
-func CheckNodes(nodes []Node) error {
+// CheckNodes validates a member list: names present and unique.
+func CheckNodes(nodes []string) error {
 	if len(nodes) == 0 {
 		return errors.New("no nodes to rank")
 	}
 	seen := map[string]bool{}
 	for _, n := range nodes {
-		if n.Name == "" {
+		if n == "" {
 			return errors.New("a node has an empty name")
 		}
-		if seen[n.Name] {
-			return fmt.Errorf("node %q is listed twice", n.Name)
+		if seen[n] {
+			return fmt.Errorf("node %q is listed twice", n)
 		}
-		seen[n.Name] = true
-		if n.Weight <= 0 {
-			return fmt.Errorf("node %q has weight %d: weights must be positive", n.Name, n.Weight)
-		}
+		seen[n] = true
 	}
 	return nil
 }
@@ -207,10 +198,10 @@ func familyOf(g Group) int {
 }
 
 // Rank computes the plan over the known members: a pure function of the
-// member set (names and weights) and the groups, whatever order either is
+// member names and the groups, whatever order either is
 // given in. Members that are down stay in it; VRRP skips them.
 //
-//  1. Owners. Each node owns its weighted share of the groups of each
+//  1. Owners. Each node owns its share of the groups of each
 //     family, rounded down or up, and of all groups together, rounded down
 //     or up (ownerTargets). Groups, in the order of their hash, take their
 //     most preferred node (highest score) that is still below its target.
@@ -219,9 +210,9 @@ func familyOf(g Group) int {
 //     none below what each already owns (ownerTargets with lower bounds):
 //     what each gains is what it takes from x. So with any one node down
 //     the holders are as even as the groups allow, and nothing else moves.
-//     Where weights make that split impossible, x's groups are
+//     Where preferred owners make that split impossible, x's groups are
 //     water-filled instead: one at a time to the survivor then least
-//     loaded for its weight.
+//     loaded.
 //  3. Rank 2, the same for each pair of nodes x, y: the groups one of them
 //     owns with the other at rank 1 are water-filled over the rest,
 //     counting what each holds once both are down.
@@ -238,17 +229,15 @@ func familyOf(g Group) int {
 // It is one function of about 200 lines on purpose: every node must
 // compute the same plan from the same inputs, and an auditor checks that
 // by reading the four steps above in order, against the loads they share.
-func Rank(nodes []Node, groups []Group) (Plan, error) {
+func Rank(nodes []string, groups []Group) (Plan, error) {
 	if err := CheckNodes(nodes); err != nil {
 		return Plan{}, err
 	}
-	ns := slices.Clone(nodes)
-	slices.SortFunc(ns, func(a, b Node) int { return cmp.Compare(a.Name, b.Name) })
+	ns := slices.Sorted(slices.Values(nodes))
 	N, G := len(ns), len(groups)
-	weights := make([]int, N)
 	nh := make([]uint64, N)
 	for i, n := range ns {
-		weights[i], nh[i] = n.Weight, vrrp.Hash64(n.Name)
+		nh[i] = vrrp.Hash64(n)
 	}
 	if N > 1<<16 {
 		return Plan{}, fmt.Errorf("%d nodes: at most 65536 can be ranked", N)
@@ -308,9 +297,9 @@ func Rank(nodes []Node, groups []Group) (Plan, error) {
 	for f := range byHash {
 		famCount[f] = len(byHash[f])
 	}
-	targets, ok := ownerTargets(famCount, weights, tie, nil, true)
+	targets, ok := ownerTargets(famCount, tie, -1, nil, true)
 	if !ok { // each family rounded on its own always places every group
-		targets, _ = ownerTargets(famCount, weights, tie, nil, false)
+		targets, _ = ownerTargets(famCount, tie, -1, nil, false)
 	}
 	owner := filled(G)
 	var owned [families][]int // per family and node
@@ -321,7 +310,7 @@ func Rank(nodes []Node, groups []Group) (Plan, error) {
 		// share; the rest fill the shares as they would.
 		var rest []int
 		for _, g := range byHash[f] {
-			if p, ok := slices.BinarySearchFunc(ns, groups[g].Prefer, func(n Node, s string) int { return cmp.Compare(n.Name, s) }); ok && groups[g].Prefer != "" {
+			if p, ok := slices.BinarySearch(ns, groups[g].Prefer); ok && groups[g].Prefer != "" {
 				owner[g] = p
 				owned[f][p]++
 			} else {
@@ -330,10 +319,10 @@ func Rank(nodes []Node, groups []Group) (Plan, error) {
 		}
 		assign(rest, targets[f], owned[f], owner)
 		// Preferences beyond a node's share leave groups no share is left
-		// for: each goes to the node then least loaded for its weight.
+		// for: each goes to the node then least loaded.
 		for _, g := range rest {
 			if owner[g] < 0 {
-				add := waterFill(1, owned[f], total(owned), weights, tie, nil)
+				add := waterFill(1, owned[f], total(owned), tie, nil)
 				owner[g] = slices.Index(add, 1)
 				owned[f][owner[g]]++
 			}
@@ -350,16 +339,14 @@ func Rank(nodes []Node, groups []Group) (Plan, error) {
 		for x := range N {
 			// The survivors' shares of all groups, none below what each
 			// owns: what each adds is what it takes over from x.
-			without := slices.Clone(weights)
-			without[x] = 0
 			var lower [families][]int
 			for f := range byHash {
 				lower[f] = slices.Clone(owned[f])
 				lower[f][x] = 0
 			}
-			after, exact := ownerTargets(famCount, without, tie, &lower, true)
-			if !exact { // some weighted cases: each family exact, totals within one
-				after, exact = ownerTargets(famCount, without, tie, &lower, false)
+			after, exact := ownerTargets(famCount, tie, x, &lower, true)
+			if !exact { // some preferred owners: each family exact, totals within one
+				after, exact = ownerTargets(famCount, tie, x, &lower, false)
 			}
 			held := total(owned) // for water-filling, where no exact split exists
 			for f := range byHash {
@@ -370,7 +357,7 @@ func Rank(nodes []Node, groups []Group) (Plan, error) {
 						add[y] = after[f][y] - lower[f][y]
 					}
 				} else {
-					add = waterFill(len(mine), owned[f], held, weights, tie, []int{x})
+					add = waterFill(len(mine), owned[f], held, tie, []int{x})
 				}
 				rank1[x][f] = add
 				assign(mine, add, nil, second)
@@ -413,7 +400,7 @@ func Rank(nodes []Node, groups []Group) (Plan, error) {
 		}
 		held := total(load)
 		for f, gs := range pairGroups[p] {
-			add := waterFill(len(gs), load[f], held, weights, tie, []int{p.x, p.y})
+			add := waterFill(len(gs), load[f], held, tie, []int{p.x, p.y})
 			assign(gs, add, nil, third)
 			for z, a := range add {
 				held[z] += a
@@ -454,10 +441,9 @@ func total(perFamily [families][]int) []int {
 }
 
 // waterFill hands out items one at a time, each to the node (not in
-// excluded) whose load, with that item, is the smallest for its weight;
-// ties go to the smaller total for its weight, then by tie order. It
-// returns how many each node got.
-func waterFill(items int, load, totalLoad, weights, tie, excluded []int) []int {
+// excluded) with the smallest load; ties go to the smaller total, then by
+// tie order. It returns how many each node got.
+func waterFill(items int, load, totalLoad, tie, excluded []int) []int {
 	add := make([]int, len(load))
 	for range items {
 		best := -1
@@ -465,7 +451,7 @@ func waterFill(items int, load, totalLoad, weights, tie, excluded []int) []int {
 			if slices.Contains(excluded, n) {
 				continue
 			}
-			if best < 0 || lighter(load[n]+add[n], totalLoad[n]+add[n], weights[n], load[best]+add[best], totalLoad[best]+add[best], weights[best]) {
+			if best < 0 || cmp.Or(cmp.Compare(load[n]+add[n], load[best]+add[best]), cmp.Compare(totalLoad[n]+add[n], totalLoad[best]+add[best])) < 0 {
 				best = n
 			}
 		}
@@ -477,30 +463,23 @@ func waterFill(items int, load, totalLoad, weights, tie, excluded []int) []int {
 	return add
 }
 
-// lighter reports whether a node with load a (total ta, weight wa) takes
-// the next item before one with load b (total tb, weight wb): the smaller
-// (load+1)/weight first, then the smaller (total+1)/weight.
-func lighter(a, ta, wa, b, tb, wb int) bool {
-	if x, y := (a+1)*wb, (b+1)*wa; x != y {
-		return x < y
-	}
-	return (ta+1)*wb < (tb+1)*wa
-}
-
 // ownerTargets says how many groups of each family each node owns: its
-// weighted share of that family rounded down or up, such that its total is
-// its weighted share of all groups rounded down or up too, and never less
-// than lower (what a node holds already; nil: nothing). A node of weight 0
-// gets nothing. Families are rounded one after the other: a family's
+// share of that family rounded down or up, such that its total is its
+// share of all groups rounded down or up too, and never less than lower
+// (what a node holds already; nil: nothing). Node down (-1: none) gets
+// nothing. Families are rounded one after the other: a family's
 // extra groups go first to nodes that must have one to reach lower, then to
 // nodes still short of their rounded-down total, then by tie order. It
 // reports false when lower cannot be met that way. Not coupled, each family
 // is rounded on its own and the totals are left to follow.
-func ownerTargets(counts [families]int, weights, tie []int, lower *[families][]int, coupled bool) ([families][]int, bool) {
-	N := len(weights)
-	W := 0
-	for _, w := range weights {
-		W += w
+func ownerTargets(counts [families]int, tie []int, down int, lower *[families][]int, coupled bool) ([families][]int, bool) {
+	N := len(tie)
+	weights, W := make([]int, N), N // 1 for every node up, 0 for down
+	for i := range weights {
+		weights[i] = 1
+	}
+	if down >= 0 {
+		weights[down], W = 0, N-1
 	}
 	all := 0
 	for _, c := range counts {
@@ -599,7 +578,7 @@ func Moves(before, after Plan, down map[string]bool) []Move {
 func (p Plan) Down(names []string) (map[string]bool, error) {
 	down := map[string]bool{}
 	for _, n := range names {
-		if !slices.ContainsFunc(p.Nodes, func(m Node) bool { return m.Name == n }) {
+		if !slices.Contains(p.Nodes, n) {
 			return nil, fmt.Errorf("%q is not a member", n)
 		}
 		down[n] = true
@@ -610,7 +589,7 @@ func (p Plan) Down(names []string) (map[string]bool, error) {
 // PreferenceCost is what the groups' preferences cost in balance over
 // nodes: the spread of VIPs owned (most minus fewest) with them, and with
 // them left out. Equal spreads: the preferences cost nothing.
-func PreferenceCost(nodes []Node, groups []Group) (with, without int, err error) {
+func PreferenceCost(nodes []string, groups []Group) (with, without int, err error) {
 	p, err := Rank(nodes, groups)
 	if err != nil {
 		return 0, 0, err

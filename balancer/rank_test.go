@@ -12,10 +12,10 @@ import (
 	"time"
 )
 
-func mkNodes(n int) []Node {
-	out := make([]Node, n)
+func mkNodes(n int) []string {
+	out := make([]string, n)
 	for i := range out {
-		out[i] = Node{Name: fmt.Sprintf("node-%02d", i), Weight: 1}
+		out[i] = fmt.Sprintf("node-%02d", i)
 	}
 	return out
 }
@@ -36,7 +36,7 @@ func mkGroupsMixed(v4, v6 int) []Group {
 
 func mkGroups(v int) []Group { return mkGroupsMixed(v, 0) }
 
-func mustRank(t testing.TB, nodes []Node, groups []Group) Plan {
+func mustRank(t testing.TB, nodes []string, groups []Group) Plan {
 	t.Helper()
 	p, err := Rank(nodes, groups)
 	if err != nil {
@@ -48,11 +48,10 @@ func mustRank(t testing.TB, nodes []Node, groups []Group) Plan {
 func spread(m map[string]int) int { return ownedSpread(m) }
 
 // cluster is one random case: 2..64 nodes, 1..510 groups over both
-// families (at most 255 each), and in a third of the cases weights 1..4.
+// families (at most 255 each).
 type cluster struct {
-	nodes    []Node
-	groups   []Group
-	weighted bool
+	nodes  []string
+	groups []Group
 }
 
 func (c cluster) String() string {
@@ -62,7 +61,7 @@ func (c cluster) String() string {
 			v4++
 		}
 	}
-	return fmt.Sprintf("N=%d v4=%d v6=%d weighted=%v", len(c.nodes), v4, len(c.groups)-v4, c.weighted)
+	return fmt.Sprintf("N=%d v4=%d v6=%d", len(c.nodes), v4, len(c.groups)-v4)
 }
 
 func randomCluster(r *rand.Rand) cluster {
@@ -75,12 +74,6 @@ func randomCluster(r *rand.Rand) cluster {
 		v4 = 1
 	}
 	c.groups = mkGroupsMixed(v4, v6)
-	if r.IntN(3) == 0 {
-		c.weighted = true
-		for i := range c.nodes {
-			c.nodes[i].Weight = 1 + r.IntN(4)
-		}
-	}
 	return c
 }
 
@@ -101,28 +94,28 @@ func clusters() []cluster {
 }
 
 // checkHeld says what is wrong, if anything, with held counts (groups per
-// live node, per family and in total) against weighted shares: every node
-// must hold its share of the groups, rounded down or up.
-func checkHeld(nodes []Node, held map[string][3]int, down map[string]bool, slack int) error {
+// live node, per family and in total) against shares: every node must
+// hold its share of the groups, rounded down or up.
+func checkHeld(nodes []string, held map[string][3]int, down map[string]bool) error {
 	W := 0
 	var totals [3]int
 	for _, n := range nodes {
-		if down[n.Name] {
+		if down[n] {
 			continue
 		}
-		W += n.Weight
+		W++
 		for f := range 3 {
-			totals[f] += held[n.Name][f]
+			totals[f] += held[n][f]
 		}
 	}
 	for _, n := range nodes {
-		if down[n.Name] {
+		if down[n] {
 			continue
 		}
 		for f, what := range []string{"ipv4", "ipv6", "total"} {
-			lo, hi := totals[f]*n.Weight/W-slack, (totals[f]*n.Weight+W-1)/W+slack
-			if h := held[n.Name][f]; h < lo || h > hi {
-				return fmt.Errorf("%s (weight %d) holds %d %s groups, its share is %d..%d", n.Name, n.Weight, h, what, lo, hi)
+			lo, hi := totals[f]/W, (totals[f]+W-1)/W
+			if h := held[n][f]; h < lo || h > hi {
+				return fmt.Errorf("%s holds %d %s groups, its share is %d..%d", n, h, what, lo, hi)
 			}
 		}
 	}
@@ -174,7 +167,7 @@ func TestRankBalancedOwners(t *testing.T) {
 				t.Fatalf("%s: ranking %v is not every member once", c, rk)
 			}
 		}
-		if err := checkHeld(c.nodes, heldGroups(p, nil), nil, 0); err != nil {
+		if err := checkHeld(c.nodes, heldGroups(p, nil), nil); err != nil {
 			t.Fatalf("%s, all up: %v", c, err)
 		}
 	}
@@ -188,54 +181,47 @@ func TestRankOneDown(t *testing.T) {
 	for _, c := range clusters() {
 		p := mustRank(t, c.nodes, c.groups)
 		for _, dead := range c.nodes {
-			down := map[string]bool{dead.Name: true}
+			down := map[string]bool{dead: true}
 			for _, g := range p.Groups {
 				h := g.Holder(down)
-				if g.Owner() != dead.Name && h != g.Owner() {
-					t.Fatalf("%s, %s down: %s of live owner %s is held by %s", c, dead.Name, g.Group.Key(), g.Owner(), h)
+				if g.Owner() != dead && h != g.Owner() {
+					t.Fatalf("%s, %s down: %s of live owner %s is held by %s", c, dead, g.Group.Key(), g.Owner(), h)
 				}
 			}
 			if len(c.nodes) == 1 {
 				continue
 			}
-			// With weights an exact split can be impossible: survivors may
-			// own more than their new share rounded down already, and no
-			// live owner's group moves. One group of slack there.
-			slack := 0
-			if c.weighted {
-				slack = 1
-			}
-			if err := checkHeld(c.nodes, heldGroups(p, down), down, slack); err != nil {
-				t.Fatalf("%s, %s down: %v", c, dead.Name, err)
+			if err := checkHeld(c.nodes, heldGroups(p, down), down); err != nil {
+				t.Fatalf("%s, %s down: %v", c, dead, err)
 			}
 		}
 	}
 }
 
 // With any two nodes down, the holders' spread (max-min groups, equal
-// weights) is reported; the target is at most 2, and more than 3 fails.
+// nodes) is reported; the target is at most 2, and more than 3 fails.
 func TestRankTwoDown(t *testing.T) {
 	hist := map[int]int{}
 	worst, worstCase := 0, ""
 	for _, c := range clusters() {
-		if c.weighted || len(c.nodes) < 3 {
+		if len(c.nodes) < 3 {
 			continue
 		}
 		p := mustRank(t, c.nodes, c.groups)
 		for i, a := range c.nodes {
 			for _, b := range c.nodes[i+1:] {
-				down := map[string]bool{a.Name: true, b.Name: true}
+				down := map[string]bool{a: true, b: true}
 				held := map[string]int{}
 				hg := heldGroups(p, down)
 				for _, n := range c.nodes {
-					if !down[n.Name] {
-						held[n.Name] = hg[n.Name][2]
+					if !down[n] {
+						held[n] = hg[n][2]
 					}
 				}
 				s := spread(held)
 				hist[s]++
 				if s > worst {
-					worst, worstCase = s, fmt.Sprintf("%s, %s and %s down: %v", c, a.Name, b.Name, held)
+					worst, worstCase = s, fmt.Sprintf("%s, %s and %s down: %v", c, a, b, held)
 				}
 			}
 		}
@@ -281,10 +267,10 @@ func TestRankPriorities(t *testing.T) {
 func TestRankSmallLayouts(t *testing.T) {
 	p := mustRank(t, mkNodes(3), mkGroups(6))
 	for _, n := range p.Nodes {
-		down := map[string]bool{n.Name: true}
+		down := map[string]bool{n: true}
 		for m, c := range p.Held(down) {
-			if m != n.Name && c != 3 {
-				t.Fatalf("%s down: %v, want 3 and 3", n.Name, p.Held(down))
+			if m != n && c != 3 {
+				t.Fatalf("%s down: %v, want 3 and 3", n, p.Held(down))
 			}
 		}
 	}
@@ -297,11 +283,10 @@ func TestRankSmallLayouts(t *testing.T) {
 }
 
 func TestRankRejects(t *testing.T) {
-	for _, nodes := range [][]Node{
+	for _, nodes := range [][]string{
 		nil,
-		{{Name: "a", Weight: 1}, {Name: "a", Weight: 1}},
-		{{Name: "a", Weight: 0}},
-		{{Name: "", Weight: 1}},
+		{"a", "a"},
+		{""},
 	} {
 		if _, err := Rank(nodes, mkGroups(2)); err == nil {
 			t.Errorf("Rank(%v) succeeded", nodes)
@@ -330,18 +315,18 @@ func TestJoinForgetReport(t *testing.T) {
 	start := time.Now()
 	var joinMoved, joinMin, forgetMoved, groups, cases int
 	for _, c := range clusters() {
-		if c.weighted || len(c.nodes) < 3 {
+		if len(c.nodes) < 3 {
 			continue
 		}
 		cases++
 		groups += len(c.groups)
 		p := mustRank(t, c.nodes, c.groups)
-		joined := mustRank(t, append(slices.Clone(c.nodes), Node{Name: "newcomer", Weight: 1}), c.groups)
+		joined := mustRank(t, append(slices.Clone(c.nodes), "newcomer"), c.groups)
 		joinMoved += len(Moves(p, joined, nil))
 		joinMin += len(c.groups) / (len(c.nodes) + 1)
 		// Forget: the node has been down for forget_after, so its groups
 		// sit on their rank-1 nodes; what moves is everything else.
-		gone := c.nodes[0].Name
+		gone := c.nodes[0]
 		forgotten := mustRank(t, without(c.nodes, gone), c.groups)
 		forgetMoved += len(Moves(p, forgotten, map[string]bool{gone: true}))
 	}
@@ -353,8 +338,8 @@ func TestJoinForgetReport(t *testing.T) {
 }
 
 // without returns nodes minus the named node.
-func without(nodes []Node, name string) []Node {
-	return slices.DeleteFunc(slices.Clone(nodes), func(n Node) bool { return n.Name == name })
+func without(nodes []string, name string) []string {
+	return slices.DeleteFunc(slices.Clone(nodes), func(n string) bool { return n == name })
 }
 
 // Preferences the shares allow: over the property clusters, with a random
@@ -365,10 +350,7 @@ func without(nodes []Node, name string) []Node {
 func TestRankPreferences(t *testing.T) {
 	r := rand.New(rand.NewPCG(21, 7))
 	for _, c := range clusters() {
-		W := 0
-		for _, n := range c.nodes {
-			W += n.Weight
-		}
+		W := len(c.nodes)
 		var famCount [families]int
 		for _, g := range c.groups {
 			famCount[familyOf(g)]++
@@ -386,13 +368,13 @@ func TestRankPreferences(t *testing.T) {
 			}
 			n := c.nodes[r.IntN(len(c.nodes))]
 			f := familyOf(groups[i])
-			if prefCount[f][n.Name]+1 > famCount[f]*n.Weight/W || prefTotal[n.Name]+1 > len(groups)*n.Weight/W {
+			if prefCount[f][n]+1 > famCount[f]/W || prefTotal[n]+1 > len(groups)/W {
 				continue
 			}
-			prefCount[f][n.Name]++
-			prefTotal[n.Name]++
-			groups[i].Prefer = n.Name
-			want[groups[i].Key()] = n.Name
+			prefCount[f][n]++
+			prefTotal[n]++
+			groups[i].Prefer = n
+			want[groups[i].Key()] = n
 		}
 		p := mustRank(t, c.nodes, groups)
 		for _, g := range p.Groups {
@@ -400,22 +382,18 @@ func TestRankPreferences(t *testing.T) {
 				t.Fatalf("%s: %s prefers %s, owned by %s", c, g.Group.Key(), w, g.Owner())
 			}
 		}
-		if err := checkHeld(c.nodes, heldGroups(p, nil), nil, 0); err != nil {
+		if err := checkHeld(c.nodes, heldGroups(p, nil), nil); err != nil {
 			t.Fatalf("%s with %d preferences, all up: %v", c, len(want), err)
 		}
-		slack := 0
-		if c.weighted {
-			slack = 1
-		}
 		for _, dead := range c.nodes {
-			down := map[string]bool{dead.Name: true}
+			down := map[string]bool{dead: true}
 			for _, g := range p.Groups {
-				if g.Owner() != dead.Name && g.Holder(down) != g.Owner() {
-					t.Fatalf("%s, %s down: %s of live owner %s moved", c, dead.Name, g.Group.Key(), g.Owner())
+				if g.Owner() != dead && g.Holder(down) != g.Owner() {
+					t.Fatalf("%s, %s down: %s of live owner %s moved", c, dead, g.Group.Key(), g.Owner())
 				}
 			}
-			if err := checkHeld(c.nodes, heldGroups(p, down), down, slack); err != nil {
-				t.Fatalf("%s with %d preferences, %s down: %v", c, len(want), dead.Name, err)
+			if err := checkHeld(c.nodes, heldGroups(p, down), down); err != nil {
+				t.Fatalf("%s with %d preferences, %s down: %v", c, len(want), dead, err)
 			}
 		}
 	}
@@ -428,16 +406,16 @@ func TestRankPreferencesBeyondShare(t *testing.T) {
 	nodes := mkNodes(3)
 	groups := mkGroups(6)
 	for i := range groups {
-		groups[i].Prefer = nodes[0].Name
+		groups[i].Prefer = nodes[0]
 	}
 	groups[5].Prefer = "gone"
 	p := mustRank(t, nodes, groups)
 	for _, g := range p.Groups[:5] {
-		if g.Owner() != nodes[0].Name {
-			t.Fatalf("%s owned by %s, prefers %s", g.Group.Key(), g.Owner(), nodes[0].Name)
+		if g.Owner() != nodes[0] {
+			t.Fatalf("%s owned by %s, prefers %s", g.Group.Key(), g.Owner(), nodes[0])
 		}
 	}
-	if o := p.Owned(); o[nodes[0].Name] != 5 {
+	if o := p.Owned(); o[nodes[0]] != 5 {
 		t.Fatalf("owned %v", o)
 	}
 	with, without, err := PreferenceCost(nodes, groups)

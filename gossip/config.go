@@ -1,7 +1,8 @@
 // Package gossip is how garpd nodes find each other and what they tell each
 // other: membership over hashicorp/memberlist, the known set, each node's
 // metadata (health, exclusion, config digest, VRRP source addresses, MAC,
-// version), the encryption key and seed discovery. The health checks whose
+// version), the encryption key, seed discovery, and the addresses it binds
+// and advertises (Config.Resolve). The health checks whose
 // verdict a node gossips are balancer/health's.
 //
 // It decides nothing about VIPs: the balancer turns the member list into a
@@ -253,3 +254,67 @@ func decodeKey(line string) ([]byte, bool) {
 
 // validKeyLen: AES-128, -192 or -256.
 func validKeyLen(n int) bool { return n == 16 || n == 24 || n == 32 }
+
+// Resolve fills in the addresses c leaves to the interface, so members
+// reach each other with no per-node setting. Advertise becomes an address:
+// itself when it is one; else an address of ifi (the VIPs' interface), or
+// of the interface it names: of the family it names ("ipv4", "ipv6"), or
+// the IPv4 address and on IPv6-only nodes the global IPv6 one. Addresses
+// in skip (the VIPs) are never advertised. A Bind without a host binds the
+// advertised address.
+func (c Config) Resolve(ifi *net.Interface, skip map[netip.Addr]bool) (Config, error) {
+	adv, err := advertised(c.Advertise, ifi, skip)
+	if err != nil {
+		return c, err
+	}
+	c.Advertise = adv
+	if host, port, _ := SplitHostPort(c.Bind); host == "" {
+		if h, _, err := SplitHostPort(adv); err == nil {
+			adv = h
+		}
+		c.Bind = net.JoinHostPort(adv, strconv.Itoa(port))
+	}
+	return c, nil
+}
+
+// advertised is Resolve's Advertise.
+func advertised(adv string, ifi *net.Interface, vips map[netip.Addr]bool) (string, error) {
+	if _, _, err := SplitHostPort(adv); err == nil && adv != "" {
+		return adv, nil
+	}
+	if _, err := netip.ParseAddr(adv); err == nil {
+		return adv, nil
+	}
+	family := adv
+	if adv != "" && adv != AdvertiseIPv4 && adv != AdvertiseIPv6 {
+		other, err := net.InterfaceByName(adv)
+		if err != nil {
+			return "", fmt.Errorf("gossip.advertise: %q is not an address, ipv4, ipv6 or an interface here: %w", adv, err)
+		}
+		ifi, family = other, ""
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return "", fmt.Errorf("gossip.advertise: list addresses of %s: %w", ifi.Name, err)
+	}
+	var v4, v6 netip.Addr
+	for _, a := range addrs {
+		p, err := netip.ParsePrefix(a.String())
+		switch ip := p.Addr(); {
+		case err != nil || vips[ip]:
+		case ip.Is4() && !v4.IsValid():
+			v4 = ip
+		case ip.Is6() && ip.IsGlobalUnicast() && !v6.IsValid():
+			v6 = ip
+		}
+	}
+	switch {
+	case v4.IsValid() && family != AdvertiseIPv6:
+		return v4.String(), nil
+	case v6.IsValid() && family != AdvertiseIPv4:
+		return v6.String(), nil
+	case family == "":
+		return "", fmt.Errorf("gossip.advertise: %s has no IPv4 address and no global IPv6 address to advertise; add one, or set gossip.advertise", ifi.Name)
+	}
+	return "", fmt.Errorf("gossip.advertise: %s: %s has no such address; add one, or set gossip.advertise to the other family, an interface or an address", family, ifi.Name)
+}

@@ -175,9 +175,9 @@ func (f *sourceFilter) Shutdown() error {
 // Refused is how many packets and streams were dropped for their source.
 func (f *sourceFilter) Refused() uint64 { return f.refused.total.Load() }
 
-// Busy is how many admitted streams were closed unread because
+// busyClosed is how many admitted streams were closed unread because
 // maxStreams were open.
-func (f *sourceFilter) Busy() uint64 { return f.busy.Load() }
+func (f *sourceFilter) busyClosed() uint64 { return f.busy.Load() }
 
 // refusals counts dropped sources and says so at most once per logEvery.
 type refusals struct {

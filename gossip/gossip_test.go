@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -99,3 +101,40 @@ func TestDiscoverersUnion(t *testing.T) {
 // An exec check whose script cannot run here says why, not "no such
 // file": the interpreter it names is missing (a script in the distroless
 // image), or the program is.
+
+// gossip.advertise: an address as given; else an address of the VIPs'
+// interface or of the interface named, by family; never a VIP.
+func TestAdvertisedAddress(t *testing.T) {
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Skip("no loopback interface:", err)
+	}
+	vip := map[netip.Addr]bool{netip.MustParseAddr("127.0.0.1"): true}
+	for _, c := range []struct {
+		adv  string
+		skip map[netip.Addr]bool
+		want string // or the error's text
+	}{
+		{"192.0.2.11", nil, "192.0.2.11"},
+		{"[2001:db8::11]:7946", nil, "[2001:db8::11]:7946"},
+		{"", nil, "127.0.0.1"},
+		{"ipv4", nil, "127.0.0.1"},
+		{"lo", nil, "127.0.0.1"},
+		{"ipv6", nil, "ipv6: lo has no such address"},   // ::1 is no global address
+		{"", vip, "no IPv4 address and no global IPv6"}, // the VIP is not advertised
+		{"nonexistent0", nil, "not an address, ipv4, ipv6 or an interface"},
+	} {
+		got, err := advertised(c.adv, lo, c.skip)
+		if err != nil {
+			got = err.Error()
+		}
+		if !strings.Contains(got, c.want) {
+			t.Errorf("advertise %q: %q, want %q", c.adv, got, c.want)
+		}
+	}
+	// A bind without a host binds the advertised address.
+	r, err := Config{Bind: ":7946"}.Resolve(lo, nil)
+	if err != nil || r.Advertise != "127.0.0.1" || r.Bind != "127.0.0.1:7946" {
+		t.Errorf("Resolve(bind :7946) = %+v, %v; want advertise 127.0.0.1, bind 127.0.0.1:7946", r, err)
+	}
+}

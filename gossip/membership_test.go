@@ -366,8 +366,8 @@ func TestStreamsAreBounded(t *testing.T) {
 			t.Fatal("the refused stream was not closed")
 		}
 	}
-	if f.Busy() != 1 {
-		t.Fatalf("busy %d, want 1", f.Busy())
+	if f.busyClosed() != 1 {
+		t.Fatalf("busy %d, want 1", f.busyClosed())
 	}
 	conns[0].Close()
 	local, remote := net.Pipe()

@@ -93,7 +93,7 @@ type Machine struct {
 	preempting, vacated bool
 	// claimUntil, while non-zero, is when a Master that found the old
 	// master silent takes the VIPs; until then it claims the router with
-	// an advert every claimWindow/claimAdverts (claimNext). A master that
+	// an advert every ClaimWindow/claimAdverts (claimNext). A master that
 	// is alive and outranks it (its adverts lost, not stopped) answers a
 	// claim at once, and this router steps down before the router has
 	// learnt its MAC: packet loss costs no move. claimsLeft counts the
@@ -151,20 +151,12 @@ func (m *Machine) Priority() uint8 { return m.cfg.Priority }
 // knows (itself when Master), and its priority.
 func (m *Machine) MasterAddr() (netip.Addr, uint8) { return m.masterAddr, m.masterPriority }
 
-// MasterAdverInterval returns the interval in use, learned from the master in Backup.
-func (m *Machine) MasterAdverInterval() uint16 { return m.masterAdverInterval }
-
 func cs(n int) time.Duration { return time.Duration(n) * 10 * time.Millisecond }
 
 // SkewTime is ((256-Priority) * Master_Adver_Interval) / 256, in centiseconds
 // as RFC 5798 §6.1 defines it.
 func SkewTime(priority uint8, masterAdverInterval uint16) time.Duration {
 	return cs((256 - int(priority)) * int(masterAdverInterval) / 256)
-}
-
-// MasterDownInterval is 3 * Master_Adver_Interval + Skew_Time.
-func MasterDownInterval(priority uint8, masterAdverInterval uint16) time.Duration {
-	return cs(3*int(masterAdverInterval)) + SkewTime(priority, masterAdverInterval)
 }
 
 // SkewTimeV2 is (256-Priority)/256 seconds, as RFC 3768 §6.1 defines it

@@ -57,8 +57,8 @@ func TestTimerFormulas(t *testing.T) {
 		if got := SkewTime(c.prio, c.interval); got != c.skew {
 			t.Errorf("SkewTime(%d, %d) = %s, want %s", c.prio, c.interval, got, c.skew)
 		}
-		if got := MasterDownInterval(c.prio, c.interval); got != c.md {
-			t.Errorf("MasterDownInterval(%d, %d) = %s, want %s", c.prio, c.interval, got, c.md)
+		if got := masterDownInterval(c.prio, c.interval); got != c.md {
+			t.Errorf("masterDownInterval(%d, %d) = %s, want %s", c.prio, c.interval, got, c.md)
 		}
 	}
 }
@@ -105,8 +105,8 @@ func TestInitializeStartupBackup(t *testing.T) {
 	if m.NextDeadline() != at(3600*time.Millisecond) {
 		t.Fatalf("master down timer %s, want 3.6s", m.NextDeadline().Sub(t0))
 	}
-	if m.MasterAdverInterval() != 100 {
-		t.Fatalf("Master_Adver_Interval %d, want the configured 100", m.MasterAdverInterval())
+	if m.masterAdverInterval != 100 {
+		t.Fatalf("Master_Adver_Interval %d, want the configured 100", m.masterAdverInterval)
 	}
 }
 
@@ -213,8 +213,8 @@ func TestBackupAcceptsHigher(t *testing.T) {
 		m.Startup(t0)
 		wantActs(t, m.HandleAdvert(at(time.Second), upperIP, adv(prio, 50)))
 		wantState(t, m, Backup)
-		if m.MasterAdverInterval() != 50 {
-			t.Fatalf("prio %d: learned interval %d, want 50", prio, m.MasterAdverInterval())
+		if m.masterAdverInterval != 50 {
+			t.Fatalf("prio %d: learned interval %d, want 50", prio, m.masterAdverInterval)
 		}
 		// 3×0.5 s + ((256-100)×50/256 = 30 cs)
 		if want := at(time.Second + 1800*time.Millisecond); m.NextDeadline() != want {
@@ -245,7 +245,7 @@ func TestBackupNoPreemptAcceptsLower(t *testing.T) {
 	m := newM(200, false)
 	m.Startup(t0)
 	m.HandleAdvert(at(time.Second), upperIP, adv(100, 100))
-	if want := at(time.Second).Add(MasterDownInterval(200, 100)); m.NextDeadline() != want {
+	if want := at(time.Second).Add(masterDownInterval(200, 100)); m.NextDeadline() != want {
 		t.Fatalf("master down at %s, want %s", m.NextDeadline().Sub(t0), want.Sub(t0))
 	}
 }
@@ -328,7 +328,7 @@ func TestMasterPreempted(t *testing.T) {
 			}
 			wantActs(t, got, ActRelease, ActSendAdvert)
 			wantState(t, m, Backup)
-			if want := now.Add(MasterDownInterval(150, 50)); m.NextDeadline() != want {
+			if want := now.Add(masterDownInterval(150, 50)); m.NextDeadline() != want {
 				t.Fatalf("master down at %s, want %s (learned interval)", m.NextDeadline().Sub(t0), want.Sub(t0))
 			}
 		})
@@ -354,7 +354,7 @@ func TestSetPriority(t *testing.T) {
 	r := newM(1, true)
 	r.Startup(t0) // master down at 3×1 s + 99 cs
 	r.SetPriority(at(500*time.Millisecond), 250)
-	if want := t0.Add(MasterDownInterval(250, 100)); r.NextDeadline() != want {
+	if want := t0.Add(masterDownInterval(250, 100)); r.NextDeadline() != want {
 		t.Fatalf("master down after raising priority: %s, want %s", r.NextDeadline().Sub(t0), want.Sub(t0))
 	}
 
@@ -436,7 +436,7 @@ func TestClaimAnsweredTakesNothing(t *testing.T) {
 	if m.Holds() {
 		t.Fatal("a backup holds")
 	}
-	if want := down.Add(2*time.Millisecond + MasterDownInterval(100, 100)); m.NextDeadline() != want {
+	if want := down.Add(2*time.Millisecond + masterDownInterval(100, 100)); m.NextDeadline() != want {
 		t.Fatalf("master down at %s, want %s", m.NextDeadline().Sub(t0), want.Sub(t0))
 	}
 	// Shut down mid-claim: it resigns, with nothing to release.
@@ -482,4 +482,10 @@ func TestMasterAnswersEveryClaim(t *testing.T) {
 		wantActs(t, m.HandleAdvert(now.Add(time.Duration(i)*step), lowerIP, adv(100, 100)), ActSendAdvert, ActReassert)
 	}
 	wantActs(t, m.HandleAdvert(now.Add(claimAdverts*step), lowerIP, adv(100, 100)), ActReassert)
+}
+
+// masterDownInterval is RFC 5798's 3 * Master_Adver_Interval + Skew_Time,
+// computed apart from the machine's own.
+func masterDownInterval(priority uint8, masterAdverInterval uint16) time.Duration {
+	return cs(3*int(masterAdverInterval)) + SkewTime(priority, masterAdverInterval)
 }

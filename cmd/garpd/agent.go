@@ -310,11 +310,14 @@ type reloadKind int
 const (
 	// reloadNothing: the config is unchanged.
 	reloadNothing reloadKind = iota
-	// reloadInPlace: only log, http, garp and (dynamic mode) health
-	// checks changed; VRRP and gossip keep running untouched.
+	// reloadInPlace: only log, http, control, garp, notify, the
+	// auth_hmac keys, the gossip keys and token, and in the dynamic mode
+	// the health checks, track_interfaces and keepalived_peers changed;
+	// VRRP and gossip keep running untouched.
 	reloadInPlace
-	// reloadRouters: static mode, same interface and VRRP settings: the
-	// engine moves to the new routers, restarting only those that changed.
+	// reloadRouters: static mode, same interfaces, devs, VRRP, garp and
+	// health settings: the engine moves to the new routers, restarting
+	// only those that changed.
 	reloadRouters
 	// reloadRestart: anything else restarts the engine (and gossip),
 	// resigning first.
@@ -607,11 +610,7 @@ func preferenceNote(groups []balancer.Group) string {
 	if len(names) == 0 {
 		return ""
 	}
-	nodes := make([]balancer.Node, len(names))
-	for i, n := range names {
-		nodes[i] = balancer.Node{Name: n, Weight: 1}
-	}
-	with, without, err := balancer.PreferenceCost(nodes, groups)
+	with, without, err := balancer.PreferenceCost(names, groups)
 	if err != nil || with <= without {
 		return ""
 	}

@@ -199,8 +199,8 @@ func announceAlone(ctx context.Context, out io.Writer, ifaces []string, vips []n
 	return nil
 }
 
-// postAgent POSTs v as JSON to path on the agent and returns its answer;
-// what is wrong says what the caller was asking for.
+// askWave asks the agent at target for a wave over vips (all it holds when
+// empty) and prints what it queued and what it does not hold.
 func askWave(ctx context.Context, out io.Writer, target agentTarget, vips []string) error {
 	b, err := target.call(ctx, http.MethodPost, "/announce", "for a wave", announceRequest{VIPs: vips})
 	if err != nil {

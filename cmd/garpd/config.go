@@ -160,17 +160,8 @@ func parseConfigAs(raw []byte, offline bool) (*loaded, error) {
 	if err := strictValues(raw); err != nil {
 		return nil, err
 	}
-	if c.Node == "" && c.Kubernetes != nil {
-		// The downward API's spec.nodeName, so the member is named as its
-		// Node (a deleted Node then names the member to forget).
-		c.Node = os.Getenv(kubeNodeNameEnv)
-	}
-	if c.Node == "" {
-		h, err := os.Hostname()
-		if err != nil {
-			return nil, fmt.Errorf("node: not set and the host name is unknown: %w", err)
-		}
-		c.Node = h
+	if err := c.resolveNode(); err != nil {
+		return nil, err
 	}
 	c.VRRP = c.VRRP.WithDefaults()
 	c.HTTP.Listen = cmp.Or(c.HTTP.Listen, "127.0.0.1:9496")
@@ -248,6 +239,23 @@ func parseConfigAs(raw []byte, offline bool) (*loaded, error) {
 	}
 
 	return newLoaded(c, token, offline)
+}
+
+// resolveNode names the node when the config does not: in Kubernetes as
+// the downward API's spec.nodeName, so the member is named as its Node (a
+// deleted Node then names the member to forget), else the host name.
+func (c *agentConfig) resolveNode() error {
+	if c.Node == "" && c.Kubernetes != nil {
+		c.Node = os.Getenv(kubeNodeNameEnv)
+	}
+	if c.Node == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("node: not set and the host name is unknown: %w", err)
+		}
+		c.Node = h
+	}
+	return nil
 }
 
 // newLoaded allocates the validated config's VRIDs, makes its routers and

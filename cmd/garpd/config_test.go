@@ -11,8 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/garpd/garpd/vrrp"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/garpd/garpd/vrrp"
 )
 
 const goodConfig = `

@@ -11,9 +11,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/garpd/garpd/vrrp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
+
+	"github.com/garpd/garpd/vrrp"
 )
 
 var updateGolden = flag.Bool("update", false, "rewrite testdata/surface.golden")

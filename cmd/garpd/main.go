@@ -20,9 +20,10 @@ import (
 	"io"
 	"os"
 
-	"github.com/garpd/garpd/vrrp"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
+
+	"github.com/garpd/garpd/vrrp"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".

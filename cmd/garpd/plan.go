@@ -19,7 +19,7 @@ import (
 )
 
 func newPlanCmd() *cobra.Command {
-	var nodesFlag, weightsFlag, vipsFlag, rangesFlag []string
+	var nodesFlag, vipsFlag, rangesFlag []string
 	var vridBase, vridMax int
 	var fail string
 	var downFlag, preferFlag []string
@@ -50,7 +50,7 @@ cost in balance. Exit code 2 on bad input.`,
   garpd plan --nodes n1,n2,n3 -c /etc/garpd/garpd.yaml --fail n2`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			nodes, err := parseNodes(nodesFlag, weightsFlag)
+			nodes, err := parseNodes(nodesFlag)
 			if err != nil {
 				return usageError(err)
 			}
@@ -90,8 +90,6 @@ cost in balance. Exit code 2 on bad input.`,
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&nodesFlag, "nodes", nil, "member nodes, comma separated (required)")
-	f.StringSliceVar(&weightsFlag, "weights", nil, "NODE=WEIGHT pairs (default weight 1); a node's share of VIPs is proportional to its weight")
-	_ = f.MarkDeprecated("weights", "no config sets node weights: every member of a running cluster weighs 1, so a plan with weights is not one garpd runs")
 	f.StringSliceVar(&vipsFlag, "vips", nil, "VIPs: ADDR, ADDR/PREFIX, or ADDR@VRID to pin a VRID")
 	f.StringSliceVar(&rangesFlag, "vip-range", nil, "an inclusive range of VIPs, FIRST-LAST (repeatable)")
 	f.IntVar(&vridBase, "vrid-base", 10, "first VRID to allocate; VIP i gets vrid-base+i")
@@ -106,7 +104,7 @@ cost in balance. Exit code 2 on bad input.`,
 
 // planAllocation is the VIPs to plan, from the config or from the
 // flags, and whether any has a preferred owner.
-func planAllocation(configPath string, vipsFlag, rangesFlag, preferFlag []string, nodes []balancer.Node, vridBase, vridMax int) (balancer.Allocation, bool, error) {
+func planAllocation(configPath string, vipsFlag, rangesFlag, preferFlag []string, nodes []string, vridBase, vridMax int) (balancer.Allocation, bool, error) {
 	if configPath == "" {
 		vips, err := parsePlanVIPs(vipsFlag, rangesFlag)
 		if err != nil {
@@ -133,14 +131,14 @@ func planAllocation(configPath string, vipsFlag, rangesFlag, preferFlag []string
 }
 
 // applyPreferences sets each --prefer ADDR=NODE on its VIP.
-func applyPreferences(vips []balancer.VIP, prefer []string, nodes []balancer.Node) error {
+func applyPreferences(vips []balancer.VIP, prefer []string, nodes []string) error {
 	for _, kv := range prefer {
 		addr, node, ok := strings.Cut(kv, "=")
 		a, err := netip.ParseAddr(strings.TrimSpace(addr))
 		if !ok || err != nil {
 			return fmt.Errorf("--prefer %q: want ADDR=NODE", kv)
 		}
-		if !slices.ContainsFunc(nodes, func(n balancer.Node) bool { return n.Name == node }) {
+		if !slices.Contains(nodes, node) {
 			return fmt.Errorf("--prefer %q: %q is not in --nodes", kv, node)
 		}
 		i := slices.IndexFunc(vips, func(v balancer.VIP) bool { return v.Prefix.Addr() == a })
@@ -159,29 +157,13 @@ type planCost struct {
 	SpreadWithout int `json:"spread_without"`
 }
 
-func parseNodes(names, weights []string) ([]balancer.Node, error) {
+func parseNodes(names []string) ([]string, error) {
 	if len(names) == 0 {
 		return nil, fmt.Errorf("--nodes is empty: name at least one node, e.g. --nodes n1,n2,n3")
 	}
-	w := map[string]int{}
-	for _, kv := range weights {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok {
-			return nil, fmt.Errorf("--weights %q: want NODE=WEIGHT", kv)
-		}
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			return nil, fmt.Errorf("--weights %q: the weight must be a whole number above 0", kv)
-		}
-		if !slices.Contains(names, k) {
-			return nil, fmt.Errorf("--weights %q: %q is not in --nodes", kv, k)
-		}
-		w[k] = n
-	}
-	nodes := make([]balancer.Node, len(names))
+	nodes := make([]string, len(names))
 	for i, n := range names {
-		n = strings.TrimSpace(n)
-		nodes[i] = balancer.Node{Name: n, Weight: cmp.Or(w[n], 1)}
+		nodes[i] = strings.TrimSpace(n)
 	}
 	if err := balancer.CheckNodes(nodes); err != nil {
 		return nil, fmt.Errorf("--nodes: %w", err)
@@ -270,10 +252,10 @@ func planOutput(p balancer.Plan, alloc balancer.Allocation, down map[string]bool
 	if len(byFamily) > 1 {
 		out.OwnedByFamily = byFamily
 	}
+	out.Nodes = p.Nodes
 	for _, n := range p.Nodes {
-		out.Nodes = append(out.Nodes, n.Name)
-		if down[n.Name] {
-			out.Down = append(out.Down, n.Name)
+		if down[n] {
+			out.Down = append(out.Down, n)
 		}
 	}
 	for _, r := range p.Groups {

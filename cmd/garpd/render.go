@@ -89,7 +89,6 @@ func renderKeepalived(l *loaded, path string, names []string) ([]nodeFile, error
 	case len(names) == 0:
 		return nil, usageError(errors.New("--nodes: a dynamic-mode config has no priorities until the membership is fixed: name the members, e.g. --nodes n1,n2,n3"))
 	default:
-		var nodes []balancer.Node
 		for i, n := range names {
 			name, addr, hasAddr := strings.Cut(n, "=")
 			if name == "" {
@@ -103,12 +102,11 @@ func renderKeepalived(l *loaded, path string, names []string) ([]nodeFile, error
 				addrs[name] = a
 			}
 			names[i] = name
-			nodes = append(nodes, balancer.Node{Name: name, Weight: 1})
 		}
 		if len(c.VRRP.UnicastPeers) > 0 && len(addrs) != len(names) {
 			return nil, usageError(errors.New("--nodes: the config sends unicast, and each node's keepalived.conf lists the others as peers: give every node's address, e.g. --nodes n1=192.0.2.11,n2=192.0.2.12,n3=192.0.2.13"))
 		}
-		plan, err := balancer.Rank(nodes, l.alloc.Groups)
+		plan, err := balancer.Rank(names, l.alloc.Groups)
 		if err != nil {
 			return nil, usageError(fmt.Errorf("--nodes: %w", err))
 		}

@@ -31,7 +31,7 @@ gossip: {insecure: true}
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan, err := balancer.Rank([]balancer.Node{{Name: "n1", Weight: 1}, {Name: "n2", Weight: 1}, {Name: "n3", Weight: 1}}, dyn.alloc.Groups)
+	plan, err := balancer.Rank([]string{"n1", "n2", "n3"}, dyn.alloc.Groups)
 	if err != nil {
 		t.Fatal(err)
 	}

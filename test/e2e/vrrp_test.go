@@ -136,7 +136,7 @@ func TestFailoverTimes(t *testing.T) {
 	vip := vips3[0]
 	n1, n3 := l.Node("n1"), l.Node("n3")
 	// n3 (priority 150) is VIP 1's backup.
-	killBound := vrrp.MasterDownInterval(150, 10) + 100*time.Millisecond
+	killBound := 3*100*time.Millisecond + vrrp.SkewTime(150, 10) + 100*time.Millisecond // Master_Down_Interval + slack
 	termBound := vrrp.SkewTime(150, 10) + 50*time.Millisecond
 
 	measure := func(sig syscall.Signal) stats {
