@@ -499,7 +499,7 @@ func (c *Controller) Run(ctx context.Context) {
 		}
 		var settle <-chan time.Time
 		if c.healthy && !c.settled {
-			settle = time.After(max(time.Until(later(c.readyFrom.Add(c.cfg.Settle), c.selfHold)), 0))
+			settle = time.After(max(time.Until(c.readyFrom.Add(c.cfg.Settle)), time.Until(c.selfHold), 0))
 		}
 		select {
 		case <-ctx.Done():
@@ -659,14 +659,6 @@ func (c *Controller) dampMoves(live []gossip.Member, known []gossip.KnownMember)
 			}
 		}
 	}
-}
-
-// later is the later of two times.
-func later(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
 }
 
 // replan ranks the known members again when they changed, and returns

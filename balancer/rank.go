@@ -473,53 +473,31 @@ func waterFill(items int, load, totalLoad, tie, excluded []int) []int {
 // reports false when lower cannot be met that way. Not coupled, each family
 // is rounded on its own and the totals are left to follow.
 func ownerTargets(counts [families]int, tie []int, down int, lower *[families][]int, coupled bool) ([families][]int, bool) {
-	N := len(tie)
-	weights, W := make([]int, N), N // 1 for every node up, 0 for down
-	for i := range weights {
-		weights[i] = 1
-	}
+	N, W := len(tie), len(tie) // W: the nodes up
 	if down >= 0 {
-		weights[down], W = 0, N-1
-	}
-	all := 0
-	for _, c := range counts {
-		all += c
-	}
-	var floor [families][]int
-	var frac [families][]bool
-	base := make([]int, N) // sum of the family floors
-	for f, c := range counts {
-		floor[f], frac[f] = make([]int, N), make([]bool, N)
-		for i, w := range weights {
-			if W > 0 {
-				floor[f][i], frac[f][i] = c*w/W, c*w%W != 0
-			}
-			base[i] += floor[f][i]
-		}
-	}
-	// A node's total must end in [need, most] extras above base.
-	need, most := make([]int, N), make([]int, N)
-	for i, w := range weights {
-		if W == 0 {
-			continue
-		}
-		if !coupled {
-			most[i] = families // each family rounded on its own
-			continue
-		}
-		need[i] = all*w/W - base[i]
-		most[i] = need[i]
-		if all*w%W != 0 {
-			most[i]++
-		}
+		W--
 	}
 	var out [families][]int
-	var extra [families]int
+	var floor, extra [families]int
+	all, base := 0, 0 // base: a node's sum of the family floors
 	for f, c := range counts {
-		out[f] = slices.Clone(floor[f])
-		extra[f] = c
-		for _, v := range floor[f] {
-			extra[f] -= v
+		out[f], extra[f] = make([]int, N), c
+		if W > 0 {
+			floor[f], extra[f] = c/W, c%W
+		}
+		for i := range N {
+			if i != down {
+				out[f][i] = floor[f]
+			}
+		}
+		all, base = all+c, base+floor[f]
+	}
+	// A node's total must end in [need, most] extras above base.
+	need, most := 0, families // each family rounded on its own
+	if coupled && W > 0 {
+		need, most = all/W-base, all/W-base
+		if all%W != 0 {
+			most++
 		}
 	}
 	got := make([]int, N)
@@ -531,9 +509,9 @@ func ownerTargets(counts [families]int, tie []int, down int, lower *[families][]
 				if extra[f] == 0 {
 					break
 				}
-				forced := lower != nil && lower[f][i] > floor[f][i]
-				if !frac[f][i] || out[f][i] > floor[f][i] || got[i] >= most[i] ||
-					(pass == 0 && !forced) || (pass == 1 && got[i] >= need[i]) {
+				forced := lower != nil && lower[f][i] > floor[f]
+				if i == down || out[f][i] > floor[f] || got[i] >= most ||
+					(pass == 0 && !forced) || (pass == 1 && got[i] >= need) {
 					continue
 				}
 				out[f][i]++
@@ -546,11 +524,8 @@ func ownerTargets(counts [families]int, tie []int, down int, lower *[families][]
 	for f := range counts {
 		ok = ok && extra[f] == 0
 		for i := range N {
-			ok = ok && (lower == nil || out[f][i] >= lower[f][i])
+			ok = ok && (lower == nil || out[f][i] >= lower[f][i]) && (i == down || got[i] >= need)
 		}
-	}
-	for i := range N {
-		ok = ok && got[i] >= need[i]
 	}
 	return out, ok
 }

@@ -47,19 +47,12 @@ func (a *Admission) AllowMAC(mac net.HardwareAddr) {
 func (a *Admission) MemberMAC(mac net.HardwareAddr) bool { return a.macs[mac.String()] }
 
 // Allow accepts src's adverts for the virtual router (v6, vrid) up to
-// priority max. Priority 0 (a member resigning) is always accepted.
-func (a *Admission) Allow(src netip.Addr, v6 bool, vrid uint8, max uint8) {
+// priority prio. Priority 0 (a member resigning) is always accepted.
+func (a *Admission) Allow(src netip.Addr, v6 bool, vrid uint8, prio uint8) {
 	src = src.WithZone("")
 	a.src[src] = true
 	k := admitKey{src, routerKey{v6: v6, vrid: vrid}}
-	a.max[k] = maxUint8(a.max[k], max)
-}
-
-func maxUint8(a, b uint8) uint8 {
-	if a > b {
-		return a
-	}
-	return b
+	a.max[k] = max(a.max[k], prio)
 }
 
 // Admits reports whether an advert from src for the virtual router (v6,

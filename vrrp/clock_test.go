@@ -12,7 +12,6 @@ type fakeClock struct {
 	mu      sync.Mutex
 	now     time.Time
 	waiters []fakeWaiter
-	gen     int // number of After calls: a Run loop has gone round again
 }
 
 type fakeWaiter struct {
@@ -31,7 +30,6 @@ func (c *fakeClock) After(d time.Duration) <-chan time.Time {
 	defer c.mu.Unlock()
 	ch := make(chan time.Time, 1)
 	c.waiters = append(c.waiters, fakeWaiter{at: c.now.Add(d), ch: ch})
-	c.gen++
 	return ch
 }
 
@@ -53,9 +51,3 @@ func (c *fakeClock) set(t time.Time) {
 
 // advance moves time forward by d.
 func (c *fakeClock) advance(d time.Duration) { c.set(c.Now().Add(d)) }
-
-func (c *fakeClock) generation() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.gen
-}

@@ -318,14 +318,6 @@ func (p *Pacer) pop() (pending, bool, time.Duration) {
 	return it, true, 0
 }
 
-// minWait is the sooner of two waits, where 0 is none.
-func minWait(a, b time.Duration) time.Duration {
-	if a == 0 || (b > 0 && b < a) {
-		return b
-	}
-	return a
-}
-
 // SetBudget changes the budget from now on.
 func (p *Pacer) SetBudget(b Budget) {
 	p.mu.Lock()

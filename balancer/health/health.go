@@ -452,13 +452,6 @@ func (h *Checker) setGauge(name string, passing bool) {
 	h.gauge.WithLabelValues(name).Set(v)
 }
 
-// Healthy reports whether every check passes, and which fail.
-func (h *Checker) Healthy() (bool, []string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.verdict()
-}
-
 func (h *Checker) verdict() (bool, []string) {
 	var failing []string
 	for _, s := range h.state {
