@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -367,6 +368,167 @@ func TestKeepalivedAuthHMACInterop(t *testing.T) {
 			gp.Signal(syscall.SIGTERM)
 			gp.Wait(3 * time.Second)
 			waitNeigh(t, l, 5*time.Second, map[netip.Addr]string{vip: k.MAC.String()})
+		})
+	}
+}
+
+// Issue 36's finding 1, as its done-when states it: a mixed cluster, two
+// garpd nodes and a keepalived node mid-migration (keepalived_peers), is
+// attacked by a forged advert every 3 s for 30 s from an address that is
+// neither a member nor a keepalived peer, at a priority above the
+// masters'. Once garpd took any refused advert at or above the master's
+// priority for a rival and sent its adverts to the members alone, leaving
+// the keepalived node deaf to them: it took the VIPs over, and they had two
+// holders in 298 of 300 samples. Every VIP must keep exactly one holder
+// throughout, and the router its entries. Twice: beside keepalived 2.2.7
+// (no authentication, as a migration starts), and beside keepalived 2.4.3
+// with auth_hmac enforce on every node.
+//
+// The forgeries target the VRIDs garpd nodes are master for once the
+// cluster is at rest (with two members, the plan gives them the keepalived
+// node's VIP too: it is no member until it runs garpd): keepalived
+// 2.2.7 without authentication yields to any higher advert of its own
+// VRID, which is keepalived's exposure, not garpd's.
+func TestMixedClusterUnderForgedAdverts(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		bin  func(t *testing.T) string
+		auth bool
+	}{
+		{"keepalived-2.2.7", func(t *testing.T) string { needKeepalived(t); return "keepalived" }, false},
+		{"keepalived-2.4.3-auth_hmac-enforce", keepalived243, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			bin := c.bin(t)
+			l := newLab(t, 4)
+			nodes, attacker := l.Nodes[:3], l.Nodes[3]
+			extra := ""
+			if c.auth {
+				_, extra = authBlocks(map[int]string{1: hmacKey(t, l, "vrrp-1.key", 0x36)}, 1, "enforce")
+			}
+			// 1 s adverts: a loaded CI machine cannot fake a failover.
+			kas := map[string]*lab.Proc{}
+			var files []string
+			for k, n := range nodes {
+				var insts []lab.KeepalivedInstance
+				for i, v := range vips3 {
+					insts = append(insts, lab.KeepalivedInstance{Name: fmt.Sprintf("VI_%d", i+1), Interface: "eth0", VRID: 10 + i,
+						Priority: []int{200, 150, 50}[(k-i+3)%3], Advert: "1", VIPs: []string{v.String() + "/32"}, Extra: extra})
+				}
+				p, err := n.StartKeepalivedBinary(bin, n.Name+"-keepalived", lab.KeepalivedConfig(n.Name, 3, insts...))
+				if err != nil {
+					t.Fatal(err)
+				}
+				kas[n.Name] = p
+				files = append(files, filepath.Join(l.Dir, n.Name+"-keepalived", "keepalived.conf"))
+			}
+			masters := map[netip.Addr]string{vips3[0]: nodes[0].MAC.String(), vips3[1]: nodes[1].MAC.String(), vips3[2]: nodes[2].MAC.String()}
+			waitNeigh(t, l, 20*time.Second, masters)
+
+			dir := filepath.Join(l.Dir, "garpd")
+			var join []string
+			for _, n := range nodes {
+				join = append(join, n.IPv4.String()+":7946")
+			}
+			if out, err := exec.Command(garpdBin, append([]string{"import", "keepalived", "--dynamic", "--join", strings.Join(join, ","), "--out", dir}, files...)...).CombinedOutput(); err != nil {
+				t.Fatalf("import: %v\n%s", err, out)
+			}
+			var garpd []string
+			gprocs := map[string]*lab.Proc{}
+			defer func() {
+				if t.Failed() {
+					for name, p := range gprocs {
+						t.Logf("garpd on %s:\n%s", name, tail(p.Output(), 40))
+					}
+					t.Logf("keepalived on n3:\n%s", tail(kas["n3"].Output(), 30))
+				}
+			}()
+			for _, n := range nodes[:2] {
+				kas[n.Name].Signal(syscall.SIGTERM)
+				if _, err := kas[n.Name].Wait(10 * time.Second); err != nil {
+					t.Fatal(err)
+				}
+				cfg := importedConfig(t, l, dir, n.Name)
+				if !strings.Contains(cfg, "keepalived_peers") || (c.auth && !strings.Contains(cfg, "mode: enforce")) {
+					t.Fatalf("the imported config of %s is not a migration's (keepalived_peers, auth_hmac enforce: %v):\n%s", n.Name, c.auth, cfg)
+				}
+				p, err := n.StartGarpd(garpdBin, cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				gprocs[n.Name] = p
+				garpd = append(garpd, n.Name)
+				if len(garpd) == 1 {
+					time.Sleep(3 * time.Second) // alone it holds nothing while keepalived runs
+				} else {
+					waitSettled(t, l, garpd...)
+				}
+			}
+			// The garpd nodes take the VIPs their plan gives them once
+			// settled: the attack starts on the cluster at rest.
+			var rest map[netip.Addr]string
+			waitFor(t, 60*time.Second, "the router's entries to stay the same for 5 s", func() (bool, string) {
+				before := routerOwners(t, l, vips3)
+				time.Sleep(5 * time.Second)
+				rest = routerOwners(t, l, vips3)
+				return maps.Equal(before, rest) && len(rest) == len(vips3), fmt.Sprint(before, " then ", rest)
+			})
+			t.Logf("at rest: %v", rest)
+
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			holders, err := l.WatchHolders(ctx, nodes, vips3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			moves := recordMoves(t, l)
+			forgeTool(t)
+			begin := time.Now()
+			var forgers []*lab.Proc
+			for i, v := range vips3 {
+				if !slices.Contains(garpd, rest[v]) {
+					continue // keepalived's own exposure, see above
+				}
+				p, err := l.Start(attacker.NS, fmt.Sprintf("forge-vrid-%d", 10+i), forgeTool(t), "-from", l.Node(rest[v]).IPv4.String(), "-vrid", fmt.Sprint(10+i),
+					"-src", attacker.IPv4.String(), "-priority", "254", "-count", "10", "-every", "3s", "-timeout", "10s")
+				if err != nil {
+					t.Fatal(err)
+				}
+				forgers = append(forgers, p)
+			}
+			if len(forgers) == 0 {
+				t.Fatalf("the garpd nodes hold no VIP at rest (%v): nothing to attack", rest)
+			}
+			for _, p := range forgers {
+				if code, err := p.Wait(60 * time.Second); code != 0 || err != nil {
+					t.Fatalf("%s: exit %d (%v):\n%s", p.Name, code, err, p.Output())
+				}
+				t.Logf("%s: %s", p.Name, strings.TrimSpace(p.Output()))
+			}
+			time.Sleep(4 * time.Second) // a master-down interval after the last forgery
+			end := time.Now()
+			for a, s := range holders.Stats(begin, end) {
+				t.Logf("%s over %s of forged adverts: two holders %s, none %s", a, end.Sub(begin).Round(time.Second), s.Multi, s.NoHolder)
+				if s.Multi > 0 || s.NoHolder > 0 {
+					t.Errorf("%s had two holders for %s and none for %s under forged adverts from %s", a, s.Multi, s.NoHolder, attacker.IPv4)
+				}
+			}
+			for v, n := range moves.snapshot() {
+				if n > 0 {
+					t.Errorf("the router's entry for %s changed %d times under forged adverts", v, n)
+				}
+			}
+			if got := routerOwners(t, l, vips3); !maps.Equal(got, rest) {
+				t.Errorf("after the attack the router maps %v, want %v as before it", got, rest)
+			}
+			refused := 0.0
+			for _, n := range nodes[:2] {
+				m := scrape(t, n)
+				refused += m.sum("garpd_vrrp_packets_dropped_total", `reason="not_member"`) + m.sum("garpd_vrrp_packets_dropped_total", `reason="auth_bad_hmac"`)
+			}
+			if refused == 0 {
+				t.Error("garpd refused none of the forged adverts: the attack did not reach it, and the test proves nothing")
+			}
 		})
 	}
 }
