@@ -212,7 +212,7 @@ func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.
 	for _, g := range l.alloc.Grouped {
 		a.log.Warn().Msg(g)
 	}
-	for _, n := range append(l.cfg.GARP.Notes(l.vipCount(), l.cfg.VRRP.UseVMAC), l.secretNotes(false)...) {
+	for _, n := range append(l.cfg.GARP.Notes(l.vipCount(), l.cfg.VRRP.UseVMAC), l.accessNotes(false)...) {
 		a.log.Warn().Msg(n)
 	}
 	for {
@@ -520,7 +520,7 @@ func checkConfig(w io.Writer, path string, host bool) error {
 	}
 	notes := l.dynamicNotes(host)
 	if host {
-		notes = append(notes, l.secretNotes(true)...)
+		notes = append(notes, l.accessNotes(true)...)
 	}
 	for _, n := range notes {
 		fmt.Fprintf(w, "  note: %s\n", n)
@@ -553,11 +553,12 @@ func (l *loaded) dynamicNotes(host bool) []string {
 	return out
 }
 
-// secretNotes names the key files group or others can read (keepalived
-// flags its auth_hmac key files alike): auth_hmac's file: keys, the
-// control token and, with gossipKey, the gossip key (gossip warns of it
-// itself when it starts).
-func (l *loaded) secretNotes(gossipKey bool) []string {
+// accessNotes says who else can reach what the agent guards: the key
+// files group or others can read (keepalived flags its auth_hmac key files
+// alike): auth_hmac's file: keys, the control token and, with gossipKey,
+// the gossip key (gossip warns of it itself when it starts); and a TCP
+// control listener without a token, which every local process reaches.
+func (l *loaded) accessNotes(gossipKey bool) []string {
 	files := map[string]string{}
 	if f := l.cfg.Gossip.SecretKeyFile; f != "" && l.dynamic() && gossipKey {
 		files[f] = "gossip.secret_key_file"
@@ -577,6 +578,9 @@ func (l *loaded) secretNotes(gossipKey bool) []string {
 		if st, err := os.Stat(f); err == nil && st.Mode().Perm()&0o077 != 0 {
 			out = append(out, fmt.Sprintf("%s %s is readable by group or others (mode %s): chmod 600 it", files[f], f, st.Mode().Perm()))
 		}
+	}
+	if !strings.HasPrefix(l.cfg.Control.Listen, "unix:") && len(l.token) == 0 {
+		out = append(out, fmt.Sprintf("control.listen %s has no control.token_file: every process on this host, and every pod on its network, can forget members and start waves; listen on %s (the default) or set control.token_file", l.cfg.Control.Listen, defaultControlListen))
 	}
 	return out
 }

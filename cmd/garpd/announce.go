@@ -36,7 +36,7 @@ With --agent: asks the running agent for an announcement wave, which obeys
 the agent's garp.max_rate.`,
 		Example: `  garpd announce --interface eth0 --vips 192.0.2.101,192.0.2.102
   garpd announce --interface eth0 --config /etc/garpd/garpd.yaml
-  garpd announce --agent 127.0.0.1:9497
+  garpd announce --agent unix:/run/garpd/control.sock
   garpd announce --agent config -c /etc/garpd/garpd.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -13,6 +13,7 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -87,8 +88,12 @@ func listenHTTP(key, addr string, h http.Handler) (*http.Server, error) {
 // moment it exists (made under umask 0177, not chmodded after). Only a
 // stale socket at path is replaced: anything else there, a file or a
 // link, is refused and left as it is, and so is a socket another process
-// still serves.
+// still serves. A missing directory is made (/run/garpd, the default's,
+// is a tmpfs's: gone at boot).
 func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("make the socket's directory: %w", err)
+	}
 	if st, err := os.Lstat(path); err == nil {
 		if st.Mode().Type() != fs.ModeSocket {
 			return nil, fmt.Errorf("%s exists and is not a socket (%s): remove it, or give another path", path, st.Mode().Type())
@@ -165,7 +170,7 @@ func (a *agent) metricsHandler() http.Handler {
 	mux := http.NewServeMux()
 	a.public(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, r.URL.Path+" is not served on http.listen, which may face the network: /status, /forget, /announce and /debug/pprof/ are on control.listen (default 127.0.0.1:9497; garpd status finds it with -c FILE)", http.StatusNotFound)
+		http.Error(w, r.URL.Path+" is not served on http.listen, which may face the network: /status, /forget, /announce and /debug/pprof/ are on control.listen (default "+defaultControlListen+"; garpd status finds it with -c FILE)", http.StatusNotFound)
 	})
 	return mux
 }

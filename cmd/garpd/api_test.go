@@ -74,3 +74,16 @@ func TestHealthzProbesOncePerSecond(t *testing.T) {
 		t.Fatalf("no new probe a second later (%d in all)", n)
 	}
 }
+
+// The default socket's directory (/run/garpd) is made when missing.
+func TestListenUnixMakesItsDirectory(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "run", "garpd", "control.sock")
+	ln, err := listenUnix(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if st, err := os.Stat(sock); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("socket %s: %v, %v; want mode 0600", sock, st, err)
+	}
+}

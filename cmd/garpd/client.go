@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -18,13 +19,18 @@ import (
 // agentTarget is how garpd status, forget and announce find the running
 // agent's control endpoint: --agent (HOST:PORT as control.listen writes
 // it, a URL, or unix:PATH), or control.listen and control.token_file of
-// the config given with -c, or 127.0.0.1:9497.
+// the config given with -c, or $GARPD_AGENT, or the default socket.
+// agentEnv names the environment variable that gives the agent's control
+// endpoint when neither --agent nor -c does: for shells and tools that
+// talk to one agent that does not listen on the default socket.
+const agentEnv = "GARPD_AGENT"
+
 type agentTarget struct {
 	agent, config string
 }
 
 func (t *agentTarget) flags(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&t.agent, "agent", "", "the agent's control endpoint: HOST:PORT, http://HOST:PORT or unix:PATH (default: -c's control.listen, else "+defaultControlListen+")")
+	cmd.Flags().StringVar(&t.agent, "agent", "", "the agent's control endpoint: HOST:PORT, http://HOST:PORT or unix:PATH (default: -c's control.listen, else $"+agentEnv+", else "+defaultControlListen+")")
 	cmd.Flags().StringVarP(&t.config, "config", "c", "", "the agent's config: its control.listen and control.token_file")
 }
 
@@ -41,7 +47,7 @@ func (t agentTarget) resolve() (string, *http.Client, []byte, error) {
 		}
 		token = l.token
 	}
-	addr = cmp.Or(addr, defaultControlListen)
+	addr = cmp.Or(addr, os.Getenv(agentEnv), defaultControlListen)
 	client := &http.Client{Timeout: 10 * time.Second}
 	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
 		client.Transport = &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {

@@ -82,16 +82,20 @@ type httpConfig struct {
 // /forget, /announce and the profiler, which /metrics and /healthz's
 // listener never serves.
 type controlConfig struct {
-	// Listen is HOST:PORT on loopback, or unix:PATH (a socket of mode
-	// 0600); off loopback it needs TokenFile.
+	// Listen is unix:PATH (a socket of mode 0600, the default), or
+	// HOST:PORT: on loopback without TokenFile only as the operator's
+	// explicit choice (every local process reaches it), elsewhere with it.
 	Listen string `yaml:"listen"`
 	// TokenFile holds a bearer token every request must carry.
 	TokenFile string `yaml:"token_file"`
 }
 
-// defaultControlListen is where garpd status, forget and announce look
-// when given no address.
-const defaultControlListen = "127.0.0.1:9497"
+// defaultControlListen is where the agent's control endpoints listen, and
+// where garpd status, forget and announce look, when given no address: a
+// socket only root (the agent's user) may use, which no other local
+// process and no host-network pod reaches. In a pod, kubectl exec reaches
+// it: kubectl exec POD -- garpd status.
+const defaultControlListen = "unix:/run/garpd/control.sock"
 
 type logConfig struct {
 	Level  string `yaml:"level"`

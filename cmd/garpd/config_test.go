@@ -492,12 +492,47 @@ func TestControlConfig(t *testing.T) {
 		{base + "control: {listen: 0.0.0.0:9497, token_file: " + good + "}\n", ""},
 		{base + "control: {listen: 0.0.0.0:9497, token_file: " + short + "}\n", "use at least 16"},
 		{base + "control: {token_file: /dev/zero}\n", "/dev/zero is not a regular file"},
-		{base + "http: {listen: 127.0.0.1:9497}\n", "control.listen: 127.0.0.1:9497 is http.listen too"},
+		{base + "http: {listen: 127.0.0.1:9497}\ncontrol: {listen: 127.0.0.1:9497}\n", "control.listen: 127.0.0.1:9497 is http.listen too"},
 	} {
 		_, err := parseConfig([]byte(c.yaml))
 		if (c.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.err)) {
 			t.Errorf("%q: %v, want %q", c.yaml, err, c.err)
 		}
+	}
+	// Loopback without a token is the operator's explicit choice, and
+	// named in the log and --check; the default socket is not.
+	for yaml, note := range map[string]bool{
+		base: false,
+		base + "control: {listen: 127.0.0.1:9497}\n":                           true,
+		base + "control: {listen: 127.0.0.1:9497, token_file: " + good + "}\n": false,
+	} {
+		l, err := parseConfig([]byte(yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Contains(strings.Join(l.accessNotes(false), "\n"), "has no control.token_file")
+		if got != note {
+			t.Errorf("%q: noted %v, want %v (listen %s)", yaml, got, note, l.cfg.Control.Listen)
+		}
+		if yaml == base && l.cfg.Control.Listen != "unix:/run/garpd/control.sock" {
+			t.Errorf("the default control.listen is %s, want the socket no other local process reaches", l.cfg.Control.Listen)
+		}
+	}
+}
+
+// The clients find the agent by --agent, else -c's control.listen, else
+// $GARPD_AGENT, else the default socket.
+func TestAgentTargetDefaults(t *testing.T) {
+	t.Setenv(agentEnv, "")
+	if base, _, _, err := (agentTarget{}).resolve(); err != nil || base != "http://garpd" {
+		t.Errorf("no --agent: %q, %v; want the default socket", base, err)
+	}
+	t.Setenv(agentEnv, "127.0.0.1:9497")
+	if base, _, _, err := (agentTarget{}).resolve(); err != nil || base != "http://127.0.0.1:9497" {
+		t.Errorf("$%s=127.0.0.1:9497: %q, %v", agentEnv, base, err)
+	}
+	if base, _, _, err := (agentTarget{agent: "[::1]:9497"}).resolve(); err != nil || base != "http://[::1]:9497" {
+		t.Errorf("--agent over $%s: %q, %v", agentEnv, base, err)
 	}
 }
 

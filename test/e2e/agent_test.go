@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"net/netip"
-	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -73,7 +72,7 @@ func TestAgentLifecycle(t *testing.T) {
 	}
 
 	t.Run("invalid reload keeps the running config", func(t *testing.T) {
-		if err := os.WriteFile(n1.GarpdConfigPath(), []byte("interface: eth0\nvips: [nope]\n"), 0o644); err != nil {
+		if err := n1.WriteGarpdConfig("interface: eth0\nvips: [nope]\n"); err != nil {
 			t.Fatal(err)
 		}
 		p1.Signal(syscall.SIGHUP)

@@ -94,7 +94,15 @@ func spread(t *testing.T, l *lab.Lab, vips []netip.Addr) (map[string]int, bool) 
 // longer the priority-1 tie-break of nodes still settling.
 func waitSettled(t *testing.T, l *lab.Lab, names ...string) {
 	t.Helper()
-	for _, name := range names {
+	waitSettledSeenBy(t, l, len(names), names...)
+}
+
+// waitSettledSeenBy waits until each observer's agent lists members known
+// members, every one ranked: for clusters with agents whose control
+// endpoint the lab's host does not reach (those in pods).
+func waitSettledSeenBy(t *testing.T, l *lab.Lab, members int, observers ...string) {
+	t.Helper()
+	for _, name := range observers {
 		waitFor(t, 30*time.Second, name+" to see every known member settled", func() (bool, string) {
 			out, err := lab.Exec(l.Node(name).NS, garpdBin, "status", "--json")
 			if err != nil {
@@ -116,7 +124,7 @@ func waitSettled(t *testing.T, l *lab.Lab, names ...string) {
 					return false, fmt.Sprintf("%s is %s", m.Name, m.State)
 				}
 			}
-			return len(st.Dynamic.Members) == len(names), fmt.Sprintf("%d members", len(st.Dynamic.Members))
+			return len(st.Dynamic.Members) == members, fmt.Sprintf("%d members", len(st.Dynamic.Members))
 		})
 	}
 }

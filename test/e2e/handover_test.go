@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -50,7 +49,7 @@ func TestDynamicReloadAndSIGTERMHandover(t *testing.T) {
 		moves := recordMoves(t, l)
 		extra := "garp:\n  refresh: 30s\n  max_rate: 100\nhealth:\n  checks:\n    - name: ok\n      exec: [\"true\"]\n"
 		for _, n := range l.Nodes {
-			if err := os.WriteFile(n.GarpdConfigPath(), []byte(dynConfig(l, n.Name, vips6, extra)), 0o644); err != nil {
+			if err := n.WriteGarpdConfig(dynConfig(l, n.Name, vips6, extra)); err != nil {
 				t.Fatal(err)
 			}
 			procs[n.Name].Signal(syscall.SIGHUP)
@@ -418,7 +417,7 @@ func TestReloadThatCannotStartExits(t *testing.T) {
 		t.Fatal(err)
 	}
 	// vrid_base 20 instead of 10: a change that restarts the engine.
-	if err := os.WriteFile(n1.GarpdConfigPath(), []byte(strings.Replace(cfg, "vrid_base: 10", "vrid_base: 20", 1)), 0o644); err != nil {
+	if err := n1.WriteGarpdConfig(strings.Replace(cfg, "vrid_base: 10", "vrid_base: 20", 1)); err != nil {
 		t.Fatal(err)
 	}
 	p.Signal(syscall.SIGHUP)

@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"net/netip"
-	"os"
 	"regexp"
 	"strings"
 	"syscall"
@@ -100,7 +99,7 @@ func TestKeepalivedInterop(t *testing.T) {
 				return !k.HasAddress(vip), "keepalived still holds it"
 			})
 
-			if err := os.WriteFile(g.GarpdConfigPath(), []byte(garpdCfg(100)), 0o644); err != nil {
+			if err := g.WriteGarpdConfig(garpdCfg(100)); err != nil {
 				t.Fatal(err)
 			}
 			start = time.Now()

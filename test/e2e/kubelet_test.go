@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -140,9 +141,10 @@ func TestStaticPodOnKubelet(t *testing.T) {
 	}
 	d := waitSpread(t, l, vips, 90*time.Second, map[string]int{"n1": 1, "n2": 1, "n3": 1})
 	t.Logf("1/1/1 on the router %s after the agents started, n1's agent in the static pod", d.Round(10*time.Millisecond))
-	// garpd status on n1's host reaches the pod's agent: host network.
-	waitSettled(t, l, "n1", "n2", "n3")
+	// The pod's agent is on the manifest's socket, /run/garpd on the host.
+	waitSettledSeenBy(t, l, 3, "n2", "n3")
 	waitLivenessProbed(t, kl, "garpd-n1")
+	controlOnlyInPod(t, kl, n1, l.Node("n2"), "/run/garpd/control.sock")
 
 	// Removing the manifest: the kubelet stops the pod with SIGTERM and
 	// garpd hands its VIP to a survivor before it exits.
@@ -277,8 +279,9 @@ func TestChartOnKubelet(t *testing.T) {
 	}
 	d := waitSpread(t, l, vips, 90*time.Second, map[string]int{"n1": 1, "n2": 1, "n3": 1})
 	t.Logf("1/1/1 on the router %s after the direct agents started", d.Round(10*time.Millisecond))
-	waitSettled(t, l, "n1", "n2", "n3")
+	waitSettledSeenBy(t, l, 3, "n2", "n3")
 	waitLivenessProbed(t, kl, first)
+	controlOnlyInPod(t, kl, n1, l.Node("n2"), "/var/lib/kubelet/pods/*/volumes/kubernetes.io~empty-dir/run/control.sock")
 	neigh, err := l.Neighbours()
 	if err != nil {
 		t.Fatal(err)
@@ -312,7 +315,7 @@ func TestChartOnKubelet(t *testing.T) {
 		return second != first, second
 	})
 	waitSpread(t, l, vips, 60*time.Second, map[string]int{"n1": 1, "n2": 1, "n3": 1})
-	waitSettled(t, l, "n1", "n2", "n3")
+	waitSettledSeenBy(t, l, 3, "n2", "n3")
 	to := time.Now()
 	waitLivenessProbed(t, kl, second)
 	for v, s := range holdersOf.Stats(from, to) {
@@ -350,17 +353,19 @@ func TestChartOnKubelet(t *testing.T) {
 func outsideMember(chartCfg, node, keyPath, seed string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "node: %s\n", node)
-	inKube, inJoin := false, false
+	skip, inJoin := false, false
 	for _, line := range strings.Split(chartCfg, "\n") {
 		if line != "" && line[0] != ' ' && line[0] != '#' {
-			inKube = strings.HasPrefix(line, "kubernetes:")
+			// The Kubernetes section is the pods', and the pods' control
+			// socket path is one for the whole lab host: the lab's own.
+			skip = strings.HasPrefix(line, "kubernetes:") || strings.HasPrefix(line, "control:")
 		}
 		if inJoin && strings.HasPrefix(line, "    - ") {
 			continue // the chart's join list, replaced
 		}
 		inJoin = false
 		switch {
-		case inKube:
+		case skip:
 			continue
 		case strings.Contains(line, "secret_key_file:"):
 			line = "  secret_key_file: " + keyPath
@@ -370,4 +375,60 @@ func outsideMember(chartCfg, node, keyPath, seed string) string {
 		b.WriteString(line + "\n")
 	}
 	return b.String()
+}
+
+// controlOnlyInPod checks issue 36's finding 2 in the chart's and the
+// manifests' default setup: root on node n reaches the pod's agent through
+// its control socket (found at socketGlob, as the node's root sees it), so
+// the refusals below are the socket's doing; a process on n that is not
+// root (as a host-network pod's is), n's loopback and http.listen, and
+// another host reach none of /status, /forget and /announce.
+func controlOnlyInPod(t *testing.T, kl *lab.Kubelet, n, other *lab.Node, socketGlob string) {
+	t.Helper()
+	out, err := kl.HostExec("sh", "-c", "ls "+socketGlob)
+	if err != nil {
+		t.Fatalf("no control socket at %s on %s: %v", socketGlob, n.Name, err)
+	}
+	sock := strings.Fields(out)[0]
+	if out, err := kl.HostExec(garpdBin, "status", "--agent", "unix:"+sock); err != nil || !strings.Contains(out, "KNOWN MEMBER") {
+		t.Fatalf("root on %s cannot read the pod's status through %s: %v\n%s", n.Name, sock, err, out)
+	}
+	nobody := []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"}
+	for _, ep := range []struct{ method, path, body string }{
+		{http.MethodGet, "/status", ""},
+		{http.MethodPost, "/forget", `{"node":"` + other.Name + `"}`},
+		{http.MethodPost, "/announce", "{}"},
+	} {
+		curl := func(target ...string) []string {
+			a := []string{"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "3", "-X", ep.method}
+			if ep.body != "" {
+				a = append(a, "-H", "Content-Type: application/json", "-d", ep.body)
+			}
+			return append(a, target...)
+		}
+		for _, c := range []struct {
+			from string
+			run  func() (string, error)
+		}{
+			{"a non-root process on " + n.Name + ", through the socket", func() (string, error) {
+				return kl.HostExec(append(nobody, curl("--unix-socket", sock, "http://garpd"+ep.path)...)...)
+			}},
+			{"a non-root process on " + n.Name + "'s network, on " + lab.LabAgent, func() (string, error) {
+				return kl.HostExec(append(nobody, curl("http://"+lab.LabAgent+ep.path)...)...)
+			}},
+			{"a non-root process on " + n.Name + "'s network, on http.listen", func() (string, error) {
+				return kl.HostExec(append(nobody, curl("http://127.0.0.1:9496"+ep.path)...)...)
+			}},
+			{"another host, " + other.Name, func() (string, error) {
+				return lab.Exec(other.NS, curl("http://"+n.IPv4.String()+":9497"+ep.path)...)
+			}},
+		} {
+			code, _ := c.run()
+			if code = strings.TrimSpace(code); strings.HasPrefix(code, "2") {
+				t.Errorf("%s %s from %s: HTTP %s, want it refused", ep.method, ep.path, c.from, code)
+			} else {
+				t.Logf("%s %s from %s: refused (HTTP %s)", ep.method, ep.path, c.from, code)
+			}
+		}
+	}
 }

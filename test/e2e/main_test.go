@@ -38,6 +38,9 @@ func TestMain(m *testing.M) {
 		// Kubernetes test needs them. (Tests run in file order: those that
 		// need the tools are in kube_test.go and packaging_test.go, after
 		// the long fault matrix.)
+		// garpd status, forget and announce in a node's namespace reach
+		// that node's agent (see lab.LabAgent).
+		os.Setenv("GARPD_AGENT", lab.LabAgent)
 		flag.Parse()
 		if lab.EtcdAvailable() == nil && flag.Lookup("test.run").Value.String() == "" {
 			go kubeOnce.Do(buildKubeTools)

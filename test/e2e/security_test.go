@@ -311,7 +311,7 @@ func TestKeepalivedAuthHMACInterop(t *testing.T) {
 				}
 			}
 			// garpd at 200: keepalived hears it and yields.
-			if err := os.WriteFile(g.GarpdConfigPath(), []byte(garpdCfg(200, gAuth)), 0o644); err != nil {
+			if err := g.WriteGarpdConfig(garpdCfg(200, gAuth)); err != nil {
 				t.Fatal(err)
 			}
 			gp.Signal(syscall.SIGHUP)
@@ -352,7 +352,7 @@ func TestKeepalivedAuthHMACInterop(t *testing.T) {
 				{"key 1 removed", map[int]string{2: keys[2]}, 2},
 			} {
 				gAuth, kAuth = authBlocks(step.keys, step.active, mode)
-				os.WriteFile(g.GarpdConfigPath(), []byte(garpdCfg(200, gAuth)), 0o644)
+				g.WriteGarpdConfig(garpdCfg(200, gAuth))
 				os.WriteFile(filepath.Join(l.Dir, "n2-keepalived", "keepalived.conf"), []byte(kaCfg(kAuth)), 0o644)
 				gp.Signal(syscall.SIGHUP)
 				ka.Signal(syscall.SIGHUP)

@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"net/netip"
-	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -85,7 +84,7 @@ func TestKeepalivedIPv6UnicastInterop(t *testing.T) {
 	settledOn(k, g, "keepalived back")
 
 	// garpd the master: keepalived hears it from garpd's global address.
-	if err := os.WriteFile(g.GarpdConfigPath(), []byte(garpdCfg(200)), 0o644); err != nil {
+	if err := g.WriteGarpdConfig(garpdCfg(200)); err != nil {
 		t.Fatal(err)
 	}
 	gp.Signal(syscall.SIGHUP)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -42,11 +43,34 @@ func BuildRelease(ctx context.Context, out, pkg string) error {
 // StartGarpd writes config to the lab directory and runs `garpd agent` in
 // the node's namespace. Its HTTP listener is on the node's own loopback.
 func (n *Node) StartGarpd(bin, config string) (*Proc, error) {
-	path := filepath.Join(n.lab.Dir, n.Name+"-garpd.yaml")
-	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
+	if err := n.WriteGarpdConfig(config); err != nil {
 		return nil, err
 	}
-	return n.lab.Start(n.NS, n.Name+"-garpd", bin, "agent", "--config", path)
+	return n.lab.Start(n.NS, n.Name+"-garpd", bin, "agent", "--config", n.GarpdConfigPath())
+}
+
+// LabAgent is the control endpoint of the lab's agents: a unix socket
+// path is the whole host's, and each node's agent needs its own, so they
+// listen on loopback in their namespaces (the operator's explicit choice,
+// which the agent notes). The e2e tests set $GARPD_AGENT to it, so garpd
+// status run in a node's namespace finds that node's agent.
+const LabAgent = "127.0.0.1:9497"
+
+var controlKey = regexp.MustCompile(`(?m)^control:`)
+
+// WithLoopbackControl adds control.listen: LabAgent to a config that has
+// no control section.
+func WithLoopbackControl(config string) string {
+	if controlKey.MatchString(config) {
+		return config
+	}
+	return strings.TrimRight(config, "\n") + "\ncontrol:\n  listen: " + LabAgent + "\n"
+}
+
+// WriteGarpdConfig replaces the node's config as StartGarpd writes it,
+// for reload tests (SIGHUP the agent to apply it).
+func (n *Node) WriteGarpdConfig(config string) error {
+	return os.WriteFile(n.GarpdConfigPath(), []byte(WithLoopbackControl(config)), 0o644)
 }
 
 // GarpdConfigPath is where StartGarpd wrote the node's config, for reload tests.

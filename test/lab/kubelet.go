@@ -316,6 +316,19 @@ resolvConf: ""
 `, k.cgroupRoot, k.socket, k.ManifestDir)
 }
 
+// HostExec runs a command on the node as its pods see it: in the node's
+// network namespace and the kubelet's mount namespace (its /run and
+// /var/lib, where hostPath and emptyDir volumes live).
+func (k *Kubelet) HostExec(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "nsenter", append([]string{"--target", strconv.Itoa(k.Containerd.Cmd.Process.Pid), "--mount", "--net"}, args...)...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
 // Ctr runs containerd's ctr against this node's containerd, in the
 // Kubernetes namespace.
 func (k *Kubelet) Ctr(args ...string) (string, error) {
