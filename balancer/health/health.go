@@ -14,7 +14,9 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,12 +27,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 	"k8s.io/apimachinery/pkg/labels"
 )
 
 // Config is the `health:` section.
 type Config struct {
 	Checks []CheckConfig `yaml:"checks" json:"checks"`
+	// ScriptUser is who exec checks run as (the config's top-level
+	// script_user, which notify hooks share; see NewRunner).
+	ScriptUser string `yaml:"-" json:"-"`
 }
 
 // CheckConfig is one local health check: exactly one of HTTP, TCP, Exec,
@@ -191,7 +197,7 @@ func loadCA(file string) (*x509.CertPool, error) {
 // probe runs one check once.
 type probe func(ctx context.Context) error
 
-func newProbe(c CheckConfig, pods PodProber) (probe, error) {
+func newProbe(c CheckConfig, pods PodProber, run Runner) (probe, error) {
 	switch {
 	case c.KubernetesPod != nil:
 		if pods == nil {
@@ -246,7 +252,7 @@ func newProbe(c CheckConfig, pods PodProber) (probe, error) {
 		}, nil
 	default:
 		argv := slices.Clone(c.Exec)
-		return func(ctx context.Context) error { return RunCommand(ctx, argv, nil) }, nil
+		return func(ctx context.Context) error { return run.Run(ctx, argv, nil) }, nil
 	}
 }
 
@@ -254,26 +260,94 @@ func newProbe(c CheckConfig, pods PodProber) (probe, error) {
 // error; the rest is read and dropped, so a chatty check cannot grow memory.
 const execOutputLimit = 200
 
-// RunCommand runs argv (an exec check, a notify hook) in its own process
-// group, with env added to the agent's environment. At ctx's end the whole
-// group is killed, so `sh -c "curl ... | grep ok"` whose curl hangs fails
+// Runner runs exec checks and notify hooks as keepalived's script_user
+// and script_security do: as the configured user when there is one, and
+// never with the agent's ambient capabilities (a systemd unit's
+// AmbientCapabilities), so a check or a hook adds no VIP and sends no raw
+// packet unless it runs as root.
+type Runner struct {
+	cred *syscall.Credential // nil: the agent's own user
+}
+
+// NewRunner resolves user, a user name or uid of this host or image
+// (keepalived_script, nobody): its uid, its primary group and its other
+// groups. "" runs as the agent's own user. An agent that is not root can
+// run scripts only as itself.
+func NewRunner(user string) (Runner, error) {
+	if user == "" {
+		return Runner{}, nil
+	}
+	cred, err := lookupCredential(user)
+	if err != nil {
+		return Runner{}, fmt.Errorf("script_user: %q: %w", user, err)
+	}
+	if euid := os.Geteuid(); euid != 0 && int(cred.Uid) != euid {
+		return Runner{}, fmt.Errorf("script_user: %q: the agent runs as uid %d, which cannot run scripts as another user: leave script_user out, or run the agent as root", user, euid)
+	}
+	return Runner{cred: cred}, nil
+}
+
+// lookupCredential is user's uid and groups; a uid this host does not
+// name runs with the group of the same number and no other.
+func lookupCredential(name string) (*syscall.Credential, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		if id, nerr := strconv.ParseUint(name, 10, 32); nerr == nil {
+			if u, err = user.LookupId(name); err != nil {
+				return &syscall.Credential{Uid: uint32(id), Gid: uint32(id), Groups: []uint32{}}, nil
+			}
+		} else {
+			return nil, fmt.Errorf("no such user here: give one of this host's users (e.g. nobody), or create one (keepalived uses keepalived_script)")
+		}
+	}
+	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
+	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, fmt.Errorf("not a numeric uid and gid: %w", err)
+	}
+	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
+	ids, _ := u.GroupIds()
+	for _, g := range ids {
+		if n, err := strconv.ParseUint(g, 10, 32); err == nil && n != gid {
+			cred.Groups = append(cred.Groups, uint32(n))
+		}
+	}
+	return cred, nil
+}
+
+// asRoot reports whether what r runs runs as root.
+func (r Runner) asRoot() bool {
+	if r.cred != nil {
+		return r.cred.Uid == 0
+	}
+	return os.Geteuid() == 0
+}
+
+// Run runs argv (an exec check, a notify hook) in its own process group,
+// with env added to the agent's environment. At ctx's end the whole group
+// is killed, so `sh -c "curl ... | grep ok"` whose curl hangs fails
 // instead of running on; WaitDelay bounds the wait for output pipes a
 // child that left the group still holds. The error carries the start of
-// the output.
-func RunCommand(ctx context.Context, argv, env []string) error {
-	if err := ScriptSafe(argv[0]); err != nil {
-		return err
+// the output. A program that runs as root must pass ScriptSafe.
+func (r Runner) Run(ctx context.Context, argv, env []string) error {
+	if r.asRoot() {
+		if err := ScriptSafe(argv[0]); err != nil {
+			return err
+		}
 	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	if env != nil {
 		cmd.Env = append(os.Environ(), env...)
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: r.cred}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = time.Second
 	out := &cappedBuffer{limit: execOutputLimit}
 	cmd.Stdout, cmd.Stderr = out, out
-	err := cmd.Run()
+	err := startWithoutAmbient(cmd)
+	if err == nil {
+		err = cmd.Wait()
+	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("did not finish in time (killed with its children): %s", out.b)
 	}
@@ -286,6 +360,24 @@ func RunCommand(ctx context.Context, argv, env []string) error {
 		return fmt.Errorf("%w: %s", err, out.b)
 	}
 	return nil
+}
+
+// startWithoutAmbient starts cmd from a thread whose ambient capabilities
+// are cleared first: a child inherits its parent thread's, and an agent
+// that systemd gave NET_ADMIN and NET_RAW as ambient capabilities would
+// pass them to every script. The thread is locked and never unlocked, so
+// it ends with the goroutine and no other code runs on it.
+func startWithoutAmbient(cmd *exec.Cmd) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
+			errc <- fmt.Errorf("clear the ambient capabilities before running %s: %w", cmd.Path, err)
+			return
+		}
+		errc <- cmd.Start()
+	}()
+	return <-errc
 }
 
 // Runnable says why program (an exec check's or a hook's first word)
@@ -340,7 +432,7 @@ func ScriptSafe(program string) error {
 	}
 	path, err := exec.LookPath(program)
 	if err != nil {
-		return nil // RunCommand and Runnable say it is missing
+		return nil // Runner.Run and Runnable say it is missing
 	}
 	if path, err = filepath.Abs(path); err == nil {
 		path, err = filepath.EvalSymlinks(path)
@@ -425,9 +517,13 @@ func NewGauge(reg prometheus.Registerer) *prometheus.GaugeVec {
 // nil.
 func NewChecker(cfg Config, pods PodProber, log zerolog.Logger, gauge *prometheus.GaugeVec, onChange func(healthy bool, failing []string)) (*Checker, error) {
 	h := &Checker{log: log, onChange: onChange, gauge: gauge}
+	run, err := NewRunner(cfg.ScriptUser)
+	if err != nil {
+		return nil, err
+	}
 	for _, c := range cfg.Checks {
 		c = c.WithDefaults()
-		p, err := newProbe(c, pods)
+		p, err := newProbe(c, pods, run)
 		if err != nil {
 			return nil, fmt.Errorf("health check %s: %w", c.Name, err)
 		}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -92,15 +93,15 @@ func TestHealthCheckKinds(t *testing.T) {
 	}))
 	defer srv.Close()
 	ctx := context.Background()
-	tcp, _ := newProbe(CheckConfig{TCP: srv.Listener.Addr().String()}, nil)
+	tcp, _ := newProbe(CheckConfig{TCP: srv.Listener.Addr().String()}, nil, Runner{})
 	if err := tcp(ctx); err != nil {
 		t.Fatalf("tcp check against a listener: %v", err)
 	}
-	httpProbe, _ := newProbe(CheckConfig{HTTP: srv.URL + "/healthz"}, nil)
+	httpProbe, _ := newProbe(CheckConfig{HTTP: srv.URL + "/healthz"}, nil, Runner{})
 	if err := httpProbe(ctx); err == nil || !strings.Contains(err.Error(), "503") {
 		t.Fatalf("http check against a 503: %v", err)
 	}
-	closed, _ := newProbe(CheckConfig{TCP: "127.0.0.1:1"}, nil)
+	closed, _ := newProbe(CheckConfig{TCP: "127.0.0.1:1"}, nil, Runner{})
 	if err := closed(ctx); err == nil {
 		t.Fatal("tcp check against a closed port passed")
 	}
@@ -120,7 +121,7 @@ func TestHTTPCheckPassesOn2xxOnly(t *testing.T) {
 			}
 			w.WriteHeader(code)
 		}))
-		probe, err := newProbe(CheckConfig{HTTP: srv.URL + "/healthz"}, nil)
+		probe, err := newProbe(CheckConfig{HTTP: srv.URL + "/healthz"}, nil, Runner{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -134,7 +135,7 @@ func TestHTTPCheckPassesOn2xxOnly(t *testing.T) {
 
 func TestExecCheckHungPipeline(t *testing.T) {
 	marker := fmt.Sprintf("%d.%d", os.Getpid(), time.Now().UnixNano()%1000)
-	p, err := newProbe(CheckConfig{Exec: []string{"sh", "-c", "sleep 3" + marker + " | cat"}}, nil)
+	p, err := newProbe(CheckConfig{Exec: []string{"sh", "-c", "sleep 3" + marker + " | cat"}}, nil, Runner{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +162,7 @@ func TestExecCheckHungPipeline(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	chatty, _ := newProbe(CheckConfig{Exec: []string{"sh", "-c", "yes | head -c 100000; exit 1"}}, nil)
+	chatty, _ := newProbe(CheckConfig{Exec: []string{"sh", "-c", "yes | head -c 100000; exit 1"}}, nil, Runner{})
 	err = chatty(context.Background())
 	if err == nil || len(err.Error()) > execOutputLimit+100 {
 		t.Fatalf("chatty failing check: %d bytes of error, want it capped", len(err.Error()))
@@ -190,7 +191,7 @@ func TestRunnableSaysWhyAScriptCannotRun(t *testing.T) {
 			t.Errorf("Runnable(%s) = %v, want %q", filepath.Base(c.program), err, c.want)
 		}
 	}
-	err := RunCommand(context.Background(), []string{bash}, nil)
+	err := Runner{}.Run(context.Background(), []string{bash}, nil)
 	if err == nil || !strings.Contains(err.Error(), "-checks variant") {
 		t.Errorf("running a script without its interpreter: %v, want the reason and the fix", err)
 	}
@@ -232,8 +233,8 @@ func TestScriptSafeRefusesWhatOthersCanChange(t *testing.T) {
 				t.Errorf("%s (%s): %v, want %q", c.name, filepath.Base(p), err, c.want)
 			}
 		}
-		if err := RunCommand(context.Background(), []string{script}, nil); err == nil {
-			t.Errorf("%s: RunCommand ran it", c.name)
+		if err := (Runner{}).Run(context.Background(), []string{script}, nil); err == nil {
+			t.Errorf("%s: Run ran it", c.name)
 		}
 		if _, err := os.Stat(marker); err == nil {
 			t.Fatalf("%s: the script ran", c.name)
@@ -243,7 +244,7 @@ func TestScriptSafeRefusesWhatOthersCanChange(t *testing.T) {
 	// A sticky directory (like /tmp) is safe: nobody else can replace
 	// what is in it.
 	os.Chmod(dir, 0o777|os.ModeSticky)
-	if err := RunCommand(context.Background(), []string{script}, nil); err != nil {
+	if err := (Runner{}).Run(context.Background(), []string{script}, nil); err != nil {
 		t.Fatalf("in a sticky directory: %v", err)
 	}
 	if _, err := os.Stat(marker); err != nil {
@@ -256,4 +257,81 @@ func healthy(h *Checker) (bool, []string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.verdict()
+}
+
+// capsClear is a shell test that its own process holds no capability:
+// none effective, none permitted, none ambient.
+const capsClear = `for c in CapEff CapPrm CapAmb; do grep -q "^$c:[[:space:]]*0000000000000000$" /proc/self/status || exit 1; done`
+
+// An agent that systemd runs as a user of its own with
+// AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW passes none of them to an
+// exec check or a hook. The test runs itself as nobody with ambient
+// CAP_NET_RAW (setpriv), and there runs a script that must hold none.
+func TestRunnerDropsAmbientCapabilities(t *testing.T) {
+	if os.Getenv("GARPD_AMBIENT_CHILD") != "" {
+		status, err := os.ReadFile("/proc/self/status")
+		if err != nil || !regexp.MustCompile(`(?m)^CapAmb:\s*0*2000$`).Match(status) {
+			t.Fatalf("the test process was to hold ambient CAP_NET_RAW (%v):\n%s", err, status)
+		}
+		if err := (Runner{}).Run(context.Background(), []string{"sh", "-c", capsClear}, nil); err != nil {
+			t.Fatalf("the script holds capabilities its agent had as ambient ones: %v", err)
+		}
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: starting a process with ambient capabilities needs root")
+	}
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("skipping: no setpriv (util-linux) to start a process with ambient capabilities")
+	}
+	// nobody must reach the test binary: a copy in a directory of its own.
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "garpd-ambient-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	b, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "health.test")
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=+net_raw", "--ambient-caps=+net_raw",
+		bin, "-test.run=^TestRunnerDropsAmbientCapabilities$", "-test.v")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GARPD_AMBIENT_CHILD=1")
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "--- PASS") {
+		t.Fatalf("as nobody with ambient CAP_NET_RAW: %v\n%s", err, out)
+	}
+}
+
+// script_user: an agent that is root runs checks and hooks as that user,
+// with no capability left.
+func TestRunnerScriptUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: running a script as another user needs root")
+	}
+	r, err := NewRunner("nobody")
+	if err != nil {
+		t.Skip("skipping: no user nobody here:", err)
+	}
+	if err := r.Run(context.Background(), []string{"sh", "-c", `test "$(id -u)" = 65534 && ` + capsClear}, nil); err != nil {
+		t.Fatalf("as script_user nobody: %v", err)
+	}
+	// Root's scripts keep their capabilities: the check above can fail.
+	if err := (Runner{}).Run(context.Background(), []string{"sh", "-c", capsClear}, nil); err == nil {
+		t.Fatal("a script run as root holds no capability: the check proves nothing")
+	}
+	if _, err := NewRunner("no-such-user-garpd"); err == nil || !strings.Contains(err.Error(), "no such user") {
+		t.Fatalf("an unknown script_user: %v", err)
+	}
 }

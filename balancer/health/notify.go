@@ -36,6 +36,9 @@ type NotifyConfig struct {
 	// Timeout bounds each run; at the timeout the hook is killed with its
 	// children. Default 10s.
 	Timeout time.Duration `yaml:"timeout" json:"timeout,omitempty"`
+	// ScriptUser is who the hooks run as (the config's top-level
+	// script_user, which exec checks share; see NewRunner).
+	ScriptUser string `yaml:"-" json:"-"`
 }
 
 // Enabled reports whether any hook is set.
@@ -204,18 +207,21 @@ func (n *Notifier) hooks(ctx context.Context, c vrrp.StateChange) {
 		switch {
 		case h.Name == "exec":
 			argv := append(append([]string{}, h.Argv...), "INSTANCE", c.Instance(), c.To, strconv.Itoa(c.Priority))
-			n.exec(ctx, cfg.Timeout, h.Name, argv, env, c)
+			n.exec(ctx, cfg, h.Name, argv, env, c)
 		case strings.ToUpper(h.Name) == c.To:
-			n.exec(ctx, cfg.Timeout, h.Name, h.Argv, env, c)
+			n.exec(ctx, cfg, h.Name, h.Argv, env, c)
 		}
 	}
 }
 
-func (n *Notifier) exec(ctx context.Context, timeout time.Duration, hook string, argv, env []string, c vrrp.StateChange) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+func (n *Notifier) exec(ctx context.Context, cfg NotifyConfig, hook string, argv, env []string, c vrrp.StateChange) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	start := time.Now()
-	err := RunCommand(ctx, argv, env)
+	run, err := NewRunner(cfg.ScriptUser)
+	if err == nil {
+		err = run.Run(ctx, argv, env)
+	}
 	result := "ok"
 	switch {
 	case ctx.Err() != nil:

@@ -331,7 +331,7 @@ func classifyReload(cur, next *loaded) reloadKind {
 	inPlace.Log, inPlace.HTTP, inPlace.Control, inPlace.GARP, inPlace.Notify = c.Log, c.HTTP, c.Control, c.GARP, c.Notify
 	inPlace.VRRP.AuthHMAC = c.VRRP.AuthHMAC // keys rotate in place
 	if c.Priorities == nil {
-		inPlace.Health, inPlace.TrackInterfaces = c.Health, c.TrackInterfaces
+		inPlace.Health, inPlace.TrackInterfaces, inPlace.ScriptUser = c.Health, c.TrackInterfaces, c.ScriptUser
 		inPlace.VRRP.KeepalivedPeers = c.VRRP.KeepalivedPeers // a migration's steps
 	}
 	sameVRRP := n.VRRP
@@ -579,10 +579,23 @@ func (l *loaded) accessNotes(gossipKey bool) []string {
 			out = append(out, fmt.Sprintf("%s %s is readable by group or others (mode %s): chmod 600 it", files[f], f, st.Mode().Perm()))
 		}
 	}
+	if l.scriptsRunAsRoot() {
+		out = append(out, "exec checks and notify hooks run as root, with the agent's NET_ADMIN and NET_RAW: set script_user (e.g. nobody) unless they need root (keepalived's script_user)")
+	}
 	if !strings.HasPrefix(l.cfg.Control.Listen, "unix:") && len(l.token) == 0 {
 		out = append(out, fmt.Sprintf("control.listen %s has no control.token_file: every process on this host, and every pod on its network, can forget members and start waves; listen on %s (the default) or set control.token_file", l.cfg.Control.Listen, defaultControlListen))
 	}
 	return out
+}
+
+// scriptsRunAsRoot reports whether the config runs programs (exec
+// checks, notify hooks) as root: the agent is root and script_user names
+// nobody else.
+func (l *loaded) scriptsRunAsRoot() bool {
+	if os.Geteuid() != 0 || (l.cfg.ScriptUser != "" && l.cfg.ScriptUser != "root" && l.cfg.ScriptUser != "0") {
+		return false
+	}
+	return l.cfg.Notify.Enabled() || slices.ContainsFunc(l.cfg.Health.Checks, func(c health.CheckConfig) bool { return len(c.Exec) > 0 })
 }
 
 // versions says which VRRP versions the routers speak: vrrp.version is

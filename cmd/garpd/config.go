@@ -41,10 +41,13 @@ type agentConfig struct {
 	// interface check.
 	TrackInterfaces []trackInterface    `yaml:"track_interfaces"`
 	Notify          health.NotifyConfig `yaml:"notify"`
-	Kubernetes      *kube.Config        `yaml:"kubernetes"`
-	HTTP            httpConfig          `yaml:"http"`
-	Control         controlConfig       `yaml:"control"`
-	Log             logConfig           `yaml:"log"`
+	// ScriptUser is who exec checks and notify hooks run as: keepalived's
+	// global_defs script_user. Empty: the agent's own user.
+	ScriptUser string        `yaml:"script_user"`
+	Kubernetes *kube.Config  `yaml:"kubernetes"`
+	HTTP       httpConfig    `yaml:"http"`
+	Control    controlConfig `yaml:"control"`
+	Log        logConfig     `yaml:"log"`
 }
 
 // trackInterface is one entry of track_interfaces: a name, or
@@ -209,6 +212,12 @@ func parseConfigAs(raw []byte, offline bool) (*loaded, error) {
 	}
 	section("health", hv.Validate())
 	section("notify", c.Notify.Validate())
+	c.Health.ScriptUser, c.Notify.ScriptUser = c.ScriptUser, c.ScriptUser
+	if !offline { // the host's users: named, not looked up
+		if _, err := health.NewRunner(c.ScriptUser); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	errs = append(errs, c.checkVIPs()...)
 	if c.Priorities == nil {
 		g := c.Gossip

@@ -654,3 +654,41 @@ func TestWriteNodeFilesReplacesWhatWasPlanted(t *testing.T) {
 		t.Errorf("temporary files left: %v", left)
 	}
 }
+
+// global_defs script_user becomes script_user, and the checks and hooks
+// of the imported config run as it; render keepalived writes it back.
+func TestImportScriptUser(t *testing.T) {
+	conf := `global_defs {
+    router_id cp1
+    script_user nobody
+    enable_script_security
+}
+vrrp_script chk {
+    script "/usr/local/bin/check"
+}
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 51
+    priority 150
+    virtual_ipaddress { 192.0.2.10 }
+    track_script { chk }
+}
+`
+	out, _, err := importKeepalived(memFiles{"/etc/keepalived/keepalived.conf": conf}, []string{"/etc/keepalived/keepalived.conf"}, importOptions{node: "cp1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 1 || !strings.Contains(string(out[0].data), "script_user: nobody") {
+		t.Fatalf("script_user not imported:\n%s", out[0].data)
+	}
+	l, err := parseConfigAs(out[0].data, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.cfg.Health.ScriptUser != "nobody" || l.cfg.Notify.ScriptUser != "nobody" {
+		t.Errorf("checks run as %q, hooks as %q; want nobody", l.cfg.Health.ScriptUser, l.cfg.Notify.ScriptUser)
+	}
+	if l.scriptsRunAsRoot() {
+		t.Error("a config with script_user nobody is said to run its scripts as root")
+	}
+}

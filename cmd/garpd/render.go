@@ -148,7 +148,7 @@ func renderKeepalived(l *loaded, path string, names []string) ([]nodeFile, error
 			vr.Source = nil // the config's source is its own node's address
 		}
 		conf := keepalived.Render(keepalived.Rendering{Node: node, Interface: c.Interface, VRRP: vr, GARP: c.GARP,
-			Routers: routers, Dev: l.dev(), Auth: renderAuth(l), Checks: checks, Notify: renderNotify(c.Notify),
+			Routers: routers, Dev: l.dev(), Auth: renderAuth(l), Checks: checks, Notify: renderNotify(c.Notify), ScriptUser: c.ScriptUser,
 			Comment: fmt.Sprintf("rendered by garpd render keepalived from %s (%s)", filepath.Base(path), mode)})
 		out = append(out, nodeFile{node: node, from: path, data: conf, secret: c.VRRP.AuthPass != "" || l.auth.Enabled()})
 	}

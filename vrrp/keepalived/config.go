@@ -18,6 +18,8 @@ type Config struct {
 	Scripts   map[string]*Script
 	// GARP holds the vrrp_garp_* / garp_* settings of global_defs.
 	GARP GARP
+	// ScriptUser is global_defs' script_user: who scripts run as.
+	ScriptUser *Value
 	// Unsupported lists what garpd cannot express, with where it is.
 	Unsupported []Note
 }
@@ -221,9 +223,11 @@ func (c *Config) loadGlobal(g *Stmt) {
 			c.Version = value(s)
 		case "vrrp_garp_master_delay", "vrrp_garp_master_repeat", "vrrp_garp_master_refresh", "vrrp_garp_interval":
 			c.GARP.set(strings.TrimPrefix(s.Key, "vrrp_"), s)
+		case "script_user":
+			c.ScriptUser = value(s)
 		case "notification_email", "notification_email_from", "smtp_server", "smtp_connect_timeout", "enable_script_security",
-			"script_user", "vrrp_skip_check_adv_addr", "vrrp_strict", "vrrp_gna_interval", "max_auto_priority":
-			// Mail, script users and checks garpd does anyway: nothing to carry over.
+			"vrrp_skip_check_adv_addr", "vrrp_strict", "vrrp_gna_interval", "max_auto_priority":
+			// Mail, and checks garpd does anyway: nothing to carry over.
 		default:
 			c.Unsupported = append(c.Unsupported, Note{Where: s.Where(), What: "global_defs " + s.Key + ": garpd has no counterpart: not imported"})
 		}

@@ -156,6 +156,12 @@ func Convert(n Node, all []Node, o Options) ([]byte, []Note, error) {
 	if nt := cv.notify(); nt != nil {
 		root.set("notify", *nt, "from the notify scripts")
 	}
+	if u := c.ScriptUser; u != nil && u.Text != "" {
+		if len(u.At.Args) > 1 {
+			cv.note(u.At, fmt.Sprintf("global_defs script_user %s: garpd runs scripts in %s's own groups, not group %s", u.Text, u.Text, u.At.Args[1]))
+		}
+		root.set("script_user", u.Text, from(u.At, "script_user"))
+	}
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)

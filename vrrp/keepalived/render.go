@@ -32,6 +32,8 @@ type Rendering struct {
 	// Notify are the notify scripts by keepalived's key (notify,
 	// notify_master, ...), each an argv.
 	Notify map[string][]string
+	// ScriptUser is who the scripts run as ("": root, as garpd's agent).
+	ScriptUser string
 	// Comment says where the rendering came from, on the file's first line.
 	Comment string
 }
@@ -89,8 +91,8 @@ func Render(r Rendering) []byte {
 	}
 	if len(r.Notify) > 0 || slices.ContainsFunc(r.Checks, func(c Check) bool { return c.Script != "" }) {
 		// keepalived refuses to run scripts without it; garpd runs its
-		// hooks and checks as the agent's user, root.
-		b.WriteString("    script_user root\n    enable_script_security\n")
+		// hooks and checks as script_user, or the agent's user, root.
+		fmt.Fprintf(&b, "    script_user %s\n    enable_script_security\n", cmp.Or(r.ScriptUser, "root"))
 	}
 	b.WriteString("}\n")
 	for _, ch := range r.Checks {
