@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,9 +30,9 @@ func newRenderCmd() *cobra.Command {
 }
 
 func newRenderKeepalivedCmd() *cobra.Command {
-	var config, nodes, outDir string
+	var config, nodes, outDir, target string
 	cmd := &cobra.Command{
-		Use:   "keepalived --config FILE [--nodes A,B,C] [--out DIR]",
+		Use:   "keepalived --config FILE [--nodes A,B,C] [--target 2.2|2.4] [--out DIR]",
 		Short: "Print each node's keepalived.conf for a garpd config",
 		Long: `Print the keepalived.conf that runs the same virtual routers as a garpd
 config: the same instances (one per VRID), VIPs, priorities, adverts,
@@ -42,9 +44,16 @@ priorities of its own: --nodes fixes the membership, and each node gets the
 priorities garpd's plan over those nodes gives it (as garpd plan shows),
 so keepalived and garpd nodes of the same plan agree on every master.
 Several nodes print one after another (--- between them), or go to
-DIR/NODE.conf with --out. keepalived -t -f FILE accepts every file.`,
+DIR/NODE.conf with --out. keepalived -t -f FILE accepts every file.
+
+The files are for the keepalived found on the PATH, or the version
+--target names (2.2, 2.4, ...). What that version cannot parse is left out,
+with a note on standard error that says what it costs: keepalived before
+2.4 has no auth_hmac, so its nodes sign nothing, and the note gives the
+auth_hmac setting the garpd nodes beside them need.`,
 		Example: `  garpd render keepalived --config /etc/garpd/garpd.yaml
-  garpd render keepalived --config garpd.yaml --nodes n1,n2,n3 --out /tmp/keepalived`,
+  garpd render keepalived --config garpd.yaml --nodes n1,n2,n3 --out /tmp/keepalived
+  garpd render keepalived --config garpd.yaml --nodes n1,n2,n3 --target 2.2`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if config == "" {
@@ -58,9 +67,19 @@ DIR/NODE.conf with --out. keepalived -t -f FILE accepts every file.`,
 			if nodes != "" {
 				names = strings.Split(nodes, ",")
 			}
-			out, err := renderKeepalived(l, config, names)
+			version, found, err := keepalivedTarget(target)
+			if err != nil {
+				return usageError(err)
+			}
+			out, notes, err := renderKeepalived(l, config, names, version)
 			if err != nil {
 				return err
+			}
+			if target == "" {
+				notes = append([]string{found}, notes...)
+			}
+			for _, n := range notes {
+				fmt.Fprintln(cmd.ErrOrStderr(), "note:", n)
 			}
 			return writeNodeFiles(cmd.OutOrStdout(), cmd.ErrOrStderr(), outDir, ".conf", out)
 		},
@@ -68,47 +87,92 @@ DIR/NODE.conf with --out. keepalived -t -f FILE accepts every file.`,
 	cmd.Flags().StringVarP(&config, "config", "c", "", "the garpd config")
 	cmd.Flags().StringVar(&nodes, "nodes", "", "dynamic mode: the members to plan over, comma-separated (the config's node among them); NAME=ADDR gives a node's address, which a unicast config needs for each node's peers")
 	cmd.Flags().StringVar(&outDir, "out", "", "write DIR/NODE.conf per node instead of printing them")
+	cmd.Flags().StringVar(&target, "target", "", "the keepalived version to write for, MAJOR.MINOR (default: the keepalived on the PATH, else "+latestKeepalived.String()+")")
 	return cmd
+}
+
+// keepalivedVersion is a keepalived release, major and minor.
+type keepalivedVersion struct{ major, minor int }
+
+func (v keepalivedVersion) String() string { return fmt.Sprintf("%d.%d", v.major, v.minor) }
+
+// atLeast reports whether v is o or later.
+func (v keepalivedVersion) atLeast(o keepalivedVersion) bool {
+	return v.major > o.major || (v.major == o.major && v.minor >= o.minor)
+}
+
+var (
+	// latestKeepalived is the newest release whose syntax render knows.
+	latestKeepalived = keepalivedVersion{2, 4}
+	// keepalivedSigns is the first release with auth_hmac.
+	keepalivedSigns = keepalivedVersion{2, 4}
+)
+
+var keepalivedVersionLine = regexp.MustCompile(`Keepalived v(\d+)\.(\d+)`)
+
+// keepalivedTarget is the version to render for: --target's, or the
+// keepalived on the PATH's (found says which), or the latest.
+func keepalivedTarget(target string) (v keepalivedVersion, found string, err error) {
+	text := target
+	if target == "" {
+		out, _ := exec.Command("keepalived", "--version").CombinedOutput()
+		m := keepalivedVersionLine.FindStringSubmatch(string(out))
+		if m == nil {
+			return latestKeepalived, fmt.Sprintf("no keepalived on the PATH: rendering for keepalived %s (--target sets the version)", latestKeepalived), nil
+		}
+		text = m[1] + "." + m[2]
+		found = fmt.Sprintf("rendering for keepalived %s, the one on the PATH (--target sets another)", text)
+	}
+	major, minor, ok := strings.Cut(strings.TrimPrefix(text, "v"), ".")
+	minor, _, _ = strings.Cut(minor, ".")
+	v.major, err = strconv.Atoi(major)
+	if err == nil && ok {
+		v.minor, err = strconv.Atoi(minor)
+	}
+	if err != nil || !ok || v.major < 1 {
+		return v, "", fmt.Errorf("--target %q: give keepalived's version as MAJOR.MINOR, e.g. 2.2 or 2.4", target)
+	}
+	return v, found, nil
 }
 
 // renderKeepalived writes the keepalived.conf of each node: the config's
 // own in static mode, each of names in dynamic mode.
-func renderKeepalived(l *loaded, path string, names []string) ([]nodeFile, error) {
+func renderKeepalived(l *loaded, path string, names []string, target keepalivedVersion) ([]nodeFile, []string, error) {
 	c := l.cfg
 	prio := map[string][]int{}       // node → priority per router, in l.routers' order
 	addrs := map[string]netip.Addr{} // --nodes NAME=ADDR: each node's VRRP address
 	switch {
 	case !l.dynamic():
 		if len(names) > 0 {
-			return nil, usageError(errors.New("--nodes is for dynamic-mode configs; a static config renders its own node, with its priorities"))
+			return nil, nil, usageError(errors.New("--nodes is for dynamic-mode configs; a static config renders its own node, with its priorities"))
 		}
 		for _, r := range l.routers {
 			prio[c.Node] = append(prio[c.Node], int(r.Priority))
 		}
 		names = []string{c.Node}
 	case len(names) == 0:
-		return nil, usageError(errors.New("--nodes: a dynamic-mode config has no priorities until the membership is fixed: name the members, e.g. --nodes n1,n2,n3"))
+		return nil, nil, usageError(errors.New("--nodes: a dynamic-mode config has no priorities until the membership is fixed: name the members, e.g. --nodes n1,n2,n3"))
 	default:
 		for i, n := range names {
 			name, addr, hasAddr := strings.Cut(n, "=")
 			if name == "" {
-				return nil, usageError(fmt.Errorf("--nodes %q: an empty node name", strings.Join(names, ",")))
+				return nil, nil, usageError(fmt.Errorf("--nodes %q: an empty node name", strings.Join(names, ",")))
 			}
 			if hasAddr {
 				a, err := netip.ParseAddr(addr)
 				if err != nil {
-					return nil, usageError(fmt.Errorf("--nodes %q: %q is not an IP address", n, addr))
+					return nil, nil, usageError(fmt.Errorf("--nodes %q: %q is not an IP address", n, addr))
 				}
 				addrs[name] = a
 			}
 			names[i] = name
 		}
 		if len(c.VRRP.UnicastPeers) > 0 && len(addrs) != len(names) {
-			return nil, usageError(errors.New("--nodes: the config sends unicast, and each node's keepalived.conf lists the others as peers: give every node's address, e.g. --nodes n1=192.0.2.11,n2=192.0.2.12,n3=192.0.2.13"))
+			return nil, nil, usageError(errors.New("--nodes: the config sends unicast, and each node's keepalived.conf lists the others as peers: give every node's address, e.g. --nodes n1=192.0.2.11,n2=192.0.2.12,n3=192.0.2.13"))
 		}
 		plan, err := balancer.Rank(names, l.alloc.Groups)
 		if err != nil {
-			return nil, usageError(fmt.Errorf("--nodes: %w", err))
+			return nil, nil, usageError(fmt.Errorf("--nodes: %w", err))
 		}
 		for i := range l.routers { // the dynamic mode's routers are the groups, in order
 			p := plan.Groups[i].Priorities()
@@ -118,7 +182,7 @@ func renderKeepalived(l *loaded, path string, names []string) ([]nodeFile, error
 		}
 	}
 	if c.VRRP.UnicastAuto() {
-		return nil, errors.New("vrrp.unicast_peers: auto takes the peers from gossip, which keepalived has not: list the peers' addresses to render")
+		return nil, nil, errors.New("vrrp.unicast_peers: auto takes the peers from gossip, which keepalived has not: list the peers' addresses to render")
 	}
 	mode := "static mode"
 	if l.dynamic() {
@@ -126,7 +190,13 @@ func renderKeepalived(l *loaded, path string, names []string) ([]nodeFile, error
 	}
 	checks, err := renderChecks(c.Health.Checks)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	auth, notes := renderAuth(l), []string(nil)
+	if auth != nil && !target.atLeast(keepalivedSigns) {
+		auth = nil
+		notes = append(notes, fmt.Sprintf("keepalived %s has no auth_hmac (%s has): left out, so these keepalived nodes sign nothing and anyone on the segment can forge their adverts. The garpd nodes beside them must accept unsigned adverts and sign none, or both sides become master: in their vrrp section, auth_hmac: {mode: receive-only}%s",
+			target, keepalivedSigns, map[bool]string{true: ", and keepalived_peers: the keepalived nodes' addresses", false: ""}[l.dynamic()]))
 	}
 	var out []nodeFile
 	for _, node := range names {
@@ -148,11 +218,11 @@ func renderKeepalived(l *loaded, path string, names []string) ([]nodeFile, error
 			vr.Source = nil // the config's source is its own node's address
 		}
 		conf := keepalived.Render(keepalived.Rendering{Node: node, Interface: c.Interface, VRRP: vr, GARP: c.GARP,
-			Routers: routers, Dev: l.dev(), Auth: renderAuth(l), Checks: checks, Notify: renderNotify(c.Notify), ScriptUser: c.ScriptUser,
+			Routers: routers, Dev: l.dev(), Auth: auth, Checks: checks, Notify: renderNotify(c.Notify), ScriptUser: c.ScriptUser,
 			Comment: fmt.Sprintf("rendered by garpd render keepalived from %s (%s)", filepath.Base(path), mode)})
 		out = append(out, nodeFile{node: node, from: path, data: conf, secret: c.VRRP.AuthPass != "" || l.auth.Enabled()})
 	}
-	return out, nil
+	return out, notes, nil
 }
 
 // renderChecks are the health checks as keepalived runs them: exec as its

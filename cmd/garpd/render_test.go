@@ -27,7 +27,7 @@ gossip: {insecure: true}
 		t.Fatal(err)
 	}
 	names := []string{"n1", "n2", "n3"}
-	out, err := renderKeepalived(dyn, "garpd.yaml", names)
+	out, _, err := renderKeepalived(dyn, "garpd.yaml", names, latestKeepalived)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ garp: {count: 5, interval: 500ms, refresh: 0s}
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err = renderKeepalived(static, "edge1.yaml", nil)
+	out, _, err = renderKeepalived(static, "edge1.yaml", nil, latestKeepalived)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,10 +86,10 @@ garp: {count: 5, interval: 500ms, refresh: 0s}
 	if strings.Contains(text, "vrrp_garp_master_refresh") {
 		t.Errorf("refresh 0s rendered as a keepalived refresh:\n%s", text)
 	}
-	if _, err := renderKeepalived(static, "edge1.yaml", names); err == nil {
+	if _, _, err := renderKeepalived(static, "edge1.yaml", names, latestKeepalived); err == nil {
 		t.Error("--nodes accepted for a static config")
 	}
-	if _, err := renderKeepalived(dyn, "garpd.yaml", nil); err == nil || !strings.Contains(err.Error(), "--nodes") {
+	if _, _, err := renderKeepalived(dyn, "garpd.yaml", nil, latestKeepalived); err == nil || !strings.Contains(err.Error(), "--nodes") {
 		t.Errorf("a dynamic config without --nodes: %v", err)
 	}
 }
@@ -104,7 +104,7 @@ func TestRenderAuthHMAC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := renderKeepalived(static, "edge1.yaml", nil)
+	out, _, err := renderKeepalived(static, "edge1.yaml", nil, latestKeepalived)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestRenderAuthHMAC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err = renderKeepalived(dyn, "garpd.yaml", []string{"n1", "n2"})
+	out, _, err = renderKeepalived(dyn, "garpd.yaml", []string{"n1", "n2"}, latestKeepalived)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ notify: {exec: [/usr/local/bin/notify.sh], master: [/usr/local/bin/became-master
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := renderKeepalived(l, "n1.yaml", nil)
+	out, _, err := renderKeepalived(l, "n1.yaml", nil, latestKeepalived)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,10 +194,10 @@ func TestRenderPerNodePeers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := renderKeepalived(l, "n1.yaml", []string{"n1", "n2", "n3"}); err == nil || !strings.Contains(err.Error(), "n1=192.0.2.11") {
+	if _, _, err := renderKeepalived(l, "n1.yaml", []string{"n1", "n2", "n3"}, latestKeepalived); err == nil || !strings.Contains(err.Error(), "n1=192.0.2.11") {
 		t.Fatalf("unicast without the nodes' addresses: %v", err)
 	}
-	out, err := renderKeepalived(l, "n1.yaml", []string{"n1=192.0.2.11", "n2=192.0.2.12", "n3=192.0.2.13"})
+	out, _, err := renderKeepalived(l, "n1.yaml", []string{"n1=192.0.2.11", "n2=192.0.2.12", "n3=192.0.2.13"}, latestKeepalived)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,6 +214,45 @@ func TestRenderPerNodePeers(t *testing.T) {
 			if other := fmt.Sprintf("192.0.2.1%d", j); other != own && !strings.Contains(text, "        "+other+"\n") {
 				t.Errorf("%s does not peer with %s", f.node, other)
 			}
+		}
+	}
+}
+
+// --target: keepalived before 2.4 cannot parse auth_hmac, so the rendering
+// leaves it out and says what the garpd nodes beside it need; 2.4 keeps it.
+func TestRenderTargetsKeepalivedVersion(t *testing.T) {
+	l, err := parseConfig([]byte(`node: n1
+interface: eth0
+vips: [192.0.2.101]
+priorities: {192.0.2.101: 150}
+vrrp: {auth_hmac: {keys: {1: "hex:` + strings.Repeat("ab", 32) + `"}, active_key: 1}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, notes, err := renderKeepalived(l, "n1.yaml", nil, keepalivedVersion{2, 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conf := string(out[0].data); strings.Contains(conf, "auth_hmac") {
+		t.Errorf("--target 2.2 renders auth_hmac, which keepalived 2.2 refuses:\n%s", conf)
+	}
+	if len(notes) != 1 || !strings.Contains(notes[0], "auth_hmac: {mode: receive-only}") {
+		t.Errorf("--target 2.2 notes %q, want the garpd nodes' auth_hmac setting", notes)
+	}
+	out, notes, err = renderKeepalived(l, "n1.yaml", nil, keepalivedVersion{2, 4})
+	if err != nil || !strings.Contains(string(out[0].data), "auth_hmac {") || len(notes) != 0 {
+		t.Errorf("--target 2.4: %v, notes %q:\n%s", err, notes, out[0].data)
+	}
+	for text, want := range map[string]string{"2.2": "2.2", "v2.4.3": "2.4", "3": "error", "two": "error"} {
+		v, _, err := keepalivedTarget(text)
+		if got := v.String(); err != nil {
+			got = "error"
+		} else if got != want {
+			t.Errorf("--target %q: %s, want %s", text, got, want)
+		}
+		if (err != nil) != (want == "error") {
+			t.Errorf("--target %q: %v", text, err)
 		}
 	}
 }

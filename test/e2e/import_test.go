@@ -140,28 +140,32 @@ func renderedOwners(t *testing.T, files map[string]string) map[netip.Addr]map[in
 // every VIP to the plan's owner, one holder each. Then garpd on n1 stops:
 // its VIPs go to the plan's rank-1 node, keepalived or garpd.
 func TestRenderedKeepalivedAgreesWithGarpd(t *testing.T) {
-	// keepalived 2.2.7 has no auth_hmac: the config turns it off. 2.4.3
-	// speaks it: the rendering carries the key the dynamic mode derives.
+	// keepalived 2.2.7 has no auth_hmac: --target 2.2 leaves it out and
+	// says what the garpd nodes beside it need. 2.4.3 speaks it: the
+	// rendering carries the key the dynamic mode derives.
 	t.Run("keepalived-2.2.7", func(t *testing.T) {
 		needKeepalived(t)
-		renderedAgrees(t, "keepalived", "  auth_hmac: {mode: \"off\"}\n")
+		renderedAgrees(t, "keepalived", "2.2")
 	})
-	t.Run("keepalived-2.4.3-auth_hmac", func(t *testing.T) { renderedAgrees(t, keepalived243(t), "") })
+	t.Run("keepalived-2.4.3-auth_hmac", func(t *testing.T) { renderedAgrees(t, keepalived243(t), "2.4") })
 }
 
-func renderedAgrees(t *testing.T, keepalived, vrrpExtra string) {
+func renderedAgrees(t *testing.T, keepalived, target string) {
 	l := newLab(t, 3)
 	cfg := filepath.Join(l.Dir, "dynamic.yaml")
 	// A check and a notify hook render as keepalived's track_script and
 	// notify, which keepalived runs too.
 	const hooks = "health:\n  checks:\n    - {name: alive, exec: [/usr/bin/true], interval: 1s}\nnotify: {exec: [/usr/bin/true]}\n"
-	dyn := strings.Replace(dynConfig(l, "n1", vips6, hooks), "  advert_interval: 100ms\n", "  advert_interval: 100ms\n"+vrrpExtra, 1)
-	if err := os.WriteFile(cfg, []byte(dyn), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(dynConfig(l, "n1", vips6, hooks)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(l.Dir, "rendered")
-	if out, err := exec.Command(garpdBin, "render", "keepalived", "--config", cfg, "--nodes", "n1,n2,n3", "--out", dir).CombinedOutput(); err != nil {
+	out, err := exec.Command(garpdBin, "render", "keepalived", "--config", cfg, "--nodes", "n1,n2,n3", "--target", target, "--out", dir).CombinedOutput()
+	if err != nil {
 		t.Fatalf("render: %v\n%s", err, out)
+	}
+	if noted := strings.Contains(string(out), "auth_hmac: {mode: receive-only}"); noted != (target == "2.2") {
+		t.Errorf("render --target %s: the note on what the garpd nodes need is there: %v, want %v\n%s", target, noted, target == "2.2", out)
 	}
 	files := map[string]string{}
 	for _, n := range l.Nodes {
