@@ -156,9 +156,13 @@ type Decision struct {
 	// Admit limits the adverts this node accepts to the members, each at
 	// most at its planned priority; nil (accept all) until this node has
 	// settled, when gossip has had time to show every member.
-	Admit  *vrrp.Admission
-	Counts map[MemberState]int
-	Status ControllerStatus
+	Admit *vrrp.Admission
+	// LegacyKeyID: a known member may accept a key derived from the
+	// gossip key only under garpd 0.1's id (its metadata, live or last
+	// seen, lacks KeyID2, or was never seen), so this node signs with it.
+	LegacyKeyID bool
+	Counts      map[MemberState]int
+	Status      ControllerStatus
 }
 
 // Decide is the controller's logic as a pure function: the plan over the
@@ -171,6 +175,14 @@ func Decide(cfg ControllerConfig, plan Plan, in Inputs) Decision {
 	live := map[string]gossip.Member{}
 	for _, m := range in.Live {
 		live[m.Name] = m
+	}
+	for _, k := range in.Known { // down members as last seen: they come back as they were
+		m, alive := live[k.Name]
+		meta, seen := m.Meta, alive
+		if !alive {
+			meta, seen = in.LastMeta[k.Name]
+		}
+		d.LegacyKeyID = d.LegacyKeyID || (k.Name != cfg.Local && (!seen || !meta.KeyID2))
 	}
 	states := map[string]MemberState{}
 	for _, k := range in.Known {
@@ -327,23 +339,26 @@ type Controller struct {
 	status ControllerStatus
 
 	// Owned by Run's goroutine.
-	applied   []vrrp.RouterSpec
-	admit     *vrrp.Admission
-	lastMeta  map[string]gossip.Meta // per known member, from when it was last live
-	resigned  bool
-	peers     []netip.Addr
-	mismatch  map[string]string // member → digest already logged
-	minority  bool
-	alone     bool
-	settled   bool
-	healthy   bool
-	readyFrom time.Time // healthy since
-	started   time.Time
-	damp      *damper
-	published map[string]int64 // the hold-downs gossiped
-	selfHold  time.Time        // the longest the others impose on this node
-	known     []string         // the plan's members
-	plan      Plan
+	applied []vrrp.RouterSpec
+	admit   *vrrp.Admission
+	// legacyKeyID is what the engine signs with (see Decision), as the
+	// engine starts.
+	legacyKeyID bool
+	lastMeta    map[string]gossip.Meta // per known member, from when it was last live
+	resigned    bool
+	peers       []netip.Addr
+	mismatch    map[string]string // member → digest already logged
+	minority    bool
+	alone       bool
+	settled     bool
+	healthy     bool
+	readyFrom   time.Time // healthy since
+	started     time.Time
+	damp        *damper
+	published   map[string]int64 // the hold-downs gossiped
+	selfHold    time.Time        // the longest the others impose on this node
+	known       []string         // the plan's members
+	plan        Plan
 }
 
 // ControllerStatus is the dynamic mode's view for /status.
@@ -399,7 +414,7 @@ func NewController(cfg ControllerConfig, members Members, engine Plane, log zero
 	}
 	c := &Controller{engine: engine, log: log, healthSignal: make(chan struct{}, 1),
 		mismatch: map[string]string{}, healthy: true, readyFrom: time.Now(), started: time.Now(), gauge: gauge,
-		lastMeta: map[string]gossip.Meta{}}
+		lastMeta: map[string]gossip.Meta{}, legacyKeyID: true}
 	c.attach(cfg, members)
 	return c
 }
@@ -607,6 +622,15 @@ func (c *Controller) recompute(ctx context.Context) {
 			} else {
 				c.log.Info().Msg("VRRP adverts count from any speaker until this node has settled")
 			}
+		}
+	}
+	if d.LegacyKeyID != c.legacyKeyID {
+		if err := c.engine.SetLegacyKeyID(ctx, d.LegacyKeyID); err != nil {
+			c.log.Error().Err(err).Msg("cannot set the VRRP key id adverts are signed with")
+		} else if c.legacyKeyID = d.LegacyKeyID; d.LegacyKeyID {
+			c.log.Warn().Msg("a member runs a release that knows a derived VRRP key only by its old id, one byte of the key: signing with it until every member is upgraded")
+		} else {
+			c.log.Info().Msg("every member knows the derived VRRP key by its own id: signing with it, which says nothing of the key")
 		}
 	}
 	if c.setResigned(ctx, d) {

@@ -298,6 +298,7 @@ func (e *fakePlane) Resign(_ context.Context, r bool) error {
 	return nil
 }
 func (e *fakePlane) SetPeers(context.Context, []netip.Addr) error { return nil }
+func (e *fakePlane) SetLegacyKeyID(context.Context, bool) error   { return nil }
 func (e *fakePlane) SetFaults(context.Context, map[vrrp.RouterID]string) error {
 	return nil
 }
@@ -379,4 +380,31 @@ func TestControllerFollowsMembersAndHealth(t *testing.T) {
 	// Back in VRRP, but settling: Decide (tested above) gives it the
 	// last-resort priority until settle has passed on its own clock.
 	eventually(t, "a to own its share after settle", func() bool { n, _ := fe.owned(); return n == 3 })
+}
+
+// Nodes sign with a derived key's garpd 0.1 id while a known member, live
+// or as last seen, may know no other; with its own once all say they do.
+func TestDecideLegacyKeyID(t *testing.T) {
+	groups := mkGroups(3)
+	plan := mustRank(t, []string{"a", "b", "c"}, groups)
+	cfg := ControllerConfig{Local: "a", Groups: groups, Digest: "d"}
+	known := []gossip.KnownMember{{Name: "a"}, {Name: "b"}, {Name: "c"}}
+	meta := func(k2 bool) gossip.Meta { return gossip.Meta{Healthy: true, Settled: true, Digest: "d", KeyID2: k2} }
+	for _, c := range []struct {
+		desc   string
+		live   []gossip.Member
+		last   map[string]gossip.Meta
+		legacy bool
+	}{
+		{"every member new", []gossip.Member{{Name: "a", Meta: meta(true)}, {Name: "b", Meta: meta(true)}, {Name: "c", Meta: meta(true)}}, nil, false},
+		{"c runs the old release", []gossip.Member{{Name: "a", Meta: meta(true)}, {Name: "b", Meta: meta(true)}, {Name: "c", Meta: meta(false)}}, nil, true},
+		{"c down, last seen new", []gossip.Member{{Name: "a", Meta: meta(true)}, {Name: "b", Meta: meta(true)}}, map[string]gossip.Meta{"c": meta(true)}, false},
+		{"c down, last seen old", []gossip.Member{{Name: "a", Meta: meta(true)}, {Name: "b", Meta: meta(true)}}, map[string]gossip.Meta{"c": meta(false)}, true},
+		{"c down, never seen", []gossip.Member{{Name: "a", Meta: meta(true)}, {Name: "b", Meta: meta(true)}}, nil, true},
+	} {
+		d := Decide(cfg, plan, Inputs{Known: known, Live: c.live, LastMeta: c.last, Healthy: true, Settled: true})
+		if d.LegacyKeyID != c.legacy {
+			t.Errorf("%s: legacy key id %v, want %v", c.desc, d.LegacyKeyID, c.legacy)
+		}
+	}
 }

@@ -44,6 +44,9 @@ type Plane interface {
 	// LastForeignKeyed is when an advert for our VIPs last came signed
 	// with a key this node does not have (zero: never).
 	LastForeignKeyed(ctx context.Context) time.Time
+	// SetLegacyKeyID: sign with a derived key's garpd 0.1 id, which every
+	// member accepts, or with the id that leaks nothing of the key.
+	SetLegacyKeyID(ctx context.Context, legacy bool) error
 	Source(v6 bool) netip.Addr
 	SetEvents(vrrp.EventSink)
 	// SetFaults resigns the routers a failing check scoped to their VIPs
@@ -95,6 +98,7 @@ func StartDynamic(cfg DynamicConfig, plane Plane, log zerolog.Logger, m DynamicM
 	}
 	meta := gossip.Meta{
 		Healthy: true,
+		KeyID2:  true,
 		Digest:  Digest(cfg.Groups, cfg.VRRP.Version, cfg.VRRP.AdvertInterval),
 		MAC:     ifi.HardwareAddr.String(),
 		Version: cfg.Version,

@@ -46,6 +46,10 @@ type Meta struct {
 	// coming back (move damping): until when, in Unix seconds, by name.
 	// A member settles only once every live member's hold on it is over.
 	Hold map[string]int64 `json:"ho,omitempty"`
+	// KeyID2: this node accepts a derived VRRP key under the id that
+	// leaks nothing of it (vrrp.DeriveAuthKey), not only under garpd 0.1's.
+	// Once every live member says so, the members sign with it.
+	KeyID2 bool `json:"k2,omitempty"`
 }
 
 // Member is one live member as this node sees it.

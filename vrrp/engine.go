@@ -155,6 +155,9 @@ type Engine struct {
 	drops map[dropKey]prometheus.Counter
 	// auth signs and checks adverts; nil while auth_hmac is off.
 	auth *auth
+	// legacyKeyID: a derived key signs with its garpd 0.1 id (see
+	// SetLegacyKeyID); true until the dynamic mode says otherwise.
+	legacyKeyID bool
 	// outbox holds a tick's adverts until flushAdverts sends them together
 	// (batching: a tick is running); wire, offsets and batch are their
 	// encoding, reused by every flush.
@@ -182,6 +185,7 @@ func NewEngine(cfg Config, garp GARPConfig, specs []RouterSpec, deps Deps) (*Eng
 	e := &Engine{cfg: cfg, garp: garp, deps: deps, routers: map[routerKey]*router{},
 		claims: map[netip.Addr]time.Time{}, defended: map[netip.Addr]defense{},
 		cmds: make(chan func()), done: make(chan struct{}), drops: map[dropKey]prometheus.Counter{}}
+	e.legacyKeyID = true
 	e.setAuth(deps.Auth)
 	var err error
 	if e.offLinkOK, err = parseAddrs("accept_hop_limit_from", cfg.AcceptHopLimitFrom, "a unicast peer's address"); err != nil {

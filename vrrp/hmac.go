@@ -157,6 +157,11 @@ func ParseAuthMode(s string) (AuthMode, error) {
 type AuthKeys struct {
 	Keys   map[uint8][]byte
 	Active uint8
+	// Legacy is the id garpd 0.1 gave the active key when it is derived
+	// from the gossip key (LegacyAuthKeyID; 0: none): Keys holds the key
+	// under it too, and adverts are signed with it while a member may
+	// know no other (Engine.SetLegacyKeyID).
+	Legacy uint8
 	Mode   AuthMode
 	Window time.Duration
 }
@@ -262,13 +267,24 @@ func hexDigit(c byte) (byte, bool) {
 
 // DeriveAuthKey is the VRRP key of a gossip key: HMAC-SHA256 of a fixed
 // label under the gossip key, so a cluster provisions one secret. Its id
-// comes from the key too (1..255), so every node names the same key alike
-// and a rotated gossip key brings a new id.
+// (1..255) comes from the gossip key too, under another label, so every
+// node names the same key alike, a rotated gossip key brings a new id,
+// and the id, sent in every advert, says nothing of the key.
 func DeriveAuthKey(gossipKey []byte) (uint8, []byte) {
-	h := hmac.New(sha256.New, gossipKey)
-	h.Write([]byte("garpd vrrp auth_hmac key v1"))
-	key := h.Sum(nil)
-	return 1 + key[0]%255, key
+	key := labelled(gossipKey, "garpd vrrp auth_hmac key v1")
+	return 1 + labelled(gossipKey, "garpd vrrp auth_hmac key id v2")[0]%255, key
+}
+
+// LegacyAuthKeyID is the id garpd 0.1 gave a derived key: its first byte
+// (mod 255, plus 1), which put a byte of the key in every advert. Nodes
+// accept it beside DeriveAuthKey's, so a cluster upgrades node by node.
+func LegacyAuthKeyID(key []byte) uint8 { return 1 + key[0]%255 }
+
+// labelled is HMAC-SHA256 of label under key.
+func labelled(key []byte, label string) []byte {
+	h := hmac.New(sha256.New, key)
+	h.Write([]byte(label))
+	return h.Sum(nil)
 }
 
 // Authentication outcomes of a received advert: drop reasons, also the
@@ -294,6 +310,8 @@ type replayKey struct {
 type auth struct {
 	keys    AuthKeys
 	signers map[uint8]*signer
+	// legacy: sign with keys.Legacy (Engine.SetLegacyKeyID).
+	legacy  bool
 	sendSeq uint64
 	// marks are the highest accepted sequence per sender, set only after
 	// a valid HMAC, so only key holders make entries.
@@ -329,6 +347,9 @@ func (a *auth) nextSeq(now time.Time) uint64 {
 // sign returns the trailer for pdu sent from src.
 func (a *auth) sign(now time.Time, pdu []byte, v6 bool, src netip.Addr) Trailer {
 	t := Trailer{Type: hmacSHA256, KeyID: a.keys.Active, Seq: a.nextSeq(now)}
+	if a.legacy && a.keys.Legacy != 0 {
+		t.KeyID = a.keys.Legacy
+	}
 	if s := a.signers[t.KeyID]; s != nil {
 		t.MAC = s.mac(pdu, v6, src, t)
 	}

@@ -363,3 +363,52 @@ func TestEngineAuthHMAC(t *testing.T) {
 		t.Fatalf("c heard adverts for its VIPs under another key, but records it at %v", c.eng.foreignKeyed)
 	}
 }
+
+// A derived key's id comes from another label than the key: the id sent
+// in every advert is not the key's first byte. A node signs with garpd
+// 0.1's id while told to, and a receiver that holds the key under both ids
+// accepts either, as an old node accepts the old id alone.
+func TestDerivedKeyIDs(t *testing.T) {
+	leaks := 0
+	for i := range 256 {
+		id, key := DeriveAuthKey([]byte{byte(i), 1, 2, 3})
+		if id == LegacyAuthKeyID(key) {
+			leaks++
+		}
+	}
+	if leaks > 8 { // about 1 in 255 by chance
+		t.Fatalf("%d of 256 derived ids are the key's first byte", leaks)
+	}
+	id, key := DeriveAuthKey(bytes.Repeat([]byte{7}, 32))
+	legacy := LegacyAuthKeyID(key)
+	if id == legacy {
+		t.Skip("this key's ids coincide")
+	}
+	both := AuthKeys{Keys: map[uint8][]byte{id: key, legacy: key}, Active: id, Legacy: legacy, Mode: AuthEnforce, Window: 5 * time.Second}
+	old := AuthKeys{Keys: map[uint8][]byte{legacy: key}, Active: legacy, Mode: AuthEnforce, Window: 5 * time.Second}
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	k := routerKey{vrid: 51}
+	adv := Advert{Version: 3, VRID: 51, Priority: 200, Interval: 100, Addresses: []netip.Addr{netip.MustParseAddr("192.0.2.100")}}
+	pdu, err := Encode(adv, vectorSrc4, GroupV4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sender := newAuth(both)
+	for _, c := range []struct {
+		legacy  bool
+		id      uint8
+		oldNode string // what a garpd 0.1 node says of it
+	}{{true, legacy, ""}, {false, id, authUnknownKey}} {
+		sender.legacy = c.legacy
+		tr := sender.sign(now, pdu, false, vectorSrc4)
+		if tr.KeyID != c.id {
+			t.Fatalf("legacy %v: signed with id %d, want %d", c.legacy, tr.KeyID, c.id)
+		}
+		if r := newAuth(both).check(now, k, vectorSrc4, pdu, &tr); r != "" {
+			t.Errorf("legacy %v: a new node refuses it: %q", c.legacy, r)
+		}
+		if r := newAuth(old).check(now, k, vectorSrc4, pdu, &tr); r != c.oldNode {
+			t.Errorf("legacy %v: an old node says %q, want %q", c.legacy, r, c.oldNode)
+		}
+	}
+}

@@ -166,6 +166,11 @@ func (ss *Stacks) SetAuth(ctx context.Context, keys AuthKeys) error {
 	return ss.each(func(_ string, s *Stack) error { return s.SetAuth(ctx, keys) })
 }
 
+// SetLegacyKeyID sets every Stack's signing key id (Engine.SetLegacyKeyID).
+func (ss *Stacks) SetLegacyKeyID(ctx context.Context, legacy bool) error {
+	return ss.each(func(_ string, s *Stack) error { return s.SetLegacyKeyID(ctx, legacy) })
+}
+
 // Resign resigns (or takes back) every Stack's routers.
 func (ss *Stacks) Resign(ctx context.Context, resigned bool) error {
 	return ss.each(func(_ string, s *Stack) error { return s.Resign(ctx, resigned) })

@@ -160,8 +160,22 @@ func (e *Engine) setAuth(keys AuthKeys) {
 		return
 	}
 	next := newAuth(keys)
+	next.legacy = e.legacyKeyID
 	if e.auth != nil {
 		next.sendSeq, next.marks = e.auth.sendSeq, e.auth.marks
 	}
 	e.auth = next
+}
+
+// SetLegacyKeyID says whether a key derived from the gossip key signs
+// adverts with the id garpd 0.1 gave it (LegacyAuthKeyID), which every
+// release accepts, or with its own, which leaks nothing of the key. The
+// dynamic mode keeps the old id while a live member may know no other.
+func (e *Engine) SetLegacyKeyID(ctx context.Context, legacy bool) error {
+	return e.call(ctx, func() {
+		e.legacyKeyID = legacy
+		if e.auth != nil {
+			e.auth.legacy = legacy
+		}
+	})
 }

@@ -366,15 +366,20 @@ func authKeys(c agentConfig, gossipKeys [][]byte) (vrrp.AuthKeys, error) {
 			return keys, err
 		}
 	}
+	// Each key under its id and the id garpd 0.1 gave it, which the
+	// dynamic mode signs with while a member may know no other.
 	keys.Keys = map[uint8][]byte{}
 	for i, gk := range gossipKeys {
 		id, key := vrrp.DeriveAuthKey(gk)
-		if _, dup := keys.Keys[id]; dup {
-			return keys, fmt.Errorf("gossip.secret_key_file: keys 1 and %d derive the same VRRP key id %d: replace the new key with another", i+1, id)
+		legacy := vrrp.LegacyAuthKeyID(key)
+		for _, kid := range []uint8{id, legacy} {
+			if other, dup := keys.Keys[kid]; dup && !bytes.Equal(other, key) {
+				return keys, fmt.Errorf("gossip.secret_key_file: key %d derives VRRP key id %d, which another key's derived key has too: replace the new key with another", i+1, kid)
+			}
+			keys.Keys[kid] = key
 		}
-		keys.Keys[id] = key
 		if i == 0 {
-			keys.Active = id
+			keys.Active, keys.Legacy = id, legacy
 		}
 	}
 	return keys, nil

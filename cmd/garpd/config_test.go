@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
@@ -385,8 +386,10 @@ func TestAuthKeys(t *testing.T) {
 		switch {
 		case c.keyID == -1 && l.auth.Enabled():
 			t.Errorf("%s: auth on (%s), want off", c.desc, l.auth.Mode)
-		case c.keyID == 0 && (len(l.auth.Keys) != 1 || l.auth.Keys[l.auth.Active] == nil):
-			t.Errorf("%s: keys %v, want the derived one active", c.desc, l.auth.Keys)
+		case c.keyID == 0 && (len(l.auth.Keys) != 2 || l.auth.Keys[l.auth.Active] == nil || !bytes.Equal(l.auth.Keys[l.auth.Legacy], l.auth.Keys[l.auth.Active])):
+			t.Errorf("%s: keys %v (active %d, legacy %d), want the derived one active, also under its garpd 0.1 id", c.desc, l.auth.Keys, l.auth.Active, l.auth.Legacy)
+		case c.keyID == 0 && l.auth.Active == vrrp.LegacyAuthKeyID(l.auth.Keys[l.auth.Active]):
+			t.Errorf("%s: the derived key's id %d is its first byte's: the id leaks the key", c.desc, l.auth.Active)
 		case c.keyID > 0 && int(l.auth.Active) != c.keyID:
 			t.Errorf("%s: active key %d, want %d", c.desc, l.auth.Active, c.keyID)
 		}

@@ -532,3 +532,81 @@ func TestMixedClusterUnderForgedAdverts(t *testing.T) {
 		})
 	}
 }
+
+// keyIDRelease is the last revision whose nodes know a derived VRRP key
+// only by garpd 0.1's id, one byte of the key (issue 36's finding 10).
+const keyIDRelease = "7175030d3fcfd42cca3bb94bc6bbcd0230c5a7eb"
+
+// A rolling upgrade across the derived key's new id keeps the cluster
+// whole: three nodes of keyIDRelease (auth_hmac enforce, keys derived from
+// the gossip key) are replaced one at a time. The upgraded nodes sign with
+// the old id while an old node is a member, so no old node ever meets a key
+// id it does not know, and no VIP has two holders for longer than an
+// advert interval or none for longer than a failover; once all are
+// upgraded they sign with the id that says nothing of the key.
+func TestRollingUpgradeAcrossKeyID(t *testing.T) {
+	old, err := lab.BuildGarpdAt(keyIDRelease)
+	if err != nil {
+		t.Skipf("skipping the upgrade from %s: %v", keyIDRelease[:12], err)
+	}
+	l := newLab(t, 3)
+	procs := map[string]*lab.Proc{}
+	for _, n := range l.Nodes {
+		p, err := n.StartGarpd(old, dynConfig(l, n.Name, vips6, ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		procs[n.Name] = p
+	}
+	waitSpread(t, l, vips6, 30*time.Second, even)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	holders, err := l.WatchHolders(ctx, l.Nodes, vips6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	begin := time.Now()
+	for i, n := range l.Nodes {
+		// What the old node met while the others were upgraded.
+		if d := scrape(t, n).sum("garpd_vrrp_packets_dropped_total", `reason="auth_unknown_key"`); d > 0 {
+			t.Errorf("%s (old release) refused %v adverts as signed with a key id it does not know", n.Name, d)
+		}
+		procs[n.Name].Signal(syscall.SIGTERM)
+		if _, err := procs[n.Name].Wait(10 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		p, err := n.StartGarpd(garpdBin, dynConfig(l, n.Name, vips6, ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		procs[n.Name] = p
+		waitSpread(t, l, vips6, 30*time.Second, even)
+		if i < len(l.Nodes)-1 && !strings.Contains(p.Output(), "signing with it until every member is upgraded") {
+			t.Errorf("%s does not say it signs with the old key id beside old members:\n%s", n.Name, tail(p.Output(), 10))
+		}
+		t.Logf("%s upgraded", n.Name)
+	}
+	for _, n := range l.Nodes {
+		waitFor(t, 10*time.Second, n.Name+" to sign with the new key id", func() (bool, string) {
+			return strings.Contains(procs[n.Name].Output(), "signing with it, which says nothing of the key"), tail(procs[n.Name].Output(), 5)
+		})
+		if d := scrape(t, n).sum("garpd_vrrp_packets_dropped_total", `reason="auth_unknown_key"`); d > 0 {
+			t.Errorf("%s refused %v adverts as signed with a key id it does not know", n.Name, d)
+		}
+	}
+	time.Sleep(time.Second) // adverts under the new id
+	end := time.Now()
+	const advert = 100 * time.Millisecond
+	for a, s := range holders.Stats(begin, end) {
+		t.Logf("%s over the upgrade (%s): longest without a holder %s, with two %s", a, end.Sub(begin).Round(time.Second), s.MaxNoHolder.Round(time.Millisecond), s.MaxMulti.Round(time.Millisecond))
+		if s.MaxMulti > 2*advert {
+			t.Errorf("%s had two holders for %s at a stretch during the upgrade", a, s.MaxMulti)
+		}
+		if s.MaxNoHolder > 2*(3*advert+advert) {
+			t.Errorf("%s had no holder for %s at a stretch during the upgrade, longer than a failover", a, s.MaxNoHolder)
+		}
+	}
+	if c, all := spread(t, l, vips6); !all || !maps.Equal(c, even) {
+		t.Errorf("after the upgrade the router maps %v, want 2/2/2", c)
+	}
+}

@@ -26,6 +26,42 @@ func BuildGarpd(dir string) (string, error) {
 	return bin, nil
 }
 
+// BuildGarpdAt builds garpd as it was at git revision rev of this
+// repository, for tests of a rolling upgrade from it; the binary is cached
+// by revision, so only a machine's first run pays. It fails when the
+// clone lacks rev (a shallow clone): callers skip.
+func BuildGarpdAt(rev string) (string, error) {
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("find a cache directory for garpd %s: %w", rev, err)
+	}
+	dir := filepath.Join(cache, "garpd-test", "garpd-"+rev)
+	bin := filepath.Join(dir, "garpd")
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	src, err := os.MkdirTemp("", "garpd-src-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(src)
+	archive := exec.CommandContext(ctx, "sh", "-c", `git -C "$1" archive "$2" | tar -x -C "$3"`, "sh", repoRoot(), rev, src)
+	if out, err := archive.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("garpd at %s is not in this clone (a shallow clone?): %w: %s", rev, err, out)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin+".tmp", "./cmd/garpd")
+	build.Dir = src
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build garpd at %s: %w: %s", rev, err, out)
+	}
+	return bin, os.Rename(bin+".tmp", bin)
+}
+
 // BuildRelease builds pkg (a path from the repository's root, ./cmd/garpd)
 // into out the way the Dockerfile's Go stage and `make build` do: static,
 // trimmed paths, no symbol table or DWARF. It is what runs in production,
