@@ -610,3 +610,136 @@ func TestRollingUpgradeAcrossKeyID(t *testing.T) {
 		t.Errorf("after the upgrade the router maps %v, want 2/2/2", c)
 	}
 }
+
+// memberStates is n's view of the known members: name → state.
+func memberStates(t *testing.T, n *lab.Node) map[string]string {
+	t.Helper()
+	var st struct {
+		Dynamic struct {
+			Members []struct {
+				Name  string `json:"name"`
+				State string `json:"state"`
+			} `json:"members"`
+		} `json:"dynamic"`
+	}
+	readStatus(t, n, &st)
+	out := map[string]string{}
+	for _, m := range st.Dynamic.Members {
+		out[m.Name] = m.State
+	}
+	return out
+}
+
+// Issue 36's finding 3, replays. memberlist's encryption has no replay
+// window: a gossip packet recorded once can be sent again later from its
+// sender's address, which the source filter admits. What the packets say
+// carries memberlist's incarnation numbers (an old alive, suspect or dead
+// is older than what the members know, and a suspicion is refuted), and
+// garpd's own state, the known set, travels in push-pull over TCP, merged
+// by generation. So a replay must change nothing: recorded at n1 over a
+// crash and return of n3 (suspect and dead messages about n3, n3's old
+// alive), replayed to n1 by an attacker from the senders' addresses, it
+// leaves every member ranked in n1's view and the router's table as it is.
+func TestReplayedGossipChangesNothing(t *testing.T) {
+	l := newLab(t, 4)
+	members, attacker := l.Nodes[:3], l.Nodes[3]
+	n1, n3 := members[0], members[2]
+	procs := map[string]*lab.Proc{}
+	start := func(n *lab.Node) {
+		p, err := n.StartGarpd(garpdBin, dynConfig(l, n.Name, vips6, ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		procs[n.Name] = p
+	}
+	for _, n := range members {
+		start(n)
+	}
+	waitSettled(t, l, "n1", "n2", "n3")
+	waitSpread(t, l, vips6, 20*time.Second, even)
+	forge := forgeTool(t)
+
+	rec := filepath.Join(l.Dir, "gossip.rec")
+	recorder, err := l.Start(n1.NS, "record-gossip", forge, "-record", rec, "-for", "25s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	procs["n3"].Signal(syscall.SIGKILL)
+	procs["n3"].Wait(5 * time.Second)
+	waitFor(t, 15*time.Second, "n1 to see n3 down", func() (bool, string) {
+		st := memberStates(t, n1)
+		return st["n3"] == "down", fmt.Sprint(st)
+	})
+	start(n3)
+	waitSettled(t, l, "n1", "n2", "n3")
+	waitSpread(t, l, vips6, 20*time.Second, even)
+	if code, err := recorder.Wait(40 * time.Second); code != 0 || err != nil {
+		t.Fatalf("record: exit %d (%v): %s", code, err, recorder.Output())
+	}
+	t.Logf("at n1, over n3's crash and return: %s", strings.TrimSpace(recorder.Output()))
+
+	moves := recordMoves(t, l)
+	counter, err := l.Start(n1.NS, "count-replayed", forge, "-record", filepath.Join(l.Dir, "replayed.rec"), "-for", "15s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	replay, err := l.Start(attacker.NS, "replay-gossip", forge, "-replay", rec, "-every", "2ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if st := memberStates(t, n1); st["n1"] != "ranked" || st["n2"] != "ranked" || st["n3"] != "ranked" {
+			t.Errorf("n1's view under the replay: %v, want every member ranked", st)
+			break
+		}
+	}
+	for _, p := range []*lab.Proc{replay, counter} {
+		if code, err := p.Wait(30 * time.Second); code != 0 || err != nil {
+			t.Fatalf("%s: exit %d (%v): %s", p.Name, code, err, p.Output())
+		}
+		t.Logf("%s: %s", p.Name, strings.TrimSpace(p.Output()))
+	}
+	// The replayed packets n1 received: those whose UDP payload was
+	// recorded before.
+	recorded := udpPayloads(t, rec)
+	got := 0
+	for p := range udpPayloads(t, filepath.Join(l.Dir, "replayed.rec")) {
+		if recorded[p] {
+			got++
+		}
+	}
+	if got < len(recorded)/2 {
+		t.Fatalf("n1 received %d of the %d replayed packets: the replay did not reach it, and the test proves nothing", got, len(recorded))
+	}
+	t.Logf("n1 received %d of the %d distinct packets replayed", got, len(recorded))
+	for v, n := range moves.snapshot() {
+		if n > 0 {
+			t.Errorf("the router's entry for %s changed %d times under replayed gossip", v, n)
+		}
+	}
+	if c, all := spread(t, l, vips6); !all || !maps.Equal(c, even) {
+		t.Errorf("after the replay the router maps %v, want 2/2/2", c)
+	}
+}
+
+// udpPayloads reads a vrrpforge -record file: the UDP payloads it holds.
+func udpPayloads(t *testing.T, path string) map[string]bool {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for len(b) >= 2 {
+		n := int(b[0])<<8 | int(b[1])
+		if len(b) < 2+n {
+			t.Fatalf("%s is cut short", path)
+		}
+		p := b[2 : 2+n]
+		b = b[2+n:]
+		if ihl := int(p[0]&0x0f) * 4; len(p) >= ihl+8 {
+			out[string(p[ihl+8:])] = true
+		}
+	}
+	return out
+}

@@ -4,7 +4,9 @@
 // with that source address, as captured (a replay) or with another
 // priority or source address and the checksum fixed (a forgery). With
 // -garp it announces an address with gratuitous ARP from its own MAC
-// instead.
+// instead. -record and -replay do the same to gossip: record the UDP
+// packets a node receives on a port (run in that node's namespace: one
+// moment on the path), and later send them again, as they were, to it.
 package main
 
 import (
@@ -32,11 +34,20 @@ func main() {
 	timeout := flag.Duration("timeout", 10*time.Second, "give up capturing after this long")
 	delay := flag.Duration("delay", 0, "wait this long between the capture and the first copy")
 	spoof := flag.String("src", "", "send it from this source address (default: the captured one)")
+	record := flag.String("record", "", "record the IPv4 UDP packets this host receives on -port into this file, for -for")
+	port := flag.Int("port", 7946, "with -record: the UDP port")
+	recordFor := flag.Duration("for", 10*time.Second, "with -record: how long")
+	replay := flag.String("replay", "", "send the packets of a -record file again, as they were, -every apart")
 	flag.Parse()
 	var err error
-	if *garp != "" {
+	switch {
+	case *record != "":
+		err = recordUDP(*record, *port, *recordFor)
+	case *replay != "":
+		err = replayUDP(*iface, *replay, *every)
+	case *garp != "":
 		err = announce(*iface, *garp, *count, *every)
-	} else {
+	default:
 		err = forge(*iface, *from, *vrid, *prio, *count, *every, *timeout, *delay, *spoof)
 	}
 	if err != nil {
@@ -184,5 +195,71 @@ func announce(iface, addr string, count int, every time.Duration) error {
 		}
 	}
 	fmt.Printf("announced %s from %s %d times\n", a, ifi.HardwareAddr, count)
+	return nil
+}
+
+// recordUDP writes every IPv4 UDP packet to port that this host receives
+// within d to path: each as its length (2 bytes) and its IP packet.
+func recordUDP(path string, port int, d time.Duration) error {
+	rx, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_UDP)
+	if err != nil {
+		return fmt.Errorf("open a raw UDP socket: %w", err)
+	}
+	defer unix.Close(rx)
+	tv := unix.NsecToTimeval(int64(200 * time.Millisecond))
+	unix.SetsockoptTimeval(rx, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	var out []byte
+	n, buf := 0, make([]byte, 65536)
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); {
+		m, _, err := unix.Recvfrom(rx, buf, 0)
+		if err != nil || m < 20 {
+			continue
+		}
+		p := buf[:m]
+		ihl := int(p[0]&0x0f) * 4
+		if m < ihl+8 || int(binary.BigEndian.Uint16(p[ihl+2:])) != port {
+			continue
+		}
+		out = binary.BigEndian.AppendUint16(out, uint16(m))
+		out = append(out, p...)
+		n++
+	}
+	if err := os.WriteFile(path, out, 0o600); err != nil {
+		return err
+	}
+	fmt.Printf("recorded %d packets to UDP port %d\n", n, port)
+	return nil
+}
+
+// replayUDP sends a -record file's packets again, each as it was (its
+// source address too), every apart.
+func replayUDP(iface, path string, every time.Duration) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	tx, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW) // IP_HDRINCL
+	if err != nil {
+		return fmt.Errorf("open a raw socket: %w", err)
+	}
+	defer unix.Close(tx)
+	if err := unix.SetsockoptString(tx, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, iface); err != nil {
+		return fmt.Errorf("bind to %s: %w", iface, err)
+	}
+	n := 0
+	for len(b) >= 2 {
+		m := int(binary.BigEndian.Uint16(b))
+		if len(b) < 2+m {
+			return fmt.Errorf("%s is cut short", path)
+		}
+		p := b[2 : 2+m]
+		b = b[2+m:]
+		if err := unix.Sendto(tx, p, 0, &unix.SockaddrInet4{Addr: [4]byte(p[16:20])}); err != nil {
+			return fmt.Errorf("send: %w", err)
+		}
+		n++
+		time.Sleep(every)
+	}
+	fmt.Printf("replayed %d packets\n", n)
 	return nil
 }
