@@ -207,10 +207,33 @@ func (c Config) Validate() error {
 			}
 		}
 	}
-	if h := c.AuthHMAC; h != nil && c.AuthPass != "" && h.Mode != "off" && h.Mode != "receive-only" {
+	if h := c.AuthHMAC; h != nil && len(h.Keys) == 0 && c.AuthPass != "" && h.Mode != "off" && h.Mode != "receive-only" {
 		bad("auth_pass", "auth_hmac replaces the VRRPv2 password (keepalived drops the password too): remove auth_pass, or keep it beside auth_hmac mode off or receive-only while keepalived nodes run")
 	}
 	return errors.Join(errs...)
+}
+
+// Password is the VRRPv2 password adverts carry and must carry: AuthPass,
+// except beside an auth_hmac block with keys, which drops it as keepalived
+// 2.4 does ("auth_hmac cannot be combined with authentication, dropping
+// legacy auth"), so a garpd node and a keepalived node configured alike
+// hear each other. Beside the dynamic mode's derived key (an auth_hmac of
+// mode off or receive-only alone) the password stays: it is how a cluster
+// moves from keepalived nodes that use one.
+func (c Config) Password() string {
+	if h := c.AuthHMAC; h != nil && len(h.Keys) > 0 {
+		return ""
+	}
+	return c.AuthPass
+}
+
+// Notes says what an operator should know of c: a password that auth_hmac
+// drops.
+func (c Config) Notes() []string {
+	if c.AuthPass != "" && c.Password() == "" {
+		return []string{"vrrp.auth_pass: auth_hmac cannot be combined with a password: it is dropped, as keepalived 2.4 drops it (remove auth_pass)"}
+	}
+	return nil
 }
 
 // UnicastAuto reports unicast_peers: [auto]: the peers are the gossip members.

@@ -71,10 +71,11 @@ func (e *Engine) handlePacket(p Packet) {
 	}
 	if adv.Version == 2 {
 		want := AuthNone
-		if e.cfg.AuthPass != "" {
+		pass := e.cfg.Password()
+		if pass != "" {
 			want = AuthPassword
 		}
-		if adv.AuthType != want || (want == AuthPassword && adv.AuthData != PasswordData(e.cfg.AuthPass)) {
+		if adv.AuthType != want || (want == AuthPassword && adv.AuthData != PasswordData(pass)) {
 			e.drop(p.V6, "auth_mismatch")
 			return
 		}

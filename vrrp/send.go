@@ -16,9 +16,9 @@ func (e *Engine) sendAdvert(k routerKey, r *router, prio uint8) {
 	if k.v6 {
 		adv.Version = 3
 	}
-	if adv.Version == 2 && e.cfg.AuthPass != "" {
+	if pass := e.cfg.Password(); adv.Version == 2 && pass != "" {
 		adv.AuthType = AuthPassword
-		adv.AuthData = PasswordData(e.cfg.AuthPass)
+		adv.AuthData = PasswordData(pass)
 	}
 	if e.auth != nil && e.auth.keys.Signs() {
 		// The HMAC covers neither destination nor checksum: one trailer

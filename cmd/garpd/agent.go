@@ -212,7 +212,7 @@ func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.
 	for _, g := range l.alloc.Grouped {
 		a.log.Warn().Msg(g)
 	}
-	for _, n := range append(l.cfg.GARP.Notes(l.vipCount(), l.cfg.VRRP.UseVMAC), l.accessNotes(false)...) {
+	for _, n := range slices.Concat(l.cfg.GARP.Notes(l.vipCount(), l.cfg.VRRP.UseVMAC), l.cfg.VRRP.Notes(), l.accessNotes(false)) {
 		a.log.Warn().Msg(n)
 	}
 	for {
@@ -515,7 +515,7 @@ func checkConfig(w io.Writer, path string, host bool) error {
 	if note := preferenceNote(l.alloc.Groups); note != "" {
 		fmt.Fprintf(w, "  note: %s\n", note)
 	}
-	for _, n := range l.cfg.GARP.Notes(l.vipCount(), l.cfg.VRRP.UseVMAC) {
+	for _, n := range append(l.cfg.GARP.Notes(l.vipCount(), l.cfg.VRRP.UseVMAC), l.cfg.VRRP.Notes()...) {
 		fmt.Fprintf(w, "  note: %s\n", n)
 	}
 	notes := l.dynamicNotes(host)

@@ -367,7 +367,8 @@ func TestAuthKeys(t *testing.T) {
 		{"static, keys", static + "vrrp: {auth_hmac: {keys: {3: " + key + "}, active_key: 3, mode: receive-only}}\n", vrrp.AuthReceiveOnly, 3, ""},
 		{"static, no keys", static + "vrrp: {auth_hmac: {mode: enforce}}\n", 0, 0, "vrrp.auth_hmac.keys: required"},
 		{"static, unknown active key", static + "vrrp: {auth_hmac: {keys: {3: " + key + "}, active_key: 4}}\n", 0, 0, "active_key: 4 is not one of the keys"},
-		{"v2 password beside it", static + "vrrp: {version: 2, auth_pass: x, auth_hmac: {keys: {3: " + key + "}, active_key: 3}}\n", 0, 0, "auth_hmac replaces"},
+		{"v2 password beside keys: dropped, as keepalived drops it", static + "vrrp: {version: 2, auth_pass: x, auth_hmac: {keys: {3: " + key + "}, active_key: 3}}\n", vrrp.AuthEnforce, 3, ""},
+		{"v2 password beside the derived key, enforced", dyn + "vrrp: {version: 2, auth_pass: x, auth_hmac: {mode: enforce}}\n", 0, 0, "auth_hmac replaces"},
 		{"a short key", static + "vrrp: {auth_hmac: {keys: {3: \"hex:00\"}, active_key: 3}}\n", 0, 0, "auth_hmac.keys.3: 1 bytes"},
 	} {
 		l, err := parseConfig([]byte(c.yaml))
@@ -646,5 +647,27 @@ func TestDualStackConfig(t *testing.T) {
 	}
 	if got := versions(2, l.routers[1:]); got != "VRRPv3" {
 		t.Errorf("an IPv6-only config: --check says %q, want VRRPv3", got)
+	}
+}
+
+// A password beside auth_hmac keys is dropped, as keepalived 2.4 drops it,
+// and said so; beside the dynamic mode's derived key in receive-only it
+// stays (a move from keepalived nodes that use one).
+func TestPasswordBesideAuthHMAC(t *testing.T) {
+	key := "\"hex:" + strings.Repeat("ab", 32) + "\""
+	static := "interface: eth0\nvips: [192.0.2.101]\npriorities: {192.0.2.101: 100}\n"
+	l, err := parseConfig([]byte(static + "vrrp: {version: 2, auth_pass: secret, auth_hmac: {keys: {3: " + key + "}, active_key: 3, mode: receive-only}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.cfg.VRRP.Password() != "" || len(l.cfg.VRRP.Notes()) != 1 {
+		t.Errorf("beside keys: password %q, notes %q; want it dropped, and said so", l.cfg.VRRP.Password(), l.cfg.VRRP.Notes())
+	}
+	l, err = parseConfig([]byte("interface: eth0\nvips: [192.0.2.101]\ngossip: {insecure: true}\nvrrp: {version: 2, auth_pass: secret, auth_hmac: {mode: receive-only}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.cfg.VRRP.Password() != "secret" || len(l.cfg.VRRP.Notes()) != 0 {
+		t.Errorf("beside the derived key: password %q, notes %q; want it kept", l.cfg.VRRP.Password(), l.cfg.VRRP.Notes())
 	}
 }
