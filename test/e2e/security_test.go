@@ -744,50 +744,78 @@ func udpPayloads(t *testing.T, path string) map[string]bool {
 	return out
 }
 
-// A VRRPv2 password beside auth_hmac reads as keepalived 2.4.3 reads it:
-// dropped. garpd and keepalived 2.4.3 with the same instance (auth_type
-// PASS and an auth_hmac block, receive-only) hear each other both ways;
-// before, garpd sent and wanted the password, which keepalived had
-// dropped, and each refused the other's adverts.
-func TestKeepalivedPasswordBesideAuthHMAC(t *testing.T) {
+// garpd reads an instance's authentication as keepalived 2.4.3 reads it,
+// so the two configured alike hear each other both ways (keepalived 150
+// over garpd 100, then garpd 200 over keepalived), each in auth_hmac
+// enforce but the first:
+//   - a VRRPv2 password beside an auth_hmac block (receive-only) is
+//     dropped, as keepalived drops it; before, garpd sent and wanted it;
+//   - a key file of hex bytes with blanks between them;
+//   - a key file of raw bytes with trailing blanks, which are key bytes
+//     (only the line end is dropped).
+func TestKeepalivedReadsAuthAlike(t *testing.T) {
 	bin := keepalived243(t)
-	l := newLab(t, 2)
-	g, k := l.Node("n1"), l.Node("n2")
-	vip := vips3[0]
-	gAuth, kAuth := authBlocks(map[int]string{1: hmacKey(t, l, "vrrp-1.key", 0x44)}, 1, "receive-only")
-	garpdCfg := func(prio int) string {
-		return insertAfter(staticConfig("n1", vips3[:1], []int{prio}, cfgOpts{version: 2, advert: "1s"}), "  vrid_base: 10\n", "  auth_pass: secret\n"+gAuth)
-	}
-	ka, err := k.StartKeepalivedBinary(bin, "n2-keepalived", lab.KeepalivedConfig("n2", 2, lab.KeepalivedInstance{Name: "VI_1", Interface: "eth0", VRID: 10, Priority: 150,
-		Advert: "1", VIPs: []string{vip.String()}, AuthPass: "secret", Extra: kAuth}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	gp, err := g.StartGarpd(garpdBin, garpdCfg(100))
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitNeigh(t, l, 20*time.Second, map[netip.Addr]string{vip: k.MAC.String()})
-	time.Sleep(2 * time.Second)
-	if g.HasAddress(vip) {
-		t.Fatal("garpd holds the VIP beside keepalived: it refused keepalived's adverts")
-	}
-	if d := scrape(t, g).sum("garpd_vrrp_packets_dropped_total", `reason="auth_mismatch"`); d > 0 {
-		t.Errorf("garpd refused %v of keepalived's adverts for their authentication", d)
-	}
-	if !strings.Contains(gp.Output(), "auth_pass: auth_hmac cannot be combined with a password") {
-		t.Errorf("garpd does not say it drops the password:\n%s", tail(gp.Output(), 20))
-	}
-	// garpd at 200: keepalived hears it and yields.
-	if err := g.WriteGarpdConfig(garpdCfg(200)); err != nil {
-		t.Fatal(err)
-	}
-	gp.Signal(syscall.SIGHUP)
-	waitNeigh(t, l, 20*time.Second, map[netip.Addr]string{vip: g.MAC.String()})
-	waitFor(t, 10*time.Second, "keepalived to release the VIP", func() (bool, string) {
-		return !k.HasAddress(vip), "keepalived still holds it"
-	})
-	if strings.Contains(ka.Output(), "auth from") {
-		t.Errorf("keepalived refused garpd's adverts for their authentication:\n%s", tail(ka.Output(), 20))
+	for _, c := range []struct {
+		name    string
+		version int
+		key     string // the key file's contents
+		mode    string
+		pass    string
+	}{
+		{"password-beside-auth_hmac", 2, "hex:" + strings.Repeat("44", 32) + "\n", "receive-only", "secret"},
+		{"hex-with-blanks", 3, "hex:" + strings.TrimSpace(strings.Repeat("5a ", 32)) + "\n", "enforce", ""},
+		{"raw-with-trailing-blanks", 3, "garpd-and-keepalived-share-this-32b  \n", "enforce", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			l := newLab(t, 2)
+			g, k := l.Node("n1"), l.Node("n2")
+			vip := vips3[0]
+			keyFile := filepath.Join(l.Dir, "vrrp.key")
+			if err := os.WriteFile(keyFile, []byte(c.key), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			gAuth, kAuth := authBlocks(map[int]string{1: keyFile}, 1, c.mode)
+			gPass := ""
+			if c.pass != "" {
+				gPass = "  auth_pass: " + c.pass + "\n"
+			}
+			garpdCfg := func(prio int) string {
+				return insertAfter(staticConfig("n1", vips3[:1], []int{prio}, cfgOpts{version: c.version, advert: "1s"}), "  vrid_base: 10\n", gPass+gAuth)
+			}
+			ka, err := k.StartKeepalivedBinary(bin, "n2-keepalived", lab.KeepalivedConfig("n2", c.version, lab.KeepalivedInstance{Name: "VI_1", Interface: "eth0", VRID: 10, Priority: 150,
+				Advert: "1", VIPs: []string{vip.String()}, AuthPass: c.pass, Extra: kAuth}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			gp, err := g.StartGarpd(garpdBin, garpdCfg(100))
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitNeigh(t, l, 20*time.Second, map[netip.Addr]string{vip: k.MAC.String()})
+			time.Sleep(2 * time.Second)
+			if g.HasAddress(vip) {
+				t.Fatal("garpd holds the VIP beside keepalived: it refused keepalived's adverts")
+			}
+			m := scrape(t, g)
+			for _, r := range []string{"auth_mismatch", "auth_missing", "auth_bad_hmac", "auth_unknown_key"} {
+				if d := m.sum("garpd_vrrp_packets_dropped_total", `reason="`+r+`"`); d > 0 {
+					t.Errorf("garpd refused %v of keepalived's adverts as %s", d, r)
+				}
+			}
+			if c.pass != "" && !strings.Contains(gp.Output(), "auth_pass: auth_hmac cannot be combined with a password") {
+				t.Errorf("garpd does not say it drops the password:\n%s", tail(gp.Output(), 20))
+			}
+			if err := g.WriteGarpdConfig(garpdCfg(200)); err != nil {
+				t.Fatal(err)
+			}
+			gp.Signal(syscall.SIGHUP)
+			waitNeigh(t, l, 20*time.Second, map[netip.Addr]string{vip: g.MAC.String()})
+			waitFor(t, 10*time.Second, "keepalived to release the VIP", func() (bool, string) {
+				return !k.HasAddress(vip), "keepalived still holds it"
+			})
+			if bad := keepalivedAuthComplaints.FindAllString(ka.Output(), -1); len(bad) > 0 || strings.Contains(ka.Output(), "auth from") {
+				t.Errorf("keepalived refused garpd's adverts (%v):\n%s", bad, tail(ka.Output(), 20))
+			}
+		})
 	}
 }
