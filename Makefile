@@ -9,7 +9,7 @@ TESTFLAGS ?= -count=1 -timeout 30m -p 1
 # Unit-tested packages: everything but the lab.
 UNITPKGS   = $(shell $(GO) list ./... | grep -v /test/)
 
-.PHONY: all build test unit e2e faults bench kube-tools manifests demo demo-static fuzz lint deps clean
+.PHONY: all build test unit e2e faults bench kube-tools manifests demo demo-static fuzz lint deps clean deb
 
 all: build
 
@@ -66,6 +66,19 @@ kube-tools:
 # gossip key from a Secret made by hand, so nothing random is rendered);
 # TestPlainManifestIsTheChart fails when they differ.
 MANIFEST_HEADER = deploy/kubernetes/garpd.yaml.header
+# The Debian package, $(DIST)/garpd_VERSION_ARCH.deb, by nfpm (built once
+# into the tool cache from test/pkgtools, by its go.sum).
+PKG_DIR    = $(shell echo "$${XDG_CACHE_HOME:-$$HOME/.cache}/garpd-test/pkgtools-$$(sha256sum test/pkgtools/go.sum | cut -c1-12)")
+DEBVERSION ?= $(shell echo "0.1.0+git$$(git rev-parse --short HEAD 2>/dev/null || echo 0)")
+GOARCH     ?= $(shell $(GO) env GOARCH)
+DIST       ?= dist
+deb:
+	$(MAKE) build BIN=bin/garpd
+	@test -x $(PKG_DIR)/nfpm || { echo "building nfpm into $(PKG_DIR) (the first time on this machine)"; \
+	    cd test/pkgtools && $(GO) build -trimpath -o $(PKG_DIR)/nfpm github.com/goreleaser/nfpm/v2/cmd/nfpm; }
+	mkdir -p $(DIST)
+	VERSION=$(DEBVERSION) GOARCH=$(GOARCH) $(PKG_DIR)/nfpm package --config deploy/deb/nfpm.yaml --packager deb --target $(DIST)/
+
 manifests:
 	@test -x $(KUBE_DIR)/helm || $(MAKE) kube-tools
 	{ cat $(MANIFEST_HEADER); $(KUBE_DIR)/helm template garpd deploy/helm/garpd --namespace garpd \

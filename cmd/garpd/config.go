@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/netip"
@@ -161,7 +162,9 @@ func parseConfigAs(raw []byte, offline bool) (*loaded, error) {
 	c := agentConfig{GARP: vrrp.DefaultGARPConfig(), Gossip: gossip.DefaultConfig()}
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
+	if err := dec.Decode(&c); errors.Is(err, io.EOF) {
+		return nil, errors.New("no settings in it (empty, or comments only): interface: required, vips: required; e.g. interface: eth0 and vips: [192.0.2.101]")
+	} else if err != nil {
 		return nil, explainYAML(err, raw)
 	}
 	if err := strictValues(raw); err != nil {

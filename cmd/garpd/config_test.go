@@ -671,3 +671,13 @@ func TestPasswordBesideAuthHMAC(t *testing.T) {
 		t.Errorf("beside the derived key: password %q, notes %q; want it kept", l.cfg.VRRP.Password(), l.cfg.VRRP.Notes())
 	}
 }
+
+// A config with no settings (a fresh package's) says what to write, not
+// the decoder's EOF.
+func TestEmptyConfigSaysWhatToWrite(t *testing.T) {
+	for _, text := range []string{"", "# only a comment\n# node: lb1\n"} {
+		if _, err := parseConfig([]byte(text)); err == nil || !strings.Contains(err.Error(), "vips: required") {
+			t.Errorf("%q: %v", text, err)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -283,4 +284,115 @@ func TestSystemdUnitVerifies(t *testing.T) {
 	if out, err := exec.Command(analyze, "verify", unit).CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
+}
+
+// The Debian package (make deb), installed the way dpkg installs into
+// another root: dpkg --root into a scratch tree, maintainer scripts run
+// outside it and honouring DPKG_ROOT. It installs the binary, the unit, a
+// config that lists no VIPs (the service refuses to start on it: nothing
+// runs on an example), the garpd system user and its state directory; an
+// upgrade over itself keeps the operator's edited config; a purge leaves
+// the tree as it was (dpkg's own database and the shadow tools' backup
+// files aside).
+func TestDebianPackage(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: dpkg --root needs root")
+	}
+	for _, tool := range []string{"dpkg", "make", "useradd"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("skipping: no %s", tool)
+		}
+	}
+	dist := t.TempDir()
+	if out, err := exec.Command("make", "-C", repoRoot(), "deb", "DIST="+dist).CombinedOutput(); err != nil {
+		t.Fatalf("make deb: %v\n%s", err, out)
+	}
+	debs, _ := filepath.Glob(filepath.Join(dist, "garpd_*.deb"))
+	if len(debs) != 1 {
+		t.Fatalf("make deb made %v, want one package", debs)
+	}
+	root := t.TempDir()
+	for _, d := range []string{"var/lib/dpkg/info", "var/lib/dpkg/updates", "etc"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	accounts := map[string]string{"etc/passwd": "root:x:0:0:root:/root:/bin/sh\n", "etc/group": "root:x:0:\n",
+		"etc/shadow": "root:*:19000:0:99999:7:::\n", "etc/gshadow": "root:*::\n", "var/lib/dpkg/status": ""}
+	for f, text := range accounts {
+		if err := os.WriteFile(filepath.Join(root, f), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := treeOf(t, root)
+	dpkg := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command("dpkg", append([]string{"--root=" + root, "--force-script-chrootless", "--force-confdef", "--force-confold", "--log=/dev/null"}, args...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("dpkg %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	dpkg("-i", debs[0])
+	for _, f := range []string{"usr/bin/garpd", "usr/lib/systemd/system/garpd.service", "etc/garpd/garpd.yaml", "usr/share/doc/garpd/examples/dynamic-3-nodes.yaml"} {
+		if _, err := os.Stat(filepath.Join(root, f)); err != nil {
+			t.Errorf("not installed: %v", err)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "etc/passwd")); !strings.Contains(string(b), "garpd:x:") {
+		t.Errorf("no garpd system user:\n%s", b)
+	}
+	if st, err := os.Stat(filepath.Join(root, "var/lib/garpd")); err != nil || st.Mode().Perm() != 0o700 {
+		t.Errorf("the state directory: %v, %v; want mode 0700", st, err)
+	}
+	cfg := filepath.Join(root, "etc/garpd/garpd.yaml")
+	if out, err := exec.Command(filepath.Join(root, "usr/bin/garpd"), "agent", "--check", "--offline", "--config", cfg).CombinedOutput(); err == nil || !strings.Contains(string(out), "vips: required") {
+		t.Errorf("the installed config passes --check (%v), so the unit would start garpd on it:\n%s", err, out)
+	}
+	// The operator's config survives an upgrade.
+	edited := "# edited\ninterface: eth0\nvips: [192.0.2.101]\npriorities: {192.0.2.101: 100}\n"
+	if err := os.WriteFile(cfg, []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dpkg("-i", debs[0])
+	if b, _ := os.ReadFile(cfg); string(b) != edited {
+		t.Errorf("the upgrade replaced the operator's config:\n%s", b)
+	}
+	dpkg("--purge", "garpd")
+	after := treeOf(t, root)
+	kept := func(p string) bool {
+		return strings.HasPrefix(p, "var/lib/dpkg") || strings.HasSuffix(p, "-") // dpkg's database, shadow's backups
+	}
+	for p := range after {
+		if !before[p] && !kept(p) {
+			t.Errorf("the purge left %s", p)
+		}
+	}
+	for p := range before {
+		if !after[p] {
+			t.Errorf("the purge removed %s, which was there before", p)
+		}
+	}
+	for f, text := range accounts {
+		if b, _ := os.ReadFile(filepath.Join(root, f)); f != "var/lib/dpkg/status" && string(b) != text {
+			t.Errorf("after the purge %s holds:\n%s\nwant:\n%s", f, b, text)
+		}
+	}
+}
+
+// treeOf lists every path under root, relative to it.
+func treeOf(t *testing.T, root string) map[string]bool {
+	t.Helper()
+	out := map[string]bool{}
+	err := filepath.WalkDir(root, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		out[rel] = true
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
