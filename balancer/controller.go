@@ -394,6 +394,10 @@ type VIPStatus struct {
 	Priority int      `json:"priority"`
 }
 
+// defaultJoinGrace is how long a starting node with seeds waits to see
+// the cluster before it takes VIPs alone: settle, and at least 5 s.
+func defaultJoinGrace(settle time.Duration) time.Duration { return max(settle, 5*time.Second) }
+
 // NewMembersGauge creates the members-by-state metric, once per process
 // (controllers come and go with reloads); reg may be nil.
 func NewMembersGauge(reg prometheus.Registerer) *prometheus.GaugeVec {
@@ -423,7 +427,7 @@ func NewController(cfg ControllerConfig, members Members, engine Plane, log zero
 // until then it only collects the verdict (SetHealth, SetEligible).
 func (c *Controller) attach(cfg ControllerConfig, members Members) {
 	cfg.Debounce = cmp.Or(cfg.Debounce, 100*time.Millisecond)
-	cfg.JoinGrace = cmp.Or(cfg.JoinGrace, max(cfg.Settle, 5*time.Second))
+	cfg.JoinGrace = cmp.Or(cfg.JoinGrace, defaultJoinGrace(cfg.Settle))
 	c.cfg, c.members = cfg, members
 	c.damp = newDamper(cfg.Settle)
 }

@@ -69,6 +69,9 @@ type Dynamic struct {
 	log     zerolog.Logger
 	checks  *prometheus.GaugeVec
 	members *gossip.Membership
+	// joinBy is when a node with seeds that found no member stops
+	// waiting to (the controller's join grace); zero: nobody to join.
+	joinBy time.Time
 	ctrl    *Controller
 	api     *kube.API // nil without the kubernetes section
 	// ctx ends the controller, gossip's loops and the checks; stopAPI
@@ -171,6 +174,9 @@ func StartDynamic(cfg DynamicConfig, plane Plane, log zerolog.Logger, m DynamicM
 	d.ctrl.attach(ccfg, members)
 	d.mu.Lock()
 	d.members = members
+	if ccfg.HasSeeds {
+		d.joinBy = time.Now().Add(defaultJoinGrace(cfg.Gossip.Settle))
+	}
 	d.mu.Unlock()
 	if err := d.SetHealth(cfg.Health); err != nil {
 		members.Close()
@@ -184,6 +190,16 @@ func StartDynamic(cfg DynamicConfig, plane Plane, log zerolog.Logger, m DynamicM
 		Dur("settle", cfg.Gossip.Settle).Dur("forget_after", cfg.Gossip.ForgetAfter).Int("health_checks", len(cfg.Health.Checks)).Str("digest", meta.Digest).
 		Msg("dynamic mode: priorities follow the plan over the known members, membership and health")
 	return d, nil
+}
+
+// Joined reports whether gossip has found the cluster: another member is
+// alive, or there is nobody to join, or the join grace is over (a node
+// alone goes on trying in the background).
+func (d *Dynamic) Joined() bool {
+	d.mu.Lock()
+	members, joinBy := d.members, d.joinBy
+	d.mu.Unlock()
+	return joinBy.IsZero() || !time.Now().Before(joinBy) || (members != nil && len(members.Members()) > 1)
 }
 
 // forgetDeleted forgets the member of a Node deleted from the API: it is

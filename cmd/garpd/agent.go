@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
@@ -215,6 +216,13 @@ func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.
 	for _, n := range slices.Concat(l.cfg.GARP.Notes(l.vipCount(), l.cfg.VRRP.UseVMAC), l.cfg.VRRP.Notes(), l.accessNotes(false)) {
 		a.log.Warn().Msg(n)
 	}
+	watchdog, err := daemon.SdWatchdogEnabled(false)
+	if err != nil {
+		a.log.Warn().Err(err).Msg("systemd's watchdog settings do not parse: not feeding it")
+	}
+	sysCtx, stopSys := context.WithCancel(ctx)
+	defer stopSys()
+	go superviseSystemd(sysCtx, sdNotify, a.joined, a.engineAlive, watchdog, a.log)
 	for {
 		run := a.run.Load()
 		stack := run.stack
@@ -247,6 +255,19 @@ func runAgent(ctx context.Context, path string, hup <-chan os.Signal, stderr io.
 			}
 		}
 	}
+}
+
+// joined reports whether the running agent has found its cluster: in
+// the static mode there is none to find.
+func (a *agent) joined() bool {
+	run := a.run.Load()
+	return run != nil && (run.dyn == nil || run.dyn.Joined())
+}
+
+// engineAlive reports whether the running VRRP engines answer within ctx.
+func (a *agent) engineAlive(ctx context.Context) bool {
+	run := a.run.Load()
+	return run != nil && run.stack.Responsive(ctx)
 }
 
 // start starts the data plane of l and, in the dynamic mode, the dynamic

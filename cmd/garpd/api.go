@@ -182,8 +182,7 @@ func (a *agent) public(mux *http.ServeMux) {
 		if !a.alive.check(func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
-			run := a.run.Load()
-			return run != nil && run.stack.Responsive(ctx)
+			return a.engineAlive(ctx)
 		}) {
 			http.Error(w, "VRRP engine is not running or does not answer within 1s", http.StatusServiceUnavailable)
 			return

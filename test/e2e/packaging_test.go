@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -272,7 +274,7 @@ func TestSystemdUnitVerifies(t *testing.T) {
 	}
 	for _, want := range []string{"CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW\n", "AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW\n",
 		"NoNewPrivileges=yes\n", "ProtectSystem=strict\n", "StateDirectory=garpd\n", "ExecReload=/bin/kill -HUP $MAINPID\n", "Restart=on-failure\n",
-		"ProtectKernelTunables=yes\n", "ReadWritePaths=/proc/sys/net/ipv4/conf\n"} {
+		"ProtectKernelTunables=yes\n", "ReadWritePaths=/proc/sys/net/ipv4/conf\n", "Type=notify\n", "WatchdogSec=10s\n", "RuntimeDirectory=garpd\n"} {
 		if !strings.Contains(string(raw), want) {
 			t.Errorf("the unit lacks %q", strings.TrimSpace(want))
 		}
@@ -395,4 +397,75 @@ func treeOf(t *testing.T, root string) map[string]bool {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// Run as the unit runs it (Type=notify, WatchdogSec): the agent says
+// READY=1 once its routers run and gossip has found the cluster, then
+// feeds the watchdog at least every WatchdogSec/2 (4 s here).
+func TestSystemdNotify(t *testing.T) {
+	l := newLab(t, 2)
+	sock := filepath.Join(l.Dir, "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	type msg struct {
+		text string
+		at   time.Time
+	}
+	msgs := make(chan msg, 100)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			msgs <- msg{string(buf[:n]), time.Now()}
+		}
+	}()
+	n1, n2 := l.Node("n1"), l.Node("n2")
+	if _, err := n2.StartGarpd(garpdBin, dynConfig(l, "n2", vips3, "")); err != nil {
+		t.Fatal(err)
+	}
+	if err := n1.WriteGarpdConfig(dynConfig(l, "n1", vips3, "")); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := l.Start(n1.NS, "n1-garpd", "env", "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=8000000",
+		garpdBin, "agent", "--config", n1.GarpdConfigPath()); err != nil {
+		t.Fatal(err)
+	}
+	var ready time.Time
+	var fed []time.Time
+	for deadline := time.After(30 * time.Second); len(fed) < 4; {
+		select {
+		case m := <-msgs:
+			switch {
+			case m.text == "READY=1" && ready.IsZero():
+				ready = m.at
+			case m.text == "WATCHDOG=1" && !ready.IsZero():
+				fed = append(fed, m.at)
+			default:
+				t.Fatalf("%q (ready at %v)", m.text, ready)
+			}
+		case <-deadline:
+			t.Fatalf("in 30 s: ready %v, %d watchdog feeds", !ready.IsZero(), len(fed))
+		}
+	}
+	if st := memberStates(t, n1); len(st) != 2 {
+		t.Errorf("READY before gossip found the cluster? n1 knows %v", st)
+	}
+	t.Logf("READY %s after start; watchdog fed at %v after it", ready.Sub(start).Round(time.Millisecond), func() (out []time.Duration) {
+		for _, f := range fed {
+			out = append(out, f.Sub(ready).Round(time.Millisecond))
+		}
+		return
+	}())
+	for i := 1; i < len(fed); i++ {
+		if gap := fed[i].Sub(fed[i-1]); gap > 4*time.Second {
+			t.Errorf("the watchdog went %s unfed, more than WatchdogSec/2", gap)
+		}
+	}
 }
