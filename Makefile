@@ -9,7 +9,7 @@ TESTFLAGS ?= -count=1 -timeout 30m -p 1
 # Unit-tested packages: everything but the lab.
 UNITPKGS   = $(shell $(GO) list ./... | grep -v /test/)
 
-.PHONY: all build test unit e2e faults bench kube-tools manifests demo demo-static fuzz lint deps clean deb
+.PHONY: all build test unit e2e faults bench kube-tools manifests demo demo-static fuzz lint deps clean deb pkgtools release
 
 all: build
 
@@ -66,18 +66,37 @@ kube-tools:
 # gossip key from a Secret made by hand, so nothing random is rendered);
 # TestPlainManifestIsTheChart fails when they differ.
 MANIFEST_HEADER = deploy/kubernetes/garpd.yaml.header
-# The Debian package, $(DIST)/garpd_VERSION_ARCH.deb, by nfpm (built once
-# into the tool cache from test/pkgtools, by its go.sum).
+# Packaging tools, nfpm and cyclonedx-gomod, built once into the tool
+# cache from test/pkgtools (by its go.sum), so only a machine's first run pays.
 PKG_DIR    = $(shell echo "$${XDG_CACHE_HOME:-$$HOME/.cache}/garpd-test/pkgtools-$$(sha256sum test/pkgtools/go.sum | cut -c1-12)")
 DEBVERSION ?= $(shell echo "0.1.0+git$$(git rev-parse --short HEAD 2>/dev/null || echo 0)")
 GOARCH     ?= $(shell $(GO) env GOARCH)
+ARCHES     ?= amd64 arm64
 DIST       ?= dist
-deb:
-	$(MAKE) build BIN=bin/garpd
-	@test -x $(PKG_DIR)/nfpm || { echo "building nfpm into $(PKG_DIR) (the first time on this machine)"; \
-	    cd test/pkgtools && $(GO) build -trimpath -o $(PKG_DIR)/nfpm github.com/goreleaser/nfpm/v2/cmd/nfpm; }
+pkgtools:
+	@test -x $(PKG_DIR)/nfpm -a -x $(PKG_DIR)/cyclonedx-gomod || { echo "building nfpm and cyclonedx-gomod into $(PKG_DIR) (the first time on this machine)"; \
+	    cd test/pkgtools && $(GO) build -trimpath -o $(PKG_DIR)/ github.com/goreleaser/nfpm/v2/cmd/nfpm github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod; }
+
+# The Debian package of this machine's architecture: $(DIST)/garpd_VERSION_ARCH.deb.
+deb: pkgtools
+	CGO_ENABLED=0 GOARCH=$(GOARCH) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/package/garpd ./cmd/garpd
 	mkdir -p $(DIST)
 	VERSION=$(DEBVERSION) GOARCH=$(GOARCH) $(PKG_DIR)/nfpm package --config deploy/deb/nfpm.yaml --packager deb --target $(DIST)/
+
+# A release's files in $(DIST), for each of $(ARCHES): the static binary,
+# its CycloneDX SBOM (the module graph as that build selects it) and its
+# Debian package; SHA256SUMS over them all. Verify a download with
+# sha256sum -c SHA256SUMS.
+release: pkgtools
+	mkdir -p $(DIST)
+	@for a in $(ARCHES); do \
+	  echo "linux/$$a"; \
+	  CGO_ENABLED=0 GOARCH=$$a $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/garpd-linux-$$a ./cmd/garpd || exit 1; \
+	  CGO_ENABLED=0 GOARCH=$$a $(PKG_DIR)/cyclonedx-gomod app -json -licenses -main cmd/garpd -output $(DIST)/garpd-linux-$$a.cdx.json . || exit 1; \
+	  mkdir -p bin/package && cp $(DIST)/garpd-linux-$$a bin/package/garpd && \
+	  VERSION=$(DEBVERSION) GOARCH=$$a $(PKG_DIR)/nfpm package --config deploy/deb/nfpm.yaml --packager deb --target $(DIST)/ || exit 1; \
+	done
+	cd $(DIST) && sha256sum garpd-linux-* garpd_*.deb > SHA256SUMS
 
 manifests:
 	@test -x $(KUBE_DIR)/helm || $(MAKE) kube-tools

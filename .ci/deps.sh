@@ -14,6 +14,7 @@ command -v tshark >/dev/null 2>&1 || need="$need tshark" # an independent decode
 command -v curl >/dev/null 2>&1 || need="$need curl" # keepalived's kubelet check in the import test
 command -v python3 >/dev/null 2>&1 || need="$need python3" # health endpoints in the lab
 command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd" # verifies the unit
+command -v qemu-aarch64-static >/dev/null 2>&1 || need="$need qemu-user-static" # runs the arm64 build
 # the image, built with buildah, run by containerd under the lab's kubelet
 command -v buildah >/dev/null 2>&1 || need="$need buildah"
 command -v containerd >/dev/null 2>&1 || need="$need containerd"
