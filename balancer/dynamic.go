@@ -72,8 +72,8 @@ type Dynamic struct {
 	// joinBy is when a node with seeds that found no member stops
 	// waiting to (the controller's join grace); zero: nobody to join.
 	joinBy time.Time
-	ctrl    *Controller
-	api     *kube.API // nil without the kubernetes section
+	ctrl   *Controller
+	api    *kube.API // nil without the kubernetes section
 	// ctx ends the controller, gossip's loops and the checks; stopAPI
 	// ends the Kubernetes watches and the event recorder, last.
 	ctx      context.Context
