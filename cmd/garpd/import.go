@@ -24,11 +24,11 @@ func newImportCmd() *cobra.Command {
 }
 
 func newImportKeepalivedCmd() *cobra.Command {
-	var node, outDir string
+	var outDir string
 	var dynamic, strict, anywhere bool
-	var join []string
+	var join, nodes []string
 	cmd := &cobra.Command{
-		Use:   "keepalived FILE... [--node NAME] [--dynamic] [--strict] [--out DIR]",
+		Use:   "keepalived FILE... [--node NAME | --node NAME=FILE...] [--dynamic] [--strict] [--out DIR]",
 		Short: "Turn keepalived.conf files (one per node) into garpd configs",
 		Long: `Read the keepalived configs of a cluster, one file per node (includes,
 comments and both brace styles are read), and write one garpd config per
@@ -38,33 +38,40 @@ By default the configs are static-mode garpd that reproduces keepalived's
 VRRP exactly: interface, VRIDs, per-node priorities, advert_int, version,
 authentication (PASS), unicast peers, nopreempt and preempt_delay, the
 virtual_ipaddress entries with their prefix, and the garp settings. A
-vrrp_script that curls a URL becomes an http health check (-k: insecure);
-other scripts become exec checks. With --dynamic the same VIPs and VRIDs
+vrrp_script that curls a URL becomes an http health check (-k: insecure),
+one that only connects to bash's /dev/tcp a tcp check; other scripts
+become exec checks (in the static mode with their track_script weights), and
+track_interface becomes track_interfaces. The notify scripts become
+notify hooks; script_user is kept. With --dynamic the same VIPs and VRIDs
 become one dynamic-mode config (no priorities: garpd balances them),
 joined over gossip; the nodes' unicast_src_ip addresses are the seeds.
 
 Every output comment says where a value came from. What garpd cannot
-express (notify scripts, track_interface, virtual_routes, LVS, sync
-groups, authentication on a VRRPv3 or IPv6 instance, which keepalived
-ignores too) is listed with its file and line on stderr; the import still
+express (virtual_routes, LVS, sync groups, a VIP's label or scope,
+authentication on a VRRPv3 or IPv6 instance, which keepalived ignores
+too) is listed with its file and line on stderr; the import still
 succeeds, unless --strict makes any such line that changes behaviour an error (exit 2);
 notes on what keepalived ignores too, or garpd does the same way, pass.
 Template placeholders left in a file ({{VIP1}}) are an error.
 
-The node is named by global_defs' router_id, else by the file name
-(--node names it when one file is given), which must be a host name.
+The node is named by global_defs' router_id, else by the file name (the
+directory's, for keepalived.conf), which must be a host name; --node
+names it: NAME for the one file given, NAME=FILE for any of several (as
+ipfailover's, whose router_id is ipfailover on every node).
 Includes are followed inside each config's directory only, unless
 --include-anywhere; only regular files of at most 1 MiB are read. Files
 that hold a password or keys are written mode 0600.`,
 		Example: `  garpd import keepalived lb1/keepalived.conf lb2/keepalived.conf --out /tmp/garpd
   garpd import keepalived keepalived.conf --node cp1 --strict
+  garpd import keepalived a/keepalived.conf b/keepalived.conf --node lb1=a/keepalived.conf --node lb2=b/keepalived.conf --dynamic
   garpd import keepalived n1.conf n2.conf n3.conf --dynamic`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, files []string) error {
-			if node != "" && len(files) > 1 {
-				return usageError(errors.New("--node names the node of a single file; with several files each is named by its router_id or file name"))
+			names, err := nodeNames(nodes, files)
+			if err != nil {
+				return usageError(err)
 			}
-			out, notes, err := importKeepalived(keepalived.OSFiles{IncludeAnywhere: anywhere}, files, importOptions{node: node, dynamic: dynamic, join: join})
+			out, notes, err := importKeepalived(keepalived.OSFiles{IncludeAnywhere: anywhere}, files, importOptions{names: names, dynamic: dynamic, join: join})
 			if err != nil {
 				return &configError{err}
 			}
@@ -90,7 +97,7 @@ that hold a password or keys are written mode 0600.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&node, "node", "", "the node's name, when one file is given (default: router_id, else the file name)")
+	cmd.Flags().StringSliceVar(&nodes, "node", nil, "the node's name: NAME for the one file given, NAME=FILE for any of several (default: router_id, else the file name)")
 	cmd.Flags().BoolVar(&dynamic, "dynamic", false, "write dynamic-mode configs: the same VIPs and VRIDs, balanced by garpd")
 	cmd.Flags().BoolVar(&strict, "strict", false, "fail (exit 2) on any keepalived setting garpd cannot express")
 	cmd.Flags().StringVar(&outDir, "out", "", "write DIR/NODE.yaml per node instead of printing them")
@@ -126,9 +133,31 @@ Migrating %s from keepalived, one node at a time (every VIP keeps one holder):
 }
 
 type importOptions struct {
-	node    string
+	names   map[string]string // file → node name (--node)
 	dynamic bool
 	join    []string
+}
+
+// nodeNames reads --node: NAME for the one file given, or NAME=FILE for
+// any of several.
+func nodeNames(flags, files []string) (map[string]string, error) {
+	names, taken := map[string]string{}, map[string]bool{}
+	for _, f := range flags {
+		name, file, pinned := strings.Cut(f, "=")
+		switch {
+		case !pinned && len(files) > 1:
+			return nil, fmt.Errorf("--node %s: with several files, name each as NAME=FILE, e.g. --node lb1=%s", f, files[0])
+		case !pinned:
+			file = files[0]
+		case !slices.Contains(files, file):
+			return nil, fmt.Errorf("--node %s: %s is not one of the files given", f, file)
+		}
+		if _, dup := names[file]; dup || taken[name] || name == "" {
+			return nil, fmt.Errorf("--node %s: give each file one name, and each name to one file", f)
+		}
+		names[file], taken[name] = name, true
+	}
+	return names, nil
 }
 
 // nodeFile is one node's output file: a garpd config from an import, or
@@ -199,7 +228,7 @@ func replaceFile(path string, data []byte, mode os.FileMode) error {
 // importKeepalived reads each node's file and writes its garpd config,
 // each checked with the agent's own loader first.
 func importKeepalived(files keepalived.Files, paths []string, opts importOptions) ([]nodeFile, []keepalived.Note, error) {
-	nodes, notes, err := keepalived.ReadNodes(files, paths, opts.node)
+	nodes, notes, err := keepalived.ReadNodes(files, paths, opts.names)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -326,12 +326,12 @@ func TestImportTwoNodeVMAC(t *testing.T) {
 
 func TestImportControlPlaneVIP(t *testing.T) {
 	// A multicast file names no peers: --dynamic needs --join.
-	if _, _, err := importKeepalived(controlPlane(), []string{"/etc/keepalived/keepalived.conf"}, importOptions{node: "cp1", dynamic: true}); err == nil ||
+	if _, _, err := importKeepalived(controlPlane(), []string{"/etc/keepalived/keepalived.conf"}, importOptions{names: map[string]string{"/etc/keepalived/keepalived.conf": "cp1"}, dynamic: true}); err == nil ||
 		!strings.Contains(err.Error(), "--join") {
 		t.Fatalf("a multicast cluster imported --dynamic without --join: %v", err)
 	}
 	join := []string{"192.0.2.12:7946", "192.0.2.13:7946"}
-	out, notes, err := importKeepalived(controlPlane(), []string{"/etc/keepalived/keepalived.conf"}, importOptions{node: "cp1", dynamic: true, join: join})
+	out, notes, err := importKeepalived(controlPlane(), []string{"/etc/keepalived/keepalived.conf"}, importOptions{names: map[string]string{"/etc/keepalived/keepalived.conf": "cp1"}, dynamic: true, join: join})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +358,7 @@ func TestImportControlPlaneVIP(t *testing.T) {
 		controlPlane()["/etc/keepalived/keepalived.conf"]: -2,
 		strings.Replace(controlPlane()["/etc/keepalived/keepalived.conf"], "check_apiserver\n    }", "check_apiserver weight -30\n    }", 1): -30,
 	} {
-		out, _, err := importKeepalived(memFiles{"/etc/keepalived/keepalived.conf": files}, []string{"/etc/keepalived/keepalived.conf"}, importOptions{node: "cp1"})
+		out, _, err := importKeepalived(memFiles{"/etc/keepalived/keepalived.conf": files}, []string{"/etc/keepalived/keepalived.conf"}, importOptions{names: map[string]string{"/etc/keepalived/keepalived.conf": "cp1"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -532,7 +532,7 @@ vrrp_instance VI_4 {
 // One node's file imported --dynamic: its unicast peers are the seeds.
 func TestImportSingleFileUnicastSeeds(t *testing.T) {
 	files := activeActiveV6(1)
-	out, _, err := importKeepalived(files, []string{"/nodes/lb1/keepalived.conf"}, importOptions{node: "lb1", dynamic: true})
+	out, _, err := importKeepalived(files, []string{"/nodes/lb1/keepalived.conf"}, importOptions{names: map[string]string{"/nodes/lb1/keepalived.conf": "lb1"}, dynamic: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -674,7 +674,7 @@ vrrp_instance VI_1 {
     track_script { chk }
 }
 `
-	out, _, err := importKeepalived(memFiles{"/etc/keepalived/keepalived.conf": conf}, []string{"/etc/keepalived/keepalived.conf"}, importOptions{node: "cp1"})
+	out, _, err := importKeepalived(memFiles{"/etc/keepalived/keepalived.conf": conf}, []string{"/etc/keepalived/keepalived.conf"}, importOptions{names: map[string]string{"/etc/keepalived/keepalived.conf": "cp1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -690,5 +690,32 @@ vrrp_instance VI_1 {
 	}
 	if l.scriptsRunAsRoot() {
 		t.Error("a config with script_user nobody is said to run its scripts as root")
+	}
+}
+
+// Files that share a router_id (ipfailover's are all "ipfailover") import
+// together, each named with --node NAME=FILE; without names they are
+// refused with how to name them.
+func TestImportNamesEachFile(t *testing.T) {
+	conf := func(prio int) string {
+		return fmt.Sprintf("global_defs {\n  router_id ipfailover\n}\nvrrp_instance VI_1 {\n  interface eth0\n  virtual_router_id 51\n  priority %d\n  virtual_ipaddress { 192.0.2.10 }\n}\n", prio)
+	}
+	files := memFiles{"/a/keepalived.conf": conf(150), "/b/keepalived.conf": conf(100)}
+	paths := []string{"/a/keepalived.conf", "/b/keepalived.conf"}
+	if _, _, err := importKeepalived(files, paths, importOptions{}); err == nil || !strings.Contains(err.Error(), "--node NAME=FILE") {
+		t.Fatalf("two files named ipfailover: %v", err)
+	}
+	names, err := nodeNames([]string{"lb1=/a/keepalived.conf", "lb2=/b/keepalived.conf"}, paths)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := importKeepalived(files, paths, importOptions{names: names})
+	if err != nil || len(out) != 2 || out[0].node != "lb1" || out[1].node != "lb2" {
+		t.Fatalf("named: %v %v", out, err)
+	}
+	for _, bad := range [][]string{{"lb1"}, {"lb1=/c/keepalived.conf"}, {"lb1=/a/keepalived.conf", "lb1=/b/keepalived.conf"}} {
+		if _, err := nodeNames(bad, paths); err == nil {
+			t.Errorf("--node %v accepted", bad)
+		}
 	}
 }

@@ -30,14 +30,16 @@ type Node struct {
 	Config *Config
 }
 
-// ReadNodes reads one file per node. A node is named name (one file
-// only), else by its router_id, else by its file name (the directory's,
-// for keepalived.conf). It returns what garpd cannot express of them.
-func ReadNodes(files Files, paths []string, name string) ([]Node, []Note, error) {
+// ReadNodes reads one file per node. A node is named as names says for
+// its file, else by its router_id, else by its file name (the
+// directory's, for keepalived.conf). It returns what garpd cannot express
+// of them.
+func ReadNodes(files Files, paths []string, names map[string]string) ([]Node, []Note, error) {
 	var nodes []Node
 	var notes []Note
 	seen := map[string]string{}
 	for _, p := range paths {
+		name := names[p]
 		byFile := strings.TrimSuffix(filepath.Base(p), filepath.Ext(p))
 		if byFile == "keepalived" {
 			byFile = filepath.Base(filepath.Dir(p))
@@ -61,10 +63,10 @@ func ReadNodes(files Files, paths []string, name string) ([]Node, []Note, error)
 		}
 		n = cmp.Or(n, byFile)
 		if !nodeName.MatchString(n) {
-			return nil, nil, fmt.Errorf("%s: the node name %q (from router_id or the file name) is not a host name: use letters, digits, '-' and '.', or name it with --node", p, n)
+			return nil, nil, fmt.Errorf("%s: the node name %q (from router_id or the file name) is not a host name: use letters, digits, '-' and '.', or name it with --node NAME=%s", p, n, p)
 		}
 		if other, dup := seen[n]; dup {
-			return nil, nil, fmt.Errorf("%s and %s both name the node %q: give each file its own router_id", other, p, n)
+			return nil, nil, fmt.Errorf("%s and %s both name the node %q: name each with --node NAME=FILE (as ipfailover's, whose router_id is ipfailover on every node)", other, p, n)
 		}
 		seen[n] = p
 		nodes = append(nodes, Node{Name: n, File: p, Config: c})
