@@ -126,6 +126,9 @@ func planAllocation(configPath string, vipsFlag, rangesFlag, preferFlag []string
 	if err != nil {
 		return balancer.Allocation{}, false, err
 	}
+	if !l.dynamic() {
+		return balancer.Allocation{}, false, usageError(fmt.Errorf("--config %s: a static config (priorities:) keeps its own priorities, which no plan changes: garpd agent --check -c %s prints them", configPath, configPath))
+	}
 	prefers := slices.ContainsFunc(l.alloc.Groups, func(g balancer.Group) bool { return g.Prefer != "" })
 	return l.alloc, prefers, nil
 }

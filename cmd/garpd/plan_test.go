@@ -283,3 +283,15 @@ func TestPlanConfigAndPreferences(t *testing.T) {
 		t.Error("--prefer for a node not in --nodes accepted")
 	}
 }
+
+// plan -c of a static config is refused: its priorities are its own, and
+// a plan would print others (issue 37 item 12).
+func TestPlanRefusesAStaticConfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "static.yaml")
+	if err := os.WriteFile(path, []byte("interface: eth0\nvips: [192.0.2.101]\npriorities: {192.0.2.101: 150}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runCLI("plan", "--nodes", "n1,n2", "-c", path); err == nil || !strings.Contains(err.Error(), "keeps its own priorities") {
+		t.Fatalf("plan -c of a static config: %v", err)
+	}
+}

@@ -363,6 +363,10 @@ func (c *Config) loadInstance(b *Stmt) (*Instance, error) {
 			in.VMACXmitBase = s
 		case "native_ipv6":
 			// The VIPs' family decides; keepalived's flag adds nothing.
+		case "debug":
+			// keepalived's log detail for the instance: garpd's log.level
+			// is the agent's, and its debug level says as much.
+			c.Unsupported = append(c.Unsupported, Note{Where: s.Where(), What: "debug: keepalived's log detail; garpd's is log.level (debug): not imported", Harmless: true})
 		case "garp_master_delay", "garp_master_repeat", "garp_master_refresh", "garp_interval":
 			in.GARP.set(s.Key, s)
 		default:

@@ -36,3 +36,19 @@ func TestConvertScriptDevTCP(t *testing.T) {
 		}
 	}
 }
+
+// An instance's debug level is log detail: noted as harmless, so --strict
+// passes it (issue 37 item 12).
+func TestDebugIsHarmless(t *testing.T) {
+	stmts, err := Parse(MapFiles{"/k.conf": "vrrp_instance VI_1 {\n  interface eth0\n  virtual_router_id 51\n  debug 2\n  virtual_ipaddress { 192.0.2.10 }\n}\n"}, "/k.conf", "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(stmts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Unsupported) != 1 || !c.Unsupported[0].Harmless {
+		t.Fatalf("debug 2: notes %+v, want one harmless", c.Unsupported)
+	}
+}
