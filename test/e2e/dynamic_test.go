@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -104,27 +103,16 @@ func waitSettledSeenBy(t *testing.T, l *lab.Lab, members int, observers ...strin
 	t.Helper()
 	for _, name := range observers {
 		waitFor(t, 30*time.Second, name+" to see every known member settled", func() (bool, string) {
-			out, err := lab.Exec(l.Node(name).NS, garpdBin, "status", "--json")
+			st, err := statusMembers(l.Node(name))
 			if err != nil {
 				return false, err.Error()
 			}
-			var st struct {
-				Dynamic struct {
-					Members []struct {
-						Name  string `json:"name"`
-						State string `json:"state"`
-					} `json:"members"`
-				} `json:"dynamic"`
-			}
-			if err := json.Unmarshal([]byte(out), &st); err != nil {
-				return false, err.Error()
-			}
-			for _, m := range st.Dynamic.Members {
-				if m.State != "ranked" {
-					return false, fmt.Sprintf("%s is %s", m.Name, m.State)
+			for m, state := range st {
+				if state != "ranked" {
+					return false, fmt.Sprintf("%s is %s", m, state)
 				}
 			}
-			return len(st.Dynamic.Members) == members, fmt.Sprintf("%d members", len(st.Dynamic.Members))
+			return len(st) == members, fmt.Sprintf("%d members", len(st))
 		})
 	}
 }

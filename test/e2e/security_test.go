@@ -614,6 +614,20 @@ func TestRollingUpgradeAcrossKeyID(t *testing.T) {
 // memberStates is n's view of the known members: name → state.
 func memberStates(t *testing.T, n *lab.Node) map[string]string {
 	t.Helper()
+	st, err := statusMembers(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// statusMembers is n's view of the known members, from its status: name →
+// state.
+func statusMembers(n *lab.Node) (map[string]string, error) {
+	out, err := lab.Exec(n.NS, garpdBin, "status", "--json")
+	if err != nil {
+		return nil, err
+	}
 	var st struct {
 		Dynamic struct {
 			Members []struct {
@@ -622,12 +636,14 @@ func memberStates(t *testing.T, n *lab.Node) map[string]string {
 			} `json:"members"`
 		} `json:"dynamic"`
 	}
-	readStatus(t, n, &st)
-	out := map[string]string{}
-	for _, m := range st.Dynamic.Members {
-		out[m.Name] = m.State
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		return nil, fmt.Errorf("status of %s: %w", n.Name, err)
 	}
-	return out
+	states := map[string]string{}
+	for _, m := range st.Dynamic.Members {
+		states[m.Name] = m.State
+	}
+	return states, nil
 }
 
 // Issue 36's finding 3, replays. memberlist's encryption has no replay
