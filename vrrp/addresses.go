@@ -144,10 +144,20 @@ func onLinkSubnet(p netip.Prefix) (netip.Prefix, bool) {
 // ensureRoute adds the on-link route to p's subnet unless someone else's
 // is there (the kernel's, from a host address in it), from the host's
 // own address when the interface has one (IPv4), and with that source
-// when it came back since.
+// when it came back since. An IPv6 subnet gets none while the interface
+// has no global address of the host's: with the VIPs alone, source
+// selection would pick a VIP, deprecated or not (a re-plug's gap); the
+// host's address brings the route back when it comes (KeepHostFirst).
 func (n *NetlinkAddresses) ensureRoute(p netip.Prefix) error {
 	subnet, ok := onLinkSubnet(p)
 	if !ok {
+		return nil
+	}
+	host, err := n.hostAddr(subnet.Addr().Is6())
+	if err != nil {
+		return err
+	}
+	if subnet.Addr().Is6() && host == nil {
 		return nil
 	}
 	routes, err := n.routes(subnet)
@@ -156,9 +166,7 @@ func (n *NetlinkAddresses) ensureRoute(p netip.Prefix) error {
 	}
 	want := n.route(subnet)
 	if subnet.Addr().Is4() {
-		if want.Src, err = n.hostAddr4(); err != nil {
-			return err
-		}
+		want.Src = host
 	}
 	for _, r := range routes {
 		if r.Protocol != RouteProtocol || r.Src.Equal(want.Src) {
@@ -171,15 +179,15 @@ func (n *NetlinkAddresses) ensureRoute(p netip.Prefix) error {
 	return nil
 }
 
-// hostAddr4 is the interface's first IPv4 address that is not a VIP; nil
-// if it has none.
-func (n *NetlinkAddresses) hostAddr4() (net.IP, error) {
-	addrs, err := n.list(false)
+// hostAddr is the interface's first address of the family that is not a
+// VIP (IPv6: a global one); nil if it has none.
+func (n *NetlinkAddresses) hostAddr(v6 bool) (net.IP, error) {
+	addrs, err := n.list(v6)
 	if err != nil {
 		return nil, err
 	}
 	for _, x := range addrs {
-		if a, ok := netip.AddrFromSlice(x.IP); ok {
+		if a, ok := netip.AddrFromSlice(x.IP); ok && (!v6 || a.IsGlobalUnicast()) {
 			if _, vip := n.held[a.Unmap()]; !vip {
 				return x.IP, nil
 			}

@@ -192,3 +192,48 @@ func hostAddressCase(t *testing.T, c hostCase) {
 	}
 	waitMasters(t, n1, len(vips), 30*time.Second)
 }
+
+// While the host has no IPv6 address of its own (a re-plug that brings
+// the IPv4 address back first), no IPv6 VIP becomes the host's source:
+// garpd adds no on-link route for the VIPs' IPv6 subnet then, so the
+// host's traffic there has no route rather than the VIP's address; once
+// the host's address is back, it is the source again.
+func TestIPv6VIPNotSourceWithoutHostAddress(t *testing.T) {
+	l := newLab(t, 1)
+	n1 := l.Node("n1")
+	cfg := "node: n1\ninterface: eth0\nvips: [192.0.2.101/24, 2001:db8::101/64]\npriorities: {192.0.2.101: 200, \"2001:db8::101\": 200}\nvrrp:\n  advert_interval: 100ms\n"
+	if _, err := n1.StartGarpd(garpdBin, cfg); err != nil {
+		t.Fatal(err)
+	}
+	waitMasters(t, n1, 2, 30*time.Second)
+	vip6 := netip.MustParseAddr("2001:db8::101")
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := lab.Exec(n1.NS, append([]string{"ip"}, args...)...); err != nil {
+			t.Fatalf("ip %v: %v %s", args, err, out)
+		}
+	}
+	ip("addr", "del", n1.IPv6.String()+"/64", "dev", "eth0")
+	ip("addr", "del", n1.IPv4.String()+"/24", "dev", "eth0")
+	ip("addr", "add", n1.IPv4.String()+"/24", "dev", "eth0")
+	// garpd puts the host's IPv4 address first again (and, before, added
+	// the IPv6 subnet's route too): wait for it, then judge.
+	waitFor(t, 10*time.Second, "the host's IPv4 address first again", func() (bool, string) {
+		addrs, err := n1.AddressesOn("eth0")
+		for _, a := range addrs {
+			if a.Is4() {
+				return a == n1.IPv4, a.String()
+			}
+		}
+		return false, fmt.Sprint(addrs, err)
+	})
+	time.Sleep(500 * time.Millisecond)
+	if src, err := n1.SourceFor(lab.RouterV6); err != nil || src == vip6 {
+		t.Fatalf("with no IPv6 address of the host's, its traffic to %s leaves from %s (%v), the VIP", lab.RouterV6, src, err)
+	}
+	ip("addr", "add", n1.IPv6.String()+"/64", "dev", "eth0", "nodad")
+	waitFor(t, 10*time.Second, "the host's IPv6 address as the source again", func() (bool, string) {
+		src, err := n1.SourceFor(lab.RouterV6)
+		return err == nil && src == n1.IPv6, fmt.Sprint(src, err)
+	})
+}
