@@ -136,6 +136,10 @@ type Inputs struct {
 	// coming back; SelfHeld: this node is held out (by the others) now.
 	Holds    map[string]Hold
 	SelfHeld bool
+	// Standings are the members' soft-check standings (CompactStandings)
+	// by name, this node's included, as the controller applies them: once
+	// they have been quiet for a while (standingQuiet).
+	Standings map[string]map[string]int
 }
 
 // Decision is what this node does, and what it shows, for one set of
@@ -172,6 +176,7 @@ type Decision struct {
 // elects.
 func Decide(cfg ControllerConfig, plan Plan, in Inputs) Decision {
 	d := Decision{Counts: map[MemberState]int{}}
+	plan = plan.WithStandings(func(name string) map[string]int { return in.Standings[name] })
 	live := map[string]gossip.Member{}
 	for _, m := range in.Live {
 		live[m.Name] = m
@@ -353,6 +358,7 @@ type Controller struct {
 	settled     bool
 	healthy     bool
 	readyFrom   time.Time // healthy since
+	standings   standingHold
 	started     time.Time
 	damp        *damper
 	published   map[string]int64 // the hold-downs gossiped
@@ -418,7 +424,7 @@ func NewController(cfg ControllerConfig, members Members, engine Plane, log zero
 	}
 	c := &Controller{engine: engine, log: log, healthSignal: make(chan struct{}, 1),
 		mismatch: map[string]string{}, healthy: true, readyFrom: time.Now(), started: time.Now(), gauge: gauge,
-		lastMeta: map[string]gossip.Meta{}, legacyKeyID: true}
+		lastMeta: map[string]gossip.Meta{}, legacyKeyID: true, standings: standingHold{quiet: minStandingQuiet}}
 	c.attach(cfg, members)
 	return c
 }
@@ -435,9 +441,13 @@ func (c *Controller) attach(cfg ControllerConfig, members Members) {
 // verdict is what takes this node out of the plan while it lasts: failing
 // health checks, and a Node that Kubernetes says is not eligible.
 type verdict struct {
-	failing   []string
-	excluded  string
-	duplicate string // another node runs under this name, and was first
+	failing []string
+	// standings: the soft checks' (CompactStandings); standingQuiet: how
+	// long the members' standings must hold before they reorder.
+	standings     map[string]int
+	standingQuiet time.Duration
+	excluded      string
+	duplicate     string // another node runs under this name, and was first
 	// keepalived replaces the config's keepalived peers (a reload), when
 	// set.
 	keepalived *[]netip.Addr
@@ -464,6 +474,17 @@ func (c *Controller) SetKeepalivedPeers(peers []netip.Addr) {
 // SetHealth reports the failing health checks; none is healthy.
 func (c *Controller) SetHealth(failing []string) {
 	c.setVerdict(func(v *verdict) { v.failing = slices.Clone(failing) })
+}
+
+// SetStandings reports this node's soft-check standings
+// (CompactStandings): the members reorder their rankings by them. quiet
+// is how long the members' standings must hold still before they do: a
+// check that fails on every node at once (a shared API down) is seen
+// failing on each up to one interval and timeout apart, and gossiped a
+// moment later; applied as they come, the first to fail would hand its
+// VIPs to nodes about to fail too, and they would come back.
+func (c *Controller) SetStandings(standings map[string]int, quiet time.Duration) {
+	c.setVerdict(func(v *verdict) { v.standings, v.standingQuiet = maps.Clone(standings), quiet })
 }
 
 // SetEligible reports why Kubernetes says this node's Node is not
@@ -516,6 +537,10 @@ func (c *Controller) Run(ctx context.Context) {
 		if c.alone {
 			aloneTick = time.After(time.Second)
 		}
+		var standingsDue <-chan time.Time
+		if due, ok := c.standings.due(); ok {
+			standingsDue = time.After(time.Until(due))
+		}
 		var settle <-chan time.Time
 		if c.healthy && !c.settled {
 			settle = time.After(max(time.Until(c.readyFrom.Add(c.cfg.Settle)), time.Until(c.selfHold), 0))
@@ -528,12 +553,19 @@ func (c *Controller) Run(ctx context.Context) {
 				debounce = time.After(c.cfg.Debounce)
 			}
 		case <-c.healthSignal:
-			if h := c.latestVerdict().healthy(); h != c.healthy {
+			v := c.latestVerdict()
+			if h := v.healthy(); h != c.healthy {
 				c.healthy, c.settled, c.readyFrom = h, false, time.Now()
 				// Resigning is local and at once.
 				c.recompute(ctx)
 			}
 			c.publish()
+			c.standings.quiet = cmp.Or(v.standingQuiet, minStandingQuiet)
+			if !maps.Equal(v.standings, c.standings.own) {
+				c.standings.own = v.standings
+				c.log.Info().Interface("standings", v.standings).Dur("quiet", v.standingQuiet).Msg("soft checks: this node's standings changed; the members reorder their rankings by them once the standings held still that long")
+				c.recompute(ctx)
+			}
 		case <-settle:
 			if time.Now().Before(c.selfHold) {
 				continue // held longer meanwhile
@@ -544,6 +576,8 @@ func (c *Controller) Run(ctx context.Context) {
 			c.publish()
 		case <-debounce:
 			debounce = nil
+			c.recompute(ctx)
+		case <-standingsDue:
 			c.recompute(ctx)
 		case <-joinGraceEnd:
 			joinGraceEnd = nil
@@ -561,6 +595,7 @@ func (c *Controller) publish() {
 	healthy, settled := c.healthy, c.healthy && c.settled
 	c.members.UpdateMeta(func(m *gossip.Meta) {
 		m.Healthy, m.Settled, m.Failing, m.Excluded = healthy, settled, v.failing, v.out()
+		m.Standing = v.standings
 	})
 }
 
@@ -587,7 +622,7 @@ func (c *Controller) recompute(ctx context.Context) {
 	c.dampMoves(live, known)
 	d := Decide(cfg, c.plan, Inputs{Known: known, Live: live, Healthy: c.healthy, Settled: c.healthy && c.settled,
 		Starting: time.Since(c.started) < c.cfg.JoinGrace, LastMeta: c.lastMeta,
-		Holds: c.damp.holds, SelfHeld: time.Now().Before(c.selfHold),
+		Holds: c.damp.holds, SelfHeld: time.Now().Before(c.selfHold), Standings: c.applyStandings(known),
 		ForeignKeyed: c.alone && time.Since(c.engine.LastForeignKeyed(ctx)) < foreignKeyedFor})
 	for _, s := range memberStates {
 		c.gauge.WithLabelValues(string(s)).Set(float64(d.Counts[s]))
@@ -620,10 +655,14 @@ func (c *Controller) recompute(ctx context.Context) {
 		if err := c.engine.SetAdmission(ctx, d.Admit); err != nil {
 			c.log.Error().Err(err).Msg("cannot set which VRRP speakers are members")
 		} else {
+			was := c.admit
 			c.admit = d.Admit
-			if d.Admit != nil {
+			switch {
+			case d.Admit != nil && was != nil:
+				c.log.Debug().Msg("VRRP admission follows the new rankings")
+			case d.Admit != nil:
 				c.log.Info().Msg("VRRP adverts now count only from members, each up to its planned priority")
-			} else {
+			default:
 				c.log.Info().Msg("VRRP adverts count from any speaker until this node has settled")
 			}
 		}
@@ -657,6 +696,26 @@ func (c *Controller) recompute(ctx context.Context) {
 		}
 	}
 	c.log.Info().Strs("known", names).Int("owner_of", owned).Int("vips", countVIPs(d.Specs)).Msg("priorities updated")
+}
+
+// applyStandings returns the members' standings Decide orders by: the
+// latest (gossiped, and this node's own) once they have held still for
+// the quiet period, or for four of them while they keep changing.
+func (c *Controller) applyStandings(known []gossip.KnownMember) map[string]map[string]int {
+	latest := map[string]map[string]int{}
+	for _, k := range known {
+		st := c.lastMeta[k.Name].Standing
+		if k.Name == c.cfg.Local {
+			st = c.standings.own
+		}
+		if st != nil {
+			latest[k.Name] = st
+		}
+	}
+	if c.standings.observe(time.Now(), latest) {
+		c.log.Info().Interface("standings", c.standings.applied).Msg("soft checks: the members' rankings follow their standings")
+	}
+	return c.standings.applied
 }
 
 // dampMoves counts the members' returns, holds out those that keep coming

@@ -362,6 +362,20 @@ func TestControllerFollowsMembersAndHealth(t *testing.T) {
 	eventually(t, "back after health returns", func() bool { _, r := fe.owned(); return !r })
 	eventually(t, "a to own its share after settle", func() bool { n, _ := fe.owned(); return n == 3 })
 
+	// A soft check fails: a stays in VRRP, healthy and settled, gossips
+	// its standing, and owns nothing while b stands higher; back to its
+	// share when it passes, with no settle (it never left).
+	c.SetStandings(map[string]int{"*": -40}, 50*time.Millisecond)
+	eventually(t, "a to own nothing while its soft check fails", func() bool { n, r := fe.owned(); return n == 0 && !r })
+	if m := fm.Meta(); !m.Healthy || !m.Settled || m.Standing["*"] != -40 {
+		t.Fatalf("node with a failing soft check gossips %+v", m)
+	}
+	c.SetStandings(nil, 50*time.Millisecond)
+	eventually(t, "a to own its share once its soft check passes", func() bool { n, _ := fe.owned(); return n == 3 })
+	if m := fm.Meta(); m.Standing != nil {
+		t.Fatalf("standings gossiped after the check passed: %+v", m)
+	}
+
 	// Kubernetes excludes the Node: the same as a failing check, and the
 	// reason is gossiped as it is, not as a check.
 	const why = "label node.kubernetes.io/exclude-from-external-load-balancers"

@@ -81,9 +81,9 @@ type Dynamic struct {
 	stopAPI  context.CancelFunc
 	ctrlDone chan struct{}
 
-	// routers are the groups as routers: what a check scoped to some
-	// VIPs resigns.
-	routers []vrrp.RouterSpec
+	// groups are the VIP groups, which checks scoped to VIPs resign and
+	// soft checks set standings for.
+	groups []Group
 
 	mu     sync.Mutex // the health checks, which a reload may replace
 	health *health.Checker
@@ -124,7 +124,7 @@ func StartDynamic(cfg DynamicConfig, plane Plane, log zerolog.Logger, m DynamicM
 	}
 	// The controller exists before the watches that feed it; it reads
 	// membership once Run starts.
-	d := &Dynamic{plane: plane, log: log, checks: m.Checks, ctrlDone: make(chan struct{}), routers: groupRouters(cfg.Groups),
+	d := &Dynamic{plane: plane, log: log, checks: m.Checks, ctrlDone: make(chan struct{}), groups: cfg.Groups,
 		ctrl: NewController(ControllerConfig{}, nil, plane, log, m.Members)}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.stopAPI = func() {}
@@ -254,14 +254,20 @@ func (d *Dynamic) SetHealth(cfg health.Config) error {
 	if d.api != nil {
 		pods = d.api
 	}
-	// A check that names VIPs resigns their routers alone; the others
-	// take the node out of the plan.
-	var scoped []health.CheckConfig
+	// A check with a weight moves the node in the rankings of the groups
+	// it tracks (standings); one without that names VIPs resigns their
+	// routers alone; the others take the node out of the plan.
+	var scoped, soft []health.CheckConfig
 	nodeWide := map[string]bool{}
+	quiet := minStandingQuiet
 	for _, c := range cfg.Checks {
-		if len(c.VIPs) > 0 {
+		switch {
+		case c.Weight != 0:
+			soft = append(soft, c)
+			quiet = max(quiet, c.Interval+c.Timeout+time.Second)
+		case len(c.VIPs) > 0:
 			scoped = append(scoped, c)
-		} else {
+		default:
 			nodeWide[c.Name] = true
 		}
 	}
@@ -275,8 +281,9 @@ func (d *Dynamic) SetHealth(cfg health.Config) error {
 			failed[f] = true
 		}
 		d.ctrl.SetHealth(node)
+		d.ctrl.SetStandings(standings(d.groups, soft, failed), quiet)
 		if len(scoped) > 0 {
-			_, faults := health.StaticPriorities(d.routers, scoped, failed)
+			_, faults := health.StaticPriorities(groupRouters(d.groups), scoped, failed)
 			if err := d.plane.SetFaults(d.ctx, faults); err != nil && d.ctx.Err() == nil {
 				d.log.Error().Err(err).Msg("cannot resign the routers of a failing check")
 			}
@@ -304,11 +311,28 @@ func (d *Dynamic) SetHealth(cfg health.Config) error {
 			return err
 		}
 	}
+	// New checks start passing: their positive weights count at once.
+	d.ctrl.SetStandings(standings(d.groups, soft, nil), quiet)
 	ctx, stop := context.WithCancel(d.ctx)
 	done := make(chan struct{})
 	go func() { h.Run(ctx); close(done) }()
 	d.health, d.stopHC, d.hcDone = h, stop, done
 	return nil
+}
+
+// minStandingQuiet is the least time the members' standings hold still
+// before they reorder the rankings; a soft check's interval and timeout,
+// plus a second for gossip, make it longer (Controller.SetStandings).
+const minStandingQuiet = 2 * time.Second
+
+// standings are this node's soft-check standings for the groups, with the
+// checks in failed failing (health.Shift), compacted for gossip.
+func standings(groups []Group, soft []health.CheckConfig, failed map[string]bool) map[string]int {
+	byKey := map[string]int{}
+	for _, g := range groups {
+		byKey[StandingKey(g)], _ = health.Shift(g.Spec(UnrankedPriority), soft, failed)
+	}
+	return CompactStandings(groups, byKey)
 }
 
 // groupRouters are the groups as routers, for the checks scoped to VIPs.

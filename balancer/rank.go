@@ -44,6 +44,9 @@ type Ranked struct {
 	head  []int // owner, rank 1, rank 2 (as many as there are nodes)
 	gh    uint64
 	ctx   *rankContext
+	// standing is each node's soft-check standing for the group, by node
+	// index (WithStandings); nil while every node's is 0.
+	standing []int
 }
 
 // rankContext is what every Ranked of one plan shares.
@@ -56,8 +59,18 @@ type rankContext struct {
 // the low 16, so no two nodes tie.
 func (c *rankContext) key(gh uint64, i int) uint64 { return score(gh, c.nh[i])&^0xffff | uint64(i) }
 
-// order is the whole ranking, as node indexes.
+// order is the whole ranking, as node indexes: the plan's, then moved by
+// the standings, highest first, the plan's order kept among equals.
 func (r Ranked) order() []int {
+	out := r.planned()
+	if r.standing != nil {
+		slices.SortStableFunc(out, func(a, b int) int { return cmp.Compare(r.standing[b], r.standing[a]) })
+	}
+	return out
+}
+
+// planned is the plan's ranking, as node indexes.
+func (r Ranked) planned() []int {
 	rest := make([]uint64, 0, len(r.ctx.nodes))
 	for i := range r.ctx.nodes {
 		if !slices.Contains(r.head, i) {
@@ -87,7 +100,7 @@ func (r Ranked) Owner() string { return r.At(0) }
 
 // At returns the node at rank i.
 func (r Ranked) At(i int) string {
-	if i < len(r.head) {
+	if i < len(r.head) && r.standing == nil {
 		return r.ctx.nodes[r.head[i]]
 	}
 	return r.ctx.nodes[r.order()[i]]
@@ -102,6 +115,9 @@ func (r Ranked) RankOf(name string) int {
 	i, ok := slices.BinarySearch(r.ctx.nodes, name)
 	if !ok {
 		return -1
+	}
+	if r.standing != nil {
+		return slices.Index(r.order(), i)
 	}
 	if at := slices.Index(r.head, i); at >= 0 {
 		return at
@@ -118,12 +134,14 @@ func (r Ranked) RankOf(name string) int {
 // Holder is the node VRRP elects when the nodes in down do not take part:
 // the first of the ranking that is up ("" when all are down).
 func (r Ranked) Holder(down map[string]bool) string {
-	for _, n := range r.head {
-		if !down[r.ctx.nodes[n]] {
-			return r.ctx.nodes[n]
+	if r.standing == nil {
+		for _, n := range r.head {
+			if !down[r.ctx.nodes[n]] {
+				return r.ctx.nodes[n]
+			}
 		}
 	}
-	for _, n := range r.order()[len(r.head):] {
+	for _, n := range r.order() {
 		if !down[r.ctx.nodes[n]] {
 			return r.ctx.nodes[n]
 		}

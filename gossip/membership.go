@@ -9,10 +9,10 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"maps"
 	"net"
 	"net/netip"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,6 +50,11 @@ type Meta struct {
 	// leaks nothing of it (vrrp.DeriveAuthKey), not only under garpd 0.1's.
 	// Once every live member says so, the members sign with it.
 	KeyID2 bool `json:"k2,omitempty"`
+	// Standing is this node's soft-check standing per VIP group (the
+	// balancer's StandingKey, "*" for the groups not named): the sum of
+	// its weighted checks' weights that apply. The members' rankings
+	// order by it.
+	Standing map[string]int `json:"w,omitempty"`
 }
 
 // Member is one live member as this node sees it.
@@ -510,10 +515,9 @@ func (m *Membership) UpdateMeta(change func(*Meta)) {
 	meta := m.meta
 	meta.Failing = slices.Clone(meta.Failing)
 	change(&meta)
-	same := slices.Equal(m.meta.Failing, meta.Failing) && m.meta.Healthy == meta.Healthy &&
-		m.meta.Settled == meta.Settled && m.meta.Digest == meta.Digest && m.meta.VRRP4 == meta.VRRP4 &&
-		m.meta.VRRP6 == meta.VRRP6 && m.meta.MAC == meta.MAC && m.meta.Version == meta.Version &&
-		m.meta.Excluded == meta.Excluded && maps.Equal(m.meta.Hold, meta.Hold)
+	// Every field counts: one left out of the comparison would never be
+	// gossiped on its own.
+	same := reflect.DeepEqual(m.meta, meta)
 	m.meta = meta
 	m.mu.Unlock()
 	if same {

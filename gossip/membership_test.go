@@ -93,6 +93,42 @@ func TestUpdateMetaKeepsConcurrentChanges(t *testing.T) {
 	}
 }
 
+// Every metadata field reaches the other members when it alone changes:
+// the soft checks' standings, then the key id flag.
+func TestEveryMetaFieldIsGossiped(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, err := Start(ctx, Config{Bind: "127.0.0.1:0", Advertise: "127.0.0.1"}, "a", Meta{Healthy: true, Digest: "d"}, Options{}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := Start(ctx, Config{Bind: "127.0.0.1:0", Advertise: "127.0.0.1"}, "b", Meta{Healthy: true, Digest: "d"},
+		Options{Discoverer: SeedList{Join: []string{a.LocalAddr()}}}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	seenByB := func(what string, cond func(Meta) bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			for _, m := range b.Members() {
+				if m.Name == "a" && cond(m.Meta) {
+					return
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("b never saw a's %s: %+v", what, b.Members())
+			}
+		}
+	}
+	seenByB("join", func(Meta) bool { return true })
+	a.UpdateMeta(func(m *Meta) { m.Standing = map[string]int{"*": -40} })
+	seenByB("standings", func(m Meta) bool { return m.Standing["*"] == -40 })
+	a.UpdateMeta(func(m *Meta) { m.KeyID2 = true })
+	seenByB("key id flag", func(m Meta) bool { return m.KeyID2 })
+}
+
 // A member whose Node is deleted is forgotten at once when it is down,
 // and, when it is still alive (gossip has not noticed its host is gone),
 // the moment it goes down rather than after forget_after.

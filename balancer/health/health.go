@@ -49,10 +49,15 @@ type CheckConfig struct {
 	// Interface passes while the named link is up (keepalived's
 	// track_interface); track_interfaces: in the agent's config makes one.
 	Interface string `yaml:"interface" json:"interface,omitempty"`
-	// Weight is keepalived's track_script weight, in the static mode: 0
-	// (none) puts the routers the check tracks in FAULT while it fails; a
-	// negative weight lowers their priority by that much while it fails, a
-	// positive one raises it while it passes (within 1..254).
+	// Weight is keepalived's track_script weight. 0 (none): a failing
+	// check puts the routers it tracks in FAULT (the dynamic mode: takes
+	// the node out of the plan, or resigns the routers of its VIPs). A
+	// negative weight counts while the check fails, a positive one while
+	// it passes: the static mode adds it to the routers' priorities
+	// (within 1..254); the dynamic mode adds it to the node's standing
+	// for the groups it tracks, by which every member orders their
+	// rankings (a soft check: a VIP moves only to a member that stands
+	// higher, and stays put when the check fails everywhere).
 	Weight int `yaml:"weight" json:"weight,omitempty"`
 	// VIPs are the VIPs whose routers the check tracks; empty: all.
 	VIPs []string `yaml:"vips" json:"vips,omitempty"`
@@ -633,7 +638,11 @@ func (h *Checker) record(i int, err error) {
 		s.passes = 0
 		if s.Passing && s.fails >= c.Fall {
 			s.Passing, s.Since, changed = false, time.Now(), true
-			h.log.Warn().Str("check", c.Name).Err(err).Int("fall", c.Fall).Msg("health check failing: resigning")
+			what := "health check failing: resigning what it tracks"
+			if c.Weight != 0 {
+				what = fmt.Sprintf("health check failing: its weight %d applies to what it tracks", c.Weight)
+			}
+			h.log.Warn().Str("check", c.Name).Err(err).Int("fall", c.Fall).Msg(what)
 		}
 	} else {
 		s.LastError = ""

@@ -27,19 +27,7 @@ func StaticPriorities(routers []vrrp.RouterSpec, checks []CheckConfig, failing m
 	faults := map[vrrp.RouterID]string{}
 	for i, r := range routers {
 		out[i] = r
-		shift := 0
-		var why []string
-		for _, c := range checks {
-			if !tracks(c, r) {
-				continue
-			}
-			switch fails := failing[c.Name]; {
-			case c.Weight == 0 && fails:
-				why = append(why, "check "+c.Name+" fails")
-			case c.Weight < 0 && fails, c.Weight > 0 && !fails:
-				shift += c.Weight
-			}
-		}
+		shift, why := Shift(r, checks, failing)
 		if len(why) > 0 {
 			faults[r.ID()] = strings.Join(why, ", ")
 		}
@@ -48,6 +36,25 @@ func StaticPriorities(routers []vrrp.RouterSpec, checks []CheckConfig, failing m
 		}
 	}
 	return out, faults
+}
+
+// Shift is what the checks' verdicts do to router r: the sum of the
+// weights that apply (a negative weight while its check fails, a positive
+// one while it passes), and why the router is in FAULT (the failing checks
+// without a weight that track it), nil when it is not.
+func Shift(r vrrp.RouterSpec, checks []CheckConfig, failing map[string]bool) (shift int, why []string) {
+	for _, c := range checks {
+		if !tracks(c, r) {
+			continue
+		}
+		switch fails := failing[c.Name]; {
+		case c.Weight == 0 && fails:
+			why = append(why, "check "+c.Name+" fails")
+		case c.Weight < 0 && fails, c.Weight > 0 && !fails:
+			shift += c.Weight
+		}
+	}
+	return shift, why
 }
 
 // tracks reports whether check c follows router r.

@@ -337,8 +337,6 @@ func (c *agentConfig) checkVIPs() []error {
 		switch {
 		case hc.KubernetesPod != nil && c.Kubernetes == nil:
 			errs = append(errs, fmt.Errorf("health.checks[%d].kubernetes_pod: needs the kubernetes section (kubernetes: {} in a pod, or kubernetes.kubeconfig on a host), which is the dynamic mode's", i))
-		case c.Priorities == nil && hc.Weight != 0:
-			errs = append(errs, fmt.Errorf("health.checks[%d].weight: the static mode's (priorities:): in the dynamic mode a failing check moves the node's VIPs to their next-ranked nodes; remove the weight", i))
 		}
 	}
 	return errs

@@ -150,7 +150,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{base + "health: {checks: [{name: a, exec: [true], timeout: 5s, interval: 1s}]}\n", "health.checks[0].timeout"},
 		{base + "priorities: {192.0.2.101: 10}\nhealth: {checks: [{name: a, exec: [true], vips: [192.0.2.199]}]}\n", "health.checks[0].vips"},
 		{base + "priorities: {192.0.2.101: 10}\nhealth: {checks: [{name: a, exec: [true], weight: 300}]}\n", "health.checks[0].weight"},
-		{base + "health: {checks: [{name: a, exec: [true], weight: -20}]}\n", "health.checks[0].weight: the static mode's"},
+		{base + "health: {checks: [{name: a, exec: [true], weight: -300}]}\n", "health.checks[0].weight: -300"},
 		{base + "priorities: {192.0.2.101: 10}\ntrack_interfaces: [{weight: -10}]\n", "track_interfaces[0]"},
 		{base + "notify: {exec: [notify.sh]}\n", "notify.exec"},
 		{base + "notify: {master: [sh, -c, x]}\n", "notify.master"},

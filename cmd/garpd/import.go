@@ -40,8 +40,10 @@ authentication (PASS), unicast peers, nopreempt and preempt_delay, the
 virtual_ipaddress entries with their prefix, and the garp settings. A
 vrrp_script that curls a URL becomes an http health check (-k: insecure),
 one that only connects to bash's /dev/tcp a tcp check; other scripts
-become exec checks (in the static mode with their track_script weights), and
-track_interface becomes track_interfaces. The notify scripts become
+become exec checks. Each keeps its track_script weight (in the dynamic
+mode a soft check: the VIPs move to members where it passes) and, when
+only some instances track it, their VIPs; track_interface becomes
+track_interfaces. The notify scripts become
 notify hooks; script_user is kept. With --dynamic the same VIPs and VRIDs
 become one dynamic-mode config (no priorities: garpd balances them),
 joined over gossip; the nodes' unicast_src_ip addresses are the seeds.

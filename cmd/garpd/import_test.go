@@ -346,11 +346,13 @@ func TestImportControlPlaneVIP(t *testing.T) {
 	if c.VIPs[0].VRID != 51 || c.VRRP.Version != 2 || c.VRRP.AdvertInterval != time.Second || c.VRRP.AuthPass != "42" {
 		t.Errorf("cp1: %+v / %+v", c.VIPs, c.VRRP)
 	}
-	if hc := c.Health.Checks; len(hc) != 1 || !slices.Equal(hc[0].Exec, []string{"/etc/keepalived/check_apiserver.sh"}) || hc[0].Fall != 10 || hc[0].Interval != 3*time.Second {
-		t.Errorf("cp1 checks %+v, want the script as an exec check", hc)
+	// The dynamic mode keeps the weight too: a soft check, which orders
+	// the members' rankings.
+	if hc := c.Health.Checks; len(hc) != 1 || !slices.Equal(hc[0].Exec, []string{"/etc/keepalived/check_apiserver.sh"}) || hc[0].Fall != 10 || hc[0].Interval != 3*time.Second || hc[0].Weight != -2 {
+		t.Errorf("cp1 checks %+v, want the script as an exec check of weight -2", hc)
 	}
-	if n := notesText(notes); !strings.Contains(n, "weight -2") {
-		t.Errorf("notes do not explain the weight:\n%s", n)
+	if n := notesText(notes); strings.Contains(n, "weight") {
+		t.Errorf("notes speak of the weight, which is imported as it is:\n%s", n)
 	}
 	// The static mode keeps keepalived's weight, and a per-instance
 	// weight on the track_script line wins over the script's.

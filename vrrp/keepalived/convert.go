@@ -150,7 +150,7 @@ func Convert(n Node, all []Node, o Options) ([]byte, []Note, error) {
 		}
 		root.set("gossip", gs, "")
 	}
-	if checks := cv.checks(dynamic); checks != nil {
+	if checks := cv.checks(); checks != nil {
 		h := newMap()
 		h.set("checks", checks, "")
 		root.set("health", h, "from track_script and track_interface")
@@ -583,11 +583,11 @@ func (cv *converter) garp() (ymap, error) {
 }
 
 // checks are the health checks of the instances' track_scripts and
-// track_interfaces, nil when there are none. The static mode keeps
-// keepalived's semantics: a script's weight (or an instance's override),
-// and, for a check only some instances track, their VIPs. The dynamic mode
-// follows checks node-wide and without weights: a note says what changes.
-func (cv *converter) checks(dynamic bool) *yaml.Node {
+// track_interfaces, nil when there are none, with keepalived's semantics
+// in both modes: a script's weight (or an instance's override), and, for
+// a check only some instances track, their VIPs. In the dynamic mode a
+// weight is a soft check: it orders the members' rankings.
+func (cv *converter) checks() *yaml.Node {
 	c := cv.c
 	checks := seq()
 	type tracked struct {
@@ -644,27 +644,16 @@ func (cv *converter) checks(dynamic bool) *yaml.Node {
 			m.set("name", "interface:"+name, "")
 			m.set("interface", name, "track_interface")
 		}
-		some := t.instances < len(c.Instances)
-		switch {
-		case !dynamic:
-			if t.weight != "0" {
-				w, err := strconv.Atoi(t.weight)
-				if err != nil {
-					cv.notes = append(cv.notes, Note{Where: name, What: fmt.Sprintf("weight %q is not a number: imported without a weight (FAULT while failing)", t.weight)})
-				} else {
-					m.set("weight", w, t.weightAt)
-				}
+		if t.weight != "0" {
+			w, err := strconv.Atoi(t.weight)
+			if err != nil {
+				cv.notes = append(cv.notes, Note{Where: name, What: fmt.Sprintf("weight %q is not a number: imported without a weight (FAULT while failing)", t.weight)})
+			} else {
+				m.set("weight", w, t.weightAt)
 			}
-			if some {
-				m.set("vips", t.vips, "the VIPs of the instances that track it")
-			}
-		default:
-			if t.weight != "0" {
-				cv.notes = append(cv.notes, Note{Where: name, What: "weight " + t.weight + ": in the dynamic mode a failing check moves the node's VIPs to their next-ranked nodes rather than shifting a priority"})
-			}
-			if some {
-				cv.notes = append(cv.notes, Note{Where: name, What: "tracked by some instances only: in the dynamic mode a check follows the whole node"})
-			}
+		}
+		if t.instances < len(c.Instances) {
+			m.set("vips", t.vips, "the VIPs of the instances that track it")
 		}
 		checks.Content = append(checks.Content, m.n)
 	}
