@@ -261,6 +261,60 @@ func b2i(b bool) int {
 	return 0
 }
 
+// VIPList is the config's vips: list. Besides a VIP's own forms, an
+// entry may name a range, "FIRST-LAST" or "FIRST-LAST/PREFIX", bare or as
+// {address: FIRST-LAST, ...}: every address of it becomes a VIP with the
+// entry's settings (a pool of VIPs for round-robin DNS, written once).
+type VIPList []VIP
+
+// UnmarshalYAML expands ranges in place.
+func (l *VIPList) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.SequenceNode {
+		return fmt.Errorf("line %d: vips is a list of addresses, ranges (FIRST-LAST) or {address, vrid, prefer, interface, dev}", n.Line)
+	}
+	var out VIPList
+	for _, e := range n.Content {
+		addr := e // the node that holds the address
+		if e.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(e.Content); i += 2 {
+				if e.Content[i].Value == "address" {
+					addr = e.Content[i+1]
+				}
+			}
+		}
+		if addr.Kind != yaml.ScalarNode || !strings.Contains(addr.Value, "-") {
+			var v VIP
+			if err := e.Decode(&v); err != nil {
+				return err
+			}
+			out = append(out, v)
+			continue
+		}
+		text, bits, hasBits := strings.Cut(addr.Value, "/")
+		ps, err := ParseRange(text)
+		if err != nil {
+			return fmt.Errorf("line %d: %w", addr.Line, err)
+		}
+		for _, p := range ps {
+			one := p.Addr().String()
+			if hasBits {
+				one += "/" + bits
+			}
+			saved := addr.Value
+			addr.Value = one
+			var v VIP
+			err := e.Decode(&v)
+			addr.Value = saved
+			if err != nil {
+				return err
+			}
+			out = append(out, v)
+		}
+	}
+	*l = out
+	return nil
+}
+
 // MaxRange caps a VIP range, so a typo cannot ask for millions of VIPs.
 const MaxRange = 65536
 

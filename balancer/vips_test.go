@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/garpd/garpd/vrrp"
 )
 
@@ -169,5 +171,47 @@ func TestAssignVRIDsPerInterface(t *testing.T) {
 	want := []got{{"", 51, 2, "eth1"}, {"eth1", 13, 1, ""}, {"eth1", 51, 1, ""}}
 	if fmt.Sprint(gs) != fmt.Sprint(want) {
 		t.Errorf("groups %+v, want %+v", gs, want)
+	}
+}
+
+// A vips: entry may name a range: bare, with a prefix length, or as a
+// map whose settings every address of it takes; errors name the range.
+func TestVIPListRanges(t *testing.T) {
+	var l VIPList
+	doc := `
+- 192.0.2.1
+- 192.0.2.10-192.0.2.12
+- 198.51.100.5-198.51.100.6/24
+- {address: 2001:db8::a-2001:db8::b, vrid: 9, prefer: n2}
+- {address: 2001:db8::1/64, vrid: 3}
+`
+	if err := yaml.Unmarshal([]byte(doc), &l); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"192.0.2.1/32", "192.0.2.10/32", "192.0.2.11/32", "192.0.2.12/32", "198.51.100.5/24", "198.51.100.6/24",
+		"2001:db8::a/128", "2001:db8::b/128", "2001:db8::1/64"}
+	if len(l) != len(want) {
+		t.Fatalf("%d VIPs, want %d: %+v", len(l), len(want), l)
+	}
+	for i, w := range want {
+		if l[i].Prefix.String() != w {
+			t.Errorf("VIP %d: %s, want %s", i, l[i].Prefix, w)
+		}
+	}
+	if l[6].VRID != 9 || l[7].VRID != 9 || l[7].Prefer != "n2" || l[8].VRID != 3 || l[1].VRID != 0 {
+		t.Errorf("a range's settings not on every address: %+v", l)
+	}
+	for doc, wantErr := range map[string]string{
+		"[192.0.2.9-192.0.2.1]":                       `range "192.0.2.9-192.0.2.1" ends before it starts`,
+		"[192.0.2.1-2001:db8::1]":                     "mixes IPv4 and IPv6",
+		"[{address: 192.0.2.1-192.0.2.2, vrid: 300}]": "vrid 300",
+		"[192.0.2.1-192.0.2.x]":                       "both ends must be IP addresses",
+		"[192.0.2.1-192.0.2.2/99]":                    "192.0.2.1/99",
+		"vips: 192.0.2.1":                             "vips is a list",
+	} {
+		var l VIPList
+		if err := yaml.Unmarshal([]byte(doc), &l); err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Errorf("%s: error %v, want one with %q", doc, err, wantErr)
+		}
 	}
 }

@@ -29,14 +29,14 @@ import (
 
 // agentConfig is the agent's YAML file: the packages' sections composed.
 type agentConfig struct {
-	Node       string          `yaml:"node"`
-	Interface  string          `yaml:"interface"`
-	VIPs       []balancer.VIP  `yaml:"vips"`
-	VRRP       vrrp.Config     `yaml:"vrrp"`
-	Priorities map[string]int  `yaml:"priorities"`
-	GARP       vrrp.GARPConfig `yaml:"garp"`
-	Gossip     gossip.Config   `yaml:"gossip"`
-	Health     health.Config   `yaml:"health"`
+	Node       string           `yaml:"node"`
+	Interface  string           `yaml:"interface"`
+	VIPs       balancer.VIPList `yaml:"vips"`
+	VRRP       vrrp.Config      `yaml:"vrrp"`
+	Priorities map[string]int   `yaml:"priorities"`
+	GARP       vrrp.GARPConfig  `yaml:"garp"`
+	Gossip     gossip.Config    `yaml:"gossip"`
+	Health     health.Config    `yaml:"health"`
 	// TrackInterfaces are links whose loss resigns (or shifts by a
 	// weight) the routers: keepalived's track_interface. Each becomes an
 	// interface check.

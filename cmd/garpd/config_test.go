@@ -211,6 +211,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(goodConfig))
 	f.Add([]byte("interface: eth0\nvips: [192.0.2.101]\n"))
 	f.Add([]byte("interface: eth0\nvips:\n  - {address: 2001:db8::1/64, vrid: 7}\n"))
+	f.Add([]byte("interface: eth0\nvips: [192.0.2.1-192.0.2.4/24, {address: 198.51.100.1-198.51.100.2, vrid: 9}]\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		l, err := parseConfig(b)
 		if err != nil {
@@ -679,5 +680,24 @@ func TestEmptyConfigSaysWhatToWrite(t *testing.T) {
 		if _, err := parseConfig([]byte(text)); err == nil || !strings.Contains(err.Error(), "vips: required") {
 			t.Errorf("%q: %v", text, err)
 		}
+	}
+}
+
+// A range in vips: is every address of it, as if listed one by one: the
+// same routers, and the chart's values pass ranges through as they are.
+func TestConfigVIPRanges(t *testing.T) {
+	ranged, err := parseConfig([]byte("interface: eth0\nvips: [192.0.2.1-192.0.2.3, 2001:db8::1-2001:db8::2/64]\npriorities: {192.0.2.1: 100}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed, err := parseConfig([]byte("interface: eth0\nvips: [192.0.2.1, 192.0.2.2, 192.0.2.3, 2001:db8::1/64, 2001:db8::2/64]\npriorities: {192.0.2.1: 100}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(ranged.routers) != fmt.Sprint(listed.routers) || len(ranged.routers) != 5 {
+		t.Fatalf("ranged %v\nlisted %v", ranged.routers, listed.routers)
+	}
+	if _, err := parseConfig([]byte("interface: eth0\nvips: [192.0.2.1-192.0.2.3, 192.0.2.2]\npriorities: {192.0.2.1: 100}\n")); err == nil || !strings.Contains(err.Error(), "192.0.2.2") {
+		t.Fatalf("a range overlapping another entry: %v, want an error naming 192.0.2.2", err)
 	}
 }

@@ -200,6 +200,7 @@ extraVolumeMounts: [{name: pki, mountPath: /etc/kubernetes/pki, readOnly: true}]
 			"--set", "healthChecks.presets[0].interval=3s", "--set", "healthChecks.presets[0].fall=10", "--set", "healthChecks.presets[1]=ingress"),
 		// keepalived's "weight -40 while the API is unreachable": a soft
 		// check, which the dynamic mode takes (issue 37 item 3).
+		"VIP range": helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "--set", "vips={192.0.2.110-192.0.2.119,2001:db8::10-2001:db8::11}"),
 		"soft check": helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "--set", "healthChecks.presets[0].name=apiserver",
 			"--set", "healthChecks.presets[0].weight=-40"),
 	}
@@ -236,6 +237,9 @@ extraVolumeMounts: [{name: pki, mountPath: /etc/kubernetes/pki, readOnly: true}]
 	if cfg := agentConfig(t, renders["per-check timings"]); !strings.Contains(cfg, "- fall: 10\n      http: http://127.0.0.1:10248/healthz\n      interval: 3s\n      name: kubelet") ||
 		!strings.Contains(cfg, "- fall: 2\n      http: http://127.0.0.1:10254/healthz\n      interval: 2s\n      name: ingress") {
 		t.Errorf("per-check timings: the kubelet check every 3s × 10 and the ingress check at the defaults, want both in:\n%s", cfg)
+	}
+	if cfg := agentConfig(t, renders["VIP range"]); !strings.Contains(cfg, "- 192.0.2.110-192.0.2.119\n") {
+		t.Errorf("VIP range: want the range as it is in:\n%s", cfg)
 	}
 	if cfg := agentConfig(t, renders["soft check"]); !strings.Contains(cfg, "name: apiserver") || !strings.Contains(cfg, "weight: -40") {
 		t.Errorf("soft check: want the apiserver preset with weight -40 in:\n%s", cfg)
