@@ -680,7 +680,7 @@ func (c *Controller) recompute(ctx context.Context) {
 		return
 	}
 	if slices.EqualFunc(d.Specs, c.applied, func(a, b vrrp.RouterSpec) bool {
-		return a.VRID == b.VRID && a.Priority == b.Priority && slices.Equal(a.VIPs, b.VIPs)
+		return a.VRID == b.VRID && a.Priority == b.Priority && slices.Equal(a.VIPs, b.VIPs) && a.Name == b.Name
 	}) {
 		return
 	}

@@ -28,6 +28,10 @@ type VIP struct {
 	// virtual router advertises on, and announces it there (keepalived's
 	// "dev" in virtual_ipaddress); "": the router's interface.
 	Dev string
+	// Name names the VIP's virtual router for its notify hooks (the
+	// keepalived instance it came from): hooks hear it as INSTANCE, and
+	// notify.instances picks hooks by it. "": garpd_ipv4_51.
+	Name string
 }
 
 // UnmarshalYAML accepts "ADDR", "ADDR/PREFIX" or {address: ..., vrid: N,
@@ -44,6 +48,7 @@ func (v *VIP) UnmarshalYAML(n *yaml.Node) error {
 			Prefer    string `yaml:"prefer"`
 			Interface string `yaml:"interface"`
 			Dev       string `yaml:"dev"`
+			Name      string `yaml:"name"`
 		}
 		if err := n.Decode(&m); err != nil {
 			return err
@@ -54,7 +59,10 @@ func (v *VIP) UnmarshalYAML(n *yaml.Node) error {
 		if m.VRID < 0 || m.VRID > 255 || (m.VRID == 0 && strings.Contains(nodeText(n), "vrid")) {
 			return fmt.Errorf("line %d: vrid %d for %s: VRIDs are 1..255", n.Line, m.VRID, m.Address)
 		}
-		addr, v.VRID, v.Prefer, v.Interface, v.Dev = m.Address, m.VRID, m.Prefer, m.Interface, m.Dev
+		if strings.ContainsAny(m.Name, " \t\n/") {
+			return fmt.Errorf("line %d: name %q for %s: an instance name is one word (no blanks or slashes)", n.Line, m.Name, m.Address)
+		}
+		addr, v.VRID, v.Prefer, v.Interface, v.Dev, v.Name = m.Address, m.VRID, m.Prefer, m.Interface, m.Dev, m.Name
 	default:
 		return fmt.Errorf("line %d: a VIP is \"ADDR\", \"ADDR/PREFIX\" or {address, vrid}", n.Line)
 	}
@@ -89,11 +97,13 @@ type Group struct {
 	// Dev maps the VIPs that live on another interface than Interface to
 	// theirs.
 	Dev map[netip.Addr]string
+	// Name is the instance name its VIPs give it ("": garpd's own).
+	Name string
 }
 
 // Spec is the group's virtual router at priority prio.
 func (g Group) Spec(prio uint8) vrrp.RouterSpec {
-	return vrrp.RouterSpec{VRID: uint8(g.VRID), VIPs: slices.Clone(g.VIPs), Priority: prio, Interface: g.Interface}
+	return vrrp.RouterSpec{VRID: uint8(g.VRID), VIPs: slices.Clone(g.VIPs), Priority: prio, Interface: g.Interface, Name: g.Name}
 }
 
 // Family names the group's address family.
@@ -136,6 +146,8 @@ func AssignVRIDs(vips []VIP, base, limit int) (Allocation, error) {
 	seen := map[netip.Addr]bool{}
 	prefer := map[netip.Addr]string{}
 	dev := map[netip.Addr]string{}
+	names := map[netip.Addr]string{} // instance names, by VIP
+	named := map[string]int{}        // the VRID each name went to
 	type famKey struct {
 		iface string
 		v6    bool
@@ -152,6 +164,9 @@ func AssignVRIDs(vips []VIP, base, limit int) (Allocation, error) {
 		}
 		seen[a] = true
 		prefer[a] = v.Prefer
+		if v.Name != "" {
+			names[a] = v.Name
+		}
 		if v.Dev != "" && v.Dev != v.Interface {
 			dev[a] = v.Dev
 		}
@@ -215,10 +230,32 @@ func AssignVRIDs(vips []VIP, base, limit int) (Allocation, error) {
 			if err != nil {
 				return Allocation{}, err
 			}
+			if g.Name, err = groupName(g, names); err != nil {
+				return Allocation{}, err
+			}
+			if other, ok := named[g.Name]; ok && g.Name != "" {
+				return Allocation{}, fmt.Errorf("name %s: VRID %d and VRID %d both use it: an instance name names one virtual router; give each its own", g.Name, other, g.VRID)
+			}
+			named[g.Name] = g.VRID
 			out.Groups = append(out.Groups, g)
 		}
 	}
 	return out, nil
+}
+
+// groupName is the instance name a group's VIPs give it: one, or none.
+func groupName(g Group, names map[netip.Addr]string) (string, error) {
+	name := ""
+	for _, p := range g.VIPs {
+		switch n := names[p.Addr()]; {
+		case n == "" || n == name:
+		case name == "":
+			name = n
+		default:
+			return "", fmt.Errorf("VIPs of VRID %d are named %s and %s: one virtual router has one instance name; give them one name", g.VRID, name, n)
+		}
+	}
+	return name, nil
 }
 
 // newGroup completes a group with its VIPs' owner preference and dev

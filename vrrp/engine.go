@@ -22,6 +22,8 @@ type RouterSpec struct {
 	// the agent's first ("": the first); Stacks hands the router to that
 	// interface's Stack.
 	Interface string
+	// Name is the instance name its notify hooks hear ("": garpd_ipv4_51).
+	Name string
 }
 
 // V6 reports the router's address family.

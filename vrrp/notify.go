@@ -16,11 +16,17 @@ type StateChange struct {
 	// Fault says why the router is in FAULT (a check that tracks it, the
 	// link down, the node resigned).
 	Fault string
+	// Name is the router's instance name (RouterSpec.Name), "" for none.
+	Name string
 }
 
 // Instance is the instance name hooks see, as keepalived passes an
-// instance's name: garpd_ipv4_51.
+// instance's name: the router's own (a VIP's name:, kept from the
+// keepalived instance it came from), else garpd_ipv4_51.
 func (c StateChange) Instance() string {
+	if c.Name != "" {
+		return c.Name
+	}
 	name := "garpd_" + routerKey{v6: c.Router.V6, vrid: c.Router.VRID}.family() + "_" + strconv.Itoa(int(c.Router.VRID))
 	if c.Router.Interface != "" {
 		name += "_" + c.Router.Interface // as render names a second interface's instances
@@ -70,5 +76,6 @@ func (e *Engine) notify(k routerKey, r *router) {
 	for i, p := range r.spec.VIPs {
 		vips[i] = p.Addr().String()
 	}
-	e.deps.Notify(StateChange{Router: RouterID{VRID: k.vrid, V6: k.v6}, VIPs: vips, From: from, To: to, Priority: int(r.m.Priority()), Fault: why})
+	e.deps.Notify(StateChange{Router: RouterID{VRID: k.vrid, V6: k.v6, Interface: r.spec.Interface}, VIPs: vips, From: from, To: to,
+		Priority: int(r.m.Priority()), Fault: why, Name: r.spec.Name})
 }

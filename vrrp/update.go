@@ -122,6 +122,7 @@ func (e *Engine) update(specs []RouterSpec) error {
 				r.spec.Priority = nr.spec.Priority
 				e.transition(now, k, r, func(m *Machine) []Action { return m.SetPriority(now, nr.spec.Priority) })
 			}
+			r.spec.Name = nr.spec.Name // the hooks' instance name: no VRRP change
 			delete(scratch.routers, k)
 			continue
 		}

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,22 +30,42 @@ import (
 // GARPD_PRIORITY, GARPD_VRID, GARPD_FAMILY, GARPD_VIPS (comma-separated),
 // GARPD_INTERFACE and, in FAULT, GARPD_FAULT (why).
 type NotifyConfig struct {
-	Exec   []string `yaml:"exec" json:"exec,omitempty"`
-	Master []string `yaml:"master" json:"master,omitempty"`
-	Backup []string `yaml:"backup" json:"backup,omitempty"`
-	Fault  []string `yaml:"fault" json:"fault,omitempty"`
-	Stop   []string `yaml:"stop" json:"stop,omitempty"`
+	NotifyHooks `yaml:",inline"`
 	// Timeout bounds each run; at the timeout the hook is killed with its
 	// children. Default 10s.
 	Timeout time.Duration `yaml:"timeout" json:"timeout,omitempty"`
 	// ScriptUser is who the hooks run as (the config's top-level
 	// script_user, which exec checks share; see NewRunner).
 	ScriptUser string `yaml:"-" json:"-"`
+	// Instances are hooks of their own for the virtual routers of those
+	// instance names (a VIP's name:), in place of the common ones, as
+	// keepalived runs each instance's notify scripts; with this section's
+	// timeout and user.
+	Instances map[string]NotifyHooks `yaml:"instances" json:"instances,omitempty"`
 }
 
-// Enabled reports whether any hook is set.
+// NotifyHooks are the hooks themselves, each an argv.
+type NotifyHooks struct {
+	Exec   []string `yaml:"exec" json:"exec,omitempty"`
+	Master []string `yaml:"master" json:"master,omitempty"`
+	Backup []string `yaml:"backup" json:"backup,omitempty"`
+	Fault  []string `yaml:"fault" json:"fault,omitempty"`
+	Stop   []string `yaml:"stop" json:"stop,omitempty"`
+}
+
+// For is the hooks a router of instance name runs: its own, else the
+// common ones.
+func (c NotifyConfig) For(name string) NotifyConfig {
+	own, ok := c.Instances[name]
+	if !ok {
+		return c
+	}
+	return NotifyConfig{NotifyHooks: own, Timeout: c.Timeout, ScriptUser: c.ScriptUser}
+}
+
+// Enabled reports whether any hook is set, common or an instance's.
 func (c NotifyConfig) Enabled() bool {
-	return len(c.Exec)+len(c.Master)+len(c.Backup)+len(c.Fault)+len(c.Stop) > 0
+	return len(c.Exec)+len(c.Master)+len(c.Backup)+len(c.Fault)+len(c.Stop)+len(c.Instances) > 0
 }
 
 // NotifyHook is one set hook: its key and its argv.
@@ -53,7 +75,7 @@ type NotifyHook struct {
 }
 
 // Hooks lists the hooks that are set, in the order they run.
-func (c NotifyConfig) Hooks() []NotifyHook {
+func (c NotifyHooks) Hooks() []NotifyHook {
 	var out []NotifyHook
 	for _, h := range []NotifyHook{{"exec", c.Exec}, {"master", c.Master}, {"backup", c.Backup}, {"fault", c.Fault}, {"stop", c.Stop}} {
 		if len(h.Argv) > 0 {
@@ -63,10 +85,22 @@ func (c NotifyConfig) Hooks() []NotifyHook {
 	return out
 }
 
+// AllHooks lists every hook set: the common ones, then each instance's,
+// named by their keys (instances.NAME.exec).
+func (c NotifyConfig) AllHooks() []NotifyHook {
+	out := c.Hooks()
+	for _, name := range slices.Sorted(maps.Keys(c.Instances)) {
+		for _, h := range c.Instances[name].Hooks() {
+			out = append(out, NotifyHook{Name: "instances." + name + "." + h.Name, Argv: h.Argv})
+		}
+	}
+	return out
+}
+
 // Validate checks the section; errors start with the key they are about.
 func (c NotifyConfig) Validate() error {
 	var errs []error
-	for _, h := range c.Hooks() {
+	for _, h := range c.AllHooks() {
 		if !strings.HasPrefix(h.Argv[0], "/") {
 			errs = append(errs, fmt.Errorf("%s: %q: give the hook's absolute path (no shell runs it; for a shell line: [/bin/sh, -c, LINE])", h.Name, h.Argv[0]))
 		}
@@ -122,7 +156,7 @@ type Notifier struct {
 // StartNotifier runs the hooks of cfg for the routers of iface until Stop.
 func StartNotifier(cfg NotifyConfig, iface string, m NotifyMetrics, log zerolog.Logger) *Notifier {
 	n := &Notifier{cfg: cfg.withDefaults(), iface: iface, log: log, metrics: m, queue: make(chan vrrp.StateChange, notifyQueue), done: make(chan struct{})}
-	for _, h := range cfg.Hooks() {
+	for _, h := range cfg.AllHooks() {
 		// Not refused: the config may be checked on another host, and a
 		// hook installed later runs from then on.
 		if st, err := os.Stat(h.Argv[0]); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
@@ -202,7 +236,7 @@ func (n *Notifier) hooks(ctx context.Context, c vrrp.StateChange) {
 		"GARPD_PRIORITY=" + strconv.Itoa(c.Priority), "GARPD_VRID=" + strconv.Itoa(int(c.Router.VRID)),
 		"GARPD_FAMILY=" + c.Router.Family(), "GARPD_VIPS=" + strings.Join(c.VIPs, ","),
 		"GARPD_INTERFACE=" + cmp.Or(c.Router.Interface, n.iface), "GARPD_FAULT=" + c.Fault}
-	cfg := n.config()
+	cfg := n.config().For(c.Instance())
 	for _, h := range cfg.Hooks() {
 		switch {
 		case h.Name == "exec":

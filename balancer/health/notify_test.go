@@ -3,6 +3,7 @@ package health
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,7 +30,7 @@ func TestNotifierRunsHooks(t *testing.T) {
 	log := filepath.Join(dir, "log")
 	exec := writeHook(t, dir, "notify", `echo "$* $GARPD_VRID $GARPD_FAMILY $GARPD_VIPS $GARPD_PREVIOUS_STATE $GARPD_INTERFACE" >> `+log)
 	master := writeHook(t, dir, "master", `echo "master-hook $GARPD_INSTANCE" >> `+log)
-	n := StartNotifier(NotifyConfig{Exec: []string{exec, "extra"}, Master: []string{master}}, "eth0", NewNotifyMetrics(nil), zerolog.Nop())
+	n := StartNotifier(NotifyConfig{NotifyHooks: NotifyHooks{Exec: []string{exec, "extra"}, Master: []string{master}}}, "eth0", NewNotifyMetrics(nil), zerolog.Nop())
 	id := vrrp.RouterID{VRID: 51}
 	n.Notify(vrrp.StateChange{Router: id, VIPs: []string{"192.0.2.101"}, From: "INIT", To: "BACKUP", Priority: 100})
 	n.Notify(vrrp.StateChange{Router: id, VIPs: []string{"192.0.2.101"}, From: "BACKUP", To: "MASTER", Priority: 100})
@@ -48,6 +49,39 @@ func TestNotifierRunsHooks(t *testing.T) {
 	}
 }
 
+// A router with an instance name runs that instance's hooks, in place of
+// the common ones, and they hear its name; an instance listed without
+// hooks runs none (as a keepalived instance without notify scripts); the
+// others run the common ones.
+func TestNotifierRunsInstanceHooks(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "log")
+	common := writeHook(t, dir, "common", `echo "common $3 $GARPD_INSTANCE" >> `+log)
+	own := writeHook(t, dir, "own", `echo "own $2 $3 $GARPD_INSTANCE" >> `+log)
+	cfg := NotifyConfig{NotifyHooks: NotifyHooks{Exec: []string{common}}, Instances: map[string]NotifyHooks{"INT": {Exec: []string{own}}, "QUIET": {}}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	n := StartNotifier(cfg, "eth0", NewNotifyMetrics(nil), zerolog.Nop())
+	n.Notify(vrrp.StateChange{Router: vrrp.RouterID{VRID: 51}, Name: "INT", From: "INIT", To: "MASTER"})
+	n.Notify(vrrp.StateChange{Router: vrrp.RouterID{VRID: 52}, Name: "EXT", From: "INIT", To: "MASTER"})
+	n.Notify(vrrp.StateChange{Router: vrrp.RouterID{VRID: 53}, Name: "QUIET", From: "INIT", To: "MASTER"})
+	n.Notify(vrrp.StateChange{Router: vrrp.RouterID{VRID: 54}, From: "INIT", To: "MASTER"})
+	n.Stop()
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "own INT MASTER INT\ncommon MASTER EXT\ncommon MASTER garpd_ipv4_54\n"
+	if string(b) != want {
+		t.Fatalf("hooks wrote\n%s\nwant\n%s", b, want)
+	}
+	bad := NotifyConfig{Instances: map[string]NotifyHooks{"INT": {Exec: []string{"int.sh"}}}}
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "instances.INT.exec") {
+		t.Fatalf("a relative hook of an instance: %v", err)
+	}
+}
+
 // A hook that hangs never holds up Notify (the engine's side), is killed
 // at its timeout and counted; changes beyond the queue are dropped and
 // counted, not blocked on.
@@ -55,7 +89,7 @@ func TestNotifierHungHookBlocksNothing(t *testing.T) {
 	dir := t.TempDir()
 	hang := writeHook(t, dir, "hang", "sleep 60")
 	m := NewNotifyMetrics(nil)
-	n := StartNotifier(NotifyConfig{Exec: []string{hang}, Timeout: 200 * time.Millisecond}, "eth0", m, zerolog.Nop())
+	n := StartNotifier(NotifyConfig{NotifyHooks: NotifyHooks{Exec: []string{hang}}, Timeout: 200 * time.Millisecond}, "eth0", m, zerolog.Nop())
 	start := time.Now()
 	for range notifyQueue + 10 {
 		n.Notify(vrrp.StateChange{Router: vrrp.RouterID{VRID: 1}, To: "MASTER"})

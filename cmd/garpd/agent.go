@@ -502,7 +502,7 @@ func checkConfig(w io.Writer, path string, host bool) error {
 				}
 			}
 		}
-		for _, h := range l.cfg.Notify.Hooks() {
+		for _, h := range l.cfg.Notify.AllHooks() {
 			if err := health.Runnable(h.Argv[0]); err != nil {
 				errs = append(errs, fmt.Errorf("notify.%s: %w", h.Name, err))
 			}

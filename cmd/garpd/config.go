@@ -282,6 +282,15 @@ func newLoaded(c agentConfig, token []byte, offline bool) (*loaded, error) {
 	if l.alloc, err = balancer.AssignVRIDs(c.VIPs, c.VRRP.VRIDBase, 255); err != nil {
 		return nil, fmt.Errorf("vips: %w", err)
 	}
+	named := map[string]bool{}
+	for _, g := range l.alloc.Groups {
+		named[g.Name] = true
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Notify.Instances)) {
+		if !named[name] {
+			return nil, fmt.Errorf("notify.instances.%s: no VIP is named %s: give the VIPs of that instance name: %s", name, name, name)
+		}
+	}
 	if l.dynamic() {
 		// Everything starts as a backup of last resort; the controller
 		// raises this node's priorities to its ranks once it has settled.
@@ -651,8 +660,13 @@ func configKeys(t reflect.Type) (byType, paths map[string][]string) {
 		}
 		var keys []string
 		for f := range t.Fields() {
-			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 			if name == "-" || !f.IsExported() {
+				continue
+			}
+			if opts == "inline" { // its keys are this struct's
+				walk(f.Type, prefix, depth+1)
+				keys = append(keys, byType[f.Type.String()]...)
 				continue
 			}
 			name = cmp.Or(name, strings.ToLower(f.Name))

@@ -43,8 +43,10 @@ one that only connects to bash's /dev/tcp a tcp check; other scripts
 become exec checks. Each keeps its track_script weight (in the dynamic
 mode a soft check: the VIPs move to members where it passes) and, when
 only some instances track it, their VIPs; track_interface becomes
-track_interfaces. The notify scripts become
-notify hooks; script_user is kept. With --dynamic the same VIPs and VRIDs
+track_interfaces. Each VIP keeps its instance's name (name:), which its
+router's notify hooks hear; the notify scripts become notify hooks, each
+instance's own under notify.instances when they differ; script_user is
+kept. With --dynamic the same VIPs and VRIDs
 become one dynamic-mode config (no priorities: garpd balances them),
 joined over gossip; the nodes' unicast_src_ip addresses are the seeds.
 

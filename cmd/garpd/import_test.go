@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -581,8 +582,8 @@ vrrp_instance VI_2 {
 	}
 	l := checkImported(t, out)["two1"]
 	want := []vrrp.RouterSpec{
-		{VRID: 51, VIPs: mustPrefixes("192.0.2.101/32", "198.51.100.102/24"), Priority: 200},
-		{VRID: 51, VIPs: mustPrefixes("198.51.100.101/24"), Priority: 150, Interface: "eth1"},
+		{VRID: 51, VIPs: mustPrefixes("192.0.2.101/32", "198.51.100.102/24"), Priority: 200, Name: "VI_1"},
+		{VRID: 51, VIPs: mustPrefixes("198.51.100.101/24"), Priority: 150, Interface: "eth1", Name: "VI_2"},
 	}
 	if fmt.Sprint(l.routers) != fmt.Sprint(want) {
 		t.Errorf("static import: routers %+v, want %+v\n%s", l.routers, want, out[0].data)
@@ -718,6 +719,101 @@ func TestImportNamesEachFile(t *testing.T) {
 	for _, bad := range [][]string{{"lb1"}, {"lb1=/c/keepalived.conf"}, {"lb1=/a/keepalived.conf", "lb1=/b/keepalived.conf"}} {
 		if _, err := nodeNames(bad, paths); err == nil {
 			t.Errorf("--node %v accepted", bad)
+		}
+	}
+}
+
+// Per-instance notify scripts stay per instance: each instance's VIPs
+// carry its name, its hooks go under notify.instances, and a router's
+// hooks hear its instance's name. Rendered back, the instances keep their
+// names and scripts, so import → render → import is stable.
+func TestImportKeepsInstanceNamesAndHooks(t *testing.T) {
+	files := memFiles{"/ha/keepalived.conf": `global_defs {
+  router_id ha1
+  enable_script_security
+  script_user root
+}
+vrrp_instance INT {
+  state BACKUP
+  interface eth0
+  virtual_router_id 51
+  priority 150
+  virtual_ipaddress {
+    192.0.2.10/24
+  }
+  notify /etc/keepalived/int.sh
+}
+vrrp_instance EXT {
+  state BACKUP
+  interface eth0
+  virtual_router_id 52
+  priority 100
+  virtual_ipaddress {
+    192.0.2.11/24
+  }
+  notify_master "/etc/keepalived/ext.sh master"
+}
+vrrp_instance QUIET {
+  state BACKUP
+  interface eth0
+  virtual_router_id 53
+  priority 100
+  virtual_ipaddress {
+    192.0.2.12/24
+  }
+}
+`}
+	for _, dynamic := range []bool{false, true} {
+		out, notes, err := importKeepalived(files, []string{"/ha/keepalived.conf"}, importOptions{dynamic: dynamic, join: []string{"192.0.2.2:7946"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := notesText(notes); strings.Contains(n, "notify") {
+			t.Errorf("dynamic %v: notes about notify scripts, which are imported as they are:\n%s", dynamic, n)
+		}
+		l := checkImported(t, out)["ha1"]
+		names := map[uint8]string{}
+		for _, r := range l.routers {
+			names[r.VRID] = r.Name
+		}
+		if names[51] != "INT" || names[52] != "EXT" || names[53] != "QUIET" {
+			t.Errorf("dynamic %v: router names %v, want each instance's", dynamic, names)
+		}
+		n := l.cfg.Notify
+		if n.Enabled() && (len(n.Exec) > 0 || len(n.Master) > 0) {
+			t.Errorf("dynamic %v: common hooks %+v, want each instance's own", dynamic, n)
+		}
+		if got := n.For("INT").Exec; !slices.Equal(got, []string{"/etc/keepalived/int.sh"}) {
+			t.Errorf("dynamic %v: INT's exec hook %v", dynamic, got)
+		}
+		if got := n.For("EXT"); !slices.Equal(got.Master, []string{"/etc/keepalived/ext.sh", "master"}) || len(got.Exec) > 0 {
+			t.Errorf("dynamic %v: EXT's hooks %+v", dynamic, got)
+		}
+		if got := n.For("QUIET"); len(got.Hooks()) > 0 {
+			t.Errorf("dynamic %v: QUIET has no notify scripts in keepalived, hooks %+v here", dynamic, got.Hooks())
+		}
+		if dynamic {
+			continue
+		}
+		// Round trip: the rendered file names the instances as they were,
+		// each with its own scripts, and imports to the same routers.
+		rendered, _, err := renderKeepalived(l, "ha1.yaml", nil, latestKeepalived)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := string(rendered[0].data)
+		for _, want := range []string{"vrrp_instance INT {", "vrrp_instance EXT {", "vrrp_instance QUIET {", `notify "/etc/keepalived/int.sh"`, `notify_master "/etc/keepalived/ext.sh master"`} {
+			if !strings.Contains(text, want) {
+				t.Errorf("rendered file lacks %q:\n%s", want, text)
+			}
+		}
+		again, _, err := importKeepalived(memFiles{"/ha/keepalived.conf": text}, []string{"/ha/keepalived.conf"}, importOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l2 := checkImported(t, again)["ha1"]
+		if fmt.Sprint(l2.routers) != fmt.Sprint(l.routers) || !reflect.DeepEqual(l2.cfg.Notify.Instances, l.cfg.Notify.Instances) {
+			t.Errorf("import → render → import changed the routers or hooks:\n%+v\n%+v\n%+v\n%+v", l.routers, l2.routers, l.cfg.Notify, l2.cfg.Notify)
 		}
 	}
 }

@@ -218,7 +218,7 @@ func renderKeepalived(l *loaded, path string, names []string, target keepalivedV
 			vr.Source = nil // the config's source is its own node's address
 		}
 		conf := keepalived.Render(keepalived.Rendering{Node: node, Interface: c.Interface, VRRP: vr, GARP: c.GARP,
-			Routers: routers, Dev: l.dev(), Auth: auth, Checks: checks, Notify: renderNotify(c.Notify), ScriptUser: c.ScriptUser,
+			Routers: routers, Dev: l.dev(), Auth: auth, Checks: checks, Notify: renderNotify(c.Notify.NotifyHooks), InstanceNotify: renderInstanceNotify(c.Notify), ScriptUser: c.ScriptUser,
 			Comment: fmt.Sprintf("rendered by garpd render keepalived from %s (%s)", filepath.Base(path), mode)})
 		out = append(out, nodeFile{node: node, from: path, data: conf, secret: c.VRRP.AuthPass != "" || l.auth.Enabled()})
 	}
@@ -274,12 +274,21 @@ func shellJoin(argv []string) string {
 }
 
 // renderNotify are the notify hooks under keepalived's keys.
-func renderNotify(n health.NotifyConfig) map[string][]string {
+func renderNotify(n health.NotifyHooks) map[string][]string {
 	out := map[string][]string{}
 	for key, argv := range map[string][]string{"notify": n.Exec, "notify_master": n.Master, "notify_backup": n.Backup, "notify_fault": n.Fault, "notify_stop": n.Stop} {
 		if len(argv) > 0 {
 			out[key] = argv
 		}
+	}
+	return out
+}
+
+// renderInstanceNotify are the instances' own hooks, by instance name.
+func renderInstanceNotify(n health.NotifyConfig) map[string]map[string][]string {
+	out := map[string]map[string][]string{}
+	for name, own := range n.Instances {
+		out[name] = renderNotify(own)
 	}
 	return out
 }

@@ -497,7 +497,7 @@ func (cv *converter) vips() (*yaml.Node, ymap) {
 	prios := newMap()
 	for _, in := range c.Instances {
 		on := in.Interface.Text
-		if on != iface && cv.dynamic {
+		if !cv.imported(in) {
 			note(in.At, fmt.Sprintf("vrrp_instance %s runs on %s: the dynamic mode runs VRRP on %s only, so its VIPs are not imported; import it into a config of its own (a second agent) or use the static mode", in.Name, on, iface))
 			continue
 		}
@@ -506,6 +506,7 @@ func (cv *converter) vips() (*yaml.Node, ymap) {
 			item.n.Style = yaml.FlowStyle
 			item.set("address", v.Prefix.String(), "")
 			item.set("vrid", in.VRID, "")
+			item.set("name", in.Name, "")
 			if on != iface {
 				item.set("interface", on, "")
 			}
@@ -663,30 +664,71 @@ func (cv *converter) checks() *yaml.Node {
 	return checks
 }
 
-// notify is the notify section: the first instance's notify scripts (garpd
-// runs one set for every router), nil when no instance has any.
+// notify is the notify section, nil when no instance has notify scripts:
+// the scripts as common hooks when every instance has the same ones, else
+// each instance's under notify.instances, by its name (its VIPs carry it),
+// as keepalived runs each instance's own, with its name.
 func (cv *converter) notify() *ymap {
-	var first *Instance
+	var with []*Instance
+	same := true
 	for _, in := range cv.c.Instances {
-		if len(in.Notify) == 0 {
+		if !cv.imported(in) {
 			continue
 		}
-		if first == nil {
-			first = in
-			continue
+		if len(with) > 0 && !sameNotify(with[0], in) {
+			same = false
 		}
-		for k, v := range in.Notify {
-			if f := first.Notify[k]; f == nil || f.Text != v.Text {
-				cv.note(v.At, fmt.Sprintf("%s of %s differs from %s's: garpd runs one set of hooks for every router (GARPD_VRID and GARPD_VIPS tell them apart); %s's are imported", k, in.Name, first.Name, first.Name))
-			}
+		if len(in.Notify) > 0 {
+			with = append(with, in)
 		}
 	}
-	if first == nil {
+	if len(with) == 0 {
 		return nil
 	}
+	if same {
+		m := cv.hooks(with[0])
+		if len(m.n.Content) == 0 {
+			return nil
+		}
+		return &m
+	}
+	m, instances := newMap(), newMap()
+	for _, in := range with {
+		if h := cv.hooks(in); len(h.n.Content) > 0 {
+			instances.set(in.Name, h, "vrrp_instance "+in.Name+"'s own")
+		}
+	}
+	if len(instances.n.Content) == 0 {
+		return nil
+	}
+	m.set("instances", instances, "each instance's notify scripts, called with its name")
+	return &m
+}
+
+// sameNotify reports whether two instances have the same notify scripts.
+func sameNotify(a, b *Instance) bool {
+	if len(a.Notify) != len(b.Notify) {
+		return false
+	}
+	for k, v := range a.Notify {
+		if w := b.Notify[k]; w == nil || w.Text != v.Text {
+			return false
+		}
+	}
+	return true
+}
+
+// imported reports whether an instance's VIPs are imported: in the
+// dynamic mode, those on the agent's interface alone.
+func (cv *converter) imported(in *Instance) bool {
+	return !cv.dynamic || in.Interface.Text == cv.iface
+}
+
+// hooks are one instance's notify scripts as garpd's hooks.
+func (cv *converter) hooks(in *Instance) ymap {
 	m := newMap()
 	for _, k := range []string{"notify", "notify_master", "notify_backup", "notify_fault", "notify_stop"} {
-		v := first.Notify[k]
+		v := in.Notify[k]
 		if v == nil {
 			continue
 		}
@@ -698,10 +740,7 @@ func (cv *converter) notify() *ymap {
 		key := cmp.Or(strings.TrimPrefix(strings.TrimPrefix(k, "notify"), "_"), "exec")
 		m.set(key, argv, from(v.At, k))
 	}
-	if len(m.n.Content) == 0 {
-		return nil
-	}
-	return &m
+	return m
 }
 
 // authHMAC maps keepalived's auth_hmac block: the key forms are the same

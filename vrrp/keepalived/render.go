@@ -32,6 +32,9 @@ type Rendering struct {
 	// Notify are the notify scripts by keepalived's key (notify,
 	// notify_master, ...), each an argv.
 	Notify map[string][]string
+	// InstanceNotify are an instance's own notify scripts, by its name,
+	// in place of Notify.
+	InstanceNotify map[string]map[string][]string
 	// ScriptUser is who the scripts run as ("": root, as garpd's agent).
 	ScriptUser string
 	// Comment says where the rendering came from, on the file's first line.
@@ -89,7 +92,7 @@ func Render(r Rendering) []byte {
 	if r.GARP.Refresh > 0 && r.GARP.Schedule == "" {
 		fmt.Fprintf(&b, "    vrrp_garp_master_refresh %d\n", max(1, int(r.GARP.Refresh.Round(time.Second)/time.Second)))
 	}
-	if len(r.Notify) > 0 || slices.ContainsFunc(r.Checks, func(c Check) bool { return c.Script != "" }) {
+	if len(r.Notify) > 0 || len(r.InstanceNotify) > 0 || slices.ContainsFunc(r.Checks, func(c Check) bool { return c.Script != "" }) {
 		// keepalived refuses to run scripts without it; garpd runs its
 		// hooks and checks as script_user, or the agent's user, root.
 		fmt.Fprintf(&b, "    script_user %s\n    enable_script_security\n", cmp.Or(r.ScriptUser, "root"))
@@ -110,6 +113,13 @@ func Render(r Rendering) []byte {
 		iface, name := r.Interface, fmt.Sprintf("garpd_%s_%d", family, rt.VRID)
 		if rt.Interface != "" {
 			iface, name = rt.Interface, name+"_"+rt.Interface
+		}
+		notify := r.Notify
+		if rt.Name != "" { // the instance's own name: a round trip keeps it
+			name = rt.Name
+			if own, ok := r.InstanceNotify[rt.Name]; ok {
+				notify = own
+			}
 		}
 		fmt.Fprintf(&b, "\nvrrp_instance %s {\n    state BACKUP\n    interface %s\n    virtual_router_id %d\n    priority %d\n    advert_int %s\n",
 			name, iface, rt.VRID, rt.Priority, secondsText(c.AdvertInterval))
@@ -155,8 +165,8 @@ func Render(r Rendering) []byte {
 		}
 		b.WriteString("    }\n")
 		writeTracks(&b, r.Checks, rt)
-		for _, k := range slices.Sorted(maps.Keys(r.Notify)) {
-			fmt.Fprintf(&b, "    %s \"%s\"\n", k, strings.Join(r.Notify[k], " "))
+		for _, k := range slices.Sorted(maps.Keys(notify)) {
+			fmt.Fprintf(&b, "    %s \"%s\"\n", k, strings.Join(notify[k], " "))
 		}
 		b.WriteString("}\n")
 	}
