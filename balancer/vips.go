@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -355,7 +356,9 @@ func (l *VIPList) UnmarshalYAML(n *yaml.Node) error {
 // MaxRange caps a VIP range, so a typo cannot ask for millions of VIPs.
 const MaxRange = 65536
 
-// ParseRange expands "FIRST-LAST" (inclusive, one family) into host VIPs.
+// ParseRange expands "FIRST-LAST" (inclusive, one family) into host VIPs;
+// LAST may be an IPv4 address's last octet alone, as ipfailover writes
+// ranges (192.0.2.100-105).
 func ParseRange(s string) ([]netip.Prefix, error) {
 	a, b, ok := strings.Cut(strings.TrimSpace(s), "-")
 	if !ok {
@@ -363,6 +366,12 @@ func ParseRange(s string) ([]netip.Prefix, error) {
 	}
 	first, err1 := netip.ParseAddr(strings.TrimSpace(a))
 	last, err2 := netip.ParseAddr(strings.TrimSpace(b))
+	if octet, err := strconv.Atoi(strings.TrimSpace(b)); err == nil && err1 == nil && first.Is4() && octet >= 0 && octet <= 255 {
+		// ipfailover's OPENSHIFT_HA_VIRTUAL_IPS form: 192.0.2.100-105.
+		four := first.As4()
+		four[3] = byte(octet)
+		last, err2 = netip.AddrFrom4(four), nil
+	}
 	if err1 != nil || err2 != nil {
 		return nil, fmt.Errorf("range %q: both ends must be IP addresses", s)
 	}

@@ -184,12 +184,13 @@ func TestVIPListRanges(t *testing.T) {
 - 198.51.100.5-198.51.100.6/24
 - {address: 2001:db8::a-2001:db8::b, vrid: 9, prefer: n2}
 - {address: 2001:db8::1/64, vrid: 3}
+- 198.51.100.20-21
 `
 	if err := yaml.Unmarshal([]byte(doc), &l); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"192.0.2.1/32", "192.0.2.10/32", "192.0.2.11/32", "192.0.2.12/32", "198.51.100.5/24", "198.51.100.6/24",
-		"2001:db8::a/128", "2001:db8::b/128", "2001:db8::1/64"}
+		"2001:db8::a/128", "2001:db8::b/128", "2001:db8::1/64", "198.51.100.20/32", "198.51.100.21/32"}
 	if len(l) != len(want) {
 		t.Fatalf("%d VIPs, want %d: %+v", len(l), len(want), l)
 	}

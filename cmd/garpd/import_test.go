@@ -283,6 +283,11 @@ func TestImportActiveActiveV6(t *testing.T) {
 	if !slices.Equal(c.Gossip.Join, []string{"[2001:db8::11]:7946", "[2001:db8::13]:7946"}) {
 		t.Errorf("dynamic lb2: join %v, want the other nodes' unicast_src_ip", c.Gossip.Join)
 	}
+	// IPv6 seeds: gossip advertises an IPv6 address, which they answer,
+	// even on a host that has an IPv4 one too.
+	if c.Gossip.Advertise != "ipv6" {
+		t.Errorf("dynamic lb2: gossip.advertise %q with IPv6 seeds, want ipv6", c.Gossip.Advertise)
+	}
 	hc := c.Health.Checks
 	if len(hc) != 1 || hc[0].HTTP != "https://127.0.0.1:10250/healthz" || !hc[0].Insecure || hc[0].Interval != 2*time.Second ||
 		hc[0].Timeout != time.Second || hc[0].Fall != 3 || hc[0].Rise != 2 {

@@ -230,8 +230,25 @@ func gossipSection(n Node, all []Node, join []string) (ymap, error) {
 	default:
 		return gs, fmt.Errorf("%s: a multicast cluster imported with --dynamic: garpd nodes find each other by gossip, and the files name no peer addresses; give --join HOST:7946,... (every node's address), or use kubernetes.peers in place of gossip.join", n.File)
 	}
+	if len(join) == 0 && allIPv6(seeds) {
+		// Gossip advertises the interface's IPv4 address when it has one:
+		// seeds of IPv6 alone would never answer it.
+		gs.set("advertise", "ipv6", "the seeds are IPv6 addresses")
+	}
 	gs.set("secret_key_file", "/etc/garpd/gossip.key", "the same key on every node: head -c 32 /dev/urandom | base64")
 	return gs, nil
+}
+
+// allIPv6 reports whether every HOST:PORT of seeds, and at least one, has
+// an IPv6 host.
+func allIPv6(seeds []string) bool {
+	for _, s := range seeds {
+		host, _, err := net.SplitHostPort(s)
+		if a, perr := netip.ParseAddr(host); err != nil || perr != nil || !a.Is6() {
+			return false
+		}
+	}
+	return len(seeds) > 0
 }
 
 // converter holds one node's conversion: its config, its first instance
