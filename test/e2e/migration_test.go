@@ -129,16 +129,24 @@ func TestRollingMigrationFromKeepalived(t *testing.T) {
 	}
 	end := time.Now()
 
-	const advert = 100 * time.Millisecond
+	oneHolderThroughout(t, holders, begin, end, 100*time.Millisecond, "the migration")
+}
+
+// oneHolderThroughout checks a move's holder timeline: no VIP without a
+// holder for longer than two master-down intervals at a stretch (one
+// failover, with room), none with two for longer than two advert
+// intervals in all; and logs each VIP's figures.
+func oneHolderThroughout(t *testing.T, holders *lab.HolderTimeline, begin, end time.Time, advert time.Duration, what string) {
+	t.Helper()
 	failover := 3*advert + advert // master-down interval, with room for the skew
 	for a, s := range holders.Stats(begin, end) {
-		t.Logf("%s over the migration (%s): no holder %s in all (longest %s), two holders %s",
-			a, end.Sub(begin).Round(time.Second), s.NoHolder.Round(time.Millisecond), s.MaxNoHolder.Round(time.Millisecond), s.Multi.Round(time.Millisecond))
+		t.Logf("%s over %s (%s): no holder %s in all (longest %s), two holders %s",
+			a, what, end.Sub(begin).Round(time.Second), s.NoHolder.Round(time.Millisecond), s.MaxNoHolder.Round(time.Millisecond), s.Multi.Round(time.Millisecond))
 		if s.MaxNoHolder > 2*failover {
 			t.Errorf("%s had no holder for %s at a stretch: longer than a failover (%s)", a, s.MaxNoHolder, failover)
 		}
 		if s.Multi > 2*advert {
-			t.Errorf("%s had two holders for %s: longer than an advert interval", a, s.Multi)
+			t.Errorf("%s had two holders for %s: longer than two advert intervals", a, s.Multi)
 		}
 	}
 }

@@ -257,11 +257,25 @@ extraVolumeMounts: [{name: pki, mountPath: /etc/kubernetes/pki, readOnly: true}]
 		!strings.Contains(r, "mountPath: /etc/kubernetes/pki") {
 		t.Errorf("exec checks: want the -checks image, the scripts mounted at /etc/garpd-checks (0555) and the pki mount in:\n%s", r)
 	}
-	cmd := exec.Command(bins.Helm, "template", "garpd", chartDir(), "--set", "healthChecks.scripts.a=x")
-	home := t.TempDir()
-	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+home, "HELM_CONFIG_HOME="+home, "HELM_DATA_HOME="+home)
-	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "set image.flavor=checks") {
-		t.Errorf("scripts with the default image: %v, want a refusal that names image.flavor=checks:\n%s", err, out)
+	// Refused when the chart renders: scripts without the image that runs
+	// them; values the schema does not know or cannot be (a misspelt key,
+	// a VIP that is no address or range, a weight out of range).
+	for args, want := range map[string]string{
+		"healthChecks.scripts.a=x": "set image.flavor=checks",
+		"vip=192.0.2.1":            "vip",
+		"vips={192.0.2.1-x}":       "vips",
+		"healthChecks.presets[0].name=apiserver,healthChecks.presets[0].weight=-300": "weight",
+	} {
+		cmd := exec.Command(bins.Helm, "template", "garpd", chartDir(), "--set", args)
+		home := t.TempDir()
+		cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+home, "HELM_CONFIG_HOME="+home, "HELM_DATA_HOME="+home)
+		if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), want) {
+			t.Errorf("--set %s: %v, want a refusal that names %s:\n%s", args, err, want, out)
+		}
+	}
+	if r := helm(t, bins, "template", "garpd", chartDir(), "--set", "imagePullSecrets[0].name=regcred", "--set", "logFormat=console"); !strings.Contains(r, "imagePullSecrets:\n        - name: regcred") ||
+		!strings.Contains(agentConfig(t, r), "format: console") {
+		t.Errorf("imagePullSecrets and logFormat not rendered:\n%s", r)
 	}
 	if !strings.Contains(renders["openshift"], "kind: SecurityContextConstraints") || strings.Contains(renders["defaults"], "SecurityContextConstraints") {
 		t.Error("openshift: true does not switch the SCC on, or the defaults render one")

@@ -186,18 +186,7 @@ func moveShape(t *testing.T, shape deploymentShape) {
 	oneHolder("garpd on every node", 5*time.Second)
 	end := time.Now()
 
-	const advert = time.Second
-	failover := 3*advert + advert // master-down interval, with room for the skew
-	for a, s := range watch.Stats(begin, end) {
-		t.Logf("%s over the move (%s): no holder %s in all (longest %s), two holders %s",
-			a, end.Sub(begin).Round(time.Second), s.NoHolder.Round(time.Millisecond), s.MaxNoHolder.Round(time.Millisecond), s.Multi.Round(time.Millisecond))
-		if s.MaxNoHolder > 2*failover {
-			t.Errorf("%s had no holder for %s at a stretch: longer than a failover (%s)", a, s.MaxNoHolder, failover)
-		}
-		if s.Multi > 2*advert {
-			t.Errorf("%s had two holders for %s: longer than two advert intervals", a, s.Multi)
-		}
-	}
+	oneHolderThroughout(t, watch, begin, end, time.Second, "the move")
 }
 
 // holdersOnAnyLink returns, per VIP, the nodes that have it on any of
