@@ -231,21 +231,18 @@ func AssignVRIDs(vips []VIP, base, limit int) (Allocation, error) {
 			if err != nil {
 				return Allocation{}, err
 			}
-			if g.Name, err = groupName(g, names); err != nil {
+			if g.Name, err = groupName(g, names, named); err != nil {
 				return Allocation{}, err
 			}
-			if other, ok := named[g.Name]; ok && g.Name != "" {
-				return Allocation{}, fmt.Errorf("name %s: VRID %d and VRID %d both use it: an instance name names one virtual router; give each its own", g.Name, other, g.VRID)
-			}
-			named[g.Name] = g.VRID
 			out.Groups = append(out.Groups, g)
 		}
 	}
 	return out, nil
 }
 
-// groupName is the instance name a group's VIPs give it: one, or none.
-func groupName(g Group, names map[netip.Addr]string) (string, error) {
+// groupName is the instance name a group's VIPs give it: one, or none;
+// named records the VRID each name went to, so no two groups share one.
+func groupName(g Group, names map[netip.Addr]string, named map[string]int) (string, error) {
 	name := ""
 	for _, p := range g.VIPs {
 		switch n := names[p.Addr()]; {
@@ -256,6 +253,10 @@ func groupName(g Group, names map[netip.Addr]string) (string, error) {
 			return "", fmt.Errorf("VIPs of VRID %d are named %s and %s: one virtual router has one instance name; give them one name", g.VRID, name, n)
 		}
 	}
+	if other, ok := named[name]; ok && name != "" {
+		return "", fmt.Errorf("name %s: VRID %d and VRID %d both use it: an instance name names one virtual router; give each its own", name, other, g.VRID)
+	}
+	named[name] = g.VRID
 	return name, nil
 }
 

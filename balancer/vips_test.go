@@ -216,3 +216,30 @@ func TestVIPListRanges(t *testing.T) {
 		}
 	}
 }
+
+// A group's VIPs give it one instance name, which no other group shares.
+func TestAssignVRIDsNames(t *testing.T) {
+	named := func(s string, vrid int, name string) VIP { v := vip(s, vrid); v.Name = name; return v }
+	a, err := AssignVRIDs([]VIP{named("192.0.2.1", 5, "INT"), named("192.0.2.2", 5, ""), named("192.0.2.3", 6, "EXT"), vip("192.0.2.4", 0)}, 10, 255)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[int]string{}
+	for _, g := range a.Groups {
+		got[g.VRID] = g.Name
+		if g.Spec(100).Name != g.Name {
+			t.Fatalf("the router of VRID %d is not named %q", g.VRID, g.Name)
+		}
+	}
+	if got[5] != "INT" || got[6] != "EXT" || got[13] != "" {
+		t.Fatalf("names %v", got)
+	}
+	for vips, want := range map[string][]VIP{
+		"named INT and EXT":      {named("192.0.2.1", 5, "INT"), named("192.0.2.2", 5, "EXT")},
+		"VRID 5 and VRID 6 both": {named("192.0.2.1", 5, "INT"), named("192.0.2.2", 6, "INT")},
+	} {
+		if _, err := AssignVRIDs(want, 10, 255); err == nil || !strings.Contains(err.Error(), vips) {
+			t.Errorf("%v: %v, want an error with %q", want, err, vips)
+		}
+	}
+}
