@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -173,6 +174,9 @@ func parseConfigAs(raw []byte, offline bool) (*loaded, error) {
 	if err := c.resolveNode(); err != nil {
 		return nil, err
 	}
+	if err := c.expandCredentials(os.Getenv(credentialsDirEnv), offline); err != nil {
+		return nil, err
+	}
 	c.VRRP = c.VRRP.WithDefaults()
 	c.HTTP.Listen = cmp.Or(c.HTTP.Listen, "127.0.0.1:9496")
 	c.Control.Listen = cmp.Or(c.Control.Listen, defaultControlListen)
@@ -255,6 +259,43 @@ func parseConfigAs(raw []byte, offline bool) (*loaded, error) {
 	}
 
 	return newLoaded(c, token, offline)
+}
+
+// credentialsDirEnv is where systemd puts a unit's LoadCredential= files,
+// readable by the unit's user alone.
+const credentialsDirEnv = "CREDENTIALS_DIRECTORY"
+
+// expandCredentials writes the unit's credentials directory into the
+// secret files' paths that name it (${CREDENTIALS_DIRECTORY}/gossip.key),
+// so a key can stay root's file, mode 600, while the agent runs as the
+// garpd user. credDir is $CREDENTIALS_DIRECTORY; offline leaves such a
+// path as written when it is unset (the files are named, not read).
+func (c *agentConfig) expandCredentials(credDir string, offline bool) error {
+	var errs []error
+	for _, f := range []struct {
+		key  string
+		path *string
+	}{{"gossip.secret_key_file", &c.Gossip.SecretKeyFile}, {"control.token_file", &c.Control.TokenFile}} {
+		if !strings.Contains(*f.path, "$") {
+			continue
+		}
+		var bad []string
+		expanded := os.Expand(*f.path, func(name string) string {
+			if name != credentialsDirEnv {
+				bad = append(bad, "$"+name)
+			}
+			return credDir
+		})
+		switch {
+		case len(bad) > 0:
+			errs = append(errs, fmt.Errorf("%s: %q names %s: only ${%s} (systemd's LoadCredential=) is expanded; write the file's path", f.key, *f.path, strings.Join(bad, ", "), credentialsDirEnv))
+		case credDir != "":
+			*f.path = expanded
+		case !offline:
+			errs = append(errs, fmt.Errorf("%s: %q names ${%s}, which is unset: run garpd from its unit with LoadCredential=%s:/etc/garpd/%s (systemctl edit garpd), or write the file's path", f.key, *f.path, credentialsDirEnv, filepath.Base(*f.path), filepath.Base(*f.path)))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // resolveNode names the node when the config does not: in Kubernetes as

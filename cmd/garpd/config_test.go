@@ -701,3 +701,36 @@ func TestConfigVIPRanges(t *testing.T) {
 		t.Fatalf("a range overlapping another entry: %v, want an error naming 192.0.2.2", err)
 	}
 }
+
+// A secret file named under ${CREDENTIALS_DIRECTORY} is read from the
+// directory systemd's LoadCredential= gives the unit; unset, the agent
+// says how to give it one (offline it is named, not read), and no other
+// variable is expanded.
+func TestConfigCredentials(t *testing.T) {
+	dir := t.TempDir()
+	key := "bGFiLWtleS1sYWIta2V5LWxhYi1rZXktbGFiLWtleSE=\n"
+	if err := os.WriteFile(filepath.Join(dir, "gossip.key"), []byte(key), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	cfg := "interface: eth0\nvips: [192.0.2.101]\ngossip:\n  secret_key_file: ${CREDENTIALS_DIRECTORY}/gossip.key\n"
+
+	t.Setenv("CREDENTIALS_DIRECTORY", dir)
+	l, err := parseConfig([]byte(cfg))
+	if err != nil {
+		t.Fatalf("with the credentials directory set: %v", err)
+	}
+	if want := filepath.Join(dir, "gossip.key"); l.cfg.Gossip.SecretKeyFile != want || len(l.gossipKeys) != 1 {
+		t.Errorf("secret_key_file %q with %d keys, want %q and its key", l.cfg.Gossip.SecretKeyFile, len(l.gossipKeys), want)
+	}
+	if _, err := parseConfig([]byte(strings.ReplaceAll(cfg, "${CREDENTIALS_DIRECTORY}", "$HOME"))); err == nil || !strings.Contains(err.Error(), "only ${CREDENTIALS_DIRECTORY}") {
+		t.Errorf("$HOME in a path: %v", err)
+	}
+
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	if _, err := parseConfig([]byte(cfg)); err == nil || !strings.Contains(err.Error(), "LoadCredential=gossip.key:/etc/garpd/gossip.key") {
+		t.Errorf("without a credentials directory: %v", err)
+	}
+	if _, err := parseConfigAs([]byte(cfg), true); err != nil {
+		t.Errorf("offline, without a credentials directory: %v", err)
+	}
+}

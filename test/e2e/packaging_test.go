@@ -2,13 +2,16 @@ package e2e
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -283,8 +286,10 @@ extraVolumeMounts: [{name: pki, mountPath: /etc/kubernetes/pki, readOnly: true}]
 }
 
 // The systemd unit passes systemd-analyze verify (with the built binary
-// standing in for /usr/bin/garpd), grants only the two capabilities, and
-// of /proc/sys only the per-interface IPv4 settings use_vmac writes.
+// standing in for /usr/bin/garpd, and the LoadCredential= drop-in its
+// comment gives), runs as the garpd user with only the two capabilities,
+// and of /proc/sys writes only the per-interface IPv4 settings use_vmac
+// writes.
 func TestSystemdUnitVerifies(t *testing.T) {
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
@@ -299,13 +304,22 @@ func TestSystemdUnitVerifies(t *testing.T) {
 	}
 	for _, want := range []string{"CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW\n", "AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW\n",
 		"NoNewPrivileges=yes\n", "ProtectSystem=strict\n", "StateDirectory=garpd\n", "ExecReload=/bin/kill -HUP $MAINPID\n", "Restart=on-failure\n",
-		"ProtectKernelTunables=yes\n", "ReadWritePaths=/proc/sys/net/ipv4/conf\n", "Type=notify\n", "WatchdogSec=10s\n", "RuntimeDirectory=garpd\n"} {
+		"ProtectKernelTunables=yes\n", "ReadWritePaths=/proc/sys/net/ipv4/conf\n", "Type=notify\n", "WatchdogSec=10s\n", "RuntimeDirectory=garpd\n",
+		"User=garpd\n", "\n#   LoadCredential=gossip.key:/etc/garpd/gossip.key\n"} {
 		if !strings.Contains(string(raw), want) {
 			t.Errorf("the unit lacks %q", strings.TrimSpace(want))
 		}
 	}
 	unit := filepath.Join(t.TempDir(), "garpd.service")
 	if err := os.WriteFile(unit, bytes.ReplaceAll(raw, []byte("/usr/bin/garpd"), []byte(garpdBin)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// With the drop-in the unit's comment gives for the gossip key.
+	dropIn := filepath.Join(filepath.Dir(unit), "garpd.service.d")
+	if err := os.Mkdir(dropIn, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dropIn, "credentials.conf"), []byte("[Service]\nLoadCredential=gossip.key:/etc/garpd/gossip.key\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command(analyze, "verify", unit).CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
@@ -351,6 +365,14 @@ func TestDebianPackage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A gossip key from before the unit ran as garpd: root's, mode 600.
+	oldKey := filepath.Join(root, "etc/garpd/gossip.key")
+	if err := os.MkdirAll(filepath.Dir(oldKey), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(oldKey, []byte("bGFiLWtleS1sYWIta2V5LWxhYi1rZXktbGFiLWtleSE=\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	before := treeOf(t, root)
 	dpkg := func(args ...string) {
 		t.Helper()
@@ -368,9 +390,24 @@ func TestDebianPackage(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(root, "etc/passwd")); !strings.Contains(string(b), "garpd:x:") {
 		t.Errorf("no garpd system user:\n%s", b)
 	}
-	if st, err := os.Stat(filepath.Join(root, "var/lib/garpd")); err != nil || st.Mode().Perm() != 0o700 {
-		t.Errorf("the state directory: %v, %v; want mode 0700", st, err)
+	gid := accountID(t, filepath.Join(root, "etc/group"), "garpd")
+	uid := accountID(t, filepath.Join(root, "etc/passwd"), "garpd")
+	owned := func(rel string, wantUID uint32, want os.FileMode) {
+		t.Helper()
+		st, err := os.Stat(filepath.Join(root, rel))
+		if err != nil {
+			t.Errorf("%s: %v", rel, err)
+			return
+		}
+		sys := st.Sys().(*syscall.Stat_t)
+		if sys.Uid != wantUID || sys.Gid != gid || st.Mode().Perm() != want {
+			t.Errorf("%s: uid %d gid %d mode %o; want uid %d, gid %d (garpd), mode %o", rel, sys.Uid, sys.Gid, st.Mode().Perm(), wantUID, gid, want)
+		}
 	}
+	// The unit's User=garpd reads the config and the old key, nobody else.
+	owned("var/lib/garpd", uid, 0o700)
+	owned("etc/garpd/garpd.yaml", 0, 0o640)
+	owned("etc/garpd/gossip.key", 0, 0o640)
 	cfg := filepath.Join(root, "etc/garpd/garpd.yaml")
 	if out, err := exec.Command(filepath.Join(root, "usr/bin/garpd"), "agent", "--check", "--offline", "--config", cfg).CombinedOutput(); err == nil || !strings.Contains(string(out), "vips: required") {
 		t.Errorf("the installed config passes --check (%v), so the unit would start garpd on it:\n%s", err, out)
@@ -406,6 +443,26 @@ func TestDebianPackage(t *testing.T) {
 	}
 }
 
+// accountID is name's uid or gid in an /etc/passwd or /etc/group file.
+func accountID(t *testing.T, file, name string) uint32 {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Split(line, ":"); len(f) > 2 && f[0] == name {
+			id, err := strconv.ParseUint(f[2], 10, 32)
+			if err != nil {
+				t.Fatalf("%s: %q", file, line)
+			}
+			return uint32(id)
+		}
+	}
+	t.Fatalf("%s has no %s", file, name)
+	return 0
+}
+
 // treeOf lists every path under root, relative to it.
 func treeOf(t *testing.T, root string) map[string]bool {
 	t.Helper()
@@ -424,17 +481,46 @@ func treeOf(t *testing.T, root string) map[string]bool {
 	return out
 }
 
-// Run as the unit runs it (Type=notify, WatchdogSec): the agent says
-// READY=1 once its routers run and gossip has found the cluster, then
-// feeds the watchdog at least every WatchdogSec/2 (4 s here).
+// Run as the unit runs it: Type=notify and WatchdogSec, and as a user
+// that is not root with the unit's two ambient capabilities and its
+// gossip key from a LoadCredential= directory. The agent says READY=1
+// once its routers run and gossip has found the cluster, feeds the
+// watchdog at least every WatchdogSec/2 (4 s here), and holds its share
+// of the VIPs in the router's table: NET_ADMIN and NET_RAW are all it
+// needs.
 func TestSystemdNotify(t *testing.T) {
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("skipping: no setpriv (util-linux) to drop root as systemd's User= does")
+	}
 	l := newLab(t, 2)
-	sock := filepath.Join(l.Dir, "notify.sock")
+	// The unit's user: nobody, reaching only what systemd gives it.
+	const uid = 65534
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(dir, "garpd")
+	if b, err := os.ReadFile(garpdBin); err != nil || os.WriteFile(bin, b, 0o755) != nil {
+		t.Fatalf("copy garpd: %v", err)
+	}
+	creds := filepath.Join(dir, "credentials")
+	key, _ := os.ReadFile(labKey(l))
+	if err := errors.Join(os.Mkdir(creds, 0o500), os.WriteFile(filepath.Join(creds, "gossip.key"), key, 0o400),
+		os.Chown(filepath.Join(creds, "gossip.key"), uid, uid), os.Chown(creds, uid, uid)); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "notify.sock")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
+	if err := os.Chmod(sock, 0o666); err != nil {
+		t.Fatal(err)
+	}
 	type msg struct {
 		text string
 		at   time.Time
@@ -454,12 +540,17 @@ func TestSystemdNotify(t *testing.T) {
 	if _, err := n2.StartGarpd(garpdBin, dynConfig(l, "n2", vips3, "")); err != nil {
 		t.Fatal(err)
 	}
-	if err := n1.WriteGarpdConfig(dynConfig(l, "n1", vips3, "")); err != nil {
+	cfg := filepath.Join(dir, "n1-garpd.yaml")
+	text := lab.WithLoopbackControl(strings.Replace(dynConfig(l, "n1", vips3, ""), labKey(l), "${CREDENTIALS_DIRECTORY}/gossip.key", 1))
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if _, err := l.Start(n1.NS, "n1-garpd", "env", "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=8000000",
-		garpdBin, "agent", "--config", n1.GarpdConfigPath()); err != nil {
+	p, err := l.Start(n1.NS, "n1-garpd", setpriv, fmt.Sprintf("--reuid=%d", uid), fmt.Sprintf("--regid=%d", uid), "--clear-groups",
+		"--inh-caps=-all,+net_admin,+net_raw", "--ambient-caps=-all,+net_admin,+net_raw", "--bounding-set=-all,+net_admin,+net_raw", "--no-new-privs",
+		"env", "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=8000000", "CREDENTIALS_DIRECTORY="+creds,
+		bin, "agent", "--config", cfg)
+	if err != nil {
 		t.Fatal(err)
 	}
 	var ready time.Time
@@ -493,6 +584,14 @@ func TestSystemdNotify(t *testing.T) {
 			t.Errorf("the watchdog went %s unfed, more than WatchdogSec/2", gap)
 		}
 	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Cmd.Process.Pid))
+	if err != nil || !strings.Contains(string(status), fmt.Sprintf("\nUid:\t%d\t%d\t%d\t%d\n", uid, uid, uid, uid)) {
+		t.Fatalf("the agent does not run as uid %d: %v\n%s", uid, err, status)
+	}
+	waitFor(t, 30*time.Second, "the router to reach both nodes' VIPs", func() (bool, string) {
+		c, all := spread(t, l, vips3)
+		return all && c["n1"] > 0 && c["n2"] > 0, fmt.Sprint(c)
+	})
 }
 
 // The arm64 build runs: the binary of make release under qemu-user says
