@@ -102,7 +102,7 @@ release: pkgtools
 
 manifests:
 	@test -x $(KUBE_DIR)/helm || $(MAKE) kube-tools
-	{ cat $(MANIFEST_HEADER); $(KUBE_DIR)/helm template garpd deploy/helm/garpd --namespace garpd \
+	{ cat $(MANIFEST_HEADER); $(KUBE_DIR)/helm template garpd deploy/helm/garpd --namespace garpd --set 'vips={192.0.2.101,192.0.2.102,192.0.2.103}' \
 	    --set gossip.key.existingSecret=garpd-gossip-key; } > deploy/kubernetes/garpd.yaml
 
 # The built-in lab, dynamic mode: 3 nodes share 6 VIPs 2/2/2; kill one,

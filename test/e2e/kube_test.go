@@ -46,7 +46,7 @@ func startKube(t *testing.T, l *lab.Lab) *lab.Kube {
 	if _, err := k.Kubectl("create", "namespace", "garpd"); err != nil {
 		t.Fatal(err)
 	}
-	rbac := helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd",
+	rbac := helmChart(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd",
 		"--show-only", "templates/serviceaccount.yaml", "--show-only", "templates/rbac.yaml")
 	kubeApply(t, l, k, "rbac", rbac)
 	return k
@@ -419,7 +419,7 @@ func TestChartKeepsTheGossipKey(t *testing.T) {
 	online := func() (secret, checksum string) {
 		t.Helper()
 		out, err := lab.Exec(l.Router, "env", "HELM_CACHE_HOME="+home, "HELM_CONFIG_HOME="+home, "HELM_DATA_HOME="+home,
-			bins.Helm, "template", "garpd", chartDir(), "--namespace", "garpd", "--dry-run=server", "--kubeconfig", k.Admin,
+			bins.Helm, "template", "garpd", chartDir(), "-f", docVIPsValues(t), "--namespace", "garpd", "--dry-run=server", "--kubeconfig", k.Admin,
 			"--show-only", "templates/secret.yaml", "--show-only", "templates/daemonset.yaml")
 		if err != nil {
 			t.Fatal(err)
@@ -463,13 +463,13 @@ func TestChartKeepsTheGossipKey(t *testing.T) {
 		t.Fatalf("after a key change the render holds %q with checksum %s, want the new key and its checksum (pods roll)", key3, check3)
 	}
 
-	offline := helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd")
+	offline := helmChart(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd")
 	for _, d := range documents(t, offline) {
 		if d["kind"] == "Secret" {
 			t.Fatalf("helm template renders a Secret it cannot know: %v", d["metadata"])
 		}
 	}
-	if again := helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd"); again != offline {
+	if again := helmChart(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd"); again != offline {
 		t.Fatal("two offline renderings differ")
 	}
 	if !strings.Contains(offline, "create secret generic garpd-gossip-key") {

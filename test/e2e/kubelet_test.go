@@ -161,6 +161,7 @@ func TestStaticPodOnKubelet(t *testing.T) {
 	if names, err := kl.RunningContainers(); err != nil || !slices.Contains(names, "garpd") {
 		t.Fatalf("containerd runs %v (%v), want the pod's garpd", names, err)
 	}
+	assertConfined(t, kl, "garpd")
 	removed := time.Now()
 	if err := os.Remove(podPath); err != nil {
 		t.Fatal(err)
@@ -186,6 +187,42 @@ func TestStaticPodOnKubelet(t *testing.T) {
 	}
 	if c, all := spread(t, l, vips); !all || c["n1"] != 0 {
 		t.Errorf("after the pod stopped the router maps the VIPs %v, want all on n2 and n3", c)
+	}
+}
+
+// assertConfined checks what the kernel confines the running container
+// with, as the manifest asks: the runtime's default seccomp filter
+// (seccompProfile RuntimeDefault), a read-only root, no privilege
+// escalation, and NET_ADMIN and NET_RAW as its only capabilities.
+func assertConfined(t *testing.T, kl *lab.Kubelet, container string) {
+	t.Helper()
+	pids, err := kl.ContainerPIDs(container)
+	if err != nil || len(pids) == 0 {
+		t.Fatalf("the %s container's processes: %v %v", container, pids, err)
+	}
+	for _, pid := range pids {
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			t.Fatalf("pid %d of %s: %v", pid, container, err)
+		}
+		for _, want := range []string{"\nSeccomp:\t2\n", "\nNoNewPrivs:\t1\n", "\nCapEff:\t0000000000003000\n", "\nCapBnd:\t0000000000003000\n"} {
+			if !strings.Contains(string(status), want) {
+				t.Errorf("pid %d of %s lacks %q:\n%s", pid, container, strings.TrimSpace(want), status)
+			}
+		}
+		mounts, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rootRO := false
+		for _, line := range strings.Split(string(mounts), "\n") {
+			if f := strings.Fields(line); len(f) > 5 && f[4] == "/" {
+				rootRO = slices.Contains(strings.Split(f[5], ","), "ro") // the last mount on / is the one seen
+			}
+		}
+		if !rootRO {
+			t.Errorf("pid %d of %s: its root is writable:\n%s", pid, container, mounts)
+		}
 	}
 }
 
@@ -281,6 +318,7 @@ func TestChartOnKubelet(t *testing.T) {
 	t.Logf("1/1/1 on the router %s after the direct agents started", d.Round(10*time.Millisecond))
 	waitSettledSeenBy(t, l, 3, "n2", "n3")
 	waitLivenessProbed(t, kl, first)
+	assertConfined(t, kl, "garpd")
 	controlOnlyInPod(t, kl, n1, l.Node("n2"), "/var/lib/kubelet/pods/*/volumes/kubernetes.io~empty-dir/run/control.sock")
 	neigh, err := l.Neighbours()
 	if err != nil {

@@ -55,6 +55,24 @@ func helm(t *testing.T, bins lab.KubeBinaries, args ...string) string {
 	return out.String()
 }
 
+// docVIPsValues is a values file with the chart's one required value,
+// documentation addresses, for renders about something else. Given first,
+// a later -f or --set of vips replaces it.
+func docVIPsValues(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "doc-vips.yaml")
+	if err := os.WriteFile(path, []byte("vips: [192.0.2.101, 192.0.2.102, 192.0.2.103]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// helmChart is helm VERB with the documentation VIPs, then args.
+func helmChart(t *testing.T, bins lab.KubeBinaries, verb string, args ...string) string {
+	t.Helper()
+	return helm(t, bins, append([]string{verb, "-f", docVIPsValues(t)}, args...)...)
+}
+
 // renderManifest is what `make manifests` writes.
 func renderManifest(t *testing.T, bins lab.KubeBinaries) string {
 	t.Helper()
@@ -62,7 +80,7 @@ func renderManifest(t *testing.T, bins lab.KubeBinaries) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(header) + helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd",
+	return string(header) + helmChart(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd",
 		"--set", "gossip.key.existingSecret=garpd-gossip-key")
 }
 
@@ -154,8 +172,8 @@ func TestHelmChart(t *testing.T) {
 	l := newLab(t, 1)
 	k := startKube(t, l)
 	bins := kubeBins
-	helm(t, bins, "lint", "--strict", chartDir())
-	helm(t, bins, "lint", "--strict", chartDir(), "--set", "openshift=true", "--set", "serviceMonitor.enabled=true",
+	helmChart(t, bins, "lint", "--strict", chartDir())
+	helmChart(t, bins, "lint", "--strict", chartDir(), "--set", "openshift=true", "--set", "serviceMonitor.enabled=true",
 		"--set", "prometheusRule.enabled=true", "--set", "http.listen=0.0.0.0:9496", "--set", "healthChecks.presets={ingress,kubelet,apiserver,openshift-router}")
 	minimal := filepath.Join(l.Dir, "minimal-values.yaml")
 	if err := os.WriteFile(minimal, []byte("interface: ens3\nvips: [198.51.100.10, 2001:db8::10]\n"), 0o644); err != nil {
@@ -191,20 +209,20 @@ extraVolumeMounts: [{name: pki, mountPath: /etc/kubernetes/pki, readOnly: true}]
 		}
 	}
 	renders := map[string]string{
-		"defaults":       helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd"),
-		"openshift":      helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "--set", "openshift=true"),
-		"minimal values": helm(t, bins, "template", "edge", chartDir(), "--namespace", "garpd", "-f", minimal),
-		"monitoring": helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "--set", "serviceMonitor.enabled=true",
+		"defaults":       helmChart(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd"),
+		"openshift":      helmChart(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "--set", "openshift=true"),
+		"minimal values": helmChart(t, bins, "template", "edge", chartDir(), "--namespace", "garpd", "-f", minimal),
+		"monitoring": helmChart(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "--set", "serviceMonitor.enabled=true",
 			"--set", "prometheusRule.enabled=true", "--set", "http.listen=0.0.0.0:9496"),
 		"plain manifest":  renderManifest(t, bins),
-		"IPv6-only nodes": helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "-f", ipv6Only),
-		"exec checks":     helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "-f", execChecks),
-		"per-check timings": helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "--set", "healthChecks.presets[0].name=kubelet",
+		"IPv6-only nodes": helmChart(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "-f", ipv6Only),
+		"exec checks":     helmChart(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "-f", execChecks),
+		"per-check timings": helmChart(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "--set", "healthChecks.presets[0].name=kubelet",
 			"--set", "healthChecks.presets[0].interval=3s", "--set", "healthChecks.presets[0].fall=10", "--set", "healthChecks.presets[1]=ingress"),
 		// keepalived's "weight -40 while the API is unreachable": a soft
 		// check, which the dynamic mode takes (issue 37 item 3).
-		"VIP range": helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "--set", "vips={192.0.2.110-192.0.2.119,2001:db8::10-2001:db8::11}"),
-		"soft check": helm(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "--set", "healthChecks.presets[0].name=apiserver",
+		"VIP range": helmChart(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "--set", "vips={192.0.2.110-192.0.2.119,2001:db8::10-2001:db8::11}"),
+		"soft check": helmChart(t, bins, "template", "garpd", chartDir(), "--namespace", "garpd", "--set", "healthChecks.presets[0].name=apiserver",
 			"--set", "healthChecks.presets[0].weight=-40"),
 	}
 	key := labKey(l)
@@ -268,20 +286,39 @@ extraVolumeMounts: [{name: pki, mountPath: /etc/kubernetes/pki, readOnly: true}]
 		"vip=192.0.2.1":            "vip",
 		"vips={192.0.2.1-x}":       "vips",
 		"healthChecks.presets[0].name=apiserver,healthChecks.presets[0].weight=-300": "weight",
+		"": "vips: list at least one virtual IP", // no VIPs: the chart has no default
 	} {
-		cmd := exec.Command(bins.Helm, "template", "garpd", chartDir(), "--set", args)
+		cmd := exec.Command(bins.Helm, "template", "garpd", chartDir())
+		if args != "" {
+			cmd.Args = append(cmd.Args, "-f", docVIPsValues(t), "--set", args)
+		}
 		home := t.TempDir()
 		cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+home, "HELM_CONFIG_HOME="+home, "HELM_DATA_HOME="+home)
 		if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), want) {
 			t.Errorf("--set %s: %v, want a refusal that names %s:\n%s", args, err, want, out)
 		}
 	}
-	if r := helm(t, bins, "template", "garpd", chartDir(), "--set", "imagePullSecrets[0].name=regcred", "--set", "logFormat=console"); !strings.Contains(r, "imagePullSecrets:\n        - name: regcred") ||
+	if r := helmChart(t, bins, "template", "garpd", chartDir(), "--set", "imagePullSecrets[0].name=regcred", "--set", "logFormat=console"); !strings.Contains(r, "imagePullSecrets:\n        - name: regcred") ||
 		!strings.Contains(agentConfig(t, r), "format: console") {
 		t.Errorf("imagePullSecrets and logFormat not rendered:\n%s", r)
 	}
 	if !strings.Contains(renders["openshift"], "kind: SecurityContextConstraints") || strings.Contains(renders["defaults"], "SecurityContextConstraints") {
 		t.Error("openshift: true does not switch the SCC on, or the defaults render one")
+	}
+	// The SCC admits a host path only when extraVolumes mounts one, as the
+	// exec checks example does; every pod gets the runtime's seccomp filter.
+	scc := func(r string) string { return r[strings.Index(r, "kind: SecurityContextConstraints"):] }
+	withHostPath := helmChart(t, bins, "template", "garpd", chartDir(), "--set", "openshift=true", "-f", execChecks)
+	if s := scc(withHostPath); !strings.Contains(s, "allowHostDirVolumePlugin: true") || !strings.Contains(s, ", hostPath]") {
+		t.Errorf("openshift with the exec checks example: the SCC does not admit its hostPath volume:\n%s", s)
+	}
+	if s := scc(renders["openshift"]); !strings.Contains(s, "allowHostDirVolumePlugin: false") || strings.Contains(s, "hostPath") || !strings.Contains(s, "seccompProfiles: [runtime/default]") {
+		t.Errorf("openshift: the SCC admits host paths without extraVolumes, or no seccomp profile:\n%s", s)
+	}
+	for name, r := range renders {
+		if !strings.Contains(r, "seccompProfile: {type: RuntimeDefault}") {
+			t.Errorf("%s: the pod has no seccompProfile RuntimeDefault", name)
+		}
 	}
 }
 

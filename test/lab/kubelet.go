@@ -359,11 +359,47 @@ func (k *Kubelet) waitContainerd() error {
 
 // RunningContainers lists the names of the containers running on the node.
 func (k *Kubelet) RunningContainers() ([]string, error) {
-	out, err := k.Ctr("containers", "list", "--quiet")
+	tasks, err := k.runningTasks()
 	if err != nil {
 		return nil, err
 	}
 	var names []string
+	for _, t := range tasks {
+		names = append(names, t.name)
+	}
+	return names, nil
+}
+
+// ContainerPIDs lists the host PIDs of the processes of the running
+// containers named name (Kubernetes' container name), to read what the
+// kernel confines them with under /proc.
+func (k *Kubelet) ContainerPIDs(name string) ([]int, error) {
+	tasks, err := k.runningTasks()
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, t := range tasks {
+		if t.name == name {
+			pids = append(pids, t.pids...)
+		}
+	}
+	return pids, nil
+}
+
+type runningTask struct {
+	name string
+	pids []int
+}
+
+// runningTasks is every running container: its Kubernetes name and the
+// PIDs of its processes.
+func (k *Kubelet) runningTasks() ([]runningTask, error) {
+	out, err := k.Ctr("containers", "list", "--quiet")
+	if err != nil {
+		return nil, err
+	}
+	var tasks []runningTask
 	for _, id := range strings.Fields(out) {
 		info, err := k.Ctr("tasks", "ps", id)
 		if err != nil || !strings.Contains(info, "PID") {
@@ -373,12 +409,22 @@ func (k *Kubelet) RunningContainers() ([]string, error) {
 		if err != nil {
 			continue
 		}
-		if i := strings.Index(labels, `"io.kubernetes.container.name": "`); i >= 0 {
-			rest := labels[i+len(`"io.kubernetes.container.name": "`):]
-			names = append(names, rest[:strings.IndexByte(rest, '"')])
+		i := strings.Index(labels, `"io.kubernetes.container.name": "`)
+		if i < 0 {
+			continue
 		}
+		rest := labels[i+len(`"io.kubernetes.container.name": "`):]
+		t := runningTask{name: rest[:strings.IndexByte(rest, '"')]}
+		for _, line := range strings.Split(info, "\n") {
+			if f := strings.Fields(line); len(f) > 0 {
+				if pid, err := strconv.Atoi(f[0]); err == nil {
+					t.pids = append(t.pids, pid)
+				}
+			}
+		}
+		tasks = append(tasks, t)
 	}
-	return names, nil
+	return tasks, nil
 }
 
 // ProbeResults counts the kubelet's probe results for a pod's container
