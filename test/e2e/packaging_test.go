@@ -298,6 +298,16 @@ extraVolumeMounts: [{name: pki, mountPath: /etc/kubernetes/pki, readOnly: true}]
 			t.Errorf("--set %s: %v, want a refusal that names %s:\n%s", args, err, want, out)
 		}
 	}
+	// helm lint of a values file with a misspelt key and a bad VIP names both.
+	badValues := filepath.Join(l.Dir, "bad-values.yaml")
+	if err := os.WriteFile(badValues, []byte("vips: [192.0.2.1-x]\nintrface: eth1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lint := exec.Command(bins.Helm, "lint", "--strict", chartDir(), "-f", badValues)
+	lint.Env = append(os.Environ(), "HELM_CACHE_HOME="+l.Dir, "HELM_CONFIG_HOME="+l.Dir, "HELM_DATA_HOME="+l.Dir)
+	if out, err := lint.CombinedOutput(); err == nil || !strings.Contains(string(out), "'intrface' not allowed") || !strings.Contains(string(out), "'192.0.2.1-x' does not match") {
+		t.Errorf("helm lint of a misspelt key and a bad VIP: %v, want both named:\n%s", err, out)
+	}
 	if r := helmChart(t, bins, "template", "garpd", chartDir(), "--set", "imagePullSecrets[0].name=regcred", "--set", "logFormat=console"); !strings.Contains(r, "imagePullSecrets:\n        - name: regcred") ||
 		!strings.Contains(agentConfig(t, r), "format: console") {
 		t.Errorf("imagePullSecrets and logFormat not rendered:\n%s", r)
