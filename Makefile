@@ -11,7 +11,7 @@ TESTFLAGS ?= -count=1 -timeout 40m -p 1
 # Unit-tested packages: everything but the lab.
 UNITPKGS   = $(shell $(GO) list ./... | grep -v /test/)
 
-.PHONY: all build test unit e2e faults bench kube-tools manifests demo demo-static fuzz lint deps clean deb pkgtools release
+.PHONY: all build test unit e2e faults bench kube-tools manifests demo demo-static fuzz lint deps clean deb pkgtools release images
 
 all: build
 
@@ -99,6 +99,30 @@ release: pkgtools
 	  VERSION=$(DEBVERSION) GOARCH=$$a $(PKG_DIR)/nfpm package --config deploy/deb/nfpm.yaml --packager deb --target $(DIST)/ || exit 1; \
 	done
 	cd $(DIST) && sha256sum garpd-linux-* garpd_*.deb > SHA256SUMS
+
+# The image for each of $(ARCHES), from one build, as one manifest list
+# $(IMAGE) in buildah's storage: make release's static binary and SBOM of
+# that architecture on $(BASE) (the Dockerfile's prebuilt stage), so the
+# image's /usr/bin/garpd is the file SHA256SUMS lists and its SBOM is the
+# one beside it. A release (RELEASE=1) pins the base by digest; the lab
+# builds offline on a local base. BUILDAH runs buildah (the tests give it
+# a storage of their own). Push: buildah manifest push --all IMAGE docker://IMAGE.
+IMAGE   ?= ghcr.io/garpd/garpd:$(VERSION)
+BASE    ?= gcr.io/distroless/static-debian12
+BUILDAH ?= buildah
+comma   := ,
+empty   :=
+space   := $(empty) $(empty)
+images:
+	@if [ -n "$(RELEASE)" ] && ! echo '$(BASE)' | grep -Eq '@sha256:[0-9a-f]{64}$$'; then \
+	  echo "BASE=$(BASE): a release pins its base image by digest, e.g. BASE=gcr.io/distroless/static-debian12@sha256:<64 hex digits> (skopeo inspect docker://IMAGE shows the digest)"; exit 2; fi
+	$(MAKE) release
+	-$(BUILDAH) manifest rm $(IMAGE) >/dev/null 2>&1
+	$(BUILDAH) manifest create $(IMAGE)
+	$(BUILDAH) bud --platform $(subst $(space),$(comma),$(addprefix linux/,$(ARCHES))) --manifest $(IMAGE) \
+	  --build-arg BINARY=prebuilt --build-arg BASE=$(BASE) --build-arg VERSION=$(VERSION) \
+	  --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null) -f Dockerfile $(DIST)
+	@echo "built $(IMAGE) for $(ARCHES); push it with: $(BUILDAH) manifest push --all $(IMAGE) docker://$(IMAGE)"
 
 manifests:
 	@test -x $(KUBE_DIR)/helm || $(MAKE) kube-tools

@@ -74,68 +74,24 @@ func BuildImages(dir, garpdRef string) (Images, error) {
 		Pause: filepath.Join(dir, "pause-image.tar"), PauseRef: PauseRef}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	tmp := filepath.Join(dir, "buildah-tmp")
-	if err := os.MkdirAll(tmp, 0o700); err != nil {
+	b, err := NewBuildah(filepath.Join(dir, "buildah"))
+	if err != nil {
 		return Images{}, err
 	}
-	for _, d := range []string{"var-lib", "run"} {
-		if err := os.MkdirAll(filepath.Join(dir, "buildah", d), 0o755); err != nil {
-			return Images{}, err
-		}
-	}
-	// buildah keeps a blob cache in /var/lib/containers and state in
-	// /run/containers whatever its storage flags say: in a mount namespace
-	// of its own, those are the lab's.
-	buildah := func(args ...string) error {
-		script := `mount --bind "$1/var-lib" /var/lib && mount --bind "$1/run" /run && shift && exec buildah "$@"`
-		full := append([]string{"--mount", "--propagation", "private", "sh", "-c", script, "sh", filepath.Join(dir, "buildah"),
-			"--root", filepath.Join(dir, "buildah", "root"), "--runroot", filepath.Join(dir, "buildah", "runroot"),
-			"--storage-driver", "vfs"}, args...)
-		cmd := exec.CommandContext(ctx, "unshare", full...)
-		cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("buildah %s: %w: %s", strings.Join(args, " "), err, tail(string(out), 2000))
-		}
-		return nil
-	}
+	buildah := func(args ...string) error { return b.Run(ctx, args...) }
 	goBuild := func(out, pkg string) error { return BuildRelease(ctx, out, pkg) }
-
-	// The base: what the image's program can expect of distroless/static.
-	base := filepath.Join(dir, "base")
-	files := map[string]string{
-		"rootfs/etc/passwd":        "root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n",
-		"rootfs/etc/group":         "root:x:0:\nnobody:x:65534:\nnonroot:x:65532:\n",
-		"rootfs/etc/nsswitch.conf": "hosts: files dns\n",
-		"Containerfile":            "FROM scratch\nCOPY rootfs/ /\n",
-	}
-	for name, content := range files {
-		if err := writeFile(filepath.Join(base, name), content, 0o644); err != nil {
-			return Images{}, err
-		}
-	}
-	for _, d := range []string{"rootfs/tmp", "rootfs/home/nonroot", "rootfs/etc/ssl/certs"} {
-		if err := os.MkdirAll(filepath.Join(base, d), 0o755); err != nil {
-			return Images{}, err
-		}
-	}
-	if err := os.Chmod(filepath.Join(base, "rootfs/tmp"), 0o777|fs.ModeSticky); err != nil {
-		return Images{}, err
-	}
-	if certs, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt"); err == nil {
-		if err := writeFile(filepath.Join(base, "rootfs/etc/ssl/certs/ca-certificates.crt"), string(certs), 0o644); err != nil {
-			return Images{}, err
-		}
-	}
-	if err := buildah("bud", "--quiet", "-t", labBase, "-f", filepath.Join(base, "Containerfile"), base); err != nil {
+	base, err := b.LabBase(ctx, filepath.Join(dir, "base"))
+	if err != nil {
 		return Images{}, err
 	}
 
-	// garpd: the Dockerfile itself, with the binary prebuilt.
+	// garpd: the Dockerfile itself, on make release's binary and SBOM.
 	garpdCtx := filepath.Join(dir, "garpd-context")
-	if err := goBuild(filepath.Join(garpdCtx, "garpd"), "./cmd/garpd"); err != nil {
-		return Images{}, err
+	release := exec.CommandContext(ctx, "make", "-C", repoRoot(), "release", "ARCHES="+runtime.GOARCH, "DIST="+garpdCtx)
+	if out, err := release.CombinedOutput(); err != nil {
+		return Images{}, fmt.Errorf("make release: %w: %s", err, tail(string(out), 2000))
 	}
-	if err := buildah("bud", "--quiet", "--build-arg", "BINARY=prebuilt", "--build-arg", "BASE="+labBase,
+	if err := buildah("bud", "--quiet", "--platform", "linux/"+runtime.GOARCH, "--build-arg", "BINARY=prebuilt", "--build-arg", "BASE="+base,
 		"--build-arg", "VERSION=lab", "-t", garpdRef, "-f", filepath.Join(repoRoot(), "Dockerfile"), garpdCtx); err != nil {
 		return Images{}, err
 	}
