@@ -47,8 +47,16 @@ type Config struct {
 	// AllowFrom are addresses and prefixes that may reach the gossip port
 	// besides the members and the seeds: gossip from anywhere else is
 	// dropped unread. A node that joins through a seed that does not list
-	// it needs to be here on that seed.
+	// it needs to be here on that seed, unless AdmitSubnet admits it.
 	AllowFrom []string `yaml:"allow_from" json:"allow_from,omitempty"`
+	// AdmitSubnet (default true) lets a node on the advertised address's
+	// subnet join through any seed, as memberlist clusters grow, without
+	// every node listing it: until it is a member its gossip is read like
+	// a member's, but its streams share two slots of their own (each
+	// capped as every stream is), so strangers cannot crowd the members'
+	// out; what it sends must still decrypt with the cluster's key. false:
+	// only members, seeds and allow_from.
+	AdmitSubnet *bool `yaml:"admit_subnet" json:"admit_subnet,omitempty"`
 	// Insecure allows gossip without a key. Without one, anyone who reaches
 	// the gossip port can join fake members and steer every VIP, so it
 	// must be asked for.
@@ -134,6 +142,26 @@ func SplitHostPort(s string) (string, int, error) {
 		return "", 0, fmt.Errorf("%q: port must be 1..65535", s)
 	}
 	return h, port, nil
+}
+
+// AdmitsSubnet is AdmitSubnet with its default.
+func (c Config) AdmitsSubnet() bool { return c.AdmitSubnet == nil || *c.AdmitSubnet }
+
+// subnetOf is the subnet a is on: the most specific prefix of the
+// interface addresses in addrs (as net.InterfaceAddrs lists them) that
+// holds it, masked.
+func subnetOf(a netip.Addr, addrs []net.Addr) (netip.Prefix, bool) {
+	var best netip.Prefix
+	for _, ia := range addrs {
+		p, err := netip.ParsePrefix(ia.String())
+		if err != nil || p.Bits() == 0 || !p.Masked().Contains(a.Unmap()) {
+			continue
+		}
+		if !best.IsValid() || p.Bits() > best.Bits() {
+			best = p.Masked()
+		}
+	}
+	return best, best.IsValid()
 }
 
 // ParseAllowFrom reads gossip.allow_from: addresses (one host) and

@@ -14,13 +14,15 @@ import (
 
 // sourceFilter is memberlist's network transport with a doorman: a packet
 // or stream whose source is neither a member nor a seed (nor in
-// gossip.allow_from) is dropped before memberlist reads it, so a stranger
-// costs a closed connection, not a decrypt, a log line or a 20 MB buffer.
+// gossip.allow_from, nor on gossip.admit_subnet's subnet) is dropped
+// before memberlist reads it, so a stranger costs a closed connection,
+// not a decrypt, a log line or a 20 MB buffer. Streams from the subnet's
+// strangers (new nodes joining through a seed) take slots of their own.
 // Its own dials leave from the bound address, so that a multi-homed peer
 // sees them come from the address it knows this node by.
 type sourceFilter struct {
 	*memberlist.NetTransport
-	admit   func(netip.Addr) bool
+	admit   func(netip.Addr) admission
 	dialer  net.Dialer
 	packets chan *memberlist.Packet
 	streams chan net.Conn
@@ -31,7 +33,11 @@ type sourceFilter struct {
 	// open holds a token per admitted stream memberlist has not closed
 	// yet: at most maxStreams at once, each read up to maxStreamBytes.
 	open chan struct{}
-	busy atomic.Uint64
+	// strangers is open's counterpart for streams from the subnet's
+	// strangers: at most maxStrangerStreams, so they never take the
+	// members' slots.
+	strangers chan struct{}
+	busy      atomic.Uint64
 }
 
 // Stream bounds. memberlist buffers a stream's whole message (up to
@@ -39,8 +45,9 @@ type sourceFilter struct {
 // admitted address could make it hold 20 MB per stream, without limit on
 // their number. A push-pull of 1,000 members is well under a megabyte.
 const (
-	maxStreams     = 8
-	maxStreamBytes = 2 << 20
+	maxStreams         = 8
+	maxStrangerStreams = 2
+	maxStreamBytes     = 2 << 20
 )
 
 // cappedConn is an admitted stream: reads past maxStreamBytes fail, and
@@ -71,12 +78,16 @@ func (c *cappedConn) Close() error {
 
 var errStreamTooLong = errors.New("gossip stream longer than garpd reads (2 MiB): closed")
 
-// bound admits a stream while fewer than maxStreams are open, capped;
-// otherwise it is closed unread.
-func (f *sourceFilter) bound(c net.Conn) (net.Conn, bool) {
+// bound admits a stream while fewer than maxStreams (a stranger's: than
+// maxStrangerStreams) are open, capped; otherwise it is closed unread.
+func (f *sourceFilter) bound(c net.Conn, as admission) (net.Conn, bool) {
+	slots := f.open
+	if as == stranger {
+		slots = f.strangers
+	}
 	select {
-	case f.open <- struct{}{}:
-		return &cappedConn{Conn: c, left: maxStreamBytes, release: func() { <-f.open }}, true
+	case slots <- struct{}{}:
+		return &cappedConn{Conn: c, left: maxStreamBytes, release: func() { <-slots }}, true
 	default:
 		c.Close()
 		f.busy.Add(1)
@@ -85,9 +96,10 @@ func (f *sourceFilter) bound(c net.Conn) (net.Conn, bool) {
 }
 
 // newSourceFilter wraps nt; local is the bound address (invalid: any).
-func newSourceFilter(nt *memberlist.NetTransport, local netip.Addr, admit func(netip.Addr) bool, log zerolog.Logger) *sourceFilter {
+func newSourceFilter(nt *memberlist.NetTransport, local netip.Addr, admit func(netip.Addr) admission, log zerolog.Logger) *sourceFilter {
 	f := &sourceFilter{NetTransport: nt, admit: admit, packets: make(chan *memberlist.Packet), streams: make(chan net.Conn),
-		done: make(chan struct{}), refused: refusals{log: log}, open: make(chan struct{}, maxStreams)}
+		done: make(chan struct{}), refused: refusals{log: log}, open: make(chan struct{}, maxStreams),
+		strangers: make(chan struct{}, maxStrangerStreams)}
 	if local.IsValid() && !local.IsUnspecified() {
 		f.dialer.LocalAddr = &net.TCPAddr{IP: local.AsSlice()}
 	}
@@ -95,7 +107,7 @@ func newSourceFilter(nt *memberlist.NetTransport, local netip.Addr, admit func(n
 	go func() {
 		defer f.wg.Done()
 		forward(f, nt.PacketCh(), f.packets, func(p *memberlist.Packet) net.Addr { return p.From }, func(*memberlist.Packet) {},
-			func(p *memberlist.Packet) (*memberlist.Packet, bool) { return p, true })
+			func(p *memberlist.Packet, _ admission) (*memberlist.Packet, bool) { return p, true })
 	}()
 	go func() {
 		defer f.wg.Done()
@@ -106,7 +118,7 @@ func newSourceFilter(nt *memberlist.NetTransport, local netip.Addr, admit func(n
 
 // forward passes what comes from admitted sources on to memberlist, as
 // bound lets it, and drops the rest, until the transport shuts down.
-func forward[T any](f *sourceFilter, in <-chan T, out chan<- T, from func(T) net.Addr, drop func(T), bound func(T) (T, bool)) {
+func forward[T any](f *sourceFilter, in <-chan T, out chan<- T, from func(T) net.Addr, drop func(T), bound func(T, admission) (T, bool)) {
 	for {
 		var v T
 		select {
@@ -114,13 +126,15 @@ func forward[T any](f *sourceFilter, in <-chan T, out chan<- T, from func(T) net
 		case <-f.done:
 			return
 		}
-		if src := addrOf(from(v)); !f.admit(src) {
+		src := addrOf(from(v))
+		as := f.admit(src)
+		if as == refused {
 			drop(v)
 			f.refused.add(src)
 			continue
 		}
 		var ok bool
-		if v, ok = bound(v); !ok {
+		if v, ok = bound(v, as); !ok {
 			continue
 		}
 		select {
@@ -201,5 +215,5 @@ func (r *refusals) add(src netip.Addr) {
 	r.last, r.since = now, 0
 	r.mu.Unlock()
 	r.log.Warn().Stringer("source", src).Int("refused_since_last", n).
-		Msg("gossip from a source that is neither a member nor a seed: dropped unread; if it is a new node, add it to gossip.join or gossip.allow_from")
+		Msg("gossip from a source that is neither a member nor a seed: dropped unread; if it is a new node, add it to gossip.join or gossip.allow_from (gossip.admit_subnet admits only the node's own subnet)")
 }

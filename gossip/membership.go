@@ -95,7 +95,9 @@ type Membership struct {
 	lastAddr  map[string]netip.Addr
 	seeds     map[netip.Addr]bool
 	allowFrom []netip.Prefix
-	seedKick  chan struct{}
+	// subnet is gossip.admit_subnet's prefix (invalid: off).
+	subnet   netip.Prefix
+	seedKick chan struct{}
 	filter    *sourceFilter
 	keyring   *memberlist.Keyring // nil: gossip.insecure
 }
@@ -338,6 +340,7 @@ func Start(ctx context.Context, cfg Config, name string, meta Meta, opts Options
 		mc.BindPort = nt.GetAutoBindPort()
 		mc.AdvertisePort = cmp.Or(mc.AdvertisePort, mc.BindPort)
 	}
+	m.admitSubnet(cfg, mc.AdvertiseAddr, bindIP)
 	m.filter = newSourceFilter(nt, bindIP, m.admitted, logger)
 	mc.Transport = m.filter
 	if opts.Discoverer != nil {
@@ -419,20 +422,51 @@ func listenGossip(ip netip.Addr, port int, logger *log.Logger) (*memberlist.NetT
 	return nil, err
 }
 
+// admission is what the source filter makes of a source.
+type admission int
+
+const (
+	refused  admission = iota
+	admitted           // a member, a seed, gossip.allow_from
+	stranger           // gossip.admit_subnet's: streams in their own slots
+)
+
+// admitSubnet sets the subnet gossip.admit_subnet admits: the advertised
+// address's (else the bound one's), as the host's interfaces have it.
+func (m *Membership) admitSubnet(cfg Config, advertise string, bind netip.Addr) {
+	if !cfg.AdmitsSubnet() {
+		return
+	}
+	a, err := netip.ParseAddr(advertise)
+	if err != nil {
+		a = bind
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil || !a.IsValid() || a.IsUnspecified() {
+		m.log.Warn().Err(err).Str("address", a.String()).Msg("gossip.admit_subnet: no subnet for this node's gossip address: new nodes join through the seeds only when gossip.allow_from admits them")
+		return
+	}
+	if p, ok := subnetOf(a, addrs); ok {
+		m.subnet = p
+		m.log.Info().Stringer("subnet", p).Msg("new nodes on this subnet may join through any seed with the cluster's key (gossip.admit_subnet); others need gossip.join or gossip.allow_from")
+	}
+}
+
 // admitted says whether gossip from ip may reach memberlist: a member
-// (alive, or down and still known), a seed, or gossip.allow_from. A miss
-// asks for the seeds afresh, so a node that just became a seed (a new pod
-// of the DaemonSet) is admitted on its next try.
-func (m *Membership) admitted(ip netip.Addr) bool {
+// (alive, or down and still known), a seed, or gossip.allow_from; else,
+// as a stranger, a source on gossip.admit_subnet's subnet. A miss asks
+// for the seeds afresh, so a node that just became a seed (a new pod of
+// the DaemonSet) is admitted on its next try.
+func (m *Membership) admitted(ip netip.Addr) admission {
 	for _, p := range m.allowFrom {
 		if p.Contains(ip) {
-			return true
+			return admitted
 		}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.seeds[ip] {
-		return true
+		return admitted
 	}
 	for name, a := range m.lastAddr {
 		if a != ip {
@@ -441,14 +475,17 @@ func (m *Membership) admitted(ip netip.Addr) bool {
 		_, alive := m.nodes[name]
 		_, down := m.downSince[name]
 		if alive || down {
-			return true
+			return admitted
 		}
 	}
 	select {
 	case m.seedKick <- struct{}{}:
 	default:
 	}
-	return false
+	if m.subnet.IsValid() && m.subnet.Contains(ip) {
+		return stranger
+	}
+	return refused
 }
 
 // seedRefresh is how often the seeds the filter admits are looked up

@@ -254,15 +254,17 @@ func TestDuplicateNameResigns(t *testing.T) {
 	}
 }
 
-// Gossip from a source that is neither a member, a seed nor in allow_from
-// is dropped before memberlist reads it: a stream is closed at once
-// (memberlist would wait out its TCP timeout for the 10 MB the header
-// promises) and a packet is counted, while a node in allow_from joins.
+// With admit_subnet off, gossip from a source that is neither a member, a
+// seed nor in allow_from is dropped before memberlist reads it: a stream
+// is closed at once (memberlist would wait out its TCP timeout for the
+// 10 MB the header promises) and a packet is counted, while a node in
+// allow_from joins.
 func TestStrangersAreDroppedUnread(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	meta := Meta{Healthy: true, Digest: "d"}
-	b, err := Start(ctx, Config{Bind: "127.0.0.2:0", Advertise: "127.0.0.2", ForgetAfter: time.Hour, AllowFrom: []string{"127.0.0.4"}},
+	off := false
+	b, err := Start(ctx, Config{Bind: "127.0.0.2:0", Advertise: "127.0.0.2", ForgetAfter: time.Hour, AllowFrom: []string{"127.0.0.4"}, AdmitSubnet: &off},
 		"b", meta, Options{}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -306,6 +308,63 @@ func TestStrangersAreDroppedUnread(t *testing.T) {
 	for deadline := time.Now().Add(10 * time.Second); len(b.Members()) < 2 || len(a.Members()) < 2; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("a node in allow_from did not join: b sees %d members, a %d", len(b.Members()), len(a.Members()))
+		}
+	}
+}
+
+// By default a new node on the seed's subnet (loopback's 127.0.0.0/8
+// here) joins through it, though the seed lists it nowhere, as
+// memberlist clusters grow; one without the cluster's key does not.
+func TestSubnetNodesJoinThroughASeed(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir := t.TempDir()
+	key, other := filepath.Join(dir, "key"), filepath.Join(dir, "other")
+	if err := errors.Join(os.WriteFile(key, bytes.Repeat([]byte{7}, 32), 0o600), os.WriteFile(other, bytes.Repeat([]byte{8}, 32), 0o600)); err != nil {
+		t.Fatal(err)
+	}
+	meta := Meta{Healthy: true, Digest: "d"}
+	start := func(name, ip, keyFile string, seeds ...string) *Membership {
+		t.Helper()
+		m, err := Start(ctx, Config{Bind: ip + ":0", Advertise: ip, ForgetAfter: time.Hour, SecretKeyFile: keyFile},
+			name, meta, Options{Discoverer: SeedList{Join: seeds}}, zerolog.Nop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close() })
+		return m
+	}
+	seed := start("seed", "127.0.0.2", key)
+	if seed.subnet != netip.MustParsePrefix("127.0.0.0/8") {
+		t.Fatalf("the seed admits %v, want loopback's 127.0.0.0/8", seed.subnet)
+	}
+	joiner := start("joiner", "127.0.0.3", key, seed.LocalAddr())
+	for deadline := time.Now().Add(10 * time.Second); len(seed.Members()) < 2 || len(joiner.Members()) < 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a node on the seed's subnet did not join through it: the seed sees %d members, the joiner %d", len(seed.Members()), len(joiner.Members()))
+		}
+	}
+	if seed.Refused() != 0 {
+		t.Errorf("the seed refused %d packets or streams from the joiner", seed.Refused())
+	}
+	outsider := start("outsider", "127.0.0.5", other, seed.LocalAddr())
+	time.Sleep(time.Second)
+	if n := len(outsider.Members()); n != 1 || len(seed.Members()) != 2 {
+		t.Fatalf("a node without the cluster's key joined: it sees %d members, the seed %d", n, len(seed.Members()))
+	}
+}
+
+// subnetOf finds the address's own interface prefix, masked.
+func TestSubnetOf(t *testing.T) {
+	addrs := []net.Addr{
+		&net.IPNet{IP: net.ParseIP("127.0.0.1"), Mask: net.CIDRMask(8, 32)},
+		&net.IPNet{IP: net.ParseIP("192.0.2.12"), Mask: net.CIDRMask(24, 32)},
+		&net.IPNet{IP: net.ParseIP("2001:db8::12"), Mask: net.CIDRMask(64, 128)},
+	}
+	for a, want := range map[string]string{"192.0.2.12": "192.0.2.0/24", "2001:db8::12": "2001:db8::/64", "::ffff:192.0.2.12": "192.0.2.0/24", "198.51.100.1": ""} {
+		p, ok := subnetOf(netip.MustParseAddr(a), addrs)
+		if got := p.String(); !ok && want != "" || ok && got != want {
+			t.Errorf("subnetOf(%s) = %v %v, want %q", a, p, ok, want)
 		}
 	}
 }
@@ -381,12 +440,12 @@ func TestKeyRotationKeepsMembers(t *testing.T) {
 // maxStreams streams are open at once (more are closed unread), and each
 // is read up to maxStreamBytes, whatever its header announces.
 func TestStreamsAreBounded(t *testing.T) {
-	f := &sourceFilter{open: make(chan struct{}, maxStreams)}
+	f := &sourceFilter{open: make(chan struct{}, maxStreams), strangers: make(chan struct{}, maxStrangerStreams)}
 	var conns []net.Conn
 	for i := range maxStreams + 1 {
 		local, remote := net.Pipe()
 		t.Cleanup(func() { local.Close(); remote.Close() })
-		c, ok := f.bound(local)
+		c, ok := f.bound(local, admitted)
 		if i < maxStreams {
 			if !ok {
 				t.Fatalf("stream %d of %d refused", i+1, maxStreams)
@@ -405,10 +464,22 @@ func TestStreamsAreBounded(t *testing.T) {
 	if f.busyClosed() != 1 {
 		t.Fatalf("busy %d, want 1", f.busyClosed())
 	}
+	// The subnet's strangers have slots of their own: members' full does
+	// not shut them out, and they never take more than theirs.
+	for i := range maxStrangerStreams + 1 {
+		local, remote := net.Pipe()
+		t.Cleanup(func() { local.Close(); remote.Close() })
+		if _, ok := f.bound(local, stranger); ok != (i < maxStrangerStreams) {
+			t.Fatalf("stranger stream %d: admitted %v with %d stranger slots", i+1, ok, maxStrangerStreams)
+		}
+	}
+	if f.busyClosed() != 2 {
+		t.Fatalf("busy %d, want 2", f.busyClosed())
+	}
 	conns[0].Close()
 	local, remote := net.Pipe()
 	defer remote.Close()
-	c, ok := f.bound(local)
+	c, ok := f.bound(local, admitted)
 	if !ok {
 		t.Fatal("a stream was refused after one closed")
 	}
