@@ -98,8 +98,8 @@ type Membership struct {
 	// subnet is gossip.admit_subnet's prefix (invalid: off).
 	subnet   netip.Prefix
 	seedKick chan struct{}
-	filter    *sourceFilter
-	keyring   *memberlist.Keyring // nil: gossip.insecure
+	filter   *sourceFilter
+	keyring  *memberlist.Keyring // nil: gossip.insecure
 }
 
 // KnownMember is one known member as this node sees it.

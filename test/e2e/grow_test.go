@@ -21,6 +21,9 @@ import (
 func TestClusterGrowsThroughSeeds(t *testing.T) {
 	const nodes, seeds = 32, 3
 	l := newLab(t, nodes)
+	if err := l.PinNeighbours(); err != nil {
+		t.Fatal(err)
+	}
 	var vips []netip.Addr
 	for i := 101; i <= 108; i++ {
 		vips = append(vips, netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}))
@@ -73,7 +76,12 @@ func TestClusterGrowsThroughSeeds(t *testing.T) {
 	t.Logf("all %d nodes see %d ranked members %s after the last agent started", nodes, nodes, time.Since(started).Round(100*time.Millisecond))
 	waitFor(t, 60*time.Second, "the router to hold the 8 VIPs on 8 different nodes", func() (bool, string) {
 		c, all := spread(t, l, vips)
-		return all && len(c) == len(vips), fmt.Sprint(c)
+		neigh, _ := l.Neighbours()
+		var seen []string
+		for _, v := range vips {
+			seen = append(seen, fmt.Sprintf("%s→%v", v, neigh[v]))
+		}
+		return all && len(c) == len(vips), fmt.Sprint(c, " router: ", seen)
 	})
 	for _, n := range l.Nodes[:seeds] {
 		b, err := os.ReadFile(l.Dir + "/" + n.Name + "-garpd.log")

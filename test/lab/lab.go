@@ -864,3 +864,26 @@ func (c *MoveCounter) Reset() {
 	defer c.mu.Unlock()
 	c.moves = map[netip.Addr]int{}
 }
+
+// PinNeighbours gives every node permanent neighbour entries for every
+// other node's IPv4 address. The kernel's ARP table is one for all
+// namespaces, and its limit (gc_thresh3, 1,024 by default) is the host's:
+// a full gossip mesh of 32 nodes learns about 1,000 entries, after which
+// the router could learn no VIP. Permanent entries do not count against
+// it; the router's own entries stay learned, as the tests judge by them.
+func (l *Lab) PinNeighbours() error {
+	for _, n := range l.Nodes {
+		var batch strings.Builder
+		for _, o := range l.Nodes {
+			if o != n {
+				fmt.Fprintf(&batch, "neigh replace %s lladdr %s nud permanent dev eth0\n", o.IPv4, o.MAC)
+			}
+		}
+		cmd := exec.Command("ip", "-n", n.NS, "-batch", "-")
+		cmd.Stdin = strings.NewReader(batch.String())
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("pin %s's neighbours: %w: %s", n.Name, err, out)
+		}
+	}
+	return nil
+}
