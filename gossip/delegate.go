@@ -3,6 +3,8 @@ package gossip
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -24,9 +26,27 @@ func (d delegate) NodeMeta(limit int) []byte {
 	return b
 }
 
-func (d delegate) NotifyMsg([]byte) {}
+// NotifyMsg takes a known-set change another member broadcast (see
+// broadcastKnown) and, when it is news here, passes it on.
+func (d delegate) NotifyMsg(buf []byte) {
+	if len(buf) < 2 || buf[0] != msgKnown {
+		return
+	}
+	var other KnownSet
+	if err := json.Unmarshal(buf[1:], &other); err != nil || len(other) > maxBroadcastEntries {
+		d.m.log.Warn().Err(err).Int("entries", len(other)).Msg("a member broadcast a known-member change that is not garpd's; ignoring it")
+		return
+	}
+	if d.m.mergeKnown(other) {
+		d.m.broadcastKnown(slices.Collect(maps.Keys(other))...)
+		d.m.knownChanged()
+	}
+}
 
-func (d delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+// GetBroadcasts hands memberlist the queued known-set changes.
+func (d delegate) GetBroadcasts(overhead, limit int) [][]byte {
+	return d.m.broadcasts.GetBroadcasts(overhead, limit)
+}
 
 // LocalState and MergeRemoteState carry the known set in memberlist's
 // push-pull: on every join and every PushPullInterval, each pair of nodes
@@ -44,29 +64,80 @@ func (d delegate) MergeRemoteState(buf []byte, _ bool) {
 		d.m.log.Warn().Err(err).Msg("a member sent a known-member set that is not garpd's; ignoring it")
 		return
 	}
-	d.m.mu.Lock()
+	if d.m.mergeKnown(other) {
+		d.m.knownChanged()
+	}
+}
+
+// mergeKnown folds another member's known set (all of it, from push-pull,
+// or the entries of a broadcast) into this node's, and reports whether
+// that changed it.
+func (m *Membership) mergeKnown(other KnownSet) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	now := time.Now()
 	other.Prune(now)
-	changed := d.m.known.Merge(other)
-	if d.m.known.Prune(now) {
+	changed := m.known.Merge(other)
+	if m.known.Prune(now) {
 		changed = true
 	}
 	// Forgotten while alive (an operator's mistake, or a race with a
 	// restart): say so again with a newer generation.
-	if d.m.known.Join(d.m.local, d.m.meta.Digest) {
-		d.m.log.Warn().Msg("the cluster had forgotten this node; rejoining")
+	if m.known.Join(m.local, m.meta.Digest) {
+		m.log.Warn().Msg("the cluster had forgotten this node; rejoining")
 		changed = true
 	}
-	for _, name := range d.m.known.Names(d.m.meta.Digest) {
-		if _, alive := d.m.nodes[name]; !alive && name != d.m.local {
-			if _, ok := d.m.downSince[name]; !ok {
-				d.m.downSince[name] = time.Now()
+	for _, name := range m.known.Names(m.meta.Digest) {
+		if _, alive := m.nodes[name]; !alive && name != m.local {
+			if _, ok := m.downSince[name]; !ok {
+				m.downSince[name] = time.Now()
 			}
 		}
 	}
-	d.m.mu.Unlock()
-	if changed {
-		d.m.knownChanged()
+	return changed
+}
+
+// msgKnown marks a user message that carries known-set entries.
+const msgKnown byte = 1
+
+// maxBroadcastEntries bounds the entries of one broadcast: garpd sends
+// one per message.
+const maxBroadcastEntries = 8
+
+// knownBroadcast is one member's known-set entry in memberlist's gossip:
+// a forget reaches every node in a few gossip rounds instead of waiting
+// for push-pull (every 10 s, between two nodes at a time). A newer entry
+// for the same member replaces one still queued.
+type knownBroadcast struct {
+	name string
+	msg  []byte
+}
+
+func (b knownBroadcast) Invalidates(o memberlist.Broadcast) bool {
+	other, ok := o.(knownBroadcast)
+	return ok && other.name == b.name
+}
+func (b knownBroadcast) Name() string    { return "known/" + b.name }
+func (b knownBroadcast) Message() []byte { return b.msg }
+func (b knownBroadcast) Finished()       {}
+
+// broadcastKnown queues this node's entries for names to every member.
+// A receiver that learns from one passes it on, so it spreads as
+// memberlist's own alive and dead messages do, and stops where it is no
+// longer news.
+func (m *Membership) broadcastKnown(names ...string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, name := range names {
+		k, ok := m.known[name]
+		if !ok {
+			continue
+		}
+		b, err := json.Marshal(KnownSet{name: k})
+		if err != nil {
+			continue
+		}
+		m.broadcasts.QueueBroadcast(knownBroadcast{name: name, msg: append([]byte{msgKnown}, b...)})
 	}
 }
 

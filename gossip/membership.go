@@ -99,7 +99,9 @@ type Membership struct {
 	subnet   netip.Prefix
 	seedKick chan struct{}
 	filter   *sourceFilter
-	keyring  *memberlist.Keyring // nil: gossip.insecure
+	// broadcasts queues known-set changes for memberlist's gossip.
+	broadcasts *memberlist.TransmitLimitedQueue
+	keyring    *memberlist.Keyring // nil: gossip.insecure
 }
 
 // KnownMember is one known member as this node sees it.
@@ -176,6 +178,7 @@ func (m *Membership) Forget(name string) error {
 	delete(m.downSince, name)
 	m.mu.Unlock()
 	m.log.Warn().Str("member", name).Msg("member forgotten: re-planning without it")
+	m.broadcastKnown(name)
 	m.knownChanged()
 	return nil
 }
@@ -201,6 +204,7 @@ func (m *Membership) ForgetDeleted(name string) {
 	m.mu.Unlock()
 	if forgot {
 		m.log.Warn().Str("member", name).Msg("its Node was deleted: forgotten, re-planning without it")
+		m.broadcastKnown(name)
 		m.knownChanged()
 	}
 }
@@ -329,6 +333,11 @@ func Start(ctx context.Context, cfg Config, name string, meta Meta, opts Options
 	if err := m.setKeyring(mc); err != nil {
 		return nil, err
 	}
+	m.broadcasts = &memberlist.TransmitLimitedQueue{RetransmitMult: mc.RetransmitMult, NumNodes: func() int {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return max(len(m.known), 1)
+	}}
 	d := delegate{m: m}
 	mc.Delegate, mc.Events, mc.Conflict = d, d, conflictDelegate{m: m, notify: opts.Duplicate}
 	mc.Logger = log.New(&memberlistLog{log: logger}, "", 0)
