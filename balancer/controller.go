@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"maps"
@@ -365,6 +366,7 @@ type Controller struct {
 	selfHold    time.Time        // the longest the others impose on this node
 	known       []string         // the plan's members
 	plan        Plan
+	planGauge   prometheus.Gauge // garpd_plan_digest; nil: none
 }
 
 // ControllerStatus is the dynamic mode's view for /status.
@@ -372,6 +374,36 @@ type ControllerStatus struct {
 	Members []MemberStatus `json:"members"`
 	VIPs    []VIPStatus    `json:"vips"`
 	Known   []string       `json:"known"`
+	// PlanDigest names the rankings this node runs (PlanDigest): equal on
+	// every node that agrees on the plan.
+	PlanDigest string `json:"plan_digest"`
+}
+
+// PlanDigest is a short digest of the rankings in vips (each group's VRID,
+// VIPs and ranking, in order), the same on every node that runs the same
+// plan, so agreement is one comparison; "" when there is none.
+func PlanDigest(vips []VIPStatus) string {
+	if len(vips) == 0 {
+		return ""
+	}
+	h := sha256.New()
+	for _, v := range vips {
+		fmt.Fprintf(h, "%d %s %s\n", v.VRID, strings.Join(v.VIPs, ","), strings.Join(v.Ranking, ","))
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// NewPlanDigestGauge creates garpd_plan_digest, once per process; reg may
+// be nil.
+func NewPlanDigestGauge(reg prometheus.Registerer) prometheus.Gauge {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "garpd_plan_digest",
+		Help: "The plan this node runs, as a number (the first 32 bits of /status's plan_digest): equal on every node that agrees; count(count_values(\"d\", garpd_plan_digest)) is 1 when all do.",
+	})
+	if reg != nil {
+		reg.MustRegister(g)
+	}
+	return g
 }
 
 // MemberStatus is one known member as this node sees it.
@@ -826,6 +858,14 @@ func countVIPs(specs []vrrp.RouterSpec) int {
 }
 
 func (c *Controller) setStatus(s ControllerStatus) {
+	s.PlanDigest = PlanDigest(s.VIPs)
+	if c.planGauge != nil {
+		var n uint64
+		if b, err := hex.DecodeString(s.PlanDigest); err == nil && len(b) >= 4 {
+			n = uint64(binary.BigEndian.Uint32(b))
+		}
+		c.planGauge.Set(float64(n))
+	}
 	c.mu.Lock()
 	c.status = s
 	c.mu.Unlock()

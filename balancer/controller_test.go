@@ -422,3 +422,33 @@ func TestDecideLegacyKeyID(t *testing.T) {
 		}
 	}
 }
+
+// PlanDigest is equal for equal rankings and differs when any group's
+// ranking, VIPs or VRID differ; nothing to rank has none.
+func TestPlanDigest(t *testing.T) {
+	base := []VIPStatus{{VIPs: []string{"192.0.2.101"}, VRID: 10, Ranking: []string{"a", "b", "c"}, Holder: "a", Priority: 250},
+		{VIPs: []string{"192.0.2.102"}, VRID: 11, Ranking: []string{"b", "c", "a"}}}
+	d := PlanDigest(base)
+	if len(d) != 16 {
+		t.Fatalf("digest %q, want 16 hex digits", d)
+	}
+	local := slices.Clone(base)
+	local[0].Holder, local[0].Priority = "b", 1 // this node's view, not the plan
+	if PlanDigest(local) != d {
+		t.Error("the holder or this node's priority changed the digest")
+	}
+	for name, change := range map[string]func([]VIPStatus){
+		"ranking": func(v []VIPStatus) { v[1].Ranking = []string{"c", "b", "a"} },
+		"VIPs":    func(v []VIPStatus) { v[0].VIPs = []string{"192.0.2.103"} },
+		"VRID":    func(v []VIPStatus) { v[0].VRID = 12 },
+	} {
+		other := slices.Clone(base)
+		change(other)
+		if PlanDigest(other) == d {
+			t.Errorf("another %s, the same digest", name)
+		}
+	}
+	if PlanDigest(nil) != "" {
+		t.Error("no groups, a digest")
+	}
+}

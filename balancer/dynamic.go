@@ -57,8 +57,9 @@ type Plane interface {
 // DynamicMetrics are the gauges the dynamic mode keeps, created once per
 // process: a reload starts a new Dynamic on the same ones.
 type DynamicMetrics struct {
-	Members *prometheus.GaugeVec // NewMembersGauge
-	Checks  *prometheus.GaugeVec // health.NewGauge
+	Members    *prometheus.GaugeVec // NewMembersGauge
+	Checks     *prometheus.GaugeVec // health.NewGauge
+	PlanDigest prometheus.Gauge     // NewPlanDigestGauge; nil: none
 }
 
 // Dynamic owns the dynamic mode: membership (gossip), the health checks,
@@ -126,6 +127,7 @@ func StartDynamic(cfg DynamicConfig, plane Plane, log zerolog.Logger, m DynamicM
 	// membership once Run starts.
 	d := &Dynamic{plane: plane, log: log, checks: m.Checks, ctrlDone: make(chan struct{}), groups: cfg.Groups,
 		ctrl: NewController(ControllerConfig{}, nil, plane, log, m.Members)}
+	d.ctrl.planGauge = m.PlanDigest
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.stopAPI = func() {}
 	fail := func(err error) (*Dynamic, error) {

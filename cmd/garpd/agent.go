@@ -175,7 +175,7 @@ func newAgent(l *loaded, stderr io.Writer, kernel vrrp.Kernel) *agent {
 	a := &agent{log: logOut.logger(), logOut: logOut, reg: prometheus.NewRegistry(), started: time.Now(), kernel: kernel}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.metrics = vrrp.NewMetrics(a.reg)
-	a.dynMetrics = balancer.DynamicMetrics{Members: balancer.NewMembersGauge(a.reg), Checks: health.NewGauge(a.reg)}
+	a.dynMetrics = balancer.DynamicMetrics{Members: balancer.NewMembersGauge(a.reg), Checks: health.NewGauge(a.reg), PlanDigest: balancer.NewPlanDigestGauge(a.reg)}
 	a.notifyM = health.NewNotifyMetrics(a.reg)
 	// garpd_node_info names the node behind a scrape target, so
 	// dashboards show node names rather than addresses.

@@ -65,6 +65,9 @@ master it follows. --metrics prints the agent's Prometheus metrics instead.`,
 					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\n", strings.Join(v.VIPs, ","), v.VRID, v.Holder, strings.Join(v.Ranking, " > "), v.Priority)
 				}
 				tw.Flush()
+				if d.PlanDigest != "" {
+					fmt.Fprintf(out, "plan %s (the same on every node that agrees)\n", d.PlanDigest)
+				}
 				for _, h := range d.Health {
 					fmt.Fprintf(out, "check %s: passing=%v %s\n", h.Name, h.Passing, h.LastError)
 				}

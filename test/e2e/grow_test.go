@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -74,6 +75,27 @@ func TestClusterGrowsThroughSeeds(t *testing.T) {
 		return true, ""
 	})
 	t.Logf("all %d nodes see %d ranked members %s after the last agent started", nodes, nodes, time.Since(started).Round(100*time.Millisecond))
+	// And run one plan: the same plan_digest everywhere.
+	waitFor(t, 30*time.Second, "every node to report the same plan digest", func() (bool, string) {
+		digests := map[string][]string{}
+		for _, n := range l.Nodes {
+			out, err := lab.Exec(n.NS, garpdBin, "status", "--json")
+			if err != nil {
+				return false, err.Error()
+			}
+			var st struct {
+				Dynamic struct {
+					PlanDigest string `json:"plan_digest"`
+				} `json:"dynamic"`
+			}
+			if err := json.Unmarshal([]byte(out), &st); err != nil {
+				return false, err.Error()
+			}
+			digests[st.Dynamic.PlanDigest] = append(digests[st.Dynamic.PlanDigest], n.Name)
+		}
+		_, empty := digests[""]
+		return len(digests) == 1 && !empty, fmt.Sprint(digests)
+	})
 	waitFor(t, 60*time.Second, "the router to hold the 8 VIPs on 8 different nodes", func() (bool, string) {
 		c, all := spread(t, l, vips)
 		neigh, _ := l.Neighbours()
