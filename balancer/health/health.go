@@ -169,7 +169,6 @@ func (h Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// loadCA reads an http check's ca_file.
 // httpTransport is an HTTP check's transport: its TLS settings, and no
 // proxy: the check asks the service itself, never a proxy the agent's
 // environment names (HTTP_PROXY would answer for it).
@@ -187,6 +186,7 @@ func httpTransport(c CheckConfig) (*http.Transport, error) {
 	return tr, nil
 }
 
+// loadCA reads an http check's ca_file.
 func loadCA(file string) (*x509.CertPool, error) {
 	pem, err := os.ReadFile(file)
 	if err != nil {

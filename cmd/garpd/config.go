@@ -177,11 +177,7 @@ func parseConfigAs(raw []byte, offline bool) (*loaded, error) {
 	if err := c.expandCredentials(os.Getenv(credentialsDirEnv), offline); err != nil {
 		return nil, err
 	}
-	c.VRRP = c.VRRP.WithDefaults()
-	c.HTTP.Listen = cmp.Or(c.HTTP.Listen, "127.0.0.1:9496")
-	c.Control.Listen = cmp.Or(c.Control.Listen, defaultControlListen)
-	c.Log.Level = cmp.Or(c.Log.Level, "info")
-	c.Log.Format = cmp.Or(c.Log.Format, "json")
+	c.withDefaults()
 
 	var errs []error
 	section := func(name string, err error) {
@@ -259,6 +255,16 @@ func parseConfigAs(raw []byte, offline bool) (*loaded, error) {
 	}
 
 	return newLoaded(c, token, offline)
+}
+
+// withDefaults fills in what the file left out after decoding: the keys
+// whose default is not their zero value.
+func (c *agentConfig) withDefaults() {
+	c.VRRP = c.VRRP.WithDefaults()
+	c.HTTP.Listen = cmp.Or(c.HTTP.Listen, "127.0.0.1:9496")
+	c.Control.Listen = cmp.Or(c.Control.Listen, defaultControlListen)
+	c.Log.Level = cmp.Or(c.Log.Level, "info")
+	c.Log.Format = cmp.Or(c.Log.Format, "json")
 }
 
 // credentialsDirEnv is where systemd puts a unit's LoadCredential= files,
