@@ -126,18 +126,20 @@ func (b knownBroadcast) Finished()       {}
 // memberlist's own alive and dead messages do, and stops where it is no
 // longer news.
 func (m *Membership) broadcastKnown(names ...string) {
+	var queue []knownBroadcast
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	for _, name := range names {
-		k, ok := m.known[name]
-		if !ok {
-			continue
+		if k, ok := m.known[name]; ok {
+			if b, err := json.Marshal(KnownSet{name: k}); err == nil {
+				queue = append(queue, knownBroadcast{name: name, msg: append([]byte{msgKnown}, b...)})
+			}
 		}
-		b, err := json.Marshal(KnownSet{name: k})
-		if err != nil {
-			continue
-		}
-		m.broadcasts.QueueBroadcast(knownBroadcast{name: name, msg: append([]byte{msgKnown}, b...)})
+	}
+	m.mu.Unlock()
+	// Not under m.mu: the queue asks NumNodes, which takes it, under its
+	// own lock.
+	for _, b := range queue {
+		m.broadcasts.QueueBroadcast(b)
 	}
 }
 

@@ -497,3 +497,53 @@ func TestStreamsAreBounded(t *testing.T) {
 	}
 	c.Close()
 }
+
+// A forget reaches the other members as a broadcast, with push-pull as
+// good as off (an hour), and each receiver passes it on.
+func TestForgetTravelsAsABroadcast(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	opts := Options{ProbeInterval: 200 * time.Millisecond, ProbeTimeout: 100 * time.Millisecond, GossipInterval: 50 * time.Millisecond,
+		SuspicionMult: 2, PushPullInterval: time.Hour}
+	var ms []*Membership
+	for i := range 4 {
+		o := opts
+		if i > 0 {
+			o.Discoverer = SeedList{Join: []string{ms[0].LocalAddr()}}
+		}
+		m, err := Start(ctx, Config{Bind: "127.0.0.1:0", Advertise: "127.0.0.1", ForgetAfter: time.Hour}, fmt.Sprintf("m%d", i), Meta{Healthy: true, Digest: "d"}, o, zerolog.Nop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms = append(ms, m)
+	}
+	defer func() {
+		for _, m := range ms[:3] {
+			m.Close()
+		}
+	}()
+	waitKnown := func(what string, live, known int, of ...*Membership) {
+		t.Helper()
+		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			ok := true
+			for _, m := range of {
+				ok = ok && len(m.Members()) == live && len(m.Known()) == known
+			}
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 15 s", what)
+			}
+		}
+	}
+	waitKnown("4 members", 4, 4, ms...)
+	if err := ms[3].Crash(); err != nil {
+		t.Fatal(err)
+	}
+	waitKnown("m3 down everywhere", 3, 4, ms[:3]...)
+	if err := ms[1].Forget("m3"); err != nil {
+		t.Fatal(err)
+	}
+	waitKnown("the forget everywhere", 3, 3, ms[:3]...)
+}
