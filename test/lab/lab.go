@@ -777,6 +777,7 @@ func (n *Node) Firewall(ruleset string) error {
 // MoveCounter counts, per address, how often the router's neighbour entry
 // changed MAC: the moves a failover, a return or a re-plan caused.
 type MoveCounter struct {
+	lab   *Lab
 	mu    sync.Mutex
 	last  map[netip.Addr]string
 	moves map[netip.Addr]int
@@ -791,7 +792,7 @@ func (l *Lab) CountMoves(ctx context.Context) (*MoveCounter, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &MoveCounter{last: first, moves: map[netip.Addr]int{}, seen: map[netip.Addr][]string{}}
+	c := &MoveCounter{lab: l, last: first, moves: map[netip.Addr]int{}, seen: map[netip.Addr][]string{}}
 	for a, mac := range first {
 		c.seen[a] = []string{mac}
 	}
@@ -858,11 +859,39 @@ func (c *MoveCounter) Snapshot() map[netip.Addr]int {
 	return maps.Clone(c.moves)
 }
 
-// Reset starts counting from zero.
+// Reset starts counting from zero, once the counter has seen what the
+// router's table holds now (for at most resetCatchUp): the events come
+// in behind the table, and on a busy machine a move the test already
+// waited for could otherwise be counted after the reset.
 func (c *MoveCounter) Reset() {
+	for deadline := time.Now().Add(resetCatchUp); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if c.caughtUp() {
+			break
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.moves = map[netip.Addr]int{}
+}
+
+// resetCatchUp bounds how long Reset waits for the counter to catch up.
+const resetCatchUp = 5 * time.Second
+
+// caughtUp reports whether the counter's last MAC of every address is
+// the router's now.
+func (c *MoveCounter) caughtUp() bool {
+	now, err := c.lab.Neighbours()
+	if err != nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for a, mac := range now {
+		if c.last[a] != mac {
+			return false
+		}
+	}
+	return true
 }
 
 // PinNeighbours gives every node permanent neighbour entries for every
